@@ -1,0 +1,168 @@
+// The whole configuration as one zod schema: every option, its default and its meaning.
+// Unknown keys are errors (strict objects). Units are parsed here, so the rest of the code sees
+// plain milliseconds and bytes. Safety rules that span several keys live in invariants.ts.
+import { z } from 'zod';
+import { Duration, Size } from './units.ts';
+
+const Port = z.number().int().min(0).max(65535);
+const Host = z.string().min(1);
+
+/** A check placed in a stage list: its name, or the name with per-placement settings. */
+export const PipelineEntry = z.union([
+  z.string().min(1),
+  z
+    .object({
+      check: z.string().min(1),
+      /** enforce: the verdict counts; warn: the verdict is only logged (Postfix's warn_if_reject). */
+      mode: z.enum(['enforce', 'warn']).default('enforce'),
+      /** Deadline for this check; past it the verdict is a 4xx defer, never a pass. */
+      timeout: Duration.optional(),
+    })
+    .strict(),
+]);
+export type PipelineEntry = z.infer<typeof PipelineEntry>;
+
+export const STAGES = ['connect', 'helo', 'mail', 'rcpt', 'data'] as const;
+export type Stage = (typeof STAGES)[number];
+
+const StageLists = z
+  .object({
+    connect: z.array(PipelineEntry).optional(),
+    helo: z.array(PipelineEntry).optional(),
+    mail: z.array(PipelineEntry).optional(),
+    rcpt: z.array(PipelineEntry).optional(),
+    data: z.array(PipelineEntry).optional(),
+  })
+  .strict();
+
+export const LISTENER_KINDS = ['mx', 'submission', 'submissions'] as const;
+export type ListenerKind = (typeof LISTENER_KINDS)[number];
+
+const ListenerInput = z
+  .object({
+    /** mx: mail from the world (port 25); submission: users' clients with STARTTLS (587);
+     *  submissions: users' clients with implicit TLS (465, RFC 8314). */
+    kind: z.enum(LISTENER_KINDS),
+    enabled: z.boolean().default(true),
+    host: Host.default('127.0.0.1'),
+    port: Port,
+    /** Offer STARTTLS (default: yes when kind is mx or submission). */
+    starttls: z.boolean().optional(),
+    /** Offer AUTH (default: off on mx, on for submission/submissions). Only ever over TLS. */
+    auth: z.boolean().optional(),
+    /** Refuse MAIL FROM until the client authenticated (default: on for submission/submissions). */
+    requireAuth: z.boolean().optional(),
+    /** Refuse MAIL FROM until TLS is up (default: on for submission). */
+    requireTls: z.boolean().optional(),
+    /** Pause before the greeting; clients that talk first are dropped (postscreen-style). 0 = none. */
+    greetingDelay: Duration.optional(),
+    /** PROXY protocol (v1/v2): the proxy hosts allowed to send a header. From them it is required. */
+    proxy: z.object({ trusted: z.array(z.string().min(1)).default([]) }).strict().prefault({}),
+    /** Per-stage check lists for this listener, replacing the global ones stage by stage. */
+    pipeline: StageLists.optional(),
+  })
+  .strict();
+
+export const DEFAULT_PIPELINE: Record<Stage, PipelineEntry[]> = {
+  connect: [],
+  helo: [],
+  mail: [],
+  rcpt: ['recipient'],
+  data: [],
+};
+
+export const ConfigSchema = z
+  .object({
+    /** The name this server gives in greetings and Received headers. Default: the machine's name. */
+    hostname: z.string().min(1).optional(),
+    /** The mail domains this server receives mail for. */
+    domains: z.array(z.string().min(1)).min(1).default(['localhost']),
+    /** Folder for the spool, mailboxes, certificates and SQLite files. */
+    dataDir: z.string().min(1).default('./data'),
+    log: z
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        /** json, pretty (readable), or auto (pretty on a terminal, JSON otherwise). */
+        format: z.enum(['json', 'pretty', 'auto']).default('auto'),
+      })
+      .strict()
+      .prefault({}),
+    tls: z
+      .object({
+        /** PEM certificate chain and key files. Without them a self-signed pair is made in dataDir. */
+        cert: z.string().min(1).optional(),
+        key: z.string().min(1).optional(),
+      })
+      .strict()
+      .prefault({}),
+    listeners: z.record(z.string().regex(/^[a-z][a-z0-9-]*$/, 'listener names are lower-case words, e.g. "mx"'), ListenerInput).prefault({
+      mx: { kind: 'mx', port: 2525 },
+      submission: { kind: 'submission', port: 5870 },
+      submissions: { kind: 'submissions', port: 4650 },
+    }),
+    limits: z
+      .object({
+        maxMessageSize: Size.default(25 * 1024 * 1024),
+        maxRecipients: z.number().int().min(1).default(100),
+        maxLineLength: z.number().int().min(512).default(4096),
+        maxBadCommands: z.number().int().min(1).default(10),
+        maxCommands: z.number().int().min(10).default(1000),
+        commandTimeout: Duration.default(300_000),
+        dataTimeout: Duration.default(600_000),
+        maxConnections: z.number().int().min(1).default(1000),
+        maxConnectionsPerClient: z.number().int().min(1).default(20),
+        /** Bare CR or LF in DATA (SMTP smuggling): reject the message, or accept it. */
+        bareLineEndings: z.enum(['reject', 'accept']).default('reject'),
+      })
+      .strict()
+      .prefault({}),
+    relay: z
+      .object({
+        /** Client networks allowed to relay without a login. Empty by default; loopback and
+         *  private ranges are never trusted unless listed here by hand. */
+        trustedNetworks: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .prefault({}),
+    /** Local recipient details: "user+tag@domain" is delivered to "user@domain". Empty to turn off. */
+    recipientDelimiter: z.string().max(1).default('+'),
+    /** Ordered check lists per SMTP stage; the first decisive verdict wins. */
+    pipeline: StageLists.prefault({}),
+    /** Default deadline of a check; past it the verdict is a 4xx defer. */
+    checkTimeout: Duration.default(10_000),
+    /** Options of each check, by check name. */
+    checks: z.record(z.string(), z.unknown()).prefault({}),
+    queue: z
+      .object({
+        minBackoff: Duration.default(300_000),
+        maxBackoff: Duration.default(3_600_000),
+        maxAge: Duration.default(5 * 86_400_000),
+        concurrency: z.number().int().min(1).max(1000).default(20),
+        /** Turn fsync off ONLY for throw-away test setups: a 250 then no longer means "on disk". */
+        fsync: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+    store: z
+      .object({
+        backend: z.enum(['sqlite', 'redis']).default('sqlite'),
+        sqlite: z.object({ path: z.string().min(1).optional() }).strict().prefault({}),
+        redis: z
+          .object({
+            url: z.string().min(1).optional(),
+            sentinels: z.array(z.object({ host: Host, port: Port }).strict()).optional(),
+            name: z.string().optional(),
+            cluster: z.array(z.object({ host: Host, port: Port }).strict()).optional(),
+            keyPrefix: z.string().default('mailward:'),
+            timeout: Duration.default(1000),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type RawConfig = z.output<typeof ConfigSchema>;

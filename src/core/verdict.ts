@@ -1,0 +1,29 @@
+// What a check answers: data, not exceptions (ARCHITECTURE convention 2). The runner takes the
+// first decisive verdict of a stage's ordered list; pass and score let the list go on.
+import type { SmtpReply } from './reply.ts';
+
+export type Verdict =
+  /** No opinion; the next check decides. May carry header lines to add to the message. */
+  | { readonly kind: 'pass'; readonly headers?: readonly string[] }
+  /** Accept now and skip the rest of this stage's list (only checks declared able to permit). */
+  | { readonly kind: 'permit'; readonly reason: string }
+  /** Refuse with a 5xx. */
+  | { readonly kind: 'reject'; readonly reply: SmtpReply; readonly reason: string }
+  /** Refuse for now with a 4xx. */
+  | { readonly kind: 'defer'; readonly reply: SmtpReply; readonly reason: string }
+  /** Answer 250 but drop the recipient (or the message at DATA) silently. */
+  | { readonly kind: 'discard'; readonly reason: string }
+  /** Add points to the message's score (spam scoring) and go on. */
+  | { readonly kind: 'score'; readonly points: number; readonly rule: string; readonly headers?: readonly string[] };
+
+export const PASS: Verdict = Object.freeze({ kind: 'pass' });
+export const pass = (headers?: readonly string[]): Verdict => (headers ? { kind: 'pass', headers } : PASS);
+export const permit = (reason: string): Verdict => ({ kind: 'permit', reason });
+export const reject = (reply: SmtpReply, reason: string): Verdict => ({ kind: 'reject', reply, reason });
+export const defer = (reply: SmtpReply, reason: string): Verdict => ({ kind: 'defer', reply, reason });
+export const discard = (reason: string): Verdict => ({ kind: 'discard', reason });
+export const score = (points: number, rule: string, headers?: readonly string[]): Verdict =>
+  headers ? { kind: 'score', points, rule, headers } : { kind: 'score', points, rule };
+
+/** Verdicts that end a stage's list. */
+export const isDecisive = (v: Verdict): boolean => v.kind === 'permit' || v.kind === 'reject' || v.kind === 'defer' || v.kind === 'discard';

@@ -1,0 +1,382 @@
+// The session logic behind the protocol engine: at every SMTP stage it asks the pipeline, applies
+// the relay gate, routes recipients, and at end of DATA commits the message durably to the
+// spool before answering 250. Deny by default: a recipient is accepted only when it routes.
+import type { Logger } from '../observe/log.ts';
+import { mailEvent } from '../observe/maillog.ts';
+import { parsePath, type Mailbox } from '../core/address.ts';
+import { Replies, perm, reply, replyText, temp, type SmtpReply } from '../core/reply.ts';
+import type { Verdict } from '../core/verdict.ts';
+import type { LocalDirectory, MessageFacts, SessionFacts } from '../pipeline/check.ts';
+import { runStage, type PlacedCheck, type StageOutcome } from '../pipeline/runner.ts';
+import type { Stage } from '../config/schema.ts';
+import type { RelayPolicy } from '../checks/relay.ts';
+import { receivedHeader } from './received.ts';
+import type { AuthResult, BodyFacts, MailFromInfo, MessageSink, RcptToInfo, SessionHandler, SessionState } from './smtp/types.ts';
+
+/** One recipient as the spool records it: the address given at RCPT and where it goes. */
+export interface RoutedRecipient {
+  readonly address: string;
+  /** Final target: a local mailbox address, or the remote address for transport "remote". */
+  readonly mailbox: string;
+  readonly transport: 'local' | 'remote';
+}
+
+export interface SpoolDraft {
+  readonly mailFrom: string;
+  readonly recipients: readonly RoutedRecipient[];
+  readonly client: { readonly address: string; readonly helo?: string; readonly login?: string; readonly listener: string; readonly sessionId: string; readonly proxyPeer?: string };
+  readonly relayReason?: string;
+  readonly smtputf8: boolean;
+  readonly body: '7BIT' | '8BITMIME' | 'BINARYMIME';
+}
+
+export interface SpoolWriterPort {
+  readonly id: string;
+  write(chunk: Buffer): Promise<void>;
+  /** Resolves only when the message file and its directory are fsync'd. */
+  commit(): Promise<void>;
+  abort(): Promise<void> | void;
+}
+
+/** What the session needs of the queue: a durable writer, and a way to wake delivery. */
+export interface SpoolPort {
+  begin(draft: SpoolDraft): Promise<SpoolWriterPort>;
+  enqueued(id: string): void;
+}
+
+export interface Authenticator {
+  authenticate(login: string, password: string): Promise<boolean>;
+}
+
+export interface SessionDeps {
+  readonly log: Logger;
+  readonly hostname: string;
+  readonly listenerKind: SessionFacts['listenerKind'];
+  readonly checks: Readonly<Record<Stage, readonly PlacedCheck[]>>;
+  readonly directory: LocalDirectory;
+  readonly relay: RelayPolicy;
+  readonly spool: SpoolPort;
+  readonly auth: Authenticator;
+  readonly clock: () => number;
+}
+
+interface Transaction {
+  from: Mailbox | null;
+  mail: MailFromInfo;
+  accepted: Mailbox[];
+  routes: RoutedRecipient[];
+  relayReasons: Set<string>;
+  discardReason?: string;
+}
+
+// Bytes of the message head kept for data-stage checks (headers are what they read first).
+const HEAD_LIMIT = 64 * 1024;
+
+export function createSessionHandler(deps: SessionDeps): SessionHandler {
+  const facts: { -readonly [K in keyof SessionFacts]: SessionFacts[K] } = {
+    id: '',
+    listener: '',
+    listenerKind: deps.listenerKind,
+    clientAddress: '',
+    clientPort: 0,
+    tls: false,
+  };
+  let tx: Transaction | undefined;
+  const closed = new AbortController();
+  const log = deps.log;
+
+  const base = (s: SessionState): Record<string, unknown> => ({
+    session: s.conn.id,
+    client: s.conn.remoteAddress,
+    ...(s.conn.proxyPeer ? { proxy: s.conn.proxyPeer } : {}),
+    listener: s.conn.listener,
+    ...(facts.login ? { login: facts.login } : {}),
+  });
+
+  const sync = (s: SessionState): void => {
+    facts.id = s.conn.id;
+    facts.listener = s.conn.listener;
+    facts.clientAddress = s.conn.remoteAddress;
+    facts.clientPort = s.conn.remotePort;
+    if (s.conn.proxyPeer) facts.proxyPeer = s.conn.proxyPeer;
+    if (s.helo !== undefined) facts.helo = s.helo;
+    facts.tls = s.secure;
+  };
+
+  const stage = (name: Stage, invoke: Parameters<typeof runStage>[3]): Promise<StageOutcome> => {
+    const t = tx ? { mailFrom: tx.from, recipients: tx.accepted } : undefined;
+    return runStage(name, deps.checks[name], t ? { session: facts, tx: t } : { session: facts }, invoke, log, closed.signal);
+  };
+
+  /** Turns a refusing verdict into the reply, with one log line naming the check. */
+  const refuse = (s: SessionState, st: Stage, out: StageOutcome, extra: Record<string, unknown>): SmtpReply | undefined => {
+    const v: Verdict = out.verdict;
+    if (v.kind !== 'reject' && v.kind !== 'defer') return undefined;
+    mailEvent(log, v.kind === 'reject' ? 'rejected' : 'deferred', { ...base(s), ...extra, stage: st, check: out.check, reason: v.reason, reply: replyText(v.reply) });
+    return v.reply;
+  };
+
+  return {
+    async onConnect(s) {
+      sync(s);
+      mailEvent(log, 'connect', base(s));
+      const out = await stage('connect', (h, ctx) => h.connect?.(ctx));
+      return refuse(s, 'connect', out, {});
+    },
+
+    async onHelo(s, name) {
+      sync(s);
+      facts.helo = name;
+      tx = undefined;
+      const out = await stage('helo', (h, ctx) => h.helo?.(ctx, name));
+      return refuse(s, 'helo', out, { helo: name });
+    },
+
+    async onAuth(s, mechanism, username, password, authzid): Promise<AuthResult> {
+      sync(s);
+      const login = username.trim().toLowerCase();
+      // RFC 4954 §4: an authorization identity other than the login would let one login act as
+      // another; we do not support proxy authorization.
+      const ok = (authzid === '' || authzid.toLowerCase() === login) && (await deps.auth.authenticate(login, password));
+      mailEvent(log, 'auth', { ...base(s), mechanism, login, result: ok ? 'success' : 'failure' });
+      if (!ok) return { ok: false, reply: perm('5.7.8', 'Authentication credentials invalid', 535) };
+      facts.login = login;
+      return { ok: true, login };
+    },
+
+    async onMailFrom(s, mail) {
+      sync(s);
+      const parsed = parsePath(mail.path, { allowNull: true, smtputf8: mail.smtputf8, role: 'sender' });
+      if (!parsed.ok) {
+        const r = reply(parsed.code, parsed.enhanced, parsed.code === 553 ? 'Sender address rejected: bad address syntax' : 'Bad sender address syntax');
+        mailEvent(log, 'rejected', { ...base(s), stage: 'mail', from: mail.path, reason: parsed.error, reply: replyText(r) });
+        return r;
+      }
+      tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set() };
+      const from = parsed.mailbox;
+      const out = await stage('mail', (h, ctx) => h.mail?.(ctx, from));
+      const refused = refuse(s, 'mail', out, { from: from?.address ?? '' });
+      if (refused) {
+        tx = undefined;
+        return refused;
+      }
+      if (out.verdict.kind === 'discard') tx.discardReason = out.verdict.reason;
+      return reply(250, '2.1.0', 'Sender OK');
+    },
+
+    async onRcptTo(s, rcpt: RcptToInfo) {
+      sync(s);
+      const t = tx;
+      if (!t) return perm('5.5.1', 'Bad sequence of commands', 503);
+      const parsed = parsePath(rcpt.path, { allowNull: false, smtputf8: t.mail.smtputf8, role: 'recipient' });
+      if (!parsed.ok || !parsed.mailbox) {
+        const r = parsed.ok ? perm('5.1.3', 'Bad recipient address syntax', 501) : reply(parsed.code, parsed.enhanced, 'Bad recipient address syntax');
+        mailEvent(log, 'rejected', { ...base(s), stage: 'rcpt', from: t.from?.address ?? '', to: rcpt.path, reason: parsed.ok ? 'null recipient' : parsed.error, reply: replyText(r) });
+        return r;
+      }
+      const to = parsed.mailbox;
+      const logCtx = { from: t.from?.address ?? '', to: to.address };
+      const out = await stage('rcpt', (h, ctx) => h.rcpt?.(ctx, to));
+      const refused = refuse(s, 'rcpt', out, logCtx);
+      if (refused) return refused;
+
+      // The relay gate runs after the list, whatever the list said: a permit can skip later
+      // checks, never the decision whether mail may leave for a foreign domain.
+      const localDomain = deps.directory.isLocalDomain(to.domain);
+      const relay = deps.relay.decide({ localDomain, clientAddress: facts.clientAddress, ...(facts.login ? { login: facts.login } : {}) });
+      if (!relay.allowed) {
+        const r = Replies.relayDenied;
+        mailEvent(log, 'rejected', { ...base(s), ...logCtx, stage: 'rcpt', check: 'relay', reason: relay.reason, reply: replyText(r) });
+        return r;
+      }
+      if (out.verdict.kind === 'discard' || t.discardReason) {
+        mailEvent(log, 'discarded', { ...base(s), ...logCtx, stage: 'rcpt', check: out.check, reason: out.verdict.kind === 'discard' ? out.verdict.reason : t.discardReason });
+        t.accepted.push(to);
+        return reply(250, '2.1.5', 'Recipient OK');
+      }
+      const routes = route(deps.directory, to, localDomain);
+      if (routes.length === 0) {
+        // Unroutable even though no check refused it (e.g. the recipient check was removed from
+        // the list): refuse rather than accept mail we would have to bounce.
+        const r = perm('5.1.1', 'User unknown in local recipient table');
+        mailEvent(log, 'rejected', { ...base(s), ...logCtx, stage: 'rcpt', check: 'route', reason: `no mailbox or alias ${to.address}`, reply: replyText(r) });
+        return r;
+      }
+      if (!localDomain) t.relayReasons.add(relay.reason);
+      for (const r of routes) {
+        if (!t.routes.some((x) => x.mailbox === r.mailbox && x.transport === r.transport)) t.routes.push(r);
+      }
+      t.accepted.push(to);
+      return reply(250, '2.1.5', 'Recipient OK');
+    },
+
+    async onDataStart(s): Promise<MessageSink | SmtpReply> {
+      sync(s);
+      const t = tx;
+      if (!t || t.accepted.length === 0) return perm('5.5.1', 'No valid recipients', 554);
+      if (t.routes.length === 0) return discardingSink(s, t);
+      const draft: SpoolDraft = {
+        mailFrom: t.from?.address ?? '',
+        recipients: t.routes,
+        client: {
+          address: facts.clientAddress,
+          listener: facts.listener,
+          sessionId: facts.id,
+          ...(facts.helo ? { helo: facts.helo } : {}),
+          ...(facts.login ? { login: facts.login } : {}),
+          ...(facts.proxyPeer ? { proxyPeer: facts.proxyPeer } : {}),
+        },
+        ...(t.relayReasons.size > 0 ? { relayReason: [...t.relayReasons].join(',') } : {}),
+        smtputf8: t.mail.smtputf8,
+        body: t.mail.body,
+      };
+      let writer: SpoolWriterPort;
+      try {
+        writer = await deps.spool.begin(draft);
+      } catch (err) {
+        log.error({ ...base(s), err: String(err) }, 'cannot open a spool file; deferring');
+        return Replies.storageFull;
+      }
+      const received = receivedHeader({
+        clientAddress: facts.clientAddress,
+        hostname: deps.hostname,
+        queueId: writer.id,
+        esmtp: s.esmtp,
+        tls: s.secure,
+        authenticated: facts.login !== undefined,
+        smtputf8: t.mail.smtputf8,
+        date: new Date(deps.clock()),
+        ...(facts.helo ? { helo: facts.helo } : {}),
+        ...(s.tlsProtocol ? { tlsProtocol: s.tlsProtocol } : {}),
+        ...(s.tlsCipher ? { tlsCipher: s.tlsCipher } : {}),
+        ...(t.accepted.length === 1 && t.accepted[0] ? { singleRecipient: t.accepted[0].address } : {}),
+      });
+      const head: Buffer[] = [];
+      let headBytes = 0;
+      let failed: string | undefined;
+      const writeSafe = async (chunk: Buffer): Promise<void> => {
+        if (failed) return;
+        try {
+          await writer.write(chunk);
+        } catch (err) {
+          failed = String(err);
+        }
+      };
+      await writeSafe(Buffer.from(received, 'latin1'));
+      return {
+        write: async (chunk) => {
+          if (headBytes < HEAD_LIMIT) {
+            head.push(chunk);
+            headBytes += chunk.length;
+          }
+          await writeSafe(chunk);
+        },
+        abort: async (reason) => {
+          await writer.abort();
+          tx = undefined;
+          log.info({ ...base(s), queueId: writer.id, reason }, 'message aborted');
+        },
+        end: async (body: BodyFacts) => {
+          const done = (r: SmtpReply): SmtpReply => {
+            tx = undefined;
+            return r;
+          };
+          if (failed) {
+            await writer.abort();
+            log.error({ ...base(s), queueId: writer.id, err: failed }, 'spool write failed; deferring');
+            return done(Replies.storageFull);
+          }
+          const message: MessageFacts = { size: body.size, headers: parseHeaders(Buffer.concat(head)), raw: () => Promise.reject(new Error('raw message access is not available yet')) };
+          const out = await stage('data', (h, ctx) => h.data?.(ctx, message));
+          const refused = refuse(s, 'data', out, { queueId: writer.id, from: draft.mailFrom });
+          if (refused) {
+            await writer.abort();
+            return done(refused);
+          }
+          if (out.verdict.kind === 'discard') {
+            await writer.abort();
+            mailEvent(log, 'discarded', { ...base(s), queueId: writer.id, stage: 'data', check: out.check, reason: out.verdict.reason });
+            return done(reply(250, '2.0.0', 'Ok'));
+          }
+          try {
+            await writer.commit();
+          } catch (err) {
+            await writer.abort();
+            log.error({ ...base(s), queueId: writer.id, err: String(err) }, 'spool commit failed; deferring');
+            return done(Replies.storageFull);
+          }
+          mailEvent(log, 'queued', {
+            ...base(s),
+            queueId: writer.id,
+            from: draft.mailFrom,
+            to: t.accepted.map((m) => m.address),
+            size: body.size,
+            ...(draft.relayReason ? { relay: draft.relayReason } : {}),
+            ...(out.score !== 0 ? { score: out.score, rules: out.rules } : {}),
+          });
+          deps.spool.enqueued(writer.id);
+          return done(reply(250, '2.0.0', `Ok: queued as ${writer.id}`));
+        },
+      };
+    },
+
+    onReset() {
+      tx = undefined;
+    },
+
+    onClose(s, reason) {
+      closed.abort();
+      mailEvent(log, 'disconnect', { ...base(s), reason });
+    },
+
+    onEvent(s, event, detail) {
+      mailEvent(log, 'protocol', { ...base(s), kind: event, ...detail });
+    },
+  };
+
+  function discardingSink(s: SessionState, t: Transaction): MessageSink {
+    return {
+      write: () => undefined,
+      abort: () => {
+        tx = undefined;
+      },
+      end: async () => {
+        mailEvent(log, 'discarded', { ...base(s), stage: 'data', from: t.from?.address ?? '', to: t.accepted.map((m) => m.address), reason: t.discardReason ?? 'every recipient was discarded' });
+        tx = undefined;
+        return reply(250, '2.0.0', 'Ok');
+      },
+    };
+  }
+}
+
+/** Where a recipient goes: local mailboxes (through aliases), forwarded or foreign addresses. */
+function route(dir: LocalDirectory, to: Mailbox, localDomain: boolean): RoutedRecipient[] {
+  if (!localDomain) return [{ address: to.address, mailbox: to.address, transport: 'remote' }];
+  const r = dir.resolveRecipient(to.address);
+  if (r.kind !== 'local') return [];
+  return [
+    ...r.mailboxes.map((m) => ({ address: to.address, mailbox: m, transport: 'local' as const })),
+    ...r.external.map((m) => ({ address: to.address, mailbox: m, transport: 'remote' as const })),
+  ];
+}
+
+/** Unfolds the header block at the start of a message (RFC 5322 §2.2.3) into [name, value] pairs. */
+export function parseHeaders(head: Buffer): Array<[string, string]> {
+  const text = head.toString('latin1');
+  const end = text.search(/\r?\n\r?\n/);
+  const block = end === -1 ? text : text.slice(0, end);
+  const out: Array<[string, string]> = [];
+  for (const line of block.split(/\r?\n/)) {
+    if (/^[ \t]/.test(line) && out.length > 0) {
+      const last = out[out.length - 1]!;
+      last[1] += ' ' + line.trim();
+      continue;
+    }
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    out.push([line.slice(0, colon).trim(), line.slice(colon + 1).trim()]);
+  }
+  return out;
+}
+
+export const tempUnavailable = temp('4.3.2', 'Service not available, try again later', 421);

@@ -1,0 +1,31 @@
+// The process logger: pino, JSON lines by default; a readable colourised form when asked for
+// (or when stdout is a terminal and no format was chosen). Secrets are redacted by path.
+import { pino, type Logger, type LevelWithSilent } from 'pino';
+
+export type { Logger };
+
+export interface LogOptions {
+  readonly level: LevelWithSilent;
+  /** 'json' always; 'pretty' always; 'auto': pretty on a terminal, JSON otherwise. */
+  readonly format: 'json' | 'pretty' | 'auto';
+  /** Write to this file descriptor (default 1, stdout). */
+  readonly fd?: number;
+}
+
+// Never let a password or AUTH payload reach a log line, whatever object carries it.
+const REDACT = ['password', '*.password', 'pass', '*.pass', 'auth.credentials', 'authData'];
+
+export function createLogger(opts: LogOptions): Logger {
+  const fd = opts.fd ?? 1;
+  const pretty = opts.format === 'pretty' || (opts.format === 'auto' && fd === 1 && process.stdout.isTTY);
+  const base = { level: opts.level, redact: { paths: REDACT, censor: '[redacted]' }, base: { pid: process.pid } };
+  if (pretty) {
+    return pino(base, pino.transport({ target: 'pino-pretty', options: { destination: fd, colorize: true, translateTime: 'SYS:standard', ignore: 'pid,hostname' } }));
+  }
+  return pino(base, pino.destination({ dest: fd, sync: false }));
+}
+
+/** A logger that drops everything (for CLI commands that print their own output). */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

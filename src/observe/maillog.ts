@@ -1,0 +1,39 @@
+// The closed set of mail events, one structured log line per decision, so that an operator can
+// grep one line to learn who sent what, through which check, with which reply.
+import type { Logger } from './log.ts';
+
+export type MailEvent =
+  | 'connect'
+  | 'disconnect'
+  | 'auth'
+  | 'accepted'
+  | 'rejected'
+  | 'deferred'
+  | 'discarded'
+  | 'queued'
+  | 'delivered'
+  | 'bounced'
+  | 'breaker'
+  | 'protocol';
+
+export interface MailEventFields {
+  readonly session?: string;
+  readonly queueId?: string;
+  readonly client?: string;
+  readonly proxy?: string;
+  readonly listener?: string;
+  readonly login?: string;
+  readonly helo?: string;
+  readonly from?: string;
+  readonly to?: string | readonly string[];
+  readonly stage?: string;
+  readonly check?: string;
+  readonly reason?: string;
+  readonly reply?: string;
+  readonly [extra: string]: unknown;
+}
+
+export function mailEvent(log: Logger, event: MailEvent, fields: MailEventFields): void {
+  const level = event === 'breaker' ? 'warn' : 'info';
+  log[level]({ event, ...fields }, event);
+}

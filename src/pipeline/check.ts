@@ -1,0 +1,84 @@
+// The one contract every restriction check implements: a name, the stages it serves, a zod
+// schema for its options, and a factory that compiles those options once into stage handlers.
+// Checks receive everything they use through the context; they never reach for globals.
+import type { z } from 'zod';
+import type { Verdict } from '../core/verdict.ts';
+import type { Mailbox } from '../core/address.ts';
+import type { Logger } from '../observe/log.ts';
+import type { Stage } from '../config/schema.ts';
+
+export type { Stage };
+
+/** The connection as every check sees it: the real client (after PROXY), never the proxy. */
+export interface SessionFacts {
+  readonly id: string;
+  readonly listener: string;
+  readonly listenerKind: 'mx' | 'submission' | 'submissions';
+  readonly clientAddress: string;
+  readonly clientPort: number;
+  readonly proxyPeer?: string;
+  readonly helo?: string;
+  readonly login?: string;
+  readonly tls: boolean;
+}
+
+export interface TransactionFacts {
+  /** Envelope sender; null for the null reverse-path <>. */
+  readonly mailFrom: Mailbox | null;
+  /** Recipients accepted so far. */
+  readonly recipients: readonly Mailbox[];
+}
+
+/** The message at end of DATA, for content checks. */
+export interface MessageFacts {
+  readonly size: number;
+  /** Header fields in order, unfolded, as [name, value]. */
+  readonly headers: ReadonlyArray<readonly [string, string]>;
+  /** The whole message (headers and body) as received. */
+  readonly raw: () => Promise<Buffer>;
+}
+
+/** Where local domains, mailboxes and aliases are looked up. */
+export interface LocalDirectory {
+  isLocalDomain(domain: string): boolean;
+  resolveRecipient(address: string): { kind: 'local'; mailboxes: string[]; external: string[] } | { kind: 'unknown' } | { kind: 'foreign' };
+}
+
+/** What a check may use. Built once by the composition root. */
+export interface CheckEnv {
+  readonly log: Logger;
+  readonly clock: () => number;
+  readonly hostname: string;
+  readonly directory: LocalDirectory;
+}
+
+export interface CheckContext {
+  readonly session: SessionFacts;
+  readonly tx?: TransactionFacts;
+  /** Aborted when the check's deadline passes or the client goes away. */
+  readonly signal: AbortSignal;
+}
+
+export interface StageHandlers {
+  connect?(ctx: CheckContext): Promise<Verdict>;
+  helo?(ctx: CheckContext, name: string): Promise<Verdict>;
+  mail?(ctx: CheckContext, from: Mailbox | null): Promise<Verdict>;
+  rcpt?(ctx: CheckContext, rcpt: Mailbox): Promise<Verdict>;
+  data?(ctx: CheckContext, message: MessageFacts): Promise<Verdict>;
+}
+
+export interface CheckDefinition<O extends z.ZodType = z.ZodType> {
+  /** Config key, file name and log `check` field: the same string. */
+  readonly name: string;
+  readonly stages: readonly Stage[];
+  /** Only checks declared here may answer permit; a permit from any other is treated as pass. */
+  readonly canPermit?: boolean;
+  /** Options under `checks.<name>` in the config; must accept an empty object. */
+  readonly options: O;
+  create(options: z.output<O>, env: CheckEnv): StageHandlers;
+}
+
+/** Identity function that keeps the option types of a check definition. */
+export function defineCheck<O extends z.ZodType>(def: CheckDefinition<O>): CheckDefinition<O> {
+  return def;
+}

@@ -1,0 +1,115 @@
+// The pipeline runner's rules: order decides, the first decisive verdict wins, scores add up,
+// a throwing or slow check defers (never passes), warn-only placements decide nothing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runStage, type PlacedCheck } from '../../src/pipeline/runner.ts';
+import type { StageHandlers } from '../../src/pipeline/check.ts';
+import { pass, permit, reject, defer, discard, score, type Verdict } from '../../src/core/verdict.ts';
+import { perm, temp } from '../../src/core/reply.ts';
+import { silentLogger } from '../../src/observe/log.ts';
+
+const session = { id: 's1', listener: 'mx', listenerKind: 'mx' as const, clientAddress: '192.0.2.1', clientPort: 1, tls: false };
+const place = (name: string, connect: () => Promise<Verdict>, extra: Partial<PlacedCheck> = {}): PlacedCheck => ({
+  name,
+  mode: 'enforce',
+  timeoutMs: 1000,
+  canPermit: false,
+  handlers: { connect } satisfies StageHandlers,
+  ...extra,
+});
+const run = (checks: PlacedCheck[]) => runStage('connect', checks, { session }, (h, ctx) => h.connect?.(ctx), silentLogger());
+const no = perm('5.7.1', 'no');
+
+test('runner: no checks → pass', async () => {
+  const out = await run([]);
+  assert.equal(out.verdict.kind, 'pass');
+  assert.equal(out.score, 0);
+});
+
+test('runner: the first decisive verdict wins, later checks are not asked', async () => {
+  let asked = false;
+  const out = await run([
+    place('a', async () => pass()),
+    place('b', async () => reject(no, 'b says no')),
+    place('c', async () => {
+      asked = true;
+      return permit('c');
+    }),
+  ]);
+  assert.deepEqual(out.verdict, { kind: 'reject', reply: no, reason: 'b says no' });
+  assert.equal(out.check, 'b');
+  assert.equal(asked, false);
+});
+
+test('runner: defer and discard are decisive too', async () => {
+  const d = temp('4.7.1', 'later');
+  assert.equal((await run([place('a', async () => defer(d, 'x')), place('b', async () => reject(no, 'y'))])).check, 'a');
+  assert.equal((await run([place('a', async () => discard('x')), place('b', async () => reject(no, 'y'))])).verdict.kind, 'discard');
+});
+
+test('runner: scores add up and headers are collected; the list goes on', async () => {
+  const out = await run([place('a', async () => score(2.5, 'R1', ['X-A: 1'])), place('b', async () => pass(['X-B: 2'])), place('c', async () => score(1, 'R2'))]);
+  assert.equal(out.verdict.kind, 'pass');
+  assert.equal(out.score, 3.5);
+  assert.deepEqual(out.rules, ['R1=2.5', 'R2=1']);
+  assert.deepEqual(out.headers, ['X-A: 1', 'X-B: 2']);
+});
+
+test('runner: a check that throws defers with 451, never passes', async () => {
+  const out = await run([
+    place('boom', async () => {
+      throw new Error('database gone');
+    }),
+    place('after', async () => permit('should not matter'), { canPermit: true }),
+  ]);
+  assert.equal(out.verdict.kind, 'defer');
+  assert.equal(out.check, 'boom');
+  assert.ok(out.verdict.kind === 'defer' && out.verdict.reply.code === 451 && out.verdict.reply.enhanced === '4.7.1');
+  assert.match(out.verdict.kind === 'defer' ? out.verdict.reason : '', /database gone/);
+});
+
+test('runner: a check past its deadline defers and is aborted', async () => {
+  let aborted = false;
+  const slow: PlacedCheck = {
+    name: 'slow',
+    mode: 'enforce',
+    timeoutMs: 50,
+    canPermit: false,
+    handlers: {
+      connect: (ctx) =>
+        new Promise<Verdict>((resolve) => {
+          ctx.signal.addEventListener('abort', () => {
+            aborted = true;
+          });
+          setTimeout(() => resolve(pass()), 2000).unref();
+        }),
+    },
+  };
+  const out = await run([slow]);
+  assert.equal(out.verdict.kind, 'defer');
+  assert.equal(out.check, 'slow');
+  assert.equal(aborted, true);
+});
+
+test('runner: permit only from a check declared able to permit', async () => {
+  const denied = await run([place('sneaky', async () => permit('I say so')), place('b', async () => reject(no, 'no'))]);
+  assert.equal(denied.verdict.kind, 'reject');
+  const allowed = await run([place('auth', async () => permit('login'), { canPermit: true }), place('b', async () => reject(no, 'no'))]);
+  assert.deepEqual(allowed.verdict, { kind: 'permit', reason: 'login' });
+});
+
+test('runner: warn-only placements decide nothing, even when they fail', async () => {
+  const out = await run([
+    place('w1', async () => reject(no, 'would reject'), { mode: 'warn' }),
+    place('w2', async () => {
+      throw new Error('x');
+    }, { mode: 'warn' }),
+    place('real', async () => pass()),
+  ]);
+  assert.equal(out.verdict.kind, 'pass');
+});
+
+test('runner: checks without a handler for the stage are skipped', async () => {
+  const out = await runStage('helo', [place('a', async () => reject(no, 'x'))], { session }, (h, ctx) => h.helo?.(ctx, 'x'), silentLogger());
+  assert.equal(out.verdict.kind, 'pass');
+});
