@@ -1,0 +1,265 @@
+// One SMTP listener (MX, submission or implicit-TLS submissions): accepts TCP connections,
+// applies PROXY headers from trusted proxies, enforces connection limits, wraps implicit TLS and
+// hands each connection to the protocol engine with a handler from the session layer.
+import net from 'node:net';
+import type { Socket } from 'node:net';
+import { formatReply, reply, type SmtpReply } from '../core/reply.ts';
+import { readProxyHeader, ProxyParseError, type ProxyHeader } from './proxy.ts';
+import { SmtpConnection } from './smtp/connection.ts';
+import { HANDSHAKE_TIMEOUT_MS, upgradeToTls } from './smtp/tls.ts';
+import type { ConnectionInfo, ProtocolOptions, SessionHandler } from './smtp/types.ts';
+
+export interface ListenerOptions {
+  readonly name: string;
+  readonly host: string;
+  /** 0 picks a free port (tests). */
+  readonly port: number;
+  readonly protocol: ProtocolOptions;
+  /** Proxies allowed (and then required) to send a PROXY v1/v2 header: addresses or CIDR ranges. */
+  readonly proxy?: { readonly trusted: readonly string[]; readonly timeoutMs?: number };
+  readonly maxConnections: number;
+  readonly maxConnectionsPerClient: number;
+  handlerFactory(conn: ConnectionInfo): SessionHandler;
+  onEvent(event: string, detail: Record<string, unknown>): void;
+  /** How long close() waits for messages in flight before dropping them (default 10000 ms). */
+  readonly shutdownTimeoutMs?: number;
+}
+
+export interface Listener {
+  readonly name: string;
+  readonly port: number;
+  readonly address: string;
+  /** Stops accepting, ends idle sessions with 421 4.3.2 and waits (bounded) for the rest. */
+  close(): Promise<void>;
+  /** Connections currently held (including ones still reading a PROXY header). */
+  connections(): number;
+}
+
+const TOO_MANY_CONNECTIONS = reply(421, '4.7.0', 'Too many connections, try again later');
+const SHUTTING_DOWN = reply(421, '4.3.2', 'Service shutting down');
+const TEMP_FAILURE = reply(421, '4.3.0', 'Temporary failure, try again later');
+const LINGER_MS = 5000;
+
+let idCounter = 0;
+
+/** Short, log-friendly, unique session id: base36 milliseconds + a base36 counter. */
+export function newSessionId(): string {
+  idCounter = (idCounter + 1) % 1_679_616; // 36^4
+  return Date.now().toString(36) + idCounter.toString(36).padStart(4, '0');
+}
+
+/** Reports IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) as plain IPv4. */
+export function normalizeAddress(address: string): string {
+  if (address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:' && net.isIPv4(address.slice(7))) return address.slice(7);
+  return address;
+}
+
+/** Builds the trusted-proxy list; throws an operator-readable error for a bad entry. */
+export function buildTrustList(entries: readonly string[]): net.BlockList | undefined {
+  if (entries.length === 0) return undefined;
+  const list = new net.BlockList();
+  for (const raw of entries) {
+    const entry = raw.trim();
+    const slash = entry.indexOf('/');
+    const given = slash === -1 ? entry : entry.slice(0, slash);
+    const addr = normalizeAddress(given);
+    const type = net.isIPv4(addr) ? 'ipv4' : net.isIPv6(addr) ? 'ipv6' : undefined;
+    const fail = (): never => {
+      throw new Error(`proxy.trusted: ${JSON.stringify(raw)} is not an IP address or CIDR range; use e.g. 10.0.0.5, 10.0.0.0/8 or fd00::/8`);
+    };
+    if (!type) fail();
+    if (slash === -1) {
+      list.addAddress(addr, type);
+      continue;
+    }
+    const prefixText = entry.slice(slash + 1);
+    if (!/^[0-9]{1,3}$/.test(prefixText)) fail();
+    let prefix = Number(prefixText);
+    // ::ffff:10.0.0.0/104 is the IPv4 range 10.0.0.0/8.
+    if (addr !== given) prefix -= 96;
+    if (prefix < 0 || prefix > (type === 'ipv4' ? 32 : 128)) fail();
+    list.addSubnet(addr, prefix, type);
+  }
+  return list;
+}
+
+function isTrusted(list: net.BlockList | undefined, address: string): boolean {
+  if (!list || !address) return false;
+  return list.check(address, net.isIPv4(address) ? 'ipv4' : 'ipv6');
+}
+
+/** Sends a last reply and closes, reading (and dropping) input until the client goes. */
+function refuse(socket: Socket, r: SmtpReply): void {
+  if (socket.destroyed) return;
+  socket.end(formatReply(r));
+  socket.resume();
+  const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
+}
+
+export async function startListener(opts: ListenerOptions): Promise<Listener> {
+  const protocol = opts.protocol;
+  const tlsContext = protocol.tls;
+  if (protocol.implicitTls && !tlsContext) {
+    throw new Error(`listener ${opts.name}: implicitTls is on but no TLS certificate is configured; configure a certificate and key or turn implicitTls off`);
+  }
+  const trusted = buildTrustList(opts.proxy?.trusted ?? []);
+  const proxyTimeoutMs = opts.proxy?.timeoutMs ?? 5000;
+  const handshakeMs = Math.min(protocol.commandTimeoutMs, HANDSHAKE_TIMEOUT_MS);
+  const sessions = new Set<SmtpConnection>();
+  const pending = new Set<Socket>();
+  const perClient = new Map<string, number>();
+  let total = 0;
+  let closing = false;
+
+  const event = (name: string, detail: Record<string, unknown>): void => {
+    try {
+      opts.onEvent(name, { listener: opts.name, ...detail });
+    } catch {
+      // Logging must never take the listener down.
+    }
+  };
+
+  const release = (address: string): void => {
+    const n = (perClient.get(address) ?? 1) - 1;
+    if (n <= 0) perClient.delete(address);
+    else perClient.set(address, n);
+  };
+
+  const accept = async (socket: Socket): Promise<void> => {
+    // Before anything else: a socket error must never become an uncaught exception.
+    socket.on('error', (err: NodeJS.ErrnoException) => event('socket-error', { peer: socket.remoteAddress, code: err.code, error: err.message }));
+    const peer = normalizeAddress(socket.remoteAddress ?? '');
+    if (closing) {
+      refuse(socket, SHUTTING_DOWN);
+      return;
+    }
+    if (total >= opts.maxConnections) {
+      event('connection-refused', { peer, reason: 'maxConnections', limit: opts.maxConnections });
+      refuse(socket, TOO_MANY_CONNECTIONS);
+      return;
+    }
+    total++;
+    pending.add(socket);
+    let client = { address: peer, port: socket.remotePort ?? 0 };
+    let local = { address: normalizeAddress(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
+    let header: ProxyHeader | undefined;
+    let counted: string | undefined;
+    try {
+      if (isTrusted(trusted, peer)) {
+        // A trusted proxy must always send a header: without one we would log and judge the
+        // proxy's address as the client's (proxy-protocol.txt §1).
+        try {
+          const got = await readProxyHeader(socket, { timeoutMs: proxyTimeoutMs });
+          header = got.header;
+          if (got.rest.length > 0) socket.unshift(got.rest);
+        } catch (err) {
+          const reason = err instanceof ProxyParseError ? err.reason : String(err);
+          event('proxy-error', { peer, reason });
+          socket.destroy();
+          return;
+        }
+        if (header.source && header.destination) {
+          client = { address: normalizeAddress(header.source.address), port: header.source.port };
+          local = { address: normalizeAddress(header.destination.address), port: header.destination.port };
+        }
+      }
+      let refusal: SmtpReply | undefined;
+      if ((perClient.get(client.address) ?? 0) >= opts.maxConnectionsPerClient) {
+        event('connection-refused', { peer: client.address, reason: 'maxConnectionsPerClient', limit: opts.maxConnectionsPerClient });
+        refusal = TOO_MANY_CONNECTIONS;
+      } else {
+        perClient.set(client.address, (perClient.get(client.address) ?? 0) + 1);
+        counted = client.address;
+      }
+      let sock: Socket = socket;
+      if (protocol.implicitTls && tlsContext) {
+        // RFC 8314: TLS from the first byte (after the PROXY header, which precedes TLS).
+        try {
+          sock = await upgradeToTls(socket, tlsContext, handshakeMs);
+        } catch (err) {
+          event('tls-error', { peer: client.address, error: err instanceof Error ? err.message : String(err) });
+          socket.destroy();
+          return;
+        }
+      }
+      if (closing) refusal = SHUTTING_DOWN;
+      if (refusal) {
+        refuse(sock, refusal);
+        return;
+      }
+      const conn: ConnectionInfo = {
+        id: newSessionId(),
+        listener: opts.name,
+        remoteAddress: client.address,
+        remotePort: client.port,
+        localAddress: local.address,
+        localPort: local.port,
+        ...(header ? { proxyPeer: peer, proxyVersion: header.version } : {}),
+      };
+      let handler: SessionHandler;
+      try {
+        handler = opts.handlerFactory(conn);
+      } catch (err) {
+        event('handler-error', { method: 'handlerFactory', session: conn.id, error: err instanceof Error ? err.message : String(err) });
+        refuse(sock, TEMP_FAILURE);
+        return;
+      }
+      pending.delete(socket);
+      const session = new SmtpConnection(sock, conn, protocol, handler);
+      sessions.add(session);
+      await session.done;
+      sessions.delete(session);
+    } finally {
+      pending.delete(socket);
+      total--;
+      if (counted !== undefined) release(counted);
+    }
+  };
+
+  const sockets = new Set<Socket>();
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    accept(socket).catch((err: unknown) => {
+      event('listener-error', { error: err instanceof Error ? err.message : String(err) });
+      socket.destroy();
+    });
+  });
+  server.on('error', (err) => event('listener-error', { error: err.message }));
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => reject(new Error(`listener ${opts.name}: cannot listen on ${opts.host}:${opts.port}: ${err.message}; check that the address exists and the port is free`));
+    server.once('error', onError);
+    server.listen({ host: opts.host, port: opts.port }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  const bound = server.address() as net.AddressInfo;
+
+  return {
+    name: opts.name,
+    port: bound.port,
+    address: bound.address,
+    connections: () => total,
+    async close(): Promise<void> {
+      if (closing) return;
+      closing = true;
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of pending) s.destroy();
+      for (const s of sessions) s.shutdown();
+      const all = (): Promise<unknown> => Promise.all([...sessions].map((s) => s.done));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([all(), new Promise<void>((resolve) => (timer = setTimeout(resolve, opts.shutdownTimeoutMs ?? 10_000)))]);
+      clearTimeout(timer);
+      for (const s of sessions) s.destroy('shutdown timeout');
+      await all();
+      // Give sockets that were ended a moment to deliver their last reply, then drop them.
+      await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      for (const s of sockets) s.destroy();
+      await stopped;
+    },
+  };
+}
