@@ -1,0 +1,223 @@
+// Local delivery into Maildir (root/<domain>/<local>/Maildir/{tmp,new,cur}), the way Dovecot reads
+// it: write to tmp/, fsync, rename into new/, fsync new/. The file name is fixed by queue id and
+// recipient index, so a delivery repeated after a crash finds its earlier copy instead of adding one.
+import { access, mkdir, open, opendir, rename, unlink } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
+import { dirname, join, resolve, sep } from 'node:path';
+import type { Logger } from '../observe/log.ts';
+import type { Envelope } from '../queue/envelope.ts';
+import { DirSyncer } from '../queue/dirsync.ts';
+import { writeAll } from '../queue/writer.ts';
+import { perm, reply, replyText, temp } from '../core/reply.ts';
+import type { DeliverableMessage, RecipientOutcome, Transport } from './transport.ts';
+
+export class MailboxPathError extends Error {
+  constructor(
+    readonly mailbox: string,
+    readonly reason: string,
+  ) {
+    super(`mailbox ${JSON.stringify(mailbox)} cannot be a Maildir path: ${reason}`);
+    this.name = 'MailboxPathError';
+  }
+}
+
+// RFC 5322 §3.2.3 atext without "/", plus "." and, for SMTPUTF8 (RFC 6531), letters and digits
+// of any script. Anything else (quotes, spaces, "\", NUL, controls) is refused, not escaped.
+const LOCAL_RE = /^[\p{L}\p{M}\p{N}!#$%&'*+\-=?^_`{|}~.]+$/u;
+const DOMAIN_RE = /^[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]*[\p{L}\p{M}\p{N}])?(?:\.[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]*[\p{L}\p{M}\p{N}])?)*$/u;
+
+/**
+ * The Maildir folder of a local mailbox: root/<domain>/<local>/Maildir, lower-cased. Throws
+ * MailboxPathError for anything that could leave `root` or name a hidden or odd folder.
+ */
+export function maildirPath(root: string, mailbox: string): string {
+  const addr = mailbox.normalize('NFC').toLowerCase();
+  const at = addr.lastIndexOf('@');
+  if (at <= 0 || at === addr.length - 1) throw new MailboxPathError(mailbox, 'not local@domain');
+  const local = addr.slice(0, at);
+  const domain = addr.slice(at + 1);
+  // RFC 5321 §4.5.3.1.1/§4.5.3.1.2 limits.
+  if (local.length > 64 || domain.length > 255) throw new MailboxPathError(mailbox, 'too long');
+  if (!LOCAL_RE.test(local)) throw new MailboxPathError(mailbox, 'local part has characters not allowed in a folder name');
+  if (local.startsWith('.') || local.includes('..')) throw new MailboxPathError(mailbox, 'local part starts with "." or contains ".."');
+  if (!DOMAIN_RE.test(domain)) throw new MailboxPathError(mailbox, 'domain is not a host name');
+  const base = resolve(root);
+  const path = join(base, domain, local, 'Maildir');
+  if (!path.startsWith(base + sep)) throw new MailboxPathError(mailbox, 'path leaves the Maildir root');
+  return path;
+}
+
+/**
+ * Dovecot-style name "<secs>.M<usecs>Q<queue id>I<index>.<host>,S=<size>": unique per message
+ * and recipient, and the same on every attempt (time is the arrival time, not the delivery time).
+ */
+export function maildirFileName(env: Envelope, index: number, host: string, size: number): string {
+  const secs = Math.floor(env.receivedAt / 1000);
+  const usecs = (env.receivedAt % 1000) * 1000;
+  // Maildir convention: "/" and ":" in the host name are written as \057 and \072.
+  const h = host.replace(/\//g, '\\057').replace(/:/g, '\\072');
+  return `${secs}.M${usecs}Q${env.id}I${index}.${h},S=${size}`;
+}
+
+export interface MaildirOptions {
+  /** Folder holding <domain>/<local>/Maildir. */
+  readonly root: string;
+  /** Host name in file names (default: the system's). Keep it stable: it is part of the name checked after a crash. */
+  readonly hostname?: string;
+  /** fsync files and folders (default true). */
+  readonly fsync?: boolean;
+  /** Folder-fsync coalescer, shared with the spool to batch fsyncs of busy new/ folders. */
+  readonly syncer?: DirSyncer;
+  readonly log?: Logger;
+  readonly dirMode?: number;
+  readonly fileMode?: number;
+}
+
+const ok = replyText(reply(250, '2.0.0', 'Delivered to mailbox'));
+const okEarlier = replyText(reply(250, '2.0.0', 'Delivered to mailbox before a restart'));
+
+export class MaildirTransport implements Transport {
+  readonly #root: string;
+  readonly #host: string;
+  readonly #fsync: boolean;
+  readonly #syncer: DirSyncer;
+  readonly #log: Logger | undefined;
+  readonly #dirMode: number;
+  readonly #fileMode: number;
+  // Maildirs known to exist (creation includes fsyncing the new folders and their parents).
+  readonly #ready = new Map<string, Promise<void>>();
+
+  constructor(opts: MaildirOptions) {
+    this.#root = resolve(opts.root);
+    this.#host = opts.hostname ?? osHostname();
+    this.#fsync = opts.fsync ?? true;
+    this.#syncer = opts.syncer ?? new DirSyncer({ enabled: this.#fsync });
+    this.#log = opts.log;
+    this.#dirMode = opts.dirMode ?? 0o700;
+    this.#fileMode = opts.fileMode ?? 0o600;
+  }
+
+  async deliver(msg: DeliverableMessage, recipientIndexes: readonly number[]): Promise<RecipientOutcome[]> {
+    const out: RecipientOutcome[] = [];
+    for (const index of recipientIndexes) out.push(await this.#deliverOne(msg, index));
+    return out;
+  }
+
+  async #deliverOne(msg: DeliverableMessage, index: number): Promise<RecipientOutcome> {
+    const env = msg.envelope;
+    const rcpt = env.recipients[index];
+    if (!rcpt) return { index, outcome: 'permanent', reply: replyText(perm('5.1.1', 'No such recipient in this message')) };
+    const mailbox = rcpt.mailbox ?? rcpt.address;
+    let dir: string;
+    try {
+      // RFC 5321 §4.1.2 paths cannot hold CR, LF or NUL; refuse them rather than write a header from them.
+      if (/[\r\n\0]/.test(env.mailFrom + mailbox)) throw new MailboxPathError(mailbox, 'control characters in the envelope');
+      dir = maildirPath(this.#root, mailbox);
+    } catch (err) {
+      this.#log?.warn({ event: 'maildir-refused', queueId: env.id, mailbox, reason: (err as Error).message }, 'mailbox refused');
+      return { index, outcome: 'permanent', reply: replyText(perm('5.1.3', 'Bad destination mailbox address')) };
+    }
+    // Return-Path (RFC 5321 §4.4) and Delivered-To, as Postfix's local delivery writes them.
+    const head = Buffer.from(`Return-Path: <${env.mailFrom}>\r\nDelivered-To: ${mailbox}\r\n`, 'utf8');
+    const size = head.length + env.size;
+    const name = maildirFileName(env, index, this.#host, size);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#ensure(dir);
+        if (msg.recovered && (await alreadyDelivered(dir, name))) return { index, outcome: 'ok', reply: okEarlier };
+        await this.#write(dir, name, head, msg, size);
+        return { index, outcome: 'ok', reply: ok };
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // The Maildir vanished after we created it (removed by hand): create it again, once.
+        if (code === 'ENOENT' && attempt === 0) {
+          this.#ready.delete(dir);
+          continue;
+        }
+        this.#log?.error({ event: 'maildir-error', queueId: env.id, mailbox, path: dir, err }, 'maildir delivery failed');
+        return { index, outcome: 'temporary', reply: failureReply(code) };
+      }
+    }
+  }
+
+  async #write(dir: string, name: string, head: Buffer, msg: DeliverableMessage, size: number): Promise<void> {
+    const tmp = join(dir, 'tmp', name);
+    const fh = await open(tmp, 'w', this.#fileMode);
+    let complete = false;
+    try {
+      let pos = await writeAll(fh, [head], 0);
+      for await (const chunk of msg.body()) pos = await writeAll(fh, [chunk as Buffer], pos);
+      if (pos !== size) throw new Error(`wrote ${pos} bytes to ${tmp}, expected ${size}`);
+      if (this.#fsync) await fh.sync();
+      complete = true;
+    } finally {
+      await fh.close();
+      if (!complete) await unlink(tmp).catch(() => undefined);
+    }
+    try {
+      await rename(tmp, join(dir, 'new', name));
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await this.#syncer.sync(join(dir, 'new'));
+  }
+
+  #ensure(dir: string): Promise<void> {
+    let p = this.#ready.get(dir);
+    if (!p) {
+      p = this.#create(dir);
+      this.#ready.set(dir, p);
+      p.catch(() => this.#ready.delete(dir));
+    }
+    return p;
+  }
+
+  async #create(dir: string): Promise<void> {
+    const first = await mkdir(dir, { recursive: true, mode: this.#dirMode });
+    let made = first !== undefined;
+    for (const sub of ['tmp', 'new', 'cur']) {
+      try {
+        await mkdir(join(dir, sub), { mode: this.#dirMode });
+        made = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+    if (!made) return;
+    // A new folder is durable only once its parent is fsync'd: from the parent of the first
+    // folder created down to the Maildir itself.
+    const stop = first === undefined ? dir : dirname(first);
+    const chain = [dir];
+    for (let p = dir; p !== stop && dirname(p) !== p; ) {
+      p = dirname(p);
+      chain.push(p);
+    }
+    for (const d of chain) await this.#syncer.sync(d);
+  }
+}
+
+/**
+ * Whether an earlier attempt already put this file into the Maildir: in new/, or in cur/ where the
+ * mail reader moved it and added ":2,<flags>" (or Dovecot added ",W=<size>"). Only called for
+ * recovered messages, because reading cur/ of a big mailbox is slow.
+ */
+async function alreadyDelivered(dir: string, name: string): Promise<boolean> {
+  try {
+    await access(join(dir, 'new', name));
+    return true;
+  } catch {
+    // not in new/
+  }
+  for await (const e of await opendir(join(dir, 'cur'))) {
+    if (e.name === name || e.name.startsWith(name + ':') || e.name.startsWith(name + ',')) return true;
+  }
+  return false;
+}
+
+function failureReply(code: string | undefined): string {
+  // RFC 3463: X.2.2 mailbox full, X.3.1 mail system full.
+  if (code === 'EDQUOT') return replyText(temp('4.2.2', 'Mailbox full', 452));
+  if (code === 'ENOSPC') return replyText(temp('4.3.1', 'Insufficient system storage', 452));
+  return replyText(temp('4.3.0', 'Local delivery failed, will retry', 451));
+}

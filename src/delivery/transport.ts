@@ -1,0 +1,46 @@
+// The one contract every way of delivering implements (Maildir now; smarthost and MX later):
+// given a queued message and some of its recipients, say per recipient ok, temporary or permanent.
+import type { Readable } from 'node:stream';
+import type { Envelope } from '../queue/envelope.ts';
+import type { DeliveryOutcome } from '../queue/schedule.ts';
+import { replyText, temp } from '../core/reply.ts';
+
+export type { DeliveryOutcome } from '../queue/schedule.ts';
+
+export interface DeliverableMessage {
+  readonly envelope: Envelope;
+  /**
+   * A fresh stream of the stored message bytes for each call. It errors instead of ending when
+   * the stored bytes are corrupt: a transport must then not complete the delivery.
+   */
+  readonly body: () => Readable;
+  /**
+   * A delivery of this message may have been under way when the process died: a transport that
+   * can tell whether a recipient already got it (Maildir) must check before delivering again.
+   */
+  readonly recovered: boolean;
+}
+
+export interface RecipientOutcome {
+  /** Index into envelope.recipients. */
+  readonly index: number;
+  readonly outcome: DeliveryOutcome;
+  /** The reply as text, e.g. "250 2.0.0 Delivered" — logged and kept for the bounce. */
+  readonly reply: string;
+}
+
+export interface Transport {
+  deliver(msg: DeliverableMessage, recipientIndexes: readonly number[]): Promise<RecipientOutcome[]>;
+}
+
+/** A transport that defers everything, for a route nobody configured yet (e.g. remote delivery). */
+export function unconfiguredTransport(what: string): Transport {
+  // RFC 3463: X.3.5 "system incorrectly configured".
+  const reply = replyText(temp('4.3.5', `${what} is not configured`, 451));
+  return {
+    deliver: async (_msg, indexes) => indexes.map((index) => ({ index, outcome: 'temporary', reply })),
+  };
+}
+
+/** The transport for recipients whose transport is 'remote', until remote delivery exists. */
+export const remoteNotConfigured: Transport = unconfiguredTransport('remote delivery');

@@ -1,0 +1,147 @@
+// The bytes of one spool file, without any I/O: a fixed-length text prefix (lengths and hashes), the
+// envelope as JSON, the message, then appended state records. docs/decisions/0002-spool-format.md
+// explains the layout; everything here must stay readable by every later version.
+import { createHash } from 'node:crypto';
+import { envelopeProblem, isFinal, isRecipientState, PENDING, type Envelope, type RecipientState } from './envelope.ts';
+
+/**
+ * "MWSPOOL1 h=<header bytes, 8 digits> b=<body bytes, 15 digits> hh=<header hash> bh=<body hash>\n".
+ * Fixed length so a spilled file can get its final prefix written in place at commit. A file still
+ * being written carries the magic "MWSPOOL-", which no loader accepts.
+ */
+export const PREFIX_LENGTH = 78;
+const MAGIC = 'MWSPOOL1';
+const MAGIC_UNFINISHED = 'MWSPOOL-';
+const PREFIX_RE = /^MWSPOOL1 h=(\d{8}) b=(\d{15}) hh=([0-9a-f]{16}) bh=([0-9a-f]{16})\n$/;
+const MAX_HEADER = 1_000_000;
+
+/** A short content hash: the first 64 bits of SHA-256, hex. Detects corruption, not malice. */
+export function shortHash(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex').slice(0, 16);
+}
+
+export interface Prefix {
+  readonly headerLength: number;
+  readonly bodyLength: number;
+  readonly headerHash: string;
+  readonly bodyHash: string;
+}
+
+export function encodePrefix(p: Prefix, unfinished = false): Buffer {
+  const text = `${unfinished ? MAGIC_UNFINISHED : MAGIC} h=${String(p.headerLength).padStart(8, '0')} b=${String(p.bodyLength).padStart(15, '0')} hh=${p.headerHash} bh=${p.bodyHash}\n`;
+  if (text.length !== PREFIX_LENGTH) throw new Error(`spool prefix has ${text.length} bytes, expected ${PREFIX_LENGTH}`);
+  return Buffer.from(text, 'latin1');
+}
+
+/** Parses the prefix; returns a reason string when it is not a finished spool file. */
+export function decodePrefix(buf: Buffer): Prefix | string {
+  if (buf.length < PREFIX_LENGTH) return `file shorter than the ${PREFIX_LENGTH}-byte prefix`;
+  const m = PREFIX_RE.exec(buf.toString('latin1', 0, PREFIX_LENGTH));
+  if (!m) return buf.toString('latin1', 0, 8) === MAGIC_UNFINISHED ? 'unfinished file (never committed)' : 'bad prefix';
+  const headerLength = Number(m[1]);
+  if (headerLength === 0 || headerLength > MAX_HEADER) return `header length ${headerLength} out of range`;
+  return { headerLength, bodyLength: Number(m[2]), headerHash: m[3]!, bodyHash: m[4]! };
+}
+
+/** Offset of the first message byte: prefix, header, and the "\n" after the header. */
+export const bodyOffset = (p: Prefix): number => PREFIX_LENGTH + p.headerLength + 1;
+
+/** The header as stored: the envelope without `size` (the prefix carries it). */
+export function encodeHeader(env: Omit<Envelope, 'size'>): Buffer {
+  const { id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body } = env;
+  return Buffer.from(JSON.stringify({ id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body }), 'utf8');
+}
+
+/** Parses and checks the header bytes against the prefix; returns the envelope or a reason. */
+export function decodeHeader(p: Prefix, header: Buffer, separator: number | undefined, expectedId: string): Envelope | string {
+  if (shortHash(header) !== p.headerHash) return 'header checksum mismatch';
+  if (separator !== 0x0a) return 'no newline after the header';
+  let v: unknown;
+  try {
+    v = JSON.parse(header.toString('utf8'));
+  } catch {
+    return 'header is not JSON';
+  }
+  const problem = envelopeProblem(v);
+  if (problem) return problem;
+  const env = { ...(v as Omit<Envelope, 'size'>), size: p.bodyLength };
+  if (env.id !== expectedId) return `header id ${env.id} does not match the file name`;
+  return env;
+}
+
+// State records follow the message: "\nS1 <hash> <json>\n", appended with one write each. The
+// leading newline ends any torn record a crash left behind, so later records stay readable.
+
+export interface StateUpdate {
+  readonly index: number;
+  readonly state: RecipientState;
+}
+
+interface RecordEntry {
+  readonly i: number[];
+  readonly s: RecipientState;
+}
+
+export function encodeStateRecord(updates: readonly StateUpdate[]): Buffer {
+  // Recipients with the same new state share one entry (a deferral of 500 remote recipients is
+  // one entry, not 500).
+  const byState = new Map<string, RecordEntry>();
+  for (const u of updates) {
+    const key = JSON.stringify(u.state);
+    const e = byState.get(key);
+    if (e) e.i.push(u.index);
+    else byState.set(key, { i: [u.index], s: u.state });
+  }
+  const json = JSON.stringify({ u: [...byState.values()] });
+  return Buffer.from(`\nS1 ${shortHash(json)} ${json}\n`, 'utf8');
+}
+
+export interface TailResult {
+  readonly states: RecipientState[];
+  /** Records ignored as torn (a crash during an append that was never acknowledged). */
+  readonly torn: number;
+  /** Records that tried to change a final state (kept final). */
+  readonly ignored: number;
+}
+
+const RECORD_RE = /^S1 ([0-9a-f]{16}) (.*)$/s;
+
+/** Replays the state records after the message; returns the states or the reason it is corrupt. */
+export function decodeTail(tail: Buffer, recipientCount: number): TailResult | string {
+  const states: RecipientState[] = Array.from({ length: recipientCount }, () => PENDING);
+  let torn = 0;
+  let ignored = 0;
+  for (const line of tail.toString('utf8').split('\n')) {
+    if (line === '') continue;
+    // A crash may leave the start of a record, or (on some file systems) a zero-filled tail.
+    if ('S1 '.startsWith(line) || /^\0+$/.test(line)) {
+      torn++;
+      continue;
+    }
+    const m = RECORD_RE.exec(line);
+    if (!m) return 'unexpected bytes after the message (body longer than recorded)';
+    if (shortHash(m[2]!) !== m[1]) {
+      torn++;
+      continue;
+    }
+    let rec: unknown;
+    try {
+      rec = JSON.parse(m[2]!);
+    } catch {
+      return 'state record is not JSON';
+    }
+    const entries = (rec as { u?: unknown }).u;
+    if (!Array.isArray(entries)) return 'state record malformed';
+    for (const e of entries as unknown[]) {
+      const { i, s } = (e ?? {}) as { i?: unknown; s?: unknown };
+      if (!Array.isArray(i) || !isRecipientState(s)) return 'state record malformed';
+      for (const idx of i as unknown[]) {
+        if (typeof idx !== 'number' || !Number.isInteger(idx) || idx < 0 || idx >= recipientCount) return `state record names recipient ${String(idx)} of ${recipientCount}`;
+        // Once final, always final: no record can make a delivered recipient due again.
+        if (isFinal(states[idx]!)) ignored++;
+        else states[idx] = s;
+      }
+    }
+  }
+  return { states, torn, ignored };
+}

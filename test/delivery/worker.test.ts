@@ -1,0 +1,207 @@
+// Queue + worker + Maildir over a real spool: delivery and removal, retries with backoff, no
+// second delivery after a restart, exactly-once after a crash mid-delivery, and bounce at max age.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Spool, type NewEnvelope } from '../../src/queue/spool.ts';
+import { Queue, type QueueOptions } from '../../src/queue/queue.ts';
+import { Worker } from '../../src/delivery/worker.ts';
+import { MaildirTransport } from '../../src/delivery/maildir.ts';
+import { remoteNotConfigured, type DeliverableMessage, type RecipientOutcome, type Transport } from '../../src/delivery/transport.ts';
+import { captureLog, envelope, queueMessage, readAll, tempDir, type CapturedLog } from '../queue/helpers.ts';
+
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+interface Rig {
+  spool: Spool;
+  queue: Queue;
+  worker: Worker;
+  stop(): Promise<void>;
+}
+
+/** One "process life": spool, queue and worker on `dir`; stop() is the shutdown (or the crash). */
+async function start(t: TestContext, dir: string, cap: CapturedLog, transports: Record<string, Transport>, opts: Partial<QueueOptions> = {}): Promise<Rig> {
+  const spool = await Spool.open(join(dir, 'spool'), { log: cap.log });
+  const queue = new Queue(spool, { log: cap.log, minBackoffMs: 40, maxBackoffMs: 200, ...opts });
+  const worker = new Worker({ spool, queue, transports, log: cap.log });
+  await queue.start();
+  worker.start();
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await worker.stop();
+    queue.stop();
+    await spool.close();
+  };
+  t.after(stop);
+  return { spool, queue, worker, stop };
+}
+
+async function spoolIds(spool: Spool): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const m of spool.list()) ids.push(m.envelope.id);
+  return ids;
+}
+
+/** A transport that answers from a script and records what it was asked. */
+function scripted(answers: Array<RecipientOutcome['outcome']>, calls: Array<{ at: number; indexes: number[]; recovered: boolean }> = []): Transport & { calls: typeof calls } {
+  return {
+    calls,
+    async deliver(msg: DeliverableMessage, indexes: readonly number[]) {
+      await readAll(msg.body());
+      calls.push({ at: Date.now(), indexes: [...indexes], recovered: msg.recovered });
+      const outcome = answers[calls.length - 1] ?? 'ok';
+      const reply = outcome === 'ok' ? '250 2.0.0 Ok' : outcome === 'temporary' ? '451 4.4.1 Try later' : '550 5.1.1 No such user';
+      return indexes.map((index) => ({ index, outcome, reply }));
+    },
+  };
+}
+
+const two: NewEnvelope['recipients'] = [
+  { address: 'bob@example.net', mailbox: 'bob@example.net', transport: 'local' },
+  { address: 'carol@remote.example', transport: 'remote' },
+];
+
+test('queued messages are delivered to Maildir, logged, and removed from the spool', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const root = join(dir, 'mail');
+  const rig = await start(t, dir, cap, { local: new MaildirTransport({ root, hostname: 'mx' }), remote: remoteNotConfigured });
+  const env = envelope({ recipients: [two[0]!, { address: 'dave@example.net', mailbox: 'dave@example.net', transport: 'local' }] });
+  const id = await queueMessage(rig.spool, env, 'Subject: hi\r\n\r\nHello\r\n');
+  await waitFor('removal from the spool', async () => (await rig.spool.get(id)) === undefined);
+  for (const who of ['bob', 'dave']) {
+    const box = join(root, 'example.net', who, 'Maildir', 'new');
+    const files = await readdir(box);
+    assert.equal(files.length, 1);
+    assert.match(await readFile(join(box, files[0]!), 'utf8'), new RegExp(`^Return-Path: <alice@example\\.org>\\r\\nDelivered-To: ${who}@example\\.net\\r\\nReceived: .* id ${id}\\r\\nSubject: hi`));
+  }
+  const lines = cap.events('delivered').map(({ event, queueId, rcpt, transport, reply, attempts }) => ({ event, queueId, rcpt, transport, reply, attempts }));
+  assert.deepEqual(lines, [
+    { event: 'delivered', queueId: id, rcpt: 'bob@example.net', transport: 'local', reply: '250 2.0.0 Delivered to mailbox', attempts: 1 },
+    { event: 'delivered', queueId: id, rcpt: 'dave@example.net', transport: 'local', reply: '250 2.0.0 Delivered to mailbox', attempts: 1 },
+  ]);
+  assert.deepEqual(await spoolIds(rig.spool), []);
+});
+
+test('each outcome is recorded in the spool; remote is deferred until configured', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const rig = await start(t, dir, cap, { local: new MaildirTransport({ root: join(dir, 'mail'), hostname: 'mx' }), remote: remoteNotConfigured }, { minBackoffMs: 60_000, maxBackoffMs: 120_000 });
+  const id = await queueMessage(rig.spool, envelope({ recipients: two }), 'Subject: s\r\n\r\nx\r\n');
+  await waitFor('the deferral', () => cap.events('deferred').length === 1);
+  await waitFor('the queue to take it back', () => rig.queue.inFlight === 0);
+  const m = await rig.spool.get(id);
+  const [bob, carol] = m!.states;
+  assert.deepEqual({ ...bob, updatedAt: 0 }, { status: 'delivered', attempts: 1, lastReply: '250 2.0.0 Delivered to mailbox', updatedAt: 0 });
+  assert.equal(carol?.status, 'deferred');
+  assert.equal(carol?.attempts, 1);
+  assert.equal(carol?.lastReply, '451 4.3.5 remote delivery is not configured');
+  assert.equal((carol?.nextAttemptAt ?? 0) - (carol?.updatedAt ?? 0), 60_000);
+  assert.equal(rig.queue.dueAt(id), carol?.nextAttemptAt);
+  const d = cap.events('deferred')[0]!;
+  assert.deepEqual([d.queueId, d.rcpt, d.transport, d.reply, d.attempts], [id, 'carol@remote.example', 'remote', '451 4.3.5 remote delivery is not configured', 1]);
+});
+
+test('a temporary failure is retried with exponential backoff until it succeeds', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const remote = scripted(['temporary', 'temporary', 'ok']);
+  const rig = await start(t, dir, cap, { remote }, { minBackoffMs: 40, maxBackoffMs: 1000 });
+  const id = await queueMessage(rig.spool, envelope({ recipients: [two[1]!] }), 'Subject: s\r\n\r\nx\r\n');
+  await waitFor('removal from the spool', async () => (await rig.spool.get(id)) === undefined);
+  assert.equal(remote.calls.length, 3);
+  const [a, b, c] = remote.calls as [(typeof remote.calls)[0], (typeof remote.calls)[0], (typeof remote.calls)[0]];
+  assert.ok(b.at - a.at >= 40, `second attempt ${b.at - a.at} ms after the first`);
+  assert.ok(c.at - b.at >= 80, `third attempt ${c.at - b.at} ms after the second`);
+  assert.deepEqual(cap.events('deferred').map((l) => l.attempts), [1, 2]);
+  assert.deepEqual(cap.events('delivered').map((l) => [l.rcpt, l.attempts, l.reply]), [['carol@remote.example', 3, '250 2.0.0 Ok']]);
+});
+
+test('a recipient delivered before a restart is not delivered again after it', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const root = join(dir, 'mail');
+  const first = await start(t, dir, cap, { local: new MaildirTransport({ root, hostname: 'mx' }), remote: remoteNotConfigured }, { minBackoffMs: 50 });
+  const id = await queueMessage(first.spool, envelope({ recipients: two }), 'Subject: s\r\n\r\nx\r\n');
+  await waitFor('first pass', () => cap.events('deferred').length === 1 && first.queue.inFlight === 0);
+  await first.stop();
+
+  const local = scripted([]);
+  const remote = scripted(['ok']);
+  const second = await start(t, dir, cap, { local, remote });
+  await waitFor('removal from the spool', async () => (await second.spool.get(id)) === undefined);
+  assert.deepEqual(local.calls, []);
+  assert.deepEqual(remote.calls.map((c) => [c.indexes, c.recovered]), [[[1], true]]);
+  assert.equal((await readdir(join(root, 'example.net', 'bob', 'Maildir', 'new'))).length, 1);
+});
+
+test('exactly once: a crash after the Maildir rename, before the state record, delivers no second copy', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const root = join(dir, 'mail');
+  // The life that crashed: it delivered but never recorded the outcome.
+  const spool = await Spool.open(join(dir, 'spool'), { log: cap.log });
+  const id = await queueMessage(spool, envelope(), 'Subject: s\r\n\r\nx\r\n');
+  const m = (await spool.get(id))!;
+  await new MaildirTransport({ root, hostname: 'mx' }).deliver({ envelope: m.envelope, body: () => spool.openBody(id), recovered: false }, [0]);
+  await spool.close();
+
+  const rig = await start(t, dir, cap, { local: new MaildirTransport({ root, hostname: 'mx' }) });
+  await waitFor('removal from the spool', async () => (await rig.spool.get(id)) === undefined);
+  assert.equal((await readdir(join(root, 'example.net', 'bob', 'Maildir', 'new'))).length, 1);
+  assert.deepEqual(cap.events('delivered').map((l) => [l.queueId, l.reply]), [[id, '250 2.0.0 Delivered to mailbox before a restart']]);
+});
+
+test('after the maximum age a temporary failure bounces', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const rig = await start(t, dir, cap, { remote: remoteNotConfigured }, { maxAgeMs: 60_000 });
+  const id = await queueMessage(rig.spool, envelope({ recipients: [two[1]!], receivedAt: Date.now() - 61_000 }), 'Subject: s\r\n\r\nx\r\n');
+  await waitFor('removal from the spool', async () => (await rig.spool.get(id)) === undefined);
+  const b = cap.events('bounced');
+  assert.deepEqual(
+    b.map(({ queueId, rcpt, transport, reply, attempts, reason }) => ({ queueId, rcpt, transport, reply, attempts, reason })),
+    [{ queueId: id, rcpt: 'carol@remote.example', transport: 'remote', reply: '451 4.3.5 remote delivery is not configured', attempts: 1, reason: 'expired' }],
+  );
+  assert.deepEqual(cap.events('deferred'), []);
+});
+
+test('a permanent failure bounces at once; a message without a transport is deferred', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const rig = await start(t, dir, cap, { remote: scripted(['permanent']) }, { minBackoffMs: 60_000 });
+  const bounced = await queueMessage(rig.spool, envelope({ recipients: [two[1]!] }), 'Subject: s\r\n\r\nx\r\n');
+  const noRoute = await queueMessage(rig.spool, envelope({ recipients: [two[0]!] }), 'Subject: s\r\n\r\nx\r\n');
+  await waitFor('both passes', () => cap.events('bounced').length === 1 && cap.events('deferred').length === 1);
+  assert.deepEqual(cap.events('bounced').map((l) => [l.queueId, l.reply, l.attempts, l.reason]), [[bounced, '550 5.1.1 No such user', 1, undefined]]);
+  assert.deepEqual(cap.events('deferred').map((l) => [l.queueId, l.transport, l.reply]), [[noRoute, 'local', '451 4.3.5 No transport configured for "local"']]);
+});
+
+test('a message whose bytes went bad on disk is not delivered and leaves the queue', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const root = join(dir, 'mail');
+  const spool = await Spool.open(join(dir, 'spool'), { log: cap.log });
+  const id = await queueMessage(spool, envelope(), 'Subject: s\r\n\r\nimportant\r\n');
+  const path = spool.messagePath(id);
+  await spool.close();
+  const raw = await readFile(path);
+  raw[raw.indexOf('important')] = 0x49;
+  await writeFile(path, raw);
+
+  const rig = await start(t, dir, cap, { local: new MaildirTransport({ root, hostname: 'mx' }) });
+  await waitFor('the corrupt report', () => cap.events('delivery-corrupt').length === 1 && rig.queue.inFlight === 0);
+  assert.equal(rig.queue.scheduled, 0);
+  assert.deepEqual(await readdir(join(dir, 'spool', 'corrupt')), [id]);
+  assert.deepEqual(await readdir(join(root, 'example.net', 'bob', 'Maildir', 'new')), []);
+  assert.deepEqual(cap.events('delivered'), []);
+});
