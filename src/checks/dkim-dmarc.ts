@@ -1,0 +1,121 @@
+// DKIM (RFC 6376) and DMARC (RFC 7489) verification at end of DATA, through mailauth with our
+// resolver, recorded in an Authentication-Results header (RFC 8601) with our host name as the
+// authserv-id. DMARC p=reject / p=quarantine act only when the operator sets `enforce`.
+import { arc as arcVerify, dkimVerify, dmarc as dmarcVerify, spf as spfVerify } from 'mailauth';
+import type { ARCData, ARCResult, DKIMVerifyResult, DMARCResult, SPFResult } from 'mailauth';
+import { z } from 'zod';
+import { Replies, perm } from '../core/reply.ts';
+import { defer, pass, reject, score, type Verdict } from '../core/verdict.ts';
+import { defineCheck, type CheckContext, type MessageFacts } from '../pipeline/check.ts';
+import { mailauthResolver } from './lib/dns.ts';
+import { headerField } from './lib/header.ts';
+import { ipText, parseIp } from './lib/net.ts';
+
+const NAME = 'dkim-dmarc';
+
+const Options = z
+  .object({
+    /** Act on the sender's DMARC policy: p=reject → 550 5.7.1, p=quarantine → add `quarantinePoints`. */
+    enforce: z.boolean().default(false),
+    quarantinePoints: z.number().finite().default(5),
+    /** DKIM keys shorter than this fail (RFC 8301 §3.2 asks for at least 1024 bits). */
+    minKeyBits: z.number().int().min(512).default(1024),
+    /** Verify ARC chains (RFC 8617) and report them in the header. */
+    arc: z.boolean().default(true),
+    /** Leave mail from logged-in users alone (it is ours, on its way out). */
+    skipLogins: z.boolean().default(true),
+  })
+  .strict();
+
+const rejected = (domain: string) => perm('5.7.1', `Message rejected per DMARC policy of ${domain}`);
+
+interface Results {
+  readonly dkim: DKIMVerifyResult;
+  readonly spf: SPFResult | undefined;
+  readonly arc: ARCResult | undefined;
+  readonly dmarc: DMARCResult | false;
+}
+
+export const dkimDmarc = defineCheck({
+  name: NAME,
+  stages: ['data'],
+  options: Options,
+  create: (opts, env) => {
+    const verify = async (ctx: CheckContext, raw: Buffer): Promise<Results> => {
+      const resolver = mailauthResolver(env.dns, ctx.signal);
+      const s = ctx.session;
+      const from = ctx.tx?.mailFrom ?? null;
+      const dkim = await dkimVerify(raw, {
+        resolver,
+        ...(from ? { sender: from.address } : {}),
+        minBitLength: opts.minKeyBits,
+        curTime: new Date(env.clock()),
+      });
+      // DMARC's SPF half (RFC 7489 §4.2) needs the SMTP facts, not the headers.
+      const ip = parseIp(s.clientAddress);
+      const sender = from?.address ?? (s.helo ? `postmaster@${s.helo}` : undefined);
+      const spf =
+        ip && sender
+          ? await spfVerify({ sender, ip: ipText(ip), ...(s.helo ? { helo: s.helo } : {}), mta: env.hostname, resolver })
+          : undefined;
+      const arcData = (dkim as { arc?: ARCData }).arc;
+      const arc = opts.arc && arcData ? await arcVerify(arcData, { resolver, minBitLength: opts.minKeyBits }) : undefined;
+      // RFC 7489 §6.6.1: exactly one From address, or DMARC does not apply.
+      const dmarc =
+        dkim.headerFrom.length === 1
+          ? await dmarcVerify({
+              headerFrom: dkim.headerFrom,
+              spfDomains: spf?.status.result === 'pass' ? [spf.domain] : [],
+              dkimDomains: dkim.results
+                .filter((r) => r.status.result === 'pass')
+                .map((r) => ({ domain: r.signingDomain, aligned: r.status.aligned ?? false, underSized: r.status.underSized ?? false, ...(r.id ? { id: r.id } : {}) })),
+              ...(arc ? { arcResult: arc } : {}),
+              resolver,
+            })
+          : false;
+      return { dkim, spf, arc, dmarc };
+    };
+
+    const authResults = (r: Results): string => {
+      // RFC 8601 §2.2: authserv-id, then one resinfo per method.
+      const parts = [env.hostname];
+      if (r.dkim.results.length === 0) parts.push('dkim=none');
+      for (const d of r.dkim.results) parts.push(d.info);
+      if (r.spf) parts.push(r.spf.info);
+      if (r.arc?.info) parts.push(r.arc.info);
+      if (r.dmarc) parts.push(r.dmarc.info);
+      return headerField('Authentication-Results', parts.join('; '));
+    };
+
+    return {
+      data: async (ctx, message: MessageFacts): Promise<Verdict> => {
+        if (opts.skipLogins && ctx.session.login !== undefined) return pass();
+        let raw: Buffer;
+        try {
+          raw = await message.raw();
+        } catch (err) {
+          env.log.error({ check: NAME, err: err instanceof Error ? err.message : String(err) }, 'message not readable for DKIM/DMARC; deferring');
+          return defer(Replies.tempFailure, `${NAME}: message not readable`);
+        }
+        const r = await verify(ctx, raw);
+        const headers = [authResults(r)];
+        const dm = r.dmarc;
+        if (!dm || dm.status.result !== 'fail') return pass(headers);
+        let policy = dm.policy;
+        // RFC 7489 §6.6.4: with pct below 100, the rest of the failing mail gets the next milder policy.
+        if (typeof dm.pct === 'number' && dm.pct < 100 && Math.random() * 100 >= dm.pct) {
+          policy = policy === 'reject' ? 'quarantine' : 'none';
+        }
+        const domain = (dm.status.header as { from?: string } | undefined)?.from ?? dm.domain;
+        const why = `DMARC fail for ${domain} (p=${policy}): ${dm.info}`;
+        if (!opts.enforce) {
+          if (policy !== 'none') env.log.info({ check: NAME, domain, policy }, 'DMARC failed; not enforced (checks.dkim-dmarc.enforce is off)');
+          return pass(headers);
+        }
+        if (policy === 'reject') return reject(rejected(domain), why);
+        if (policy === 'quarantine') return score(opts.quarantinePoints, `${NAME}:quarantine`, headers);
+        return pass(headers);
+      },
+    };
+  },
+});

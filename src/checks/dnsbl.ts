@@ -1,0 +1,167 @@
+// DNS blocklists (Postfix's reject_rbl_client): the client's address is looked up in each
+// configured zone (RFC 5782: reversed IPv4 octets, reversed IPv6 nibbles); a listed client is
+// rejected or scored per zone. Answers are cached in memory for their TTL. A zone that fails or
+// times out is skipped and logged — a broken list must never refuse mail.
+import type { RecordWithTtl } from 'node:dns';
+import { z } from 'zod';
+import { Duration } from '../config/units.ts';
+import { perm } from '../core/reply.ts';
+import { PASS, reject, score, type Verdict } from '../core/verdict.ts';
+import { defineCheck, type CheckContext } from '../pipeline/check.ts';
+import { classify, errorCode, withSignal } from './lib/dns.ts';
+import { ipText, ipv4Number, parseIp, reverseName, type Ip } from './lib/net.ts';
+import { TtlCache } from './lib/ttl-cache.ts';
+
+const NAME = 'dnsbl';
+
+interface CodeRange {
+  readonly lo: number;
+  readonly hi: number;
+}
+
+const v4 = (text: string): number | undefined => {
+  const ip = parseIp(text);
+  return ip?.family === 4 && !text.includes(':') ? ipv4Number(ip) : undefined;
+};
+
+/** "127.0.0.2" or "127.0.0.2-127.0.0.11": the answers that mean "listed". */
+const Code = z.string().transform((text, ctx): CodeRange => {
+  const [a = '', b, extra] = text.split('-').map((s) => s.trim());
+  const lo = v4(a);
+  const hi = b === undefined ? lo : v4(b);
+  if (extra !== undefined || lo === undefined || hi === undefined || hi < lo) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(text)} is not a return code or range; write e.g. "127.0.0.2" or "127.0.0.2-127.0.0.11"` });
+    return z.NEVER;
+  }
+  return { lo, hi };
+});
+
+const DOMAIN = /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)+$/i;
+
+const Zone = z
+  .object({
+    /** The list's DNS zone, e.g. zen.spamhaus.org. */
+    zone: z
+      .string()
+      .transform((s) => s.trim().toLowerCase().replace(/\.$/, ''))
+      .refine((s) => DOMAIN.test(s), { message: 'is not a DNS zone name; write e.g. "zen.spamhaus.org"' }),
+    /** Answers that count as listed. Default: any 127.0.0.0/8 answer except 127.255.255.0/24,
+     *  which lists use to report query errors (e.g. Spamhaus' 127.255.255.254). */
+    codes: z.array(Code).min(1).optional(),
+    /** reject: refuse the client (554 5.7.1); score: add `points` and go on. */
+    action: z.enum(['reject', 'score']).default('reject'),
+    points: z.number().finite().default(5),
+  })
+  .strict();
+
+const Options = z
+  .object({
+    zones: z.array(Zone).default([]),
+    /** Do not ask the lists about clients that logged in (a user on a dial-up range may send). */
+    skipLogins: z.boolean().default(true),
+    /** Give up on one zone after this long and skip it (keep it below the check's timeout). */
+    timeout: Duration.default(3000),
+    /** Answers kept in memory, at most. */
+    cacheSize: z.number().int().min(0).default(10_000),
+    /** How long a "not listed" answer is remembered (NXDOMAIN carries no TTL we can read). */
+    negativeTtl: Duration.default(60_000),
+    /** Upper bound on how long any answer is remembered, whatever its TTL. */
+    maxTtl: Duration.default(3_600_000),
+  })
+  .strict();
+
+const DEFAULT_LO = 0x7f000000; // 127.0.0.0
+const ERROR_LO = 0x7fffff00; // 127.255.255.0: list error codes, never "listed"
+const LOOPBACK_HI = 0x7fffffff;
+
+/** `listed`: the list's answers (possibly not matching the codes); `clear`: not listed. */
+type Answer = { readonly kind: 'listed'; readonly addresses: readonly string[] } | { readonly kind: 'clear' };
+
+export const dnsbl = defineCheck({
+  name: NAME,
+  stages: ['connect', 'helo', 'mail', 'rcpt'],
+  options: Options,
+  create: (opts, env) => {
+    const cache = new TtlCache<Answer>(opts.cacheSize, env.clock);
+    const inflight = new Map<string, Promise<Answer>>();
+
+    const ask = async (qname: string, signal: AbortSignal): Promise<Answer> => {
+      try {
+        const records: RecordWithTtl[] = await withSignal(env.dns.resolve4(qname, { ttl: true }), signal);
+        const ttl = Math.min(...records.map((r) => r.ttl)) * 1000;
+        const answer: Answer = records.length > 0 ? { kind: 'listed', addresses: records.map((r) => r.address) } : { kind: 'clear' };
+        cache.set(qname, answer, Math.min(ttl, opts.maxTtl));
+        return answer;
+      } catch (err) {
+        const failure = classify(err);
+        if (failure === 'temporary') throw err;
+        // RFC 5782 §2.1: a name that does not exist (or has no A record) means "not listed".
+        const answer: Answer = { kind: 'clear' };
+        cache.set(qname, answer, Math.min(opts.negativeTtl, opts.maxTtl));
+        return answer;
+      }
+    };
+
+    const lookup = (qname: string, signal: AbortSignal): Promise<Answer> => {
+      const hit = cache.get(qname);
+      if (hit) return Promise.resolve(hit);
+      // Recipients of one message ask at nearly the same time: one query serves them all.
+      let p = inflight.get(qname);
+      if (!p) {
+        p = ask(qname, signal).finally(() => inflight.delete(qname));
+        inflight.set(qname, p);
+      }
+      return p;
+    };
+
+    const matches = (zone: z.output<typeof Zone>, address: string): boolean => {
+      const n = v4(address);
+      if (n === undefined) return false;
+      if (zone.codes) return zone.codes.some((c) => n >= c.lo && n <= c.hi);
+      return n >= DEFAULT_LO && n < ERROR_LO;
+    };
+
+    const check = async (ctx: CheckContext): Promise<Verdict> => {
+      if (opts.zones.length === 0) return PASS;
+      if (opts.skipLogins && ctx.session.login !== undefined) return PASS;
+      const ip: Ip | undefined = parseIp(ctx.session.clientAddress);
+      if (!ip) {
+        env.log.warn({ check: NAME, client: ctx.session.clientAddress }, 'client address is not an IP address; no lookup');
+        return PASS;
+      }
+      const client = ipText(ip);
+      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(opts.timeout)]);
+      // Ask every zone at once; decide in the configured order.
+      const answers = await Promise.allSettled(opts.zones.map((z) => lookup(reverseName(ip, z.zone), signal)));
+      let points = 0;
+      const scored: string[] = [];
+      for (const [i, zone] of opts.zones.entries()) {
+        const r = answers[i]!;
+        if (r.status === 'rejected') {
+          env.log.warn({ check: NAME, zone: zone.zone, client, err: errorCode(r.reason) }, 'DNS list lookup failed; zone skipped');
+          continue;
+        }
+        if (r.value.kind === 'clear') continue;
+        const hits = r.value.addresses.filter((a) => matches(zone, a));
+        if (hits.length === 0) {
+          const odd = r.value.addresses.filter((a) => {
+            const n = v4(a);
+            return n === undefined || n < DEFAULT_LO || n > LOOPBACK_HI || n >= ERROR_LO;
+          });
+          // Outside 127/8, or a list error code: a hijacking resolver or a refused query, not a listing.
+          if (odd.length > 0) env.log.warn({ check: NAME, zone: zone.zone, client, answers: odd }, 'DNS list gave answers that are not listing codes; ignored');
+          continue;
+        }
+        if (zone.action === 'reject') {
+          return reject(perm('5.7.1', `Service unavailable; client [${client}] blocked using ${zone.zone}`, 554), `client ${client} listed in ${zone.zone} (${hits.join(', ')})`);
+        }
+        points += zone.points;
+        scored.push(zone.zone);
+        env.log.info({ check: NAME, zone: zone.zone, client, answers: hits, points: zone.points }, 'client listed; scored');
+      }
+      return scored.length > 0 ? score(points, `${NAME}:${scored.join(',')}`) : PASS;
+    };
+
+    return { connect: check, helo: check, mail: check, rcpt: check };
+  },
+});

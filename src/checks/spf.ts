@@ -1,0 +1,126 @@
+// SPF (RFC 7208) for mail from the world, through mailauth with our configured resolver: fail,
+// softfail and permerror each reject, score or are ignored as configured; a temporary DNS error
+// defers. Adds a Received-SPF header (§9.1). Never applied to a client that logged in.
+import { spf as spfVerify } from 'mailauth';
+import type { SPFResult } from 'mailauth';
+import { z } from 'zod';
+import type { Mailbox } from '../core/address.ts';
+import { perm, temp } from '../core/reply.ts';
+import { PASS, defer, pass, reject, score, type Verdict } from '../core/verdict.ts';
+import { defineCheck, type CheckContext } from '../pipeline/check.ts';
+import { mailauthResolver } from './lib/dns.ts';
+import { headerField } from './lib/header.ts';
+import { ipText, parseIp } from './lib/net.ts';
+import { TtlCache } from './lib/ttl-cache.ts';
+
+const NAME = 'spf';
+
+const Action = z.enum(['reject', 'score', 'ignore']);
+
+const Options = z
+  .object({
+    /** `-all` matched: RFC 7208 §8.4 allows rejecting. */
+    fail: Action.default('reject'),
+    failPoints: z.number().finite().default(5),
+    /** `~all`: §8.5 says do not reject on this alone. */
+    softfail: Action.default('score'),
+    softfailPoints: z.number().finite().default(2),
+    /** A broken SPF record (§8.7): the sender's problem, so ignored unless asked. */
+    permerror: Action.default('ignore'),
+    permerrorPoints: z.number().finite().default(1),
+    /** A DNS failure (§8.6): defer (451 4.4.3) so the sender retries, or let the mail through. */
+    temperror: z.enum(['defer', 'ignore']).default('defer'),
+    /** Add a Received-SPF header to accepted mail. */
+    header: z.boolean().default(true),
+  })
+  .strict();
+
+const failReply = perm('5.7.23', 'SPF validation failed'); // RFC 7372 §3.2
+const permerrorReply = perm('5.7.24', 'SPF validation error'); // RFC 7372 §3.2
+const temperrorReply = temp('4.4.3', 'Temporary DNS failure checking SPF, please try again later', 451);
+
+// RFC 7208 §9.1: key-value values are dot-atoms or quoted strings.
+const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
+const kv = (value: string): string => (DOT_ATOM.test(value) ? value : `"${value.replace(/[\\"]/g, '\\$&')}"`);
+const comment = (text: string): string => text.replace(/[\\()]/g, '\\$&');
+
+type Result = SPFResult['status']['result'];
+
+interface Evaluation {
+  readonly result: Result;
+  readonly comment: string;
+}
+
+export const spf = defineCheck({
+  name: NAME,
+  stages: ['mail', 'rcpt'],
+  options: Options,
+  create: (opts, env) => {
+    // One evaluation per transaction: RCPT after RCPT must not repeat the DNS work.
+    const memo = new TtlCache<Evaluation>(1000, env.clock);
+
+    const receivedSpf = (e: Evaluation, ip: string, sender: string, helo: string | undefined): string => {
+      const pairs = [`client-ip=${ip}`, `envelope-from=${kv(sender)}`, ...(helo ? [`helo=${kv(helo)}`] : []), `receiver=${kv(env.hostname)}`, `identity=mailfrom`];
+      return headerField('Received-SPF', `${e.result} (${comment(e.comment)}) ${pairs.join('; ')};`);
+    };
+
+    const check = async (ctx: CheckContext, from: Mailbox | null, first: boolean): Promise<Verdict> => {
+      const s = ctx.session;
+      if (s.login !== undefined) return PASS;
+      const parsed = parseIp(s.clientAddress);
+      if (!parsed) {
+        env.log.warn({ check: NAME, client: s.clientAddress }, 'client address is not an IP address; SPF not checked');
+        return PASS;
+      }
+      const ip = ipText(parsed);
+      // RFC 7208 §2.4: for the null sender, the HELO identity is checked as postmaster@helo.
+      const sender = from?.address ?? (s.helo ? `postmaster@${s.helo}` : undefined);
+      if (sender === undefined) return PASS;
+      const key = `${s.id}\n${ip}\n${sender}\n${s.helo ?? ''}`;
+      let e = memo.get(key);
+      if (!e) {
+        const r = await spfVerify({
+          sender,
+          ip,
+          ...(s.helo ? { helo: s.helo } : {}),
+          mta: env.hostname,
+          resolver: mailauthResolver(env.dns, ctx.signal),
+        });
+        e = { result: r.status.result, comment: r.status.comment ?? '' };
+        // A temporary failure is not remembered: the retry must ask again.
+        if (e.result !== 'temperror' && e.result !== 'temperr') memo.set(key, e, 10 * 60_000);
+      }
+      const headers = opts.header && first ? [receivedSpf(e, ip, sender, s.helo)] : undefined;
+      const why = `spf=${e.result} for ${sender} from ${ip}: ${e.comment}`;
+      const act = (action: z.output<typeof Action>, points: number, replyIfReject = failReply): Verdict => {
+        if (action === 'reject') return reject(replyIfReject, why);
+        if (action === 'score') return score(points, `${NAME}:${e.result}`, headers);
+        return pass(headers);
+      };
+      switch (e.result) {
+        case 'fail':
+          return act(opts.fail, opts.failPoints);
+        case 'softfail':
+          return act(opts.softfail, opts.softfailPoints);
+        case 'permerror':
+          return act(opts.permerror, opts.permerrorPoints, permerrorReply);
+        case 'temperror':
+        case 'temperr':
+          if (opts.temperror === 'defer') {
+            env.log.warn({ check: NAME, sender, client: ip, comment: e.comment }, 'SPF lookup failed temporarily; deferring');
+            return defer(temperrorReply, why);
+          }
+          return pass(headers);
+        default:
+          // pass, neutral, none: no opinion here (DMARC uses the result on its own).
+          return pass(headers);
+      }
+    };
+
+    return {
+      mail: (ctx, from) => check(ctx, from, true),
+      // At RCPT the header goes with the first recipient only, so a message carries one.
+      rcpt: async (ctx) => (ctx.tx ? check(ctx, ctx.tx.mailFrom, ctx.tx.recipients.length === 0) : PASS),
+    };
+  },
+});
