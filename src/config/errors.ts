@@ -40,6 +40,6 @@ export function pathText(path: readonly PropertyKey[]): string {
 export function showValue(v: unknown): string {
   if (v === undefined) return 'nothing';
   const s = JSON.stringify(v);
-  if (s === undefined) return String(v);
+  if (s === undefined) return `a ${typeof v}`; // functions and symbols have no JSON form
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }

@@ -43,6 +43,7 @@ export interface Config {
   readonly checks: Readonly<Record<string, unknown>>;
   readonly queue: RawConfig['queue'];
   readonly store: RawConfig['store'];
+  readonly dns: RawConfig['dns'];
 }
 
 export const BUILT_IN = 'built-in default';
@@ -180,6 +181,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     checks: raw.checks,
     queue: raw.queue,
     store: raw.store,
+    dns: raw.dns,
   };
 }
 

@@ -143,6 +143,16 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    dns: z
+      .object({
+        /** DNS servers to ask ("127.0.0.1", "[::1]:5353", "10.0.0.2:53"); empty: the system's. */
+        servers: z.array(z.string().min(1)).default([]),
+        /** Time-out of one DNS query; past it a check defers (4xx), never accepts. */
+        timeout: Duration.default(5000),
+        tries: z.number().int().min(1).max(5).default(2),
+      })
+      .strict()
+      .prefault({}),
     store: z
       .object({
         backend: z.enum(['sqlite', 'redis']).default('sqlite'),

@@ -4,7 +4,7 @@
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
 import { parsePath, type Mailbox } from '../core/address.ts';
-import { Replies, perm, reply, replyText, temp, type SmtpReply } from '../core/reply.ts';
+import { Replies, perm, reply, replyText, type SmtpReply } from '../core/reply.ts';
 import type { Verdict } from '../core/verdict.ts';
 import type { LocalDirectory, MessageFacts, SessionFacts } from '../pipeline/check.ts';
 import { runStage, type PlacedCheck, type StageOutcome } from '../pipeline/runner.ts';
@@ -58,6 +58,8 @@ export interface SessionDeps {
   readonly spool: SpoolPort;
   readonly auth: Authenticator;
   readonly clock: () => number;
+  /** RCPT TO:<Postmaster> without a domain means postmaster@ this domain (RFC 5321 §4.1.1.3). */
+  readonly postmasterDomain: string;
 }
 
 interface Transaction {
@@ -168,7 +170,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
       sync(s);
       const t = tx;
       if (!t) return perm('5.5.1', 'Bad sequence of commands', 503);
-      const parsed = parsePath(rcpt.path, { allowNull: false, smtputf8: t.mail.smtputf8, role: 'recipient' });
+      const parsed = parsePath(rcpt.path, { allowNull: false, smtputf8: t.mail.smtputf8, role: 'recipient', postmasterDomain: deps.postmasterDomain });
       if (!parsed.ok || !parsed.mailbox) {
         const r = parsed.ok ? perm('5.1.3', 'Bad recipient address syntax', 501) : reply(parsed.code, parsed.enhanced, 'Bad recipient address syntax');
         mailEvent(log, 'rejected', { ...base(s), stage: 'rcpt', from: t.from?.address ?? '', to: rcpt.path, reason: parsed.ok ? 'null recipient' : parsed.error, reply: replyText(r) });
@@ -378,5 +380,3 @@ export function parseHeaders(head: Buffer): Array<[string, string]> {
   }
   return out;
 }
-
-export const tempUnavailable = temp('4.3.2', 'Service not available, try again later', 421);

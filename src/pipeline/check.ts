@@ -6,6 +6,8 @@ import type { Verdict } from '../core/verdict.ts';
 import type { Mailbox } from '../core/address.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Stage } from '../config/schema.ts';
+import type { Resolver } from 'node:dns/promises';
+import type { Store } from '../store/store.ts';
 
 export type { Stage };
 
@@ -47,9 +49,16 @@ export interface LocalDirectory {
 /** What a check may use. Built once by the composition root. */
 export interface CheckEnv {
   readonly log: Logger;
+  /** Milliseconds since the epoch; tests inject their own. */
   readonly clock: () => number;
   readonly hostname: string;
+  /** Our mail domains (lower-case). */
+  readonly domains: readonly string[];
   readonly directory: LocalDirectory;
+  /** DNS, asking the servers in config `dns.servers` (or the system's) with the configured time-out. */
+  readonly dns: Resolver;
+  /** Shared state (SQLite or Redis); operations reject with StoreUnavailableError when it is down. */
+  readonly store: Store;
 }
 
 export interface CheckContext {

@@ -1,6 +1,5 @@
 // The explicit map of every check by name (no registration by import side effects), and the
 // compiler that turns the config's ordered lists into placed, option-compiled checks at load.
-import type { z } from 'zod';
 import { ConfigError, pathText, showValue, type ConfigProblem } from '../config/errors.ts';
 import type { Config } from '../config/load.ts';
 import { STAGES, type Stage } from '../config/schema.ts';
@@ -48,7 +47,7 @@ export function compilePipeline(config: Config, registry: Registry, env: CheckEn
   const instances = new Map<string, { def: CheckDefinition; handlers: StageHandlers }>();
   for (const name of used) {
     const def = registry.get(name)!;
-    const parsed = (def.options as z.ZodType).safeParse(config.checks[name] ?? {}, { reportInput: true });
+    const parsed = (def.options).safeParse(config.checks[name] ?? {}, { reportInput: true });
     if (!parsed.success) {
       for (const issue of parsed.error.issues) {
         const p = pathText(['checks', name, ...issue.path]);

@@ -1,0 +1,220 @@
+// The composition root: the one place that builds every implementation from the config — the
+// directory, the state store, the spool, queue and delivery worker, the compiled pipeline, TLS,
+// and one listener per configured port — and tears them down again in order.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { Resolver } from 'node:dns/promises';
+import tls from 'node:tls';
+import type { Config } from '../config/load.ts';
+import { ConfigError } from '../config/errors.ts';
+import type { Logger } from '../observe/log.ts';
+import { silentLogger } from '../observe/log.ts';
+import { ALL_CHECKS } from '../checks/index.ts';
+import { createRelayPolicy } from '../checks/relay.ts';
+import { compilePipeline, createRegistry, type CompiledPipeline } from '../pipeline/registry.ts';
+import type { CheckEnv, LocalDirectory } from '../pipeline/check.ts';
+import { createStore } from '../store/create.ts';
+import type { Store } from '../store/store.ts';
+import { Spool } from '../queue/spool.ts';
+import { Queue } from '../queue/queue.ts';
+import { Worker } from '../delivery/worker.ts';
+import { MaildirTransport } from '../delivery/maildir.ts';
+import { remoteNotConfigured } from '../delivery/transport.ts';
+import { startListener, type Listener } from '../ingress/listener.ts';
+import { createSessionHandler, type SpoolPort } from '../ingress/session.ts';
+import type { ProtocolOptions } from '../ingress/smtp/types.ts';
+import { ensureSelfSignedCertificate } from '../ingress/selfsigned.ts';
+import { openDirectory } from './accounts.ts';
+
+export interface RunningServer {
+  readonly config: Config;
+  /** The port a listener is bound to (useful with port 0). */
+  port(listener: string): number;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly log?: Logger;
+  readonly clock?: () => number;
+}
+
+/** Builds a DNS resolver that asks the configured servers with the configured time-out. */
+export function createResolver(config: Config): Resolver {
+  const r = new Resolver({ timeout: config.dns.timeout, tries: config.dns.tries });
+  if (config.dns.servers.length > 0) r.setServers([...config.dns.servers]);
+  return r;
+}
+
+/**
+ * Validates every check's options and placement without starting anything; used by
+ * `check-config`. Throws ConfigError naming the setting.
+ */
+export function compileChecks(config: Config): CompiledPipeline {
+  const inert: LocalDirectory = { isLocalDomain: (d) => config.domains.includes(d), resolveRecipient: () => ({ kind: 'unknown' }) };
+  const env: CheckEnv = {
+    log: silentLogger(),
+    clock: Date.now,
+    hostname: config.hostname,
+    domains: config.domains,
+    directory: inert,
+    dns: createResolver(config),
+    store: undefined as unknown as Store, // creating a check must not touch the store
+  };
+  return compilePipeline(config, createRegistry(ALL_CHECKS), env);
+}
+
+function loadTlsContext(config: Config, log: Logger): Promise<tls.SecureContext> | tls.SecureContext {
+  if (config.tls.cert && config.tls.key) {
+    const read = (file: string, key: 'tls.cert' | 'tls.key'): Buffer => {
+      try {
+        return readFileSync(file);
+      } catch (err) {
+        throw new ConfigError(config.source, [{ path: key, message: `cannot read ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, fix: 'point it at a readable PEM file' }]);
+      }
+    };
+    try {
+      return tls.createSecureContext({ cert: read(config.tls.cert, 'tls.cert'), key: read(config.tls.key, 'tls.key'), minVersion: 'TLSv1.2' });
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(config.source, [{ path: 'tls.cert', message: `the certificate and key cannot be used together: ${String(err)}`, fix: 'give the certificate chain and its private key, both PEM' }]);
+    }
+  }
+  return ensureSelfSignedCertificate(config.paths.tls, config.hostname).then(({ certPath, keyPath, created }) => {
+    log.warn({ event: 'tls-self-signed', cert: certPath, created }, `no tls.cert configured: using a self-signed certificate for ${config.hostname} (fine for testing; set tls.cert and tls.key for the internet)`);
+    return tls.createSecureContext({ cert: readFileSync(certPath), key: readFileSync(keyPath), minVersion: 'TLSv1.2' });
+  });
+}
+
+export async function startMailward(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? silentLogger();
+  const clock = opts.clock ?? Date.now;
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const stopAll = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log.error({ err: String(err) }, 'error while stopping');
+      }
+    }
+    cleanups.length = 0;
+  };
+  try {
+    const secureContext = await loadTlsContext(config, log);
+    const directory = openDirectory(config);
+    cleanups.push(() => directory.close());
+    const store = await createStore(
+      {
+        backend: config.store.backend,
+        sqlite: { path: config.paths.store },
+        redis: {
+          keyPrefix: config.store.redis.keyPrefix,
+          timeoutMs: config.store.redis.timeout,
+          ...(config.store.redis.url ? { url: config.store.redis.url } : {}),
+          ...(config.store.redis.sentinels ? { sentinels: config.store.redis.sentinels } : {}),
+          ...(config.store.redis.name ? { name: config.store.redis.name } : {}),
+          ...(config.store.redis.cluster ? { cluster: config.store.redis.cluster } : {}),
+        },
+      },
+      log,
+    );
+    cleanups.push(() => store.close());
+
+    const env: CheckEnv = { log, clock, hostname: config.hostname, domains: config.domains, directory, dns: createResolver(config), store };
+    const pipeline = compilePipeline(config, createRegistry(ALL_CHECKS), env);
+    const relay = createRelayPolicy(config.relay.trustedNetworks);
+
+    const spool = await Spool.open(config.paths.spool, { log, fsync: config.queue.fsync });
+    cleanups.push(() => spool.close());
+    const queue = new Queue(spool, {
+      log,
+      minBackoffMs: config.queue.minBackoff,
+      maxBackoffMs: config.queue.maxBackoff,
+      maxAgeMs: config.queue.maxAge,
+      concurrency: config.queue.concurrency,
+    });
+    const worker = new Worker({
+      spool,
+      queue,
+      log,
+      transports: {
+        local: new MaildirTransport({ root: config.paths.mail, hostname: config.hostname, fsync: config.queue.fsync, syncer: spool.syncer, log }),
+        remote: remoteNotConfigured,
+      },
+    });
+    const recovered = await queue.start();
+    cleanups.push(() => queue.stop());
+    worker.start();
+    cleanups.push(() => worker.stop());
+    if (recovered.scheduled > 0) log.info({ event: 'queue-recovered', ...recovered }, `picked up ${recovered.scheduled} queued message(s)`);
+
+    const spoolPort: SpoolPort = {
+      begin: async (draft) => spool.begin(draft),
+      // The queue hears of every commit from the spool itself.
+      enqueued: () => undefined,
+    };
+
+    const listeners = new Map<string, Listener>();
+    // Listeners close first on stop: no new mail while the queue winds down.
+    cleanups.push(async () => {
+      await Promise.all([...listeners.values()].map((l) => l.close()));
+    });
+    for (const l of config.listeners) {
+      const protocol: ProtocolOptions = {
+        hostname: config.hostname,
+        banner: 'Mailward',
+        tls: secureContext,
+        implicitTls: l.implicitTls,
+        starttls: l.starttls,
+        auth: l.auth,
+        authWithoutTls: false,
+        requireAuth: l.requireAuth,
+        requireTls: l.requireTls,
+        maxMessageSize: config.limits.maxMessageSize,
+        maxRecipients: config.limits.maxRecipients,
+        maxLineLength: config.limits.maxLineLength,
+        maxBadCommands: config.limits.maxBadCommands,
+        maxCommands: config.limits.maxCommands,
+        greetingDelayMs: l.greetingDelayMs,
+        commandTimeoutMs: config.limits.commandTimeout,
+        dataTimeoutMs: config.limits.dataTimeout,
+        bareLineEndings: config.limits.bareLineEndings,
+        chunking: true,
+        smtputf8: true,
+      };
+      const checks = pipeline.get(l.name)!;
+      const listener = await startListener({
+        name: l.name,
+        host: l.host,
+        port: l.port,
+        protocol,
+        proxy: { trusted: l.proxyTrusted },
+        maxConnections: config.limits.maxConnections,
+        maxConnectionsPerClient: config.limits.maxConnectionsPerClient,
+        handlerFactory: () =>
+          createSessionHandler({ log, hostname: config.hostname, listenerKind: l.kind, checks, directory, relay, spool: spoolPort, auth: directory, clock, postmasterDomain: config.domains[0] ?? config.hostname }),
+        onEvent: (event, detail) => log.info({ event: 'listener', listener: l.name, kind: event, ...detail }, event),
+      });
+      listeners.set(l.name, listener);
+      log.info({ event: 'listening', listener: l.name, kind: l.kind, address: listener.address, port: listener.port }, `${l.name} listening on ${listener.address}:${listener.port}`);
+    }
+    log.info({ event: 'started', config: config.source, domains: config.domains, dataDir: config.dataDir }, 'mailward started');
+
+    let stopping: Promise<void> | undefined;
+    return {
+      config,
+      port(name) {
+        const l = listeners.get(name);
+        if (!l) throw new Error(`no listener named ${JSON.stringify(name)}`);
+        return l.port;
+      },
+      stop() {
+        stopping ??= stopAll().then(() => log.info({ event: 'stopped' }, 'mailward stopped'));
+        return stopping;
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,26 @@
+// `mailward check-config` and `mailward config show`: validate the config without starting
+// anything, and print the configuration in force with every default filled in.
+import type { Command } from 'commander';
+import { stringify } from 'yaml';
+import { compileChecks } from '../../app/compose.ts';
+import { configFrom } from './index.ts';
+
+export function registerConfig(program: Command): void {
+  program
+    .command('check-config')
+    .description('validate the config file (schema, safety rules, check options) and exit')
+    .action((_opts, cmd: Command) => {
+      const config = configFrom(cmd);
+      compileChecks(config);
+      const listeners = config.listeners.map((l) => `${l.name} (${l.kind}) on ${l.host}:${l.port}`).join(', ');
+      process.stdout.write(`config OK: ${config.source}\n  domains: ${config.domains.join(', ')}\n  listeners: ${listeners || 'none'}\n  data: ${config.dataDir}\n`);
+    });
+  const cfg = program.command('config').description('inspect the configuration');
+  cfg
+    .command('show')
+    .description('print the configuration in force, with defaults filled in, as YAML')
+    .action((_opts, cmd: Command) => {
+      const config = configFrom(cmd);
+      process.stdout.write(stringify(config));
+    });
+}

@@ -1,0 +1,73 @@
+// The `mailward` command line: a thin front door over app/. Every command takes --config; errors
+// an operator sees name the setting or argument, the value and the fix, and set a non-zero exit.
+import { Command, CommanderError } from 'commander';
+import { loadConfig, type Config } from '../../config/load.ts';
+import { ConfigError } from '../../config/errors.ts';
+import { registerServe } from './serve.ts';
+import { registerAccounts } from './accounts.ts';
+import { registerQueue } from './queue.ts';
+import { registerConfig } from './config.ts';
+import { registerStore } from './store.ts';
+
+/** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number = EXIT.failed,
+  ) {
+    super(message);
+  }
+}
+
+export interface GlobalOptions {
+  config?: string;
+}
+
+/** Loads the config named by --config (or ./mailward.yaml, or the built-in default). */
+export function configFrom(cmd: Command): Config {
+  const opts = cmd.optsWithGlobals<GlobalOptions>();
+  return loadConfig(opts.config);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('mailward')
+    .description('Mailward: a secure-by-default mail server (SMTP MTA) in one process with one config file.')
+    .option('-c, --config <file>', 'config file (default: ./mailward.yaml if present, else the built-in default)')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerServe(program);
+  registerConfig(program);
+  registerAccounts(program);
+  registerQueue(program);
+  registerStore(program);
+  program.commands.forEach(function inherit(c: Command): void {
+    c.exitOverride();
+    c.commands.forEach(inherit);
+  });
+  return program;
+}
+
+export async function runCli(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv]);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with code 0; usage errors were already printed.
+      return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return EXIT.usage;
+    }
+    if (err instanceof CliError) {
+      process.stderr.write(`mailward: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`mailward: ${err instanceof Error ? err.message : String(err)}\n`);
+    return EXIT.failed;
+  }
+}
