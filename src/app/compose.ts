@@ -17,8 +17,7 @@ import type { Store } from '../store/store.ts';
 import { Spool } from '../queue/spool.ts';
 import { Queue } from '../queue/queue.ts';
 import { Worker } from '../delivery/worker.ts';
-import { MaildirTransport } from '../delivery/maildir.ts';
-import { remoteNotConfigured } from '../delivery/transport.ts';
+import { buildTransports } from './delivery.ts';
 import { startListener, type Listener } from '../ingress/listener.ts';
 import { createSessionHandler, type SpoolPort } from '../ingress/session.ts';
 import type { ProtocolOptions } from '../ingress/smtp/types.ts';
@@ -120,7 +119,8 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     );
     cleanups.push(() => store.close());
 
-    const env: CheckEnv = { log, clock, hostname: config.hostname, domains: config.domains, directory, dns: createResolver(config), store };
+    const dns = createResolver(config);
+    const env: CheckEnv = { log, clock, hostname: config.hostname, domains: config.domains, directory, dns, store };
     const pipeline = compilePipeline(config, createRegistry(ALL_CHECKS), env);
     const relay = createRelayPolicy(config.relay.trustedNetworks);
 
@@ -137,10 +137,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       spool,
       queue,
       log,
-      transports: {
-        local: new MaildirTransport({ root: config.paths.mail, hostname: config.hostname, fsync: config.queue.fsync, syncer: spool.syncer, log }),
-        remote: remoteNotConfigured,
-      },
+      transports: buildTransports({ config, log, spool, store, dns }),
     });
     const recovered = await queue.start();
     cleanups.push(() => queue.stop());

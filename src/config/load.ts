@@ -44,6 +44,7 @@ export interface Config {
   readonly queue: RawConfig['queue'];
   readonly store: RawConfig['store'];
   readonly dns: RawConfig['dns'];
+  readonly delivery: RawConfig['delivery'];
 }
 
 export const BUILT_IN = 'built-in default';
@@ -182,6 +183,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     queue: raw.queue,
     store: raw.store,
     dns: raw.dns,
+    delivery: raw.delivery,
   };
 }
 

@@ -3,6 +3,7 @@
 // plain milliseconds and bytes. Safety rules that span several keys live in invariants.ts.
 import { z } from 'zod';
 import { Duration, Size } from './units.ts';
+import { DeliverySchema } from './delivery-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
@@ -143,6 +144,8 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** Outbound delivery: routing, smarthost, direct MX (see delivery-schema.ts). */
+    delivery: DeliverySchema.prefault({}),
     dns: z
       .object({
         /** DNS servers to ask ("127.0.0.1", "[::1]:5353", "10.0.0.2:53"); empty: the system's. */
