@@ -6,6 +6,7 @@ import { dkimDmarc } from './dkim-dmarc.ts';
 import { dnsbl } from './dnsbl.ts';
 import { greylist } from './greylist.ts';
 import { helo } from './helo.ts';
+import { permitLogin } from './permit-login.ts';
 import { heloAccess } from './helo-access.ts';
 import { recipient } from './recipient.ts';
 import { recipientAccess } from './recipient-access.ts';
@@ -16,6 +17,7 @@ import { spf } from './spf.ts';
 
 export const ALL_CHECKS: readonly CheckDefinition[] = [
   recipient,
+  permitLogin,
   clientAccess,
   heloAccess,
   senderAccess,

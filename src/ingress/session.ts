@@ -33,6 +33,10 @@ export interface SpoolDraft {
 export interface SpoolWriterPort {
   readonly id: string;
   write(chunk: Buffer): Promise<void>;
+  /** Puts header fields before everything written so far (before commit). */
+  prepend(bytes: Buffer): Promise<void>;
+  /** The message bytes written so far. */
+  readBack(): Promise<Buffer>;
   /** Resolves only when the message file and its directory are fsync'd. */
   commit(): Promise<void>;
   abort(): Promise<void> | void;
@@ -68,6 +72,8 @@ interface Transaction {
   accepted: Mailbox[];
   routes: RoutedRecipient[];
   relayReasons: Set<string>;
+  /** Header fields from rcpt-stage checks of accepted recipients (e.g. Received-SPF), once each. */
+  headers: string[];
   discardReason?: string;
 }
 
@@ -154,7 +160,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         mailEvent(log, 'rejected', { ...base(s), stage: 'mail', from: mail.path, reason: parsed.error, reply: replyText(r) });
         return r;
       }
-      tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set() };
+      tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set(), headers: [] };
       const from = parsed.mailbox;
       const out = await stage('mail', (h, ctx) => h.mail?.(ctx, from));
       const refused = refuse(s, 'mail', out, { from: from?.address ?? '' });
@@ -178,12 +184,8 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
       }
       const to = parsed.mailbox;
       const logCtx = { from: t.from?.address ?? '', to: to.address };
-      const out = await stage('rcpt', (h, ctx) => h.rcpt?.(ctx, to));
-      const refused = refuse(s, 'rcpt', out, logCtx);
-      if (refused) return refused;
-
-      // The relay gate runs after the list, whatever the list said: a permit can skip later
-      // checks, never the decision whether mail may leave for a foreign domain.
+      // The relay gate comes first and no check can skip it: a permit from the list may spare
+      // later checks, never the decision whether mail may leave for a foreign domain.
       const localDomain = deps.directory.isLocalDomain(to.domain);
       const relay = deps.relay.decide({ localDomain, clientAddress: facts.clientAddress, ...(facts.login ? { login: facts.login } : {}) });
       if (!relay.allowed) {
@@ -191,6 +193,9 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         mailEvent(log, 'rejected', { ...base(s), ...logCtx, stage: 'rcpt', check: 'relay', reason: relay.reason, reply: replyText(r) });
         return r;
       }
+      const out = await stage('rcpt', (h, ctx) => h.rcpt?.(ctx, to));
+      const refused = refuse(s, 'rcpt', out, logCtx);
+      if (refused) return refused;
       if (out.verdict.kind === 'discard' || t.discardReason) {
         mailEvent(log, 'discarded', { ...base(s), ...logCtx, stage: 'rcpt', check: out.check, reason: out.verdict.kind === 'discard' ? out.verdict.reason : t.discardReason });
         t.accepted.push(to);
@@ -208,6 +213,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
       for (const r of routes) {
         if (!t.routes.some((x) => x.mailbox === r.mailbox && x.transport === r.transport)) t.routes.push(r);
       }
+      for (const h of out.headers) if (!t.headers.includes(h)) t.headers.push(h);
       t.accepted.push(to);
       return reply(250, '2.1.5', 'Recipient OK');
     },
@@ -288,7 +294,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
             log.error({ ...base(s), queueId: writer.id, err: failed }, 'spool write failed; deferring');
             return done(Replies.storageFull);
           }
-          const message: MessageFacts = { size: body.size, headers: parseHeaders(Buffer.concat(head)), raw: () => Promise.reject(new Error('raw message access is not available yet')) };
+          const message: MessageFacts = { size: body.size, headers: parseHeaders(Buffer.concat(head)), raw: () => writer.readBack() };
           const out = await stage('data', (h, ctx) => h.data?.(ctx, message));
           const refused = refuse(s, 'data', out, { queueId: writer.id, from: draft.mailFrom });
           if (refused) {
@@ -301,6 +307,9 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
             return done(reply(250, '2.0.0', 'Ok'));
           }
           try {
+            // Fields from checks go above our Received header, as milters put theirs.
+            const added = [...out.headers, ...t.headers];
+            if (added.length > 0) await writer.prepend(Buffer.from(added.map((h) => `${h}\r\n`).join(''), 'utf8'));
             await writer.commit();
           } catch (err) {
             await writer.abort();

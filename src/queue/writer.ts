@@ -46,7 +46,7 @@ export class SpoolWriter {
   #buffered = 0;
   #peak = 0;
   #size = 0;
-  readonly #hash: Hash = createHash('sha256');
+  #hash: Hash = createHash('sha256');
   #fh: FileHandle | undefined;
   #pos = 0;
   #state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
@@ -90,6 +90,76 @@ export class SpoolWriter {
       } else if (this.#buffered > this.#t.memoryLimit) {
         await this.#spill();
       }
+    });
+  }
+
+  /**
+   * Puts `bytes` (header fields decided at end of DATA: Authentication-Results, X-Spam-*) before
+   * everything written so far. In memory this is free; a spilled message is copied once into a
+   * new incoming file (rare: only messages above the memory limit).
+   */
+  prepend(bytes: Buffer): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#state !== 'open') throw new Error(`spool writer ${this.id} is ${this.#state}`);
+      if (bytes.length === 0) return;
+      if (!this.spilled) {
+        this.#chunks.unshift(bytes);
+        this.#size += bytes.length;
+        this.#buffered += bytes.length;
+        this.#peak = Math.max(this.#peak, this.#buffered);
+        const hash = createHash('sha256');
+        for (const c of this.#chunks) hash.update(c);
+        this.#hash = hash;
+        return;
+      }
+      await this.#flush();
+      const t = this.#t;
+      const old = this.#fh!;
+      const bodyStart = PREFIX_LENGTH + t.header.length + 1;
+      const copyPath = `${t.tmpPath}.copy`;
+      const fh = await open(copyPath, 'wx+', 0o600);
+      try {
+        const hash = createHash('sha256').update(bytes);
+        const placeholder = encodePrefix({ headerLength: t.header.length, bodyLength: 0, headerHash: '0'.repeat(16), bodyHash: '0'.repeat(16) }, true);
+        let pos = await writeAll(fh, [placeholder, t.header, NEWLINE, bytes], 0);
+        const buf = Buffer.allocUnsafe(1024 * 1024);
+        for (let from = bodyStart; from < this.#pos; ) {
+          const { bytesRead } = await old.read(buf, 0, Math.min(buf.length, this.#pos - from), from);
+          if (bytesRead === 0) throw new Error(`spool writer ${this.id}: incoming file ended early`);
+          const piece = buf.subarray(0, bytesRead);
+          hash.update(piece);
+          pos = await writeAll(fh, [piece], pos);
+          from += bytesRead;
+        }
+        await rename(copyPath, t.tmpPath);
+        await old.close();
+        this.#fh = fh;
+        this.#pos = pos;
+        this.#size += bytes.length;
+        this.#hash = hash;
+      } catch (err) {
+        await fh.close().catch(() => undefined);
+        await unlink(copyPath).catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  /** The message bytes written so far, for content checks at end of DATA (before commit). */
+  readBack(): Promise<Buffer> {
+    return this.#serial(async () => {
+      if (this.#state !== 'open') throw new Error(`spool writer ${this.id} is ${this.#state}`);
+      if (!this.spilled) return Buffer.concat(this.#chunks);
+      await this.#flush();
+      const bodyStart = PREFIX_LENGTH + this.#t.header.length + 1;
+      const out = Buffer.allocUnsafe(this.#pos - bodyStart);
+      let got = 0;
+      while (got < out.length) {
+        const { bytesRead } = await this.#fh!.read(out, got, out.length - got, bodyStart + got);
+        if (bytesRead === 0) throw new Error(`spool writer ${this.id}: incoming file ended early`);
+        got += bytesRead;
+      }
+      return out;
     });
   }
 
@@ -151,7 +221,8 @@ export class SpoolWriter {
 
   async #spill(): Promise<void> {
     const t = this.#t;
-    this.#fh = await open(t.tmpPath, 'wx', 0o600);
+    // Opened for reading too: content checks read the message back before commit (readBack).
+    this.#fh = await open(t.tmpPath, 'wx+', 0o600);
     // The prefix is a placeholder until commit writes the real one in place.
     const placeholder = encodePrefix({ headerLength: t.header.length, bodyLength: 0, headerHash: '0'.repeat(16), bodyHash: '0'.repeat(16) }, true);
     this.#pos = await writeAll(this.#fh, [placeholder, t.header, NEWLINE], 0);

@@ -18,7 +18,7 @@ export interface Dialog {
   /** Reads the next reply whatever it is. */
   read(): Promise<SmtpReplyText>;
   /** Sends one command line (CRLF added). */
-  say(line: string): { expect(prefix: string | RegExp): Promise<SmtpReplyText> };
+  say(line: string): { expect(prefix: string | RegExp): Promise<SmtpReplyText>; read(): Promise<SmtpReplyText> };
   /** Sends raw bytes as they are. */
   send(data: string | Buffer): void;
   /** Upgrades to TLS after a 220 to STARTTLS. */
@@ -108,7 +108,7 @@ export async function dial(port: number, opts: { tls?: boolean; host?: string; t
     read,
     say(line) {
       socket.write(`${line}\r\n`);
-      return { expect };
+      return { expect, read };
     },
     send(data) {
       socket.write(data);
