@@ -17,11 +17,12 @@ import type { Store } from '../store/store.ts';
 import { Spool } from '../queue/spool.ts';
 import { Queue } from '../queue/queue.ts';
 import { Worker } from '../delivery/worker.ts';
-import { buildTransports } from './delivery.ts';
+import { buildDelivery } from './delivery.ts';
 import { startListener, type Listener } from '../ingress/listener.ts';
 import { createSessionHandler, type SpoolPort } from '../ingress/session.ts';
 import type { ProtocolOptions } from '../ingress/smtp/types.ts';
 import { ensureSelfSignedCertificate } from '../ingress/selfsigned.ts';
+import { AuthGuard } from '../ingress/auth-guard.ts';
 import { openDirectory } from './accounts.ts';
 
 export interface RunningServer {
@@ -48,7 +49,7 @@ export function createResolver(config: Config): Resolver {
  * `check-config`. Throws ConfigError naming the setting.
  */
 export function compileChecks(config: Config): CompiledPipeline {
-  const inert: LocalDirectory = { isLocalDomain: (d) => config.domains.includes(d), resolveRecipient: () => ({ kind: 'unknown' }) };
+  const inert: LocalDirectory = { isLocalDomain: (d) => config.domains.includes(d), resolveRecipient: () => ({ kind: 'unknown' }), sendAsAllowed: () => [] };
   const env: CheckEnv = {
     log: silentLogger(),
     clock: Date.now,
@@ -123,6 +124,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     const env: CheckEnv = { log, clock, hostname: config.hostname, domains: config.domains, directory, dns, store };
     const pipeline = compilePipeline(config, createRegistry(ALL_CHECKS), env);
     const relay = createRelayPolicy(config.relay.trustedNetworks);
+    const authGuard = new AuthGuard(store, { maxFailures: config.auth.maxFailures, maxLoginFailures: config.auth.maxLoginFailures, windowMs: config.auth.window, blockMs: config.auth.block }, log);
 
     const spool = await Spool.open(config.paths.spool, { log, fsync: config.queue.fsync });
     cleanups.push(() => spool.close());
@@ -133,16 +135,15 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       maxAgeMs: config.queue.maxAge,
       concurrency: config.queue.concurrency,
     });
-    const worker = new Worker({
-      spool,
-      queue,
-      log,
-      transports: buildTransports({ config, log, spool, store, dns }),
-    });
+    const delivery = buildDelivery({ config, log, spool, store, dns, directory, queue });
+    const worker = new Worker({ spool, queue, log, transports: delivery.transports, bouncer: delivery.bouncer });
     const recovered = await queue.start();
     cleanups.push(() => queue.stop());
     worker.start();
     cleanups.push(() => worker.stop());
+    // The control socket of `mailward queue ...`; closed first on stop.
+    await delivery.start();
+    cleanups.push(() => delivery.stop());
     if (recovered.scheduled > 0) log.info({ event: 'queue-recovered', ...recovered }, `picked up ${recovered.scheduled} queued message(s)`);
 
     const spoolPort: SpoolPort = {
@@ -189,7 +190,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         maxConnections: config.limits.maxConnections,
         maxConnectionsPerClient: config.limits.maxConnectionsPerClient,
         handlerFactory: () =>
-          createSessionHandler({ log, hostname: config.hostname, listenerKind: l.kind, checks, directory, relay, spool: spoolPort, auth: directory, clock, postmasterDomain: config.domains[0] ?? config.hostname }),
+          createSessionHandler({ log, hostname: config.hostname, listenerKind: l.kind, checks, directory, relay, spool: spoolPort, auth: directory, authGuard, clock, postmasterDomain: config.domains[0] ?? config.hostname }),
         onEvent: (event, detail) => log.info({ event: 'listener', listener: l.name, kind: event, ...detail }, event),
       });
       listeners.set(l.name, listener);

@@ -13,11 +13,13 @@ import { recipientAccess } from './recipient-access.ts';
 import { recipientDomain } from './recipient-domain.ts';
 import { senderAccess } from './sender-access.ts';
 import { senderDomain } from './sender-domain.ts';
+import { senderLogin } from './sender-login.ts';
 import { spf } from './spf.ts';
 
 export const ALL_CHECKS: readonly CheckDefinition[] = [
   recipient,
   permitLogin,
+  senderLogin,
   clientAccess,
   heloAccess,
   senderAccess,

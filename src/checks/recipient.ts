@@ -1,28 +1,49 @@
 // Refuses recipients in our domains that no mailbox or alias serves (550 5.1.1 at RCPT, so the
-// sender's own server bounces, and we never send backscatter). Recipients in other domains pass
-// through: whether they may be relayed is decided by the relay gate alone.
+// sender's own server bounces, and we never send backscatter), and system/role accounts that
+// must never receive mail from outside (refused, or silently discarded if the operator prefers).
+// Recipients in other domains pass through: the relay gate alone decides about them.
 import { z } from 'zod';
 import { perm } from '../core/reply.ts';
-import { pass, reject } from '../core/verdict.ts';
+import { discard, pass, reject } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
 
 const unknownUser = perm('5.1.1', 'User unknown in local recipient table');
 
+// Accounts of a Unix system that have no business receiving mail (Debian's base passwd, plus
+// common daemons). root, postmaster and abuse are absent on purpose: RFC 2142 wants them reachable.
+export const DEFAULT_SYSTEM_ACCOUNTS = [
+  'daemon', 'bin', 'sys', 'sync', 'games', 'man', 'lp', 'news', 'uucp', 'proxy', 'www-data', 'backup', 'list', 'irc', 'gnats',
+  'nobody', 'systemd-network', 'systemd-resolve', 'systemd-timesync', 'messagebus', 'sshd', '_apt', 'mysql', 'postgres', 'redis',
+];
+
 export const recipient = defineCheck({
   name: 'recipient',
   stages: ['rcpt'],
-  options: z.object({}).strict(),
-  create: (_opts, env) => ({
-    rcpt: async (_ctx, rcpt) => {
-      if (!env.directory.isLocalDomain(rcpt.domain)) return pass();
-      // Routing characters in a local part of ours are never a mailbox: `a%b@ours`, `b!a@ours`
-      // and quoted `"a@b"@ours` are classic ways to make a server forward mail elsewhere.
-      if (rcpt.flags.some((f) => f === 'percent-hack' || f === 'bang-path') || /[@%!]/.test(rcpt.local)) {
-        return reject(unknownUser, `local part ${JSON.stringify(rcpt.local)} holds routing characters`);
-      }
-      const r = env.directory.resolveRecipient(rcpt.address);
-      if (r.kind === 'local') return pass();
-      return reject(unknownUser, `no mailbox or alias ${rcpt.address}`);
-    },
-  }),
+  options: z
+    .object({
+      /** Local parts refused (or discarded) in every local domain, even if an alias exists. */
+      systemAccounts: z.array(z.string().min(1)).default(DEFAULT_SYSTEM_ACCOUNTS),
+      systemAccountAction: z.enum(['reject', 'discard']).default('reject'),
+    })
+    .strict(),
+  create: (opts, env) => {
+    const system = new Set(opts.systemAccounts.map((a) => a.toLowerCase()));
+    return {
+      rcpt: async (_ctx, rcpt) => {
+        if (!env.directory.isLocalDomain(rcpt.domain)) return pass();
+        // Routing characters in a local part of ours are never a mailbox: `a%b@ours`, `b!a@ours`
+        // and quoted `"a@b"@ours` are classic ways to make a server forward mail elsewhere.
+        if (rcpt.flags.some((f) => f === 'percent-hack' || f === 'bang-path') || /[@%!]/.test(rcpt.local)) {
+          return reject(unknownUser, `local part ${JSON.stringify(rcpt.local)} holds routing characters`);
+        }
+        if (system.has(rcpt.local.toLowerCase())) {
+          const why = `${rcpt.address} is a system account (checks.recipient.systemAccounts)`;
+          return opts.systemAccountAction === 'discard' ? discard(why) : reject(unknownUser, why);
+        }
+        const r = env.directory.resolveRecipient(rcpt.address);
+        if (r.kind === 'local') return pass();
+        return reject(unknownUser, `no mailbox or alias ${rcpt.address}`);
+      },
+    };
+  },
 });

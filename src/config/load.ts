@@ -45,6 +45,7 @@ export interface Config {
   readonly store: RawConfig['store'];
   readonly dns: RawConfig['dns'];
   readonly delivery: RawConfig['delivery'];
+  readonly auth: RawConfig['auth'];
 }
 
 export const BUILT_IN = 'built-in default';
@@ -184,6 +185,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     store: raw.store,
     dns: raw.dns,
     delivery: raw.delivery,
+    auth: raw.auth,
   };
 }
 

@@ -67,9 +67,9 @@ const ListenerInput = z
 export const DEFAULT_PIPELINE: Record<Stage, PipelineEntry[]> = {
   connect: [],
   helo: [],
-  mail: [],
+  mail: ['sender-login'],
   rcpt: ['recipient'],
-  data: [],
+  data: ['sender-login'],
 };
 
 export const ConfigSchema = z
@@ -141,6 +141,16 @@ export const ConfigSchema = z
         concurrency: z.number().int().min(1).max(1000).default(20),
         /** Turn fsync off ONLY for throw-away test setups: a 250 then no longer means "on disk". */
         fsync: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
+    /** Password guessing: failed logins are counted per client and per login in the store. */
+    auth: z
+      .object({
+        maxFailures: z.number().int().min(1).default(5),
+        maxLoginFailures: z.number().int().min(1).default(10),
+        window: Duration.default(900_000),
+        block: Duration.default(3_600_000),
       })
       .strict()
       .prefault({}),

@@ -4,13 +4,14 @@
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
 import { parsePath, type Mailbox } from '../core/address.ts';
-import { Replies, perm, reply, replyText, type SmtpReply } from '../core/reply.ts';
+import { Replies, perm, reply, replyText, temp, type SmtpReply } from '../core/reply.ts';
 import type { Verdict } from '../core/verdict.ts';
 import type { LocalDirectory, MessageFacts, SessionFacts } from '../pipeline/check.ts';
 import { runStage, type PlacedCheck, type StageOutcome } from '../pipeline/runner.ts';
 import type { Stage } from '../config/schema.ts';
 import type { RelayPolicy } from '../checks/relay.ts';
 import { receivedHeader } from './received.ts';
+import type { AuthGuard } from './auth-guard.ts';
 import type { AuthResult, BodyFacts, MailFromInfo, MessageSink, RcptToInfo, SessionHandler, SessionState } from './smtp/types.ts';
 
 /** One recipient as the spool records it: the address given at RCPT and where it goes. */
@@ -61,6 +62,7 @@ export interface SessionDeps {
   readonly relay: RelayPolicy;
   readonly spool: SpoolPort;
   readonly auth: Authenticator;
+  readonly authGuard: AuthGuard;
   readonly clock: () => number;
   /** RCPT TO:<Postmaster> without a domain means postmaster@ this domain (RFC 5321 §4.1.1.3). */
   readonly postmasterDomain: string;
@@ -76,6 +78,8 @@ interface Transaction {
   headers: string[];
   discardReason?: string;
 }
+
+const authBlocked = temp('4.7.0', 'Too many failed logins, try again later', 421);
 
 // Bytes of the message head kept for data-stage checks (headers are what they read first).
 const HEAD_LIMIT = 64 * 1024;
@@ -128,6 +132,13 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
     async onConnect(s) {
       sync(s);
       mailEvent(log, 'connect', base(s));
+      // A blocked password guesser is turned away at once. If the store cannot say, let the
+      // client in: AUTH itself will defer, and mail without AUTH is not affected.
+      const blocked = await deps.authGuard.isBlocked(facts.clientAddress).catch(() => false);
+      if (blocked) {
+        mailEvent(log, 'rejected', { ...base(s), stage: 'connect', check: 'auth-guard', reason: 'client blocked after failed logins', reply: replyText(authBlocked) });
+        return authBlocked;
+      }
       const out = await stage('connect', (h, ctx) => h.connect?.(ctx));
       return refuse(s, 'connect', out, {});
     },
@@ -143,13 +154,27 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
     async onAuth(s, mechanism, username, password, authzid): Promise<AuthResult> {
       sync(s);
       const login = username.trim().toLowerCase();
-      // RFC 4954 §4: an authorization identity other than the login would let one login act as
-      // another; we do not support proxy authorization.
-      const ok = (authzid === '' || authzid.toLowerCase() === login) && (await deps.auth.authenticate(login, password));
-      mailEvent(log, 'auth', { ...base(s), mechanism, login, result: ok ? 'success' : 'failure' });
-      if (!ok) return { ok: false, reply: perm('5.7.8', 'Authentication credentials invalid', 535) };
-      facts.login = login;
-      return { ok: true, login };
+      try {
+        if (await deps.authGuard.isBlocked(facts.clientAddress)) {
+          mailEvent(log, 'auth', { ...base(s), mechanism, login, result: 'blocked' });
+          return { ok: false, reply: authBlocked };
+        }
+        // RFC 4954 §4: an authorization identity other than the login would let one login act
+        // as another; we do not support proxy authorization.
+        const ok = (authzid === '' || authzid.toLowerCase() === login) && (await deps.auth.authenticate(login, password));
+        if (ok) {
+          mailEvent(log, 'auth', { ...base(s), mechanism, login, result: 'success' });
+          facts.login = login;
+          return { ok: true, login };
+        }
+        const nowBlocked = await deps.authGuard.failed(facts.clientAddress, login);
+        mailEvent(log, 'auth', { ...base(s), mechanism, login, result: 'failure', ...(nowBlocked ? { blocked: true } : {}) });
+        return { ok: false, reply: nowBlocked ? authBlocked : perm('5.7.8', 'Authentication credentials invalid', 535) };
+      } catch (err) {
+        // In doubt, defer: without the failure counters we cannot tell a guesser from a user.
+        log.warn({ ...base(s), event: 'auth-unavailable', err: String(err) }, 'cannot check login attempts; deferring AUTH');
+        return { ok: false, reply: temp('4.7.0', 'Temporary authentication failure', 454) };
+      }
     },
 
     async onMailFrom(s, mail) {

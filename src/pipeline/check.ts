@@ -44,6 +44,8 @@ export interface MessageFacts {
 export interface LocalDirectory {
   isLocalDomain(domain: string): boolean;
   resolveRecipient(address: string): { kind: 'local'; mailboxes: string[]; external: string[] } | { kind: 'unknown' } | { kind: 'foreign' };
+  /** The addresses a login owns: its own and the aliases that deliver to it (lower-case). */
+  sendAsAllowed(login: string): string[];
 }
 
 /** What a check may use. Built once by the composition root. */

@@ -70,6 +70,8 @@ test('config: the built-in default is safe and complete', () => {
   assert.equal(c.store.backend, 'sqlite');
   assert.equal(c.paths.store, '/srv/data/state.sqlite');
   assert.deepEqual(c.listeners[0]!.pipeline.rcpt, ['recipient']);
+  assert.deepEqual(c.listeners[0]!.pipeline.mail, ['sender-login']);
+  assert.deepEqual(c.listeners[0]!.pipeline.data, ['sender-login']);
   assert.ok(Object.isFrozen(c.listeners[0]), 'the config is frozen');
 });
 

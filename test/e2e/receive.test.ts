@@ -46,7 +46,8 @@ test('e2e: unknown local recipient â†’ 550 5.1.1; foreign domain from loopback â
   const c = await dial(srv.port('mx'));
   await c.expect('220');
   await c.say('EHLO tunnel').expect('250');
-  await c.say('MAIL FROM:<x@example.org>').expect('250');
+  await c.say('MAIL FROM:<x@example.org>').expect('553 5.7.1');
+  await c.say('MAIL FROM:<x@example.net>').expect('250');
   await c.say('RCPT TO:<nobody@example.org>').expect('550 5.1.1');
   await c.say('RCPT TO:<victim@example.net>').expect('554 5.7.1 Relay access denied');
   await c.say('RCPT TO:<alice%victim.example.net@example.org>').expect('550 5.1.1');

@@ -797,6 +797,9 @@ export class SmtpConnection {
     if (result.ok) {
       this.st.login = result.login;
       this.send(R.authOk);
+    } else if (result.reply.code === 421) {
+      // RFC 5321 §3.8: 421 closes the channel (a brute-force block, a shutdown).
+      this.terminate(result.reply, 'auth refused with 421');
     } else {
       this.send(result.reply);
     }
