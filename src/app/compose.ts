@@ -17,7 +17,7 @@ import type { Store } from '../store/store.ts';
 import { Spool } from '../queue/spool.ts';
 import { Queue } from '../queue/queue.ts';
 import { Worker } from '../delivery/worker.ts';
-import { buildDelivery } from './delivery.ts';
+import { buildTransports } from './delivery.ts';
 import { startListener, type Listener } from '../ingress/listener.ts';
 import { createSessionHandler, type SpoolPort } from '../ingress/session.ts';
 import type { ProtocolOptions } from '../ingress/smtp/types.ts';
@@ -135,15 +135,16 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       maxAgeMs: config.queue.maxAge,
       concurrency: config.queue.concurrency,
     });
-    const delivery = buildDelivery({ config, log, spool, store, dns, directory, queue });
-    const worker = new Worker({ spool, queue, log, transports: delivery.transports, bouncer: delivery.bouncer });
+    const worker = new Worker({
+      spool,
+      queue,
+      log,
+      transports: buildTransports({ config, log, spool, store, dns }),
+    });
     const recovered = await queue.start();
     cleanups.push(() => queue.stop());
     worker.start();
     cleanups.push(() => worker.stop());
-    // The control socket of `mailward queue ...`; closed first on stop.
-    await delivery.start();
-    cleanups.push(() => delivery.stop());
     if (recovered.scheduled > 0) log.info({ event: 'queue-recovered', ...recovered }, `picked up ${recovered.scheduled} queued message(s)`);
 
     const spoolPort: SpoolPort = {
