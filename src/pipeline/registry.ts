@@ -56,7 +56,15 @@ export function compilePipeline(config: Config, registry: Registry, env: CheckEn
       }
       continue;
     }
-    instances.set(name, { def, handlers: def.create(parsed.data, env) });
+    try {
+      instances.set(name, { def, handlers: def.create(parsed.data, env) });
+    } catch (err) {
+      // A check refuses options it cannot use (a missing map file, a bad network) when it is
+      // built; its message names the setting and the fix, which we keep.
+      const text = err instanceof Error ? err.message : String(err);
+      const m = /^(checks\.[^:]+): (.*?)\.? Fix: (.*)$/s.exec(text);
+      problems.push(m ? { path: m[1]!, message: m[2]!, fix: m[3]!.replace(/\.$/, '') } : { path: `checks.${name}`, message: text, fix: `see the "${name}" check in examples/mailward.yaml` });
+    }
   }
   if (problems.length > 0) throw new ConfigError(config.source, problems);
   const out = new Map<string, Record<Stage, PlacedCheck[]>>();

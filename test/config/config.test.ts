@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildConfig, loadConfig } from '../../src/config/load.ts';
 import { ConfigError } from '../../src/config/errors.ts';
+import { compileChecks } from '../../src/app/compose.ts';
 
 const errorOf = (input: unknown): string => {
   try {
@@ -101,4 +102,19 @@ test('config: files — YAML errors, missing files, relative paths', (t) => {
   assert.equal(c.dataDir, path.join(dir, 'state'));
   assert.equal(c.tls.cert, path.join(dir, 'c.pem'));
   assert.equal(c.source, good);
+});
+
+test('config: examples/mailward.yaml is valid, checks and all', () => {
+  const c = loadConfig(path.resolve(import.meta.dirname, '../../examples/mailward.yaml'));
+  assert.deepEqual(c.domains, ['example.org']);
+  assert.deepEqual(c.listeners.map((l) => [l.name, l.port]), [['mx', 25], ['submission', 587], ['submissions', 465]]);
+  const pipeline = compileChecks(c);
+  assert.deepEqual(pipeline.get('mx')!.rcpt.map((p) => p.name), ['recipient-access', 'recipient', 'permit-login', 'greylist', 'spf', 'recipient-domain']);
+});
+
+test('config: a check that cannot use its options is a config error naming the setting', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mw-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const c = buildConfig({ pipeline: { mail: ['sender-access'] }, checks: { 'sender-access': { file: path.join(dir, 'missing') } } }, 'test.yaml', dir);
+  assert.throws(() => compileChecks(c), (e: Error) => e instanceof ConfigError && e.message.startsWith('config error at checks.sender-access.file: cannot read ') && / Fix: create the file \(it may be empty\) or correct the path$/.test(e.message));
 });
