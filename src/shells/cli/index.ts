@@ -8,6 +8,7 @@ import { registerAccounts } from './accounts.ts';
 import { registerQueue } from './queue.ts';
 import { registerConfig } from './config.ts';
 import { registerStore } from './store.ts';
+import { registerRelayTest } from './relay-test.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerAccounts(program);
   registerQueue(program);
   registerStore(program);
+  registerRelayTest(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);
