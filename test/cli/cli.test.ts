@@ -23,7 +23,7 @@ function setup(t: { after(fn: () => void): void }, extra = ''): { dir: string; c
 }
 
 test('cli: --help on every command', () => {
-  const commands = [[], ['serve'], ['check-config'], ['config', 'show'], ['user'], ['user', 'add'], ['user', 'del'], ['user', 'passwd'], ['user', 'list'], ['alias'], ['alias', 'add'], ['alias', 'del'], ['alias', 'list'], ['queue'], ['queue', 'list'], ['queue', 'show'], ['store', 'migrate']];
+  const commands = [[], ['serve'], ['check-config'], ['config', 'show'], ['user'], ['user', 'add'], ['user', 'del'], ['user', 'passwd'], ['user', 'list'], ['alias'], ['alias', 'add'], ['alias', 'del'], ['alias', 'list'], ['queue'], ['queue', 'list'], ['queue', 'show'], ['store', 'migrate'], ['relay-test']];
   for (const c of commands) {
     const r = mailward([...c, '--help']);
     assert.equal(r.code, 0, `${c.join(' ')} --help: ${r.stderr}`);
