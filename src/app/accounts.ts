@@ -5,6 +5,8 @@ import path from 'node:path';
 import type { Config } from '../config/load.ts';
 import { Directory } from '../directory/directory.ts';
 
+export type { Directory };
+
 export function openDirectory(config: Config): Directory {
   mkdirSync(path.dirname(config.paths.directory), { recursive: true });
   return Directory.open(config.paths.directory, {

@@ -1,7 +1,7 @@
 // `mailward user ...` and `mailward alias ...`: manage mailboxes and aliases in the directory
 // the running server reads (changes count at once, no restart).
 import type { Command } from 'commander';
-import { openDirectory } from '../../app/accounts.ts';
+import { openDirectory, type Directory } from '../../app/accounts.ts';
 import { parseMailbox } from '../../core/address.ts';
 import { CliError, EXIT, configFrom } from './index.ts';
 import { readPassword } from './password-input.ts';
@@ -22,22 +22,26 @@ async function newPassword(stdin: boolean): Promise<string> {
 
 export function registerAccounts(program: Command): void {
   const user = program.command('user').description('manage mailboxes (login = the full address)');
-  user
-    .command('add <address>')
-    .description('create a mailbox; the password is asked on the terminal or read from stdin')
-    .option('--password-stdin', 'read the password from the first line of stdin')
-    .action(async (addr: string, opts: { passwordStdin?: boolean }, cmd: Command) => {
-      const config = configFrom(cmd);
-      const a = address(addr, 'address');
-      const pw = await newPassword(opts.passwordStdin === true);
-      const dir = openDirectory(config);
-      try {
-        await dir.addUser(a, pw);
-      } finally {
-        dir.close();
-      }
-      process.stdout.write(`added ${a}\n`);
-    });
+  // add and passwd differ only in what they do with the address and the new password.
+  const withPassword = (name: string, description: string, apply: (dir: Directory, a: string, pw: string) => Promise<void>, done: string): void => {
+    user
+      .command(`${name} <address>`)
+      .description(description)
+      .option('--password-stdin', 'read the password from the first line of stdin')
+      .action(async (addr: string, opts: { passwordStdin?: boolean }, cmd: Command) => {
+        const config = configFrom(cmd);
+        const a = address(addr, 'address');
+        const pw = await newPassword(opts.passwordStdin === true);
+        const dir = openDirectory(config);
+        try {
+          await apply(dir, a, pw);
+        } finally {
+          dir.close();
+        }
+        process.stdout.write(`${done} ${a}\n`);
+      });
+  };
+  withPassword('add', 'create a mailbox; the password is asked on the terminal or read from stdin', (dir, a, pw) => dir.addUser(a, pw), 'added');
   user
     .command('del <address>')
     .description('delete a mailbox (its Maildir stays on disk)')
@@ -51,22 +55,7 @@ export function registerAccounts(program: Command): void {
         dir.close();
       }
     });
-  user
-    .command('passwd <address>')
-    .description('set a new password')
-    .option('--password-stdin', 'read the password from the first line of stdin')
-    .action(async (addr: string, opts: { passwordStdin?: boolean }, cmd: Command) => {
-      const config = configFrom(cmd);
-      const a = address(addr, 'address');
-      const pw = await newPassword(opts.passwordStdin === true);
-      const dir = openDirectory(config);
-      try {
-        await dir.setPassword(a, pw);
-      } finally {
-        dir.close();
-      }
-      process.stdout.write(`password changed for ${a}\n`);
-    });
+  withPassword('passwd', 'set a new password', (dir, a, pw) => dir.setPassword(a, pw), 'password changed for');
   user
     .command('list')
     .description('list mailboxes')
