@@ -32,8 +32,12 @@ export function configFrom(cmd: Command): Config {
   return loadConfig(opts.config);
 }
 
-export function buildProgram(): Command {
-  const program = new Command('mailward')
+/** Builds the command tree; `output` redirects commander's own output (help, usage errors). */
+export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: string): void }): Command {
+  const program = new Command('mailward');
+  // Set before the subcommands exist: they copy these settings when they are created.
+  if (output) program.configureOutput(output);
+  program
     .description('Mailward: a secure-by-default mail server (SMTP MTA) in one process with one config file.')
     .option('-c, --config <file>', 'config file (default: ./mailward.yaml if present, else the built-in default)')
     .showHelpAfterError('(run with --help for usage)')
