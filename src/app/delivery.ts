@@ -1,12 +1,33 @@
-// Builds the delivery transports from the config: `local` (Maildir) and `remote` (not yet
-// configurable: remote recipients wait in the queue with a temporary failure).
-import type { Config } from '../config/load.ts';
-import type { Logger } from '../observe/log.ts';
-import type { Spool } from '../queue/spool.ts';
-import { MaildirTransport } from '../delivery/maildir.ts';
-import { remoteNotConfigured, type Transport } from '../delivery/transport.ts';
-import type { Store } from '../store/store.ts';
+// Builds outbound delivery from the config: the transports the worker uses (`local`: Maildir;
+// `remote`: the router over smarthosts, direct MX and local routes, with DKIM signing), the
+// bouncer, and the control socket through which `mailward queue ...` reaches a running server.
+// Also the CLI's way in: run a queue command on the server, or on the spool when none runs.
+import { readFileSync, statSync } from 'node:fs';
 import type { Resolver } from 'node:dns/promises';
+import path from 'node:path';
+import type { Config } from '../config/load.ts';
+import { BUILT_IN } from '../config/load.ts';
+import { ConfigError } from '../config/errors.ts';
+import type { Logger } from '../observe/log.ts';
+import { silentLogger } from '../observe/log.ts';
+import type { LocalDirectory } from '../pipeline/check.ts';
+import { Spool } from '../queue/spool.ts';
+import type { Queue } from '../queue/queue.ts';
+import type { EnvelopeRecipient } from '../queue/envelope.ts';
+import { QueueAdmin, type AdminResult } from '../queue/admin.ts';
+import { controlRequest, ControlUnavailableError, startControlServer, type ControlRequest, type ControlServer } from '../queue/control.ts';
+import { spoolOwner } from '../queue/lock.ts';
+import { MaildirTransport } from '../delivery/maildir.ts';
+import type { Transport } from '../delivery/transport.ts';
+import { MxTransport } from '../delivery/mx.ts';
+import { SmarthostTransport } from '../delivery/smarthost.ts';
+import { Router, RouteTable } from '../delivery/router.ts';
+import { Bouncer } from '../delivery/dsn.ts';
+import { DkimKeyError, DkimKeys } from '../delivery/dkim-sign.ts';
+import type { SmtpClientOptions } from '../delivery/smtp-client.ts';
+import type { Store } from '../store/store.ts';
+
+export { dkimRecordValue, dkimZoneRecord, generateDkimKey, keyFileName, SELECTOR_RE, isDkimDomain, type DkimKeyType } from '../delivery/dkim-sign.ts';
 
 export interface DeliveryDeps {
   readonly config: Config;
@@ -14,11 +35,193 @@ export interface DeliveryDeps {
   readonly spool: Spool;
   readonly store: Store;
   readonly dns: Resolver;
+  /** Local mailboxes and aliases: where a bounce to a local sender goes. */
+  readonly directory?: LocalDirectory;
+  /** The live schedule, for operator commands over the control socket. */
+  readonly queue?: Queue;
+  /**
+   * Wraps each transport that hands mail to another server (mx, every smarthost), e.g. with the
+   * outbound guard; routes to `local` are never wrapped.
+   */
+  readonly wrapOutbound?: (transport: Transport, route: string) => Transport;
 }
 
-export function buildTransports(d: DeliveryDeps): Record<string, Transport> {
-  return {
-    local: new MaildirTransport({ root: d.config.paths.mail, hostname: d.config.hostname, fsync: d.config.queue.fsync, syncer: d.spool.syncer, log: d.log }),
-    remote: remoteNotConfigured,
+export interface Delivery {
+  /** By recipient transport name, for the worker. */
+  readonly transports: Record<string, Transport>;
+  readonly bouncer: Bouncer;
+  /** Opens the control socket (when a queue was given). */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A path from the config: relative ones are relative to the config file, like every other path. */
+function configPath(config: Config, p: string): string {
+  const base = config.source === BUILT_IN ? process.cwd() : path.dirname(path.resolve(config.source));
+  return path.resolve(base, p);
+}
+
+function fail(config: Config, key: string, message: string, fix: string): never {
+  throw new ConfigError(config.source, [{ path: key, message, fix }]);
+}
+
+/**
+ * The smarthost password, read once at start. Read here rather than in config/load.ts so the
+ * secret never becomes part of the frozen Config (which `config show` prints and errors may
+ * quote); only the SMTP session that needs it ever holds it. Never logged.
+ */
+function smarthostPassword(config: Config, name: string, auth: { passwordFile?: string; passwordEnv?: string }, log: Logger): string {
+  const key = `delivery.smarthosts.${name}.auth`;
+  if (auth.passwordFile) {
+    const file = configPath(config, auth.passwordFile);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      fail(config, `${key}.passwordFile`, `cannot read ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, 'create the file holding only the password (chmod 600), or correct the path');
+    }
+    if ((statSync(file).mode & 0o077) !== 0) log.warn({ event: 'secret-file-mode', file }, `the password file ${file} can be read by other users; chmod 600 it`);
+    const pass = text.replace(/\r?\n$/, '');
+    if (pass === '') fail(config, `${key}.passwordFile`, `${JSON.stringify(file)} is empty`, 'write the password into the file (one line)');
+    return pass;
+  }
+  const name_ = auth.passwordEnv!;
+  const value = process.env[name_];
+  if (value === undefined || value === '') fail(config, `${key}.passwordEnv`, `the environment variable ${name_} is not set`, `set ${name_} in the server's environment (e.g. the systemd unit's EnvironmentFile), or use passwordFile`);
+  return value;
+}
+
+function readCa(config: Config, key: string, file: string): Buffer {
+  try {
+    return readFileSync(configPath(config, file));
+  } catch (err) {
+    fail(config, key, `cannot read ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, 'point it at a PEM file of CA certificates, or remove it to trust the system CAs');
+  }
+}
+
+/** Where a notice to `address` goes: local mailboxes (through aliases) or out. */
+function senderRouter(config: Config, directory: LocalDirectory | undefined): (address: string) => EnvelopeRecipient[] {
+  return (address) => {
+    const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+    const local = directory ? directory.isLocalDomain(domain) : config.domains.includes(domain);
+    if (!local) return [{ address, mailbox: address, transport: 'remote' }];
+    if (!directory) return [{ address, mailbox: address, transport: 'local' }];
+    const r = directory.resolveRecipient(address);
+    if (r.kind !== 'local') return [];
+    return [...r.mailboxes.map((m) => ({ address, mailbox: m, transport: 'local' as const })), ...r.external.map((m) => ({ address, mailbox: m, transport: 'remote' as const }))];
   };
+}
+
+export function buildDelivery(d: DeliveryDeps): Delivery {
+  const { config, log } = d;
+  const dc = config.delivery;
+  const local = new MaildirTransport({ root: config.paths.mail, hostname: config.hostname, fsync: config.queue.fsync, syncer: d.spool.syncer, log });
+  const client: SmtpClientOptions = {
+    heloName: dc.heloName ?? config.hostname,
+    connectTimeoutMs: dc.timeouts.connect,
+    greetingTimeoutMs: dc.timeouts.greeting,
+    socketTimeoutMs: dc.timeouts.idle,
+  };
+  const routeTransports: Record<string, Transport> = {
+    local,
+    mx: new MxTransport({ dns: d.dns, port: dc.mx.port, client, concurrencyPerDomain: dc.mx.concurrencyPerDomain, ownNames: [config.hostname, client.heloName], log }),
+  };
+  for (const [name, s] of Object.entries(dc.smarthosts)) {
+    routeTransports[`smarthost:${name}`] = new SmarthostTransport({
+      name,
+      host: s.host,
+      port: s.port ?? (s.tls === 'implicit' ? 465 : 587),
+      tls: s.tls,
+      maxConnections: s.maxConnections,
+      client,
+      log,
+      ...(s.auth ? { auth: { user: s.auth.user, pass: smarthostPassword(config, name, s.auth, log) } } : {}),
+      ...(s.ca ? { ca: readCa(config, `delivery.smarthosts.${name}.ca`, s.ca) } : {}),
+    });
+  }
+  let dkim: DkimKeys | undefined;
+  if (dc.dkim.enabled) {
+    const configured = Object.fromEntries(Object.entries(dc.dkim.keys).map(([dom, k]) => [dom, { selector: k.selector, ...(k.keyFile ? { keyFile: configPath(config, k.keyFile) } : {}) }]));
+    try {
+      dkim = DkimKeys.load({ dir: path.join(config.dataDir, 'dkim'), configured, log });
+    } catch (err) {
+      if (err instanceof DkimKeyError) fail(config, err.setting, err.problem, err.fix);
+      throw err;
+    }
+  }
+  if (d.wrapOutbound) {
+    for (const route of Object.keys(routeTransports)) if (route !== 'local') routeTransports[route] = d.wrapOutbound(routeTransports[route]!, route);
+  }
+  const router = new Router({ routes: new RouteTable(dc.routes), transports: routeTransports, log, ...(dkim ? { dkim } : {}) });
+  const bouncer = new Bouncer({
+    spool: d.spool,
+    hostname: config.hostname,
+    routeSender: senderRouter(config, d.directory),
+    maxAgeMs: config.queue.maxAge,
+    ...(dc.bounces.delayWarnings ? { delayWarningAfterMs: dc.bounces.delayWarningAfter } : {}),
+    log,
+  });
+  let control: ControlServer | undefined;
+  return {
+    transports: { local, remote: router },
+    bouncer,
+    async start() {
+      if (!d.queue || control) return;
+      try {
+        control = await startControlServer({ spoolDir: d.spool.dir, admin: new QueueAdmin(d.spool, d.queue, log), log });
+      } catch (err) {
+        // Mail flows without it; only `mailward queue hold|delete|...` cannot reach this server.
+        log.error({ event: 'control-socket-error', dir: d.spool.dir, err: String(err) }, 'cannot open the queue control socket; queue commands will not reach this server');
+      }
+    },
+    async stop() {
+      const c = control;
+      control = undefined;
+      await c?.close();
+    },
+  };
+}
+
+/** The transports alone (the worker's `transports`). */
+export function buildTransports(d: DeliveryDeps): Record<string, Transport> {
+  return buildDelivery(d).transports;
+}
+
+export interface QueueCommandResult extends AdminResult {
+  /** Who did the work: the running server, or this process on the spool of a stopped one. */
+  readonly via: 'server' | 'spool';
+}
+
+/**
+ * Runs an operator's queue command: through the running server's control socket when a server
+ * holds the spool, else on the spool directly (taking its lock, so a server cannot start meanwhile).
+ */
+export async function runQueueCommand(config: Config, req: ControlRequest, onProgress?: (r: AdminResult) => void): Promise<QueueCommandResult> {
+  const dir = config.paths.spool;
+  for (let attempt = 0; ; attempt++) {
+    const owner = await spoolOwner(dir);
+    if (owner !== undefined) {
+      try {
+        return { ...(await controlRequest(dir, req, onProgress)), via: 'server' };
+      } catch (err) {
+        if (err instanceof ControlUnavailableError) {
+          throw new Error(`the server (pid ${owner}) holds the spool ${dir} but does not answer on ${err.path} (${err.code}); restart it, or stop it and run this command again`);
+        }
+        throw err;
+      }
+    }
+    let spool: Spool;
+    try {
+      spool = await Spool.open(dir, { log: silentLogger(), fsync: config.queue.fsync });
+    } catch (err) {
+      // A server started between the two looks: ask it instead.
+      if (attempt === 0 && /in use by process/.test(String(err))) continue;
+      throw err;
+    }
+    try {
+      return { ...(await new QueueAdmin(spool, undefined, silentLogger()).run(req.op, req, onProgress)), via: 'spool' };
+    } finally {
+      await spool.close();
+    }
+  }
 }

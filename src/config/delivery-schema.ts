@@ -1,6 +1,131 @@
-// The `delivery` section of the config: how mail that is not for a local mailbox leaves
-// (routing table, smarthost, direct MX), retries are in `queue`. Plugged into schema.ts.
+// The `delivery` section of the config: how mail that is not for a local mailbox leaves — the
+// routing table (per recipient domain: local, smarthost:<name> or mx), the smarthosts, direct MX
+// delivery, time-outs, bounces and DKIM signing. Retries are in `queue`. Plugged into schema.ts.
 import { z } from 'zod';
+import { Duration } from './units.ts';
 
-export const DeliverySchema = z.object({}).strict();
+const Port = z.number().int().min(1).max(65535);
+const NAME_RE = /^[a-z][a-z0-9_-]*$/;
+const DOMAIN_RE = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
+const SELECTOR_RE = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
+
+/** A route: where recipients of a domain go. */
+const Route = z.string().superRefine((v, ctx) => {
+  if (v === 'local' || v === 'mx' || (v.startsWith('smarthost:') && NAME_RE.test(v.slice('smarthost:'.length)))) return;
+  ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a route`, params: { fix: 'write local, mx, or smarthost:<name> naming an entry of delivery.smarthosts' } });
+});
+
+const Smarthost = z
+  .object({
+    host: z.string().min(1),
+    /** Default: 465 for implicit TLS, 587 for STARTTLS. */
+    port: Port.optional(),
+    /** implicit (TLS from the first byte, port 465) or starttls (must succeed). There is no
+     *  plain-text choice: the password and the mail would cross the network readable. */
+    tls: z.enum(['implicit', 'starttls']),
+    auth: z
+      .object({
+        user: z.string().min(1),
+        /** A file holding only the password (a trailing newline is ignored). */
+        passwordFile: z.string().min(1).optional(),
+        /** The name of an environment variable holding the password. */
+        passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name, e.g. SES_SMTP_PASSWORD').optional(),
+      })
+      .strict()
+      .superRefine((a, ctx) => {
+        const n = (a.passwordFile ? 1 : 0) + (a.passwordEnv ? 1 : 0);
+        if (n === 1) return;
+        ctx.addIssue({
+          code: 'custom',
+          path: n === 0 ? ['passwordFile'] : ['passwordEnv'],
+          message: n === 0 ? 'no password source given' : 'both passwordFile and passwordEnv are given',
+          params: { fix: 'give exactly one of passwordFile (a file holding only the password) or passwordEnv (the name of an environment variable); never the password itself' },
+        });
+      })
+      .optional(),
+    /** A PEM file of CA certificates to trust for this host (e.g. a private relay's own CA). */
+    ca: z.string().min(1).optional(),
+    /** Sessions with this host at once. */
+    maxConnections: z.number().int().min(1).max(1000).default(10),
+  })
+  .strict();
+
+const DkimKey = z
+  .object({
+    selector: z.string().regex(SELECTOR_RE, 'a DNS label, e.g. "mail2025"'),
+    /** The PEM private key; default dataDir/dkim/<domain>.<selector>.key. */
+    keyFile: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const DeliverySchema = z
+  .object({
+    /** Recipient domain → route. "example.com" is that domain, ".example.com" its subdomains,
+     *  "*" every other domain. Without "*", mail goes out by direct MX delivery. */
+    routes: z.record(z.string(), Route).default({}),
+    /** Relay hosts by name, used by routes "smarthost:<name>". */
+    smarthosts: z.record(z.string().regex(NAME_RE, 'smarthost names are lower-case words, e.g. "ses"'), Smarthost).default({}),
+    mx: z
+      .object({
+        /** Port of remote MX hosts. Always 25 on the internet; other values are for tests. */
+        port: Port.default(25),
+        /** Deliveries to one recipient domain at once. */
+        concurrencyPerDomain: z.number().int().min(1).max(1000).default(10),
+      })
+      .strict()
+      .prefault({}),
+    /** The name given in EHLO to other servers (default: hostname). */
+    heloName: z.string().min(1).optional(),
+    timeouts: z
+      .object({
+        connect: Duration.default(30_000),
+        greeting: Duration.default(300_000),
+        /** Longest silence within a session (RFC 5321 §4.5.3.2 suggests minutes per step). */
+        idle: Duration.default(300_000),
+      })
+      .strict()
+      .prefault({}),
+    bounces: z
+      .object({
+        /** Warn the sender when a message is still undelivered after `delayWarningAfter`. */
+        delayWarnings: z.boolean().default(false),
+        delayWarningAfter: Duration.default(4 * 3_600_000),
+      })
+      .strict()
+      .prefault({}),
+    dkim: z
+      .object({
+        /** Sign mail leaving for other servers when a key covers its From domain. */
+        enabled: z.boolean().default(true),
+        /** Keys by domain; keys in dataDir/dkim/<domain>.<selector>.key are found without this. */
+        keys: z.record(z.string(), DkimKey).default({}),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((d, ctx) => {
+    const names = Object.keys(d.smarthosts);
+    for (const [key, route] of Object.entries(d.routes)) {
+      const k = key.toLowerCase().replace(/\.$/, '');
+      if (k !== '*' && !DOMAIN_RE.test(k.startsWith('.') ? k.slice(1) : k)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', key], message: `${JSON.stringify(key)} is not a domain pattern`, params: { fix: 'write a domain ("example.com"), its subdomains (".example.com") or "*" for every other domain' } });
+      }
+      if (route.startsWith('smarthost:')) {
+        const name = route.slice('smarthost:'.length);
+        if (!names.includes(name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['routes', key],
+            message: `${JSON.stringify(route)} names no smarthost`,
+            params: { fix: names.length > 0 ? `use one of ${names.map((n) => `smarthost:${n}`).join(', ')}, or define delivery.smarthosts.${name}` : `define delivery.smarthosts.${name} with host, port, tls and auth` },
+          });
+        }
+      }
+    }
+    for (const key of Object.keys(d.dkim.keys)) {
+      if (!DOMAIN_RE.test(key)) ctx.addIssue({ code: 'custom', path: ['dkim', 'keys', key], message: `${JSON.stringify(key)} is not a domain`, params: { fix: 'key the entry by the domain of the From header, e.g. example.org' } });
+    }
+  });
+
 export type DeliveryConfig = z.output<typeof DeliverySchema>;

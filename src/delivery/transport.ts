@@ -1,5 +1,6 @@
-// The one contract every way of delivering implements (Maildir now; smarthost and MX later):
-// given a queued message and some of its recipients, say per recipient ok, temporary or permanent.
+// The one contract every way of delivering implements (Maildir, smarthost, MX, and the router
+// that picks among them): given a queued message and some of its recipients, say per recipient
+// ok, temporary or permanent.
 import type { Readable } from 'node:stream';
 import type { Envelope } from '../queue/envelope.ts';
 import type { DeliveryOutcome } from '../queue/schedule.ts';
@@ -27,6 +28,8 @@ export interface RecipientOutcome {
   readonly outcome: DeliveryOutcome;
   /** The reply as text, e.g. "250 2.0.0 Delivered" — logged and kept for the bounce. */
   readonly reply: string;
+  /** The host that gave the reply, when it came from another server (the DSN's Remote-MTA). */
+  readonly remoteMta?: string;
 }
 
 export interface Transport {

@@ -1,12 +1,15 @@
-// Delivers what the queue hands out: recipients due now, grouped by transport; each outcome is
-// recorded durably in the spool before the next pass can see it, and the message is removed when
-// every recipient is final. One log line per recipient outcome.
+// Delivers what the queue hands out: recipients due now, grouped by transport; the outcomes of a
+// pass are recorded durably in the spool (one append) before the next pass can see them, and the
+// message is removed when every recipient is final. A bounce notice is queued before the bounce is
+// recorded, so a crash repeats an attempt rather than losing a notice. One log line per outcome.
 import type { Logger } from '../observe/log.ts';
+import { mailEvent } from '../observe/maillog.ts';
 import type { Queue, QueueItem } from '../queue/queue.ts';
-import { SpoolCorruptError, SpoolNotFoundError, type RecipientState, type Spool, type SpooledMessage, type StateUpdate } from '../queue/spool.ts';
+import { SpoolCorruptError, SpoolNotFoundError, type RecipientState, type Spool, type SpooledMessage } from '../queue/spool.ts';
 import { isDue, messageDueAt, nextState } from '../queue/schedule.ts';
 import { replyText, temp } from '../core/reply.ts';
 import type { DeliverableMessage, RecipientOutcome, Transport } from './transport.ts';
+import type { Bouncer } from './dsn.ts';
 
 export interface WorkerOptions {
   readonly spool: Spool;
@@ -14,6 +17,17 @@ export interface WorkerOptions {
   /** Transport per recipient transport name ('local', 'remote', …). */
   readonly transports: Readonly<Record<string, Transport>>;
   readonly log: Logger;
+  /** Sends bounces and delay warnings; without it, bounces are only recorded and logged. */
+  readonly bouncer?: Bouncer;
+}
+
+/** One recipient's result in a pass, before it is recorded. */
+interface PassUpdate {
+  readonly index: number;
+  state: RecipientState;
+  readonly transport: string;
+  readonly outcome: RecipientOutcome;
+  dsn?: string;
 }
 
 export class Worker {
@@ -21,6 +35,7 @@ export class Worker {
   readonly #queue: Queue;
   readonly #transports: Readonly<Record<string, Transport>>;
   readonly #log: Logger;
+  readonly #bouncer: Bouncer | undefined;
   readonly #active = new Set<Promise<void>>();
   #abort: AbortController | undefined;
   #loop: Promise<void> | undefined;
@@ -30,6 +45,7 @@ export class Worker {
     this.#queue = opts.queue;
     this.#transports = opts.transports;
     this.#log = opts.log;
+    this.#bouncer = opts.bouncer;
   }
 
   /** Starts taking due messages from the queue. */
@@ -67,7 +83,7 @@ export class Worker {
         this.#queue.release(id);
         return;
       }
-      const states = await this.#deliver(msg, item.recovered);
+      const states = await this.#deliver(msg, item);
       if (!states) {
         this.#queue.release(id);
         return;
@@ -93,16 +109,18 @@ export class Worker {
   }
 
   /** Delivers the due recipients; resolves the new states, or undefined if the message turned out corrupt. */
-  async #deliver(msg: SpooledMessage, recovered: boolean): Promise<RecipientState[] | undefined> {
+  async #deliver(msg: SpooledMessage, item: QueueItem): Promise<RecipientState[] | undefined> {
     const env = msg.envelope;
     const states = [...msg.states];
     const now = Date.now();
     const groups = new Map<string, number[]>();
     states.forEach((s, i) => {
-      if (!isDue(s, now)) return;
+      // An operator's flush tries deferred recipients before their time.
+      if (!isDue(s, now) && !(item.flush === true && s.status === 'deferred')) return;
       const name = env.recipients[i]!.transport;
       groups.set(name, [...(groups.get(name) ?? []), i]);
     });
+    if (groups.size === 0) return states;
     let corrupt = false;
     const body = () => {
       const s = this.#spool.openBody(env.id);
@@ -112,28 +130,70 @@ export class Worker {
       });
       return s;
     };
-    const deliverable: DeliverableMessage = { envelope: env, body, recovered };
-    // allSettled: every group finishes before the pass ends, even when one fails.
-    const settled = await Promise.allSettled(
-      [...groups].map(async ([name, indexes]) => {
-        const outcomes = await this.#callTransport(name, deliverable, indexes);
-        // The spool moved a corrupt message aside: there is nothing left to record.
-        if (corrupt) return;
-        const at = Date.now();
-        const updates: StateUpdate[] = outcomes.map((o) => ({ index: o.index, state: nextState(states[o.index]!, o.outcome, o.reply, env.receivedAt, at, this.#queue.options) }));
-        await this.#spool.markRecipients(env.id, updates);
-        for (const u of updates) {
-          states[u.index] = u.state;
-          this.#logOutcome(env.id, env.recipients[u.index]!.address, name, u.state, outcomes.find((o) => o.index === u.index)!);
-        }
-      }),
-    );
-    for (const r of settled) if (r.status === 'rejected') throw r.reason;
+    const deliverable: DeliverableMessage = { envelope: env, body, recovered: item.recovered };
+    // Every group finishes before anything is recorded; a transport never throws here.
+    const results = await Promise.all([...groups].map(async ([name, indexes]) => ({ name, outcomes: await this.#callTransport(name, deliverable, indexes) })));
+    // The spool moved a corrupt message aside: there is nothing left to record.
     if (corrupt) {
       this.#log.error({ event: 'delivery-corrupt', queueId: env.id }, 'message bytes corrupt; not delivered (moved to corrupt/)');
       return undefined;
     }
+    const at = Date.now();
+    const updates: PassUpdate[] = [];
+    for (const { name, outcomes } of results) {
+      for (const o of outcomes) {
+        const prev = states[o.index]!;
+        let state = nextState(prev, o.outcome, o.reply, env.receivedAt, at, this.#queue.options);
+        if (prev.warned === true && state.status === 'deferred') state = { ...state, warned: true };
+        updates.push({ index: o.index, state, transport: name, outcome: o });
+      }
+    }
+    await this.#notify(deliverable, updates, at);
+    await this.#spool.markRecipients(
+      env.id,
+      updates.map((u) => ({ index: u.index, state: u.state })),
+    );
+    for (const u of updates) {
+      states[u.index] = u.state;
+      this.#logOutcome(env.id, env.recipients[u.index]!.address, u, env.receivedAt);
+    }
     return states;
+  }
+
+  /**
+   * Queues the bounce for recipients that failed for good, and delay warnings when due. A bounce
+   * that cannot be queued keeps its recipients deferred: recorded as bounced, the notice would be
+   * lost for good; deferred, the next pass fails again and tries the notice again.
+   */
+  async #notify(msg: DeliverableMessage, updates: PassUpdate[], at: number): Promise<void> {
+    const bouncer = this.#bouncer;
+    if (!bouncer) return;
+    const env = msg.envelope;
+    const warnAfter = bouncer.delayWarningAfterMs;
+    const late = warnAfter !== undefined && at - env.receivedAt >= warnAfter ? updates.filter((u) => u.state.status === 'deferred' && u.state.warned !== true) : [];
+    const bounced = updates.filter((u) => u.state.status === 'bounced');
+    if (bounced.length > 0) {
+      try {
+        const dsn = await bouncer.notify('failed', msg, bounced.map((u) => ({ index: u.index, state: u.state, ...(u.outcome.remoteMta ? { remoteMta: u.outcome.remoteMta } : {}) })));
+        if (dsn) for (const u of bounced) u.dsn = dsn;
+      } catch (err) {
+        const retryAt = at + this.#queue.options.minBackoffMs;
+        this.#log.error({ event: 'bounce-failed', queueId: env.id, err, retryAt }, 'could not queue the bounce; the recipients stay deferred');
+        for (const u of bounced) u.state = { status: 'deferred', attempts: u.state.attempts, nextAttemptAt: retryAt, ...(u.state.lastReply ? { lastReply: u.state.lastReply } : {}), updatedAt: at };
+      }
+    }
+    if (late.length > 0) {
+      try {
+        const dsn = await bouncer.notify('delayed', msg, late.map((u) => ({ index: u.index, state: u.state, ...(u.outcome.remoteMta ? { remoteMta: u.outcome.remoteMta } : {}) })));
+        for (const u of late) {
+          u.state = { ...u.state, warned: true };
+          if (dsn) u.dsn = dsn;
+        }
+      } catch (err) {
+        // A warning is a courtesy: the next pass tries it again.
+        this.#log.error({ event: 'delay-warning-failed', queueId: env.id, err }, 'could not queue the delay warning');
+      }
+    }
   }
 
   /** Calls a transport; a missing transport, a throw or a missing outcome is a temporary failure. */
@@ -154,13 +214,16 @@ export class Worker {
     return indexes.map((index) => got.find((o) => o.index === index) ?? { index, outcome: 'temporary', reply: failure });
   }
 
-  #logOutcome(queueId: string, rcpt: string, transport: string, state: RecipientState, o: RecipientOutcome): void {
+  #logOutcome(queueId: string, rcpt: string, u: PassUpdate, receivedAt: number): void {
+    const { state, outcome: o, transport } = u;
     const event = state.status === 'delivered' ? 'delivered' : state.status === 'bounced' ? 'bounced' : 'deferred';
-    const line: Record<string, unknown> = { event, queueId, rcpt, transport, reply: o.reply, attempts: state.attempts };
+    const line: Record<string, unknown> = { queueId, rcpt, to: rcpt, transport, reply: o.reply, attempts: state.attempts };
+    if (o.remoteMta) line.relay = o.remoteMta;
     if (event === 'bounced' && o.outcome === 'temporary') line.reason = 'expired';
     if (event === 'deferred') line.nextAttemptAt = state.nextAttemptAt;
-    // The bounce message (DSN) itself is a later issue; for now the state and this line record it.
-    if (event === 'bounced') this.#log.warn(line, event);
-    else this.#log.info(line, event);
+    if (event === 'delivered') line.delayMs = Date.now() - receivedAt;
+    if (u.dsn) line.dsn = u.dsn;
+    // Through the mail event set, so metrics and the dashboard see deliveries too.
+    mailEvent(this.#log, event, line);
   }
 }

@@ -1,6 +1,7 @@
 // The closed set of mail events, one structured log line per decision, so that an operator can
 // grep one line to learn who sent what, through which check, with which reply.
 import type { Logger } from './log.ts';
+import { mailEvents } from './events.ts';
 
 export type MailEvent =
   | 'connect'
@@ -34,6 +35,8 @@ export interface MailEventFields {
 }
 
 export function mailEvent(log: Logger, event: MailEvent, fields: MailEventFields): void {
-  const level = event === 'breaker' ? 'warn' : 'info';
+  const level = event === 'breaker' || event === 'bounced' ? 'warn' : 'info';
   log[level]({ event, ...fields }, event);
+  // The same event, for in-process subscribers (metrics, dashboard); see events.ts.
+  mailEvents.publish(event, fields);
 }

@@ -34,6 +34,12 @@ export interface Envelope {
   readonly relayReason?: string;
   readonly smtputf8: boolean;
   readonly body: '7BIT' | '8BITMIME' | 'BINARYMIME';
+  /**
+   * Set when no bounce may ever be sent for this message, with the reason (e.g. "spam",
+   * "auth-failed", "dsn"): mail classed as spam or failing authentication has a forged sender as
+   * often as not, and a bounce to it is backscatter. Null-sender mail never bounces either way.
+   */
+  readonly noBounce?: string;
   /** Bytes of the stored message (including the Received header the session prepended). */
   readonly size: number;
 }
@@ -57,6 +63,8 @@ export interface RecipientState {
   readonly lastReply?: string;
   /** When this state was recorded. */
   readonly updatedAt?: number;
+  /** A delay warning was sent for this recipient (kept while it stays deferred). */
+  readonly warned?: boolean;
 }
 
 export const PENDING: RecipientState = Object.freeze({ status: 'pending', attempts: 0 });
@@ -88,6 +96,7 @@ export function envelopeProblem(v: unknown): string | undefined {
     return 'client malformed';
   }
   if (!isOptStr(v.relayReason)) return 'relayReason malformed';
+  if (!isOptStr(v.noBounce)) return 'noBounce malformed';
   if (typeof v.smtputf8 !== 'boolean') return 'smtputf8 missing';
   if (v.body !== '7BIT' && v.body !== '8BITMIME' && v.body !== 'BINARYMIME') return 'body type malformed';
   return undefined;
@@ -102,5 +111,6 @@ export function isRecipientState(v: unknown): v is RecipientState {
   if (typeof v.attempts !== 'number' || !Number.isInteger(v.attempts) || v.attempts < 0) return false;
   if (v.nextAttemptAt !== undefined && typeof v.nextAttemptAt !== 'number') return false;
   if (v.updatedAt !== undefined && typeof v.updatedAt !== 'number') return false;
+  if (v.warned !== undefined && typeof v.warned !== 'boolean') return false;
   return isOptStr(v.lastReply);
 }

@@ -48,8 +48,8 @@ export const bodyOffset = (p: Prefix): number => PREFIX_LENGTH + p.headerLength 
 
 /** The header as stored: the envelope without `size` (the prefix carries it). */
 export function encodeHeader(env: Omit<Envelope, 'size'>): Buffer {
-  const { id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body } = env;
-  return Buffer.from(JSON.stringify({ id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body }), 'utf8');
+  const { id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body, noBounce } = env;
+  return Buffer.from(JSON.stringify({ id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body, noBounce }), 'utf8');
 }
 
 /** Parses and checks the header bytes against the prefix; returns the envelope or a reason. */

@@ -1,4 +1,4 @@
-// Read-only access to a spool that a running server owns (it holds the lock): what `mailward
+// Read-only access to a spool that a running server may own (it holds the lock): what `mailward
 // queue list|show` reads. Nothing here moves, changes or deletes a file; a corrupt file is only
 // reported, and the server moves it aside when it next reads it.
 import { readdirSync, existsSync } from 'node:fs';
@@ -6,50 +6,59 @@ import { join } from 'node:path';
 import { isQueueId } from '../core/ids.ts';
 import type { Envelope, RecipientState } from './envelope.ts';
 import { loadMessageSync, SpoolCorruptError } from './reader.ts';
+import type { SpoolArea } from './spool.ts';
 
 export interface InspectedMessage {
   readonly envelope: Envelope;
   readonly states: readonly RecipientState[];
+  /** On hold (in hold/): never scheduled until released. */
+  readonly held: boolean;
 }
 
 export type InspectEntry = { readonly ok: true; readonly message: InspectedMessage } | { readonly ok: false; readonly id: string; readonly problem: string };
 
-/** Streams every queued message (one file read at a time, so 400,000 do not sit in memory). */
-export function* inspectSpool(dir: string): Generator<InspectEntry> {
-  const queueDir = join(dir, 'queue');
-  if (!existsSync(queueDir)) return;
-  for (const bucket of readdirSync(queueDir).sort()) {
-    const bdir = join(queueDir, bucket);
-    let names: string[];
-    try {
-      names = readdirSync(bdir).sort();
-    } catch {
-      continue;
-    }
-    for (const name of names) {
-      const entry = inspectFile(join(bdir, name), name);
-      if (entry) yield entry;
+const AREAS: readonly SpoolArea[] = ['queue', 'hold'];
+
+/**
+ * Streams every message in queue/ and then hold/ (or only `areas`), one file read at a time, so
+ * 400,000 messages never sit in memory: a caller that counts keeps only its counters.
+ */
+export function* inspectSpool(dir: string, areas: readonly SpoolArea[] = AREAS): Generator<InspectEntry> {
+  for (const area of areas) {
+    const areaDir = join(dir, area);
+    if (!existsSync(areaDir)) continue;
+    for (const bucket of readdirSync(areaDir).sort()) {
+      const bdir = join(areaDir, bucket);
+      let names: string[];
+      try {
+        names = readdirSync(bdir).sort();
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        const entry = inspectFile(join(bdir, name), name, area === 'hold');
+        if (entry) yield entry;
+      }
     }
   }
 }
 
-/** One message by queue id, looked up in any bucket; undefined when it is not queued. */
+/** One message by queue id, looked up in queue/ and hold/; undefined when it is not queued. */
 export function inspectMessage(dir: string, id: string): InspectEntry | undefined {
   if (!isQueueId(id)) return undefined;
-  const queueDir = join(dir, 'queue');
-  if (!existsSync(queueDir)) return undefined;
-  for (const bucket of readdirSync(queueDir)) {
-    const path = join(queueDir, bucket, id);
-    if (existsSync(path)) return inspectFile(path, id);
+  for (const area of AREAS) {
+    // The bucket is the id's 8th character (see spool.ts); a file elsewhere is not a message.
+    const path = join(dir, area, id[7]!, id);
+    if (existsSync(path)) return inspectFile(path, id, area === 'hold');
   }
   return undefined;
 }
 
-function inspectFile(path: string, id: string): InspectEntry | undefined {
+function inspectFile(path: string, id: string, held: boolean): InspectEntry | undefined {
   if (!isQueueId(id)) return { ok: false, id, problem: 'unexpected file name in the queue folder' };
   try {
     const m = loadMessageSync(path, id);
-    return m ? { ok: true, message: { envelope: m.envelope, states: m.states } } : undefined;
+    return m ? { ok: true, message: { envelope: m.envelope, states: m.states, held } } : undefined;
   } catch (err) {
     return { ok: false, id, problem: err instanceof SpoolCorruptError ? err.reason : String(err) };
   }

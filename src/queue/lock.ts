@@ -52,3 +52,20 @@ export async function lockSpool(dir: string): Promise<() => Promise<void>> {
     await unlink(path).catch(() => undefined);
   }
 }
+
+/**
+ * The pid of the live process that holds the lock on `dir`, or undefined when nobody does (no
+ * lock file, or one left by a dead process or an earlier boot). Operator tools use it to choose
+ * between asking the running server and opening the spool themselves.
+ */
+export async function spoolOwner(dir: string): Promise<number | undefined> {
+  const text = await readFile(join(dir, 'lock'), 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const [pidText = '', lockBoot = ''] = text.trim().split(' ');
+  const pid = Number.parseInt(pidText, 10);
+  const boot = await bootId();
+  const sameBoot = lockBoot === '' || boot === '' || lockBoot === boot;
+  if (!sameBoot || !Number.isInteger(pid) || pid <= 0) return undefined;
+  if (pid === process.pid) return heldHere.has(join(dir, 'lock')) ? pid : undefined;
+  return alive(pid) ? pid : undefined;
+}

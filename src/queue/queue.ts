@@ -19,11 +19,14 @@ export interface QueueItem {
    * have been under way when the process died, so transports check for an earlier copy.
    */
   readonly recovered: boolean;
+  /** Set by an operator's flush: deferred recipients are tried now, whatever their retry time. */
+  readonly flush?: boolean;
 }
 
 interface Entry {
   dueAt: number;
   recovered: boolean;
+  flush: boolean;
 }
 
 // Longest single timer; setTimeout overflows beyond 2^31-1 ms.
@@ -38,6 +41,10 @@ export class Queue {
   // Min-heap of [dueAt, id]; entries whose time no longer matches #entries are stale and skipped.
   readonly #heap: Array<[number, string]> = [];
   readonly #waiters: Array<(item: QueueItem | undefined) => void> = [];
+  // Ids an operator's command is working on (hold, delete): never scheduled until restored.
+  readonly #suspended = new Set<string>();
+  // Callers waiting for a delivery pass of an id to end.
+  readonly #idle = new Map<string, Array<() => void>>();
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Infinity;
   #unsubscribe: (() => void) | undefined;
@@ -76,15 +83,19 @@ export class Queue {
     return { scheduled, removed };
   }
 
-  /** Schedules a message (default: now). An earlier time wins; ids being delivered are left alone. */
-  enqueue(id: string, dueAt: number = Date.now(), recovered = false): void {
-    if (this.#stopped || this.#inFlight.has(id)) return;
+  /**
+   * Schedules a message (default: now). An earlier time wins; ids being delivered are left alone.
+   * `flush` makes the pass try deferred recipients before their retry time (an operator's flush).
+   */
+  enqueue(id: string, dueAt: number = Date.now(), recovered = false, flush = false): void {
+    if (this.#stopped || this.#inFlight.has(id) || this.#suspended.has(id)) return;
     const e = this.#entries.get(id);
     if (e && e.dueAt <= dueAt) {
       e.recovered ||= recovered;
+      e.flush ||= flush;
       return;
     }
-    this.#entries.set(id, { dueAt, recovered: recovered || (e?.recovered ?? false) });
+    this.#entries.set(id, { dueAt, recovered: recovered || (e?.recovered ?? false), flush: flush || (e?.flush ?? false) });
     this.#push(dueAt, id);
     this.#pump();
   }
@@ -115,12 +126,60 @@ export class Queue {
   release(id: string, next?: { readonly dueAt: number; readonly recovered?: boolean }): void {
     this.#inFlight.delete(id);
     if (next && !this.#stopped) this.enqueue(id, next.dueAt, next.recovered ?? false);
+    const waiting = this.#idle.get(id);
+    if (waiting) {
+      this.#idle.delete(id);
+      for (const w of waiting) w();
+    }
     this.#pump();
   }
 
   /** Forgets a scheduled message (e.g. removed by an operator). Does not touch the spool. */
   forget(id: string): void {
     this.#entries.delete(id);
+  }
+
+  /**
+   * Takes a message out of the schedule for an operator's command and keeps it out until
+   * `restore`. Resolves once no delivery pass of it is under way, so the caller may move or
+   * remove its file without losing a state record.
+   */
+  withdraw(id: string): Promise<void> {
+    this.#suspended.add(id);
+    this.#entries.delete(id);
+    if (!this.#inFlight.has(id) || this.#stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const list = this.#idle.get(id) ?? [];
+      list.push(resolve);
+      this.#idle.set(id, list);
+    });
+  }
+
+  /** Ends a `withdraw`; the id may be scheduled again (enqueue it if it should be). */
+  restore(id: string): void {
+    this.#suspended.delete(id);
+  }
+
+  /** True while a delivery pass of `id` is under way. */
+  isInFlight(id: string): boolean {
+    return this.#inFlight.has(id);
+  }
+
+  /** Makes every scheduled message due now, deferred recipients included; returns how many. */
+  flushAll(): number {
+    const now = Date.now();
+    const ids = [...this.#entries.keys()];
+    for (const id of ids) {
+      // Re-inserting with an earlier time replaces the entry (the old heap slot goes stale).
+      const e = this.#entries.get(id)!;
+      e.flush = true;
+      if (e.dueAt > now) {
+        e.dueAt = now;
+        this.#push(now, id);
+      }
+    }
+    this.#pump();
+    return ids.length;
   }
 
   /** When `id` is next due, if scheduled. */
@@ -143,6 +202,8 @@ export class Queue {
     this.#unsubscribe = undefined;
     this.#clearTimer();
     for (const w of this.#waiters.splice(0)) w(undefined);
+    for (const list of this.#idle.values()) for (const w of list) w();
+    this.#idle.clear();
   }
 
   #pump(): void {
@@ -154,7 +215,7 @@ export class Queue {
       const e = this.#entries.get(id)!;
       this.#entries.delete(id);
       this.#inFlight.set(id, e.recovered);
-      this.#waiters.shift()!({ id, recovered: e.recovered });
+      this.#waiters.shift()!(e.flush ? { id, recovered: e.recovered, flush: true } : { id, recovered: e.recovered });
     }
     this.#arm();
   }

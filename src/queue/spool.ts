@@ -1,6 +1,7 @@
 // The durable queue on disk: incoming/ (being written), queue/<bucket>/<id> (committed, with the
-// per-recipient state appended to the same file), corrupt/ (moved aside, never delivered).
-// Format and reasons: docs/decisions/0002-spool-format.md.
+// per-recipient state appended to the same file), hold/<bucket>/<id> (put on hold by an operator,
+// never scheduled), corrupt/ (moved aside, never delivered).
+// Format and reasons: docs/decisions/0002-spool-format.md and 0006-outbound-delivery.md.
 import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
@@ -27,6 +28,8 @@ export { SpoolWriter } from './writer.ts';
  */
 const BUCKETS = '0123456789abcdefghijklmnopqrstuv';
 const bucketOf = (id: string): string => id[7]!;
+/** The folders holding message files: scheduled ones, and those an operator put on hold. */
+export type SpoolArea = 'queue' | 'hold';
 /** Longest stretch of synchronous header reads in list() before the event loop gets a turn. */
 const LIST_SLICE_MS = 4;
 
@@ -79,10 +82,11 @@ export class Spool {
     await mkdir(root, { recursive: true, mode: 0o700 });
     const release = await lockSpool(root);
     try {
-      for (const sub of ['incoming', 'queue', 'corrupt']) await mkdir(join(root, sub), { recursive: true, mode: 0o700 });
-      for (const b of BUCKETS) await mkdir(join(root, 'queue', b), { recursive: true, mode: 0o700 });
+      for (const sub of ['incoming', 'queue', 'hold', 'corrupt']) await mkdir(join(root, sub), { recursive: true, mode: 0o700 });
+      for (const area of ['queue', 'hold']) for (const b of BUCKETS) await mkdir(join(root, area, b), { recursive: true, mode: 0o700 });
       if (opts.fsync ?? true) {
         await fsyncPath(join(root, 'queue'));
+        await fsyncPath(join(root, 'hold'));
         await fsyncPath(root);
       }
       // Whatever is in incoming/ was never acknowledged (no 250 was sent for it).
@@ -106,10 +110,10 @@ export class Spool {
     return this.#syncer;
   }
 
-  /** Where a message lives; for tests and operators. */
-  messagePath(id: string): string {
+  /** Where a message lives (in queue/, or in hold/ when `area` says so); for tests and operators. */
+  messagePath(id: string, area: SpoolArea = 'queue'): string {
     if (!isQueueId(id)) throw new Error(`not a queue id: ${JSON.stringify(id)}`);
-    return join(this.dir, 'queue', bucketOf(id), id);
+    return join(this.dir, area, bucketOf(id), id);
   }
 
   /**
@@ -149,11 +153,12 @@ export class Spool {
    * folder by folder; the order is by id within a folder, not overall. Corrupt files are moved
    * aside and skipped. Headers are read with synchronous calls in slices of a few milliseconds,
    * yielding to the event loop between slices (see the decision record for the figures).
+   * `area: 'hold'` lists the messages on hold instead.
    */
-  async *list(): AsyncGenerator<SpooledMessage> {
+  async *list(area: SpoolArea = 'queue'): AsyncGenerator<SpooledMessage> {
     let sliceStart = performance.now();
     for (const b of BUCKETS) {
-      const dir = join(this.dir, 'queue', b);
+      const dir = join(this.dir, area, b);
       const names = (await readdir(dir)).sort();
       for (const name of names) {
         const m = this.#listOne(dir, b, name);
@@ -168,9 +173,9 @@ export class Spool {
   }
 
   /** One message's envelope and states; undefined when it is not (or no longer) queued. */
-  async get(id: string): Promise<SpooledMessage | undefined> {
+  async get(id: string, area: SpoolArea = 'queue'): Promise<SpooledMessage | undefined> {
     if (!isQueueId(id)) return undefined;
-    return this.#load(id);
+    return this.#load(id, area);
   }
 
   /** The message bytes; the stream errors with SpoolCorruptError if they do not match the hash. */
@@ -224,6 +229,44 @@ export class Spool {
     });
   }
 
+  /**
+   * Moves a message between queue/ and hold/ (postsuper -h / -H): a held message is never
+   * scheduled, also not after a restart. Resolves false when it is not in the `from` area. The
+   * caller makes sure no delivery of it is under way (its state records would be lost).
+   */
+  move(id: string, from: SpoolArea, to: SpoolArea): Promise<boolean> {
+    this.#assertOpen();
+    const src = this.messagePath(id, from);
+    const dst = this.messagePath(id, to);
+    let moved = false;
+    return this.#serial(id, async () => {
+      try {
+        await rename(src, dst);
+        moved = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        return;
+      }
+      // Both folder entries changed; the two fsyncs coalesce with concurrent moves.
+      await Promise.all([this.#syncer.sync(join(dst, '..')), this.#syncer.sync(join(src, '..'))]);
+    }).then(() => moved);
+  }
+
+  /** Removes a message from hold/ (or queue/) whatever its recipients' states: an operator's delete. */
+  discard(id: string, area: SpoolArea = 'queue'): Promise<boolean> {
+    this.#assertOpen();
+    const path = this.messagePath(id, area);
+    let removed = false;
+    return this.#serial(id, async () => {
+      try {
+        await unlink(path);
+        removed = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }).then(() => removed);
+  }
+
   /** Releases the lock. Writers still open can no longer commit safely; finish them first. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -268,8 +311,8 @@ export class Spool {
     return { envelope: m.envelope, states: m.states };
   }
 
-  async #load(id: string): Promise<SpooledMessage | undefined> {
-    const path = this.messagePath(id);
+  async #load(id: string, area: SpoolArea): Promise<SpooledMessage | undefined> {
+    const path = this.messagePath(id, area);
     try {
       return this.#loaded(path, await loadMessage(path, id));
     } catch (err) {

@@ -46,8 +46,9 @@ test('take hands out due messages in time order and never more than `concurrency
   q.release('a');
   await pending;
   assert.equal(third, 'c');
-  q.release('b', { dueAt: Date.now() + 30 });
-  // 'later' (due in 60 ms) and 'b' again (due in 30 ms) come when due, earliest first.
+  // Times relative to the test's start, so a slow machine cannot reorder them.
+  q.release('b', { dueAt: now + 30 });
+  // 'later' (due at +60 ms) and 'b' again (due at +30 ms) come when due, earliest first.
   assert.deepEqual(await q.take(), { id: 'b', recovered: false });
   q.release('c');
   assert.deepEqual(await q.take(), { id: 'later', recovered: false });

@@ -1,35 +1,188 @@
-// `mailward queue list|show`: what is queued, read straight from the spool (works while the
-// server runs; nothing is changed).
+// `mailward queue ...`, in the spirit of mailq and postsuper: list (streamed, with filters and a
+// count summary) and show read the spool directly and change nothing; hold, release, delete,
+// flush and requeue go to the running server over its control socket, or work on the spool
+// themselves when no server runs (docs/decisions/0006-outbound-delivery.md).
+import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
+import type { Config } from '../../config/load.ts';
+import { parseDuration } from '../../config/units.ts';
 import { inspectMessage, inspectSpool, type InspectedMessage } from '../../queue/inspect.ts';
-import { CliError, configFrom } from './index.ts';
+import { compileFilter, isEmptyFilter, messageState, MESSAGE_STATES, type MessageState, type QueueFilter } from '../../queue/filter.ts';
+import type { AdminOp } from '../../queue/admin.ts';
+import type { SpoolArea } from '../../queue/spool.ts';
+import { runQueueCommand } from '../../app/delivery.ts';
+import { CliError, configFrom, EXIT } from './index.ts';
 
-function line(m: InspectedMessage): string {
+interface FilterOptions {
+  sender?: string;
+  recipient?: string;
+  domain?: string;
+  olderThan?: string;
+  state?: string;
+}
+
+function addFilterOptions(c: Command): Command {
+  return c
+    .option('--sender <address>', 'envelope sender: an address, "@domain" for a whole domain, or "<>" for bounces')
+    .option('--recipient <address>', 'a recipient: an address or "@domain"')
+    .option('--domain <domain>', 'a recipient domain')
+    .option('--older-than <age>', 'received longer ago than this, e.g. 30m, 6h, 2d')
+    .option('--state <state>', `message state: ${MESSAGE_STATES.join(', ')}`);
+}
+
+function filterFrom(o: FilterOptions): QueueFilter {
+  const f: { -readonly [K in keyof QueueFilter]: QueueFilter[K] } = {};
+  if (o.sender !== undefined) f.sender = o.sender;
+  if (o.recipient !== undefined) f.recipient = o.recipient;
+  if (o.domain !== undefined) f.domain = o.domain;
+  if (o.olderThan !== undefined) {
+    const ms = parseDuration(o.olderThan);
+    if (ms === undefined) throw new CliError(`--older-than ${JSON.stringify(o.olderThan)} is not an age; write e.g. 30m, 6h or 2d`, EXIT.usage);
+    f.olderThanMs = ms;
+  }
+  if (o.state !== undefined) {
+    if (!(MESSAGE_STATES as readonly string[]).includes(o.state)) throw new CliError(`--state ${JSON.stringify(o.state)} is not a state; use one of ${MESSAGE_STATES.join(', ')}`, EXIT.usage);
+    f.state = o.state as MessageState;
+  }
+  return f;
+}
+
+function age(ms: number): string {
+  const m = Math.max(0, Math.floor(ms / 60_000));
+  if (m < 60) return `${m}m`;
+  if (m < 48 * 60) return `${Math.floor(m / 60)}h`;
+  return `${Math.floor(m / 1440)}d`;
+}
+
+function line(m: InspectedMessage, now: number): string {
   const e = m.envelope;
-  const pending = m.states.filter((s) => s.status === 'pending' || s.status === 'deferred').length;
-  const age = Math.round((Date.now() - e.receivedAt) / 60_000);
-  return `${e.id}  ${String(e.size).padStart(9)}  ${age}m  <${e.mailFrom}>  ${pending}/${e.recipients.length} to go`;
+  const toGo = m.states.filter((s) => s.status === 'pending' || s.status === 'deferred').length;
+  return `${e.id}  ${messageState(m.states, m.held).padEnd(8)}  ${String(e.size).padStart(9)}  ${age(now - e.receivedAt).padStart(4)}  <${e.mailFrom}>  ${toGo}/${e.recipients.length} to go`;
+}
+
+function top(counts: Map<string, number>, n: number): string[] {
+  return [...counts]
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .slice(0, n)
+    .map(([k, v]) => `  ${String(v).padStart(9)}  ${k}`);
+}
+
+/** Streams the matching messages (one file in memory at a time); unreadable files go to stderr. */
+function* matching(config: Config, filter: QueueFilter, areas?: readonly SpoolArea[]): Generator<InspectedMessage> {
+  const match = compileFilter(filter);
+  for (const entry of inspectSpool(config.paths.spool, areas)) {
+    if (!entry.ok) {
+      process.stderr.write(`${entry.id}: unreadable (${entry.problem})\n`);
+      continue;
+    }
+    const m = entry.message;
+    if (match(m.envelope, m.states, m.held)) yield m;
+  }
+}
+
+const OP_AREAS: Record<AdminOp, readonly SpoolArea[]> = { hold: ['queue'], release: ['hold'], delete: ['queue', 'hold'], flush: ['queue'], requeue: ['queue'] };
+const DONE: Record<AdminOp, string> = { hold: 'put on hold', release: 'released', delete: 'deleted', flush: 'flushed', requeue: 'requeued' };
+
+/** Reads one answer line from stdin (a terminal or a pipe); no input is "no". */
+async function confirm(question: string): Promise<boolean> {
+  process.stderr.write(question);
+  const rl = createInterface({ input: process.stdin, terminal: false });
+  try {
+    for await (const answer of rl) return /^y(es)?$/i.test(answer.trim());
+    return false;
+  } finally {
+    rl.close();
+  }
+}
+
+interface ChangeOptions extends FilterOptions {
+  all?: boolean;
+  yes?: boolean;
+}
+
+function registerChange(queue: Command, op: AdminOp, description: string): void {
+  const c = queue
+    .command(`${op} [ids...]`)
+    .description(description)
+    .option('--all', op === 'flush' ? 'every message (the default without ids or filters)' : 'every message (needed when no ids or filters are given)');
+  if (op === 'delete') c.option('-y, --yes', 'do not ask for confirmation');
+  addFilterOptions(c).action(async (ids: string[], opts: ChangeOptions, cmd: Command) => {
+    const config = configFrom(cmd);
+    const filter = filterFrom(opts);
+    const hasFilter = !isEmptyFilter(filter);
+    if (ids.length > 0 && (hasFilter || opts.all)) throw new CliError('give queue ids, or filters/--all, not both', EXIT.usage);
+    const all = opts.all === true || (op === 'flush' && ids.length === 0 && !hasFilter);
+    if (ids.length === 0 && !hasFilter && !all) throw new CliError(`say which messages: queue ids, a filter (--sender, --recipient, --domain, --older-than, --state) or --all`, EXIT.usage);
+    if (op === 'delete' && !opts.yes) {
+      let count = ids.length;
+      if (ids.length === 0) {
+        count = 0;
+        for (const _m of matching(config, filter, OP_AREAS[op])) count++;
+      }
+      if (count === 0) {
+        process.stdout.write('no matching messages\n');
+        return;
+      }
+      if (!(await confirm(`delete ${count} message(s)${ids.length === 0 && !hasFilter ? ' (the whole queue)' : ''}? [y/N] `))) {
+        process.stdout.write('nothing deleted\n');
+        return;
+      }
+    }
+    const showProgress = process.stderr.isTTY === true;
+    const r = await runQueueCommand(config, { op, ...(ids.length > 0 ? { ids } : {}), ...(hasFilter ? { filter } : {}), ...(all ? { all: true } : {}) }, (p) => {
+      if (showProgress) process.stderr.write(`\r${p.matched} matched, ${p.changed} ${DONE[op]}...`);
+    });
+    if (showProgress) process.stderr.write('\r\x1b[K');
+    const by = r.via === 'server' ? 'by the running server' : 'in the spool (no server running)';
+    process.stdout.write(`${r.changed} message(s) ${DONE[op]} ${by}${r.missing > 0 ? `; ${r.missing} id(s) not found` : ''}\n`);
+    if (op === 'flush' && r.via === 'spool') process.stdout.write('they are tried when the server starts\n');
+    if (r.missing > 0 && r.changed === 0) process.exitCode = EXIT.failed;
+  });
 }
 
 export function registerQueue(program: Command): void {
-  const queue = program.command('queue').description('inspect the mail queue');
-  queue
-    .command('list')
-    .description('list queued messages: id, size, age, sender, recipients still to deliver')
-    .option('--json', 'one JSON object per line')
-    .action((opts: { json?: boolean }, cmd: Command) => {
-      const config = configFrom(cmd);
-      let count = 0;
-      for (const entry of inspectSpool(config.paths.spool)) {
-        if (!entry.ok) {
-          process.stderr.write(`${entry.id}: unreadable (${entry.problem})\n`);
-          continue;
-        }
-        count++;
-        process.stdout.write(opts.json ? `${JSON.stringify(entry.message)}\n` : `${line(entry.message)}\n`);
+  const queue = program.command('queue').description('inspect and manage the mail queue (also while the server runs)');
+  addFilterOptions(
+    queue
+      .command('list')
+      .description('list queued messages: id, state, size, age, sender, recipients still to deliver; then a count')
+      .option('--json', 'one JSON object per line')
+      .option('--summary', 'only counts: by state, top senders, top recipient domains')
+      .option('--top <n>', 'entries in each top list of --summary', '10'),
+  ).action((opts: FilterOptions & { json?: boolean; summary?: boolean; top: string }, cmd: Command) => {
+    const config = configFrom(cmd);
+    const filter = filterFrom(opts);
+    const now = Date.now();
+    const n = Number.parseInt(opts.top, 10);
+    if (!(n >= 1)) throw new CliError(`--top ${JSON.stringify(opts.top)}: give a number of at least 1`, EXIT.usage);
+    let count = 0;
+    let toGo = 0;
+    let bytes = 0;
+    const states: Record<MessageState, number> = { held: 0, deferred: 0, pending: 0 };
+    const senders = new Map<string, number>();
+    const domains = new Map<string, number>();
+    for (const m of matching(config, filter)) {
+      count++;
+      bytes += m.envelope.size;
+      const st = messageState(m.states, m.held);
+      states[st]++;
+      const remaining = m.envelope.recipients.filter((_r, i) => m.states[i]?.status === 'pending' || m.states[i]?.status === 'deferred');
+      toGo += remaining.length;
+      if (opts.summary) {
+        const from = m.envelope.mailFrom === '' ? '<>' : m.envelope.mailFrom.toLowerCase();
+        senders.set(from, (senders.get(from) ?? 0) + 1);
+        for (const d of new Set(remaining.map((r) => (r.mailbox ?? r.address).slice((r.mailbox ?? r.address).lastIndexOf('@') + 1).toLowerCase()))) domains.set(d, (domains.get(d) ?? 0) + 1);
+        continue;
       }
-      if (!opts.json) process.stdout.write(`${count} message(s) queued\n`);
-    });
+      process.stdout.write(opts.json ? `${JSON.stringify({ ...m, state: st })}\n` : `${line(m, now)}\n`);
+    }
+    if (opts.json) return;
+    if (opts.summary && count > 0) {
+      process.stdout.write(['top senders:', ...top(senders, n), 'top recipient domains (messages):', ...top(domains, n)].join('\n') + '\n');
+    }
+    if (count > 0) process.stdout.write(`held ${states.held}, deferred ${states.deferred}, pending ${states.pending}; ${toGo} recipient(s) to go; ${bytes} bytes\n`);
+    process.stdout.write(`${count} message(s) queued\n`);
+  });
   queue
     .command('show <id>')
     .description('show one queued message: envelope and per-recipient state')
@@ -38,20 +191,28 @@ export function registerQueue(program: Command): void {
       const entry = inspectMessage(config.paths.spool, id);
       if (!entry) throw new CliError(`no queued message ${JSON.stringify(id)}; see "mailward queue list"`);
       if (!entry.ok) throw new CliError(`message ${id} is unreadable: ${entry.problem}`);
-      const { envelope: e, states } = entry.message;
+      const { envelope: e, states, held } = entry.message;
       const out = [
         `id: ${e.id}`,
+        `state: ${messageState(states, held)}`,
         `received: ${new Date(e.receivedAt).toISOString()}`,
         `from: <${e.mailFrom}>`,
         `size: ${e.size}`,
         `client: ${e.client.address}${e.client.proxyPeer ? ` (via proxy ${e.client.proxyPeer})` : ''} helo=${e.client.helo ?? '-'} login=${e.client.login ?? '-'} listener=${e.client.listener}`,
         ...(e.relayReason ? [`relayed because: ${e.relayReason}`] : []),
+        ...(e.noBounce ? [`no bounce: ${e.noBounce}`] : []),
         'recipients:',
         ...e.recipients.map((r, i) => {
           const s = states[i];
-          return `  ${r.address}${r.mailbox && r.mailbox !== r.address ? ` -> ${r.mailbox}` : ''} [${r.transport}] ${s?.status ?? '?'} attempts=${s?.attempts ?? 0}${s?.lastReply ? ` last="${s.lastReply}"` : ''}`;
+          const next = s?.status === 'deferred' && s.nextAttemptAt ? ` next=${new Date(s.nextAttemptAt).toISOString()}` : '';
+          return `  ${r.address}${r.mailbox && r.mailbox !== r.address ? ` -> ${r.mailbox}` : ''} [${r.transport}] ${s?.status ?? '?'} attempts=${s?.attempts ?? 0}${next}${s?.lastReply ? ` last="${s.lastReply}"` : ''}`;
         }),
       ];
       process.stdout.write(`${out.join('\n')}\n`);
     });
+  registerChange(queue, 'hold', 'put messages on hold: they stay queued but are not delivered (postsuper -h)');
+  registerChange(queue, 'release', 'release held messages back into the queue (postsuper -H)');
+  registerChange(queue, 'delete', 'delete messages from the queue without a bounce (postsuper -d); asks first unless --yes');
+  registerChange(queue, 'flush', 'try deferred messages now (postqueue -f); all of them when no ids or filters are given');
+  registerChange(queue, 'requeue', 'forget the retry history of deferred messages and try them now (postsuper -r)');
 }

@@ -1,0 +1,204 @@
+// Direct delivery to the recipient domain's mail exchangers: MX lookup through the configured DNS,
+// then A/AAAA of each host by preference, falling back to the next address and host when one
+// cannot be reached; a null MX (RFC 7505) bounces; no MX means the domain's own A/AAAA (RFC 5321
+// §5.1). STARTTLS whenever offered (opportunistic, RFC 7435). A concurrency limit per domain.
+import { isIP } from 'node:net';
+import { domainToASCII } from 'node:url';
+import type { MxRecord } from 'node:dns';
+import type { Logger } from '../observe/log.ts';
+import type { DeliverableMessage, DeliveryOutcome, RecipientOutcome, Transport } from './transport.ts';
+import { KeyedLimit } from './limit.ts';
+import { sendMessage, type SmtpClientOptions, type SmtpTarget } from './smtp-client.ts';
+
+/** What is asked of the DNS (node's dns/promises Resolver fits). */
+export interface MxResolver {
+  resolveMx(name: string): Promise<MxRecord[]>;
+  resolve4(name: string): Promise<string[]>;
+  resolve6(name: string): Promise<string[]>;
+}
+
+export interface MxHost {
+  readonly name: string;
+  readonly preference: number;
+  /** Known at once for an address literal; looked up when the host's turn comes otherwise. */
+  readonly addresses?: readonly string[];
+}
+
+export type MxPlan = { readonly kind: 'hosts'; readonly hosts: readonly MxHost[] } | { readonly kind: 'fail'; readonly outcome: DeliveryOutcome; readonly reply: string };
+
+function codeOf(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return code;
+  return err instanceof Error ? err.message : String(err);
+}
+const isNoData = (code: string): boolean => code === 'ENODATA';
+const isNxDomain = (code: string): boolean => code === 'ENOTFOUND';
+
+/** Shuffles in place: RFC 5321 §5.1 asks to spread load over hosts of equal preference. */
+function shuffle<T>(a: T[]): T[] {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
+
+/**
+ * The hosts to try for `domain`, best first. `ownNames` are this server's names: when we are one
+ * of the domain's MX hosts, only better (lower preference) hosts are tried (RFC 5321 §5.1).
+ */
+export async function planMx(dns: MxResolver, domain: string, ownNames: readonly string[] = []): Promise<MxPlan> {
+  // RFC 5321 §4.1.3: an address literal names the host itself.
+  const literal = /^\[(?:ipv6:)?([^\]]+)\]$/i.exec(domain);
+  if (literal) {
+    const ip = literal[1]!;
+    if (!isIP(ip)) return { kind: 'fail', outcome: 'permanent', reply: `550 5.1.2 bad address literal ${domain}` };
+    return { kind: 'hosts', hosts: [{ name: ip, preference: 0, addresses: [ip] }] };
+  }
+  const ascii = domainToASCII(domain.replace(/\.$/, ''));
+  if (ascii === '') return { kind: 'fail', outcome: 'permanent', reply: `550 5.1.2 bad destination domain ${domain}` };
+  let records: MxRecord[];
+  try {
+    records = await dns.resolveMx(ascii);
+  } catch (err) {
+    const code = codeOf(err);
+    // RFC 5321 §5.1: no MX records: the domain itself is the only, implicit, MX.
+    if (isNoData(code)) return { kind: 'hosts', hosts: [{ name: ascii, preference: 0 }] };
+    // RFC 3463 X.4.4: unable to route; the domain does not exist.
+    if (isNxDomain(code)) return { kind: 'fail', outcome: 'permanent', reply: `550 5.4.4 domain ${ascii} not found (no MX or address records)` };
+    return { kind: 'fail', outcome: 'temporary', reply: `451 4.4.3 MX lookup for ${ascii} failed: ${code}` };
+  }
+  if (records.length === 0) return { kind: 'hosts', hosts: [{ name: ascii, preference: 0 }] };
+  // RFC 7505 §3-4: one MX of preference 0 naming the root: the domain accepts no mail.
+  if (records.some((r) => r.exchange === '' || r.exchange === '.')) {
+    return { kind: 'fail', outcome: 'permanent', reply: `556 5.1.10 recipient domain ${ascii} has a null MX and accepts no mail` };
+  }
+  const byPref = new Map<number, MxRecord[]>();
+  for (const r of records) byPref.set(r.priority, [...(byPref.get(r.priority) ?? []), r]);
+  let hosts: MxHost[] = [...byPref.keys()].sort((a, b) => a - b).flatMap((p) => shuffle(byPref.get(p)!).map((r) => ({ name: r.exchange.toLowerCase().replace(/\.$/, ''), preference: p })));
+  const own = new Set(ownNames.map((n) => n.toLowerCase()));
+  const mine = hosts.find((h) => own.has(h.name));
+  if (mine) {
+    hosts = hosts.filter((h) => h.preference < mine.preference);
+    if (hosts.length === 0) return { kind: 'fail', outcome: 'permanent', reply: `550 5.4.6 mail for ${ascii} loops back to myself` };
+  }
+  return { kind: 'hosts', hosts };
+}
+
+/** A host's addresses, IPv4 first; a string is why none could be found. */
+export async function hostAddresses(dns: MxResolver, host: MxHost): Promise<readonly string[] | { readonly temporary: boolean; readonly reason: string }> {
+  if (host.addresses) return host.addresses;
+  const [v4, v6] = await Promise.allSettled([dns.resolve4(host.name), dns.resolve6(host.name)]);
+  const out: string[] = [];
+  let temporary = false;
+  let reason = 'no A or AAAA records';
+  for (const r of [v4, v6]) {
+    if (r.status === 'fulfilled') out.push(...r.value);
+    else {
+      const code = codeOf(r.reason);
+      if (!isNoData(code) && !isNxDomain(code)) {
+        temporary = true;
+        reason = `address lookup failed: ${code}`;
+      } else if (isNxDomain(code)) reason = 'host not found';
+    }
+  }
+  return out.length > 0 ? out : { temporary, reason };
+}
+
+export interface MxTransportOptions {
+  readonly dns: MxResolver;
+  /** The port MX hosts listen on: 25, except in tests where loopback sinks play them. */
+  readonly port: number;
+  readonly client: SmtpClientOptions;
+  /** Deliveries to one domain at once. */
+  readonly concurrencyPerDomain: number;
+  /** This server's names, for the loop check. */
+  readonly ownNames: readonly string[];
+  readonly log: Logger;
+}
+
+/** RFC 5321 §4.5.3.1.8: a server must take at least 100 recipients per transaction. */
+export const MAX_RECIPIENTS_PER_TRANSACTION = 100;
+/** Addresses tried per message and domain before giving up until the next retry (Postfix: 5 hosts). */
+const MAX_ADDRESSES = 10;
+
+/** The domain of an address, as routing and MX lookup see it. */
+export const domainOfAddress = (address: string): string => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+
+export class MxTransport implements Transport {
+  readonly #o: MxTransportOptions;
+  readonly #limit: KeyedLimit;
+
+  constructor(opts: MxTransportOptions) {
+    this.#o = opts;
+    this.#limit = new KeyedLimit(opts.concurrencyPerDomain);
+  }
+
+  async deliver(msg: DeliverableMessage, indexes: readonly number[]): Promise<RecipientOutcome[]> {
+    const byDomain = new Map<string, number[]>();
+    for (const i of indexes) {
+      const r = msg.envelope.recipients[i];
+      if (!r) continue;
+      const d = domainOfAddress(r.mailbox ?? r.address);
+      byDomain.set(d, [...(byDomain.get(d) ?? []), i]);
+    }
+    const results = await Promise.all([...byDomain].map(([domain, idx]) => this.#limit.run(domain, () => this.#deliverDomain(msg, domain, idx))));
+    return results.flat();
+  }
+
+  async #deliverDomain(msg: DeliverableMessage, domain: string, indexes: readonly number[]): Promise<RecipientOutcome[]> {
+    const env = msg.envelope;
+    const plan = await planMx(this.#o.dns, domain, this.#o.ownNames);
+    if (plan.kind === 'fail') {
+      this.#o.log.info({ event: 'mx-plan', queueId: env.id, domain, reply: plan.reply }, 'no MX host to try');
+      return indexes.map((index) => ({ index, outcome: plan.outcome, reply: plan.reply }));
+    }
+    const out: RecipientOutcome[] = [];
+    // One transaction per distinct address batch; duplicates (two aliases forwarding to the same
+    // outside address) share one RCPT and its reply.
+    const byAddress = new Map<string, number[]>();
+    for (const i of indexes) {
+      const r = env.recipients[i]!;
+      const a = r.mailbox ?? r.address;
+      byAddress.set(a, [...(byAddress.get(a) ?? []), i]);
+    }
+    const addresses = [...byAddress.keys()];
+    for (let start = 0; start < addresses.length; start += MAX_RECIPIENTS_PER_TRANSACTION) {
+      const batch = addresses.slice(start, start + MAX_RECIPIENTS_PER_TRANSACTION);
+      const replies = await this.#tryHosts(msg, domain, plan.hosts, batch);
+      for (const a of batch) {
+        const r = replies.get(a)!;
+        for (const index of byAddress.get(a)!) out.push({ index, ...r });
+      }
+    }
+    return out;
+  }
+
+  /** Tries the hosts in order until one takes the transaction; every address gets a reply. */
+  async #tryHosts(msg: DeliverableMessage, domain: string, hosts: readonly MxHost[], batch: readonly string[]): Promise<Map<string, Omit<RecipientOutcome, 'index'>>> {
+    const env = msg.envelope;
+    let last = `451 4.4.1 no MX host of ${domain} could be reached`;
+    let tried = 0;
+    for (const host of hosts) {
+      const addrs = await hostAddresses(this.#o.dns, host);
+      if (!Array.isArray(addrs)) {
+        const why = addrs as { temporary: boolean; reason: string };
+        last = `451 4.4.3 MX host ${host.name}: ${why.reason}`;
+        continue;
+      }
+      for (const address of addrs as readonly string[]) {
+        if (tried++ >= MAX_ADDRESSES) break;
+        const target: SmtpTarget = { address, port: this.#o.port, name: host.name, tls: 'opportunistic', verifyCertificate: false };
+        const res = await sendMessage(target, this.#o.client, { from: env.mailFrom, to: batch, size: env.size, eightBit: env.body !== '7BIT' }, msg.body);
+        if (res.kind === 'unreachable') {
+          this.#o.log.info({ event: 'mx-unreachable', queueId: env.id, domain, host: host.name, address, reply: res.reply }, 'MX host not usable; trying the next');
+          last = res.reply;
+          continue;
+        }
+        this.#o.log.debug({ event: 'mx-session', queueId: env.id, domain, host: host.name, address, tls: res.tls }, 'MX transaction done');
+        return new Map(batch.map((a) => [a, { ...res.replies.get(a)!, remoteMta: host.name }]));
+      }
+    }
+    return new Map(batch.map((a) => [a, { outcome: 'temporary' as const, reply: last }]));
+  }
+}

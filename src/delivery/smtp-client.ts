@@ -1,0 +1,216 @@
+// One SMTP transaction to one server address, through nodemailer's SMTP connection (it speaks
+// STARTTLS, AUTH, PIPELINING, SIZE, 8BITMIME, SMTPUTF8 and dot-stuffing), with its outcome sorted
+// per recipient: 2xx delivered, 4xx temporary, 5xx permanent (RFC 5321 §4.2.1), or "unreachable"
+// when nothing was handed over and the caller may try the next host.
+import { isIP } from 'node:net';
+import type { Readable } from 'node:stream';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { DeliveryOutcome } from './transport.ts';
+
+export type TlsMode =
+  /** TLS from the first byte (port 465, RFC 8314). */
+  | 'implicit'
+  /** STARTTLS, and no transaction without it (RFC 3207). */
+  | 'starttls'
+  /** STARTTLS when offered, plain text otherwise (RFC 7435: opportunistic security, for MX). */
+  | 'opportunistic';
+
+export interface SmtpTarget {
+  /** The IP address to connect to. */
+  readonly address: string;
+  readonly port: number;
+  /** The host name: for logs, the DSN's Remote-MTA, SNI and the certificate check. */
+  readonly name: string;
+  readonly tls: TlsMode;
+  /** Check the server certificate (against `ca`, or the system's CAs). Off for opportunistic MX TLS. */
+  readonly verifyCertificate: boolean;
+  readonly ca?: Buffer;
+  /** AUTH credentials (smarthost only; only ever sent over TLS). */
+  readonly auth?: { readonly user: string; readonly pass: string };
+}
+
+export interface SmtpClientOptions {
+  /** The name this server gives in EHLO. */
+  readonly heloName: string;
+  readonly connectTimeoutMs: number;
+  readonly greetingTimeoutMs: number;
+  /** Longest silence in a session before it is given up. */
+  readonly socketTimeoutMs: number;
+}
+
+export interface OutboundEnvelope {
+  /** '' is the null sender (MAIL FROM:<>). */
+  readonly from: string;
+  /** Distinct recipient addresses. */
+  readonly to: readonly string[];
+  /** Expected message size, for SIZE= (RFC 1870). */
+  readonly size: number;
+  readonly eightBit: boolean;
+}
+
+export interface RecipientReply {
+  readonly outcome: DeliveryOutcome;
+  /** One line: "250 2.0.0 Ok: queued as X". */
+  readonly reply: string;
+}
+
+export type SendResult =
+  /** Nothing was handed over (connection, greeting, TLS or AUTH failed): another host may be tried. */
+  | { readonly kind: 'unreachable'; readonly reply: string }
+  /** The transaction ran: an outcome for every recipient address. */
+  | { readonly kind: 'sent'; readonly replies: ReadonlyMap<string, RecipientReply>; readonly tls: boolean };
+
+interface SmtpError extends Error {
+  code?: string;
+  originalCode?: string;
+  response?: string;
+  responseCode?: number;
+  command?: string;
+  recipient?: string;
+  rejectedErrors?: SmtpError[];
+}
+
+/** A server reply on one line: continuation lines joined, their repeated code prefix dropped. */
+export function oneLine(response: string): string {
+  const lines = response.split(/\r?\n/).filter((l) => l !== '');
+  if (lines.length === 0) return '';
+  const first = lines[0]!;
+  const code = /^(\d{3})[ -]/.exec(first)?.[1];
+  const text = lines.map((l, i) => (code && l.startsWith(code) ? (i === 0 ? `${code} ${l.slice(4)}` : l.slice(4)) : l)).join(' ');
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+export function outcomeOf(code: number): DeliveryOutcome {
+  if (code >= 200 && code < 300) return 'ok';
+  return code >= 500 && code < 600 ? 'permanent' : 'temporary';
+}
+
+const hostText = (t: SmtpTarget): string => `${t.name}[${t.address}]:${t.port}`;
+
+/** Why a session never got to MAIL FROM, as a temporary reply naming the host. */
+function unreachable(t: SmtpTarget, err: SmtpError, stage: 'connect' | 'auth'): SendResult {
+  const where = hostText(t);
+  const server = err.response ? `: ${oneLine(err.response)}` : '';
+  const sys = err.originalCode ?? (err.code === 'ETIMEDOUT' ? 'timed out' : undefined);
+  if (stage === 'auth') return { kind: 'unreachable', reply: `454 4.7.0 authentication failed at ${where}${server}` };
+  // Certificate and handshake failures surface as socket errors carrying OpenSSL's code.
+  const tlsFailure = err.code === 'ETLS' || /CERT|SSL|TLS|UNABLE_TO_(GET|VERIFY)/.test(err.originalCode ?? '');
+  if (tlsFailure) return { kind: 'unreachable', reply: `454 4.7.5 TLS failed with ${where}${server || `: ${err.originalCode ?? err.message}`}` };
+  if (err.response) return { kind: 'unreachable', reply: `451 4.4.1 ${where} refused to talk to me${server}` };
+  // RFC 3463 X.4.1: no answer from host; X.4.2: bad connection.
+  return { kind: 'unreachable', reply: `451 4.4.1 connect to ${where}: ${sys ?? err.message}` };
+}
+
+/**
+ * Runs one transaction. Resolves; never rejects: every failure becomes a reply. `body` is called
+ * at most once, only when the envelope is being sent.
+ */
+export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: OutboundEnvelope, body: () => Readable): Promise<SendResult> {
+  return new Promise((resolve) => {
+    let settled = false;
+    let stage: 'connect' | 'auth' | 'send' = 'connect';
+    const conn = new SMTPConnection({
+      host: target.address,
+      port: target.port,
+      ...(isIP(target.name) ? {} : { servername: target.name }),
+      secure: target.tls === 'implicit',
+      requireTLS: target.tls === 'starttls',
+      opportunisticTLS: target.tls === 'opportunistic',
+      name: opts.heloName,
+      connectionTimeout: opts.connectTimeoutMs,
+      greetingTimeout: opts.greetingTimeoutMs,
+      socketTimeout: opts.socketTimeoutMs,
+      socketCloseTimeout: 1000,
+      tls: { rejectUnauthorized: target.verifyCertificate, minVersion: 'TLSv1.2', ...(target.ca ? { ca: target.ca } : {}) },
+      // Never hand the session (it carries AUTH) to a logger.
+      logger: false,
+      debug: false,
+    });
+    const finish = (r: SendResult): void => {
+      if (settled) return;
+      settled = true;
+      resolve(r);
+      if (r.kind === 'sent' && stage === 'send' && !conn.destroyed) {
+        try {
+          conn.quit();
+        } catch {
+          conn.close();
+        }
+      } else {
+        conn.close();
+      }
+    };
+    const allTemporary = (reply: string): SendResult => ({ kind: 'sent', replies: new Map(env.to.map((a) => [a, { outcome: 'temporary', reply }])), tls: conn.secure });
+    conn.on('error', (err: SmtpError) => {
+      // In the send stage the send callback reports the same error with more detail.
+      if (stage !== 'send') finish(unreachable(target, err, stage));
+      else setImmediate(() => finish(allTemporary(`451 4.4.2 lost connection with ${hostText(target)}: ${err.response ? oneLine(err.response) : err.message}`)));
+    });
+    conn.once('end', () => {
+      if (stage !== 'send') finish({ kind: 'unreachable', reply: `451 4.4.2 ${hostText(target)} closed the connection` });
+      else setImmediate(() => finish(allTemporary(`451 4.4.2 lost connection with ${hostText(target)}`)));
+    });
+    const send = (): void => {
+      stage = 'send';
+      let stream: Readable;
+      try {
+        stream = body();
+      } catch (err) {
+        finish(allTemporary(`451 4.3.0 cannot read the queued message: ${(err as Error).message}`));
+        return;
+      }
+      conn.send({ from: env.from, to: [...env.to], size: env.size, use8BitMime: env.eightBit }, stream, (err, info) => {
+        if (err) {
+          finish(sendFailure(target, env, err, conn.secure));
+          return;
+        }
+        const replies = new Map<string, RecipientReply>();
+        const ok = oneLine(info.response);
+        for (const a of info.accepted) replies.set(a, { outcome: 'ok', reply: ok });
+        for (const e of (info.rejectedErrors ?? []) as SmtpError[]) addRejected(replies, e);
+        finish({ kind: 'sent', replies: complete(replies, env, `451 4.3.0 no reply from ${hostText(target)} for this recipient`), tls: conn.secure });
+      });
+    };
+    conn.connect(() => {
+      if (!target.auth) return send();
+      stage = 'auth';
+      conn.login({ user: target.auth.user, pass: target.auth.pass }, (err) => {
+        if (err) finish(unreachable(target, err, 'auth'));
+        else send();
+      });
+    });
+  });
+}
+
+function addRejected(replies: Map<string, RecipientReply>, e: SmtpError): void {
+  if (!e.recipient) return;
+  const code = e.responseCode ?? 451;
+  replies.set(e.recipient, { outcome: outcomeOf(code), reply: e.response ? oneLine(e.response) : `${code} ${e.message}` });
+}
+
+/** Every recipient gets a reply; one the server never answered for is temporary. */
+function complete(replies: Map<string, RecipientReply>, env: OutboundEnvelope, fallback: string): Map<string, RecipientReply> {
+  for (const a of env.to) if (!replies.has(a)) replies.set(a, { outcome: 'temporary', reply: fallback });
+  return replies;
+}
+
+/** The failed transaction, per recipient. */
+function sendFailure(target: SmtpTarget, env: OutboundEnvelope, err: SmtpError, tls: boolean): SendResult {
+  const replies = new Map<string, RecipientReply>();
+  const all = (outcome: DeliveryOutcome, reply: string): SendResult => ({ kind: 'sent', replies: new Map(env.to.map((a) => [a, { outcome, reply }])), tls });
+  if (err.code === 'EENVELOPE' || err.code === 'EMESSAGE') {
+    if (err.rejectedErrors && err.rejectedErrors.length > 0) {
+      // Every recipient was refused, each with its own reply.
+      for (const e of err.rejectedErrors) addRejected(replies, e);
+      return { kind: 'sent', replies: complete(replies, env, `451 4.3.0 no reply from ${hostText(target)} for this recipient`), tls };
+    }
+    if (err.responseCode) {
+      // MAIL FROM, DATA or the final reply refused: it applies to the whole message.
+      return all(outcomeOf(err.responseCode), oneLine(err.response ?? ''));
+    }
+    // RFC 1870 §6.1: the server announced a SIZE limit below this message.
+    if (/larger than allowed/.test(err.message)) return all('permanent', `552 5.3.4 message size exceeds the limit of ${hostText(target)}`);
+  }
+  if (err.code === 'ESTREAM') return all('temporary', `451 4.3.0 reading the queued message failed: ${err.message}`);
+  return all('temporary', `451 4.4.2 lost connection with ${hostText(target)}: ${err.response ? oneLine(err.response) : err.message}`);
+}

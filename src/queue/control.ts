@@ -1,0 +1,201 @@
+// The channel from `mailward queue hold|release|delete|flush|requeue` to a running server: a unix
+// socket in the spool folder (mode 0600 inside a 0700 folder: only the server's user may use it).
+// One JSON request line in; progress lines and one result line out. The server runs the command
+// itself, with its live schedule, so no delivery under way loses its state records.
+import { chmod, unlink } from 'node:fs/promises';
+import net from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from '../observe/log.ts';
+import { ADMIN_OPS, type AdminOp, type AdminResult, type QueueAdmin, type Selection } from './admin.ts';
+import { MESSAGE_STATES, type MessageState, type QueueFilter } from './filter.ts';
+
+export interface ControlRequest extends Selection {
+  readonly op: AdminOp;
+}
+
+/** What travels back, one JSON object per line. */
+export type ControlReply = { readonly progress: AdminResult } | { readonly done: AdminResult } | { readonly error: string };
+
+/** The socket of the spool in `spoolDir`. */
+export const controlSocketPath = (spoolDir: string): string => join(spoolDir, 'control.sock');
+
+const MAX_REQUEST = 4 * 1024 * 1024;
+// sockaddr_un holds 108 bytes on Linux (104 on BSD), including the terminating NUL.
+const MAX_SOCKET_PATH = 103;
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Checks a request read from the socket; a string is what is wrong with it. */
+export function parseControlRequest(v: unknown): ControlRequest | string {
+  if (!isObj(v)) return 'request is not an object';
+  if (typeof v.op !== 'string' || !(ADMIN_OPS as readonly string[]).includes(v.op)) return `unknown op ${JSON.stringify(v.op)}`;
+  const out: { op: AdminOp; ids?: string[]; filter?: QueueFilter; all?: boolean } = { op: v.op as AdminOp };
+  if (v.ids !== undefined) {
+    if (!Array.isArray(v.ids) || !v.ids.every((x) => typeof x === 'string')) return 'ids must be a list of strings';
+    out.ids = v.ids;
+  }
+  if (v.all !== undefined) {
+    if (typeof v.all !== 'boolean') return 'all must be true or false';
+    out.all = v.all;
+  }
+  if (v.filter !== undefined) {
+    const f = v.filter;
+    if (!isObj(f)) return 'filter must be an object';
+    const filter: { -readonly [K in keyof QueueFilter]: QueueFilter[K] } = {};
+    for (const k of ['sender', 'recipient', 'domain'] as const) {
+      if (f[k] === undefined) continue;
+      if (typeof f[k] !== 'string') return `filter.${k} must be a string`;
+      filter[k] = f[k];
+    }
+    if (f.olderThanMs !== undefined) {
+      if (typeof f.olderThanMs !== 'number' || !(f.olderThanMs >= 0)) return 'filter.olderThanMs must be a number of milliseconds';
+      filter.olderThanMs = f.olderThanMs;
+    }
+    if (f.state !== undefined) {
+      if (typeof f.state !== 'string' || !(MESSAGE_STATES as readonly string[]).includes(f.state)) return `filter.state must be one of ${MESSAGE_STATES.join(', ')}`;
+      filter.state = f.state as MessageState;
+    }
+    out.filter = filter;
+  }
+  if ((out.ids === undefined || out.ids.length === 0) && !out.all && !out.filter) return 'no messages selected: give ids, a filter, or all';
+  return out;
+}
+
+export interface ControlServer {
+  readonly path: string;
+  close(): Promise<void>;
+}
+
+/** Listens on the spool's control socket. Commands run one after another, in arrival order. */
+export async function startControlServer(opts: { readonly spoolDir: string; readonly admin: QueueAdmin; readonly log: Logger }): Promise<ControlServer> {
+  const path = controlSocketPath(opts.spoolDir);
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+    throw new Error(`the control socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; choose a shorter dataDir`);
+  }
+  // A socket file left by a process that died; we hold the spool lock, so it is nobody's.
+  await unlink(path).catch(() => undefined);
+  const log = opts.log;
+  let chain: Promise<unknown> = Promise.resolve();
+  const conns = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    conns.add(sock);
+    sock.on('close', () => conns.delete(sock));
+    sock.on('error', () => undefined);
+    let buf = '';
+    let started = false;
+    const send = (r: ControlReply): void => {
+      if (!sock.destroyed) sock.write(`${JSON.stringify(r)}\n`);
+    };
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      if (started) return;
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl === -1) {
+        if (buf.length > MAX_REQUEST) {
+          send({ error: 'request too long' });
+          sock.end();
+        }
+        return;
+      }
+      started = true;
+      let req: ControlRequest | string;
+      try {
+        req = parseControlRequest(JSON.parse(buf.slice(0, nl)));
+      } catch {
+        req = 'request is not JSON';
+      }
+      if (typeof req === 'string') {
+        send({ error: req });
+        sock.end();
+        return;
+      }
+      const request = req;
+      log.info({ event: 'queue-admin-request', op: request.op, ids: request.ids?.length, filter: request.filter, all: request.all }, `queue ${request.op} requested`);
+      const run = chain.then(() => opts.admin.run(request.op, request, (p) => send({ progress: p })));
+      chain = run.catch(() => undefined);
+      run.then(
+        (r) => {
+          send({ done: r });
+          sock.end();
+        },
+        (err: unknown) => {
+          log.error({ event: 'queue-admin-error', op: request.op, err }, 'queue command failed');
+          send({ error: err instanceof Error ? err.message : String(err) });
+          sock.end();
+        },
+      );
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  await chmod(path, 0o600);
+  return {
+    path,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const c of conns) c.end();
+      });
+      // Let a command under way finish: it is changing the spool.
+      await chain;
+      await unlink(path).catch(() => undefined);
+    },
+  };
+}
+
+/** The server did not answer on its socket. */
+export class ControlUnavailableError extends Error {
+  constructor(
+    readonly path: string,
+    readonly code: string,
+  ) {
+    super(`no answer on the control socket ${path} (${code})`);
+    this.name = 'ControlUnavailableError';
+  }
+}
+
+/** Sends one request to the server; resolves its result, calling `onProgress` on the way. */
+export function controlRequest(spoolDir: string, req: ControlRequest, onProgress?: (r: AdminResult) => void): Promise<AdminResult> {
+  const path = controlSocketPath(spoolDir);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let connected = false;
+    let buf = '';
+    const finish = (err: Error | undefined, r?: AdminResult): void => {
+      if (settled) return;
+      settled = true;
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(r!);
+    };
+    const sock = net.connect(path, () => {
+      connected = true;
+      sock.write(`${JSON.stringify(req)}\n`);
+    });
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      buf += d;
+      for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let msg: ControlReply;
+        try {
+          msg = JSON.parse(line) as ControlReply;
+        } catch {
+          return finish(new Error(`unreadable reply from the server: ${line.slice(0, 200)}`));
+        }
+        if ('progress' in msg) onProgress?.(msg.progress);
+        else if ('done' in msg) return finish(undefined, msg.done);
+        else return finish(new Error(`the server refused the command: ${msg.error}`));
+      }
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => finish(connected ? err : new ControlUnavailableError(path, err.code ?? err.message)));
+    sock.on('close', () => finish(new Error('the server closed the control connection before the command finished')));
+  });
+}
