@@ -15,6 +15,8 @@ import { senderAccess } from './sender-access.ts';
 import { senderDomain } from './sender-domain.ts';
 import { senderLogin } from './sender-login.ts';
 import { spf } from './spf.ts';
+import { rateLimit } from './rate-limit.ts';
+import { outboundGuard } from './outbound-guard.ts';
 
 export const ALL_CHECKS: readonly CheckDefinition[] = [
   recipient,
@@ -31,4 +33,6 @@ export const ALL_CHECKS: readonly CheckDefinition[] = [
   spf,
   dkimDmarc,
   greylist,
+  rateLimit,
+  outboundGuard,
 ];

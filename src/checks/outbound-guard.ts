@@ -1,0 +1,30 @@
+// The outbound breaker at RCPT: a relayed recipient is refused with a 4xx while the global
+// breaker or a breaker of the login, sender or client is open, and is counted towards them
+// (baseline, distinct domains, trusted-network burst); bounces to our addresses are counted too.
+import { defer, pass } from '../core/verdict.ts';
+import { defineCheck } from '../pipeline/check.ts';
+import { GuardSchema } from '../config/guard-schema.ts';
+import { OutboundGuard } from '../guard/guard.ts';
+
+export const outboundGuard = defineCheck({
+  name: 'outbound-guard',
+  stages: ['rcpt'],
+  options: GuardSchema,
+  create: (opts, env) => {
+    // Creating the guard touches nothing; the store is first used at the first recipient.
+    const guard = new OutboundGuard({ store: env.store, clock: env.clock, log: env.log, hostname: env.hostname, settings: opts });
+    return {
+      rcpt: async (ctx, rcpt) => {
+        const from = ctx.tx?.mailFrom ?? null;
+        if (env.directory.isLocalDomain(rcpt.domain)) {
+          // RFC 5321 §4.5.5: notifications come with the null reverse-path.
+          if (from === null) await guard.bounceReceived(rcpt.address);
+          return pass();
+        }
+        const login = ctx.session.login;
+        const d = await guard.relayedRecipient({ ...(login ? { login } : {}), sender: from?.address ?? null, client: ctx.session.clientAddress, domain: rcpt.domain });
+        return d.ok ? pass() : defer(d.reply, d.reason);
+      },
+    };
+  },
+});

@@ -1,0 +1,206 @@
+// Alerts when a breaker trips or the quota nears its stop: a log line (event "breaker") and a
+// JSON POST to the configured webhook at once, and a mail to the postmaster through an outbox in
+// the store that a dispatcher (started by the server, which owns the spool) drains.
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '../observe/log.ts';
+import { mailEvent } from '../observe/maillog.ts';
+import type { Store } from '../store/store.ts';
+
+export interface GuardAlert {
+  /** open: a breaker tripped; warning: the quota passed its warning mark. */
+  readonly state: 'open' | 'warning';
+  /** The breaker ("global", "login:alice@example.org") or "quota". */
+  readonly name: string;
+  readonly kind: string;
+  readonly reason: string;
+  readonly figures: Readonly<Record<string, number | string>>;
+  /** Milliseconds since the epoch. */
+  readonly at: number;
+}
+
+/** How a postmaster mail leaves: implemented by the server over its spool (see spoolAlertMailer). */
+export interface AlertMailer {
+  send(subject: string, text: string): Promise<void>;
+}
+
+export interface AlerterOptions {
+  readonly log: Logger;
+  readonly store: Store;
+  readonly clock: () => number;
+  readonly hostname: string;
+  readonly webhook?: { readonly url: string; readonly timeoutMs: number };
+  /** Queue a postmaster mail for each alert. */
+  readonly mail: boolean;
+}
+
+const DAY = 86_400_000;
+const OUTBOX = 'guard:outbox:';
+// Webhook attempts: at once, then after 1 s and 5 s. A receiver down for longer has the log and the mail.
+const RETRY_DELAYS = [1000, 5000];
+
+/** The operator's command that reopens a breaker. */
+export const releaseCommand = (name: string): string => `mailward guard release ${name}`;
+
+export function alertSubject(a: GuardAlert, hostname: string): string {
+  return a.state === 'warning' ? `[mailward ${hostname}] outbound quota warning: ${a.reason}` : `[mailward ${hostname}] outbound breaker open: ${a.name}`;
+}
+
+export function alertText(a: GuardAlert, hostname: string): string {
+  const lines = [
+    a.state === 'warning' ? `The outbound quota of ${hostname} passed its warning mark.` : `The outbound breaker "${a.name}" of ${hostname} tripped (${a.kind}).`,
+    '',
+    `Why: ${a.reason}`,
+    `When: ${new Date(a.at).toISOString()}`,
+    ...Object.entries(a.figures).map(([k, v]) => `${k}: ${v}`),
+    '',
+  ];
+  if (a.state === 'open') {
+    lines.push(
+      a.name === 'global' ? 'All outbound mail is held in the queue; local delivery carries on.' : `New outbound mail from ${a.name} is refused with a 4xx and its queued outbound mail is held; local delivery carries on.`,
+      '',
+      'See what happened:   mailward guard status   and   mailward queue list',
+      `Reopen when safe:    ${releaseCommand(a.name)}`,
+      'Held mail can then be flushed or deleted with the queue tools.',
+    );
+  }
+  return lines.join('\n');
+}
+
+export class Alerter {
+  readonly #pending = new Set<Promise<void>>();
+
+  constructor(private readonly o: AlerterOptions) {}
+
+  /** Logs at once, starts the webhook POST, and queues the postmaster mail. Never rejects. */
+  async raise(a: GuardAlert): Promise<void> {
+    mailEvent(this.o.log, 'breaker', { state: a.state, breaker: a.name, kind: a.kind, reason: a.reason, ...a.figures });
+    if (this.o.webhook) {
+      const p = this.#post(this.o.webhook, a).finally(() => this.#pending.delete(p));
+      this.#pending.add(p);
+    }
+    if (this.o.mail) {
+      try {
+        await enqueueAlertMail(this.o.store, a, this.o.clock());
+      } catch (err) {
+        this.o.log.error({ event: 'alert-failed', channel: 'postmaster', breaker: a.name, err: String(err) }, 'could not queue the postmaster alert');
+      }
+    }
+  }
+
+  /** Waits for webhook posts under way (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  async #post(hook: { url: string; timeoutMs: number }, a: GuardAlert): Promise<void> {
+    const body = JSON.stringify(webhookPayload(a, this.o.hostname));
+    let last = '';
+    for (let attempt = 0; attempt <= RETRY_DELAYS.length; attempt++) {
+      if (attempt > 0) await new Promise<void>((r) => setTimeout(r, RETRY_DELAYS[attempt - 1]).unref());
+      try {
+        const res = await fetch(hook.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'user-agent': 'Mailward outbound guard' },
+          body,
+          signal: AbortSignal.timeout(hook.timeoutMs),
+        });
+        await res.arrayBuffer().catch(() => undefined);
+        if (res.ok) return;
+        last = `HTTP ${res.status}`;
+        // A 4xx other than 429 will not change on retry.
+        if (res.status < 500 && res.status !== 429) break;
+      } catch (err) {
+        last = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
+      }
+    }
+    // The URL may carry a token in its path or query: log the origin only.
+    this.o.log.error({ event: 'alert-failed', channel: 'webhook', webhook: new URL(hook.url).origin, breaker: a.name, err: last }, 'the alert webhook did not accept the alert');
+  }
+}
+
+/** The webhook's JSON: the alert's fields, plus `text` so Slack/Mattermost-style receivers show it. */
+export function webhookPayload(a: GuardAlert, hostname: string): Record<string, unknown> {
+  return {
+    type: a.state === 'open' ? 'breaker-open' : 'quota-warning',
+    server: hostname,
+    breaker: a.name,
+    kind: a.kind,
+    reason: a.reason,
+    figures: a.figures,
+    at: new Date(a.at).toISOString(),
+    ...(a.state === 'open' ? { release: releaseCommand(a.name) } : {}),
+    text: `${alertSubject(a, hostname)} — ${a.reason}`,
+  };
+}
+
+// The outbox: one set per day of the guard's clock, members are the alerts as JSON with an id.
+
+export async function enqueueAlertMail(store: Store, a: GuardAlert, now: number): Promise<void> {
+  await store.sadd(`${OUTBOX}${Math.floor(now / DAY)}`, [JSON.stringify({ id: randomUUID(), alert: a })], 3 * DAY);
+}
+
+export interface AlertDispatcher {
+  /** Sends what is waiting; resolves how many mails were sent. */
+  tick(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Sends the postmaster mails waiting in the outbox every `intervalMs`. Each mail is claimed with
+ * an atomic set-if-absent first, so with several nodes each alert is mailed once.
+ */
+export function startAlertDispatcher(o: { store: Store; mailer: AlertMailer; log: Logger; hostname: string; clock?: () => number; intervalMs?: number }): AlertDispatcher {
+  const clock = o.clock ?? Date.now;
+  const done = new Set<string>();
+  let running: Promise<number> | undefined;
+  const tick = (): Promise<number> => {
+    running ??= (async () => {
+      let sent = 0;
+      const day = Math.floor(clock() / DAY);
+      for (const d of [day - 1, day]) {
+        let members: string[];
+        try {
+          members = await o.store.smembers(`${OUTBOX}${d}`);
+        } catch {
+          return sent; // the store is away; the next tick tries again
+        }
+        for (const m of members) {
+          let item: { id: string; alert: GuardAlert };
+          try {
+            item = JSON.parse(m) as { id: string; alert: GuardAlert };
+          } catch {
+            continue;
+          }
+          if (done.has(item.id)) continue;
+          const claim = `${OUTBOX}sent:${item.id}`;
+          if (!(await o.store.setIfAbsent(claim, String(clock()), 3 * DAY).catch(() => false))) {
+            done.add(item.id);
+            continue;
+          }
+          try {
+            await o.mailer.send(alertSubject(item.alert, o.hostname), alertText(item.alert, o.hostname));
+            done.add(item.id);
+            sent++;
+          } catch (err) {
+            // Give the claim back so a later tick (or another node) sends it.
+            await o.store.del(claim).catch(() => undefined);
+            o.log.error({ event: 'alert-failed', channel: 'postmaster', breaker: item.alert.name, err: String(err) }, 'could not queue the postmaster alert mail; will retry');
+          }
+        }
+      }
+      return sent;
+    })().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
+  const timer = setInterval(() => void tick(), o.intervalMs ?? 1000);
+  timer.unref();
+  return {
+    tick,
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

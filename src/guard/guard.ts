@@ -1,0 +1,291 @@
+// The outbound guard: judges each relayed recipient against the breakers (baseline, distinct
+// domains, trusted-network burst), counts bounces coming back, keeps the global quota for the
+// transport, and releases breakers. All state is in the store; one object per user of it.
+import type { GuardSettings } from '../config/guard-schema.ts';
+import { temp, type SmtpReply } from '../core/reply.ts';
+import type { Logger } from '../observe/log.ts';
+import { mailEvent } from '../observe/maillog.ts';
+import type { Store } from '../store/store.ts';
+import { Alerter } from './alerts.ts';
+import { Baselines, HOUR, type BaselineReading } from './baseline.ts';
+import { Breakers, type BreakerKind, type BreakerState } from './breaker.ts';
+import { GLOBAL, source, sourcesOf, type SenderFacts, type SourceKind } from './sources.ts';
+import { SlidingCounter } from './window.ts';
+
+export interface OutboundGuardDeps {
+  readonly store: Store;
+  readonly clock: () => number;
+  readonly log: Logger;
+  readonly hostname: string;
+  readonly settings: GuardSettings;
+  /** Default: one built from settings.alerts (webhook, postmaster outbox). */
+  readonly alerter?: Alerter;
+}
+
+export type GuardDecision = { readonly ok: true } | { readonly ok: false; readonly reply: SmtpReply; readonly reason: string; readonly breaker: BreakerState };
+
+export type Admission =
+  | { readonly ok: true; readonly reserved: number }
+  | { readonly ok: false; readonly reply: SmtpReply; readonly reason: string };
+
+export interface SourceFigures {
+  readonly source: string;
+  readonly reading: BaselineReading;
+  /** Distinct recipient domains this clock hour. */
+  readonly domains: number;
+}
+
+export interface GuardStatus {
+  readonly at: number;
+  readonly breakers: readonly BreakerState[];
+  readonly quota?: { readonly used: number; readonly limit: number; readonly warn: number; readonly stop: number; readonly windowMs: number };
+  /** Sources that relayed this hour or the last, busiest first. */
+  readonly sources: readonly SourceFigures[];
+  readonly trusted: ReadonlyArray<{ readonly subject: string; readonly count: number }>;
+  readonly bounces: ReadonlyArray<{ readonly subject: string; readonly count: number }>;
+}
+
+const heldGlobal = temp('4.7.1', 'Outbound mail is on hold at this server, try again later');
+const heldSource = temp('4.7.1', 'Outbound mail from this sender is suspended, contact your postmaster');
+const QUOTA_TRIPPED = 'guard:quota:tripped';
+const QUOTA_WARNED = 'guard:quota:warned';
+const ALL_BOUNCES = '*';
+
+const fmt = (n: number): string => String(Math.round(n * 10) / 10);
+
+export class OutboundGuard {
+  readonly breakers: Breakers;
+  readonly baselines: Baselines;
+  readonly alerter: Alerter;
+  readonly settings: GuardSettings;
+  readonly #store: Store;
+  readonly #clock: () => number;
+  readonly #log: Logger;
+  readonly #trusted: SlidingCounter;
+  readonly #bounces: SlidingCounter;
+  readonly #quota: SlidingCounter;
+  readonly #exempt: Set<string>;
+
+  constructor(d: OutboundGuardDeps) {
+    const s = d.settings;
+    this.settings = s;
+    this.#store = d.store;
+    this.#clock = d.clock;
+    this.#log = d.log;
+    this.breakers = new Breakers(d.store, d.clock);
+    this.baselines = new Baselines(d.store, { factor: s.baseline.factor, minimum: s.baseline.minimum, halfLifeMs: s.baseline.halfLife });
+    this.#trusted = new SlidingCounter(d.store, 'guard:t', s.trustedNetwork.window);
+    this.#bounces = new SlidingCounter(d.store, 'guard:b', s.bounces.window);
+    this.#quota = new SlidingCounter(d.store, 'guard:q', s.quota.window);
+    this.#exempt = new Set(s.exempt.map((e) => e.toLowerCase()));
+    this.alerter =
+      d.alerter ??
+      new Alerter({
+        log: d.log,
+        store: d.store,
+        clock: d.clock,
+        hostname: d.hostname,
+        mail: s.alerts.postmaster,
+        ...(s.alerts.webhook ? { webhook: { url: s.alerts.webhook, timeoutMs: s.alerts.webhookTimeout } } : {}),
+      });
+  }
+
+  /**
+   * A recipient in a foreign domain at RCPT: refused while the global breaker or a breaker of
+   * one of its sources is open; otherwise counted, and refused if this recipient trips one.
+   */
+  async relayedRecipient(f: SenderFacts & { readonly domain: string }): Promise<GuardDecision> {
+    const now = this.#clock();
+    const open = await this.breakers.firstOpen([GLOBAL, ...sourcesOf(f)]);
+    if (open) return this.#refusal(open);
+    const s = this.settings;
+    // Who answers for the mail: a login when there is one (sender-login keeps its senders its
+    // own, and its client address moves with the user); else the sender and the client.
+    const accountable = f.login ? (['login'] as const) : (['sender', 'client'] as const);
+    const judged = (kinds: readonly SourceKind[]) => sourcesOf(f, kinds.filter((k) => (accountable as readonly SourceKind[]).includes(k))).filter((x) => !this.#exempt.has(x));
+    const related = judged(['login', 'sender', 'client']);
+
+    // Relayed without a login: its permission came from relay.trustedNetworks.
+    const trustedSource = !f.login && s.trustedNetwork.enabled ? judged(['client'])[0] : undefined;
+    const baselineSources = s.baseline.enabled ? judged(s.baseline.sources) : [];
+    const domainSources = s.domains.enabled ? related : [];
+    const [trusted, readings, domains] = await Promise.all([
+      trustedSource ? this.#trusted.addAndSum(trustedSource, 1, now) : Promise.resolve(0),
+      Promise.all(baselineSources.map((src) => this.baselines.record(src, 1, now))),
+      Promise.all(domainSources.map((src) => this.#addDomain(src, f.domain, now))),
+    ]);
+
+    // One trip per recipient: the first finding decides; the others stay as evidence in the store.
+    type Finding = { name: string; kind: BreakerKind; reason: string; figures: Record<string, number> };
+    const findings: Finding[] = [];
+    if (trustedSource && trusted > s.trustedNetwork.limit) {
+      const reason = `${trusted} relayed recipients in ${windowWords(s.trustedNetwork.window)} from a trusted network without a login, limit ${s.trustedNetwork.limit}`;
+      findings.push({ name: trustedSource, kind: 'trusted-network', reason, figures: { count: trusted, limit: s.trustedNetwork.limit, windowMs: s.trustedNetwork.window } });
+    }
+    baselineSources.forEach((src, i) => {
+      const r = readings[i]!;
+      if (r.rate <= r.limit) return;
+      const reason = `${fmt(r.rate)} relayed recipients in the last hour, limit ${fmt(r.limit)} (${s.baseline.factor} × baseline ${fmt(r.baseline)}, at least ${s.baseline.minimum})`;
+      findings.push({ name: src, kind: 'baseline', reason, figures: { rate: Number(fmt(r.rate)), baseline: Number(r.baseline.toFixed(2)), limit: Number(fmt(r.limit)) } });
+    });
+    domainSources.forEach((src, i) => {
+      const n = domains[i]!;
+      if (n > s.domains.limit) findings.push({ name: src, kind: 'domains', reason: `${n} distinct recipient domains this hour, limit ${s.domains.limit}`, figures: { domains: n, limit: s.domains.limit } });
+    });
+    const first = findings[0];
+    return first ? this.#trip(first.name, first.kind, first.reason, first.figures, now, related) : { ok: true };
+  }
+
+  /** A null-sender message (a bounce, a DSN) for one of our addresses, at RCPT. */
+  async bounceReceived(address: string): Promise<void> {
+    const b = this.settings.bounces;
+    if (!b.enabled) return;
+    const now = this.#clock();
+    const who = source('sender', address);
+    const [mine, all] = await Promise.all([this.#bounces.addAndSum(who, 1, now), b.total !== undefined ? this.#bounces.addAndSum(ALL_BOUNCES, 1, now) : Promise.resolve(0)]);
+    if (mine > b.perAddress && !this.#exempt.has(who) && !(await this.breakers.get(who))) {
+      await this.#trip(who, 'bounces', `${mine} bounces to ${address.toLowerCase()} in ${windowWords(b.window)}, limit ${b.perAddress}: its outbound mail is bouncing`, { bounces: mine, limit: b.perAddress }, now);
+    }
+    if (b.total !== undefined && all > b.total && !(await this.breakers.get(GLOBAL))) {
+      await this.#trip(GLOBAL, 'bounces', `${all} bounces in ${windowWords(b.window)}, limit ${b.total}`, { bounces: all, limit: b.total }, now);
+    }
+  }
+
+  /**
+   * Before the transport hands `count` recipients of a queued message to the next hop: held while
+   * the global breaker or a breaker of the message's sources is open, or when the quota is used
+   * up; otherwise the recipients are counted against the quota (give back unsent ones with `settle`).
+   */
+  async admitDelivery(env: { readonly mailFrom: string; readonly client: { readonly address: string; readonly login?: string } }, count: number): Promise<Admission> {
+    const now = this.#clock();
+    // Our own notices (null sender from 127.0.0.1) are judged by the global breaker only.
+    const facts: SenderFacts = { sender: env.mailFrom === '' ? null : env.mailFrom, client: env.client.address, ...(env.client.login ? { login: env.client.login } : {}) };
+    const names = [GLOBAL, ...(env.mailFrom === '' ? sourcesOf(facts, ['login']) : sourcesOf(facts))];
+    const open = await this.breakers.firstOpen(names);
+    if (open) return { ok: false, reply: temp('4.3.2', `Held by the outbound breaker (${open.name})`, 451), reason: `breaker ${open.name} is open (${open.kind})` };
+    const q = this.settings.quota;
+    if (q.limit === undefined) return { ok: true, reserved: 0 };
+    const stop = Math.floor(q.limit * q.stopAt);
+    const warn = Math.floor(q.limit * q.warnAt);
+    const used = await this.#quota.addAndSum('global', count, now);
+    if (used > stop) {
+      await this.#quota.add('global', -count, now);
+      const before = used - count;
+      if (await this.#markOnce(QUOTA_TRIPPED, q.window, now)) {
+        await this.#trip(GLOBAL, 'quota', `the outbound quota's hard stop: ${before} of ${q.limit} recipients sent in ${windowWords(q.window)}, stop at ${stop}`, { used: before, limit: q.limit, stop, windowMs: q.window }, now);
+      }
+      return { ok: false, reply: temp('4.3.2', `Held: outbound quota reached (${before} of ${q.limit} in ${windowWords(q.window)})`, 451), reason: `quota: ${before} + ${count} > stop ${stop}` };
+    }
+    if (used >= warn && (await this.#markOnce(QUOTA_WARNED, q.window, now))) {
+      await this.alerter.raise({ state: 'warning', name: 'quota', kind: 'quota', reason: `${used} of ${q.limit} recipients sent in ${windowWords(q.window)} (warning at ${warn}, stop at ${stop})`, figures: { used, limit: q.limit, warn, stop }, at: now });
+    }
+    return { ok: true, reserved: count };
+  }
+
+  /** Gives back quota for recipients that did not reach the next hop (a temporary failure). */
+  async settle(unsent: number): Promise<void> {
+    if (unsent > 0 && this.settings.quota.limit !== undefined) await this.#quota.add('global', -unsent, this.#clock());
+  }
+
+  /** Opens a breaker by hand ("mailward guard trip"). True when it was not open yet. */
+  async tripManually(name: string, reason: string): Promise<boolean> {
+    const now = this.#clock();
+    return this.breakers.trip(this.#state(name, 'manual', reason, {}, now));
+  }
+
+  /**
+   * Reopens the way for a breaker's mail and forgets the evidence of the last hours (so the next
+   * recipient does not trip it again at once; a source that goes on trips again after its budget).
+   * Resolves the state the breaker had, or undefined when it was not open.
+   */
+  async release(name: string, by = 'operator'): Promise<BreakerState | undefined> {
+    const now = this.#clock();
+    const state = await this.breakers.release(name);
+    if (name === GLOBAL) {
+      await this.#bounces.clear(ALL_BOUNCES, now);
+    } else {
+      // The evidence of the sources that sent the same mail goes too: else the sender of a
+      // released login would trip on its next recipient with the very same counts.
+      const hour = Math.floor(now / HOUR);
+      for (const src of [name, ...(state?.related ?? [])]) {
+        await Promise.all([
+          this.baselines.clear(src, now),
+          this.#store.del(`guard:d:${hour}:${src}`),
+          this.#store.del(`guard:d:${hour - 1}:${src}`),
+          this.#trusted.clear(src, now),
+          this.#bounces.clear(src, now),
+        ]);
+      }
+    }
+    mailEvent(this.#log, 'breaker', { state: 'released', breaker: name, by, ...(state ? { kind: state.kind, trippedAt: new Date(state.trippedAt).toISOString() } : { wasOpen: false }) });
+    return state;
+  }
+
+  async status(): Promise<GuardStatus> {
+    const now = this.#clock();
+    const hour = Math.floor(now / HOUR);
+    const names = new Set<string>();
+    for (const h of [hour, hour - 1]) {
+      const head = `guard:n:${h}:`;
+      for await (const k of this.#store.scan(head)) names.add(k.slice(head.length));
+    }
+    const sources: SourceFigures[] = [];
+    for (const src of names) {
+      const [reading, domains] = await Promise.all([this.baselines.read(src, now), this.#store.scard(`guard:d:${hour}:${src}`)]);
+      sources.push({ source: src, reading, domains });
+    }
+    sources.sort((a, b) => b.reading.rate - a.reading.rate);
+    const q = this.settings.quota;
+    const list = (m: Map<string, number>) => [...m].map(([subject, count]) => ({ subject, count })).sort((a, b) => b.count - a.count);
+    return {
+      at: now,
+      breakers: await this.breakers.list(),
+      ...(q.limit !== undefined ? { quota: { used: await this.#quota.sum('global', now), limit: q.limit, warn: Math.floor(q.limit * q.warnAt), stop: Math.floor(q.limit * q.stopAt), windowMs: q.window } } : {}),
+      sources,
+      trusted: list(await this.#trusted.subjects(now)),
+      bounces: list(await this.#bounces.subjects(now)),
+    };
+  }
+
+  /** Adds a domain to the source's set of this clock hour; resolves the set's size when it grew, else 0. */
+  async #addDomain(src: string, domain: string, now: number): Promise<number> {
+    const key = `guard:d:${Math.floor(now / HOUR)}:${src}`;
+    const added = await this.#store.sadd(key, [domain.toLowerCase()], 2 * HOUR + 60_000);
+    return added > 0 ? this.#store.scard(key) : 0;
+  }
+
+  /** True at most once per `windowMs` of our clock (the stored time decides; the TTL only cleans up). */
+  async #markOnce(key: string, windowMs: number, now: number): Promise<boolean> {
+    const prev = await this.#store.get(key);
+    if (prev !== null && now - Number(prev) < windowMs) return false;
+    await this.#store.set(key, String(now), windowMs);
+    return true;
+  }
+
+  #state(name: string, kind: BreakerKind, reason: string, figures: Record<string, number | string>, now: number, related: readonly string[] = []): BreakerState {
+    const after = this.settings.reopenAfter;
+    const others = related.filter((r) => r !== name);
+    return { name, kind, reason, trippedAt: now, figures, ...(after !== undefined ? { until: now + after } : {}), ...(others.length > 0 ? { related: others } : {}) };
+  }
+
+  async #trip(name: string, kind: BreakerKind, reason: string, figures: Record<string, number | string>, now: number, related: readonly string[] = []): Promise<GuardDecision> {
+    const state = this.#state(name, kind, reason, figures, now, related);
+    if (await this.breakers.trip(state)) {
+      await this.alerter.raise({ state: 'open', name, kind, reason, figures, at: now });
+      return this.#refusal(state);
+    }
+    // Another session or node tripped it first: refuse with what it found.
+    return this.#refusal((await this.breakers.get(name)) ?? state);
+  }
+
+  #refusal(b: BreakerState): GuardDecision {
+    return { ok: false, reply: b.name === GLOBAL ? heldGlobal : heldSource, reason: `breaker ${b.name} is open (${b.kind}): ${b.reason}`, breaker: b };
+  }
+}
+
+export function windowWords(ms: number): string {
+  if (ms % 86_400_000 === 0) return ms === 86_400_000 ? '24 h' : `${ms / 86_400_000} days`;
+  if (ms % HOUR === 0) return ms === HOUR ? 'the last hour' : `${ms / HOUR} h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return `${ms / 1000} s`;
+}
