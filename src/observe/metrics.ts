@@ -1,0 +1,184 @@
+// Prometheus metrics (prom-client, a registry of our own): counters of mail events and decisions
+// by check, stage and listener, relayed mail by what allowed it, delivery outcomes and latency,
+// queue depth, breaker state (set by the guard) and the usual process metrics. Label values come
+// only from bounded sets (listener, check and transport names), never from addresses or logins.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { mailEvents, type MailEventBus, type PublishedEvent } from './events.ts';
+
+export interface QueueFigures {
+  /** Messages in the queue (waiting, deferred or being delivered), not counting held ones. */
+  readonly depth: number;
+  readonly held: number;
+  /** Of `depth`, messages that have been tried and wait for a retry. */
+  readonly deferred: number;
+  /** Receipt time of the oldest message in the queue or on hold (ms), null when empty. */
+  readonly oldestReceivedAt: number | null;
+  readonly oldestId?: string;
+  /** Files that could not be read as messages. */
+  readonly corrupt: number;
+}
+
+export type QueueStatsSource = () => Promise<QueueFigures> | QueueFigures;
+
+export interface MetricsOptions {
+  /** Read at each scrape for the queue gauges. */
+  readonly queueStats?: QueueStatsSource;
+  /** Node.js process metrics (CPU, memory, event loop, GC); default true. */
+  readonly processMetrics?: boolean;
+  readonly clock?: () => number;
+}
+
+const DECISIONS = new Set(['rejected', 'deferred', 'discarded', 'queued']);
+// Remembered receipt times, for the latency of deliveries whose event does not carry it.
+const MAX_PENDING = 100_000;
+
+const str = (v: unknown, fallback = 'none'): string => (typeof v === 'string' && v !== '' ? v : fallback);
+
+/** The kinds of permission in a queued event's `relay` field: "login:a@b,trusted-network:x" → login, trusted-network. */
+export function relayKinds(relay: unknown): string[] {
+  if (typeof relay !== 'string' || relay === '') return [];
+  return [...new Set(relay.split(',').map((r) => r.split(':')[0] ?? r))];
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly #events: Counter<'event' | 'listener'>;
+  readonly #decisions: Counter<'decision' | 'stage' | 'check' | 'listener'>;
+  readonly #auth: Counter<'result' | 'listener'>;
+  readonly #relayed: Counter<'via'>;
+  readonly #deliveries: Counter<'result' | 'transport'>;
+  readonly #latency: Histogram<'transport'>;
+  readonly #breaker: Gauge<'name'>;
+  readonly #tunnels: Counter;
+  readonly #queuedAt = new Map<string, number>();
+  readonly #clock: () => number;
+
+  constructor(opts: MetricsOptions = {}) {
+    const registers = [this.registry];
+    this.#clock = opts.clock ?? Date.now;
+    this.#events = new Counter({ name: 'mailward_events_total', help: 'Mail events (one log line each), by event and listener.', labelNames: ['event', 'listener'], registers });
+    this.#decisions = new Counter({
+      name: 'mailward_decisions_total',
+      help: 'Decisions on mail: queued, rejected, deferred or discarded, by SMTP stage, the check that decided, and listener.',
+      labelNames: ['decision', 'stage', 'check', 'listener'],
+      registers,
+    });
+    this.#auth = new Counter({ name: 'mailward_auth_total', help: 'AUTH attempts by result (success, failure, blocked) and listener.', labelNames: ['result', 'listener'], registers });
+    this.#relayed = new Counter({ name: 'mailward_relayed_messages_total', help: 'Messages accepted for other domains, by what allowed them to leave (login, trusted-network).', labelNames: ['via'], registers });
+    this.#deliveries = new Counter({ name: 'mailward_deliveries_total', help: 'Delivery attempts per recipient by result (delivered, bounced, deferred) and transport.', labelNames: ['result', 'transport'], registers });
+    this.#latency = new Histogram({
+      name: 'mailward_delivery_latency_seconds',
+      help: 'Time from acceptance to delivery, per recipient.',
+      labelNames: ['transport'],
+      buckets: [1, 5, 15, 60, 300, 900, 3600, 14_400, 86_400, 432_000],
+      registers,
+    });
+    this.#breaker = new Gauge({ name: 'mailward_breaker_open', help: 'Outbound breakers: 1 while open (mail from the source is held or refused), 0 when closed.', labelNames: ['name'], registers });
+    this.#tunnels = new Counter({ name: 'mailward_tunnel_suspected_total', help: 'Client addresses found to carry many clients (many HELO names and sender domains): probably a tunnel or proxy.', registers });
+    const source = opts.queueStats;
+    if (source) {
+      let last: QueueFigures | undefined;
+      const clock = this.#clock;
+      const read = async (): Promise<QueueFigures | undefined> => {
+        try {
+          last = await source();
+        } catch {
+          // A failed read keeps the last figures: a scrape must not fail because the spool is busy.
+        }
+        return last;
+      };
+      new Gauge({
+        name: 'mailward_queue_messages',
+        help: 'Messages in the queue by state: queued (waiting or being delivered), deferred (of those, waiting for a retry), held.',
+        labelNames: ['state'],
+        registers,
+        async collect() {
+          const f = await read();
+          if (!f) return;
+          this.set({ state: 'queued' }, f.depth);
+          this.set({ state: 'deferred' }, f.deferred);
+          this.set({ state: 'held' }, f.held);
+        },
+      });
+      new Gauge({
+        name: 'mailward_queue_oldest_seconds',
+        help: 'Age of the oldest queued or held message; 0 when the queue is empty.',
+        registers,
+        collect() {
+          // Read by the gauge above in the same scrape (collectors run in registration order).
+          this.set(last?.oldestReceivedAt ? Math.max(0, (clock() - last.oldestReceivedAt) / 1000) : 0);
+        },
+      });
+    }
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Counts one published mail event. */
+  observe(e: PublishedEvent): void {
+    const f = e.fields;
+    const listener = str(f.listener);
+    this.#events.inc({ event: e.event, listener });
+    // A `deferred` with a stage is a check's 4xx to a client; without one it is a delivery retry.
+    const delivery = e.event === 'delivered' || e.event === 'bounced' || (e.event === 'deferred' && f.stage === undefined);
+    if (delivery) {
+      const transport = str(f.transport, 'unknown');
+      this.#deliveries.inc({ result: e.event, transport });
+      if (e.event === 'delivered') {
+        const seconds = this.#latencyOf(e);
+        if (seconds !== undefined) this.#latency.observe({ transport }, seconds);
+      }
+      return;
+    }
+    if (DECISIONS.has(e.event)) {
+      this.#decisions.inc({ decision: e.event, stage: str(f.stage, e.event === 'queued' ? 'data' : 'none'), check: str(f.check), listener });
+    }
+    if (e.event === 'queued') {
+      for (const via of relayKinds(f.relay)) this.#relayed.inc({ via });
+      if (typeof f.queueId === 'string') {
+        this.#queuedAt.set(f.queueId, e.at);
+        if (this.#queuedAt.size > MAX_PENDING) {
+          const first = this.#queuedAt.keys().next().value;
+          if (first !== undefined) this.#queuedAt.delete(first);
+        }
+      }
+    }
+    if (e.event === 'auth') this.#auth.inc({ result: str(f.result, 'unknown'), listener });
+    if (e.event === 'breaker') {
+      const name = typeof f.breaker === 'string' ? f.breaker : typeof f.name === 'string' ? f.name : undefined;
+      const state = typeof f.state === 'string' ? f.state : undefined;
+      // The guard logs open (tripped), released, and warning (the quota's mark: not a breaker).
+      if (name && (state === 'open' || state === 'released' || state === 'closed')) this.setBreakerState(name, state === 'open');
+    }
+  }
+
+  #latencyOf(e: PublishedEvent): number | undefined {
+    const f = e.fields;
+    if (typeof f.delayMs === 'number') return f.delayMs / 1000;
+    if (typeof f.receivedAt === 'number') return Math.max(0, (e.at - f.receivedAt) / 1000);
+    const at = typeof f.queueId === 'string' ? this.#queuedAt.get(f.queueId) : undefined;
+    return at === undefined ? undefined : Math.max(0, (e.at - at) / 1000);
+  }
+
+  /** Subscribes to the mail events; returns the unsubscribe function. */
+  attach(bus: MailEventBus = mailEvents): () => void {
+    return bus.subscribe((e) => this.observe(e));
+  }
+
+  /** For the guard: a breaker opened (true) or closed (false). */
+  setBreakerState(name: string, open: boolean): void {
+    this.#breaker.set({ name }, open ? 1 : 0);
+  }
+
+  tunnelSuspected(): void {
+    this.#tunnels.inc();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,238 @@
+// The admin HTTP server (node:http, loopback by default): the dashboard page, a JSON API for the
+// queue, breakers, recent decisions, top senders and users, and /metrics for Prometheus. Every
+// API call needs the bearer token; the token travels only in the Authorization header, never in
+// a URL, a cookie or a log line, so a web page elsewhere cannot ride on it (no CSRF).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { AdminConfig } from '../../config/admin-schema.ts';
+import type { Logger } from '../../observe/log.ts';
+import type { Metrics, QueueStatsSource } from '../../observe/metrics.ts';
+import type { MailStats } from '../../observe/stats.ts';
+import { isQueueId } from '../../core/ids.ts';
+import { loadToken } from './token.ts';
+import { DASHBOARD_CSS, DASHBOARD_HTML } from './page.ts';
+import { DASHBOARD_JS } from './dashboard-script.ts';
+import type { GuardControl, QueueControl, UserList } from './controls.ts';
+
+export type { GuardControl, QueueControl, UserList, BreakerStatus, QueueActionResult } from './controls.ts';
+
+export interface AdminDeps {
+  /** The `admin` section of the config (tokenFile already resolved to a path). */
+  readonly config: Pick<AdminConfig, 'host' | 'port' | 'tokenFile' | 'metricsRequireToken'>;
+  readonly stats: MailStats;
+  readonly metrics: Metrics;
+  readonly directory: UserList;
+  readonly queueStats?: QueueStatsSource;
+  readonly queueControl?: QueueControl;
+  readonly guardControl?: GuardControl;
+  readonly log: Logger;
+  readonly clock?: () => number;
+}
+
+export interface RunningAdmin {
+  readonly port: number;
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+// The page loads only its own script and style sheet and talks only to this server.
+const SECURITY_HEADERS: Record<string, string> = {
+  'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'X-Frame-Options': 'DENY',
+  'Cache-Control': 'no-store',
+};
+
+const STATIC: Record<string, { type: string; body: string }> = {
+  '/': { type: 'text/html; charset=utf-8', body: DASHBOARD_HTML },
+  '/dashboard.js': { type: 'text/javascript; charset=utf-8', body: DASHBOARD_JS },
+  '/dashboard.css': { type: 'text/css; charset=utf-8', body: DASHBOARD_CSS },
+};
+
+function intParam(url: URL, name: string, dflt: number, max: number): number {
+  const v = url.searchParams.get(name);
+  if (v === null) return dflt;
+  if (!/^\d{1,6}$/.test(v)) throw new HttpError(400, `${name} must be a whole number`);
+  return Math.min(max, Math.max(1, Number(v)));
+}
+
+export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
+  const { config, stats, metrics, log } = deps;
+  const clock = deps.clock ?? Date.now;
+  if (!config.tokenFile) throw new Error('admin.tokenFile: no token file given. Fix: set admin.tokenFile to a file holding a random token');
+  const token = loadToken(config.tokenFile);
+  if (token.readableByOthers) log.warn({ event: 'admin-token-readable', file: config.tokenFile }, `admin.tokenFile ${config.tokenFile} is readable by other users; chmod 600 it`);
+
+  const queueFigures = async (): Promise<Record<string, unknown> | null> => {
+    if (!deps.queueStats) return null;
+    const f = await deps.queueStats();
+    return { ...f, oldestAgeSeconds: f.oldestReceivedAt === null ? null : Math.max(0, Math.round((clock() - f.oldestReceivedAt) / 1000)) };
+  };
+
+  const breakers = async (): Promise<{ available: boolean; breakers: unknown[] }> => {
+    if (!deps.guardControl) return { available: false, breakers: [] };
+    return { available: true, breakers: [...(await deps.guardControl.status())] };
+  };
+
+  const queueAction = async (op: 'hold' | 'release' | 'delete' | 'flush', id?: string): Promise<unknown> => {
+    const qc = deps.queueControl;
+    if (!qc) throw new HttpError(501, 'queue actions are not available on this server');
+    if (op === 'flush') return qc.flush();
+    if (!id || !isQueueId(id)) throw new HttpError(400, 'not a queue id');
+    const r = await qc[op](id);
+    if (r.matched === 0) throw new HttpError(404, `no message ${id} where ${op} applies`);
+    return r;
+  };
+
+  /** The JSON API; undefined when no route matches. */
+  const route = async (method: string, url: URL): Promise<unknown> => {
+    const p = url.pathname;
+    if (method === 'GET') {
+      switch (p) {
+        case '/api/summary':
+          return {
+            now: clock(),
+            queue: await queueFigures(),
+            last24h: stats.totals(24),
+            last7d: stats.totals(168),
+            hours24: stats.hourly(24),
+            hours168: stats.hourly(168),
+            tunnels: stats.tunnels(),
+            actions: { queue: deps.queueControl !== undefined, breakers: deps.guardControl !== undefined },
+          };
+        case '/api/decisions':
+          return { decisions: stats.decisions(intParam(url, 'limit', 50, 500)) };
+        case '/api/top':
+          return stats.top(intParam(url, 'hours', 24, 168), intParam(url, 'limit', 10, 100));
+        case '/api/relayed':
+          return { relayed: stats.relayed(intParam(url, 'limit', 50, 500)) };
+        case '/api/queue':
+          return { queue: await queueFigures(), actions: deps.queueControl !== undefined };
+        case '/api/breakers':
+          return breakers();
+        case '/api/tunnels':
+          return { tunnels: stats.tunnels() };
+        case '/api/users':
+          return { users: deps.directory.listUsers().map((u) => ({ address: u.address, created: u.created.toISOString(), disabled: u.disabled })) };
+        default:
+          return undefined;
+      }
+    }
+    if (method === 'POST') {
+      if (p === '/api/queue/flush') return { result: await queueAction('flush') };
+      const q = /^\/api\/queue\/([^/]+)\/(hold|release|delete)$/.exec(p);
+      if (q) return { result: await queueAction(q[2] as 'hold' | 'release' | 'delete', q[1]) };
+      const b = /^\/api\/breakers\/([^/]+)\/release$/.exec(p);
+      if (b) {
+        if (!deps.guardControl) throw new HttpError(501, 'the outbound guard is not connected to this server');
+        let name: string;
+        try {
+          name = decodeURIComponent(b[1]!);
+        } catch {
+          throw new HttpError(400, 'bad breaker name');
+        }
+        const ok = await deps.guardControl.release(name);
+        if (ok === false) throw new HttpError(404, `no breaker named ${JSON.stringify(name)}`);
+        log.warn({ event: 'breaker-released', breaker: name, by: 'admin-api' }, `breaker ${name} released from the admin API`);
+        return { released: name };
+      }
+    }
+    return undefined;
+  };
+
+  const send = (res: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void => {
+    res.writeHead(status, { ...SECURITY_HEADERS, 'Content-Type': type, 'Content-Length': String(Buffer.byteLength(body)), ...extra });
+    res.end(body);
+  };
+  const json = (res: http.ServerResponse, status: number, body: unknown, extra?: Record<string, string>): void => send(res, status, 'application/json; charset=utf-8', `${JSON.stringify(body)}\n`, extra);
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<number> => {
+    const method = req.method ?? 'GET';
+    const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    const page = STATIC[url.pathname];
+    if (page) {
+      if (method !== 'GET' && method !== 'HEAD') {
+        json(res, 405, { error: 'method not allowed' }, { Allow: 'GET, HEAD' });
+        return 405;
+      }
+      send(res, 200, page.type, page.body);
+      return 200;
+    }
+    const isMetrics = url.pathname === '/metrics';
+    if ((!isMetrics || config.metricsRequireToken) && !token.check(req.headers.authorization)) {
+      log.warn({ event: 'admin-auth-failed', remote: req.socket.remoteAddress, method, path: url.pathname }, 'admin request without a valid token');
+      json(res, 401, { error: 'a valid bearer token is required (Authorization: Bearer <token from admin.tokenFile>)' }, { 'WWW-Authenticate': 'Bearer realm="mailward"' });
+      return 401;
+    }
+    if (isMetrics) {
+      if (method !== 'GET') {
+        json(res, 405, { error: 'method not allowed' }, { Allow: 'GET' });
+        return 405;
+      }
+      send(res, 200, metrics.contentType, await metrics.text());
+      return 200;
+    }
+    try {
+      const body = await route(method, url);
+      if (body === undefined) {
+        json(res, 404, { error: `no such endpoint: ${method} ${url.pathname}` });
+        return 404;
+      }
+      json(res, 200, body);
+      return 200;
+    } catch (err) {
+      if (err instanceof HttpError) {
+        json(res, err.status, { error: err.message });
+        return err.status;
+      }
+      log.error({ event: 'admin-error', method, path: url.pathname, err: String(err) }, 'admin request failed');
+      json(res, 500, { error: 'internal error; see the server log' });
+      return 500;
+    }
+  };
+
+  const server = http.createServer((req, res) => {
+    const started = clock();
+    // The request body is never read (no endpoint takes one); drain it so the socket can be reused.
+    req.resume();
+    handle(req, res).then(
+      // Only the path: a query string could carry something an operator pasted by mistake.
+      (status) => log.debug({ event: 'admin-request', method: req.method, path: (req.url ?? '/').split('?')[0], status, ms: clock() - started }, 'admin request'),
+      (err: unknown) => {
+        log.error({ event: 'admin-error', err: String(err) }, 'admin request failed');
+        if (!res.headersSent) json(res, 500, { error: 'internal error' });
+        else res.destroy();
+      },
+    );
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  log.info({ event: 'admin-listening', address: addr.address, port: addr.port }, `admin API and dashboard on http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}/`);
+  return {
+    port: addr.port,
+    address: addr.address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,146 @@
+// The dashboard in a real headless browser (Debian's chromium driven by playwright-core, no
+// browser download): after real traffic it shows the charts and figures, the incident's shape
+// (one login sending most relayed mail, a loopback "client" that is really a tunnel), and its
+// Release button reopens a real outbound guard's breaker. A screenshot is kept in the temp folder.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { chromium } from 'playwright-core';
+import { startAdmin } from '../../src/shells/admin/server.ts';
+import { guardControlFrom } from '../../src/shells/admin/controls.ts';
+import { spoolQueueStats } from '../../src/shells/admin/queue-stats.ts';
+import { openDirectory } from '../../src/app/accounts.ts';
+import { createStore } from '../../src/store/create.ts';
+import { OutboundGuard } from '../../src/guard/guard.ts';
+import { GuardSchema } from '../../src/config/guard-schema.ts';
+import { TunnelDetector } from '../../src/doctor/tunnel.ts';
+import { traffic, TOKEN } from './rig.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** The little of the DOM the page functions below use (the project compiles without the DOM library). */
+interface DomEl {
+  getAttribute(name: string): string | null;
+  readonly textContent: string | null;
+  readonly classList: { contains(c: string): boolean };
+  readonly children: ArrayLike<DomEl>;
+}
+
+const sum = (csv: string | null): number => (csv ?? '').split(',').reduce((a, v) => a + Number(v), 0);
+
+test('dashboard: charts, figures, the incident shape and a working Release button in chromium', { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install chromium)` }, async (t) => {
+  // alice relays 12 messages in all: most of the relayed mail, the shape of a stolen login.
+  const tr = await traffic(t, 9);
+  const { srv, stats, metrics, ids } = tr;
+  // The session reports each MAIL FROM to the detector; a tunnel shows many HELO names and domains.
+  const tunnels = new TunnelDetector({ log: pino({ level: 'silent' }), onSuspect: (s) => stats.noteTunnel(s) });
+  for (let i = 0; i < 6; i++) tunnels.observe('127.0.0.1', `bot${i}.example`, `spam${i}.example`);
+  assert.equal(tunnels.isSuspect('127.0.0.1'), true);
+
+  const directory = openDirectory(srv.config);
+  t.after(() => directory.close());
+  const store = await createStore({ backend: 'sqlite', sqlite: { path: path.join(tr.dir, 'guard.sqlite') }, redis: { keyPrefix: '', timeoutMs: 1000 } }, pino({ level: 'silent' }));
+  t.after(() => store.close());
+  const guard = new OutboundGuard({ store, clock: Date.now, log: pino({ level: 'silent' }), hostname: 'mx.example.org', settings: GuardSchema.parse({ alerts: { postmaster: false } }) });
+  await guard.breakers.trip({ name: 'login:alice@example.org', kind: 'baseline', reason: '1200 relayed recipients in the last hour, 10× the baseline', trippedAt: Date.now() - 300_000, figures: {} });
+
+  const admin = await startAdmin({
+    config: { host: '127.0.0.1', port: 0, tokenFile: tr.tokenFile, metricsRequireToken: true },
+    stats,
+    metrics,
+    directory,
+    queueStats: spoolQueueStats(srv.config.paths.spool, { minAgeMs: 0 }),
+    guardControl: guardControlFrom(guard),
+    log: tr.adminLog,
+  });
+  t.after(() => admin.close());
+
+  const profile = mkdtempSync(path.join(tmpdir(), 'mailward-chromium-'));
+  t.after(() => rmSync(profile, { recursive: true, force: true }));
+  // A persistent context is how playwright takes a fresh --user-data-dir.
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1300, height: 900 } });
+  t.after(() => browser.close());
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  const failures: string[] = [];
+  const watch = (p: typeof page): void => {
+    p.on('pageerror', (e) => failures.push(String(e)));
+    p.on('console', (m) => {
+      // The browser reports the refused wrong token itself ("… status of 401"); that one is expected.
+      if (m.type() === 'error' && !/status of 401/.test(m.text())) failures.push(m.text());
+    });
+  };
+  watch(page);
+  const base = `http://127.0.0.1:${admin.port}/`;
+
+  // A wrong token: the login form, with the reason.
+  await page.goto(`${base}#token=not-the-token-at-all`);
+  await page.waitForSelector('#login:not([hidden])');
+  assert.equal(await page.textContent('#login-error'), 'The token was refused.');
+  assert.equal(await page.isHidden('#main'), true);
+
+  // The right token, typed into the form.
+  await page.fill('#token-input', TOKEN);
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('body[data-renders]');
+  assert.equal(await page.isVisible('#main'), true);
+
+  // Or given once in the fragment (never sent to the server): taken out of the address bar at once.
+  await page.close();
+  const fresh = await browser.newPage();
+  watch(fresh);
+  await fresh.goto(`${base}#token=${TOKEN}`);
+  await fresh.waitForSelector('body[data-renders]');
+  assert.equal(new URL(fresh.url()).hash, '');
+  assert.deepEqual([await fresh.isHidden('#login'), await fresh.isVisible('#main')], [true, true]);
+  const page2 = fresh;
+
+  // Figures.
+  const card = (id: string): Promise<string | null> => page2.textContent(`#card-${id} .value`);
+  assert.deepEqual(await Promise.all(['queue', 'held', 'accepted', 'relayed', 'rejected', 'delivered', 'bounced'].map(card)), ['1', '0', '14', '13', '2', '14', '0']);
+  assert.match((await card('oldest')) ?? '', /^\d+ s$/);
+
+  // Charts: 24 h and 7 d, each series carrying exactly the counts.
+  for (const [id, hours] of [['#svg-24h', 24], ['#svg-7d', 168]] as const) {
+    const values = (series: string): Promise<string | null> => page2.getAttribute(`${id} [data-series="${series}"]`, 'data-values');
+    assert.equal((await values('accepted'))?.split(',').length, hours);
+    assert.deepEqual((await Promise.all(['accepted', 'relayed', 'delivered', 'bounced', 'rejected'].map(values))).map(sum), [14, 13, 14, 0, 2]);
+  }
+  assert.deepEqual(await page2.$$eval('#svg-24h rect.bar', (rs: DomEl[]) => rs.map((r) => r.getAttribute('data-reason')).sort()), ['recipient', 'sender-login']);
+  assert.deepEqual(await page2.$$eval('#chart-24h .legend [data-reason]', (ls: DomEl[]) => ls.map((l) => l.textContent)), ['rejected: recipient (1)', 'rejected: sender-login (1)']);
+
+  // Top senders: alice relays most, flagged; the loopback address too.
+  const rows = (id: string) => page2.$$eval(`#${id} .top-row`, (rs: DomEl[]) => rs.map((r) => [r.getAttribute('data-key'), r.getAttribute('data-relayed'), r.getAttribute('data-messages'), r.classList.contains('dominant')]));
+  assert.deepEqual(await rows('top-logins'), [['alice@example.org', '12', '12', true]]);
+  assert.equal(await page2.textContent('#top-logins .top-row .count'), '12 relayed of 12');
+  assert.deepEqual(await rows('top-clients'), [['127.0.0.1', '13', '14', true]]);
+  assert.equal(sum(await page2.getAttribute('#top-logins .top-row path.spark', 'data-values')), 12);
+
+  // The warnings at the top: the tunnel, the open breaker, the dominant senders.
+  assert.match((await page2.textContent('#alerts .alert.tunnel[data-address="127.0.0.1"]')) ?? '', /^Client 127\.0\.0\.1 looks like a tunnel or proxy carrying many clients \(5 HELO names and 5 sender domains/);
+  assert.equal(await page2.textContent('#alerts .alert.breaker'), 'Breaker login:alice@example.org is open: 1200 relayed recipients in the last hour, 10× the baseline. Outbound mail from it is held.');
+  assert.equal(await page2.textContent('#alerts .alert.dominant[data-key="alice@example.org"]'), 'alice@example.org sent 92% of the relayed mail in the last 24 hours (12 messages).');
+
+  // Why each relayed message was allowed to leave.
+  const relayed = await page2.$$eval('#relayed tbody tr', (trs: DomEl[]) => trs.map((r) => [r.getAttribute('data-queue-id'), r.children[4]?.textContent, r.children[5]?.textContent]));
+  assert.equal(relayed.length, 13);
+  assert.deepEqual(relayed[0], [ids.trusted, 'trusted-network:127.0.0.1/32', '127.0.0.1']);
+  assert.deepEqual(relayed.at(-1), [ids.alice[0], 'login:alice@example.org', '127.0.0.1']);
+  assert.ok((await page2.$$('#decisions tbody tr[data-event="rejected"]')).length === 2);
+
+  const shot = path.join(tmpdir(), `mailward-dashboard-${Date.now()}.png`);
+  await page2.screenshot({ path: shot, fullPage: true });
+  t.diagnostic(`dashboard screenshot: ${shot}`);
+
+  // Release: the breaker closes in the guard, and the page shows it.
+  assert.equal(await page2.textContent('#breakers tbody tr[data-name="login:alice@example.org"] td.state-open'), 'open');
+  await page2.click('#breakers button.release[data-name="login:alice@example.org"]');
+  await page2.waitForSelector('#breakers tbody td.empty');
+  assert.equal(await page2.textContent('#breakers tbody td.empty'), 'no breakers');
+  assert.deepEqual((await guard.status()).breakers, []);
+  assert.equal(await page2.$('#alerts .alert.breaker'), null);
+  assert.deepEqual(failures, []);
+});
