@@ -1,0 +1,78 @@
+// Builds the policy service from the config: the same directory, state store, DNS resolver and
+// checks the server uses (so greylisting state and options are shared), compiled per Postfix
+// protocol state, behind one decision engine. Listening is the shell's job (shells/policyd.ts).
+import { mkdirSync } from 'node:fs';
+import type { Config } from '../config/load.ts';
+import type { PolicydConfig } from '../config/policyd-schema.ts';
+import { ALL_CHECKS } from '../checks/index.ts';
+import type { Logger } from '../observe/log.ts';
+import { silentLogger } from '../observe/log.ts';
+import type { CheckEnv } from '../pipeline/check.ts';
+import { createRegistry } from '../pipeline/registry.ts';
+import { actionSettings } from '../policyd/action.ts';
+import { compilePolicyPipeline, describePolicy } from '../policyd/compile.ts';
+import { createPolicyEngine, type PolicyEngine } from '../policyd/engine.ts';
+import { createStore } from '../store/create.ts';
+import type { Store } from '../store/store.ts';
+import { openDirectory } from './accounts.ts';
+import { createResolver } from './compose.ts';
+
+export interface PolicyService {
+  readonly engine: PolicyEngine;
+  readonly store: Store;
+  close(): Promise<void>;
+}
+
+export interface PolicyServiceOptions {
+  readonly log?: Logger;
+  /** Milliseconds since the epoch; tests move their own. */
+  readonly clock?: () => number;
+}
+
+export async function createPolicyService(config: Config, policyd: PolicydConfig, opts: PolicyServiceOptions = {}): Promise<PolicyService> {
+  const log = opts.log ?? silentLogger();
+  const clock = opts.clock ?? Date.now;
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const directory = openDirectory(config);
+  let store: Store | undefined;
+  try {
+    store = await createStore(
+      {
+        backend: config.store.backend,
+        sqlite: { path: config.paths.store },
+        redis: {
+          keyPrefix: config.store.redis.keyPrefix,
+          timeoutMs: config.store.redis.timeout,
+          ...(config.store.redis.url ? { url: config.store.redis.url } : {}),
+          ...(config.store.redis.sentinels ? { sentinels: config.store.redis.sentinels } : {}),
+          ...(config.store.redis.name ? { name: config.store.redis.name } : {}),
+          ...(config.store.redis.cluster ? { cluster: config.store.redis.cluster } : {}),
+        },
+      },
+      log,
+    );
+    const env: CheckEnv = { log, clock, hostname: config.hostname, domains: config.domains, directory, dns: createResolver(config), store };
+    const policy = compilePolicyPipeline(config, policyd.pipeline, createRegistry(ALL_CHECKS), env);
+    const engine = createPolicyEngine({
+      policy,
+      actions: actionSettings(policyd.actions),
+      kinds: { listenerKind: policyd.listenerKind, policyContexts: policyd.policyContexts, serverPorts: policyd.serverPorts },
+      log,
+      postmasterDomain: config.domains[0] ?? config.hostname,
+    });
+    log.info({ event: 'policyd-checks', checks: describePolicy(policy), store: config.store.backend }, 'policy service checks compiled');
+    const opened = store;
+    return {
+      engine,
+      store: opened,
+      async close() {
+        await opened.close();
+        directory.close();
+      },
+    };
+  } catch (err) {
+    await store?.close();
+    directory.close();
+    throw err;
+  }
+}
