@@ -9,7 +9,6 @@ import { ConfigError } from '../config/errors.ts';
 import type { Logger } from '../observe/log.ts';
 import { silentLogger } from '../observe/log.ts';
 import { ALL_CHECKS } from '../checks/index.ts';
-import { createRelayPolicy } from '../checks/relay.ts';
 import { compilePipeline, createRegistry, type CompiledPipeline } from '../pipeline/registry.ts';
 import type { CheckEnv, LocalDirectory } from '../pipeline/check.ts';
 import { createStore } from '../store/create.ts';
@@ -17,18 +16,38 @@ import type { Store } from '../store/store.ts';
 import { Spool } from '../queue/spool.ts';
 import { Queue } from '../queue/queue.ts';
 import { Worker } from '../delivery/worker.ts';
-import { buildTransports } from './delivery.ts';
+import { buildDelivery } from './delivery.ts';
 import { startListener, type Listener } from '../ingress/listener.ts';
 import { createSessionHandler, type SpoolPort } from '../ingress/session.ts';
 import type { ProtocolOptions } from '../ingress/smtp/types.ts';
 import { ensureSelfSignedCertificate } from '../ingress/selfsigned.ts';
-import { AuthGuard } from '../ingress/auth-guard.ts';
 import { openDirectory } from './accounts.ts';
+import { buildLive, needsRestart, type LiveState } from './live.ts';
+import { guardSettings } from '../config/guard-schema.ts';
+import { OutboundGuard } from '../guard/guard.ts';
+import { startAlertDispatcher } from '../guard/alerts.ts';
+import { spoolAlertMailer } from '../guard/mailer.ts';
+import { guardedTransport } from '../delivery/guarded-transport.ts';
+import { QueueAdmin } from '../queue/admin.ts';
+import { MailStats } from '../observe/stats.ts';
+import { Metrics } from '../observe/metrics.ts';
+import { TunnelDetector } from '../doctor/tunnel.ts';
+import { startAdmin } from '../shells/admin/server.ts';
+import { guardControlFrom, queueControlFrom } from '../shells/admin/controls.ts';
+import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
 
 export interface RunningServer {
   readonly config: Config;
   /** The port a listener is bound to (useful with port 0). */
   port(listener: string): number;
+  /** The admin HTTP port, when admin.enabled. */
+  adminPort(): number | undefined;
+  /**
+   * Applies a new config to what can change without a restart (check lists and their options,
+   * relay networks, login limits). Throws ConfigError, keeping the old, when it cannot be used.
+   * `restartNeeded` names the changed settings that wait for a restart.
+   */
+  reload(next: Config): { restartNeeded: string[] };
   stop(): Promise<void>;
 }
 
@@ -121,10 +140,24 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     cleanups.push(() => store.close());
 
     const dns = createResolver(config);
-    const env: CheckEnv = { log, clock, hostname: config.hostname, domains: config.domains, directory, dns, store };
-    const pipeline = compilePipeline(config, createRegistry(ALL_CHECKS), env);
-    const relay = createRelayPolicy(config.relay.trustedNetworks);
-    const authGuard = new AuthGuard(store, { maxFailures: config.auth.maxFailures, maxLoginFailures: config.auth.maxLoginFailures, windowMs: config.auth.window, blockMs: config.auth.block }, log);
+    const stats = new MailStats({ clock, store, log });
+    await stats.load();
+    stats.startPersisting();
+    cleanups.push(() => stats.close());
+    const metrics = new Metrics({ queueStats: spoolQueueStats(config.paths.spool) });
+    const unsubscribe = [stats.attach(), metrics.attach()];
+    cleanups.push(() => unsubscribe.forEach((off) => off()));
+    const tunnels = new TunnelDetector({
+      clock,
+      log,
+      onSuspect: (suspect) => {
+        stats.noteTunnel(suspect);
+        metrics.tunnelSuspected();
+      },
+    });
+    const shared = { log, clock, dns, store, directory, tunnels };
+    // Swapped as a whole by reload(); each new session reads it once when it starts.
+    let live: LiveState = buildLive(config, shared);
 
     const spool = await Spool.open(config.paths.spool, { log, fsync: config.queue.fsync });
     cleanups.push(() => spool.close());
@@ -135,16 +168,38 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       maxAgeMs: config.queue.maxAge,
       concurrency: config.queue.concurrency,
     });
-    const worker = new Worker({
-      spool,
-      queue,
-      log,
-      transports: buildTransports({ config, log, spool, store, dns }),
-    });
+    const delivery = buildDelivery({ config, log, spool, store, dns, directory, queue });
+    // The outbound guard holds relayed mail in the queue while a breaker is open; local
+    // delivery never passes through it.
+    const guard = new OutboundGuard({ store, clock, log, hostname: config.hostname, settings: guardSettings(config.checks, config.source) });
+    const transports = { ...delivery.transports, remote: guardedTransport(delivery.transports.remote!, guard, log) };
+    const worker = new Worker({ spool, queue, log, transports, bouncer: delivery.bouncer });
     const recovered = await queue.start();
     cleanups.push(() => queue.stop());
     worker.start();
     cleanups.push(() => worker.stop());
+    // The control socket of `mailward queue ...`; closed first on stop.
+    await delivery.start();
+    cleanups.push(() => delivery.stop());
+    const postmaster = `postmaster@${config.domains[0] ?? config.hostname}`;
+    const alerts = startAlertDispatcher({ store, log, hostname: config.hostname, mailer: spoolAlertMailer({ spool, hostname: config.hostname, to: postmaster, directory }) });
+    cleanups.push(() => alerts.stop());
+    let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
+    if (config.admin.enabled) {
+      admin = await startAdmin({
+        config: config.admin,
+        stats,
+        metrics,
+        directory,
+        queueStats: spoolQueueStats(config.paths.spool),
+        queueControl: queueControlFrom(new QueueAdmin(spool, queue, log)),
+        guardControl: guardControlFrom(guard),
+        log,
+      });
+      const a = admin;
+      cleanups.push(() => a.close());
+      log.info({ event: 'listening', listener: 'admin', address: admin.address, port: admin.port }, `admin API on http://${admin.address}:${admin.port}/`);
+    }
     if (recovered.scheduled > 0) log.info({ event: 'queue-recovered', ...recovered }, `picked up ${recovered.scheduled} queued message(s)`);
 
     const spoolPort: SpoolPort = {
@@ -181,7 +236,6 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         chunking: true,
         smtputf8: true,
       };
-      const checks = pipeline.get(l.name)!;
       const listener = await startListener({
         name: l.name,
         host: l.host,
@@ -190,8 +244,23 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         proxy: { trusted: l.proxyTrusted },
         maxConnections: config.limits.maxConnections,
         maxConnectionsPerClient: config.limits.maxConnectionsPerClient,
-        handlerFactory: () =>
-          createSessionHandler({ log, hostname: config.hostname, listenerKind: l.kind, checks, directory, relay, spool: spoolPort, auth: directory, authGuard, clock, postmasterDomain: config.domains[0] ?? config.hostname }),
+        handlerFactory: () => {
+          const now = live;
+          return createSessionHandler({
+            log,
+            hostname: config.hostname,
+            listenerKind: l.kind,
+            checks: now.pipeline.get(l.name)!,
+            directory,
+            relay: now.relay,
+            spool: spoolPort,
+            auth: directory,
+            authGuard: now.authGuard,
+            tunnel: tunnels,
+            clock,
+            postmasterDomain: config.domains[0] ?? config.hostname,
+          });
+        },
         onEvent: (event, detail) => log.info({ event: 'listener', listener: l.name, kind: event, ...detail }, event),
       });
       listeners.set(l.name, listener);
@@ -206,6 +275,18 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         const l = listeners.get(name);
         if (!l) throw new Error(`no listener named ${JSON.stringify(name)}`);
         return l.port;
+      },
+      adminPort: () => admin?.port,
+      reload(next) {
+        const restartNeeded = needsRestart(live.config, next);
+        if (restartNeeded.includes('listeners')) {
+          // The running listeners' names and ports are fixed; their lists must match them.
+          log.warn({ event: 'reload', applied: false, restartNeeded }, 'config reload: listeners changed; restart to apply anything');
+          return { restartNeeded };
+        }
+        live = buildLive(next, shared);
+        log.info({ event: 'reload', applied: true, config: next.source, restartNeeded }, restartNeeded.length > 0 ? `config reloaded; restart to apply: ${restartNeeded.join(', ')}` : 'config reloaded');
+        return { restartNeeded };
       },
       stop() {
         stopping ??= stopAll().then(() => log.info({ event: 'stopped' }, 'mailward stopped'));

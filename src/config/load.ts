@@ -46,6 +46,7 @@ export interface Config {
   readonly dns: RawConfig['dns'];
   readonly delivery: RawConfig['delivery'];
   readonly auth: RawConfig['auth'];
+  readonly admin: RawConfig['admin'];
 }
 
 export const BUILT_IN = 'built-in default';
@@ -186,6 +187,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     dns: raw.dns,
     delivery: raw.delivery,
     auth: raw.auth,
+    admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
   };
 }
 

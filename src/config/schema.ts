@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { Duration, Size } from './units.ts';
 import { DeliverySchema } from './delivery-schema.ts';
+import { AdminSchema } from './admin-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
@@ -68,7 +69,8 @@ export const DEFAULT_PIPELINE: Record<Stage, PipelineEntry[]> = {
   connect: [],
   helo: [],
   mail: ['sender-login'],
-  rcpt: ['recipient'],
+  // The outbound guard before the rate limits: recipients it refuses do not use up a limit.
+  rcpt: ['recipient', 'outbound-guard', 'rate-limit'],
   data: ['sender-login'],
 };
 
@@ -154,6 +156,8 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    /** The operator's HTTP API, dashboard and /metrics (off by default; loopback; bearer token). */
+    admin: AdminSchema.prefault({}),
     /** Outbound delivery: routing, smarthost, direct MX (see delivery-schema.ts). */
     delivery: DeliverySchema.prefault({}),
     dns: z

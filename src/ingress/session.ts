@@ -64,6 +64,8 @@ export interface SessionDeps {
   readonly auth: Authenticator;
   readonly authGuard: AuthGuard;
   readonly clock: () => number;
+  /** Watches for one address showing many HELO names and sender domains: a collapsed tunnel. */
+  readonly tunnel?: { observe(clientAddress: string, helo: string | undefined, senderDomain: string | undefined): void };
   /** RCPT TO:<Postmaster> without a domain means postmaster@ this domain (RFC 5321 §4.1.1.3). */
   readonly postmasterDomain: string;
 }
@@ -187,6 +189,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
       }
       tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set(), headers: [] };
       const from = parsed.mailbox;
+      deps.tunnel?.observe(facts.clientAddress, facts.helo, from?.domain);
       const out = await stage('mail', (h, ctx) => h.mail?.(ctx, from));
       const refused = refuse(s, 'mail', out, { from: from?.address ?? '' });
       if (refused) {

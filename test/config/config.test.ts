@@ -70,7 +70,7 @@ test('config: the built-in default is safe and complete', () => {
   assert.equal(c.queue.minBackoff, 300_000);
   assert.equal(c.store.backend, 'sqlite');
   assert.equal(c.paths.store, '/srv/data/state.sqlite');
-  assert.deepEqual(c.listeners[0]!.pipeline.rcpt, ['recipient']);
+  assert.deepEqual(c.listeners[0]!.pipeline.rcpt, ['recipient', 'outbound-guard', 'rate-limit']);
   assert.deepEqual(c.listeners[0]!.pipeline.mail, ['sender-login']);
   assert.deepEqual(c.listeners[0]!.pipeline.data, ['sender-login']);
   assert.ok(Object.isFrozen(c.listeners[0]), 'the config is frozen');
@@ -81,7 +81,7 @@ test('config: per-listener pipeline replaces the global list for that stage only
   const [mx, sub] = c.listeners;
   assert.deepEqual(mx!.pipeline.rcpt, []);
   assert.deepEqual(mx!.pipeline.mail, ['x']);
-  assert.deepEqual(sub!.pipeline.rcpt, ['recipient']);
+  assert.deepEqual(sub!.pipeline.rcpt, ['recipient', 'outbound-guard', 'rate-limit']);
 });
 
 test('config: files — YAML errors, missing files, relative paths', (t) => {

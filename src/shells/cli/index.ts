@@ -9,6 +9,10 @@ import { registerQueue } from './queue.ts';
 import { registerConfig } from './config.ts';
 import { registerStore } from './store.ts';
 import { registerRelayTest } from './relay-test.ts';
+import { registerDoctor } from './doctor.ts';
+import { registerGuard } from './guard.ts';
+import { registerPolicyd } from './policyd.ts';
+import { registerDkim } from './dkim.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -48,6 +52,10 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerQueue(program);
   registerStore(program);
   registerRelayTest(program);
+  registerDoctor(program);
+  registerGuard(program);
+  registerPolicyd(program);
+  registerDkim(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);

@@ -1,4 +1,5 @@
-// `mailward serve`: start the server and run until SIGTERM/SIGINT, then stop gracefully.
+// `mailward serve`: start the server and run until SIGTERM/SIGINT, then stop gracefully;
+// SIGHUP reloads the config (see app/live.ts for what a reload can change).
 import type { Command } from 'commander';
 import { startMailward } from '../../app/compose.ts';
 import { createLogger } from '../../observe/log.ts';
@@ -12,6 +13,15 @@ export function registerServe(program: Command): void {
       const config = configFrom(cmd);
       const log = createLogger(config.log);
       const server = await startMailward(config, { log });
+      // SIGHUP: read the config again; a broken one is refused and the old one stays in force.
+      const reload = (): void => {
+        try {
+          server.reload(configFrom(cmd));
+        } catch (err) {
+          log.error({ event: 'reload', applied: false, err: err instanceof Error ? err.message : String(err) }, 'config reload refused; the running config stays in force');
+        }
+      };
+      process.on('SIGHUP', reload);
       await new Promise<void>((resolve) => {
         const stop = (signal: string): void => {
           log.info({ signal }, 'stopping');
@@ -23,6 +33,7 @@ export function registerServe(program: Command): void {
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
+      process.off('SIGHUP', reload);
       log.flush();
     });
 }
