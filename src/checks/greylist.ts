@@ -111,6 +111,8 @@ export const greylist = defineCheck({
   create: (opts, env) => {
     const configured = parseWhitelist([
       ...opts.whitelist.clients.map((c, i) => [c, `whitelist.clients[${i}]`] as const),
+      // The operator's own relay networks are never greylisted.
+      ...(env.trustedNetworks ?? []).map((c, i) => [c, `relay.trustedNetworks[${i}]`] as const),
       ...opts.whitelist.senders.map((s, i) => [s, `whitelist.senders[${i}]`] as const),
     ]);
     if (configured.problems.length > 0) {

@@ -59,6 +59,8 @@ export interface CheckEnv {
   readonly directory: LocalDirectory;
   /** DNS, asking the servers in config `dns.servers` (or the system's) with the configured time-out. */
   readonly dns: Resolver;
+  /** relay.trustedNetworks: the operator's own hosts (greylisting skips them, as postgrey's users do). */
+  readonly trustedNetworks?: readonly string[];
   /** Shared state (SQLite or Redis); operations reject with StoreUnavailableError when it is down. */
   readonly store: Store;
 }

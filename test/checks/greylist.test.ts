@@ -135,3 +135,11 @@ test('greylist: with the store gone it defers with 451 4.3.0, never passes', asy
   assert.deepEqual(v.kind === 'defer' && v.reply, { code: 451, enhanced: '4.3.0', text: 'Temporary failure, please try again later' });
   assert.equal(logs.filter((l) => l.msg === 'greylisting store unavailable; deferring').length, 1);
 });
+
+test('greylist: the operator\'s relay.trustedNetworks are never greylisted', async (t) => {
+  const te = await makeEnv(t);
+  const h = build(greylist, {}, { ...te.env, trustedNetworks: ['198.51.100.0/24'] });
+  const rcpt = (client: string) => h.rcpt!(ctx({ clientAddress: client }, { from: 'a@sender.example' }), mailbox('u@example.org'));
+  assert.deepEqual(await rcpt('198.51.100.7'), { kind: 'pass' });
+  assert.equal((await rcpt('198.51.101.7')).kind, 'defer');
+});
