@@ -109,7 +109,7 @@ test('config: examples/mailward.yaml is valid, checks and all', () => {
   assert.deepEqual(c.domains, ['example.org']);
   assert.deepEqual(c.listeners.map((l) => [l.name, l.port]), [['mx', 25], ['submission', 587], ['submissions', 465]]);
   const pipeline = compileChecks(c);
-  assert.deepEqual(pipeline.get('mx')!.rcpt.map((p) => p.name), ['recipient-access', 'recipient', 'permit-login', 'greylist', 'spf', 'recipient-domain']);
+  assert.deepEqual(pipeline.get('mx')!.rcpt.map((p) => p.name), ['recipient-access', 'recipient', 'outbound-guard', 'rate-limit', 'permit-login', 'greylist', 'spf', 'recipient-domain']);
 });
 
 test('config: a check that cannot use its options is a config error naming the setting', (t) => {
