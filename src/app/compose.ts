@@ -11,7 +11,7 @@ import { silentLogger } from '../observe/log.ts';
 import { ALL_CHECKS } from '../checks/index.ts';
 import { compilePipeline, createRegistry, type CompiledPipeline } from '../pipeline/registry.ts';
 import type { CheckEnv, LocalDirectory } from '../pipeline/check.ts';
-import { createStore } from '../store/create.ts';
+import { openStore } from './store.ts';
 import type { Store } from '../store/store.ts';
 import { Spool } from '../queue/spool.ts';
 import { Queue } from '../queue/queue.ts';
@@ -122,21 +122,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     const secureContext = await loadTlsContext(config, log);
     const directory = openDirectory(config);
     cleanups.push(() => directory.close());
-    const store = await createStore(
-      {
-        backend: config.store.backend,
-        sqlite: { path: config.paths.store },
-        redis: {
-          keyPrefix: config.store.redis.keyPrefix,
-          timeoutMs: config.store.redis.timeout,
-          ...(config.store.redis.url ? { url: config.store.redis.url } : {}),
-          ...(config.store.redis.sentinels ? { sentinels: config.store.redis.sentinels } : {}),
-          ...(config.store.redis.name ? { name: config.store.redis.name } : {}),
-          ...(config.store.redis.cluster ? { cluster: config.store.redis.cluster } : {}),
-        },
-      },
-      log,
-    );
+    const store = await openStore(config, log);
     cleanups.push(() => store.close());
 
     const dns = createResolver(config);

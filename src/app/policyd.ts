@@ -12,7 +12,7 @@ import { createRegistry } from '../pipeline/registry.ts';
 import { actionSettings } from '../policyd/action.ts';
 import { compilePolicyPipeline, describePolicy } from '../policyd/compile.ts';
 import { createPolicyEngine, type PolicyEngine } from '../policyd/engine.ts';
-import { createStore } from '../store/create.ts';
+import { openStore } from './store.ts';
 import type { Store } from '../store/store.ts';
 import { openDirectory } from './accounts.ts';
 import { createResolver } from './compose.ts';
@@ -36,21 +36,7 @@ export async function createPolicyService(config: Config, policyd: PolicydConfig
   const directory = openDirectory(config);
   let store: Store | undefined;
   try {
-    store = await createStore(
-      {
-        backend: config.store.backend,
-        sqlite: { path: config.paths.store },
-        redis: {
-          keyPrefix: config.store.redis.keyPrefix,
-          timeoutMs: config.store.redis.timeout,
-          ...(config.store.redis.url ? { url: config.store.redis.url } : {}),
-          ...(config.store.redis.sentinels ? { sentinels: config.store.redis.sentinels } : {}),
-          ...(config.store.redis.name ? { name: config.store.redis.name } : {}),
-          ...(config.store.redis.cluster ? { cluster: config.store.redis.cluster } : {}),
-        },
-      },
-      log,
-    );
+    store = await openStore(config, log);
     const env: CheckEnv = { log, clock, hostname: config.hostname, domains: config.domains, directory, dns: createResolver(config), store };
     const policy = compilePolicyPipeline(config, policyd.pipeline, createRegistry(ALL_CHECKS), env);
     const engine = createPolicyEngine({

@@ -4,8 +4,8 @@
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
 import { guardSettings, rateLimitSettings, windowText, type GuardSettings } from '../../config/guard-schema.ts';
-import { createStore } from '../../store/create.ts';
-import type { Store, StoreOptions } from '../../store/store.ts';
+import { openStore } from '../../app/store.ts';
+import type { Store } from '../../store/store.ts';
 import { silentLogger } from '../../observe/log.ts';
 import type { Logger } from '../../observe/log.ts';
 import { OutboundGuard, type GuardStatus } from '../../guard/guard.ts';
@@ -22,25 +22,9 @@ export interface GuardIo {
 }
 
 /** The store the server uses, from the config's `store` section. */
-export function storeOptions(config: Config): StoreOptions {
-  const r = config.store.redis;
-  return {
-    backend: config.store.backend,
-    sqlite: { path: config.paths.store },
-    redis: {
-      keyPrefix: r.keyPrefix,
-      timeoutMs: r.timeout,
-      ...(r.url ? { url: r.url } : {}),
-      ...(r.sentinels ? { sentinels: r.sentinels } : {}),
-      ...(r.name ? { name: r.name } : {}),
-      ...(r.cluster ? { cluster: r.cluster } : {}),
-    },
-  };
-}
-
 async function withGuard<T>(config: Config, io: GuardIo, fn: (g: OutboundGuard, limits: RateLimits, store: Store) => Promise<T>): Promise<T> {
   const log = io.log ?? silentLogger();
-  const store = await createStore(storeOptions(config), silentLogger());
+  const store = await openStore(config, silentLogger());
   try {
     const health = await store.health();
     if (!health.ok) throw new CliError(`cannot reach the ${health.backend} store (store.${health.backend}): ${health.error ?? 'no answer'}; start it or correct the store settings`);
