@@ -11,6 +11,7 @@ import { runStage, type PlacedCheck, type StageOutcome } from '../pipeline/runne
 import type { Stage } from '../config/schema.ts';
 import type { RelayPolicy } from '../checks/relay.ts';
 import { receivedHeader } from './received.ts';
+import { parseHeaderFields } from '../core/headers.ts';
 import type { AuthGuard } from './auth-guard.ts';
 import type { AuthResult, BodyFacts, MailFromInfo, MessageSink, RcptToInfo, SessionHandler, SessionState } from './smtp/types.ts';
 
@@ -322,7 +323,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
             log.error({ ...base(s), queueId: writer.id, err: failed }, 'spool write failed; deferring');
             return done(Replies.storageFull);
           }
-          const message: MessageFacts = { size: body.size, headers: parseHeaders(Buffer.concat(head)), raw: () => writer.readBack() };
+          const message: MessageFacts = { size: body.size, headers: parseHeaderFields(Buffer.concat(head)), raw: () => writer.readBack() };
           const out = await stage('data', (h, ctx) => h.data?.(ctx, message));
           const refused = refuse(s, 'data', out, { queueId: writer.id, from: draft.mailFrom });
           if (refused) {
@@ -397,23 +398,4 @@ function route(dir: LocalDirectory, to: Mailbox, localDomain: boolean): RoutedRe
     ...r.mailboxes.map((m) => ({ address: to.address, mailbox: m, transport: 'local' as const })),
     ...r.external.map((m) => ({ address: to.address, mailbox: m, transport: 'remote' as const })),
   ];
-}
-
-/** Unfolds the header block at the start of a message (RFC 5322 §2.2.3) into [name, value] pairs. */
-export function parseHeaders(head: Buffer): Array<[string, string]> {
-  const text = head.toString('latin1');
-  const end = text.search(/\r?\n\r?\n/);
-  const block = end === -1 ? text : text.slice(0, end);
-  const out: Array<[string, string]> = [];
-  for (const line of block.split(/\r?\n/)) {
-    if (/^[ \t]/.test(line) && out.length > 0) {
-      const last = out[out.length - 1]!;
-      last[1] += ' ' + line.trim();
-      continue;
-    }
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    out.push([line.slice(0, colon).trim(), line.slice(colon + 1).trim()]);
-  }
-  return out;
 }
