@@ -3,9 +3,10 @@
 // sender to the envelope sender, queued through the spool like any message. Never for a message
 // with a null sender (RFC 5321 §4.5.5), nor for one marked noBounce (spam, failed authentication:
 // its sender is likely forged, and a bounce would be backscatter).
+import { queueGenerated, type SpoolBegin } from '../queue/generated.ts';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../observe/log.ts';
-import type { Envelope, EnvelopeRecipient, NewEnvelope, RecipientState } from '../queue/envelope.ts';
+import type { Envelope, EnvelopeRecipient, RecipientState } from '../queue/envelope.ts';
 import type { DeliverableMessage } from './transport.ts';
 import { readHeaderBlock } from './headers.ts';
 
@@ -148,7 +149,7 @@ export function suppressReason(env: Envelope): string | undefined {
 
 export interface BouncerOptions {
   /** Where notices are queued (the spool). */
-  readonly spool: { begin(env: NewEnvelope): { readonly id: string; write(chunk: Buffer): Promise<void>; commit(): Promise<void>; abort(): Promise<void> } };
+  readonly spool: SpoolBegin;
   /** This server's name. */
   readonly hostname: string;
   /** Where a notice to `address` goes: local mailboxes and/or remote, as the directory says. */
@@ -204,22 +205,19 @@ export class Bouncer {
       boundary: `${env.id}.${rand}/${this.#o.hostname}`,
       ...(kind === 'delayed' ? { willRetryUntil: new Date(env.receivedAt + this.#o.maxAgeMs) } : {}),
     });
-    const w = this.#o.spool.begin({
-      mailFrom: '',
-      recipients: to,
-      client: { address: '127.0.0.1', listener: BOUNCE_LISTENER, sessionId: `dsn-${env.id}` },
-      smtputf8: env.smtputf8 || hasEightBit(env.mailFrom),
-      body: hasEightBit(bytes) ? '8BITMIME' : '7BIT',
-      noBounce: 'delivery status notification',
-    });
-    try {
-      await w.write(bytes);
-      await w.commit();
-    } catch (err) {
-      await w.abort().catch(() => undefined);
-      throw err;
-    }
-    log.info({ event: kind === 'failed' ? 'bounce-queued' : 'delay-warning-queued', queueId: w.id, original: env.id, to: env.mailFrom, recipients: recipients.length }, kind === 'failed' ? 'bounce queued' : 'delay warning queued');
-    return w.id;
+    const id = await queueGenerated(
+      this.#o.spool,
+      {
+        mailFrom: '',
+        recipients: to,
+        client: { address: '127.0.0.1', listener: BOUNCE_LISTENER, sessionId: `dsn-${env.id}` },
+        smtputf8: env.smtputf8 || hasEightBit(env.mailFrom),
+        body: hasEightBit(bytes) ? '8BITMIME' : '7BIT',
+        noBounce: 'delivery status notification',
+      },
+      bytes,
+    );
+    log.info({ event: kind === 'failed' ? 'bounce-queued' : 'delay-warning-queued', queueId: id, original: env.id, to: env.mailFrom, recipients: recipients.length }, kind === 'failed' ? 'bounce queued' : 'delay warning queued');
+    return id;
   }
 }

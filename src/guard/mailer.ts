@@ -3,12 +3,11 @@
 // (postmaster is usually an alias) and never bounces (null sender, as RFC 3464 notices do).
 import { randomBytes } from 'node:crypto';
 import type { LocalDirectory } from '../pipeline/check.ts';
-import type { EnvelopeRecipient, NewEnvelope } from '../queue/envelope.ts';
+import type { EnvelopeRecipient } from '../queue/envelope.ts';
+import { queueGenerated, type SpoolBegin } from '../queue/generated.ts';
 import type { AlertMailer } from './alerts.ts';
 
-export interface SpoolLike {
-  begin(env: NewEnvelope): { readonly id: string; write(chunk: Buffer): Promise<void>; commit(): Promise<void>; abort(): Promise<void> };
-}
+export type SpoolLike = SpoolBegin;
 
 export interface SpoolAlertMailerOptions {
   readonly spool: SpoolLike;
@@ -59,21 +58,18 @@ export function spoolAlertMailer(o: SpoolAlertMailerOptions): AlertMailer {
       const recipients = route(o.to, o.directory);
       if (recipients.length === 0) throw new Error(`${o.to} has no mailbox or alias; create one (the guard's alerts go there)`);
       const bytes = alertMessage({ from: `mailer-daemon@${o.hostname}`, to: o.to, subject, text, hostname: o.hostname, date: new Date((o.clock ?? Date.now)()) });
-      const w = o.spool.begin({
-        mailFrom: '',
-        recipients,
-        client: { address: '127.0.0.1', listener: ALERT_LISTENER, sessionId: `guard-${Date.now()}` },
-        smtputf8: false,
-        body: bytes.some((b) => b > 0x7f) ? '8BITMIME' : '7BIT',
-        noBounce: 'outbound guard alert',
-      });
-      try {
-        await w.write(bytes);
-        await w.commit();
-      } catch (err) {
-        await w.abort().catch(() => undefined);
-        throw err;
-      }
+      await queueGenerated(
+        o.spool,
+        {
+          mailFrom: '',
+          recipients,
+          client: { address: '127.0.0.1', listener: ALERT_LISTENER, sessionId: `guard-${Date.now()}` },
+          smtputf8: false,
+          body: bytes.some((b) => b > 0x7f) ? '8BITMIME' : '7BIT',
+          noBounce: 'outbound guard alert',
+        },
+        bytes,
+      );
     },
   };
 }
