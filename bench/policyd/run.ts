@@ -177,7 +177,7 @@ async function serveMailward(port: number, dataDir: string): Promise<void> {
   const { buildConfig } = await import('../../src/config/load.ts');
   const { parsePolicyd } = await import('../../src/config/policyd-schema.ts');
   const { createPolicyService } = await import('../../src/app/policyd.ts');
-  const { startPolicyServer } = await import('../../src/shells/policyd.ts');
+  const { policyServerSettings, startPolicyServer } = await import('../../src/shells/policyd.ts');
   const config = buildConfig({ domains: ['example.org'], dataDir, checks: { greylist: { delay: '1s' } } }, 'bench', dataDir);
   const policyd = parsePolicyd({ pipeline: { RCPT: ['greylist'] } }, 'bench');
   // One JSON line per decision as in production, written where it costs the same and is not kept.
@@ -187,12 +187,7 @@ async function serveMailward(port: number, dataDir: string): Promise<void> {
     listen: [{ kind: 'tcp', host: '127.0.0.1', port }],
     engine: service.engine,
     log,
-    maxLineLength: policyd.limits.maxLineLength,
-    maxAttributes: policyd.limits.maxAttributes,
-    maxConnections: policyd.limits.maxConnections,
-    idleTimeoutMs: policyd.limits.idleTimeout,
-    clients: policyd.clients,
-    socketMode: 0o660,
+    ...policyServerSettings(policyd),
   });
   process.once('SIGTERM', () => {
     void server.close().then(() => service.close()).then(() => process.exit(0));

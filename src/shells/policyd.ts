@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { chmod, chown, lstat, unlink } from 'node:fs/promises';
 import net, { BlockList, isIP } from 'node:net';
-import type { ListenAddress } from '../config/policyd-schema.ts';
+import type { ListenAddress, PolicydConfig } from '../config/policyd-schema.ts';
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
 import { TEMPFAIL_ACTION, type PolicyEngine } from '../policyd/engine.ts';
@@ -25,6 +25,19 @@ export interface PolicyServerOptions {
   readonly socketMode: number;
   /** Group of unix sockets: a name from /etc/group or a number. */
   readonly socketGroup?: string | number;
+}
+
+/** The server settings that come from the `policyd:` config section. */
+export function policyServerSettings(p: PolicydConfig): Omit<PolicyServerOptions, 'listen' | 'engine' | 'log'> {
+  return {
+    maxLineLength: p.limits.maxLineLength,
+    maxAttributes: p.limits.maxAttributes,
+    maxConnections: p.limits.maxConnections,
+    idleTimeoutMs: p.limits.idleTimeout,
+    clients: p.clients,
+    socketMode: parseInt(p.socketMode, 8),
+    ...(p.socketGroup !== undefined ? { socketGroup: p.socketGroup } : {}),
+  };
 }
 
 export type BoundAddress = { readonly kind: 'tcp'; readonly host: string; readonly port: number } | { readonly kind: 'unix'; readonly path: string };

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { createPolicyService, type PolicyService } from '../../src/app/policyd.ts';
 import { buildConfig, type Config } from '../../src/config/load.ts';
 import { parsePolicyd, type ListenAddress, type PolicydInput } from '../../src/config/policyd-schema.ts';
-import { startPolicyServer, type PolicyServer } from '../../src/shells/policyd.ts';
+import { policyServerSettings, startPolicyServer, type PolicyServer } from '../../src/shells/policyd.ts';
 import type { TestDns } from '../harness/dns.ts';
 import { makeClock, type Clock } from '../checks/env.ts';
 
@@ -68,13 +68,7 @@ export async function startPolicyd(t: TestContext, o: PolicydOptions = {}): Prom
       listen: o.listen ?? [{ kind: 'tcp', host: '127.0.0.1', port: 0 }],
       engine: service.engine,
       log,
-      maxLineLength: policyd.limits.maxLineLength,
-      maxAttributes: policyd.limits.maxAttributes,
-      maxConnections: policyd.limits.maxConnections,
-      idleTimeoutMs: policyd.limits.idleTimeout,
-      clients: policyd.clients,
-      socketMode: parseInt(policyd.socketMode, 8),
-      ...(policyd.socketGroup !== undefined ? { socketGroup: policyd.socketGroup } : {}),
+      ...policyServerSettings(policyd),
     });
   } catch (err) {
     await service.close();

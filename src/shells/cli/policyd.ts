@@ -6,7 +6,7 @@ import { createPolicyService } from '../../app/policyd.ts';
 import { loadConfig } from '../../config/load.ts';
 import { parseListenAddress, parsePolicyd, type ListenAddress } from '../../config/policyd-schema.ts';
 import { createLogger } from '../../observe/log.ts';
-import { startPolicyServer } from '../policyd.ts';
+import { policyServerSettings, startPolicyServer } from '../policyd.ts';
 import { CliError, EXIT, type GlobalOptions } from './index.ts';
 
 export function registerPolicyd(program: Command): void {
@@ -37,13 +37,7 @@ export function registerPolicyd(program: Command): void {
           listen,
           engine: service.engine,
           log,
-          maxLineLength: policyd.limits.maxLineLength,
-          maxAttributes: policyd.limits.maxAttributes,
-          maxConnections: policyd.limits.maxConnections,
-          idleTimeoutMs: policyd.limits.idleTimeout,
-          clients: policyd.clients,
-          socketMode: parseInt(policyd.socketMode, 8),
-          ...(policyd.socketGroup !== undefined ? { socketGroup: policyd.socketGroup } : {}),
+          ...policyServerSettings(policyd),
         });
       } catch (err) {
         await service.close();
