@@ -5,7 +5,7 @@ import { arc as arcVerify, dkimVerify, dmarc as dmarcVerify, spf as spfVerify } 
 import type { ARCData, ARCResult, DKIMVerifyResult, DMARCResult, SPFResult } from 'mailauth';
 import { z } from 'zod';
 import { Replies, perm } from '../core/reply.ts';
-import { defer, pass, reject, score, type Verdict } from '../core/verdict.ts';
+import { defer, pass, reject, score, tagged, type Verdict } from '../core/verdict.ts';
 import { defineCheck, type CheckContext, type MessageFacts } from '../pipeline/check.ts';
 import { mailauthResolver } from './lib/dns.ts';
 import { headerField } from './lib/header.ts';
@@ -108,13 +108,14 @@ export const dkimDmarc = defineCheck({
         }
         const domain = (dm.status.header as { from?: string } | undefined)?.from ?? dm.domain;
         const why = `DMARC fail for ${domain} (p=${policy}): ${dm.info}`;
+        // Whatever the policy, the From domain failed: the sender is likely forged, so no bounce.
         if (!opts.enforce) {
           if (policy !== 'none') env.log.info({ check: NAME, domain, policy }, 'DMARC failed; not enforced (checks.dkim-dmarc.enforce is off)');
-          return pass(headers);
+          return tagged(pass(headers), 'auth-failed');
         }
         if (policy === 'reject') return reject(rejected(domain), why);
-        if (policy === 'quarantine') return score(opts.quarantinePoints, `${NAME}:quarantine`, headers);
-        return pass(headers);
+        if (policy === 'quarantine') return tagged(score(opts.quarantinePoints, `${NAME}:quarantine`, headers), 'auth-failed');
+        return tagged(pass(headers), 'auth-failed');
       },
     };
   },

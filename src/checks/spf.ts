@@ -6,7 +6,7 @@ import type { SPFResult } from 'mailauth';
 import { z } from 'zod';
 import type { Mailbox } from '../core/address.ts';
 import { perm, temp } from '../core/reply.ts';
-import { PASS, defer, pass, reject, score, type Verdict } from '../core/verdict.ts';
+import { PASS, defer, pass, reject, score, tagged, type Verdict } from '../core/verdict.ts';
 import { defineCheck, type CheckContext } from '../pipeline/check.ts';
 import { mailauthResolver } from './lib/dns.ts';
 import { headerField } from './lib/header.ts';
@@ -98,10 +98,11 @@ export const spf = defineCheck({
         return pass(headers);
       };
       switch (e.result) {
+        // A failing sender is likely forged: no bounce may ever go to it.
         case 'fail':
-          return act(opts.fail, opts.failPoints);
+          return tagged(act(opts.fail, opts.failPoints), 'auth-failed');
         case 'softfail':
-          return act(opts.softfail, opts.softfailPoints);
+          return tagged(act(opts.softfail, opts.softfailPoints), 'auth-failed');
         case 'permerror':
           return act(opts.permerror, opts.permerrorPoints, permerrorReply);
         case 'temperror':

@@ -4,7 +4,7 @@ import type { SmtpReply } from './reply.ts';
 
 export type Verdict =
   /** No opinion; the next check decides. May carry header lines to add to the message. */
-  | { readonly kind: 'pass'; readonly headers?: readonly string[] }
+  | { readonly kind: 'pass'; readonly headers?: readonly string[]; readonly tags?: readonly VerdictTag[] }
   /** Accept now and skip the rest of this stage's list (only checks declared able to permit). */
   | { readonly kind: 'permit'; readonly reason: string }
   /** Refuse with a 5xx. */
@@ -14,7 +14,14 @@ export type Verdict =
   /** Answer 250 but drop the recipient (or the message at DATA) silently. */
   | { readonly kind: 'discard'; readonly reason: string }
   /** Add points to the message's score (spam scoring) and go on. */
-  | { readonly kind: 'score'; readonly points: number; readonly rule: string; readonly headers?: readonly string[] };
+  | { readonly kind: 'score'; readonly points: number; readonly rule: string; readonly headers?: readonly string[]; readonly tags?: readonly VerdictTag[] };
+
+/**
+ * Facts a non-deciding verdict tells the session about the message. `auth-failed`: the sender
+ * failed SPF or DMARC, so the envelope sender is likely forged and no bounce may go to it
+ * (RFC 3834 spirit; no backscatter).
+ */
+export type VerdictTag = 'auth-failed';
 
 export const PASS: Verdict = Object.freeze({ kind: 'pass' });
 export const pass = (headers?: readonly string[]): Verdict => (headers ? { kind: 'pass', headers } : PASS);
@@ -24,6 +31,10 @@ export const defer = (reply: SmtpReply, reason: string): Verdict => ({ kind: 'de
 export const discard = (reason: string): Verdict => ({ kind: 'discard', reason });
 export const score = (points: number, rule: string, headers?: readonly string[]): Verdict =>
   headers ? { kind: 'score', points, rule, headers } : { kind: 'score', points, rule };
+
+/** The same pass or score verdict carrying `tags` as well. */
+export const tagged = <V extends Verdict>(v: V, ...tags: VerdictTag[]): V =>
+  v.kind === 'pass' || v.kind === 'score' ? { ...v, tags: [...(v.tags ?? []), ...tags] } : v;
 
 /** Verdicts that end a stage's list. */
 export const isDecisive = (v: Verdict): boolean => v.kind === 'permit' || v.kind === 'reject' || v.kind === 'defer' || v.kind === 'discard';

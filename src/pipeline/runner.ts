@@ -2,7 +2,7 @@
 // decisive verdict wins (Postfix's rule), scores add up, a check that throws or runs past its
 // deadline becomes a 4xx defer — never a pass. Warn-only placements log and go on.
 import { Replies } from '../core/reply.ts';
-import { PASS, type Verdict } from '../core/verdict.ts';
+import { PASS, type Verdict, type VerdictTag } from '../core/verdict.ts';
 import type { Logger } from '../observe/log.ts';
 import type { CheckContext, Stage, StageHandlers } from './check.ts';
 
@@ -23,6 +23,8 @@ export interface StageOutcome {
   /** Names of score rules that fired, with their points. */
   readonly rules: readonly string[];
   readonly headers: readonly string[];
+  /** Tags from pass and score verdicts (e.g. auth-failed), each once. */
+  readonly tags: readonly VerdictTag[];
 }
 
 export type Invoke = (h: StageHandlers, ctx: CheckContext) => Promise<Verdict> | undefined;
@@ -41,11 +43,13 @@ export async function runStage(
   let score = 0;
   const rules: string[] = [];
   const headers: string[] = [];
+  const tags: VerdictTag[] = [];
   for (const c of checks) {
     const verdict = await runOne(c, stage, base, invoke, log, clientSignal);
     if (verdict === undefined) continue;
     if (verdict.kind === 'pass' || verdict.kind === 'score') {
       if (verdict.headers) headers.push(...verdict.headers);
+      for (const t of verdict.tags ?? []) if (!tags.includes(t)) tags.push(t);
       if (verdict.kind === 'score') {
         score += verdict.points;
         rules.push(`${verdict.rule}=${verdict.points}`);
@@ -60,9 +64,9 @@ export async function runStage(
       log.info({ event: 'warn-only', check: c.name, stage, verdict: verdict.kind, reason: 'reason' in verdict ? verdict.reason : undefined }, 'warn-only check would have decided');
       continue;
     }
-    return { verdict, check: c.name, score, rules, headers };
+    return { verdict, check: c.name, score, rules, headers, tags };
   }
-  return { verdict: PASS, score, rules, headers };
+  return { verdict: PASS, score, rules, headers, tags };
 }
 
 async function runOne(

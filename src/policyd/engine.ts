@@ -124,9 +124,9 @@ export function createPolicyEngine(o: EngineOptions): PolicyEngine {
 
   const run = async (r: PolicyRequest, session: SessionFacts, parsed: Parsed, t: Transaction | undefined, signal?: AbortSignal): Promise<StageOutcome> => {
     const list = o.policy.get(LIST_OF[r.state]);
-    if (!list || list.checks.length === 0) return { verdict: { kind: 'pass' }, score: 0, rules: [], headers: [] };
+    if (!list || list.checks.length === 0) return { verdict: { kind: 'pass' }, score: 0, rules: [], headers: [], tags: [] };
     // Addresses are judged only when a check will see them, as the server does at MAIL/RCPT.
-    if (!parsed.ok) return { verdict: reject(parsed.reply, parsed.reason), check: 'address', score: 0, rules: [], headers: [] };
+    if (!parsed.ok) return { verdict: reject(parsed.reply, parsed.reason), check: 'address', score: 0, rules: [], headers: [], tags: [] };
     const { from, rcpt } = parsed;
     // At RCPT: the recipients let through before this one. At DATA and END-OF-MESSAGE: all of
     // them, or the one Postfix names when we did not see the RCPTs.

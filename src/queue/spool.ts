@@ -1,6 +1,7 @@
 // The durable queue on disk: incoming/ (being written), queue/<bucket>/<id> (committed, with the
 // per-recipient state appended to the same file), hold/<bucket>/<id> (put on hold by an operator,
-// never scheduled), corrupt/ (moved aside, never delivered).
+// never scheduled), quarantine/<bucket>/<id> (kill-level spam kept for review, never scheduled),
+// corrupt/ (moved aside, never delivered).
 // Format and reasons: docs/decisions/0002-spool-format.md and 0006-outbound-delivery.md.
 import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
@@ -28,8 +29,10 @@ export { SpoolWriter } from './writer.ts';
  */
 const BUCKETS = '0123456789abcdefghijklmnopqrstuv';
 const bucketOf = (id: string): string => id[7]!;
-/** The folders holding message files: scheduled ones, and those an operator put on hold. */
-export type SpoolArea = 'queue' | 'hold';
+/** The folders holding message files: scheduled ones, those an operator put on hold, and spam
+ * kept in quarantine (`mailward quarantine`). Only queue/ is ever scheduled. */
+export type SpoolArea = 'queue' | 'hold' | 'quarantine';
+export const SPOOL_AREAS: readonly SpoolArea[] = ['queue', 'hold', 'quarantine'];
 /** Longest stretch of synchronous header reads in list() before the event loop gets a turn. */
 const LIST_SLICE_MS = 4;
 
@@ -82,11 +85,10 @@ export class Spool {
     await mkdir(root, { recursive: true, mode: 0o700 });
     const release = await lockSpool(root);
     try {
-      for (const sub of ['incoming', 'queue', 'hold', 'corrupt']) await mkdir(join(root, sub), { recursive: true, mode: 0o700 });
-      for (const area of ['queue', 'hold']) for (const b of BUCKETS) await mkdir(join(root, area, b), { recursive: true, mode: 0o700 });
+      for (const sub of ['incoming', ...SPOOL_AREAS, 'corrupt']) await mkdir(join(root, sub), { recursive: true, mode: 0o700 });
+      for (const area of SPOOL_AREAS) for (const b of BUCKETS) await mkdir(join(root, area, b), { recursive: true, mode: 0o700 });
       if (opts.fsync ?? true) {
-        await fsyncPath(join(root, 'queue'));
-        await fsyncPath(join(root, 'hold'));
+        for (const area of SPOOL_AREAS) await fsyncPath(join(root, area));
         await fsyncPath(root);
       }
       // Whatever is in incoming/ was never acknowledged (no 250 was sent for it).
@@ -134,6 +136,7 @@ export class Spool {
       tmpPath: join(this.dir, 'incoming', envelope.id),
       finalDir: join(finalPath, '..'),
       finalPath,
+      pathFor: (area: SpoolArea) => this.messagePath(envelope.id, area),
       syncer: this.#syncer,
       fsync: this.#fsync,
       memoryLimit: this.#memoryLimit,

@@ -16,6 +16,8 @@ export interface WriterTarget {
   readonly tmpPath: string;
   readonly finalDir: string;
   readonly finalPath: string;
+  /** Where the message file lives in another spool area (a commit may choose quarantine). */
+  readonly pathFor: (area: 'queue' | 'hold' | 'quarantine') => string;
   readonly syncer: DirSyncer;
   readonly fsync: boolean;
   /** Bytes kept in memory before the message spills to disk. */

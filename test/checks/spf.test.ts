@@ -100,7 +100,7 @@ test('spf at RCPT: evaluated once per transaction; the header rides with the fir
   const first = await h.rcpt!({ ...base, tx: { mailFrom: mailbox('a@soft.example'), recipients: [] } }, mailbox('x@example.org'));
   const second = await h.rcpt!({ ...base, tx: { mailFrom: mailbox('a@soft.example'), recipients: [mailbox('x@example.org')] } }, mailbox('y@example.org'));
   assert.equal(first.kind === 'score' && first.headers?.length, 1);
-  assert.deepEqual(second, { kind: 'score', points: 2, rule: 'spf:softfail' });
+  assert.deepEqual(second, { kind: 'score', points: 2, rule: 'spf:softfail', tags: ['auth-failed'] });
   assert.equal(dns.queries('soft.example', 'TXT'), 1);
 });
 
