@@ -1,10 +1,11 @@
 // The dashboard in a real headless browser (Debian's chromium driven by playwright-core, no
 // browser download): after real traffic it shows the charts and figures, the incident's shape
 // (one login sending most relayed mail, a loopback "client" that is really a tunnel), and its
-// Release button reopens a real outbound guard's breaker. A screenshot is kept in the temp folder.
+// Release button reopens a real outbound guard's breaker. The screenshot is kept as a test-run
+// artifact in artifacts/ (or $MAILWARD_ARTIFACTS), which CI lists at the end.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -131,8 +132,11 @@ test('dashboard: charts, figures, the incident shape and a working Release butto
   assert.deepEqual(relayed.at(-1), [ids.alice[0], 'login:alice@example.org', '127.0.0.1']);
   assert.ok((await page2.$$('#decisions tbody tr[data-event="rejected"]')).length === 2);
 
-  const shot = path.join(tmpdir(), `mailward-dashboard-${Date.now()}.png`);
+  const artifacts = process.env.MAILWARD_ARTIFACTS ?? path.join(import.meta.dirname, '..', '..', 'artifacts');
+  mkdirSync(artifacts, { recursive: true });
+  const shot = path.join(artifacts, 'dashboard.png');
   await page2.screenshot({ path: shot, fullPage: true });
+  assert.ok(existsSync(shot), `screenshot written to ${shot}`);
   t.diagnostic(`dashboard screenshot: ${shot}`);
 
   // Release: the breaker closes in the guard, and the page shows it.
