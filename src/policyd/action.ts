@@ -51,7 +51,14 @@ export function unfoldHeader(h: string): string {
   return oneLine(h.replace(/\r?\n(?=[ \t])/g, ''), 1000);
 }
 
-const replyLine = (r: SmtpReply): string => oneLine(typeof r.text === 'string' ? r.text : r.text.join(' '));
+/**
+ * Postfix puts "<address>: Sender address rejected: " (or Recipient, Client host, Helo command)
+ * before the text of a policy REJECT/DEFER itself; the same prefix in our text (access maps and
+ * sender-login write it, as the server's own replies need it) would appear twice.
+ */
+const POSTFIX_PREFIX = /^(?:<[^>]*>: |[^\s:]+: )?(?:Sender address|Recipient address|Client host|Helo command) rejected: /;
+
+const replyLine = (r: SmtpReply): string => oneLine(typeof r.text === 'string' ? r.text : r.text.join(' ')).replace(POSTFIX_PREFIX, '');
 
 /** Code, enhanced code and text of a reply, forced into class 4 or 5 to match the action. */
 function parts(r: SmtpReply, cls: 4 | 5): { code: number; enhanced: string; text: string } {

@@ -29,14 +29,14 @@ test('policyd on a unix socket: mode 0660 by default, many requests per connecti
   assert.ok(st.isSocket());
   assert.equal(st.mode & 0o777, 0o660);
   const c = await policyClient(sock);
-  assert.equal(await c.ask(rcptRequest({ sender: 'rej@x.example' })), '554 5.7.1 <rej@x.example>: Sender address rejected: Access denied');
+  assert.equal(await c.ask(rcptRequest({ sender: 'rej@x.example' })), '554 5.7.1 Access denied');
   assert.equal(await c.ask(rcptRequest()), 'DUNNO');
   const others = await Promise.all(Array.from({ length: 8 }, () => policyClient(sock)));
   const answers = await Promise.all(others.map((o, i) => o.ask(rcptRequest({ sender: i % 2 ? 'rej@x.example' : 'ok@x.example' }))));
-  assert.deepEqual(answers, others.map((_, i) => (i % 2 ? '554 5.7.1 <rej@x.example>: Sender address rejected: Access denied' : 'DUNNO')));
+  assert.deepEqual(answers, others.map((_, i) => (i % 2 ? '554 5.7.1 Access denied' : 'DUNNO')));
   await p.server.close();
   // Open connections were closed by the server, and the socket file is gone.
-  assert.equal(await c.closed(), 'action=554 5.7.1 <rej@x.example>: Sender address rejected: Access denied\n\naction=DUNNO\n\n');
+  assert.equal(await c.closed(), 'action=554 5.7.1 Access denied\n\naction=DUNNO\n\n');
   assert.equal(existsSync(sock), false);
 });
 
@@ -65,7 +65,7 @@ test('policyd on a unix socket: a stale socket of a dead process is replaced', a
   const p = await startPolicyd(t, { ...policy, listen: [{ kind: 'unix', path: sock }] });
   const c = await policyClient(sock);
   t.after(() => c.close());
-  assert.equal(await c.ask(rcptRequest({ sender: 'rej@x.example' })), '554 5.7.1 <rej@x.example>: Sender address rejected: Access denied');
+  assert.equal(await c.ask(rcptRequest({ sender: 'rej@x.example' })), '554 5.7.1 Access denied');
   assert.equal(p.logs.filter((l) => l.event === 'listening').length, 1);
 });
 
