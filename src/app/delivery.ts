@@ -15,7 +15,8 @@ import { Spool } from '../queue/spool.ts';
 import type { Queue } from '../queue/queue.ts';
 import type { EnvelopeRecipient } from '../queue/envelope.ts';
 import { QueueAdmin, type AdminResult } from '../queue/admin.ts';
-import { controlRequest, ControlUnavailableError, startControlServer, type ControlRequest, type ControlServer } from '../queue/control.ts';
+import { controlRequest, ControlUnavailableError, isQuarantineRequest, quarantineOpOf, startControlServer, type ControlRequest, type ControlServer } from '../queue/control.ts';
+import { QuarantineAdmin } from '../queue/quarantine.ts';
 import { spoolOwner } from '../queue/lock.ts';
 import { MaildirTransport } from '../delivery/maildir.ts';
 import type { Transport } from '../delivery/transport.ts';
@@ -168,7 +169,7 @@ export function buildDelivery(d: DeliveryDeps): Delivery {
     async start() {
       if (!d.queue || control) return;
       try {
-        control = await startControlServer({ spoolDir: d.spool.dir, admin: new QueueAdmin(d.spool, d.queue, log), log });
+        control = await startControlServer({ spoolDir: d.spool.dir, admin: new QueueAdmin(d.spool, d.queue, log), quarantine: new QuarantineAdmin(d.spool, d.queue, log), log });
       } catch (err) {
         // Mail flows without it; only `mailward queue hold|delete|...` cannot reach this server.
         log.error({ event: 'control-socket-error', dir: d.spool.dir, err: String(err) }, 'cannot open the queue control socket; queue commands will not reach this server');
@@ -193,7 +194,7 @@ export interface QueueCommandResult extends AdminResult {
 }
 
 /**
- * Runs an operator's queue command: through the running server's control socket when a server
+ * Runs an operator's queue or quarantine command: through the running server's control socket when a server
  * holds the spool, else on the spool directly (taking its lock, so a server cannot start meanwhile).
  */
 export async function runQueueCommand(config: Config, req: ControlRequest, onProgress?: (r: AdminResult) => void): Promise<QueueCommandResult> {
@@ -219,7 +220,10 @@ export async function runQueueCommand(config: Config, req: ControlRequest, onPro
       throw err;
     }
     try {
-      return { ...(await new QueueAdmin(spool, undefined, silentLogger()).run(req.op, req, onProgress)), via: 'spool' };
+      const r = isQuarantineRequest(req)
+        ? await new QuarantineAdmin(spool, undefined, silentLogger()).run(quarantineOpOf(req), req, onProgress)
+        : await new QueueAdmin(spool, undefined, silentLogger()).run(req.op, req, onProgress);
+      return { ...r, via: 'spool' };
     } finally {
       await spool.close();
     }

@@ -1,17 +1,31 @@
-// The channel from `mailward queue hold|release|delete|flush|requeue` to a running server: a unix
-// socket in the spool folder (mode 0600 inside a 0700 folder: only the server's user may use it).
-// One JSON request line in; progress lines and one result line out. The server runs the command
-// itself, with its live schedule, so no delivery under way loses its state records.
+// The channel from `mailward queue hold|release|delete|flush|requeue` and `mailward quarantine
+// release|delete` to a running server: a unix socket in the spool folder (mode 0600 inside a 0700
+// folder: only the server's user may use it). One JSON request line in; progress lines and one
+// result line out. The server runs the command itself, with its live schedule, so no delivery
+// under way loses its state records.
 import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from '../observe/log.ts';
 import { ADMIN_OPS, type AdminOp, type AdminResult, type QueueAdmin, type Selection } from './admin.ts';
 import { MESSAGE_STATES, type MessageState, type QueueFilter } from './filter.ts';
+import { QUARANTINE_OPS, type QuarantineAdmin, type QuarantineOp, type QuarantineSelection } from './quarantine.ts';
 
-export interface ControlRequest extends Selection {
+export interface QueueControlRequest extends Selection {
   readonly op: AdminOp;
 }
+
+/** A quarantine command: "quarantine-release" or "quarantine-delete" (added later; queue requests are unchanged). */
+export interface QuarantineControlRequest extends QuarantineSelection {
+  readonly op: `quarantine-${QuarantineOp}`;
+}
+
+export type ControlRequest = QueueControlRequest | QuarantineControlRequest;
+
+export const isQuarantineRequest = (r: ControlRequest): r is QuarantineControlRequest => r.op.startsWith('quarantine-');
+
+/** The quarantine operation a request names. */
+export const quarantineOpOf = (r: QuarantineControlRequest): QuarantineOp => r.op.slice('quarantine-'.length) as QuarantineOp;
 
 /** What travels back, one JSON object per line. */
 export type ControlReply = { readonly progress: AdminResult } | { readonly done: AdminResult } | { readonly error: string };
@@ -28,6 +42,7 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 /** Checks a request read from the socket; a string is what is wrong with it. */
 export function parseControlRequest(v: unknown): ControlRequest | string {
   if (!isObj(v)) return 'request is not an object';
+  if (typeof v.op === 'string' && v.op.startsWith('quarantine-')) return parseQuarantineRequest(v);
   if (typeof v.op !== 'string' || !(ADMIN_OPS as readonly string[]).includes(v.op)) return `unknown op ${JSON.stringify(v.op)}`;
   const out: { op: AdminOp; ids?: string[]; filter?: QueueFilter; all?: boolean } = { op: v.op as AdminOp };
   if (v.ids !== undefined) {
@@ -61,13 +76,33 @@ export function parseControlRequest(v: unknown): ControlRequest | string {
   return out;
 }
 
+function parseQuarantineRequest(v: Record<string, unknown>): QuarantineControlRequest | string {
+  const op = String(v.op).slice('quarantine-'.length);
+  if (!(QUARANTINE_OPS as readonly string[]).includes(op)) return `unknown op ${JSON.stringify(v.op)}`;
+  const out: { op: `quarantine-${QuarantineOp}`; ids?: string[]; all?: boolean; receivedBefore?: number } = { op: `quarantine-${op as QuarantineOp}` };
+  if (v.ids !== undefined) {
+    if (!Array.isArray(v.ids) || !v.ids.every((x) => typeof x === 'string')) return 'ids must be a list of strings';
+    out.ids = v.ids;
+  }
+  if (v.all !== undefined) {
+    if (typeof v.all !== 'boolean') return 'all must be true or false';
+    out.all = v.all;
+  }
+  if (v.receivedBefore !== undefined) {
+    if (typeof v.receivedBefore !== 'number' || !Number.isFinite(v.receivedBefore)) return 'receivedBefore must be a time in milliseconds since the epoch';
+    out.receivedBefore = v.receivedBefore;
+  }
+  if ((out.ids === undefined || out.ids.length === 0) && !out.all && out.receivedBefore === undefined) return 'no messages selected: give ids, all, or receivedBefore';
+  return out;
+}
+
 export interface ControlServer {
   readonly path: string;
   close(): Promise<void>;
 }
 
 /** Listens on the spool's control socket. Commands run one after another, in arrival order. */
-export async function startControlServer(opts: { readonly spoolDir: string; readonly admin: QueueAdmin; readonly log: Logger }): Promise<ControlServer> {
+export async function startControlServer(opts: { readonly spoolDir: string; readonly admin: QueueAdmin; readonly quarantine?: QuarantineAdmin; readonly log: Logger }): Promise<ControlServer> {
   const path = controlSocketPath(opts.spoolDir);
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
     throw new Error(`the control socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; choose a shorter dataDir`);
@@ -111,8 +146,17 @@ export async function startControlServer(opts: { readonly spoolDir: string; read
         return;
       }
       const request = req;
-      log.info({ event: 'queue-admin-request', op: request.op, ids: request.ids?.length, filter: request.filter, all: request.all }, `queue ${request.op} requested`);
-      const run = chain.then(() => opts.admin.run(request.op, request, (p) => send({ progress: p })));
+      const progress = (p: AdminResult): void => send({ progress: p });
+      let work: () => Promise<AdminResult>;
+      if (isQuarantineRequest(request)) {
+        const q = opts.quarantine;
+        log.info({ event: 'quarantine-admin-request', op: request.op, ids: request.ids?.length, all: request.all, receivedBefore: request.receivedBefore }, `${request.op} requested`);
+        work = () => (q ? q.run(quarantineOpOf(request), request, progress) : Promise.reject(new Error('this server does not manage a quarantine')));
+      } else {
+        log.info({ event: 'queue-admin-request', op: request.op, ids: request.ids?.length, filter: request.filter, all: request.all }, `queue ${request.op} requested`);
+        work = () => opts.admin.run(request.op, request, progress);
+      }
+      const run = chain.then(work);
       chain = run.catch(() => undefined);
       run.then(
         (r) => {

@@ -1,7 +1,7 @@
 // Learning from what users do with their mail: a message the filter passed that the user moved
 // into the Junk folder is learned as spam; a message the filter marked as spam that the user
 // moved out of Junk is learned as ham. Reads a Maildir++ tree (INBOX plus .Folder subfolders).
-import { readdir, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isStoreUnavailable } from '../store/store.ts';
 import type { SpamFilter } from './filter.ts';
@@ -49,9 +49,8 @@ export async function learnFolderMoves(filter: SpamFilter, maildir: string, opts
   }
   const batch = filter.batch();
   for (const f of folders) {
-    for await (const m of readMessages(f.path)) {
+    for await (const m of readMessages(f.path, opts.since !== undefined ? { changedSince: opts.since } : {})) {
       try {
-        if (opts.since !== undefined && (await stat(m.source)).ctimeMs < opts.since) continue;
         const marked = markedSpam(m.raw);
         // In Junk but passed by us: moved in by the user. Out of Junk but marked by us: moved out.
         let as: 'spam' | 'ham' | undefined = f.isJunk && marked !== true ? 'spam' : !f.isJunk && marked === true ? 'ham' : undefined;

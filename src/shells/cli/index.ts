@@ -13,6 +13,8 @@ import { registerDoctor } from './doctor.ts';
 import { registerGuard } from './guard.ts';
 import { registerPolicyd } from './policyd.ts';
 import { registerDkim } from './dkim.ts';
+import { registerLearn, registerSpam } from './spam.ts';
+import { registerQuarantine } from './quarantine.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -56,6 +58,9 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerGuard(program);
   registerPolicyd(program);
   registerDkim(program);
+  registerLearn(program);
+  registerSpam(program);
+  registerQuarantine(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);

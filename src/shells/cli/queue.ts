@@ -12,6 +12,7 @@ import type { AdminOp } from '../../queue/admin.ts';
 import type { SpoolArea } from '../../queue/spool.ts';
 import { runQueueCommand } from '../../app/delivery.ts';
 import { CliError, configFrom, EXIT } from './index.ts';
+import { createProgress } from './progress.ts';
 
 interface FilterOptions {
   sender?: string;
@@ -113,6 +114,7 @@ function registerChange(queue: Command, op: AdminOp, description: string): void 
     if (ids.length > 0 && (hasFilter || opts.all)) throw new CliError('give queue ids, or filters/--all, not both', EXIT.usage);
     const all = opts.all === true || (op === 'flush' && ids.length === 0 && !hasFilter);
     if (ids.length === 0 && !hasFilter && !all) throw new CliError(`say which messages: queue ids, a filter (--sender, --recipient, --domain, --older-than, --state) or --all`, EXIT.usage);
+    let total = ids.length > 0 ? ids.length : undefined;
     if (op === 'delete' && !opts.yes) {
       let count = ids.length;
       if (ids.length === 0) {
@@ -127,12 +129,14 @@ function registerChange(queue: Command, op: AdminOp, description: string): void 
         process.stdout.write('nothing deleted\n');
         return;
       }
+      total = count;
     }
-    const showProgress = process.stderr.isTTY === true;
-    const r = await runQueueCommand(config, { op, ...(ids.length > 0 ? { ids } : {}), ...(hasFilter ? { filter } : {}), ...(all ? { all: true } : {}) }, (p) => {
-      if (showProgress) process.stderr.write(`\r${p.matched} matched, ${p.changed} ${DONE[op]}...`);
-    });
-    if (showProgress) process.stderr.write('\r\x1b[K');
+    const progress = createProgress({ verb: DONE[op] });
+    if (total !== undefined) progress.setTotal(total);
+    const note = (p: { matched: number }): string => `- ${p.matched.toLocaleString('en-US')} matched`;
+    const r = await runQueueCommand(config, { op, ...(ids.length > 0 ? { ids } : {}), ...(hasFilter ? { filter } : {}), ...(all ? { all: true } : {}) }, (p) => progress.update(p.changed, note(p)));
+    progress.update(r.changed, note(r));
+    progress.finish();
     const by = r.via === 'server' ? 'by the running server' : 'in the spool (no server running)';
     process.stdout.write(`${r.changed} message(s) ${DONE[op]} ${by}${r.missing > 0 ? `; ${r.missing} id(s) not found` : ''}\n`);
     if (op === 'flush' && r.via === 'spool') process.stdout.write('they are tried when the server starts\n');
