@@ -1,9 +1,11 @@
 // The part of `mailward doctor` that reads only the config (and this machine's interface
 // addresses): the incident's mistake in each of its shapes — loopback, a private range, a proxy
 // or this host itself trusted as a relay network; a listener reached through a forwarder without
-// PROXY protocol; AUTH or submission set up unsafely; outbound mail without a guard or TLS.
+// PROXY protocol; AUTH or submission set up unsafely; outbound mail without a guard or TLS, or
+// with the guard placed where a permit skips it.
 import type { Config, ListenerConfig } from '../config/load.ts';
 import type { Finding } from './finding.ts';
+import { auditGuardPlacement } from './audit-pipeline.ts';
 import { coversLoopback, isLoopbackHost, isPrivateHost, ownAddresses, ownAddressIn, parseRange, privateName, overlaps, rangeSize, type InterfaceMap } from './networks.ts';
 
 export interface ConfigAuditOptions {
@@ -19,6 +21,7 @@ export function auditConfig(config: Config, opts: ConfigAuditOptions = {}): Find
   for (const l of config.listeners) auditListener(l, findings);
   auditTls(config, findings);
   auditOutbound(config, findings);
+  findings.push(...auditGuardPlacement(config));
   auditQueue(config, findings);
   auditAdmin(config, findings);
   return findings;

@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
 import { auditConfig, type ConfigAuditOptions } from './audit-config.ts';
 import { auditCertificate, auditClock, auditDisk, auditDkim, auditDnsbl, auditPermissions, timedatectl, DEFAULT_DISK, type DiskThresholds, type TimeSync } from './audit-machine.ts';
+import { auditPostmaster, type OpenDirectory } from './audit-postmaster.ts';
 import { countBySeverity, formatReport, sortFindings, type Finding } from './finding.ts';
 
 export interface DoctorOptions extends ConfigAuditOptions {
@@ -14,11 +15,13 @@ export interface DoctorOptions extends ConfigAuditOptions {
   /** Whether the clock is synchronised (default: ask timedatectl). */
   readonly timeSync?: () => Promise<TimeSync>;
   readonly now?: () => number;
+  /** Opens the directory, for the postmaster audit (the CLI passes app/accounts.ts's openDirectory); without it that audit is skipped. */
+  readonly directory?: OpenDirectory;
 }
 
 export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promise<Finding[]> {
   const now = (opts.now ?? Date.now)();
-  const findings = [...auditConfig(config, opts), ...auditCertificate(config, now), ...auditDkim(config), ...auditPermissions(config), ...auditDisk(config, opts.disk ?? DEFAULT_DISK)];
+  const findings = [...auditConfig(config, opts), ...auditCertificate(config, now), ...auditDkim(config), ...auditPermissions(config), ...auditDisk(config, opts.disk ?? DEFAULT_DISK), ...auditPostmaster(config, opts.directory)];
   const [dnsbl, clock] = await Promise.all([auditDnsbl(config, opts.dnsTimeoutMs ?? 2000), auditClock(config, now, opts.timeSync ?? (() => timedatectl()))]);
   return sortFindings([...findings, ...dnsbl, ...clock]);
 }

@@ -65,6 +65,8 @@ export class OutboundGuard {
   readonly #bounces: SlidingCounter;
   readonly #quota: SlidingCounter;
   readonly #exempt: Set<string>;
+  /** The tail of the quota's admissions, run one at a time (see admitDelivery). */
+  #quotaTurn: Promise<unknown> = Promise.resolve();
 
   constructor(d: OutboundGuardDeps) {
     const s = d.settings;
@@ -163,21 +165,32 @@ export class OutboundGuard {
     const names = [GLOBAL, ...(env.mailFrom === '' ? sourcesOf(facts, ['login']) : sourcesOf(facts))];
     const open = await this.breakers.firstOpen(names);
     if (open) return { ok: false, reply: temp('4.3.2', `Held by the outbound breaker (${open.name})`, 451), reason: `breaker ${open.name} is open (${open.kind})` };
+    const limit = this.settings.quota.limit;
+    if (limit === undefined) return { ok: true, reserved: 0 };
+    // One admission at a time: with the queue's concurrent deliveries, interleaved add-then-sum
+    // steps each saw the others' additions, so a burst near the stop was held as a whole, the
+    // alert claimed more sent than was, and every delivery crossing the mark warned again.
+    // Between nodes the add-then-sum order still never admits past the stop.
+    const turn = this.#quotaTurn.then(() => this.#admitQuota(limit, count, now));
+    this.#quotaTurn = turn.catch(() => undefined);
+    return turn;
+  }
+
+  async #admitQuota(limit: number, count: number, now: number): Promise<Admission> {
     const q = this.settings.quota;
-    if (q.limit === undefined) return { ok: true, reserved: 0 };
-    const stop = Math.floor(q.limit * q.stopAt);
-    const warn = Math.floor(q.limit * q.warnAt);
+    const stop = Math.floor(limit * q.stopAt);
+    const warn = Math.floor(limit * q.warnAt);
     const used = await this.#quota.addAndSum('global', count, now);
     if (used > stop) {
       await this.#quota.add('global', -count, now);
       const before = used - count;
       if (await this.#markOnce(QUOTA_TRIPPED, q.window, now)) {
-        await this.#trip(GLOBAL, 'quota', `the outbound quota's hard stop: ${before} of ${q.limit} recipients sent in ${windowWords(q.window)}, stop at ${stop}`, { used: before, limit: q.limit, stop, windowMs: q.window }, now);
+        await this.#trip(GLOBAL, 'quota', `the outbound quota's hard stop: ${before} of ${limit} recipients sent in ${windowWords(q.window)}, stop at ${stop}`, { used: before, limit, stop, windowMs: q.window }, now);
       }
-      return { ok: false, reply: temp('4.3.2', `Held: outbound quota reached (${before} of ${q.limit} in ${windowWords(q.window)})`, 451), reason: `quota: ${before} + ${count} > stop ${stop}` };
+      return { ok: false, reply: temp('4.3.2', `Held: outbound quota reached (${before} of ${limit} in ${windowWords(q.window)})`, 451), reason: `quota: ${before} + ${count} > stop ${stop}` };
     }
     if (used >= warn && (await this.#markOnce(QUOTA_WARNED, q.window, now))) {
-      await this.alerter.raise({ state: 'warning', name: 'quota', kind: 'quota', reason: `${used} of ${q.limit} recipients sent in ${windowWords(q.window)} (warning at ${warn}, stop at ${stop})`, figures: { used, limit: q.limit, warn, stop }, at: now });
+      await this.alerter.raise({ state: 'warning', name: 'quota', kind: 'quota', reason: `${used} of ${limit} recipients sent in ${windowWords(q.window)} (warning at ${warn}, stop at ${stop})`, figures: { used, limit, warn, stop }, at: now });
     }
     return { ok: true, reserved: count };
   }
@@ -254,10 +267,15 @@ export class OutboundGuard {
     return added > 0 ? this.#store.scard(key) : 0;
   }
 
-  /** True at most once per `windowMs` of our clock (the stored time decides; the TTL only cleans up). */
+  /**
+   * True at most once per `windowMs` of our clock (the stored time decides; the TTL only cleans
+   * up). The atomic set-if-absent makes it once across nodes, as for breakers (breaker.ts).
+   */
   async #markOnce(key: string, windowMs: number, now: number): Promise<boolean> {
+    if (await this.#store.setIfAbsent(key, String(now), windowMs)) return true;
     const prev = await this.#store.get(key);
     if (prev !== null && now - Number(prev) < windowMs) return false;
+    // Still stored but older than the window by our clock: this is a new window.
     await this.#store.set(key, String(now), windowMs);
     return true;
   }

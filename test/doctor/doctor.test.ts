@@ -4,7 +4,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statfsSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statfsSync, utimesSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,8 @@ import { runDoctor, runDoctorCli, type DoctorOptions } from '../../src/doctor/do
 import { certFindings, diskFindings } from '../../src/doctor/audit-machine.ts';
 import { formatFinding, type Finding } from '../../src/doctor/finding.ts';
 import { startDns } from '../harness/dns.ts';
+import { openDirectory } from '../../src/app/accounts.ts';
+import { Directory } from '../../src/directory/directory.ts';
 
 interface Setup {
   dir: string;
@@ -26,7 +28,8 @@ interface Setup {
 const CERT = createSelfSignedCertificate('mx.example.org');
 const DKIM = generateDkimKey('ed25519');
 
-/** A folder with a certificate for mx.example.org and a DKIM key for example.org. */
+/** A folder with a certificate for mx.example.org, a DKIM key for example.org, and a directory
+ * where postmaster@example.org (and @example.com, a second domain some tests add) is an alias. */
 function setup(t: TestContext): Setup {
   const dir = mkdtempSync(path.join(tmpdir(), 'mailward-doctor-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -36,6 +39,10 @@ function setup(t: TestContext): Setup {
   writeFileSync(path.join(dataDir, 'dkim', 'example.org.sel.key'), DKIM, { mode: 0o600 });
   writeFileSync(path.join(dir, 'cert.pem'), CERT.certPem);
   writeFileSync(path.join(dir, 'key.pem'), CERT.keyPem, { mode: 0o600 });
+  const directory = Directory.open(path.join(dataDir, 'directory.sqlite'), { domains: ['example.org', 'example.com'] });
+  directory.addAlias('postmaster@example.org', ['ops@example.net']);
+  directory.addAlias('postmaster@example.com', ['ops@example.net']);
+  directory.close();
   const base = {
     hostname: 'mx.example.org',
     domains: ['example.org'],
@@ -54,7 +61,7 @@ function config(s: Setup, extra: Record<string, unknown> = {}): Config {
   return buildConfig({ ...s.base, ...extra }, s.source, s.dir);
 }
 
-const QUIET: DoctorOptions = { interfaces: {}, timeSync: async () => ({ synchronized: true, detail: 'test' }), dnsTimeoutMs: 300 };
+const QUIET: DoctorOptions = { interfaces: {}, timeSync: async () => ({ synchronized: true, detail: 'test' }), dnsTimeoutMs: 300, directory: openDirectory };
 
 async function doctor(c: Config, opts: DoctorOptions = {}): Promise<Finding[]> {
   return runDoctor(c, { ...QUIET, ...opts });
@@ -273,6 +280,82 @@ test('doctor: a smarthost without any outbound guard is an error; with the guard
     fix: "set checks.outbound-guard.quota.limit to the provider's quota, e.g. 54000 (per quota.window, 24h by default)",
   });
   assert.deepEqual(await doctor(config(s, { ...guarded, checks: { 'outbound-guard': { quota: { limit: 54000 } } } })), []);
+});
+
+test('doctor: a guard check after permit-login (which ends the list for logins) is an error, in the global list or a listener\'s own', async (t) => {
+  const s = setup(t);
+  const fix = 'pipeline.rcpt, e.g. pipeline.rcpt: [recipient, outbound-guard, rate-limit, permit-login]';
+  assert.deepEqual(await doctor(config(s, { pipeline: { rcpt: ['recipient', 'permit-login', 'outbound-guard', 'rate-limit'] } })), [
+    {
+      id: 'guard-after-permit',
+      severity: 'error',
+      setting: 'pipeline.rcpt',
+      message: 'outbound-guard stands after permit-login in the rcpt list of listeners "submission", "submissions": permit-login ends the list for every logged-in client, so the outbound breakers never count or stop their relayed recipients',
+      fix: `move outbound-guard before permit-login in ${fix}`,
+    },
+    {
+      id: 'guard-after-permit',
+      severity: 'error',
+      setting: 'pipeline.rcpt',
+      message: 'rate-limit stands after permit-login in the rcpt list of listeners "submission", "submissions": permit-login ends the list for every logged-in client, so no rate limit counts their recipients',
+      fix: `move rate-limit before permit-login in ${fix}`,
+    },
+  ]);
+  // A listener's own list is named as such.
+  const listeners = { ...(s.base.listeners as object), submission: { kind: 'submission', host: '0.0.0.0', port: 587, pipeline: { rcpt: ['recipient', 'permit-login', 'outbound-guard'] } } };
+  await expectOnly(config(s, { listeners }), {
+    id: 'guard-after-permit',
+    severity: 'error',
+    setting: 'listeners.submission.pipeline.rcpt',
+    message: 'outbound-guard stands after permit-login in the rcpt list of listener "submission": permit-login ends the list for every logged-in client, so the outbound breakers never count or stop their relayed recipients',
+    fix: 'move outbound-guard before permit-login in listeners.submission.pipeline.rcpt, e.g. listeners.submission.pipeline.rcpt: [recipient, outbound-guard, permit-login]',
+  });
+  // An access map that may answer ok skips them too, on every listener.
+  const access = await doctor(config(s, { pipeline: { rcpt: ['recipient', 'sender-access', 'outbound-guard'] }, checks: { 'sender-access': { entries: { 'news@example.org': 'ok' } } } }));
+  assert.deepEqual(access.map((f) => [f.id, f.setting, f.message.slice(f.message.indexOf(':') + 2)]), [
+    ['guard-after-permit', 'pipeline.rcpt', 'sender-access ends the list for every sender checks.sender-access answers ok, so the outbound breakers never count or stop their relayed recipients'],
+  ]);
+  // Not a problem: the guard first; a warn-only permit; permit-login where no one logs in; an
+  // access map without an ok entry; a rate limit with no rule for that stage.
+  const harmless: Array<Record<string, unknown>> = [
+    { pipeline: { rcpt: ['recipient', 'outbound-guard', 'rate-limit', 'permit-login'] } },
+    { pipeline: { rcpt: ['recipient', { check: 'permit-login', mode: 'warn' }, 'outbound-guard', 'rate-limit'] } },
+    { listeners: { ...(s.base.listeners as object), mx: { kind: 'mx', host: '0.0.0.0', port: 25, pipeline: { rcpt: ['recipient', 'permit-login', 'outbound-guard'] } } } },
+    { pipeline: { rcpt: ['recipient', 'sender-access', 'outbound-guard'] }, checks: { 'sender-access': { entries: { 'spam@example.net': 'reject' } } } },
+    { pipeline: { data: ['sender-login', 'permit-login', 'rate-limit'] } },
+  ];
+  for (const extra of harmless) assert.deepEqual(await doctor(config(s, extra)), [], JSON.stringify(extra));
+});
+
+test('doctor: no postmaster for a local domain is a warning (RFC 5321 §4.5.1; the guard mails its alerts there)', async (t) => {
+  const s = setup(t);
+  const file = path.join(s.dataDir, 'directory.sqlite');
+  const dir = Directory.open(file, { domains: ['example.org'] });
+  assert.equal(dir.deleteAlias('postmaster@example.org'), true);
+  dir.close();
+  const expected: Finding = {
+    id: 'postmaster-missing',
+    severity: 'warning',
+    setting: 'domains[0]',
+    message: "no mailbox or alias receives postmaster@example.org: RFC 5321 §4.5.1 requires it for every mail domain, and mail to it is refused; the outbound guard's alert mails go there and cannot be delivered",
+    fix: 'mailward alias add postmaster@example.org you@example.org (or mailward user add postmaster@example.org)',
+  };
+  await expectOnly(config(s), expected);
+  // The second domain is not where alerts go; with alert mails off, neither is the first.
+  const second = (await doctor(config(s, { domains: ['example.com', 'example.org'] }))).filter((f) => f.id.startsWith('postmaster'));
+  assert.deepEqual(second, [{ ...expected, setting: 'domains[1]', message: 'no mailbox or alias receives postmaster@example.org: RFC 5321 §4.5.1 requires it for every mail domain, and mail to it is refused' }]);
+  await expectOnly(config(s, { checks: { 'outbound-guard': { alerts: { postmaster: false } } } }), { ...expected, message: 'no mailbox or alias receives postmaster@example.org: RFC 5321 §4.5.1 requires it for every mail domain, and mail to it is refused' });
+  // A catch-all answers for postmaster too.
+  const again = Directory.open(file, { domains: ['example.org'] });
+  again.addAlias('@example.org', ['ops@example.net']);
+  again.close();
+  assert.deepEqual(await doctor(config(s)), []);
+  // No directory yet: nobody is there, and doctor does not create the file.
+  rmSync(file);
+  rmSync(`${file}-wal`, { force: true });
+  rmSync(`${file}-shm`, { force: true });
+  await expectOnly(config(s), { ...expected, message: `no mailbox or alias receives postmaster@example.org (there is no directory at ${file} yet): RFC 5321 §4.5.1 requires it for every mail domain, and mail to it is refused; the outbound guard's alert mails go there and cannot be delivered` });
+  assert.equal(existsSync(file), false);
 });
 
 test('doctor: a smarthost without TLS is an error (the schema refuses it; older or hand-made shapes are still caught)', async (t) => {

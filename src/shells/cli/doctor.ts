@@ -3,6 +3,7 @@
 // cron), 2 when the config does not load, else 0.
 import type { Command } from 'commander';
 import { runDoctorCli } from '../../doctor/doctor.ts';
+import { openDirectory } from '../../app/accounts.ts';
 
 export function registerDoctor(program: Command): void {
   program
@@ -11,7 +12,7 @@ export function registerDoctor(program: Command): void {
     .option('--json', 'print the findings as JSON')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const { config } = cmd.optsWithGlobals<{ config?: string }>();
-      const run = await runDoctorCli(config, opts.json === true);
+      const run = await runDoctorCli(config, opts.json === true, { directory: openDirectory });
       process.stdout.write(run.output);
       process.exitCode = run.code;
     });
