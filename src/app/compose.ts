@@ -245,6 +245,8 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
             tunnel: tunnels,
             clock,
             postmasterDomain: config.domains[0] ?? config.hostname,
+            // Mail from the world is classified; our own users' mail (submission) is not marked.
+            ...(l.kind === 'mx' ? { content: now.content } : {}),
           });
         },
         onEvent: (event, detail) => log.info({ event: 'listener', listener: l.name, kind: event, ...detail }, event),

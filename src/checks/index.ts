@@ -14,6 +14,7 @@ import { recipientDomain } from './recipient-domain.ts';
 import { senderAccess } from './sender-access.ts';
 import { senderDomain } from './sender-domain.ts';
 import { senderLogin } from './sender-login.ts';
+import { spam } from './spam.ts';
 import { spf } from './spf.ts';
 import { rateLimit } from './rate-limit.ts';
 import { outboundGuard } from './outbound-guard.ts';
@@ -32,6 +33,7 @@ export const ALL_CHECKS: readonly CheckDefinition[] = [
   recipientDomain,
   spf,
   dkimDmarc,
+  spam,
   greylist,
   rateLimit,
   outboundGuard,

@@ -1,12 +1,14 @@
 // The content filter at end of DATA: scores the message (Bayes + rules, src/spam), answers a
-// `score` verdict carrying the X-Spam-* header fields, and auto-learns very clear cases. What
-// the score leads to (subject prefix, Junk folder, quarantine) is the session's job: classify().
+// `score` verdict named after the rules that fired, and auto-learns very clear cases. The session
+// adds up every check's points, writes X-Spam-Score/Status from that total and acts on it
+// (subject prefix, Junk folder, quarantine) with the thresholds here: contentThresholds().
 import { z } from 'zod';
+import type { Config } from '../config/load.ts';
+import { ConfigError, pathText, showValue } from '../config/errors.ts';
 import { score } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
 import { AnalysisPool } from '../spam/analysis-pool.ts';
 import { SpamFilter } from '../spam/filter.ts';
-import { statusHeaders } from '../spam/report.ts';
 
 const Autolearn = z
   .object({
@@ -19,7 +21,7 @@ const Autolearn = z
 
 export const SpamOptions = z
   .object({
-    /** X-Spam-Score and X-Spam-Status are added at or above this score (default: always). */
+    /** X-Spam-Score and X-Spam-Status are added at or above this total score (default: always). */
     tag: z.number().default(-999),
     /** Spam at or above this score: subject prefix, delivered to Junk. */
     spam: z.number().default(5.0),
@@ -33,6 +35,8 @@ export const SpamOptions = z
     /** Worker threads that read messages (MIME, tokens, rules) off the event loop; 0 reads them
      * on the main thread. Started at the first message. */
     workers: z.number().int().min(0).max(32).default(1),
+    /** Days a quarantined (kill-level) message is kept for `mailward quarantine` before it is deleted. */
+    quarantineDays: z.number().int().min(1).max(3650).default(30),
   })
   .strict()
   .superRefine((o, ctx) => {
@@ -78,9 +82,36 @@ export const spam = defineCheck({
           }
         }
         const tests = r.hits.map((h) => h.name).join(',');
-        const headers = r.score >= opts.tag ? statusHeaders(r, { spam: opts.spam, autolearn: learned }) : undefined;
+        // The verdict itself (X-Spam-Status) is the session's, from the total of all checks;
+        // what was learned is only told here.
+        const headers = learned === 'spam' || learned === 'ham' ? [`X-Spam-Autolearn: ${learned}`] : undefined;
         return score(r.score, `spam(${tests})`, headers);
       },
     };
   },
 });
+
+/** What the session classifies with: the `checks.spam` thresholds. */
+export interface ContentThresholds {
+  readonly tag: number;
+  readonly spam: number;
+  readonly kill: number;
+  readonly subjectPrefix: string;
+}
+
+/**
+ * The thresholds from `checks.spam` (the defaults when it is absent), also when the spam check
+ * itself is in no list: other checks' points (SPF softfail, DMARC quarantine, DNS lists) add up
+ * to the same total. Throws ConfigError naming the setting.
+ */
+export function contentThresholds(config: Pick<Config, 'checks' | 'source'>): ContentThresholds {
+  const parsed = SpamOptions.safeParse(config.checks.spam ?? {}, { reportInput: true });
+  if (!parsed.success) {
+    throw new ConfigError(
+      config.source,
+      parsed.error.issues.map((i) => ({ path: pathText(['checks', 'spam', ...i.path]), message: `${i.message} (got ${showValue((i as { input?: unknown }).input)})`, fix: 'see the "spam" check in examples/mailward.yaml' })),
+    );
+  }
+  const { tag, spam: spamAt, kill, subjectPrefix } = parsed.data;
+  return { tag, spam: spamAt, kill, subjectPrefix };
+}

@@ -1,11 +1,12 @@
 // Local delivery into Maildir (root/<domain>/<local>/Maildir/{tmp,new,cur}), the way Dovecot reads
 // it: write to tmp/, fsync, rename into new/, fsync new/. The file name is fixed by queue id and
 // recipient index, so a delivery repeated after a crash finds its earlier copy instead of adding one.
+// A message whose envelope names a folder (spam: "Junk") goes to that Maildir++ folder instead.
 import { access, mkdir, open, opendir, rename, unlink } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Logger } from '../observe/log.ts';
-import type { Envelope } from '../queue/envelope.ts';
+import { isFolderName, type Envelope } from '../queue/envelope.ts';
 import { DirSyncer } from '../queue/dirsync.ts';
 import { writeAll } from '../queue/writer.ts';
 import { perm, reply, replyText, temp } from '../core/reply.ts';
@@ -109,10 +110,17 @@ export class MaildirTransport implements Transport {
     if (!rcpt) return { index, outcome: 'permanent', reply: replyText(perm('5.1.1', 'No such recipient in this message')) };
     const mailbox = rcpt.mailbox ?? rcpt.address;
     let dir: string;
+    // The Maildir++ sub-folder (<Maildir>/.<name>) when the envelope names one.
+    let folder: string | undefined;
     try {
       // RFC 5321 §4.1.2 paths cannot hold CR, LF or NUL; refuse them rather than write a header from them.
       if (/[\r\n\0]/.test(env.mailFrom + mailbox)) throw new MailboxPathError(mailbox, 'control characters in the envelope');
       dir = maildirPath(this.#root, mailbox);
+      if (env.folder !== undefined) {
+        // Checked when the spool file was read; checked again here because it becomes a path.
+        if (!isFolderName(env.folder)) throw new MailboxPathError(mailbox, `folder ${JSON.stringify(env.folder)} is not a plain folder name`);
+        folder = join(dir, `.${env.folder}`);
+      }
     } catch (err) {
       this.#log?.warn({ event: 'maildir-refused', queueId: env.id, mailbox, reason: (err as Error).message }, 'mailbox refused');
       return { index, outcome: 'permanent', reply: replyText(perm('5.1.3', 'Bad destination mailbox address')) };
@@ -123,15 +131,18 @@ export class MaildirTransport implements Transport {
     const name = maildirFileName(env, index, this.#host, size);
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#ensure(dir);
-        if (msg.recovered && (await alreadyDelivered(dir, name))) return { index, outcome: 'ok', reply: okEarlier };
-        await this.#write(dir, name, head, msg, size);
-        return { index, outcome: 'ok', reply: ok };
+        await this.#ensure(dir, false);
+        if (folder !== undefined) await this.#ensure(folder, true);
+        const target = folder ?? dir;
+        if (msg.recovered && (await alreadyDelivered(target, name))) return { index, outcome: 'ok', reply: okEarlier };
+        await this.#write(target, name, head, msg, size);
+        return { index, outcome: 'ok', reply: folder === undefined ? ok : replyText(reply(250, '2.0.0', `Delivered to mailbox folder ${env.folder}`)) };
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         // The Maildir vanished after we created it (removed by hand): create it again, once.
         if (code === 'ENOENT' && attempt === 0) {
           this.#ready.delete(dir);
+          if (folder !== undefined) this.#ready.delete(folder);
           continue;
         }
         this.#log?.error({ event: 'maildir-error', queueId: env.id, mailbox, path: dir, err }, 'maildir delivery failed');
@@ -163,22 +174,32 @@ export class MaildirTransport implements Transport {
     await this.#syncer.sync(join(dir, 'new'));
   }
 
-  #ensure(dir: string): Promise<void> {
+  /** Creates the Maildir (or, with `subfolder`, a Maildir++ folder inside one) once. */
+  #ensure(dir: string, subfolder: boolean): Promise<void> {
     let p = this.#ready.get(dir);
     if (!p) {
-      p = this.#create(dir);
+      p = this.#create(dir, subfolder);
       this.#ready.set(dir, p);
       p.catch(() => this.#ready.delete(dir));
     }
     return p;
   }
 
-  async #create(dir: string): Promise<void> {
+  async #create(dir: string, subfolder: boolean): Promise<void> {
     const first = await mkdir(dir, { recursive: true, mode: this.#dirMode });
     let made = first !== undefined;
     for (const sub of ['tmp', 'new', 'cur']) {
       try {
         await mkdir(join(dir, sub), { mode: this.#dirMode });
+        made = true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+    if (subfolder) {
+      // Maildir++: an empty "maildirfolder" file marks a folder (Dovecot, Courier).
+      try {
+        await (await open(join(dir, 'maildirfolder'), 'wx', this.#fileMode)).close();
         made = true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;

@@ -1,11 +1,12 @@
 // The session logic behind the protocol engine: at every SMTP stage it asks the pipeline, applies
-// the relay gate, routes recipients, and at end of DATA commits the message durably to the
-// spool before answering 250. Deny by default: a recipient is accepted only when it routes.
+// the relay gate, routes recipients, and at end of DATA acts on the total score (content.ts) and
+// commits the message durably to the spool before answering 250. Deny by default: a recipient is
+// accepted only when it routes.
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
 import { parsePath, type Mailbox } from '../core/address.ts';
 import { Replies, perm, reply, replyText, temp, type SmtpReply } from '../core/reply.ts';
-import type { Verdict } from '../core/verdict.ts';
+import type { Verdict, VerdictTag } from '../core/verdict.ts';
 import type { LocalDirectory, MessageFacts, SessionFacts } from '../pipeline/check.ts';
 import { runStage, type PlacedCheck, type StageOutcome } from '../pipeline/runner.ts';
 import type { Stage } from '../config/schema.ts';
@@ -13,6 +14,8 @@ import type { RelayPolicy } from '../checks/relay.ts';
 import { receivedHeader } from './received.ts';
 import { parseHeaderFields } from '../core/headers.ts';
 import type { AuthGuard } from './auth-guard.ts';
+import { decideContent, editHead, type ContentPolicy, type StageScore } from './content.ts';
+import type { CommitAmendment } from '../queue/writer.ts';
 import type { AuthResult, BodyFacts, MailFromInfo, MessageSink, RcptToInfo, SessionHandler, SessionState } from './smtp/types.ts';
 
 /** One recipient as the spool records it: the address given at RCPT and where it goes. */
@@ -37,10 +40,15 @@ export interface SpoolWriterPort {
   write(chunk: Buffer): Promise<void>;
   /** Puts header fields before everything written so far (before commit). */
   prepend(bytes: Buffer): Promise<void>;
+  /** Replaces the header block written so far with what `edit` makes of it (before commit). */
+  rewriteHead(edit: (head: Buffer) => Buffer): Promise<void>;
   /** The message bytes written so far. */
   readBack(): Promise<Buffer>;
-  /** Resolves only when the message file and its directory are fsync'd. */
-  commit(): Promise<void>;
+  /**
+   * Resolves only when the message file and its directory are fsync'd. `amend` sets envelope
+   * fields decided at end of DATA; `area: 'quarantine'` keeps it from delivery.
+   */
+  commit(amend?: CommitAmendment): Promise<void>;
   abort(): Promise<void> | void;
 }
 
@@ -69,6 +77,11 @@ export interface SessionDeps {
   readonly tunnel?: { observe(clientAddress: string, helo: string | undefined, senderDomain: string | undefined): void };
   /** RCPT TO:<Postmaster> without a domain means postmaster@ this domain (RFC 5321 §4.1.1.3). */
   readonly postmasterDomain: string;
+  /**
+   * What the total score means (checks.spam thresholds): X-Spam-* fields, Subject prefix, Junk
+   * folder, quarantine. Undefined: no classification (tags still stop bounces).
+   */
+  readonly content?: ContentPolicy;
 }
 
 interface Transaction {
@@ -80,7 +93,15 @@ interface Transaction {
   /** Header fields from rcpt-stage checks of accepted recipients (e.g. Received-SPF), once each. */
   headers: string[];
   discardReason?: string;
+  mailScore: StageScore;
+  /** The highest rcpt-stage score of an accepted recipient (checks run once per recipient). */
+  rcptScore?: StageScore;
+  /** Tags from the mail stage, accepted recipients and the data stage. */
+  tags: Set<VerdictTag>;
 }
+
+const NO_SCORE: StageScore = Object.freeze({ score: 0, rules: [] });
+const scoreOf = (out: StageOutcome): StageScore => (out.score === 0 && out.rules.length === 0 ? NO_SCORE : { score: out.score, rules: out.rules });
 
 const authBlocked = temp('4.7.0', 'Too many failed logins, try again later', 421);
 
@@ -97,6 +118,9 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
     tls: false,
   };
   let tx: Transaction | undefined;
+  // Points given at connect and HELO (e.g. a DNS list placed there) count for every message.
+  let connectScore = NO_SCORE;
+  let heloScore = NO_SCORE;
   const closed = new AbortController();
   const log = deps.log;
 
@@ -143,6 +167,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         return authBlocked;
       }
       const out = await stage('connect', (h, ctx) => h.connect?.(ctx));
+      connectScore = scoreOf(out);
       return refuse(s, 'connect', out, {});
     },
 
@@ -151,6 +176,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
       facts.helo = name;
       tx = undefined;
       const out = await stage('helo', (h, ctx) => h.helo?.(ctx, name));
+      heloScore = scoreOf(out);
       return refuse(s, 'helo', out, { helo: name });
     },
 
@@ -188,7 +214,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         mailEvent(log, 'rejected', { ...base(s), stage: 'mail', from: mail.path, reason: parsed.error, reply: replyText(r) });
         return r;
       }
-      tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set(), headers: [] };
+      tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set(), headers: [], mailScore: NO_SCORE, tags: new Set() };
       const from = parsed.mailbox;
       deps.tunnel?.observe(facts.clientAddress, facts.helo, from?.domain);
       const out = await stage('mail', (h, ctx) => h.mail?.(ctx, from));
@@ -198,6 +224,8 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         return refused;
       }
       if (out.verdict.kind === 'discard') tx.discardReason = out.verdict.reason;
+      tx.mailScore = scoreOf(out);
+      for (const tag of out.tags) tx.tags.add(tag);
       return reply(250, '2.1.0', 'Sender OK');
     },
 
@@ -243,6 +271,8 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         if (!t.routes.some((x) => x.mailbox === r.mailbox && x.transport === r.transport)) t.routes.push(r);
       }
       for (const h of out.headers) if (!t.headers.includes(h)) t.headers.push(h);
+      for (const tag of out.tags) t.tags.add(tag);
+      if (t.rcptScore === undefined || out.score > t.rcptScore.score) t.rcptScore = scoreOf(out);
       t.accepted.push(to);
       return reply(250, '2.1.5', 'Recipient OK');
     },
@@ -335,26 +365,45 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
             mailEvent(log, 'discarded', { ...base(s), queueId: writer.id, stage: 'data', check: out.check, reason: out.verdict.reason });
             return done(reply(250, '2.0.0', 'Ok'));
           }
+          for (const tag of out.tags) t.tags.add(tag);
+          const c = deps.content;
+          const decision = decideContent(c, [connectScore, heloScore, t.mailScore, t.rcptScore ?? NO_SCORE, scoreOf(out)], t.tags);
           try {
-            // Fields from checks go above our Received header, as milters put theirs.
-            const added = [...out.headers, ...t.headers];
-            if (added.length > 0) await writer.prepend(Buffer.from(added.map((h) => `${h}\r\n`).join(''), 'utf8'));
-            await writer.commit();
+            // Our verdict and the fields from checks go above our Received header, as milters
+            // put theirs, after the sender's look-alikes are gone.
+            const added = [...decision.fields, ...out.headers, ...t.headers];
+            const mark = decision.class === 'spam' || decision.class === 'kill';
+            // Without a content policy the head is read again only when it may hold results in our name.
+            const results = message.headers.some(([name]) => name.toLowerCase() === 'authentication-results');
+            if (c || results) {
+              await writer.rewriteHead(editHead({ hostname: deps.hostname, stripSpam: c !== undefined, add: added, ...(mark && c ? { subjectPrefix: c.subjectPrefix } : {}) }));
+            } else if (added.length > 0) {
+              await writer.prepend(Buffer.from(added.map((h) => `${h}\r\n`).join(''), 'utf8'));
+            }
+            await writer.commit({
+              ...(decision.noBounce ? { noBounce: decision.noBounce } : {}),
+              ...(decision.folder ? { folder: decision.folder } : {}),
+              ...(decision.quarantine ? { area: 'quarantine' as const } : {}),
+            });
           } catch (err) {
             await writer.abort();
             log.error({ ...base(s), queueId: writer.id, err: String(err) }, 'spool commit failed; deferring');
             return done(Replies.storageFull);
           }
-          mailEvent(log, 'queued', {
+          // Kill-level mail is kept, not delivered; the sender hears the same 250 as for any
+          // message, and no bounce ever goes to it.
+          mailEvent(log, decision.quarantine ? 'quarantined' : 'queued', {
             ...base(s),
             queueId: writer.id,
             from: draft.mailFrom,
             to: t.accepted.map((m) => m.address),
             size: body.size,
             ...(draft.relayReason ? { relay: draft.relayReason } : {}),
-            ...(out.score !== 0 ? { score: out.score, rules: out.rules } : {}),
+            ...(decision.score !== 0 ? { score: decision.score, rules: decision.rules } : {}),
+            ...(decision.class && decision.class !== 'ham' ? { spam: decision.class } : {}),
+            ...(decision.noBounce ? { noBounce: decision.noBounce } : {}),
           });
-          deps.spool.enqueued(writer.id);
+          if (!decision.quarantine) deps.spool.enqueued(writer.id);
           return done(reply(250, '2.0.0', `Ok: queued as ${writer.id}`));
         },
       };

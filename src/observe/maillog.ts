@@ -12,6 +12,8 @@ export type MailEvent =
   | 'deferred'
   | 'discarded'
   | 'queued'
+  /** Accepted (250) but kept in the spool's quarantine: kill-level spam, never delivered. */
+  | 'quarantined'
   | 'delivered'
   | 'bounced'
   | 'breaker'

@@ -40,6 +40,11 @@ export interface Envelope {
    * often as not, and a bounce to it is backscatter. Null-sender mail never bounces either way.
    */
   readonly noBounce?: string;
+  /**
+   * The Maildir++ folder local delivery puts the message in (e.g. "Junk" for spam: the mailbox's
+   * `.Junk`), instead of the inbox. Remote delivery ignores it. Absent in files of older versions.
+   */
+  readonly folder?: string;
   /** Bytes of the stored message (including the Received header the session prepended). */
   readonly size: number;
 }
@@ -72,6 +77,12 @@ export const PENDING: RecipientState = Object.freeze({ status: 'pending', attemp
 /** Delivered and bounced are final: such a recipient is never attempted again. */
 export const isFinal = (s: RecipientState): boolean => s.status === 'delivered' || s.status === 'bounced';
 
+/**
+ * A Maildir++ folder name we write to: letters, digits, "-" and "_" only. No dots (Maildir++ uses
+ * them for sub-folders) and no slashes, so it can never name a path outside the mailbox.
+ */
+export const isFolderName = (v: unknown): v is string => typeof v === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(v);
+
 const isStr = (v: unknown): v is string => typeof v === 'string';
 const isOptStr = (v: unknown): boolean => v === undefined || typeof v === 'string';
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -97,6 +108,7 @@ export function envelopeProblem(v: unknown): string | undefined {
   }
   if (!isOptStr(v.relayReason)) return 'relayReason malformed';
   if (!isOptStr(v.noBounce)) return 'noBounce malformed';
+  if (v.folder !== undefined && !isFolderName(v.folder)) return 'folder malformed';
   if (typeof v.smtputf8 !== 'boolean') return 'smtputf8 missing';
   if (v.body !== '7BIT' && v.body !== '8BITMIME' && v.body !== 'BINARYMIME') return 'body type malformed';
   return undefined;

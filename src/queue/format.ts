@@ -46,10 +46,14 @@ export function decodePrefix(buf: Buffer): Prefix | string {
 /** Offset of the first message byte: prefix, header, and the "\n" after the header. */
 export const bodyOffset = (p: Prefix): number => PREFIX_LENGTH + p.headerLength + 1;
 
-/** The header as stored: the envelope without `size` (the prefix carries it). */
+/**
+ * The header as stored: the envelope without `size` (the prefix carries it). A reader must accept
+ * white space after the JSON: a message that spilled to disk keeps room there for fields decided
+ * at commit (see SpoolWriter).
+ */
 export function encodeHeader(env: Omit<Envelope, 'size'>): Buffer {
-  const { id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body, noBounce } = env;
-  return Buffer.from(JSON.stringify({ id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body, noBounce }), 'utf8');
+  const { id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body, noBounce, folder } = env;
+  return Buffer.from(JSON.stringify({ id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body, noBounce, folder }), 'utf8');
 }
 
 /** Parses and checks the header bytes against the prefix; returns the envelope or a reason. */

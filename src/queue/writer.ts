@@ -1,14 +1,38 @@
 // Writes one incoming message into the spool: small messages stay in memory until commit, large
 // ones spill to a file in incoming/ as they arrive. commit() resolves only when the message is
-// durable in the queue folder (file fsync, rename, directory fsync): only then may 250 be sent.
+// durable in the queue (or quarantine) folder (file fsync, rename, directory fsync): only then may
+// 250 be sent. Before that the session may still edit the header block and amend the envelope.
 import { createHash, type Hash } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import type { Envelope } from './envelope.ts';
+import { dirname } from 'node:path';
+import { headerBlockEnd } from '../core/header-block.ts';
+import { envelopeProblem, type Envelope } from './envelope.ts';
 import type { DirSyncer } from './dirsync.ts';
-import { encodePrefix, PREFIX_LENGTH, shortHash } from './format.ts';
+import { encodeHeader, encodePrefix, PREFIX_LENGTH, shortHash } from './format.ts';
 
 /** Bytes gathered before a write to the spilled file, so small socket chunks become big writes. */
 const FLUSH_BYTES = 64 * 1024;
+/**
+ * Room left after the envelope JSON of a spilled file (spaces, which JSON allows), so fields
+ * decided at end of DATA (noBounce, folder) fit at commit without copying a large message.
+ */
+const HEADER_RESERVE = 256;
+/**
+ * The longest header block rewriteHead edits. Past it (no empty line yet) the block is taken to
+ * end at the last line break before the limit, as Postfix's header_size_limit treats the rest as
+ * body.
+ */
+const MAX_HEAD = 1024 * 1024;
+
+/** What the session decides at end of DATA, after the envelope was written at `spool.begin`. */
+export interface CommitAmendment {
+  /** No bounce may ever go to the sender, and why (e.g. "spam", "auth-failed"). */
+  readonly noBounce?: string;
+  /** The Maildir++ folder for local delivery (e.g. "Junk"). */
+  readonly folder?: string;
+  /** 'quarantine': kept for review, never scheduled (kill-level spam). Default 'queue'. */
+  readonly area?: 'queue' | 'quarantine';
+}
 
 export interface WriterTarget {
   readonly envelope: Omit<Envelope, 'size'>;
@@ -24,7 +48,11 @@ export interface WriterTarget {
   readonly memoryLimit: number;
   /** Throws once the spool is closed (its lock may belong to another process by then). */
   readonly assertOpen: () => void;
-  readonly committed: (env: Envelope) => void;
+  /**
+   * Called after every commit, with the area: the spool starts delivery for 'queue' only, so a
+   * quarantined message is never scheduled.
+   */
+  readonly committed: (env: Envelope, area: 'queue' | 'quarantine') => void;
 }
 
 /** Writes all of `bufs` at `position`, looping over short writes. */
@@ -51,6 +79,8 @@ export class SpoolWriter {
   #hash: Hash = createHash('sha256');
   #fh: FileHandle | undefined;
   #pos = 0;
+  /** The header as written to the spilled file: the envelope JSON and its reserve of spaces. */
+  #fileHeader: Buffer;
   #state: 'open' | 'committing' | 'committed' | 'aborted' = 'open';
   // Operations run one after another even if a caller forgets to await.
   #tail: Promise<unknown> = Promise.resolve();
@@ -58,6 +88,7 @@ export class SpoolWriter {
   constructor(target: WriterTarget) {
     this.#t = target;
     this.id = target.envelope.id;
+    this.#fileHeader = target.header;
   }
 
   /** Message bytes written so far. */
@@ -80,7 +111,7 @@ export class SpoolWriter {
   /** Appends message bytes. The caller must not change `chunk` afterwards. */
   write(chunk: Buffer): Promise<void> {
     return this.#serial(async () => {
-      if (this.#state !== 'open') throw new Error(`spool writer ${this.id} is ${this.#state}`);
+      this.#assertWritable();
       if (chunk.length === 0) return;
       this.#hash.update(chunk);
       this.#size += chunk.length;
@@ -102,103 +133,100 @@ export class SpoolWriter {
    */
   prepend(bytes: Buffer): Promise<void> {
     return this.#serial(async () => {
-      if (this.#state !== 'open') throw new Error(`spool writer ${this.id} is ${this.#state}`);
+      this.#assertWritable();
       if (bytes.length === 0) return;
+      if (this.spilled) await this.#copy(this.#fileHeader, [bytes], 0);
+      else this.#replaceInMemory([bytes, ...this.#chunks]);
+    });
+  }
+
+  /**
+   * Replaces the header block of the bytes written so far — everything up to and including the
+   * first empty line (CRLF or LF), or all of it when there is none — with what `edit` returns:
+   * to strip fields a sender must not set, mark the Subject, and add our own fields on top in the
+   * same pass. Free in memory; a spilled message is copied once, and not at all when `edit`
+   * changes nothing.
+   */
+  rewriteHead(edit: (head: Buffer) => Buffer): Promise<void> {
+    return this.#serial(async () => {
+      this.#assertWritable();
       if (!this.spilled) {
-        this.#chunks.unshift(bytes);
-        this.#size += bytes.length;
-        this.#buffered += bytes.length;
-        this.#peak = Math.max(this.#peak, this.#buffered);
-        const hash = createHash('sha256');
-        for (const c of this.#chunks) hash.update(c);
-        this.#hash = hash;
+        const all = Buffer.concat(this.#chunks);
+        const end = headLength(all, true);
+        const head = all.subarray(0, end);
+        const next = edit(head);
+        if (!next.equals(head)) this.#replaceInMemory([next, all.subarray(end)]);
         return;
       }
-      await this.#flush();
-      const t = this.#t;
-      const old = this.#fh!;
-      const bodyStart = PREFIX_LENGTH + t.header.length + 1;
-      const copyPath = `${t.tmpPath}.copy`;
-      const fh = await open(copyPath, 'wx+', 0o600);
-      try {
-        const hash = createHash('sha256').update(bytes);
-        const placeholder = encodePrefix({ headerLength: t.header.length, bodyLength: 0, headerHash: '0'.repeat(16), bodyHash: '0'.repeat(16) }, true);
-        let pos = await writeAll(fh, [placeholder, t.header, NEWLINE, bytes], 0);
-        const buf = Buffer.allocUnsafe(1024 * 1024);
-        for (let from = bodyStart; from < this.#pos; ) {
-          const { bytesRead } = await old.read(buf, 0, Math.min(buf.length, this.#pos - from), from);
-          if (bytesRead === 0) throw new Error(`spool writer ${this.id}: incoming file ended early`);
-          const piece = buf.subarray(0, bytesRead);
-          hash.update(piece);
-          pos = await writeAll(fh, [piece], pos);
-          from += bytesRead;
-        }
-        await rename(copyPath, t.tmpPath);
-        await old.close();
-        this.#fh = fh;
-        this.#pos = pos;
-        this.#size += bytes.length;
-        this.#hash = hash;
-      } catch (err) {
-        await fh.close().catch(() => undefined);
-        await unlink(copyPath).catch(() => undefined);
-        throw err;
-      }
+      const head = await this.#readHead();
+      const next = edit(head);
+      if (next.equals(head)) return;
+      await this.#copy(this.#fileHeader, [next], head.length);
     });
   }
 
   /** The message bytes written so far, for content checks at end of DATA (before commit). */
   readBack(): Promise<Buffer> {
     return this.#serial(async () => {
-      if (this.#state !== 'open') throw new Error(`spool writer ${this.id} is ${this.#state}`);
+      this.#assertWritable();
       if (!this.spilled) return Buffer.concat(this.#chunks);
       await this.#flush();
-      const bodyStart = PREFIX_LENGTH + this.#t.header.length + 1;
-      const out = Buffer.allocUnsafe(this.#pos - bodyStart);
-      let got = 0;
-      while (got < out.length) {
-        const { bytesRead } = await this.#fh!.read(out, got, out.length - got, bodyStart + got);
-        if (bytesRead === 0) throw new Error(`spool writer ${this.id}: incoming file ended early`);
-        got += bytesRead;
-      }
-      return out;
+      return this.#readFile(this.#bodyStart, this.#pos - this.#bodyStart);
     });
   }
 
-  /** Makes the message durable in the queue; resolves only after the directory fsync. */
-  commit(): Promise<void> {
+  /**
+   * Makes the message durable; resolves only after the directory fsync. `amend` sets envelope
+   * fields decided after `spool.begin` (the header is written anew: in place in a spilled file
+   * when it fits the reserve, else by one copy), and `area: 'quarantine'` keeps the message in
+   * the quarantine folder, where nothing schedules it (`committed` says which area).
+   */
+  commit(amend: CommitAmendment = {}): Promise<void> {
     return this.#serial(async () => {
-      if (this.#state !== 'open') throw new Error(`spool writer ${this.id} is ${this.#state}`);
+      this.#assertWritable();
       const t = this.#t;
       t.assertOpen();
+      const amended = amend.noBounce !== undefined || amend.folder !== undefined;
+      const envelope: Omit<Envelope, 'size'> = {
+        ...t.envelope,
+        ...(amend.noBounce !== undefined ? { noBounce: amend.noBounce } : {}),
+        ...(amend.folder !== undefined ? { folder: amend.folder } : {}),
+      };
+      // Refuse now what would be unreadable later: a message acknowledged but unreadable is lost.
+      const problem = amended ? envelopeProblem(envelope) : undefined;
+      if (problem) throw new Error(`cannot queue message ${this.id}: ${problem}`);
+      const header = amended ? encodeHeader(envelope) : t.header;
+      const finalPath = amend.area === 'quarantine' ? t.pathFor('quarantine') : t.finalPath;
       this.#state = 'committing';
       let renamed = false;
       try {
-        const prefix = encodePrefix({ headerLength: t.header.length, bodyLength: this.#size, headerHash: shortHash(t.header), bodyHash: this.#hash.digest('hex').slice(0, 16) });
         if (this.#fh) {
           await this.#flush();
-          await writeAll(this.#fh, [prefix], 0);
+          // A spilled file keeps its header length when the new header fits the reserve.
+          if (header.length > this.#fileHeader.length) await this.#copy(padded(header), [], 0);
+          else this.#fileHeader = padded(header, this.#fileHeader.length);
+          await writeAll(this.#fh, [this.#prefix(this.#fileHeader, false), this.#fileHeader], 0);
         } else {
           this.#fh = await open(t.tmpPath, 'wx', 0o600);
-          await writeAll(this.#fh, [prefix, t.header, NEWLINE, ...this.#chunks], 0);
+          await writeAll(this.#fh, [this.#prefix(header, false), header, NEWLINE, ...this.#chunks], 0);
           this.#chunks = [];
           this.#buffered = 0;
         }
         if (t.fsync) await this.#fh.sync();
         await this.#closeFile();
-        await rename(t.tmpPath, t.finalPath);
+        await rename(t.tmpPath, finalPath);
         renamed = true;
-        await t.syncer.sync(t.finalDir);
+        await t.syncer.sync(dirname(finalPath));
       } catch (err) {
         this.#state = 'aborted';
         await this.#closeFile().catch(() => undefined);
         // Not durable, so the client hears 4xx and sends again: remove our copy, or it would be
         // delivered twice.
-        await unlink(renamed ? t.finalPath : t.tmpPath).catch(() => undefined);
+        await unlink(renamed ? finalPath : t.tmpPath).catch(() => undefined);
         throw err;
       }
       this.#state = 'committed';
-      t.committed({ ...t.envelope, size: this.#size });
+      t.committed({ ...envelope, size: this.#size }, amend.area ?? 'queue');
     });
   }
 
@@ -221,14 +249,107 @@ export class SpoolWriter {
     return p;
   }
 
+  #assertWritable(): void {
+    if (this.#state !== 'open') throw new Error(`spool writer ${this.id} is ${this.#state}`);
+  }
+
+  /** Offset of the first message byte in the spilled file. */
+  get #bodyStart(): number {
+    return PREFIX_LENGTH + this.#fileHeader.length + 1;
+  }
+
+  #prefix(header: Buffer, unfinished: boolean): Buffer {
+    // The prefix is a placeholder until commit writes the real one in place.
+    if (unfinished) return encodePrefix({ headerLength: header.length, bodyLength: 0, headerHash: '0'.repeat(16), bodyHash: '0'.repeat(16) }, true);
+    return encodePrefix({ headerLength: header.length, bodyLength: this.#size, headerHash: shortHash(header), bodyHash: this.#hash.digest('hex').slice(0, 16) });
+  }
+
+  /** The in-memory message becomes `chunks` (size, peak and hash follow). */
+  #replaceInMemory(chunks: Buffer[]): void {
+    const hash = createHash('sha256');
+    let size = 0;
+    for (const c of chunks) {
+      hash.update(c);
+      size += c.length;
+    }
+    this.#chunks = chunks;
+    this.#size = size;
+    this.#buffered = size;
+    this.#peak = Math.max(this.#peak, size);
+    this.#hash = hash;
+  }
+
+  /** The header block of the spilled message, read from the file. */
+  async #readHead(): Promise<Buffer> {
+    await this.#flush();
+    const total = this.#pos - this.#bodyStart;
+    let got = Buffer.alloc(0);
+    while (got.length < Math.min(total, MAX_HEAD)) {
+      const more = await this.#readFile(this.#bodyStart + got.length, Math.min(64 * 1024, total - got.length));
+      // Searched from the start each time: the empty line may straddle two reads.
+      got = Buffer.concat([got, more]);
+      if (headerBlockEnd(got) !== undefined) break;
+    }
+    return got.subarray(0, headLength(got, got.length === total));
+  }
+
+  async #readFile(from: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await this.#fh!.read(out, got, length - got, from + got);
+      if (bytesRead === 0) throw new Error(`spool writer ${this.id}: incoming file ended early`);
+      got += bytesRead;
+    }
+    return out;
+  }
+
+  /**
+   * Writes the spilled message anew: `header` as the envelope, then `head`, then the old message
+   * bytes after its first `skip` bytes; the hash and size follow. The new file replaces the old
+   * by rename, so a failure leaves the old one as it was.
+   */
+  async #copy(header: Buffer, head: readonly Buffer[], skip: number): Promise<void> {
+    await this.#flush();
+    const t = this.#t;
+    const old = this.#fh!;
+    const copyPath = `${t.tmpPath}.copy`;
+    const fh = await open(copyPath, 'wx+', 0o600);
+    try {
+      const hash = createHash('sha256');
+      for (const b of head) hash.update(b);
+      let pos = await writeAll(fh, [this.#prefix(header, true), header, NEWLINE, ...head], 0);
+      const end = this.#pos;
+      const buf = Buffer.allocUnsafe(1024 * 1024);
+      for (let from = this.#bodyStart + skip; from < end; ) {
+        const { bytesRead } = await old.read(buf, 0, Math.min(buf.length, end - from), from);
+        if (bytesRead === 0) throw new Error(`spool writer ${this.id}: incoming file ended early`);
+        const piece = buf.subarray(0, bytesRead);
+        hash.update(piece);
+        pos = await writeAll(fh, [piece], pos);
+        from += bytesRead;
+      }
+      await rename(copyPath, t.tmpPath);
+      await old.close().catch(() => undefined);
+      this.#fh = fh;
+      this.#pos = pos;
+      this.#fileHeader = header;
+      this.#size = pos - this.#bodyStart;
+      this.#hash = hash;
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlink(copyPath).catch(() => undefined);
+      throw err;
+    }
+  }
+
   async #spill(): Promise<void> {
     const t = this.#t;
     // Opened for reading too: content checks read the message back before commit (readBack).
     this.#fh = await open(t.tmpPath, 'wx+', 0o600);
-    // The prefix is a placeholder until commit writes the real one in place.
-    const placeholder = encodePrefix({ headerLength: t.header.length, bodyLength: 0, headerHash: '0'.repeat(16), bodyHash: '0'.repeat(16) }, true);
-    this.#pos = await writeAll(this.#fh, [placeholder, t.header, NEWLINE], 0);
-    if (this.#pos !== PREFIX_LENGTH + t.header.length + 1) throw new Error('spool writer: bad header position');
+    this.#fileHeader = padded(t.header);
+    this.#pos = await writeAll(this.#fh, [this.#prefix(this.#fileHeader, true), this.#fileHeader, NEWLINE], 0);
+    if (this.#pos !== this.#bodyStart) throw new Error('spool writer: bad header position');
     await this.#flush();
   }
 
@@ -245,6 +366,23 @@ export class SpoolWriter {
     this.#fh = undefined;
     if (fh) await fh.close();
   }
+}
+
+/** `header` followed by spaces up to `length` (default: with the reserve). */
+function padded(header: Buffer, length = header.length + HEADER_RESERVE): Buffer {
+  return Buffer.concat([header, Buffer.alloc(length - header.length, 0x20)]);
+}
+
+/**
+ * Length of the header block at the start of `buf`: through the first empty line; all of `buf`
+ * when it is the whole message and has none; else cut at the last line break within MAX_HEAD.
+ */
+function headLength(buf: Buffer, complete: boolean): number {
+  const end = headerBlockEnd(buf);
+  if (end !== undefined && end <= MAX_HEAD) return end;
+  if (complete && buf.length <= MAX_HEAD) return buf.length;
+  const cut = buf.lastIndexOf(0x0a, MAX_HEAD - 1);
+  return cut + 1;
 }
 
 const NEWLINE = Buffer.from('\n');

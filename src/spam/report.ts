@@ -1,56 +1,19 @@
-// What a score means and how it is shown: the class for the session (ham / spam / kill), the
-// X-Spam-* header fields in SpamAssassin's format (so existing Sieve rules and mail clients work),
-// the subject prefix, and the explanation `mailward spam score FILE` prints.
+// What a score means and how it is shown: the class (ham / spam / kill), the X-Spam-* header
+// fields in SpamAssassin's format and the subject prefix (pure, in core/spam-verdict.ts, which the
+// session uses too), and the explanation `mailward spam score FILE` prints.
 import { formatProbability, type SpamFilter, type ScoreContext, type SpamResult } from './filter.ts';
+import { classify, DEFAULT_THRESHOLDS, formatScore, statusFields, type SpamClass, type StatusOptions, type Thresholds } from '../core/spam-verdict.ts';
 
-export type SpamClass = 'ham' | 'spam' | 'kill';
-
-export interface Thresholds {
-  /** Marked as spam at or above this score (default 5.0). */
-  readonly spam: number;
-  /** Not delivered (quarantined) at or above this score (default 10.0). */
-  readonly kill: number;
-}
-
-export const DEFAULT_THRESHOLDS: Thresholds = Object.freeze({ spam: 5.0, kill: 10.0 });
-
-export function classify(score: number, t: Thresholds = DEFAULT_THRESHOLDS): SpamClass {
-  if (score >= t.kill) return 'kill';
-  if (score >= t.spam) return 'spam';
-  return 'ham';
-}
-
-/** One decimal, as SpamAssassin writes it ("6.8", "-1.9", "0.0"). */
-export function formatScore(n: number): string {
-  const r = Math.round(n * 10) / 10;
-  return (Object.is(r, -0) ? 0 : r).toFixed(1);
-}
-
-export interface StatusOptions {
-  readonly spam: number;
-  /** What auto-learning did with the message, shown as autolearn=… */
-  readonly autolearn?: 'spam' | 'ham' | 'no' | 'failed';
-}
+export { classify, formatScore, markSubject, DEFAULT_THRESHOLDS, type SpamClass, type Thresholds, type StatusOptions } from '../core/spam-verdict.ts';
 
 /**
  * X-Spam-Score, X-Spam-Status ("Yes, score=6.8 required=5.0 tests=BAYES_99,HTML_ONLY
- * autolearn=no") and, for spam, X-Spam-Flag: YES. The session must remove any X-Spam-* fields
- * the message arrived with before adding these: a sender could otherwise write its own verdict.
+ * autolearn=no") and, for spam, X-Spam-Flag: YES, for one filter result. The server writes these
+ * itself from the total of every check (core/spam-verdict.ts); this is for tools that score one
+ * message on its own.
  */
 export function statusHeaders(r: Pick<SpamResult, 'score' | 'hits'>, opts: StatusOptions): string[] {
-  const isSpam = r.score >= opts.spam;
-  const tests = r.hits.map((h) => h.name).sort().join(',') || 'none';
-  const status = `${isSpam ? 'Yes' : 'No'}, score=${formatScore(r.score)} required=${formatScore(opts.spam)} tests=${tests}` + (opts.autolearn ? ` autolearn=${opts.autolearn}` : '');
-  const out = [`X-Spam-Score: ${formatScore(r.score)}`, `X-Spam-Status: ${status}`];
-  if (isSpam) out.push('X-Spam-Flag: YES');
-  return out;
-}
-
-/** The Subject of a spam: the prefix in front, once (a message marked twice keeps one). */
-export function markSubject(subject: string | undefined, prefix: string): string {
-  const s = (subject ?? '').trim();
-  if (prefix === '' || s.startsWith(prefix)) return s;
-  return s === '' ? prefix : `${prefix} ${s}`;
+  return statusFields(r.score, r.hits.map((h) => h.name), opts);
 }
 
 export interface Explanation {
