@@ -71,7 +71,8 @@ export const DEFAULT_PIPELINE: Record<Stage, PipelineEntry[]> = {
   mail: ['sender-login'],
   // The outbound guard before the rate limits: recipients it refuses do not use up a limit.
   rcpt: ['recipient', 'outbound-guard', 'rate-limit'],
-  data: ['sender-login'],
+  // Content filter for mail from strangers; a login's own mail is not scored (permit ends the list).
+  data: ['sender-login', 'permit-login', 'spam'],
 };
 
 export const ConfigSchema = z

@@ -32,7 +32,12 @@ test('e2e: a plain dialogue delivers to the Maildir with Return-Path, Delivered-
   const lines = msg.split('\r\n');
   assert.equal(lines[0], 'Return-Path: <sender@example.net>');
   assert.equal(lines[1], 'Delivered-To: alice@example.org');
-  assert.match(lines[2]!, /^Received: from client\.example\.net \(\[127\.0\.0\.1\]\)$/);
+  // The content filter of the default pipeline tags the message above our Received header.
+  assert.match(lines[2]!, /^X-Spam-Score: -?\d+\.\d$/);
+  assert.match(lines[3]!, /^X-Spam-Status: No, score=/);
+  const received = lines.findIndex((l) => l.startsWith('Received: '));
+  assert.match(lines[received]!, /^Received: from client\.example\.net \(\[127\.0\.0\.1\]\)$/);
+  assert.ok(lines.slice(2, received).every((l) => /^(X-Spam-|\t| )/.test(l)), 'only our X-Spam fields above Received');
   assert.match(msg, new RegExp(`by mx\\.example\\.org \\(Mailward\\) with ESMTP id ${queueId}\r\n\tfor <Alice@example\\.org>; `));
   assert.ok(msg.endsWith('Subject: hello\r\nFrom: sender@example.net\r\n\r\nHi Alice.\r\n.leading dot\r\n'), JSON.stringify(msg.slice(-80)));
   const queued = await srv.waitForLog((l) => l.event === 'queued');
