@@ -28,7 +28,7 @@ export interface MetricsOptions {
   readonly clock?: () => number;
 }
 
-const DECISIONS = new Set(['rejected', 'deferred', 'discarded', 'queued']);
+const DECISIONS = new Set(['rejected', 'deferred', 'discarded', 'quarantined', 'queued']);
 // Remembered receipt times, for the latency of deliveries whose event does not carry it.
 const MAX_PENDING = 100_000;
 

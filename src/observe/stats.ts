@@ -11,7 +11,7 @@ import { relayKinds } from './metrics.ts';
 const HOUR = 3_600_000;
 /** 7 days of hours, plus the current one. */
 export const KEEP_HOURS = 7 * 24 + 1;
-const COUNTS = ['accepted', 'relayed', 'rejected', 'deferred', 'discarded', 'delivered', 'bounced'] as const;
+const COUNTS = ['accepted', 'relayed', 'rejected', 'deferred', 'discarded', 'quarantined', 'delivered', 'bounced'] as const;
 export type CountName = (typeof COUNTS)[number];
 /** Distinct logins or client addresses kept per hour; the rest are summed under OTHER. */
 const MAX_SOURCES_PER_HOUR = 500;
@@ -30,6 +30,8 @@ export interface HourCounts {
   /** Temporary refusals (4xx) to clients. */
   readonly deferred: number;
   readonly discarded: number;
+  /** Messages accepted (250) but kept in the spam quarantine, not delivered. */
+  readonly quarantined: number;
   /** Recipients delivered and bounced. */
   readonly delivered: number;
   readonly bounced: number;
@@ -107,9 +109,9 @@ export interface StatsOptions {
 
 // Fields of a decision worth showing; anything else in the event stays in the log.
 const DECISION_FIELDS = ['session', 'queueId', 'client', 'proxy', 'listener', 'login', 'helo', 'from', 'to', 'rcpt', 'stage', 'check', 'reason', 'reply', 'relay', 'transport', 'result', 'name', 'breaker', 'state'] as const;
-const DECISION_EVENTS = new Set(['rejected', 'deferred', 'discarded', 'queued', 'delivered', 'bounced', 'breaker']);
+const DECISION_EVENTS = new Set(['rejected', 'deferred', 'discarded', 'quarantined', 'queued', 'delivered', 'bounced', 'breaker']);
 
-const emptyBucket = (): Bucket => ({ counts: { accepted: 0, relayed: 0, rejected: 0, deferred: 0, discarded: 0, delivered: 0, bounced: 0 }, rejectedBy: new Map(), logins: new Map(), clients: new Map() });
+const emptyBucket = (): Bucket => ({ counts: { accepted: 0, relayed: 0, rejected: 0, deferred: 0, discarded: 0, quarantined: 0, delivered: 0, bounced: 0 }, rejectedBy: new Map(), logins: new Map(), clients: new Map() });
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const list = (v: unknown): string[] => (typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
 
@@ -199,6 +201,10 @@ export class MailStats {
         break;
       case 'discarded':
         count('discarded');
+        break;
+      case 'quarantined':
+        count('quarantined');
+        source('messages');
         break;
       case 'delivered':
         count('delivered', Math.max(1, list(f.to ?? f.rcpt).length));

@@ -108,7 +108,7 @@ test('admin API: token required, and every endpoint after real traffic', async (
     oldestReceivedAt: 'number',
     oldestAgeSeconds: 'number',
   });
-  const totals = { accepted: 5, relayed: 4, rejected: 2, deferred: 0, discarded: 0, delivered: 5, bounced: 0, rejectedBy: { 'sender-login': 1, recipient: 1 } };
+  const totals = { accepted: 5, relayed: 4, rejected: 2, deferred: 0, discarded: 0, quarantined: 0, delivered: 5, bounced: 0, rejectedBy: { 'sender-login': 1, recipient: 1 } };
   assert.deepEqual(summary.last24h, totals);
   assert.deepEqual(summary.last7d, totals);
   assert.equal(summary.hours24.length, 24);

@@ -59,15 +59,16 @@ test('stats: hourly counts by kind and check, over 24 h and 7 d; older hours fal
   e('deferred', { stage: 'rcpt', check: 'greylist' });
   e('deferred', { queueId: 'q1', rcpt: 'a@example.net' }); // a delivery retry: not a refusal
   e('delivered', { queueId: 'q2', rcpt: 'bob@example.org' });
+  e('quarantined', { client: '192.0.2.9', queueId: 'q3', from: 'spam@example.net', to: ['bob@example.org'] });
   e('bounced', { queueId: 'q9', rcpt: 'z@example.net' }, now - 8 * 24 * HOUR); // beyond 7 days
   const last = stats.hourly(24).at(-1)!;
-  assert.deepEqual(last, { hour: Date.UTC(2025, 5, 10, 12), accepted: 2, relayed: 1, rejected: 1, deferred: 1, discarded: 0, delivered: 1, bounced: 0, rejectedBy: { dnsbl: 1 } });
+  assert.deepEqual(last, { hour: Date.UTC(2025, 5, 10, 12), accepted: 2, relayed: 1, rejected: 1, deferred: 1, discarded: 0, quarantined: 1, delivered: 1, bounced: 0, rejectedBy: { dnsbl: 1 } });
   assert.deepEqual(stats.totals(24).rejectedBy, { dnsbl: 2 });
   assert.deepEqual(stats.totals(168).rejectedBy, { dnsbl: 2, syntax: 1 });
   assert.equal(stats.totals(168).bounced, 0);
   assert.deepEqual(stats.top(24, 5).clients.map((c) => [c.key, c.messages, c.relayed, c.rejected]), [
+    ['192.0.2.9', 2, 0, 2], // its quarantined message counts as one it sent
     ['192.0.2.1', 1, 1, 0],
-    ['192.0.2.9', 1, 0, 2],
   ]);
   assert.deepEqual(stats.relayed(5).map((r) => [r.queueId, r.relay, r.via]), [['q1', 'login:alice@example.org', ['login']]]);
   // A week later the counts are gone from the window.
@@ -109,7 +110,7 @@ test('stats: hourly counts and top senders survive a restart through the store; 
   t.after(() => again.close());
   const after = new MailStats({ clock: () => now, store: again });
   await after.load();
-  assert.deepEqual(after.totals(24), { accepted: 2, relayed: 2, rejected: 1, deferred: 0, discarded: 0, delivered: 0, bounced: 0, rejectedBy: { relay: 1 } });
+  assert.deepEqual(after.totals(24), { accepted: 2, relayed: 2, rejected: 1, deferred: 0, discarded: 0, quarantined: 0, delivered: 0, bounced: 0, rejectedBy: { relay: 1 } });
   assert.deepEqual(after.hourly(4).map((h) => h.relayed), [1, 0, 0, 1]);
   const top = after.top(24, 5);
   assert.deepEqual(top.logins.map((x) => [x.key, x.messages, x.relayed, x.relayedShare]), [['alice@example.org', 2, 2, 1]]);
