@@ -110,8 +110,13 @@ export const ConfigSchema = z
         maxRecipients: z.number().int().min(1).default(100),
         maxLineLength: z.number().int().min(512).default(4096),
         maxBadCommands: z.number().int().min(1).default(10),
+        /** Command lines per connection (over-long and bad ones included); then 421 and close. */
         maxCommands: z.number().int().min(10).default(1000),
+        /** Time a client has to send a whole command line, counted from when the server waits for
+         *  it (not from its last byte, so trickling one byte at a time does not extend it); in DATA,
+         *  the longest pause between two packets. RFC 5321 §4.5.3.2.7: at least 5 minutes. */
         commandTimeout: Duration.default(300_000),
+        /** Deadline for one whole DATA transfer, or for all BDAT chunks of one message. */
         dataTimeout: Duration.default(600_000),
         maxConnections: z.number().int().min(1).default(1000),
         maxConnectionsPerClient: z.number().int().min(1).default(20),

@@ -29,8 +29,14 @@ const ALIASES: Readonly<Record<string, string>> = {
   'utf8': 'utf-8',
 };
 
+// No real encoding label is near this long (the WHATWG list's longest has 19 characters).
+const MAX_LABEL = 64;
+
 function decoderFor(charset: string): TextDecoder | null {
   const label = charset.trim().toLowerCase().replace(/^["']|["']$/g, '');
+  // A message can name any string as its charset: a long one is unknown, and is not cached (a
+  // cache keyed by 100 KB names would hold 256 of them, for good).
+  if (label.length > MAX_LABEL) return null;
   let d = decoders.get(label);
   if (d !== undefined) return d;
   try {

@@ -44,7 +44,7 @@ export function parseReceived(value: string): Hop {
 
 /** RFC 5322 §3.3 date-time (comments dropped); undefined when unreadable. */
 export function parseDate(text: string): number | undefined {
-  const t = Date.parse(text.replace(/\([^)]*\)/g, ' ').trim());
+  const t = Date.parse(text.replace(/\([^()]*\)/g, ' ').trim());
   return Number.isNaN(t) ? undefined : t;
 }
 

@@ -49,6 +49,10 @@ export interface Message {
 /** Which handler methods should throw, to test the engine's 451 fallback. */
 export type Throwing = 'onConnect' | 'onHelo' | 'onMailFrom' | 'onRcptTo' | 'onDataStart' | 'write' | 'end';
 
+/** Stages whose reply a test may dictate (e.g. a 421), instead of the handler's usual answer. */
+export type Stage = 'onConnect' | 'onHelo' | 'onAuth' | 'onMailFrom' | 'onRcptTo' | 'onDataStart' | 'end';
+export type Answers = Partial<Record<Stage, SmtpReply>>;
+
 export class TestHandler implements SessionHandler {
   readonly messages: Message[] = [];
   readonly aborts: string[] = [];
@@ -66,6 +70,7 @@ export class TestHandler implements SessionHandler {
     readonly conn: ConnectionInfo,
     readonly throwing: ReadonlySet<Throwing> = new Set(),
     readonly connectReply?: SmtpReply,
+    readonly answers: Answers = {},
   ) {
     this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
   }
@@ -77,11 +82,12 @@ export class TestHandler implements SessionHandler {
   async onConnect(state: SessionState): Promise<SmtpReply | undefined> {
     this.lastState = state;
     this.maybeThrow('onConnect');
-    return this.connectReply;
+    return this.answers.onConnect ?? this.connectReply;
   }
 
   async onHelo(_state: SessionState, name: string): Promise<SmtpReply | undefined> {
     this.maybeThrow('onHelo');
+    if (this.answers.onHelo) return this.answers.onHelo;
     if (name === 'refused.example') return reply(550, '5.7.1', 'HELO refused');
     this.helo = name;
     return undefined;
@@ -89,12 +95,14 @@ export class TestHandler implements SessionHandler {
 
   async onAuth(_state: SessionState, mechanism: 'PLAIN' | 'LOGIN', username: string, password: string, authzid: string): Promise<AuthResult> {
     this.auths.push({ mechanism, username, password, authzid });
+    if (this.answers.onAuth) return { ok: false, reply: this.answers.onAuth };
     if (username === 'alice' && password === 'correct horse') return { ok: true, login: 'alice' };
     return { ok: false, reply: reply(535, '5.7.8', 'Authentication credentials invalid') };
   }
 
   async onMailFrom(_state: SessionState, mail: MailFromInfo): Promise<SmtpReply> {
     this.maybeThrow('onMailFrom');
+    if (this.answers.onMailFrom) return this.answers.onMailFrom;
     this.mail = mail;
     this.rcpts = [];
     return reply(250, '2.1.0', 'Sender OK');
@@ -102,6 +110,7 @@ export class TestHandler implements SessionHandler {
 
   async onRcptTo(_state: SessionState, rcpt: RcptToInfo): Promise<SmtpReply> {
     this.maybeThrow('onRcptTo');
+    if (this.answers.onRcptTo) return this.answers.onRcptTo;
     if (!rcpt.path.toLowerCase().endsWith(`@${DOMAIN}>`)) return reply(550, '5.1.1', 'User unknown');
     this.rcpts.push(rcpt.path);
     return reply(250, '2.1.5', 'Recipient OK');
@@ -109,6 +118,7 @@ export class TestHandler implements SessionHandler {
 
   async onDataStart(_state: SessionState): Promise<MessageSink | SmtpReply> {
     this.maybeThrow('onDataStart');
+    if (this.answers.onDataStart) return this.answers.onDataStart;
     const parts: Buffer[] = [];
     const mail = this.mail!;
     const rcpts = [...this.rcpts];
@@ -119,6 +129,7 @@ export class TestHandler implements SessionHandler {
       },
       end: async (facts: BodyFacts) => {
         this.maybeThrow('end');
+        if (this.answers.end) return this.answers.end;
         this.messages.push({ mail, rcpts, body: Buffer.concat(parts), facts });
         return reply(250, '2.0.0', `Ok: queued as Q${this.messages.length}`);
       },
@@ -159,6 +170,7 @@ export interface ServeOptions extends Partial<Omit<ListenerOptions, 'protocol' |
   readonly protocol?: Partial<ProtocolOptions>;
   readonly throwing?: Throwing[];
   readonly connectReply?: SmtpReply;
+  readonly answers?: Answers;
 }
 
 export async function serve(t: TestContext, o: ServeOptions = {}): Promise<Served> {
@@ -174,7 +186,7 @@ export async function serve(t: TestContext, o: ServeOptions = {}): Promise<Serve
     shutdownTimeoutMs: o.shutdownTimeoutMs ?? 2000,
     protocol: protocolOptions(o.protocol),
     handlerFactory: (conn) => {
-      const h = new TestHandler(conn, new Set(o.throwing ?? []), o.connectReply);
+      const h = new TestHandler(conn, new Set(o.throwing ?? []), o.connectReply, o.answers);
       handlers.push(h);
       return h;
     },

@@ -82,6 +82,28 @@ describe('STARTTLS', () => {
     assert.ok(h.events.some((e) => e.event === 'tls-error'));
   });
 
+  // Found by fuzzing: a client that half-closed around STARTTLS held its connection until the
+  // handshake time-out (30 s by default), as the listeners allow half-open TCP.
+  for (const when of ['with the command', 'after the 220'] as const) {
+    it(`lets go at once of a client that half-closes ${when}`, async (t) => {
+      const { srv, d } = await session(t, { protocol: { commandTimeoutMs: 60_000 } });
+      await d.say('EHLO client.example').expect('250-');
+      if (when === 'with the command') {
+        d.socket.end('STARTTLS\r\n');
+      } else {
+        await d.say('STARTTLS').expect('220 2.0.0 Ready to start TLS\r\n');
+        d.socket.end();
+      }
+      const h = srv.handlers[0]!;
+      let timer: NodeJS.Timeout | undefined;
+      const reason = await Promise.race([h.closed, new Promise<string>((r) => (timer = setTimeout(() => r('still open after 3 s'), 3000)))]);
+      clearTimeout(timer);
+      // With the command, the FIN may be seen before STARTTLS runs, or only during the handshake.
+      assert.match(reason, when === 'with the command' ? /^(client closed before the TLS handshake|TLS handshake failed)$/ : /^TLS handshake failed$/);
+      await d.closed();
+    });
+  }
+
   it('lets MAIL through under requireTls once TLS is up', async (t) => {
     const { d } = await session(t, { protocol: { requireTls: true } });
     await d.say('EHLO client.example').expect('250-');

@@ -95,7 +95,6 @@ export class SmtpConnection {
     socket.on('error', this.onSocketError);
     this.idleTimer = setTimeout(this.onIdle, opts.commandTimeoutMs);
     this.idleTimer.unref();
-    this.input.onActivity = () => this.idleTimer.refresh();
     this.input.attach(socket);
     this.done = this.run();
   }
@@ -137,6 +136,12 @@ export class SmtpConnection {
           if (this.socket.writableNeedDrain) await this.waitDrain();
           const line = await this.readLine(this.opts.maxLineLength, true);
           if (line === EOF) break;
+          // Every line counts, over-long ones too: the cap bounds a session's length in lines.
+          if (++this.commands > this.opts.maxCommands) {
+            this.event('too-many-commands', { count: this.commands });
+            this.terminate(R.tooManyCommands, 'too many commands');
+            break;
+          }
           if (line === TOO_LONG) {
             this.event('line-too-long', { limit: this.opts.maxLineLength });
             this.bad(R.lineTooLong);
@@ -228,7 +233,8 @@ export class SmtpConnection {
       this.idleTimer.refresh();
       return;
     }
-    this.event('timeout', { phase: this.dataActive ? 'data' : 'command', ms: this.opts.commandTimeoutMs });
+    // `buffered` > 0 in the command phase: a line was begun and not finished in time (slowloris).
+    this.event('timeout', { phase: this.dataActive ? 'data' : 'command', ms: this.opts.commandTimeoutMs, buffered: this.input.length });
     this.terminate(R.timeout(this.opts.hostname), 'idle timeout');
   };
 
@@ -267,11 +273,15 @@ export class SmtpConnection {
     if (!this.socket.destroyed && this.socket.writable) this.socket.write(data);
   }
 
-  private async waitInput(forCommand = false): Promise<void> {
+  /**
+   * Waits for more client bytes. `restartClock` restarts the time-out (message bytes: the time-out
+   * runs since the last byte, the DATA deadline bounds the whole); a line keeps its clock.
+   */
+  private async waitInput(forCommand: boolean, restartClock: boolean): Promise<void> {
     this.flush();
     this.waiting = true;
     this.waitingForCommand = forCommand;
-    this.idleTimer.refresh();
+    if (restartClock) this.idleTimer.refresh();
     await this.input.wait();
     this.waiting = false;
     this.waitingForCommand = false;
@@ -287,8 +297,12 @@ export class SmtpConnection {
   /**
    * Reads one line (terminated by LF, an optional CR before it stripped). Lines longer than
    * `limit` bytes (incl. CRLF) give TOO_LONG once and are discarded up to their end.
+   * The whole line must arrive within commandTimeoutMs of the start of this call: the clock is
+   * not restarted per byte, so a client trickling one byte at a time (slowloris) cannot hold
+   * the session open (RFC 5321 §4.5.3.2.7 asks for at least 5 minutes per command, not more).
    */
   private async readLine(limit: number, forCommand: boolean): Promise<Buffer | typeof EOF | typeof TOO_LONG> {
+    this.idleTimer.refresh();
     for (;;) {
       if (this.closing) return EOF;
       const buf = this.input.peek();
@@ -311,7 +325,7 @@ export class SmtpConnection {
         return TOO_LONG;
       }
       if (this.input.ended) return EOF;
-      await this.waitInput(forCommand);
+      await this.waitInput(forCommand, false);
     }
   }
 
@@ -350,6 +364,21 @@ export class SmtpConnection {
     }
   }
 
+  /**
+   * Sends a reply the handler chose. RFC 5321 §3.8: a 421 means the service is closing the
+   * transmission channel, so after it the session ends, whatever the stage (a block, an overload,
+   * a shutdown decided by the session logic). The one place that rule lives; false when closed.
+   */
+  private answer(r: SmtpReply, stage: string): boolean {
+    if (r.code === 421) {
+      this.event('closing-reply', { stage, code: r.code, enhanced: r.enhanced });
+      this.terminate(r, `${stage} answered 421`);
+      return false;
+    }
+    this.send(r);
+    return true;
+  }
+
   /** Counts a bad command; past the limit the session ends with 421 instead of `r`. */
   private bad(r: SmtpReply): void {
     this.badCommands++;
@@ -370,12 +399,6 @@ export class SmtpConnection {
   // ---- commands -----------------------------------------------------------------------------
 
   private async command(raw: Buffer): Promise<void> {
-    this.commands++;
-    if (this.commands > this.opts.maxCommands) {
-      this.event('too-many-commands', { count: this.commands });
-      this.terminate(R.tooManyCommands, 'too many commands');
-      return;
-    }
     const line = raw.toString('utf8');
     if (this.commands === 1 && this.isProxyHeader(line)) {
       // The listener strips headers from trusted proxies; any other PROXY header is refused.
@@ -459,7 +482,10 @@ export class SmtpConnection {
     if (!name) return this.bad(R.heloSyntax(verb));
     const r = await this.guard('onHelo', () => this.handler.onHelo(this.st, name), R.tempFailure);
     if (this.closing) return;
-    if (r && !isPositive(r)) return this.send(r);
+    if (r && !isPositive(r)) {
+      this.answer(r, 'onHelo');
+      return;
+    }
     // RFC 5321 §4.1.4: EHLO/HELO in a session resets like RSET.
     await this.resetTransaction('new HELO/EHLO');
     this.st.helo = name;
@@ -483,7 +509,7 @@ export class SmtpConnection {
     const info: MailFromInfo = declaredSize === undefined ? { path, params, body, smtputf8 } : { path, params, body, smtputf8, declaredSize };
     const r = await this.guard('onMailFrom', () => this.handler.onMailFrom(this.st, info), R.tempFailure);
     if (this.closing) return;
-    this.send(r);
+    if (!this.answer(r, 'onMailFrom')) return;
     if (isPositive(r)) {
       this.tx = { mail: info, attempted: 0, accepted: 0, bdat: false, bdatFailed: false, sink: undefined, size: 0, tracker: undefined, failure: undefined };
     }
@@ -504,8 +530,8 @@ export class SmtpConnection {
     const rcpt = { path: parsed.value.path, params: parsed.value.params };
     const r = await this.guard('onRcptTo', () => this.handler.onRcptTo(this.st, rcpt), R.tempFailure);
     if (this.closing) return;
+    if (!this.answer(r, 'onRcptTo')) return;
     if (isPositive(r) && this.tx === tx) tx.accepted++;
-    this.send(r);
   }
 
   /** Checks common to DATA and BDAT; returns the reply to refuse with, if any. */
@@ -528,7 +554,7 @@ export class SmtpConnection {
     const s = await this.guard('onDataStart', () => this.handler.onDataStart(this.st), R.tempFailure);
     if (this.closing) return;
     if (!isSink(s)) {
-      this.send(s);
+      if (!this.answer(s, 'onDataStart')) return;
       return this.resetTransaction('DATA refused');
     }
     tx.sink = s;
@@ -549,7 +575,7 @@ export class SmtpConnection {
           this.stopDataTimer();
           return; // finish() aborts the sink
         }
-        await this.waitInput();
+        await this.waitInput(false, true);
         continue;
       }
       const r = dec.decode(buf);
@@ -589,7 +615,7 @@ export class SmtpConnection {
       r = await this.guard('sink.end', () => sink.end(facts), R.tempFailure);
     }
     if (this.closing) return;
-    this.send(r);
+    if (!this.answer(r, 'sink.end')) return;
     await this.resetTransaction('end of message');
   }
 
@@ -647,7 +673,7 @@ export class SmtpConnection {
       if (this.closing) return;
       if (!isSink(s)) {
         if (!(await this.discardChunk(a.size))) return;
-        this.send(s);
+        if (!this.answer(s, 'onDataStart')) return;
         tx.bdatFailed = true;
         if (a.last) await this.resetTransaction('BDAT refused');
         return;
@@ -708,7 +734,7 @@ export class SmtpConnection {
       const buf = this.input.peek();
       if (buf.length === 0) {
         if (this.input.ended || this.closing) return false;
-        await this.waitInput();
+        await this.waitInput(false, true);
         continue;
       }
       const take = Math.min(remaining, buf.length);
@@ -736,6 +762,12 @@ export class SmtpConnection {
     // RFC 3207 §4.2 / CVE-2011-0411: whatever the client pipelined after STARTTLS was sent in
     // clear text and must not be executed after the handshake. Drop it.
     let dropped = this.input.discard();
+    if (this.input.ended) {
+      // The client half-closed after STARTTLS: no handshake can ever arrive on this socket, so
+      // do not hold the connection until the handshake time-out.
+      this.terminate(undefined, 'client closed before the TLS handshake');
+      return;
+    }
     this.send(R.readyTls);
     this.flush();
     this.input.detach();
@@ -797,11 +829,8 @@ export class SmtpConnection {
     if (result.ok) {
       this.st.login = result.login;
       this.send(R.authOk);
-    } else if (result.reply.code === 421) {
-      // RFC 5321 §3.8: 421 closes the channel (a brute-force block, a shutdown).
-      this.terminate(result.reply, 'auth refused with 421');
     } else {
-      this.send(result.reply);
+      this.answer(result.reply, 'onAuth');
     }
   }
 }

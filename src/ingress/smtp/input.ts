@@ -14,9 +14,6 @@ export class InputQueue {
   private socket: Duplex | undefined;
   private readonly lowWater: number;
 
-  /** Called on every chunk received (e.g. to refresh an idle timer). */
-  onActivity: (() => void) | undefined;
-
   constructor(private readonly highWater: number) {
     this.lowWater = Math.floor(highWater / 2);
   }
@@ -50,7 +47,6 @@ export class InputQueue {
       this.paused = true;
       this.socket?.pause();
     }
-    this.onActivity?.();
     this.wake();
   };
 

@@ -27,6 +27,7 @@ export function upgradeToTls(socket: Socket, secureContext: SecureContext, timeo
       clearTimeout(timer);
       tlsSocket.off('secure', onSecure);
       tlsSocket.off('close', onClose);
+      tlsSocket.off('end', onClose);
       if (err) {
         tlsSocket.destroy();
         reject(err);
@@ -42,5 +43,8 @@ export function upgradeToTls(socket: Socket, secureContext: SecureContext, timeo
     timer.unref();
     tlsSocket.once('secure', onSecure);
     tlsSocket.once('close', onClose);
+    // On a half-open socket (the listeners allow half-open TCP) a client that sends FIN gives
+    // 'end' and no 'close': no handshake can follow, so do not wait for the time-out.
+    tlsSocket.once('end', onClose);
   });
 }

@@ -141,13 +141,17 @@ export interface ProtocolOptions {
   readonly maxLineLength: number;
   /** Unknown/bad commands allowed before 421 and disconnect. */
   readonly maxBadCommands: number;
-  /** Commands allowed per connection before 421. */
+  /** Command lines allowed per connection (over-long ones included) before 421. */
   readonly maxCommands: number;
   /** Milliseconds to wait before the greeting; a client that talks first gets 554 and is dropped. */
   readonly greetingDelayMs: number;
-  /** Idle time-out between commands (RFC 5321 §4.5.3.2 suggests 5 minutes). */
+  /**
+   * Time a client has for a whole command (or AUTH response) line, counted from when the engine
+   * starts waiting for it, not from the last byte (RFC 5321 §4.5.3.2.7 suggests 5 minutes). In
+   * DATA/BDAT it limits the pause between two packets.
+   */
   readonly commandTimeoutMs: number;
-  /** Time-out for the whole DATA/BDAT transfer. */
+  /** Deadline for a whole DATA transfer, or for all BDAT chunks of one message. */
   readonly dataTimeoutMs: number;
   /** What to do with a bare LF / bare CR in DATA: refuse the message (default) or pass it on. */
   readonly bareLineEndings: 'reject' | 'accept';
