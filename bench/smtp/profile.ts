@@ -51,7 +51,12 @@ export function summarizeProfile(dir: string, top = 25): string {
       byId.set(n.id, n);
       for (const c of n.children ?? []) parent.set(c, n.id);
     }
-    prof.samples.forEach((id, i) => selfMs.set(id, (selfMs.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0) / 1000));
+    // Each sample counts for the usual sampling interval, not for the time since the previous one:
+    // on a loaded machine the thread is sometimes descheduled for 100 ms or more, and that gap
+    // would be charged to whatever function happened to run when it resumed.
+    const sorted = [...prof.timeDeltas].sort((a, b) => a - b);
+    const interval = (sorted[Math.floor(sorted.length / 2)] ?? 1000) / 1000;
+    prof.samples.forEach((id) => selfMs.set(id, (selfMs.get(id) ?? 0) + interval));
     for (const [id, ms] of selfMs) {
       const n = byId.get(id)!;
       const { functionName, url, lineNumber } = n.callFrame;

@@ -5,7 +5,11 @@
 //
 // Environment: BENCH_RUNS (3), BENCH_SECONDS per run (3), BENCH_ONLY=smtp-sink,mailward,mailward-core,postfix,haraka,haraka-cpus,
 // BENCH_PROFILE=1 (CPU profile of Mailward at 4 KB × 50, written under bench/results/tmp/),
-// BENCH_MAILWARD_MAIN=src/main.ts to run the sources through tsx instead of a build.
+// BENCH_MAILWARD_MAIN=src/main.ts to run the sources through tsx instead of a build,
+// BENCH_CELLS=4x50 (KB × sessions, comma-separated) to measure only some cells, BENCH_WARMUP=2000
+// messages of warm-up per server and cell (default: 4 per session, at least 50),
+// BENCH_MAILWARD_BASELINE=<folder>/dist/main.js to run a second build (e.g. the last commit's) with the
+// full pipeline in the same run, taking turns with the others, to compare CPU per message.
 import { chmodSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -29,6 +33,16 @@ const SIZES = [4096, 65536];
 const SESSIONS = [1, 10, 50];
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim());
 const PROFILE = process.env.BENCH_PROFILE === '1';
+const BASELINE = process.env.BENCH_MAILWARD_BASELINE;
+const WARMUP = process.env.BENCH_WARMUP === undefined ? undefined : Number(process.env.BENCH_WARMUP);
+if (WARMUP !== undefined && !(Number.isInteger(WARMUP) && WARMUP > 0)) throw new Error(`BENCH_WARMUP=${process.env.BENCH_WARMUP ?? ''} is not a number of messages; write e.g. BENCH_WARMUP=2000`);
+/** "4x50,64x1": only these cells (KB × sessions); all of them when unset. */
+const CELLS = process.env.BENCH_CELLS?.split(',').map((s) => {
+  const m = /^\s*(\d+)\s*(?:k|kb)?\s*[x×:]\s*(\d+)\s*$/i.exec(s);
+  if (!m) throw new Error(`BENCH_CELLS: ${JSON.stringify(s)} is not a cell; write KB × sessions, e.g. BENCH_CELLS=4x50,64x50`);
+  return { size: Number(m[1]) * 1024, sessions: Number(m[2]) };
+});
+const wantCell = (c: { size: number; sessions: number }): boolean => !CELLS || CELLS.some((x) => x.size === c.size && x.sessions === c.sessions);
 /** The cell the bar is set at: 4 KB messages, 50 concurrent sessions. */
 const BAR = { size: 4096, sessions: 50 };
 
@@ -165,6 +179,10 @@ async function main(): Promise<void> {
       }
       add('Mailward (full pipeline)', await startMailwardServer({ main: mailwardMain, root: dir('mailward'), dnsAddress: dns.address, nodeArgs }), PROFILE ? (c) => c.size === BAR.size && c.sessions === BAR.sessions : undefined);
     }
+    if (BASELINE && want('mailward') && !PROFILE) {
+      const base = await startMailwardServer({ main: path.resolve(REPO, BASELINE), root: dir('mailward-baseline'), dnsAddress: dns.address });
+      add('Mailward (full pipeline, baseline build)', { ...base, name: 'mailward-baseline' });
+    }
     // The same restrictions as the Postfix instance, to split the cost of the core from the checks'.
     if (want('mailward-core') && !PROFILE) {
       add('Mailward (relay gate + recipient only)', await startMailwardServer({ main: mailwardMain, root: dir('mailward-core'), dnsAddress: dns.address, pipeline: 'recipient-only' }));
@@ -179,12 +197,13 @@ async function main(): Promise<void> {
       for (const size of SIZES) {
         for (const sessions of SESSIONS) {
           const cell = { size, sessions };
+          if (!wantCell(cell)) continue;
           const key = cellKey(cell);
           const active = entries.filter((e) => e.cells(cell));
           // A short warm-up per server (JIT, process pools, caches) that also sizes the runs.
           const counts = new Map<Entry, number>();
           for (const e of active) {
-            const warm = Math.max(sessions * 4, 50);
+            const warm = WARMUP ?? Math.max(sessions * 4, 50);
             try {
               const r = await smtpSource({ port: e.server.port, size, sessions, count: warm });
               e.accepted += warm;
@@ -236,7 +255,7 @@ async function main(): Promise<void> {
   const loadAfter = loadAverage();
   const report = render(entries, { started, loadBefore, loadAfter, versions: versions(harakaDir) });
   process.stdout.write(`${report}\n`);
-  if (!ONLY && !PROFILE) {
+  if (!ONLY && !PROFILE && !CELLS && !BASELINE) {
     const out = path.join(REPO, 'bench', 'results', 'smtp.md');
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(out, report);
@@ -272,8 +291,9 @@ function render(entries: Entry[], meta: Meta): string {
   lines.push(`- date: ${meta.started.toISOString()}`);
   lines.push(`- machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGb.toFixed(1)} GB memory, Linux ${m.kernel}, Node.js ${m.node}`);
   lines.push(`- load average (1, 5, 15 min) before: ${meta.loadBefore}; after: ${meta.loadAfter}`);
+  if (BASELINE) lines.push(`- baseline build: ${BASELINE}`);
   lines.push(`- versions: ${Object.entries(meta.versions).map(([k, v]) => `${k} ${v}`).join('; ')}`);
-  lines.push(`- load: smtp-source, one message per connection, ${RUNS} runs per cell of about ${TARGET_SECONDS} s each after a warm-up; the servers take turns run by run`);
+  lines.push(`- load: smtp-source, one message per connection, ${RUNS} runs per cell of about ${TARGET_SECONDS} s each after a warm-up (${WARMUP === undefined ? '4 messages per session, at least 50' : `${WARMUP} messages`}); the servers take turns run by run`);
   const p = fullPipeline();
   lines.push(`- Mailward pipeline: helo [${p.helo!.join(', ')}]; mail [${p.mail!.join(', ')}]; rcpt [relay gate, ${p.rcpt!.join(', ')}]; data [${p.data!.join(', ')}]; spool fsync (file + directory) before every 250; delivery to Maildir; log level warn; DNS answered by a server on loopback`);
   lines.push('- Mailward (relay gate + recipient only): the same server with only the restrictions the Postfix instance has — the cost of the core without the DNS-based checks');

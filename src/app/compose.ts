@@ -9,6 +9,7 @@ import { ConfigError } from '../config/errors.ts';
 import type { Logger } from '../observe/log.ts';
 import { silentLogger } from '../observe/log.ts';
 import { ALL_CHECKS } from '../checks/index.ts';
+import { CachingResolver } from '../checks/lib/dns-cache.ts';
 import { compilePipeline, createRegistry, type CompiledPipeline } from '../pipeline/registry.ts';
 import type { CheckEnv, LocalDirectory } from '../pipeline/check.ts';
 import { openStore } from './store.ts';
@@ -56,9 +57,12 @@ export interface StartOptions {
   readonly clock?: () => number;
 }
 
-/** Builds a DNS resolver that asks the configured servers with the configured time-out. */
+/**
+ * Builds the server's DNS resolver: it asks the configured servers with the configured time-out
+ * and keeps answers in memory (checks/lib/dns-cache.ts), so build it once per server and share it.
+ */
 export function createResolver(config: Config): Resolver {
-  const r = new Resolver({ timeout: config.dns.timeout, tries: config.dns.tries });
+  const r = new CachingResolver({ timeout: config.dns.timeout, tries: config.dns.tries });
   if (config.dns.servers.length > 0) r.setServers([...config.dns.servers]);
   return r;
 }

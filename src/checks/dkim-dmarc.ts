@@ -1,7 +1,7 @@
 // DKIM (RFC 6376) and DMARC (RFC 7489) verification at end of DATA, through mailauth with our
 // resolver, recorded in an Authentication-Results header (RFC 8601) with our host name as the
 // authserv-id. DMARC p=reject / p=quarantine act only when the operator sets `enforce`.
-import { arc as arcVerify, dkimVerify, dmarc as dmarcVerify, spf as spfVerify } from 'mailauth';
+import { arc as arcVerify, dkimVerify, dmarc as dmarcVerify } from 'mailauth';
 import type { ARCData, ARCResult, DKIMVerifyResult, DMARCResult, SPFResult } from 'mailauth';
 import { z } from 'zod';
 import { Replies, perm } from '../core/reply.ts';
@@ -9,7 +9,7 @@ import { defer, pass, reject, score, tagged, type Verdict } from '../core/verdic
 import { defineCheck, type CheckContext, type MessageFacts } from '../pipeline/check.ts';
 import { mailauthResolver } from './lib/dns.ts';
 import { headerField } from './lib/header.ts';
-import { ipText, parseIp } from './lib/net.ts';
+import { evaluateSpf, spfIdentity } from './lib/spf-eval.ts';
 
 const NAME = 'dkim-dmarc';
 
@@ -45,19 +45,18 @@ export const dkimDmarc = defineCheck({
       const resolver = mailauthResolver(env.dns, ctx.signal);
       const s = ctx.session;
       const from = ctx.tx?.mailFrom ?? null;
+      // DMARC's SPF half (RFC 7489 §4.2) needs the SMTP facts, not the headers: the result the
+      // spf check got for this transaction at MAIL/RCPT, or one evaluation here when it did not run.
+      const id = spfIdentity(s, from);
+      const spfPending = id !== undefined && id !== 'no-ip' ? evaluateSpf(env, s, id, ctx.signal) : undefined;
+      spfPending?.catch(() => undefined);
       const dkim = await dkimVerify(raw, {
         resolver,
         ...(from ? { sender: from.address } : {}),
         minBitLength: opts.minKeyBits,
         curTime: new Date(env.clock()),
       });
-      // DMARC's SPF half (RFC 7489 §4.2) needs the SMTP facts, not the headers.
-      const ip = parseIp(s.clientAddress);
-      const sender = from?.address ?? (s.helo ? `postmaster@${s.helo}` : undefined);
-      const spf =
-        ip && sender
-          ? await spfVerify({ sender, ip: ipText(ip), ...(s.helo ? { helo: s.helo } : {}), mta: env.hostname, resolver })
-          : undefined;
+      const spf = await spfPending;
       const arcData = (dkim as { arc?: ARCData }).arc;
       const arc = opts.arc && arcData ? await arcVerify(arcData, { resolver, minBitLength: opts.minKeyBits }) : undefined;
       // RFC 7489 §6.6.1: exactly one From address, or DMARC does not apply.

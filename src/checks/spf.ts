@@ -1,17 +1,14 @@
 // SPF (RFC 7208) for mail from the world, through mailauth with our configured resolver: fail,
 // softfail and permerror each reject, score or are ignored as configured; a temporary DNS error
 // defers. Adds a Received-SPF header (§9.1). Never applied to a client that logged in.
-import { spf as spfVerify } from 'mailauth';
 import type { SPFResult } from 'mailauth';
 import { z } from 'zod';
 import type { Mailbox } from '../core/address.ts';
 import { perm, temp } from '../core/reply.ts';
 import { PASS, defer, pass, reject, score, tagged, type Verdict } from '../core/verdict.ts';
 import { defineCheck, type CheckContext } from '../pipeline/check.ts';
-import { mailauthResolver } from './lib/dns.ts';
 import { headerField } from './lib/header.ts';
-import { ipText, parseIp } from './lib/net.ts';
-import { TtlCache } from './lib/ttl-cache.ts';
+import { evaluateSpf, spfIdentity } from './lib/spf-eval.ts';
 
 const NAME = 'spf';
 
@@ -56,9 +53,6 @@ export const spf = defineCheck({
   stages: ['mail', 'rcpt'],
   options: Options,
   create: (opts, env) => {
-    // One evaluation per transaction: RCPT after RCPT must not repeat the DNS work.
-    const memo = new TtlCache<Evaluation>(1000, env.clock);
-
     const receivedSpf = (e: Evaluation, ip: string, sender: string, helo: string | undefined): string => {
       const pairs = [`client-ip=${ip}`, `envelope-from=${kv(sender)}`, ...(helo ? [`helo=${kv(helo)}`] : []), `receiver=${kv(env.hostname)}`, `identity=mailfrom`];
       return headerField('Received-SPF', `${e.result} (${comment(e.comment)}) ${pairs.join('; ')};`);
@@ -67,29 +61,16 @@ export const spf = defineCheck({
     const check = async (ctx: CheckContext, from: Mailbox | null, first: boolean): Promise<Verdict> => {
       const s = ctx.session;
       if (s.login !== undefined) return PASS;
-      const parsed = parseIp(s.clientAddress);
-      if (!parsed) {
+      const id = spfIdentity(s, from);
+      if (id === 'no-ip') {
         env.log.warn({ check: NAME, client: s.clientAddress }, 'client address is not an IP address; SPF not checked');
         return PASS;
       }
-      const ip = ipText(parsed);
-      // RFC 7208 §2.4: for the null sender, the HELO identity is checked as postmaster@helo.
-      const sender = from?.address ?? (s.helo ? `postmaster@${s.helo}` : undefined);
-      if (sender === undefined) return PASS;
-      const key = `${s.id}\n${ip}\n${sender}\n${s.helo ?? ''}`;
-      let e = memo.get(key);
-      if (!e) {
-        const r = await spfVerify({
-          sender,
-          ip,
-          ...(s.helo ? { helo: s.helo } : {}),
-          mta: env.hostname,
-          resolver: mailauthResolver(env.dns, ctx.signal),
-        });
-        e = { result: r.status.result, comment: r.status.comment ?? '' };
-        // A temporary failure is not remembered: the retry must ask again.
-        if (e.result !== 'temperror' && e.result !== 'temperr') memo.set(key, e, 10 * 60_000);
-      }
+      if (id === undefined) return PASS;
+      const { ip, sender } = id;
+      // One evaluation per transaction: RCPT after RCPT, and DMARC at DATA, reuse it.
+      const r = await evaluateSpf(env, s, id, ctx.signal);
+      const e: Evaluation = { result: r.status.result, comment: r.status.comment ?? '' };
       const headers = opts.header && first ? [receivedSpf(e, ip, sender, s.helo)] : undefined;
       const why = `spf=${e.result} for ${sender} from ${ip}: ${e.comment}`;
       const act = (action: z.output<typeof Action>, points: number, replyIfReject = failReply): Verdict => {

@@ -31,6 +31,98 @@ export type Invoke = (h: StageHandlers, ctx: CheckContext) => Promise<Verdict> |
 
 class DeadlineError extends Error {}
 
+/**
+ * The deadlines of one stage call: one AbortController, one signal and one timer for all its
+ * checks, instead of a controller, a combined signal, a timer and a DOMException per check. Each
+ * check still gets its own `timeoutMs` from the moment it starts. The timer is armed for the
+ * earliest deadline and, when it fires early for the check then running, re-armed for the rest.
+ * The signal itself is made only when a check reads `ctx.signal`: most checks never do.
+ */
+class StageDeadline {
+  #controller: AbortController | undefined;
+  /** Why the signal is aborted (a time-out or the client going away), once it is. */
+  #reason: unknown;
+  readonly ctx: CheckContext;
+  /** Rejects when the running check's time is up; raced against every check's answer. */
+  readonly expired: Promise<never>;
+  #fail!: (err: DeadlineError) => void;
+  #timer: NodeJS.Timeout | undefined;
+  /** performance.now() at which the armed timer fires. */
+  #armedFor = Infinity;
+  #check: PlacedCheck | undefined;
+  #until = Infinity;
+  /** Set once a check ran out of time: the signal is aborted, so later checks need a new one. */
+  spent = false;
+  readonly #clientSignal: AbortSignal | undefined;
+  readonly #onClientGone = (): void => this.#abort(this.#clientSignal?.reason);
+
+  constructor(base: Omit<CheckContext, 'signal'>, clientSignal: AbortSignal | undefined) {
+    this.expired = new Promise<never>((_, reject) => {
+      this.#fail = reject;
+    });
+    this.expired.catch(() => undefined);
+    this.#clientSignal = clientSignal;
+    const signal = (): AbortSignal => this.#signal();
+    this.ctx = {
+      ...base,
+      get signal() {
+        return signal();
+      },
+    };
+  }
+
+  #signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#reason !== undefined) this.#controller.abort(this.#reason);
+      // The client going away aborts the running check too; a listener is cheaper than AbortSignal.any.
+      else if (this.#clientSignal?.aborted) this.#controller.abort(this.#clientSignal.reason);
+      else this.#clientSignal?.addEventListener('abort', this.#onClientGone, { once: true });
+    }
+    return this.#controller.signal;
+  }
+
+  #abort(reason: unknown): void {
+    this.#reason ??= reason;
+    this.#controller?.abort(reason);
+  }
+
+  /** The check `c` starts now; its deadline is `c.timeoutMs` from here. */
+  start(c: PlacedCheck): void {
+    const now = performance.now();
+    this.#check = c;
+    this.#until = now + c.timeoutMs;
+    if (this.#until < this.#armedFor) this.#arm(c.timeoutMs);
+  }
+
+  #arm(ms: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#armedFor = performance.now() + ms;
+    this.#timer = setTimeout(this.#onTimer, ms);
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = undefined;
+    this.#armedFor = Infinity;
+    const left = this.#until - performance.now();
+    // Armed for an earlier check: the one running now still has time.
+    if (left > 0) {
+      this.#arm(Math.ceil(left));
+      return;
+    }
+    this.spent = true;
+    const err = new DeadlineError(`no answer within ${this.#check?.timeoutMs ?? 0} ms`);
+    this.#abort(err);
+    this.#fail(err);
+  };
+
+  dispose(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#controller) this.#clientSignal?.removeEventListener('abort', this.#onClientGone);
+  }
+}
+
 /** Runs `invoke` for each placed check in order. `invoke` returns undefined when a check has no handler for this stage. */
 export async function runStage(
   stage: Stage,
@@ -44,59 +136,53 @@ export async function runStage(
   const rules: string[] = [];
   const headers: string[] = [];
   const tags: VerdictTag[] = [];
-  for (const c of checks) {
-    const verdict = await runOne(c, stage, base, invoke, log, clientSignal);
-    if (verdict === undefined) continue;
-    if (verdict.kind === 'pass' || verdict.kind === 'score') {
-      if (verdict.headers) headers.push(...verdict.headers);
-      for (const t of verdict.tags ?? []) if (!tags.includes(t)) tags.push(t);
-      if (verdict.kind === 'score') {
-        score += verdict.points;
-        rules.push(`${verdict.rule}=${verdict.points}`);
+  let deadline: StageDeadline | undefined;
+  try {
+    for (const c of checks) {
+      deadline ??= new StageDeadline(base, clientSignal);
+      const verdict = await runOne(c, stage, deadline, invoke, log);
+      // After a time-out the shared signal is aborted: the checks still to run get a fresh one.
+      if (deadline.spent) {
+        deadline.dispose();
+        deadline = undefined;
       }
-      continue;
+      if (verdict === undefined) continue;
+      if (verdict.kind === 'pass' || verdict.kind === 'score') {
+        if (verdict.headers) headers.push(...verdict.headers);
+        if (verdict.tags) for (const t of verdict.tags) if (!tags.includes(t)) tags.push(t);
+        if (verdict.kind === 'score') {
+          score += verdict.points;
+          rules.push(`${verdict.rule}=${verdict.points}`);
+        }
+        continue;
+      }
+      if (verdict.kind === 'permit' && !c.canPermit) {
+        log.warn({ check: c.name, stage }, 'check answered permit but is not declared able to permit; treated as pass');
+        continue;
+      }
+      if (c.mode === 'warn') {
+        log.info({ event: 'warn-only', check: c.name, stage, verdict: verdict.kind, reason: 'reason' in verdict ? verdict.reason : undefined }, 'warn-only check would have decided');
+        continue;
+      }
+      return { verdict, check: c.name, score, rules, headers, tags };
     }
-    if (verdict.kind === 'permit' && !c.canPermit) {
-      log.warn({ check: c.name, stage }, 'check answered permit but is not declared able to permit; treated as pass');
-      continue;
-    }
-    if (c.mode === 'warn') {
-      log.info({ event: 'warn-only', check: c.name, stage, verdict: verdict.kind, reason: 'reason' in verdict ? verdict.reason : undefined }, 'warn-only check would have decided');
-      continue;
-    }
-    return { verdict, check: c.name, score, rules, headers, tags };
+  } finally {
+    deadline?.dispose();
   }
   return { verdict: PASS, score, rules, headers, tags };
 }
 
-async function runOne(
-  c: PlacedCheck,
-  stage: Stage,
-  base: Omit<CheckContext, 'signal'>,
-  invoke: Invoke,
-  log: Logger,
-  clientSignal?: AbortSignal,
-): Promise<Verdict | undefined> {
-  const deadline = new AbortController();
-  const signal = clientSignal ? AbortSignal.any([deadline.signal, clientSignal]) : deadline.signal;
-  let timer: NodeJS.Timeout | undefined;
+async function runOne(c: PlacedCheck, stage: Stage, deadline: StageDeadline, invoke: Invoke, log: Logger): Promise<Verdict | undefined> {
   try {
-    const pending = invoke(c.handlers, { ...base, signal });
+    const pending = invoke(c.handlers, deadline.ctx);
     if (pending === undefined) return undefined;
-    const timeout = new Promise<never>((_, rejectTimeout) => {
-      timer = setTimeout(() => {
-        deadline.abort();
-        rejectTimeout(new DeadlineError(`no answer within ${c.timeoutMs} ms`));
-      }, c.timeoutMs);
-    });
-    return await Promise.race([pending, timeout]);
+    deadline.start(c);
+    return await Promise.race([pending, deadline.expired]);
   } catch (err) {
     // In doubt, defer: an error or a time-out is never a pass.
     const detail = err instanceof Error ? err.message : String(err);
     log.warn({ event: 'check-failed', check: c.name, stage, err: detail, timeout: err instanceof DeadlineError }, 'check failed; deferring');
     if (c.mode === 'warn') return undefined;
     return { kind: 'defer', reply: Replies.checkFailed, reason: `check ${c.name} failed: ${detail}` };
-  } finally {
-    if (timer) clearTimeout(timer);
   }
 }

@@ -6,6 +6,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
 import { dkimSign } from 'mailauth';
 import { dkimDmarc } from '../../src/checks/dkim-dmarc.ts';
+import { spf } from '../../src/checks/spf.ts';
 import type { MessageFacts } from '../../src/pipeline/check.ts';
 import { runStage } from '../../src/pipeline/runner.ts';
 import { startDns } from '../harness/dns.ts';
@@ -106,4 +107,22 @@ test('dkim-dmarc in the runner: the header reaches the stage outcome', async (t)
   assert.equal(out.verdict.kind, 'pass');
   assert.equal(out.headers.length, 1);
   assert.match(out.headers[0]!, /^Authentication-Results: mx\.example\.org;/);
+});
+
+test('dkim-dmarc reuses the SPF result of the spf check for the same transaction: no second evaluation', async (t) => {
+  const { env, dns, clock } = await setup(t);
+  const raw = await signed(message('alice@signed.example'), clock.now);
+  const c = smtp('alice@signed.example');
+  const atRcpt = await build(spf, { fail: 'score' }, env).rcpt!({ ...c, tx: { mailFrom: c.tx!.mailFrom, recipients: [] } }, c.tx!.recipients[0]!);
+  assert.equal(atRcpt.kind, 'score');
+  assert.equal(dns.queries('signed.example', 'TXT'), 1);
+  const v = await build(dkimDmarc, {}, env).data!(c, facts(raw));
+  // The SPF record was not asked for again; the header reads as when dkim-dmarc evaluated it itself.
+  assert.equal(dns.queries('signed.example', 'TXT'), 1);
+  const header = unfold(v.kind === 'pass' ? v.headers![0]! : '');
+  assert.match(header, /; spf=fail \(mx\.example\.org: domain of alice@signed\.example does not designate 192\.0\.2\.10 as permitted sender\) smtp\.mailfrom=alice@signed\.example smtp\.helo=client\.example; dmarc=pass /);
+  // Another session evaluates on its own, with the same outcome in the header.
+  const alone = await build(dkimDmarc, {}, env).data!(smtp('alice@signed.example'), facts(raw));
+  assert.equal(dns.queries('signed.example', 'TXT'), 2);
+  assert.equal(unfold(alone.kind === 'pass' ? alone.headers![0]! : '').replace(/header\.b=\S+/, ''), header.replace(/header\.b=\S+/, ''));
 });

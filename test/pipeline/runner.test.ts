@@ -7,6 +7,8 @@ import type { StageHandlers } from '../../src/pipeline/check.ts';
 import { pass, permit, reject, defer, discard, score, type Verdict } from '../../src/core/verdict.ts';
 import { perm, temp } from '../../src/core/reply.ts';
 import { silentLogger } from '../../src/observe/log.ts';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 
 const session = { id: 's1', listener: 'mx', listenerKind: 'mx' as const, clientAddress: '192.0.2.1', clientPort: 1, tls: false };
 const place = (name: string, connect: () => Promise<Verdict>, extra: Partial<PlacedCheck> = {}): PlacedCheck => ({
@@ -112,4 +114,106 @@ test('runner: warn-only placements decide nothing, even when they fail', async (
 test('runner: checks without a handler for the stage are skipped', async () => {
   const out = await runStage('helo', [place('a', async () => reject(no, 'x'))], { session }, (h, ctx) => h.helo?.(ctx, 'x'), silentLogger());
   assert.equal(out.verdict.kind, 'pass');
+});
+
+// A check that answers `verdict` after `ms`, unless its signal aborts first (then it never answers).
+const after = (ms: number, verdict: Verdict, seen?: (signal: AbortSignal) => void) => (ctx: { signal: AbortSignal }) =>
+  new Promise<Verdict>((resolve) => {
+    seen?.(ctx.signal);
+    const t = setTimeout(() => resolve(verdict), ms);
+    t.unref();
+    ctx.signal.addEventListener('abort', () => clearTimeout(t), { once: true });
+  });
+
+function memoryLog(): { log: ReturnType<typeof silentLogger>; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { log: pino({ level: 'debug' }, sink), lines };
+}
+
+test('runner: each check keeps its own deadline, even when an earlier check had a longer one', async () => {
+  const { log, lines } = memoryLog();
+  // "short" answers after 400 ms but may take only 30: if the stage's timer kept the first
+  // check's 5 s, "short" would pass.
+  const out = await runStage(
+    'connect',
+    [place('long', async () => pass(), { timeoutMs: 5000 }), { ...place('short', async () => pass()), timeoutMs: 30, handlers: { connect: after(400, pass()) } }],
+    { session },
+    (h, ctx) => h.connect?.(ctx),
+    log,
+  );
+  assert.equal(out.verdict.kind, 'defer');
+  assert.equal(out.check, 'short');
+  assert.equal(out.verdict.kind === 'defer' && out.verdict.reason, 'check short failed: no answer within 30 ms');
+  const failed = lines.filter((l) => l.event === 'check-failed');
+  assert.deepEqual(failed.map((l) => [l.check, l.stage, l.timeout, l.err]), [['short', 'connect', true, 'no answer within 30 ms']]);
+});
+
+test('runner: a later check with a longer deadline is not cut short by an earlier one', async () => {
+  // "first" may take 30 ms and answers at once; "second" answers after 120 ms within its 2 s.
+  const out = await run([place('first', async () => pass(), { timeoutMs: 30 }), { ...place('second', async () => pass()), timeoutMs: 2000, handlers: { connect: after(120, reject(no, 'second says no')) } }]);
+  assert.deepEqual(out.verdict, { kind: 'reject', reply: no, reason: 'second says no' });
+  assert.equal(out.check, 'second');
+});
+
+test('runner: after a warn-only check times out, the next check gets a signal that is not aborted', async () => {
+  const signals: AbortSignal[] = [];
+  const out = await run([
+    { ...place('slow-warn', async () => pass()), mode: 'warn', timeoutMs: 30, handlers: { connect: after(2000, pass(), (s) => signals.push(s)) } },
+    place('next', async () => reject(no, 'next says no')),
+    { ...place('last', async () => pass()), handlers: { connect: after(0, score(1, 'R'), (s) => signals.push(s)) } },
+  ]);
+  assert.deepEqual([out.verdict.kind, out.check], ['reject', 'next']);
+  const out2 = await run([
+    { ...place('slow-warn', async () => pass()), mode: 'warn', timeoutMs: 30, handlers: { connect: after(2000, pass(), (s) => signals.push(s)) } },
+    { ...place('last', async () => pass()), handlers: { connect: after(0, score(1, 'R'), (s) => signals.push(s)) } },
+  ]);
+  assert.deepEqual([out2.verdict.kind, out2.score], ['pass', 1]);
+  assert.deepEqual(signals.map((s) => s.aborted), [true, true, false]);
+  // The aborted signal says why, without a DOMException.
+  const reason: unknown = signals[0]!.reason;
+  assert.ok(reason instanceof Error && !(reason instanceof DOMException));
+  assert.equal(reason.message, 'no answer within 30 ms');
+});
+
+test('runner: the client going away aborts the running check', async () => {
+  const client = new AbortController();
+  let seen: AbortSignal | undefined;
+  const pending = runStage(
+    'connect',
+    [{ ...place('waits', async () => pass()), timeoutMs: 100, handlers: { connect: after(2000, pass(), (s) => (seen = s)) } }],
+    { session },
+    (h, ctx) => h.connect?.(ctx),
+    silentLogger(),
+    client.signal,
+  );
+  assert.equal(seen?.aborted, false);
+  client.abort(new Error('client closed the connection'));
+  assert.equal(seen?.aborted, true);
+  assert.equal((seen?.reason as Error).message, 'client closed the connection');
+  // The check never answers once aborted; its deadline still ends the stage, with a defer.
+  const out = await pending;
+  assert.deepEqual([out.verdict.kind, out.check], ['defer', 'waits']);
+});
+
+test('runner: a check that first looks at its signal after the client went away sees it aborted', async () => {
+  const client = new AbortController();
+  client.abort(new Error('client closed the connection'));
+  let seen: AbortSignal | undefined;
+  const out = await runStage(
+    'connect',
+    [place('looks-late', async () => pass()), { ...place('reads', async () => pass()), handlers: { connect: after(0, pass(), (s) => (seen = s)) } }],
+    { session },
+    (h, ctx) => h.connect?.(ctx),
+    silentLogger(),
+    client.signal,
+  );
+  assert.equal(out.verdict.kind, 'pass');
+  assert.equal(seen?.aborted, true);
+  assert.equal((seen?.reason as Error).message, 'client closed the connection');
 });
