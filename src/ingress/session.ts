@@ -104,6 +104,7 @@ const NO_SCORE: StageScore = Object.freeze({ score: 0, rules: [] });
 const scoreOf = (out: StageOutcome): StageScore => (out.score === 0 && out.rules.length === 0 ? NO_SCORE : { score: out.score, rules: out.rules });
 
 const authBlocked = temp('4.7.0', 'Too many failed logins, try again later', 421);
+const CLIENT_GONE = new Error('client went away');
 
 // Bytes of the message head kept for data-stage checks (headers are what they read first).
 const HEAD_LIMIT = 64 * 1024;
@@ -414,7 +415,8 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
     },
 
     onClose(s, reason) {
-      closed.abort();
+      // A plain Error as the reason: abort() without one builds a DOMException per connection.
+      closed.abort(CLIENT_GONE);
       mailEvent(log, 'disconnect', { ...base(s), reason });
     },
 
