@@ -4,7 +4,7 @@
 // spam never stalls the SMTP sessions in between.
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { AnalysisData } from './analysis.ts';
+import type { PackedAnalysisData } from './analysis.ts';
 import type { RuleContext } from './rules.ts';
 
 export interface AnalysisPoolOptions {
@@ -15,7 +15,7 @@ export interface AnalysisPoolOptions {
 }
 
 interface Job {
-  readonly resolve: (d: AnalysisData) => void;
+  readonly resolve: (d: PackedAnalysisData) => void;
   readonly reject: (e: Error) => void;
 }
 
@@ -25,7 +25,7 @@ interface Slot {
 }
 
 export type AnalysisRequest = { readonly id: number; readonly raw: Uint8Array; readonly maxBytes: number; readonly ctx: RuleContext; readonly seed?: number };
-export type AnalysisReply = { readonly id: number; readonly data?: AnalysisData; readonly error?: string };
+export type AnalysisReply = { readonly id: number; readonly data?: PackedAnalysisData; readonly error?: string };
 
 // The worker is a .js file once built. Run from source (tsx), it is a .ts file, and Node 20 does
 // not apply the parent's --import loader to a worker's entry module: a two-line bootstrap
@@ -54,7 +54,7 @@ export class AnalysisPool {
   }
 
   /** Reads one message in the least busy worker; with a seed, its tokens come back hashed too. */
-  run(raw: Buffer | string, ctx: RuleContext, seed?: number): Promise<AnalysisData> {
+  run(raw: Buffer | string, ctx: RuleContext, seed?: number): Promise<PackedAnalysisData> {
     if (this.closed) return Promise.reject(this.broken ?? new Error('the spam analysis pool is closed'));
     let slot = this.slots[this.next % this.slots.length]!;
     for (const s of this.slots) if (s.jobs.size < slot.jobs.size) slot = s;
@@ -65,7 +65,7 @@ export class AnalysisPool {
     const bytes = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
     const copy = new Uint8Array(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, this.maxBytes)).slice();
     const msg: AnalysisRequest = { id, raw: copy, maxBytes: this.maxBytes, ctx, ...(seed !== undefined ? { seed } : {}) };
-    return new Promise<AnalysisData>((resolve, reject) => {
+    return new Promise<PackedAnalysisData>((resolve, reject) => {
       // Referenced while it has work, so a waiting caller keeps the process alive.
       if (slot.jobs.size === 0) slot.worker.ref();
       slot.jobs.set(id, { resolve, reject });

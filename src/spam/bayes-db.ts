@@ -7,13 +7,15 @@
 //   p+"t:"+b        hash    b = 0…3: token field → spam·2^26 + ham (both counts in one integer)
 //   p+"a:"+b        hash    same fields → day (since 1970) the token was last learned
 //   p+"seen:"+sha1  string  "s" | "h": a message already learned, and as what
-// Scoring a message is at most 5 reads (totals and one hmget per bucket), sent together; a
+// Scoring a message is at most 5 reads (totals and one hmget per bucket), sent together and
+// shared with other messages scored in the same turn of the event loop (read-batch.ts); a
 // short-lived cache of counts (cache.ts) answers most tokens without a read.
 import { randomInt } from 'node:crypto';
 import type { Store } from '../store/store.ts';
 import type { TokenCounts } from './bayes.ts';
-import { TtlCache, type CacheOptions } from './cache.ts';
+import { CountCache, type CacheOptions } from './cache.ts';
 import { BUCKETS, idOfHash, tokenHashes } from './hash.ts';
+import { HashReadBatcher } from './read-batch.ts';
 
 /** Learned as spam or as ham. */
 export type Label = 'spam' | 'ham';
@@ -27,6 +29,19 @@ const DAY_MS = 86_400_000;
 export function unpack(v: number): TokenCounts {
   if (v <= 0) return { spam: 0, ham: 0 };
   return { spam: Math.floor(v / SPAM_UNIT), ham: v % SPAM_UNIT };
+}
+
+/** unpack() over many packed counts at once, into two parallel arrays. */
+export function unpackAll(packed: ArrayLike<number>): { spam: Float64Array; ham: Float64Array } {
+  const spam = new Float64Array(packed.length);
+  const ham = new Float64Array(packed.length);
+  for (let i = 0; i < packed.length; i++) {
+    const v = packed[i]!;
+    if (v <= 0) continue;
+    spam[i] = Math.floor(v / SPAM_UNIT);
+    ham[i] = v % SPAM_UNIT;
+  }
+  return { spam, ham };
 }
 
 export function packDelta(label: Label, by: number): number {
@@ -91,6 +106,8 @@ export interface BayesDbOptions {
   readonly cache?: CacheOptions | false;
 }
 
+const EMPTY_READ: Promise<number[]> = Promise.resolve([]);
+
 // Expiry groups tokens by (last-learned day, total count) in one sortable number.
 const COUNT_SPAN = 2 ** 20;
 function groupKey(day: number, c: TokenCounts): number {
@@ -101,9 +118,10 @@ export class BayesDb {
   private seed: number | undefined;
   private readonly prefix: string;
   private readonly clock: () => number;
-  private readonly cache: TtlCache<number, number> | undefined;
+  private readonly cache: CountCache | undefined;
   private cachedTotals: { value: Totals; at: number } | undefined;
   private readonly totalsTtl: number;
+  private readonly reads: HashReadBatcher;
 
   constructor(
     readonly store: Store,
@@ -111,8 +129,9 @@ export class BayesDb {
   ) {
     this.prefix = opts.prefix ?? 'bayes:';
     this.clock = opts.clock ?? Date.now;
-    this.cache = opts.cache === false ? undefined : new TtlCache<number, number>(opts.cache ?? {}, this.clock);
+    this.cache = opts.cache === false ? undefined : new CountCache(opts.cache ?? {}, this.clock);
     this.totalsTtl = opts.cache === false ? 0 : Math.min(5_000, opts.cache?.ttlMs ?? 30_000);
+    this.reads = new HashReadBatcher(store);
   }
 
   /** Reads (or, on first use, makes) the hash seed. Every other method needs it. */
@@ -158,34 +177,49 @@ export class BayesDb {
   /** Counts of each token (by hash; 0/0 when unknown) and the totals, in one batch of parallel
    * reads; `fresh` bypasses the cache. */
   async counts(hashes: ArrayLike<number>, fresh = false): Promise<{ counts: TokenCounts[]; totals: Totals }> {
+    const { packed, totals } = await this.packedCounts(hashes, fresh);
+    return { counts: Array.from(packed, unpack), totals };
+  }
+
+  /** As counts(), with each token's counts packed in one number (spam·2^26 + ham; see unpack):
+   * no object per token on the scoring path. */
+  async packedCounts(hashes: ArrayLike<number>, fresh = false): Promise<{ packed: Float64Array; totals: Totals }> {
     const cache = fresh ? undefined : this.cache;
     cache?.tick();
-    const packed = new Array<number>(hashes.length);
-    const perBucket: string[][] = Array.from({ length: BUCKETS }, () => []);
-    const slots: number[][] = Array.from({ length: BUCKETS }, () => []);
+    const packed = new Float64Array(hashes.length);
+    // Misses, grouped by bucket: one hmget per bucket that has any.
+    let perBucket: string[][] | undefined;
+    let slots: number[][] | undefined;
     for (let i = 0; i < hashes.length; i++) {
-      const hit = cache?.get(hashes[i]!);
+      const h = hashes[i]!;
+      const hit = cache?.get(h);
       if (hit !== undefined) {
         packed[i] = hit;
         continue;
       }
-      const id = idOfHash(hashes[i]!);
+      perBucket ??= Array.from({ length: BUCKETS }, () => []);
+      slots ??= Array.from({ length: BUCKETS }, () => []);
+      const id = idOfHash(h);
       perBucket[id.bucket]!.push(id.field);
       slots[id.bucket]!.push(i);
     }
-    const [totals, ...values] = await Promise.all([
-      fresh ? this.totals() : this.recentTotals(),
-      ...perBucket.map((fields, b) => (fields.length === 0 ? Promise.resolve([] as number[]) : this.store.hmget(this.bucketKey(b), fields))),
-    ]);
-    values.forEach((vals, b) => {
+    const totalsRead = fresh ? this.totals() : this.recentTotals();
+    if (!perBucket || !slots) return { packed, totals: await totalsRead };
+    // Scoring reads are coalesced with other messages' (read-batch.ts); a fresh read (taking a
+    // message back out) goes alone and at once.
+    const read = (b: number, fields: string[]): Promise<number[]> => (fields.length === 0 ? EMPTY_READ : fresh ? this.store.hmget(this.bucketKey(b), fields) : this.reads.read(this.bucketKey(b), fields));
+    const [totals, ...values] = await Promise.all([totalsRead, ...perBucket.map((fields, b) => read(b, fields))]);
+    for (let b = 0; b < values.length; b++) {
+      const vals = values[b]!;
       const s = slots[b]!;
       for (let j = 0; j < s.length; j++) {
         const v = vals[j] ?? 0;
-        packed[s[j]!] = v;
-        cache?.set(hashes[s[j]!]!, v);
+        const i = s[j]!;
+        packed[i] = v;
+        cache?.set(hashes[i]!, v);
       }
-    });
-    return { counts: packed.map(unpack), totals };
+    }
+    return { packed, totals };
   }
 
   /** Applies gathered deltas: counts, totals and last-learned days. */

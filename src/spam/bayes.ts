@@ -59,12 +59,13 @@ export function chi2Q(x2: number, v: number): number {
 
 /** Fisher/Robinson combination (SpamBayes's chi2_spamprob): 0.5 when the evidence is absent or
  * torn both ways, near 0 or 1 when it agrees. */
-export function combine(probs: readonly number[]): number {
+export function combine(probs: ArrayLike<number>): number {
   const n = probs.length;
   if (n === 0) return 0.5;
   let lnHam = 0;
   let lnSpam = 0;
-  for (const p of probs) {
+  for (let i = 0; i < n; i++) {
+    const p = probs[i]!;
     // Clamp so that a token seen only on one side cannot force a logarithm of 0.
     const q = Math.min(Math.max(p, 1e-6), 1 - 1e-6);
     lnSpam += Math.log(1 - q);
@@ -82,22 +83,57 @@ export function classify(
   nham: number,
   p: BayesParams = DEFAULT_BAYES,
 ): BayesResult {
-  // Probabilities in a typed array and indices sorted, objects only for the clues kept: this
-  // runs for every message, over a few hundred tokens.
-  const probs = new Float64Array(tokens.length);
-  const strong: number[] = [];
+  const spam = new Float64Array(tokens.length);
+  const ham = new Float64Array(tokens.length);
   for (let i = 0; i < tokens.length; i++) {
-    const c = counts[i];
-    if (!c || (c.spam === 0 && c.ham === 0)) continue;
-    const prob = tokenProbability(c.spam, c.ham, nspam, nham, p);
-    if (Math.abs(prob - 0.5) < p.minStrength) continue;
+    spam[i] = counts[i]?.spam ?? 0;
+    ham[i] = counts[i]?.ham ?? 0;
+  }
+  return classifyCounts(spam, ham, nspam, nham, p, (i) => tokens[i]!);
+}
+
+/**
+ * classify() over counts in two parallel arrays (token i seen in spam[i] spam and ham[i] ham
+ * messages), with the tokens' names asked only for the clues, and only when `clues` is read:
+ * scoring needs the probability, the explanation the clues.
+ */
+export function classifyCounts(
+  spam: ArrayLike<number>,
+  ham: ArrayLike<number>,
+  nspam: number,
+  nham: number,
+  p: BayesParams,
+  tokenName: (i: number) => string,
+): BayesResult {
+  // Probabilities and strengths in typed arrays and indices sorted, objects only for the clues
+  // kept: this runs for every message, over a few hundred tokens.
+  const n = spam.length;
+  const probs = new Float64Array(n);
+  const strength = new Float64Array(n);
+  const strong: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = spam[i]!;
+    const h = ham[i]!;
+    if (s === 0 && h === 0) continue;
+    const prob = tokenProbability(s, h, nspam, nham, p);
+    const d = Math.abs(prob - 0.5);
+    if (d < p.minStrength) continue;
     probs[i] = prob;
+    strength[i] = d;
     strong.push(i);
   }
   // Strongest first; the sort is stable, so ties keep the tokens' order and the cut at
   // maxClues is the same every time.
-  strong.sort((a, b) => Math.abs(probs[b]! - 0.5) - Math.abs(probs[a]! - 0.5));
+  strong.sort((a, b) => strength[b]! - strength[a]!);
   const kept = strong.length > p.maxClues ? strong.slice(0, p.maxClues) : strong;
-  const clues = kept.map((i) => ({ token: tokens[i]!, probability: probs[i]!, spam: counts[i]!.spam, ham: counts[i]!.ham }));
-  return { probability: combine(clues.map((c) => c.probability)), clues };
+  const keptProbs = new Float64Array(kept.length);
+  for (let j = 0; j < kept.length; j++) keptProbs[j] = probs[kept[j]!]!;
+  let clues: Clue[] | undefined;
+  return {
+    probability: combine(keptProbs),
+    get clues(): readonly Clue[] {
+      clues ??= kept.map((i) => ({ token: tokenName(i), probability: probs[i]!, spam: spam[i]!, ham: ham[i]! }));
+      return clues;
+    },
+  };
 }

@@ -3,43 +3,96 @@
 // them for seconds saves most store reads. Counts learned on other nodes show after at most ttlMs.
 
 export interface CacheOptions {
-  /** Entries kept before the cache starts over. Default 100 000 (~15 MB). */
+  /** Entries kept before the cache starts over. Default 200 000 (8 MB). */
   readonly entries?: number;
   /** No entry is older than this. Default 30 s. */
   readonly ttlMs?: number;
 }
 
+const EMPTY = -1;
+
 /**
- * One Map, emptied when it is full or its first entry is ttlMs old. Cruder than an LRU, and
- * faster: a lookup is a single Map read, and the common tokens are back after a few messages.
- * (A two-generation design with promotion cost twice as much per lookup, measured in profiles.)
+ * Token hash (an integer in [0, 2^50)) → packed count (a non-negative integer), in two typed
+ * arrays with open addressing: a lookup reads two numbers and allocates nothing, where a Map of
+ * such keys boxes every key and value (in the benchmark's profiles, cache lookups fell from about
+ * 6 % of the scoring thread's samples to under 1 %). Emptied when it holds `entries` keys or its
+ * first entry is ttlMs old — cruder than an LRU, and the common tokens are back after a few
+ * messages. Token hashes are uniformly spread, so their low bits index the table directly.
  */
-export class TtlCache<K, V> {
-  private map = new Map<K, V>();
-  private bornAt: number;
+export class CountCache {
+  private readonly keys: Float64Array;
+  private readonly values: Float64Array;
+  private readonly mask: number;
   private readonly max: number;
   private readonly ttlMs: number;
+  private used = 0;
+  private bornAt: number;
 
   constructor(
     opts: CacheOptions,
     private readonly clock: () => number,
   ) {
-    this.max = Math.max(1, opts.entries ?? 100_000);
+    this.max = Math.max(1, opts.entries ?? 200_000);
     this.ttlMs = opts.ttlMs ?? 30_000;
+    // At most half full, so that probe runs stay short.
+    let size = 16;
+    while (size < this.max * 2) size *= 2;
+    this.keys = new Float64Array(size).fill(EMPTY);
+    this.values = new Float64Array(size);
+    this.mask = size - 1;
     this.bornAt = clock();
   }
 
-  get(key: K): V | undefined {
-    return this.map.get(key);
+  /** Entries held. */
+  get size(): number {
+    return this.used;
   }
 
-  set(key: K, value: V): void {
-    if (this.map.size >= this.max) this.clear();
-    this.map.set(key, value);
+  /** The cached count, or undefined. */
+  get(key: number): number | undefined {
+    const keys = this.keys;
+    // `>>> 0` keeps the low 32 bits of the integer key.
+    for (let i = (key >>> 0) & this.mask; ; i = (i + 1) & this.mask) {
+      const k = keys[i]!;
+      if (k === key) {
+        const v = this.values[i]!;
+        // NaN marks an entry dropped by delete().
+        return v === v ? v : undefined;
+      }
+      if (k === EMPTY) return undefined;
+    }
   }
 
-  delete(key: K): void {
-    this.map.delete(key);
+  set(key: number, value: number): void {
+    const keys = this.keys;
+    for (let i = (key >>> 0) & this.mask; ; i = (i + 1) & this.mask) {
+      const k = keys[i]!;
+      if (k === key) {
+        this.values[i] = value;
+        return;
+      }
+      if (k === EMPTY) {
+        // A new key when full: start over (the slot found is empty in the cleared table too).
+        if (this.used >= this.max) this.clear();
+        keys[i] = key;
+        this.values[i] = value;
+        this.used++;
+        return;
+      }
+    }
+  }
+
+  /** Forgets one key's count (its slot stays taken until the cache starts over). */
+  delete(key: number): void {
+    const keys = this.keys;
+    for (let i = (key >>> 0) & this.mask; ; i = (i + 1) & this.mask) {
+      const k = keys[i]!;
+      if (k === key) {
+        this.values[i] = NaN;
+        return;
+      }
+      if (k === EMPTY) return;
+    }
   }
 
   /** Starts over once the oldest entry has reached the TTL; call once per batch of lookups. */
@@ -48,7 +101,8 @@ export class TtlCache<K, V> {
   }
 
   clear(): void {
-    this.map = new Map();
+    if (this.used > 0) this.keys.fill(EMPTY);
+    this.used = 0;
     this.bornAt = this.clock();
   }
 }

@@ -2,8 +2,8 @@
 // the counts of its tokens in one batch, and sums the Bayes band's points and the rules' points
 // into one score. Learning and forgetting go through the same reading, deduplicated by digest.
 import type { Store } from '../store/store.ts';
-import { DEFAULT_BAYES, classify as bayesClassify, type BayesParams, type Clue } from './bayes.ts';
-import { BayesDb, Deltas, type ExpireOptions, type ExpireResult, type Label, type Totals } from './bayes-db.ts';
+import { DEFAULT_BAYES, classifyCounts, type BayesParams, type Clue } from './bayes.ts';
+import { BayesDb, Deltas, unpackAll, type ExpireOptions, type ExpireResult, type Label, type Totals } from './bayes-db.ts';
 import { analyzeData, toAnalysis, type Analysis } from './analysis.ts';
 import type { AnalysisPool } from './analysis-pool.ts';
 import type { CacheOptions } from './cache.ts';
@@ -29,7 +29,7 @@ export interface SpamFilterOptions {
   /** Bytes of each message read (default 512 KiB). */
   readonly maxBytes?: number;
   readonly clock?: () => number;
-  /** In-process cache of token counts (default 100 000 entries for 30 s); false for none. */
+  /** In-process cache of token counts (default 200 000 entries for 30 s); false for none. */
   readonly cache?: CacheOptions | false;
 }
 
@@ -42,6 +42,9 @@ export interface BayesBand {
 
 // Points per band of the Bayes probability. The chi-square combination is sure of itself (most
 // messages land below 0.01 or above 0.99), so the outer bands decide and the middle ones nudge.
+// BAYES_60 … BAYES_99 were chosen by 5-fold cross-validation on the benchmark's learned part only
+// (bench/spam/run.ts --choose-bands; the table is in docs/decisions/0005-spam-filter.md): from
+// 0.99 Bayes alone marks spam; below that, rules must make up the difference.
 export const BAYES_BANDS: readonly BayesBand[] = [
   { from: 0, name: 'BAYES_00', points: -2.0 },
   { from: 0.01, name: 'BAYES_05', points: -1.0 },
@@ -49,9 +52,9 @@ export const BAYES_BANDS: readonly BayesBand[] = [
   { from: 0.2, name: 'BAYES_40', points: 0 },
   { from: 0.4, name: 'BAYES_50', points: 1.5 },
   { from: 0.6, name: 'BAYES_60', points: 2.5 },
-  { from: 0.8, name: 'BAYES_80', points: 3.0 },
+  { from: 0.8, name: 'BAYES_80', points: 3.5 },
   { from: 0.95, name: 'BAYES_95', points: 4.0 },
-  { from: 0.99, name: 'BAYES_99', points: 4.5 },
+  { from: 0.99, name: 'BAYES_99', points: 5.0 },
   { from: 0.999, name: 'BAYES_999', points: 6.0 },
 ];
 
@@ -123,13 +126,23 @@ export class SpamFilter {
   /** The Bayes band for the message's tokens plus the rules it was read with. */
   async scoreAnalysis(a: Analysis): Promise<SpamResult> {
     await this.db.open();
-    const { counts, totals } = await this.db.counts(this.hashesOf(a));
+    const { packed, totals } = await this.db.packedCounts(this.hashesOf(a));
     const hits: RuleHit[] = [];
     let bayes: BayesOutcome | undefined;
     if (totals.nspam >= this.minLearned && totals.nham >= this.minLearned) {
-      const r = bayesClassify(a.tokens, counts, totals.nspam, totals.nham, this.params);
+      const { spam, ham } = unpackAll(packed);
+      // The clues (and so the tokens' names) are made only if someone reads them.
+      const r = classifyCounts(spam, ham, totals.nspam, totals.nham, this.params, a.tokenAt);
       const band = this.bandOf(r.probability);
-      bayes = { probability: r.probability, band: band.name, points: band.points, tokens: a.tokens.length, clues: r.clues };
+      bayes = {
+        probability: r.probability,
+        band: band.name,
+        points: band.points,
+        tokens: a.tokenCount,
+        get clues() {
+          return r.clues;
+        },
+      };
       hits.push({ name: band.name, points: band.points, description: `Bayes spam probability ${formatProbability(r.probability)}` });
     }
     hits.push(...a.hits);
@@ -214,10 +227,16 @@ export class SpamFilter {
   }
 
   private bandOf(p: number): BayesBand {
-    let band = this.bands[0]!;
-    for (const b of this.bands) if (p >= b.from) band = b;
-    return band;
+    return bayesBand(p, this.bands);
   }
+}
+
+/** The band a Bayes probability falls in: the last band (sorted by `from`) whose `from` it
+ * reaches, or the first band below every `from`. */
+export function bayesBand(p: number, bands: readonly BayesBand[] = BAYES_BANDS): BayesBand {
+  let band = bands[0]!;
+  for (const b of bands) if (p >= b.from) band = b;
+  return band;
 }
 
 export class LearnBatch {

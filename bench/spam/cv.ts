@@ -1,0 +1,247 @@
+// Chooses the Bayes bands' points by k-fold cross-validation on the learned part only: Mailward
+// (and SpamAssassin, for the false-positive limits) learn k−1 folds and score the k-th; each
+// candidate set of band points is then judged on the pooled out-of-fold scores. The held-out part
+// is never read here.
+import { existsSync, readFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { silentLogger } from '../../src/observe/log.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
+import { Deltas } from '../../src/spam/bayes-db.ts';
+import { BAYES_BANDS, SpamFilter, bayesBand, type Analysis, type BayesBand } from '../../src/spam/filter.ts';
+import { checksumBucket, metrics, type Message, type Metrics, type Scored } from './corpus.ts';
+import { prepareSpamAssassin } from './spamassassin.ts';
+
+/** The candidate points of each band that is varied; the other bands keep BAYES_BANDS's points.
+ * BAYES_999 is not varied: at a threshold of 5 every value from 5 up marks the same messages. The
+ * lower bands only matter for messages that several rules hit, which the corpus has few of. */
+export const BAND_GRID: Readonly<Record<string, readonly number[]>> = {
+  BAYES_60: [2.0, 2.5, 3.0],
+  BAYES_80: [2.5, 3.0, 3.5, 4.0],
+  BAYES_95: [3.5, 4.0, 4.5],
+  BAYES_99: [4.0, 4.5, 5.0],
+};
+
+export interface CvOptions {
+  readonly dir: string;
+  /** The learned part: the only messages cross-validation reads. */
+  readonly train: readonly Message[];
+  readonly folds: number;
+  readonly spamAt: number;
+  /** Temporary folder for SpamAssassin's per-fold databases. */
+  readonly work: string;
+  /** False-positive limits (counts over the pooled folds) given by hand instead of measured on
+   * SpamAssassin's own out-of-fold scores. */
+  readonly limits?: { readonly easy: number; readonly hard: number };
+  /** A file that keeps SpamAssassin's out-of-fold scores: read when it exists (for the same
+   * folds), written after they are computed. SpamAssassin takes minutes; Mailward seconds. */
+  readonly saScores?: string;
+  readonly log: (line: string) => void;
+}
+
+interface OutOfFold {
+  readonly m: Message;
+  readonly probability: number;
+  /** Points of the rules that fired (everything but the Bayes band). */
+  readonly rulePoints: number;
+}
+
+export interface Candidate {
+  readonly points: Readonly<Record<string, number>>;
+  readonly bands: readonly BayesBand[];
+  readonly metrics: Metrics;
+  readonly feasible: boolean;
+  /** Sum of the points' distances from BAYES_BANDS: the last tie-break (least change). */
+  readonly change: number;
+}
+
+export interface CvResult {
+  readonly folds: number;
+  readonly foldSizes: readonly number[];
+  /** Whence the limits came, e.g. "SpamAssassin's out-of-fold false positives". */
+  readonly limitSource: string;
+  readonly maxFpEasy: number;
+  readonly maxFpHard: number;
+  readonly spamAssassin?: Metrics;
+  readonly mailwardCurrent: Metrics;
+  /** Every candidate, best first. */
+  readonly candidates: readonly Candidate[];
+  readonly chosen: Candidate;
+  readonly seconds: number;
+}
+
+/** The fold (0…folds−1) of a message: its checksum hashed once more, so that folds are not
+ * correlated with the learned/held-out split (which used the plain checksum). */
+export function foldOf(m: Message, folds: number): number {
+  return checksumBucket(`fold:${m.file.split('.')[1]!}`, folds);
+}
+
+/** The score the filter gives for a Bayes probability and rule points under `bands` (as
+ * SpamFilter.scoreAnalysis sums and rounds them). */
+export function scoreWith(bands: readonly BayesBand[], probability: number, rulePoints: number): number {
+  return Math.round((bayesBand(probability, bands).points + rulePoints) * 1000) / 1000;
+}
+
+export function candidates(): Array<Record<string, number>> {
+  let sets: Array<Record<string, number>> = [{}];
+  for (const [name, values] of Object.entries(BAND_GRID)) sets = sets.flatMap((s) => values.map((v) => ({ ...s, [name]: v })));
+  // A higher probability never earns fewer points.
+  return sets.filter((s) => {
+    const pts = withPoints(s).map((b) => b.points);
+    return pts.every((p, i) => i === 0 || p >= pts[i - 1]!);
+  });
+}
+
+export function withPoints(points: Readonly<Record<string, number>>): BayesBand[] {
+  return BAYES_BANDS.map((b) => ({ ...b, points: points[b.name] ?? b.points }));
+}
+
+async function mailwardOutOfFold(o: CvOptions, byFold: readonly Message[][]): Promise<OutOfFold[]> {
+  // Each message is read once; learning and scoring in every fold reuse the reading.
+  const reader = new SpamFilter({ store: new SqliteStore({ path: ':memory:' }, silentLogger()) });
+  const analyses = new Map<Message, Analysis>();
+  for (const m of o.train) analyses.set(m, reader.analyze(readFileSync(join(o.dir, m.file))));
+  await reader.db.store.close();
+  const out: OutOfFold[] = [];
+  for (let k = 0; k < o.folds; k++) {
+    const store = new SqliteStore({ path: ':memory:' }, silentLogger());
+    try {
+      const filter = new SpamFilter({ store });
+      const pending = new Deltas();
+      for (const m of o.train) if (foldOf(m, o.folds) !== k) await filter.learnAnalysis(analyses.get(m)!, m.spam ? 'spam' : 'ham', pending);
+      await filter.db.apply(pending);
+      for (const m of byFold[k]!) {
+        const a = analyses.get(m)!;
+        const r = await filter.scoreAnalysis(a);
+        if (!r.bayes) throw new Error(`fold ${k}: Bayes was not consulted (too few messages learned)`);
+        const rulePoints = a.hits.reduce((s, h) => s + h.points, 0);
+        // The re-scoring below must give what the filter gave.
+        if (scoreWith(BAYES_BANDS, r.bayes.probability, rulePoints) !== r.score) throw new Error(`fold ${k}: ${m.file} re-scores to another total than the filter's`);
+        out.push({ m, probability: r.bayes.probability, rulePoints });
+      }
+      o.log(`Mailward fold ${k + 1}/${o.folds}: learned ${o.train.length - byFold[k]!.length}, scored ${byFold[k]!.length}`);
+    } finally {
+      await store.close();
+    }
+  }
+  return out;
+}
+
+async function spamAssassinOutOfFold(o: CvOptions, byFold: readonly Message[][]): Promise<Scored[] | string> {
+  if (o.saScores && existsSync(o.saScores)) {
+    const kept = JSON.parse(readFileSync(o.saScores, 'utf8')) as { folds: number; scores: Record<string, number> };
+    if (kept.folds === o.folds && o.train.every((m) => typeof kept.scores[m.file] === 'number')) {
+      o.log(`SpamAssassin: out-of-fold scores read from ${o.saScores}`);
+      return o.train.map((m) => ({ m, score: kept.scores[m.file]! }));
+    }
+    o.log(`SpamAssassin: ${o.saScores} is for other folds or messages; scoring again`);
+  }
+  const out: Scored[] = [];
+  for (let k = 0; k < o.folds; k++) {
+    const root = join(o.work, `sa-fold-${k}`);
+    const learn = o.train.filter((m) => foldOf(m, o.folds) !== k);
+    const sa = await prepareSpamAssassin(o.dir, learn, o.work, root);
+    if (typeof sa === 'string') return sa;
+    try {
+      const pass = await sa.pass(byFold[k]!);
+      out.push(...pass.scored);
+      o.log(`SpamAssassin fold ${k + 1}/${o.folds}: learned ${learn.length} in ${sa.learnSeconds.toFixed(0)} s, scored ${byFold[k]!.length} at ${(byFold[k]!.length / pass.seconds).toFixed(1)}/s`);
+    } finally {
+      await sa.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  }
+  if (o.saScores) await writeFile(o.saScores, JSON.stringify({ folds: o.folds, scores: Object.fromEntries(out.map((s) => [s.m.file, s.score])) }));
+  return out;
+}
+
+/** Runs the cross-validation and judges every candidate: the best F1 among those within the
+ * false-positive limits (no more easy-ham and fewer hard-ham false positives than SpamAssassin's
+ * out-of-fold scores have); ties go to fewer false positives, then to the least change. */
+export async function chooseBands(o: CvOptions): Promise<CvResult> {
+  const t0 = performance.now();
+  const byFold: Message[][] = Array.from({ length: o.folds }, () => []);
+  for (const m of o.train) byFold[foldOf(m, o.folds)]!.push(m);
+  const oof = await mailwardOutOfFold(o, byFold);
+  let limitSource: string;
+  let maxFpEasy: number;
+  let maxFpHard: number;
+  let spamAssassin: Metrics | undefined;
+  if (o.limits) {
+    limitSource = 'given on the command line';
+    maxFpEasy = o.limits.easy;
+    maxFpHard = o.limits.hard;
+  } else {
+    const sa = await spamAssassinOutOfFold(o, byFold);
+    if (typeof sa === 'string') throw new Error(`${sa}; or give the limits with --max-fp-easy N --max-fp-hard N`);
+    spamAssassin = metrics(sa, o.spamAt);
+    limitSource = "SpamAssassin's out-of-fold false positives (easy ham: at most as many; hard ham: fewer)";
+    maxFpEasy = spamAssassin.fpEasyCount;
+    maxFpHard = Math.max(0, spamAssassin.fpHardCount - 1);
+  }
+  const judged: Candidate[] = candidates().map((points) => {
+    const bands = withPoints(points);
+    const mt = metrics(
+      oof.map((x) => ({ m: x.m, score: scoreWith(bands, x.probability, x.rulePoints) })),
+      o.spamAt,
+    );
+    const change = BAYES_BANDS.reduce((s, b) => s + Math.abs((points[b.name] ?? b.points) - b.points), 0);
+    return { points, bands, metrics: mt, feasible: mt.fpEasyCount <= maxFpEasy && mt.fpHardCount <= maxFpHard, change };
+  });
+  judged.sort(
+    (a, b) =>
+      Number(b.feasible) - Number(a.feasible) ||
+      b.metrics.f1 - a.metrics.f1 ||
+      a.metrics.fpHardCount + a.metrics.fpEasyCount - (b.metrics.fpHardCount + b.metrics.fpEasyCount) ||
+      a.change - b.change,
+  );
+  const current = metrics(
+    oof.map((x) => ({ m: x.m, score: scoreWith(BAYES_BANDS, x.probability, x.rulePoints) })),
+    o.spamAt,
+  );
+  return {
+    folds: o.folds,
+    foldSizes: byFold.map((f) => f.length),
+    limitSource,
+    maxFpEasy,
+    maxFpHard,
+    ...(spamAssassin ? { spamAssassin } : {}),
+    mailwardCurrent: current,
+    candidates: judged,
+    chosen: judged[0]!,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+const fmtPoints = (n: number): string => n.toFixed(1);
+
+/** The cross-validation as Markdown: procedure, limits, every candidate, the choice. */
+export function cvReport(r: CvResult, learned: number): string {
+  const names = Object.keys(BAND_GRID);
+  const m0 = r.candidates[0]!.metrics;
+  const lines = [
+    `${r.folds}-fold cross-validation on the learned part only (${learned} messages; folds of ${r.foldSizes.join(', ')}, by checksum). In each fold Mailward learns the other ${r.folds - 1} folds in a fresh database and scores this one; the Bayes probability and the rules' points of every message are kept, so each candidate set of band points is judged on the same ${learned} pooled out-of-fold scores. Spam = score ≥ 5.`,
+    '',
+    `Limits: ${r.limitSource}: at most ${r.maxFpEasy} of ${m0.nEasy} easy ham and ${r.maxFpHard} of ${m0.nHard} hard ham.` +
+      (r.spamAssassin ? ` SpamAssassin out of fold: F1 ${r.spamAssassin.f1.toFixed(4)}, easy ham ${r.spamAssassin.fpEasyCount}, hard ham ${r.spamAssassin.fpHardCount}.` : ''),
+    '',
+    `Choice: the best F1 within the limits; ties go to fewer false positives, then to the points closest to the previous ones. Varied: ${names.join(', ')}; the other bands keep their points (${BAYES_BANDS.filter((b) => !names.includes(b.name)).map((b) => `${b.name} ${fmtPoints(b.points)}`).join(', ')}).`,
+    '',
+    `| ${names.join(' | ')} | F1 | precision | recall | FP easy | FP hard | within limits |`,
+    `|${names.map(() => '---').join('|')}|---|---|---|---|---|---|`,
+  ];
+  for (const c of r.candidates) {
+    const mark = c === r.chosen ? ' **chosen**' : '';
+    lines.push(
+      `| ${names.map((n) => fmtPoints(c.points[n]!)).join(' | ')} | ${c.metrics.f1.toFixed(4)} | ${c.metrics.precision.toFixed(4)} | ${c.metrics.recall.toFixed(4)} | ${c.metrics.fpEasyCount} | ${c.metrics.fpHardCount} | ${c.feasible ? 'yes' : 'no'}${mark} |`,
+    );
+  }
+  const inUse = names.every((n) => BAYES_BANDS.find((b) => b.name === n)?.points === r.chosen.points[n]);
+  const cur = r.mailwardCurrent;
+  lines.push(
+    '',
+    `Chosen: ${names.map((n) => `${n} ${fmtPoints(r.chosen.points[n]!)}`).join(', ')} (${r.seconds.toFixed(0)} s).`,
+    `BAYES_BANDS in src/spam/filter.ts ${inUse ? 'holds these points' : `**differs** (${names.map((n) => `${n} ${fmtPoints(BAYES_BANDS.find((b) => b.name === n)?.points ?? NaN)}`).join(', ')}: F1 ${cur.f1.toFixed(4)}, FP easy ${cur.fpEasyCount}, FP hard ${cur.fpHardCount})`}.`,
+  );
+  return lines.join('\n');
+}
