@@ -1,12 +1,13 @@
-// The operator's queue commands (postsuper-style): hold, release, delete, flush and requeue, by
-// id, by filter or for everything. Runs inside the server (asked over the control socket, with the
-// live schedule) or, when no server runs, in the CLI on a spool it opened itself (no schedule).
+// The operator's queue commands (postsuper-style): hold, release, delete, flush and requeue, by id,
+// filter or all. In the server they select from the queue's catalog; without one, the CLI reads the
+// spool. Deletes go through the deletion journal (docs/decisions/0011-queue-delete-at-scale.md).
+import { setImmediate as turn } from 'node:timers/promises';
 import type { Logger } from '../observe/log.ts';
 import { isQueueId } from '../core/ids.ts';
 import type { Queue } from './queue.ts';
 import { messageDueAt } from './schedule.ts';
 import type { RecipientState } from './envelope.ts';
-import type { Spool, SpoolArea, SpooledMessage, StateUpdate } from './spool.ts';
+import type { Spool, SpooledMessage, StateUpdate } from './spool.ts';
 import { compileFilter, type QueueFilter } from './filter.ts';
 
 export type AdminOp = 'hold' | 'release' | 'delete' | 'flush' | 'requeue';
@@ -26,10 +27,15 @@ export interface AdminResult {
   changed: number;
   /** Ids given that are not in the spool (or not in the folder the command works on). */
   missing: number;
+  /**
+   * Deleted messages whose files were still being removed in the background when the command
+   * returned (they are deleted: hidden, never delivered). Absent when there are none.
+   */
+  removing?: number;
 }
 
 /** Where each command finds its messages: hold only from the queue, release only from hold. */
-const AREAS: Record<AdminOp, readonly SpoolArea[]> = {
+const AREAS: Record<AdminOp, ReadonlyArray<'queue' | 'hold'>> = {
   hold: ['queue'],
   release: ['hold'],
   delete: ['queue', 'hold'],
@@ -38,12 +44,36 @@ const AREAS: Record<AdminOp, readonly SpoolArea[]> = {
 };
 
 /**
- * Messages worked on at once. A removal or move is one metadata operation each, and where the
- * file system makes those slow (a file long written back to disk: ~1.5 ms each on the test VM)
- * only overlapping them in the thread pool keeps 300,000 of them from taking minutes.
+ * Messages worked on at once by hold, release and requeue. A move is one metadata operation each,
+ * and where the file system makes those slow (a file long written back to disk) only overlapping
+ * them in the thread pool keeps 300,000 of them from taking minutes. Also the pace of a delete's
+ * file removal when no server runs (nothing else then needs the thread pool).
  */
 const PARALLEL = 64;
+/**
+ * Messages per step of a command: one journal append (and fsync) per step of a delete, and the
+ * in-memory work of a step (withdraw, catalog, audit lines) stays around 20 ms, so arriving mail
+ * is not held up behind a command on 300,000 messages.
+ */
+const STEP = 4_096;
+/** A delete of at most this many removes the files before it returns; more go in the background. */
+const REMOVE_INLINE = 256;
+/** Audit lines logged before the event loop gets a turn (300,000 lines take about a second). */
+const LOG_SLICE = 1_000;
 const PROGRESS_EVERY_MS = 500;
+
+/** One message a command works on: where it is, and what is known of it already. */
+interface Target {
+  readonly id: string;
+  readonly area: 'queue' | 'hold';
+  readonly from?: string;
+  /** Read from disk already (no server, or an id the catalog does not know). */
+  readonly message?: SpooledMessage;
+}
+
+// One command at a time per spool, also between the QueueAdmins of the control socket and the
+// admin HTTP API: two commands moving and deleting the same files would race.
+const running = new WeakMap<Spool, Promise<unknown>>();
 
 export class QueueAdmin {
   readonly #spool: Spool;
@@ -57,83 +87,194 @@ export class QueueAdmin {
     this.#log = log;
   }
 
-  async run(op: AdminOp, sel: Selection, progress?: (r: AdminResult) => void): Promise<AdminResult> {
+  run(op: AdminOp, sel: Selection, progress?: (r: AdminResult) => void): Promise<AdminResult> {
+    return this.#exclusive(() => this.#run(op, sel, progress));
+  }
+
+  /** How many messages `op` would work on (the delete confirmation), changing nothing. */
+  count(op: AdminOp, sel: Selection): Promise<number> {
+    return this.#exclusive(async () => {
+      const tally: AdminResult = { matched: 0, changed: 0, missing: 0 };
+      let n = 0;
+      for await (const batch of this.#targets(op, sel, tally)) n += batch.length;
+      return n;
+    });
+  }
+
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const p = (running.get(this.#spool) ?? Promise.resolve()).then(fn);
+    running.set(
+      this.#spool,
+      p.catch(() => undefined),
+    );
+    return p;
+  }
+
+  async #run(op: AdminOp, sel: Selection, progress?: (r: AdminResult) => void): Promise<AdminResult> {
     const result: AdminResult = { matched: 0, changed: 0, missing: 0 };
-    // A counting gate, not Promise.race over the pending set: that would attach a handler to
-    // every pending promise for every message (hundreds of thousands of times).
-    let running = 0;
-    let wake: (() => void) | undefined;
-    let drained: (() => void) | undefined;
-    let lastProgress = Date.now();
-    const submit = async (m: SpooledMessage, area: SpoolArea): Promise<void> => {
-      result.matched++;
-      running++;
-      void this.#apply(op, m, area)
-        .then(
-          (changed) => {
-            if (changed) result.changed++;
-          },
-          (err: unknown) => this.#log.error({ event: 'queue-admin-error', op, queueId: m.envelope.id, err }, `queue ${op} failed for one message`),
-        )
-        .finally(() => {
-          running--;
-          const w = wake;
-          wake = undefined;
-          w?.();
-          if (running === 0) drained?.();
-        });
-      if (running >= PARALLEL) await new Promise<void>((r) => (wake = r));
-      if (progress && Date.now() - lastProgress >= PROGRESS_EVERY_MS) {
-        lastProgress = Date.now();
-        progress({ ...result });
-      }
-    };
-    if (sel.ids !== undefined && sel.ids.length > 0) {
-      for (const id of sel.ids) {
-        const found = isQueueId(id) ? await this.#find(id, AREAS[op]) : undefined;
-        if (found) await submit(found.message, found.area);
-        else result.missing++;
-      }
-    } else {
-      if (!sel.all && !sel.filter) throw new Error('no messages selected: give ids, a filter, or all');
-      const match = compileFilter(sel.filter ?? {});
-      for (const area of AREAS[op]) {
-        for await (const m of this.#spool.list(area)) {
-          if (match(m.envelope, m.states, area === 'hold')) await submit(m, area);
-        }
-      }
-    }
-    if (running > 0) await new Promise<void>((r) => (drained = r));
+    const batches = this.#targets(op, sel, result);
+    if (op === 'delete') await this.#delete(batches, result, progress);
+    else await this.#each(op, batches, result, progress);
     this.#log.info({ event: 'queue-admin', op, ...result, ...(sel.ids ? { ids: sel.ids.length } : {}), ...(sel.filter ? { filter: sel.filter } : {}) }, `queue ${op}: ${result.changed} of ${result.matched} message(s)`);
     return result;
   }
 
-  async #find(id: string, areas: readonly SpoolArea[]): Promise<{ message: SpooledMessage; area: SpoolArea } | undefined> {
+  /**
+   * The messages selected, in batches. On a live server from the queue's catalog (no file read);
+   * without one, by reading the spool. Ids the catalog does not know are looked up on disk.
+   */
+  async *#targets(op: AdminOp, sel: Selection, result: AdminResult): AsyncGenerator<Target[]> {
+    const areas = AREAS[op];
+    const q = this.#queue;
+    if (sel.ids !== undefined && sel.ids.length > 0) {
+      let batch: Target[] = [];
+      for (const id of sel.ids) {
+        const known = isQueueId(id) ? q?.lookup(id) : undefined;
+        const found = known ? (areas.includes(known.area) ? known : undefined) : isQueueId(id) ? await this.#find(id, areas) : undefined;
+        if (!found) {
+          result.missing++;
+          continue;
+        }
+        batch.push(found);
+        if (batch.length >= STEP) {
+          yield batch;
+          batch = [];
+        }
+      }
+      if (batch.length > 0) yield batch;
+      return;
+    }
+    if (!sel.all && !sel.filter) throw new Error('no messages selected: give ids, a filter, or all');
+    if (q) {
+      const all = await q.select(sel.filter ?? {}, areas);
+      for (let i = 0; i < all.length; i += STEP) yield all.slice(i, i + STEP);
+      return;
+    }
+    const match = compileFilter(sel.filter ?? {});
+    let batch: Target[] = [];
+    for (const area of areas) {
+      for await (const m of this.#spool.list(area)) {
+        if (!match(m.envelope, m.states, area === 'hold')) continue;
+        batch.push({ id: m.envelope.id, area, from: m.envelope.mailFrom, message: m });
+        if (batch.length >= STEP) {
+          yield batch;
+          batch = [];
+        }
+      }
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  async #find(id: string, areas: ReadonlyArray<'queue' | 'hold'>): Promise<Target | undefined> {
     for (const area of areas) {
       const message = await this.#spool.get(id, area);
-      if (message) return { message, area };
+      if (message) return { id, area, from: message.envelope.mailFrom, message };
     }
     return undefined;
   }
 
-  async #apply(op: AdminOp, m: SpooledMessage, area: SpoolArea): Promise<boolean> {
-    const id = m.envelope.id;
+  /**
+   * Deletes through the journal: the ids are withdrawn from the schedule (waiting for passes
+   * under way), journaled with one fsync per batch, and so gone for readers and delivery; the
+   * files follow in the background. Without a server the files are removed before returning.
+   */
+  async #delete(batches: AsyncGenerator<Target[]>, result: AdminResult, progress?: (r: AdminResult) => void): Promise<void> {
+    const q = this.#queue;
+    let background = 0;
+    for await (const batch of batches) {
+      result.matched += batch.length;
+      const queued = batch.filter((t) => t.area === 'queue').map((t) => t.id);
+      // No delivery pass may be under way when a message is deleted: its outcome is recorded
+      // (and logged) first, and no pass starts afterwards.
+      if (q) await q.withdrawMany(queued);
+      const inline = q !== undefined && batch.length <= REMOVE_INLINE && background === 0;
+      try {
+        result.changed += await this.#spool.deleteMany(batch, { removeNow: inline });
+      } finally {
+        if (q) for (const id of queued) q.restore(id);
+      }
+      // Each step above is a few ms of work in memory: commits of arriving mail get a turn.
+      await turn();
+      if (!inline) background += batch.length;
+      await this.#audit(batch);
+      progress?.({ ...result });
+    }
+    if (!q) {
+      // No server: nothing else needs the thread pool, so the files go now, at full speed.
+      await this.#spool.whenRemoved(PARALLEL);
+      return;
+    }
+    const removing = Math.min(background, this.#spool.removing);
+    if (removing > 0) result.removing = removing;
+  }
+
+  /** One log line per deleted message (the audit trail), in slices that leave the server responsive. */
+  async #audit(batch: readonly Target[]): Promise<void> {
+    // The fields every line shares are serialised once.
+    const log = this.#log.child({ event: 'queue-admin', op: 'delete' });
+    for (let i = 0; i < batch.length; i++) {
+      const t = batch[i]!;
+      log.info({ queueId: t.id, from: t.from }, 'deleted by the operator');
+      if (i % LOG_SLICE === LOG_SLICE - 1) await turn();
+    }
+  }
+
+  /** hold, release, flush and requeue: one message at a time each, up to PARALLEL at once. */
+  async #each(op: AdminOp, batches: AsyncGenerator<Target[]>, result: AdminResult, progress?: (r: AdminResult) => void): Promise<void> {
+    // A counting gate, not Promise.race over the pending set: that would attach a handler to
+    // every pending promise for every message (hundreds of thousands of times).
+    let active = 0;
+    let wake: (() => void) | undefined;
+    let drained: (() => void) | undefined;
+    let lastProgress = Date.now();
+    for await (const batch of batches) {
+      for (const t of batch) {
+        result.matched++;
+        active++;
+        void this.#apply(op, t)
+          .then(
+            (changed) => {
+              if (changed) result.changed++;
+            },
+            (err: unknown) => this.#log.error({ event: 'queue-admin-error', op, queueId: t.id, err }, `queue ${op} failed for one message`),
+          )
+          .finally(() => {
+            active--;
+            const w = wake;
+            wake = undefined;
+            w?.();
+            if (active === 0) drained?.();
+          });
+        if (active >= PARALLEL) await new Promise<void>((r) => (wake = r));
+        if (progress && Date.now() - lastProgress >= PROGRESS_EVERY_MS) {
+          lastProgress = Date.now();
+          progress({ ...result });
+        }
+      }
+    }
+    if (active > 0) await new Promise<void>((r) => (drained = r));
+  }
+
+  async #apply(op: AdminOp, t: Target): Promise<boolean> {
+    const { id } = t;
     const q = this.#queue;
     switch (op) {
-      case 'hold':
-      case 'delete': {
-        // No delivery pass may be under way while the file moves or goes: its state records would
-        // be lost and its recipients delivered again.
-        if (area === 'queue') await q?.withdraw(id);
+      case 'hold': {
+        // No delivery pass may be under way while the file moves: its state records would be
+        // lost and its recipients delivered again.
+        await q?.withdraw(id);
         try {
-          const done = op === 'hold' ? await this.#spool.move(id, 'queue', 'hold') : await this.#spool.discard(id, area);
-          if (done) this.#log.info({ event: 'queue-admin', op, queueId: id, from: m.envelope.mailFrom }, op === 'hold' ? 'put on hold' : 'deleted by the operator');
+          const done = await this.#spool.move(id, 'queue', 'hold');
+          if (done) this.#log.info({ event: 'queue-admin', op, queueId: id, from: t.from }, 'put on hold');
           return done;
         } finally {
-          if (area === 'queue') q?.restore(id);
+          // Held now: restore does not schedule it; still queued (the move failed): it does.
+          q?.restore(id);
         }
       }
       case 'release': {
+        const m = t.message ?? (await this.#spool.get(id, 'hold'));
+        if (!m) return false;
         const done = await this.#spool.move(id, 'hold', 'queue');
         if (done) {
           this.#log.info({ event: 'queue-admin', op, queueId: id }, 'released from hold');
@@ -149,19 +290,25 @@ export class QueueAdmin {
           return true;
         }
         // No server: make the retry time durable, so the next start tries these at once.
-        return this.#rewrite(m, (s) => (s.status === 'deferred' ? { ...s, nextAttemptAt: Date.now() } : undefined));
+        const m = t.message ?? (await this.#spool.get(id, 'queue'));
+        return m ? this.#rewrite(m, (s) => (s.status === 'deferred' ? { ...s, nextAttemptAt: Date.now() } : undefined)) : false;
       }
       case 'requeue': {
         await q?.withdraw(id);
+        let found = false;
         try {
+          const m = t.message ?? (await this.#spool.get(id, 'queue'));
+          if (!m) return false;
+          found = true;
           // The retry history is forgotten: backoff starts again from the minimum, now.
-          const changed = await this.#rewrite(m, (s) => (s.status === 'deferred' ? { status: 'pending', attempts: 0, ...(s.lastReply ? { lastReply: s.lastReply } : {}), updatedAt: Date.now() } : undefined));
-          return changed;
+          return await this.#rewrite(m, (s) => (s.status === 'deferred' ? { status: 'pending', attempts: 0, ...(s.lastReply ? { lastReply: s.lastReply } : {}), updatedAt: Date.now() } : undefined));
         } finally {
           q?.restore(id);
-          q?.enqueue(id, Date.now());
+          if (found) q?.enqueue(id, Date.now());
         }
       }
+      case 'delete':
+        throw new Error('delete goes through the journal');
     }
   }
 

@@ -1,6 +1,7 @@
 // Which queued messages an operator means: by sender, recipient, recipient domain, age and state.
-// Pure functions over an envelope and its recipient states, shared by `queue list` (reading the
-// spool) and the commands that change it (hold, release, delete, flush, requeue).
+// Pure functions, shared by `queue list` (reading the spool), the server's in-memory catalog
+// (catalog.ts, which asks the same address tests, domain tests once per domain) and the commands
+// that change the queue (hold, release, delete, flush, requeue).
 import type { Envelope, RecipientState } from './envelope.ts';
 
 /** The state of a message as a whole: on hold, waiting for a retry, or not tried yet. */
@@ -28,43 +29,79 @@ export function messageState(states: readonly RecipientState[], held: boolean): 
 const lower = (s: string): string => s.toLowerCase();
 const domainOf = (address: string): string => lower(address.slice(address.lastIndexOf('@') + 1));
 
+/**
+ * A test of one address, with the same answer in parts for callers that keep addresses split at
+ * the last "@" (the catalog), so they can ask once per domain:
+ * - `byDomain`: for an address with an "@", the answer from the part after the last "@" alone;
+ * - `exact`: the answer is "the lower-cased part before the last '@' is `local`, and the
+ *   lower-cased part after it is `domain`" (undefined: the address has no "@").
+ */
+export interface AddressTest {
+  (address: string): boolean;
+  readonly byDomain?: (domain: string) => boolean;
+  readonly exact?: { readonly local: string; readonly domain: string | undefined };
+}
+
 /** An address pattern: exact (case-insensitive), "@domain" for the whole domain, "<>" or "" for the null sender. */
-function addressMatcher(pattern: string): (address: string) => boolean {
+function addressTest(pattern: string): AddressTest {
   const p = lower(pattern.trim());
-  if (p === '<>' || p === '') return (a) => a === '';
+  if (p === '<>' || p === '') return (a: string) => a === '';
   const bare = p.startsWith('<') && p.endsWith('>') ? p.slice(1, -1) : p;
-  if (bare.startsWith('@')) {
-    const d = bare.slice(1);
-    return (a) => a !== '' && domainOf(a) === d;
+  if (bare.startsWith('@')) return domainTest(bare.slice(1));
+  // Lower-casing never adds or removes an "@", and its one context rule (a final sigma) stops at
+  // an "@" (neither cased nor case-ignorable): so lower(a) is lower(local) + "@" + lower(domain),
+  // and the whole compares equal exactly when both parts do.
+  const at = bare.lastIndexOf('@');
+  const exact = at < 0 ? { local: bare, domain: undefined } : { local: bare.slice(0, at), domain: bare.slice(at + 1) };
+  return Object.assign((a: string) => lower(a) === bare, { exact });
+}
+
+/** Addresses in domain `d` (lower case): an address with an "@" is never "". */
+function domainTest(d: string): AddressTest {
+  return Object.assign((a: string) => a !== '' && domainOf(a) === d, { byDomain: (domain: string) => lower(domain) === d });
+}
+
+/**
+ * A filter taken apart: one test per address (the sender; each recipient's address or mailbox),
+ * an arrival-time bound and a state, for callers that keep messages in their own form.
+ */
+export interface FilterParts {
+  readonly sender?: AddressTest;
+  /** True when this recipient address (or mailbox) is the one asked for. */
+  readonly recipient?: AddressTest;
+  /** True when this recipient address (or mailbox) is in the domain asked for. */
+  readonly domain?: AddressTest;
+  /** Only messages received before this time (ms since the epoch). */
+  readonly receivedBefore?: number;
+  readonly state?: MessageState;
+}
+
+export function filterParts(f: QueueFilter, now: number = Date.now()): FilterParts {
+  const parts: { -readonly [K in keyof FilterParts]: FilterParts[K] } = {};
+  if (f.sender !== undefined) parts.sender = addressTest(f.sender);
+  if (f.recipient !== undefined) parts.recipient = addressTest(f.recipient);
+  if (f.domain !== undefined) {
+    const d = lower(f.domain.trim().replace(/^@/, '').replace(/\.$/, ''));
+    // Not domainTest: "" has no domain, yet domainOf("") === "" (a filter for domain "" matches it, as before).
+    parts.domain = Object.assign((a: string) => domainOf(a) === d, { byDomain: (domain: string) => lower(domain) === d });
   }
-  return (a) => lower(a) === bare;
+  if (f.olderThanMs !== undefined) parts.receivedBefore = now - f.olderThanMs;
+  if (f.state !== undefined) parts.state = f.state;
+  return parts;
 }
 
 export type MessagePredicate = (env: Envelope, states: readonly RecipientState[], held: boolean) => boolean;
 
 /** Compiles a filter once; the predicate is then cheap enough for 400,000 messages. */
 export function compileFilter(f: QueueFilter, now: number = Date.now()): MessagePredicate {
+  const p = filterParts(f, now);
   const tests: MessagePredicate[] = [];
-  if (f.sender !== undefined) {
-    const m = addressMatcher(f.sender);
-    tests.push((env) => m(env.mailFrom));
-  }
-  if (f.recipient !== undefined) {
-    const m = addressMatcher(f.recipient);
-    tests.push((env) => env.recipients.some((r) => m(r.address) || (r.mailbox !== undefined && m(r.mailbox))));
-  }
-  if (f.domain !== undefined) {
-    const d = lower(f.domain.trim().replace(/^@/, '').replace(/\.$/, ''));
-    tests.push((env) => env.recipients.some((r) => domainOf(r.address) === d || (r.mailbox !== undefined && domainOf(r.mailbox) === d)));
-  }
-  if (f.olderThanMs !== undefined) {
-    const before = now - f.olderThanMs;
-    tests.push((env) => env.receivedAt < before);
-  }
-  if (f.state !== undefined) {
-    const want = f.state;
-    tests.push((_env, states, held) => messageState(states, held) === want);
-  }
+  const { sender, recipient, domain, receivedBefore, state } = p;
+  if (sender) tests.push((env) => sender(env.mailFrom));
+  if (recipient) tests.push((env) => env.recipients.some((r) => recipient(r.address) || (r.mailbox !== undefined && recipient(r.mailbox))));
+  if (domain) tests.push((env) => env.recipients.some((r) => domain(r.address) || (r.mailbox !== undefined && domain(r.mailbox))));
+  if (receivedBefore !== undefined) tests.push((env) => env.receivedAt < receivedBefore);
+  if (state !== undefined) tests.push((_env, states, held) => messageState(states, held) === state);
   return (env, states, held) => tests.every((t) => t(env, states, held));
 }
 

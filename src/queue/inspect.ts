@@ -1,10 +1,12 @@
 // Read-only access to a spool that a running server may own (it holds the lock): what `mailward
 // queue list|show` reads. Nothing here moves, changes or deletes a file; a corrupt file is only
-// reported, and the server moves it aside when it next reads it.
+// reported, and the server moves it aside when it next reads it. Deleted messages whose files
+// still wait for removal (deleted.log) are skipped, as the server skips them.
 import { readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { isQueueId } from '../core/ids.ts';
 import type { Envelope, RecipientState } from './envelope.ts';
+import { readJournalSync } from './journal.ts';
 import { loadMessageSync, SpoolCorruptError } from './reader.ts';
 import type { SpoolArea } from './spool.ts';
 
@@ -24,6 +26,9 @@ const AREAS: readonly SpoolArea[] = ['queue', 'hold'];
  * 400,000 messages never sit in memory: a caller that counts keeps only its counters.
  */
 export function* inspectSpool(dir: string, areas: readonly SpoolArea[] = AREAS): Generator<InspectEntry> {
+  // Read before the folders: an id journaled later is one whose file may still be listed, as if
+  // the listing had come a moment earlier.
+  const deleted = readJournalSync(dir);
   for (const area of areas) {
     const areaDir = join(dir, area);
     if (!existsSync(areaDir)) continue;
@@ -36,6 +41,7 @@ export function* inspectSpool(dir: string, areas: readonly SpoolArea[] = AREAS):
         continue;
       }
       for (const name of names) {
+        if (deleted.has(name)) continue;
         const entry = inspectFile(join(bdir, name), name, area === 'hold');
         if (entry) yield entry;
       }
@@ -45,7 +51,7 @@ export function* inspectSpool(dir: string, areas: readonly SpoolArea[] = AREAS):
 
 /** One message by queue id, looked up in queue/ and hold/; undefined when it is not queued. */
 export function inspectMessage(dir: string, id: string): InspectEntry | undefined {
-  if (!isQueueId(id)) return undefined;
+  if (!isQueueId(id) || readJournalSync(dir).has(id)) return undefined;
   for (const area of AREAS) {
     // The bucket is the id's 8th character (see spool.ts); a file elsewhere is not a message.
     const path = join(dir, area, id[7]!, id);

@@ -1,9 +1,13 @@
-// The in-memory schedule over the spool: which message is due when, and how many are being
-// delivered at once. It holds only ids and times (the spool holds everything else), so 400,000
-// queued messages cost a few tens of MB. Starting it rescans the spool: the crash-recovery path.
+// The in-memory schedule over the spool (what is due when, how many in flight) and the catalog of
+// what is queued, kept in step with the spool's changes so operator commands read no file. Starting
+// it rescans the spool: the crash-recovery path. docs/decisions/0011-queue-delete-at-scale.md.
 import type { Logger } from '../observe/log.ts';
-import type { Spool } from './spool.ts';
+import type { Spool, SpoolArea, SpoolChange } from './spool.ts';
 import { defaultRetryPolicy, messageDueAt, type RetryPolicy } from './schedule.ts';
+import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type Selected } from './catalog.ts';
+import type { QueueFilter } from './filter.ts';
+
+export type { Selected } from './catalog.ts';
 
 export interface QueueOptions extends RetryPolicy {
   /** Messages delivered at the same time. */
@@ -23,12 +27,6 @@ export interface QueueItem {
   readonly flush?: boolean;
 }
 
-interface Entry {
-  dueAt: number;
-  recovered: boolean;
-  flush: boolean;
-}
-
 // Longest single timer; setTimeout overflows beyond 2^31-1 ms.
 const MAX_TIMER = 2 ** 31 - 1;
 
@@ -36,13 +34,15 @@ export class Queue {
   readonly options: QueueOptions;
   readonly #spool: Spool;
   readonly #log: Logger;
-  readonly #entries = new Map<string, Entry>();
-  readonly #inFlight = new Map<string, boolean>();
-  // Min-heap of [dueAt, id]; entries whose time no longer matches #entries are stale and skipped.
-  readonly #heap: Array<[number, string]> = [];
+  readonly #cat = new Catalog();
+  // Min-heap of (due time, row) in two growing typed arrays. An entry whose time no longer
+  // matches its row's (or whose row is no longer scheduled) is stale and skipped.
+  #heapAt = new Float64Array(1024);
+  #heapSlot = new Int32Array(1024);
+  #heapLen = 0;
+  #scheduled = 0;
+  #inFlight = 0;
   readonly #waiters: Array<(item: QueueItem | undefined) => void> = [];
-  // Ids an operator's command is working on (hold, delete): never scheduled until restored.
-  readonly #suspended = new Set<string>();
   // Callers waiting for a delivery pass of an id to end.
   readonly #idle = new Map<string, Array<() => void>>();
   #timer: NodeJS.Timeout | undefined;
@@ -59,27 +59,39 @@ export class Queue {
   }
 
   /**
-   * Subscribes to new commits, then schedules every queued message with recipients left to try
-   * (marked recovered) and removes messages whose recipients are all final.
+   * Subscribes to the spool's changes, then schedules every queued message with recipients left
+   * to try (marked recovered), removes messages whose recipients are all final, and catalogues
+   * the messages on hold. Deleted (journaled) messages are not read at all.
    */
   async start(): Promise<{ scheduled: number; removed: number }> {
-    this.#unsubscribe ??= this.#spool.onCommit((env) => this.enqueue(env.id));
+    this.#unsubscribe ??= this.#spool.onChange((c) => this.#changed(c));
     let scheduled = 0;
     let removed = 0;
+    let held = 0;
     const now = Date.now();
-    for await (const m of this.#spool.list()) {
+    for await (const m of this.#spool.list('queue')) {
       const id = m.envelope.id;
       const due = messageDueAt(m.states, now);
       if (due === undefined) {
         // Every recipient was final but the crash came before the removal.
         await this.#spool.remove(id);
         removed++;
-      } else if (!this.#inFlight.has(id)) {
+        continue;
+      }
+      const slot = this.#cat.open(id);
+      // A commit or state record heard meanwhile is newer than this read.
+      if (!this.#cat.isIndexed(slot)) this.#cat.index(slot, m.envelope, m.states, false);
+      if (!(this.#cat.flags[slot]! & F_IN_FLIGHT)) {
         this.enqueue(id, due, true);
         scheduled++;
       }
     }
-    this.#log.info({ event: 'queue-loaded', scheduled, removed }, 'queue loaded from spool');
+    for await (const m of this.#spool.list('hold')) {
+      const slot = this.#cat.open(m.envelope.id);
+      if (!this.#cat.isIndexed(slot)) this.#cat.index(slot, m.envelope, m.states, true);
+      held++;
+    }
+    this.#log.info({ event: 'queue-loaded', scheduled, removed, held }, 'queue loaded from spool');
     return { scheduled, removed };
   }
 
@@ -88,15 +100,26 @@ export class Queue {
    * `flush` makes the pass try deferred recipients before their retry time (an operator's flush).
    */
   enqueue(id: string, dueAt: number = Date.now(), recovered = false, flush = false): void {
-    if (this.#stopped || this.#inFlight.has(id) || this.#suspended.has(id)) return;
-    const e = this.#entries.get(id);
-    if (e && e.dueAt <= dueAt) {
-      e.recovered ||= recovered;
-      e.flush ||= flush;
+    if (this.#stopped || this.#spool.isDeleted(id)) return;
+    const c = this.#cat;
+    const slot = c.open(id);
+    const f = c.flags[slot]!;
+    const extra = (recovered ? F_RECOVERED : 0) | (flush ? F_FLUSH : 0);
+    if (f & F_SUSPENDED) {
+      // Kept for restore: an operator's command works on it now.
+      if (!(f & F_PARKED) || dueAt < c.due[slot]!) c.due[slot] = dueAt;
+      c.flags[slot] = f | F_PARKED | extra;
       return;
     }
-    this.#entries.set(id, { dueAt, recovered: recovered || (e?.recovered ?? false), flush: flush || (e?.flush ?? false) });
-    this.#push(dueAt, id);
+    if (f & F_IN_FLIGHT) return;
+    if (f & F_SCHEDULED && c.due[slot]! <= dueAt) {
+      c.flags[slot] = f | extra;
+      return;
+    }
+    if (!(f & F_SCHEDULED)) this.#scheduled++;
+    c.flags[slot] = f | F_SCHEDULED | extra;
+    c.due[slot] = dueAt;
+    this.#push(dueAt, slot);
     this.#pump();
   }
 
@@ -124,8 +147,14 @@ export class Queue {
 
   /** Ends a delivery pass: forget the message, or schedule it again at `next.dueAt`. */
   release(id: string, next?: { readonly dueAt: number; readonly recovered?: boolean }): void {
-    this.#inFlight.delete(id);
+    const c = this.#cat;
+    const slot = c.slot(id);
+    if (slot !== undefined && c.flags[slot]! & F_IN_FLIGHT) {
+      c.flags[slot] = c.flags[slot]! & ~F_IN_FLIGHT;
+      this.#inFlight--;
+    }
     if (next && !this.#stopped) this.enqueue(id, next.dueAt, next.recovered ?? false);
+    if (slot !== undefined) c.settle(slot);
     const waiting = this.#idle.get(id);
     if (waiting) {
       this.#idle.delete(id);
@@ -136,7 +165,10 @@ export class Queue {
 
   /** Forgets a scheduled message (e.g. removed by an operator). Does not touch the spool. */
   forget(id: string): void {
-    this.#entries.delete(id);
+    const slot = this.#cat.slot(id);
+    if (slot === undefined) return;
+    this.#unschedule(slot);
+    this.#cat.settle(slot);
   }
 
   /**
@@ -145,9 +177,11 @@ export class Queue {
    * remove its file without losing a state record.
    */
   withdraw(id: string): Promise<void> {
-    this.#suspended.add(id);
-    this.#entries.delete(id);
-    if (!this.#inFlight.has(id) || this.#stopped) return Promise.resolve();
+    const c = this.#cat;
+    const slot = c.open(id);
+    this.#unschedule(slot, true);
+    c.flags[slot] = c.flags[slot]! | F_SUSPENDED;
+    if (!(c.flags[slot] & F_IN_FLIGHT) || this.#stopped) return Promise.resolve();
     return new Promise((resolve) => {
       const list = this.#idle.get(id) ?? [];
       list.push(resolve);
@@ -155,44 +189,89 @@ export class Queue {
     });
   }
 
-  /** Ends a `withdraw`; the id may be scheduled again (enqueue it if it should be). */
+  /** `withdraw` for many at once; resolves when none of them is being delivered. */
+  async withdrawMany(ids: readonly string[]): Promise<void> {
+    const busy: Array<Promise<void>> = [];
+    for (const id of ids) {
+      const p = this.withdraw(id);
+      if (this.isInFlight(id)) busy.push(p);
+    }
+    await Promise.all(busy);
+  }
+
+  /**
+   * Ends a `withdraw`. A message still in queue/ (not held, not removed meanwhile) is scheduled
+   * again at the time it had, or was given while withdrawn; the caller may enqueue it earlier.
+   */
   restore(id: string): void {
-    this.#suspended.delete(id);
+    const c = this.#cat;
+    const slot = c.slot(id);
+    if (slot === undefined) return;
+    const f = c.flags[slot]!;
+    c.flags[slot] = f & ~(F_SUSPENDED | F_PARKED);
+    if (f & F_PARKED && !c.isHeld(slot)) {
+      this.enqueue(id, c.due[slot], (f & F_RECOVERED) !== 0, (f & F_FLUSH) !== 0);
+    } else {
+      c.flags[slot] = c.flags[slot] & ~(F_RECOVERED | F_FLUSH);
+    }
+    c.settle(slot);
   }
 
   /** True while a delivery pass of `id` is under way. */
   isInFlight(id: string): boolean {
-    return this.#inFlight.has(id);
+    const slot = this.#cat.slot(id);
+    return slot !== undefined && (this.#cat.flags[slot]! & F_IN_FLIGHT) !== 0;
   }
 
   /** Makes every scheduled message due now, deferred recipients included; returns how many. */
   flushAll(): number {
     const now = Date.now();
-    const ids = [...this.#entries.keys()];
-    for (const id of ids) {
-      // Re-inserting with an earlier time replaces the entry (the old heap slot goes stale).
-      const e = this.#entries.get(id)!;
-      e.flush = true;
-      if (e.dueAt > now) {
-        e.dueAt = now;
-        this.#push(now, id);
+    const c = this.#cat;
+    let n = 0;
+    c.forEach(F_SCHEDULED, (slot) => {
+      n++;
+      c.flags[slot] = c.flags[slot]! | F_FLUSH;
+      if (c.due[slot]! > now) {
+        // The old heap entry goes stale.
+        c.due[slot] = now;
+        this.#push(now, slot);
       }
-    }
+    });
     this.#pump();
-    return ids.length;
+    return n;
   }
 
   /** When `id` is next due, if scheduled. */
   dueAt(id: string): number | undefined {
-    return this.#entries.get(id)?.dueAt;
+    const slot = this.#cat.slot(id);
+    return slot !== undefined && this.#cat.flags[slot]! & F_SCHEDULED ? this.#cat.due[slot] : undefined;
   }
 
   get scheduled(): number {
-    return this.#entries.size;
+    return this.#scheduled;
   }
 
   get inFlight(): number {
-    return this.#inFlight.size;
+    return this.#inFlight;
+  }
+
+  /** Messages in queue/ and hold/ the catalog knows (what `select` chooses from). */
+  get catalogued(): number {
+    return this.#cat.indexed;
+  }
+
+  /**
+   * The catalogued messages in `areas` (queue/, hold/) that match `filter`, without reading a
+   * file: what the same filter finds on disk, less deleted messages.
+   */
+  select(filter: QueueFilter, areas: readonly SpoolArea[], now: number = Date.now()): Promise<Selected[]> {
+    return this.#cat.select(filter, areas, now);
+  }
+
+  /** A catalogued message's area (queue/ or hold/) and sender; undefined when the queue does not know it. */
+  lookup(id: string): Selected | undefined {
+    const slot = this.#cat.slot(id);
+    return slot === undefined ? undefined : this.#cat.describe(slot);
   }
 
   /** Stops handing out work; pending `take` calls resolve undefined. */
@@ -206,24 +285,99 @@ export class Queue {
     this.#idle.clear();
   }
 
+  /** Keeps the catalog in step with the spool (and drops what is gone from the schedule). */
+  #changed(ch: SpoolChange): void {
+    const c = this.#cat;
+    switch (ch.kind) {
+      case 'committed': {
+        if (ch.area !== 'queue' && ch.area !== 'hold') return;
+        const slot = c.open(ch.envelope.id);
+        c.index(slot, ch.envelope, [], ch.area === 'hold');
+        // Scheduled by the commit listener (queue/ only), as before the catalog existed.
+        if (ch.area === 'queue') this.enqueue(ch.envelope.id);
+        else c.settle(slot);
+        return;
+      }
+      case 'states': {
+        const slot = c.slot(ch.id);
+        if (slot !== undefined) c.applyStates(slot, ch.updates);
+        return;
+      }
+      case 'moved': {
+        const slot = c.slot(ch.id);
+        if (ch.to === 'queue' || ch.to === 'hold') {
+          if (slot !== undefined && c.isIndexed(slot)) c.setHeld(slot, ch.to === 'hold');
+          else void this.#learn(ch.id, ch.to);
+        } else if (slot !== undefined) {
+          c.unindex(slot);
+          this.#unschedule(slot);
+          c.settle(slot);
+        }
+        return;
+      }
+      case 'removed': {
+        for (const id of ch.ids) {
+          const slot = c.slot(id);
+          if (slot === undefined) continue;
+          c.unindex(slot);
+          this.#unschedule(slot);
+          c.flags[slot] = c.flags[slot]! & ~F_PARKED;
+          c.settle(slot);
+        }
+        this.#compactHeap();
+        return;
+      }
+    }
+  }
+
+  /** Catalogues a message that came into queue/ or hold/ from elsewhere (e.g. quarantine). */
+  async #learn(id: string, area: 'queue' | 'hold'): Promise<void> {
+    try {
+      const m = await this.#spool.get(id, area);
+      if (!m || this.#stopped) return;
+      const slot = this.#cat.open(id);
+      if (!this.#cat.isIndexed(slot)) this.#cat.index(slot, m.envelope, m.states, area === 'hold');
+      this.#cat.settle(slot);
+    } catch (err) {
+      this.#log.error({ event: 'queue-catalog-error', queueId: id, err }, 'cannot read a moved message into the queue catalog');
+    }
+  }
+
+  /** Takes a row out of the schedule (its heap entry goes stale); `park` keeps its time and flags for restore. */
+  #unschedule(slot: number, park = false): void {
+    const c = this.#cat;
+    if (!(c.flags[slot]! & F_SCHEDULED)) return;
+    c.flags[slot] = park ? (c.flags[slot]! & ~F_SCHEDULED) | F_PARKED : c.flags[slot]! & ~(F_SCHEDULED | F_RECOVERED | F_FLUSH);
+    this.#scheduled--;
+  }
+
   #pump(): void {
-    while (this.#waiters.length > 0 && this.#inFlight.size < this.options.concurrency) {
-      const top = this.#peek();
-      if (!top || top[0] > Date.now()) break;
+    const c = this.#cat;
+    while (this.#waiters.length > 0 && this.#inFlight < this.options.concurrency) {
+      const slot = this.#peek();
+      if (slot === undefined || this.#heapAt[0]! > Date.now()) break;
       this.#pop();
-      const [, id] = top;
-      const e = this.#entries.get(id)!;
-      this.#entries.delete(id);
-      this.#inFlight.set(id, e.recovered);
-      this.#waiters.shift()!(e.flush ? { id, recovered: e.recovered, flush: true } : { id, recovered: e.recovered });
+      const id = c.id(slot);
+      const f = c.flags[slot]!;
+      c.flags[slot] = (f & ~(F_SCHEDULED | F_RECOVERED | F_FLUSH)) | F_IN_FLIGHT;
+      this.#scheduled--;
+      // Never hand out a deleted message (the spool hides it too).
+      if (this.#spool.isDeleted(id)) {
+        c.flags[slot] = c.flags[slot] & ~F_IN_FLIGHT;
+        c.settle(slot);
+        continue;
+      }
+      this.#inFlight++;
+      const recovered = (f & F_RECOVERED) !== 0;
+      this.#waiters.shift()!(f & F_FLUSH ? { id, recovered, flush: true } : { id, recovered });
     }
     this.#arm();
   }
 
   /** Wakes #pump when the earliest message falls due, if anybody is waiting for it. */
   #arm(): void {
-    const top = this.#waiters.length > 0 && this.#inFlight.size < this.options.concurrency ? this.#peek() : undefined;
-    const at = top ? top[0] : Infinity;
+    const top = this.#waiters.length > 0 && this.#inFlight < this.options.concurrency ? this.#peek() : undefined;
+    const at = top !== undefined ? this.#heapAt[0]! : Infinity;
     if (at === this.#timerAt) return;
     this.#clearTimer();
     if (at === Infinity) return;
@@ -244,43 +398,95 @@ export class Queue {
     this.#timerAt = Infinity;
   }
 
-  /** The earliest live heap entry, dropping stale ones. */
-  #peek(): [number, string] | undefined {
-    while (this.#heap.length > 0) {
-      const top = this.#heap[0]!;
-      if (this.#entries.get(top[1])?.dueAt === top[0]) return top;
+  #live(i: number): boolean {
+    const slot = this.#heapSlot[i]!;
+    return (this.#cat.flags[slot]! & F_SCHEDULED) !== 0 && this.#cat.due[slot] === this.#heapAt[i];
+  }
+
+  /** The row of the earliest live heap entry (its time is #heapAt[0]), dropping stale ones. */
+  #peek(): number | undefined {
+    while (this.#heapLen > 0) {
+      if (this.#live(0)) return this.#heapSlot[0];
       this.#pop();
     }
     return undefined;
   }
 
-  #push(at: number, id: string): void {
-    const h = this.#heap;
-    h.push([at, id]);
-    let i = h.length - 1;
+  #push(at: number, slot: number): void {
+    if (this.#heapLen === this.#heapAt.length) {
+      const a = new Float64Array(this.#heapLen * 2);
+      a.set(this.#heapAt);
+      this.#heapAt = a;
+      const s = new Int32Array(this.#heapLen * 2);
+      s.set(this.#heapSlot);
+      this.#heapSlot = s;
+    }
+    const i = this.#heapLen++;
+    this.#heapAt[i] = at;
+    this.#heapSlot[i] = slot;
+    this.#siftUp(i);
+  }
+
+  #siftUp(start: number): void {
+    const at = this.#heapAt;
+    let i = start;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (h[parent]![0] <= h[i]![0]) break;
-      [h[parent], h[i]] = [h[i]!, h[parent]!];
+      if (at[parent]! <= at[i]!) break;
+      this.#swap(parent, i);
       i = parent;
     }
   }
 
   #pop(): void {
-    const h = this.#heap;
-    const last = h.pop()!;
-    if (h.length === 0) return;
-    h[0] = last;
-    let i = 0;
+    const n = --this.#heapLen;
+    if (n === 0) return;
+    this.#heapAt[0] = this.#heapAt[n]!;
+    this.#heapSlot[0] = this.#heapSlot[n]!;
+    this.#siftDown(0);
+  }
+
+  #siftDown(start: number): void {
+    const at = this.#heapAt;
+    const n = this.#heapLen;
+    let i = start;
     for (;;) {
       const l = 2 * i + 1;
       const r = l + 1;
       let m = i;
-      if (l < h.length && h[l]![0] < h[m]![0]) m = l;
-      if (r < h.length && h[r]![0] < h[m]![0]) m = r;
+      if (l < n && at[l]! < at[m]!) m = l;
+      if (r < n && at[r]! < at[m]!) m = r;
       if (m === i) break;
-      [h[m], h[i]] = [h[i]!, h[m]!];
+      this.#swap(m, i);
       i = m;
     }
+  }
+
+  #swap(a: number, b: number): void {
+    const at = this.#heapAt;
+    const sl = this.#heapSlot;
+    const t = at[a]!;
+    at[a] = at[b]!;
+    at[b] = t;
+    const s = sl[a]!;
+    sl[a] = sl[b]!;
+    sl[b] = s;
+  }
+
+  /**
+   * After a bulk delete most heap entries may be stale (and deep, so never popped): rebuild the
+   * heap from the live rows once they are fewer than half.
+   */
+  #compactHeap(): void {
+    if (this.#heapLen < 1024 || this.#heapLen <= 2 * this.#scheduled) return;
+    let n = 0;
+    for (let i = 0; i < this.#heapLen; i++) {
+      if (!this.#live(i)) continue;
+      this.#heapAt[n] = this.#heapAt[i]!;
+      this.#heapSlot[n] = this.#heapSlot[i]!;
+      n++;
+    }
+    this.#heapLen = n;
+    for (let i = (n >> 1) - 1; i >= 0; i--) this.#siftDown(i);
   }
 }

@@ -148,10 +148,12 @@ export class BodyStream extends Readable {
   #verified = false;
   readonly #hash: Hash = createHash('sha256');
 
+  /** `missing`: the message is deleted (journaled); the stream fails as for a removed file. */
   constructor(
     readonly path: string,
     readonly id: string,
     private readonly onCorrupt: (err: SpoolCorruptError) => Promise<void>,
+    private readonly missing = false,
   ) {
     super({ highWaterMark: BODY_CHUNK });
   }
@@ -164,6 +166,7 @@ export class BodyStream extends Readable {
   }
 
   async #openFile(): Promise<void> {
+    if (this.missing) throw new Error(`message ${this.id} is not in the spool (deleted)`);
     try {
       this.#fh = await open(this.path, 'r');
     } catch (err) {

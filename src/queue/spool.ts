@@ -1,8 +1,9 @@
 // The durable queue on disk: incoming/ (being written), queue/<bucket>/<id> (committed, with the
 // per-recipient state appended to the same file), hold/<bucket>/<id> (put on hold by an operator,
 // never scheduled), quarantine/<bucket>/<id> (kill-level spam kept for review, never scheduled),
-// corrupt/ (moved aside, never delivered).
-// Format and reasons: docs/decisions/0002-spool-format.md and 0006-outbound-delivery.md.
+// corrupt/ (moved aside, never delivered), deleted.log (ids an operator deleted whose files are
+// still being removed: hidden from every reader, never delivered).
+// Format and reasons: docs/decisions/0002-spool-format.md, 0006-outbound-delivery.md and 0011.
 import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
@@ -11,8 +12,10 @@ import { isQueueId, newQueueId } from '../core/ids.ts';
 import { envelopeProblem, type Envelope, type NewEnvelope, type RecipientState } from './envelope.ts';
 import { DirSyncer, fsyncPath } from './dirsync.ts';
 import { encodeHeader, encodeStateRecord, type StateUpdate } from './format.ts';
+import { DeletionJournal, JOURNAL_BATCH } from './journal.ts';
 import { lockSpool } from './lock.ts';
 import { BodyStream, loadMessage, loadMessageSync, SpoolCorruptError, type LoadedMessage } from './reader.ts';
+import { Reaper } from './reaper.ts';
 import { SpoolWriter } from './writer.ts';
 
 export type { Envelope, EnvelopeClient, EnvelopeRecipient, NewEnvelope, RecipientState, RecipientStatus, TransportName } from './envelope.ts';
@@ -35,6 +38,11 @@ export type SpoolArea = 'queue' | 'hold' | 'quarantine';
 export const SPOOL_AREAS: readonly SpoolArea[] = ['queue', 'hold', 'quarantine'];
 /** Longest stretch of synchronous header reads in list() before the event loop gets a turn. */
 const LIST_SLICE_MS = 4;
+/**
+ * Files of deleted messages removed at once in the background. Two leave the other thread-pool
+ * threads (four by default) to the commits of arriving mail; the decision record has the figures.
+ */
+export const DEFAULT_REMOVE_CONCURRENCY = 2;
 
 export interface SpoolOptions {
   readonly log: Logger;
@@ -44,7 +52,20 @@ export interface SpoolOptions {
   readonly groupCommit?: boolean;
   /** Message bytes kept in memory before a message spills to incoming/ (default 256 KiB). */
   readonly memoryLimit?: number;
+  /**
+   * Files of deleted messages removed at once in the background (default 2). 0 keeps them (they
+   * stay journaled and hidden): only for tests of what a crash leaves.
+   */
+  readonly removeConcurrency?: number;
 }
+
+/** What changed in the spool, told to `onChange` listeners once it is durable. */
+export type SpoolChange =
+  | { readonly kind: 'committed'; readonly envelope: Envelope; readonly area: SpoolArea }
+  | { readonly kind: 'states'; readonly id: string; readonly updates: readonly StateUpdate[] }
+  | { readonly kind: 'moved'; readonly id: string; readonly from: SpoolArea; readonly to: SpoolArea }
+  /** Gone for readers: removed, moved aside as corrupt, or deleted (journaled). */
+  | { readonly kind: 'removed'; readonly ids: readonly string[] };
 
 export interface SpooledMessage {
   readonly envelope: Envelope;
@@ -67,39 +88,96 @@ export class Spool {
   readonly #syncer: DirSyncer;
   readonly #release: () => Promise<void>;
   readonly #listeners = new Set<(env: Envelope) => void>();
+  readonly #changeListeners = new Set<(c: SpoolChange) => void>();
   readonly #busy = new Map<string, Promise<unknown>>();
+  readonly #journal: DeletionJournal;
+  /** Deleted ids whose removal is not yet durable: hidden from every reader, never delivered. */
+  readonly #deleted: Set<string>;
+  readonly #reaper: Reaper;
   #closed = false;
 
-  private constructor(dir: string, opts: SpoolOptions, release: () => Promise<void>) {
+  private constructor(dir: string, opts: SpoolOptions, release: () => Promise<void>, journal: DeletionJournal, deleted: Set<string>) {
     this.dir = dir;
     this.#log = opts.log;
     this.#fsync = opts.fsync ?? true;
     this.#memoryLimit = opts.memoryLimit ?? 256 * 1024;
     this.#syncer = new DirSyncer({ enabled: this.#fsync, coalesce: opts.groupCommit ?? true });
     this.#release = release;
+    this.#journal = journal;
+    this.#deleted = deleted;
+    this.#reaper = new Reaper({
+      paths: (id, hint) => {
+        const first = (SPOOL_AREAS as readonly string[]).includes(hint ?? '') ? (hint as SpoolArea) : 'queue';
+        return [first, ...SPOOL_AREAS.filter((a) => a !== first)].map((a) => this.messagePath(id, a));
+      },
+      journal,
+      fsync: this.#fsync,
+      concurrency: opts.removeConcurrency ?? DEFAULT_REMOVE_CONCURRENCY,
+      log: opts.log,
+      gone: (ids) => {
+        for (const id of ids) this.#deleted.delete(id);
+      },
+      stillNeeded: () => this.#deleted.size > 0,
+    });
   }
 
-  /** Opens (creating if needed) the spool in `dir`, takes its lock and clears incoming/. */
+  /**
+   * Opens (creating if needed) the spool in `dir`, takes its lock and clears incoming/. Ids left
+   * in the deletion journal stay hidden, and their files are removed in the background.
+   */
   static async open(dir: string, opts: SpoolOptions): Promise<Spool> {
     const root = resolve(dir);
     await mkdir(root, { recursive: true, mode: 0o700 });
     const release = await lockSpool(root);
+    let journal: DeletionJournal | undefined;
+    let spool: Spool;
     try {
       for (const sub of ['incoming', ...SPOOL_AREAS, 'corrupt']) await mkdir(join(root, sub), { recursive: true, mode: 0o700 });
       for (const area of SPOOL_AREAS) for (const b of BUCKETS) await mkdir(join(root, area, b), { recursive: true, mode: 0o700 });
+      const opened = await DeletionJournal.open(root, { fsync: opts.fsync ?? true });
+      journal = opened.journal;
       if (opts.fsync ?? true) {
         for (const area of SPOOL_AREAS) await fsyncPath(join(root, area));
+        // Also makes a new deleted.log's folder entry durable.
         await fsyncPath(root);
       }
       // Whatever is in incoming/ was never acknowledged (no 250 was sent for it).
       const leftovers = await readdir(join(root, 'incoming'));
       for (const name of leftovers) await unlink(join(root, 'incoming', name)).catch(() => undefined);
       if (leftovers.length > 0) opts.log.info({ event: 'spool-incoming-cleared', dir: root, files: leftovers.length }, 'removed unfinished incoming files');
+      spool = new Spool(root, opts, release, journal, opened.ids);
+      if (opened.ids.size > 0) await spool.#adoptJournal(opened.ids);
     } catch (err) {
+      await journal?.close().catch(() => undefined);
       await release();
       throw err;
     }
-    return new Spool(root, opts, release);
+    return spool;
+  }
+
+  /**
+   * A previous process deleted these and may not have removed every file (a crash, a stop): find
+   * the files that are left, one folder listing per bucket, and remove them in the background.
+   */
+  async #adoptJournal(ids: ReadonlySet<string>): Promise<void> {
+    const found: Array<[string, SpoolArea]> = [];
+    const seen = new Set<string>();
+    const dirs: string[] = [];
+    for (const area of SPOOL_AREAS) {
+      for (const b of BUCKETS) {
+        const d = join(this.dir, area, b);
+        dirs.push(d);
+        for (const name of await readdir(d)) {
+          if (ids.has(name)) {
+            found.push([name, area]);
+            seen.add(name);
+          }
+        }
+      }
+    }
+    const gone = [...ids].filter((id) => !seen.has(id));
+    this.#log.info({ event: 'spool-journal-resumed', journaled: ids.size, files: found.length }, 'removing the files of messages deleted before the restart');
+    this.#reaper.adopt(found, gone, dirs);
   }
 
   /** Folder fsyncs made so far (group commit makes this far lower than the commits). */
@@ -130,25 +208,90 @@ export class Spool {
     // Refuse now what would be unreadable later: a message acknowledged but unreadable is lost.
     const problem = envelopeProblem(envelope);
     if (problem) throw new Error(`cannot queue message ${envelope.id}: ${problem}`);
+    // The area a commit chose (quarantine) when the writer asked for its path and does not say.
+    let chosen: SpoolArea | undefined;
     return new SpoolWriter({
       envelope,
       header: encodeHeader(envelope),
       tmpPath: join(this.dir, 'incoming', envelope.id),
       finalDir: join(finalPath, '..'),
       finalPath,
-      pathFor: (area: SpoolArea) => this.messagePath(envelope.id, area),
+      pathFor: (area: SpoolArea) => {
+        chosen = area;
+        return this.messagePath(envelope.id, area);
+      },
       syncer: this.#syncer,
       fsync: this.#fsync,
       memoryLimit: this.#memoryLimit,
       assertOpen: () => this.#assertOpen(),
-      committed: (e) => this.#emitCommit(e),
+      committed: (e: Envelope, area?: SpoolArea) => this.#emitCommit(e, area ?? chosen ?? 'queue'),
     });
   }
 
-  /** Calls `fn` after every commit (the queue uses it to start delivery at once). */
+  /** Calls `fn` after every commit into queue/ (to start delivery at once). */
   onCommit(fn: (env: Envelope) => void): () => void {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
+  }
+
+  /** Calls `fn` after every durable change: commits, state records, moves and removals. */
+  onChange(fn: (c: SpoolChange) => void): () => void {
+    this.#changeListeners.add(fn);
+    return () => this.#changeListeners.delete(fn);
+  }
+
+  /** True while `id` is deleted (journaled) and its file may still exist: it must not be delivered. */
+  isDeleted(id: string): boolean {
+    return this.#deleted.has(id);
+  }
+
+  /**
+   * An operator's delete of many messages: appends their ids to the deletion journal (one write
+   * and one fsync per 65,536 ids) and resolves once that is durable. From the call on, every
+   * reader skips them and no delivery starts; the files are removed in the background
+   * (`removing`), or before this resolves with `removeNow` (for a few). The caller makes sure no
+   * delivery pass of them is under way. Resolves how many were not deleted already.
+   */
+  async deleteMany(entries: ReadonlyArray<{ readonly id: string; readonly area: SpoolArea }>, opts: { readonly removeNow?: boolean } = {}): Promise<number> {
+    this.#assertOpen();
+    const fresh: Array<{ readonly id: string; readonly area: SpoolArea }> = [];
+    for (const e of entries) {
+      if (!isQueueId(e.id)) throw new Error(`not a queue id: ${JSON.stringify(e.id)}`);
+      if (this.#deleted.has(e.id)) continue;
+      // Hidden at once, before the journal is durable, so no reader sees it half-deleted.
+      this.#deleted.add(e.id);
+      fresh.push(e);
+    }
+    for (let i = 0; i < fresh.length; i += JOURNAL_BATCH) {
+      const batch = fresh.slice(i, i + JOURNAL_BATCH);
+      const ids = batch.map((e) => e.id);
+      try {
+        await this.#journal.append(ids);
+      } catch (err) {
+        // Not durable: visible again (earlier batches stay deleted). Torn lines of this batch
+        // that reached the disk are deleted at the next start, which is what was asked.
+        for (const e of fresh.slice(i)) this.#deleted.delete(e.id);
+        throw err;
+      }
+      this.#emitChange({ kind: 'removed', ids });
+      if (opts.removeNow) await this.#reaper.removeNow(batch.map((e) => [e.id, e.area] as const));
+      else for (const e of batch) this.#reaper.add(e.id, e.area);
+    }
+    return fresh.length;
+  }
+
+  /** Deleted messages whose files are still to be removed. */
+  get removing(): number {
+    return this.#reaper.pending;
+  }
+
+  /**
+   * Resolves when every deleted message's file is gone, durably, and the journal is emptied.
+   * `concurrency` changes the pace from then on (the CLI without a server goes at full speed).
+   */
+  whenRemoved(concurrency?: number): Promise<void> {
+    if (concurrency !== undefined) this.#reaper.setConcurrency(concurrency);
+    return this.#reaper.whenIdle();
   }
 
   /**
@@ -164,6 +307,7 @@ export class Spool {
       const dir = join(this.dir, area, b);
       const names = (await readdir(dir)).sort();
       for (const name of names) {
+        if (this.#deleted.has(name)) continue;
         const m = this.#listOne(dir, b, name);
         if (typeof m === 'string') await this.#quarantine(join(dir, name), m);
         else if (m) yield m;
@@ -177,14 +321,14 @@ export class Spool {
 
   /** One message's envelope and states; undefined when it is not (or no longer) queued. */
   async get(id: string, area: SpoolArea = 'queue'): Promise<SpooledMessage | undefined> {
-    if (!isQueueId(id)) return undefined;
+    if (!isQueueId(id) || this.#deleted.has(id)) return undefined;
     return this.#load(id, area);
   }
 
   /** The message bytes; the stream errors with SpoolCorruptError if they do not match the hash. */
   openBody(id: string): BodyStream {
     const path = this.messagePath(id);
-    return new BodyStream(path, id, (err) => this.#quarantine(path, err.reason));
+    return new BodyStream(path, id, (err) => this.#quarantine(path, err.reason), this.#deleted.has(id));
   }
 
   /** Records one recipient's new state durably. */
@@ -199,6 +343,8 @@ export class Spool {
     if (updates.length === 0) return Promise.resolve();
     const record = encodeStateRecord(updates);
     return this.#serial(id, async () => {
+      // A deleted message is gone for delivery, even while its file waits for removal.
+      if (this.#deleted.has(id)) throw new SpoolNotFoundError(id);
       let fh;
       try {
         // No O_CREAT: a state record must never bring back a removed message.
@@ -215,6 +361,7 @@ export class Spool {
       } finally {
         await fh.close();
       }
+      this.#emitChange({ kind: 'states', id, updates });
     });
   }
 
@@ -229,13 +376,14 @@ export class Spool {
       await unlink(path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
+      this.#emitChange({ kind: 'removed', ids: [id] });
     });
   }
 
   /**
    * Moves a message between queue/ and hold/ (postsuper -h / -H): a held message is never
-   * scheduled, also not after a restart. Resolves false when it is not in the `from` area. The
-   * caller makes sure no delivery of it is under way (its state records would be lost).
+   * scheduled, also not after a restart. Resolves false when it is not in the `from` area (or
+   * deleted). The caller makes sure no delivery of it is under way (its state records would be lost).
    */
   move(id: string, from: SpoolArea, to: SpoolArea): Promise<boolean> {
     this.#assertOpen();
@@ -243,6 +391,7 @@ export class Spool {
     const dst = this.messagePath(id, to);
     let moved = false;
     return this.#serial(id, async () => {
+      if (this.#deleted.has(id)) return;
       try {
         await rename(src, dst);
         moved = true;
@@ -252,29 +401,40 @@ export class Spool {
       }
       // Both folder entries changed; the two fsyncs coalesce with concurrent moves.
       await Promise.all([this.#syncer.sync(join(dst, '..')), this.#syncer.sync(join(src, '..'))]);
+      this.#emitChange({ kind: 'moved', id, from, to });
     }).then(() => moved);
   }
 
-  /** Removes a message from hold/ (or queue/) whatever its recipients' states: an operator's delete. */
+  /**
+   * Removes one message from an area whatever its recipients' states, at once (one unlink, no
+   * journal): an operator's delete of a few. Resolves false when it is not there (or deleted).
+   */
   discard(id: string, area: SpoolArea = 'queue'): Promise<boolean> {
     this.#assertOpen();
     const path = this.messagePath(id, area);
     let removed = false;
     return this.#serial(id, async () => {
+      if (this.#deleted.has(id)) return;
       try {
         await unlink(path);
         removed = true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
+      if (removed) this.#emitChange({ kind: 'removed', ids: [id] });
     }).then(() => removed);
   }
 
-  /** Releases the lock. Writers still open can no longer commit safely; finish them first. */
+  /**
+   * Stops removing deleted files (what is left stays journaled for the next start) and releases
+   * the lock. Writers still open can no longer commit safely; finish them first.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#reaper.stop();
     await Promise.allSettled([...this.#busy.values()]);
+    await this.#journal.close();
     await this.#release();
   }
 
@@ -283,13 +443,27 @@ export class Spool {
     if (this.#closed) throw new Error(`spool ${this.dir} is closed`);
   }
 
-  #emitCommit(env: Envelope): void {
-    for (const fn of this.#listeners) {
+  #emitCommit(env: Envelope, area: SpoolArea): void {
+    if (area === 'queue') {
+      for (const fn of this.#listeners) {
+        try {
+          fn(env);
+        } catch (err) {
+          // The message is durable already; a listener's failure must not turn that into a 4xx.
+          this.#log.error({ event: 'spool-listener-error', queueId: env.id, err }, 'commit listener failed');
+        }
+      }
+    }
+    this.#emitChange({ kind: 'committed', envelope: env, area });
+  }
+
+  #emitChange(c: SpoolChange): void {
+    for (const fn of this.#changeListeners) {
       try {
-        fn(env);
+        fn(c);
       } catch (err) {
-        // The message is durable already; a listener's failure must not turn that into a 4xx.
-        this.#log.error({ event: 'spool-listener-error', queueId: env.id, err }, 'commit listener failed');
+        // The change is durable already; a listener's failure must not undo or fail it.
+        this.#log.error({ event: 'spool-listener-error', change: c.kind, err }, 'spool change listener failed');
       }
     }
   }
@@ -339,6 +513,7 @@ export class Spool {
       return;
     }
     this.#log.error({ event: 'spool-corrupt', path, movedTo: target, reason }, 'corrupt spool file moved aside; it will not be delivered');
+    this.#emitChange({ kind: 'removed', ids: [basename(path)] });
   }
 
   /** Runs operations on one message one after another (appends and removal never interleave). */

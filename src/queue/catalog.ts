@@ -1,0 +1,358 @@
+// The queue's memory of every message it knows, one row per id in typed-array columns: schedule time
+// and flags (queue.ts), and what operator filters ask (sender, recipients, arrival, states, held),
+// so a selection on a live server reads no file. Sizes: docs/decisions/0011-queue-delete-at-scale.md.
+import { setImmediate as turn } from 'node:timers/promises';
+import type { Envelope, RecipientState, RecipientStatus } from './envelope.ts';
+import type { StateUpdate } from './format.ts';
+import { filterParts, type AddressTest, type QueueFilter } from './filter.ts';
+import { AddressStore, NO_DOMAIN } from './addresses.ts';
+import { IdTable } from './idtable.ts';
+
+/** Row flags (one byte a row). The first six are the schedule's (queue.ts). */
+export const F_SCHEDULED = 1;
+export const F_RECOVERED = 2;
+export const F_FLUSH = 4;
+export const F_IN_FLIGHT = 8;
+/** An operator's command works on it: not scheduled until restored. */
+export const F_SUSPENDED = 16;
+/** Suspended with a due time kept in `due`, scheduled again on restore. */
+export const F_PARKED = 32;
+/** The row carries the message's facts (it is in queue/ or hold/). */
+export const F_INDEXED = 64;
+export const F_HELD = 128;
+
+const STATUS_CODE: Record<RecipientStatus, number> = { pending: 0, deferred: 1, delivered: 2, bounced: 3 };
+const DEFERRED = 1;
+const isFinalCode = (c: number): boolean => c >= 2;
+// An address is three numbers (addresses.ts); a mailbox column's length says "none" or "the same
+// as the address" (the common cases) instead.
+const A = 3;
+const MAILBOX_NONE = -1;
+const MAILBOX_SAME = -2;
+/** Longest stretch of a selection before the event loop gets a turn. */
+const SELECT_SLICE_MS = 4;
+
+/** The recipients of a message with more than one (most have one, kept in the main columns). */
+interface Multi {
+  readonly address: Int32Array;
+  readonly mailbox: Int32Array;
+  readonly status: Uint8Array;
+}
+
+/** A message chosen by a filter. */
+export interface Selected {
+  readonly id: string;
+  readonly area: 'queue' | 'hold';
+  /** The envelope sender, for the operator's log line. */
+  readonly from: string;
+}
+
+function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, rows: number, per = 1): T {
+  const b = new (a.constructor as new (n: number) => T)(rows * per);
+  b.set(a);
+  return b;
+}
+
+export class Catalog {
+  readonly #ids = new IdTable();
+  readonly #addr = new AddressStore();
+  /** Rows in use (also those with no flag yet). */
+  #used = new Uint8Array(0);
+  #high = 0;
+  #free: number[] = [];
+  #capacity = 0;
+  /** Row flags (F_*). */
+  flags = new Uint8Array(0);
+  /** When a scheduled (or parked) row is due, ms since the epoch. */
+  due = new Float64Array(0);
+  #received = new Float64Array(0);
+  #status = new Uint8Array(0);
+  #sender = new Int32Array(0);
+  #address = new Int32Array(0);
+  #mailbox = new Int32Array(0);
+  #multi: Array<Multi | undefined> = [];
+  #indexed = 0;
+
+  /** Rows (messages indexed, plus ids only scheduled). */
+  get size(): number {
+    return this.#ids.size;
+  }
+
+  /** Messages whose facts are kept. */
+  get indexed(): number {
+    return this.#indexed;
+  }
+
+  slot(id: string): number | undefined {
+    return this.#ids.get(id);
+  }
+
+  id(slot: number): string {
+    return this.#ids.idOf(slot);
+  }
+
+  /** The row of `id`, made (with no flags) if there is none. */
+  open(id: string): number {
+    let slot = this.#ids.get(id);
+    if (slot !== undefined) return slot;
+    slot = this.#free.pop() ?? this.#high++;
+    if (slot >= this.#capacity) this.#growTo(slot + 1);
+    this.#used[slot] = 1;
+    this.flags[slot] = 0;
+    this.#ids.set(id, slot);
+    return slot;
+  }
+
+  /** Lets the row go once nothing holds it (no flag left). */
+  settle(slot: number): void {
+    if (this.flags[slot] !== 0 || this.#used[slot] !== 1) return;
+    this.#used[slot] = 0;
+    this.#ids.deleteRow(slot);
+    this.#free.push(slot);
+  }
+
+  /** Keeps (or replaces) the facts of a message in queue/ (`held` false) or hold/. */
+  index(slot: number, env: Envelope, states: readonly RecipientState[], held: boolean): void {
+    if (this.flags[slot]! & F_INDEXED) this.#dropFacts(slot);
+    else this.#indexed++;
+    const store = this.#addr;
+    store.put(env.mailFrom, this.#sender, slot * A);
+    this.#received[slot] = env.receivedAt;
+    const code = (i: number): number => STATUS_CODE[states[i]?.status ?? 'pending'];
+    const n = env.recipients.length;
+    if (n === 1) {
+      const r = env.recipients[0]!;
+      store.put(r.address, this.#address, slot * A);
+      this.#putMailbox(r.address, r.mailbox, this.#mailbox, slot * A);
+      this.#status[slot] = code(0);
+    } else {
+      const m: Multi = { address: new Int32Array(n * A), mailbox: new Int32Array(n * A), status: new Uint8Array(n) };
+      env.recipients.forEach((r, i) => {
+        store.put(r.address, m.address, i * A);
+        this.#putMailbox(r.address, r.mailbox, m.mailbox, i * A);
+        m.status[i] = code(i);
+      });
+      this.#multi[slot] = m;
+    }
+    this.flags[slot] = (this.flags[slot]! & ~F_HELD) | F_INDEXED | (held ? F_HELD : 0);
+  }
+
+  /** Forgets a message's facts (it left queue/ and hold/); the row stays while the schedule holds it. */
+  unindex(slot: number): void {
+    if (!(this.flags[slot]! & F_INDEXED)) return;
+    this.#dropFacts(slot);
+    this.#indexed--;
+    this.flags[slot] = this.flags[slot]! & ~(F_INDEXED | F_HELD);
+    if (this.#addr.wasteful) this.#addr.compact((visit) => this.#eachAddress(visit));
+  }
+
+  isIndexed(slot: number): boolean {
+    return (this.flags[slot]! & F_INDEXED) !== 0;
+  }
+
+  isHeld(slot: number): boolean {
+    return (this.flags[slot]! & F_HELD) !== 0;
+  }
+
+  setHeld(slot: number, held: boolean): void {
+    if (!this.isIndexed(slot)) return;
+    this.flags[slot] = held ? this.flags[slot]! | F_HELD : this.flags[slot]! & ~F_HELD;
+  }
+
+  /** Applies a state record as replay does: a final state never changes again. */
+  applyStates(slot: number, updates: readonly StateUpdate[]): void {
+    if (!this.isIndexed(slot)) return;
+    const m = this.#multi[slot];
+    for (const u of updates) {
+      const c = STATUS_CODE[u.state.status];
+      if (m) {
+        if (u.index < m.status.length && !isFinalCode(m.status[u.index]!)) m.status[u.index] = c;
+      } else if (u.index === 0 && !isFinalCode(this.#status[slot]!)) {
+        this.#status[slot] = c;
+      }
+    }
+  }
+
+  /**
+   * The indexed messages in `areas` that match `filter`, as `queue list` would find them on disk:
+   * the same address tests, on the same addresses (domain tests once per domain). Gives the event
+   * loop a turn every few milliseconds; a message that arrives meanwhile may or may not be chosen.
+   */
+  async select(filter: QueueFilter, areas: readonly string[], now: number = Date.now()): Promise<Selected[]> {
+    const p = filterParts(filter, now);
+    const wantQueue = areas.includes('queue');
+    const wantHold = areas.includes('hold');
+    const domains = this.#addr.domains;
+    // Domain numbers are not reused while pinned, so an answer kept per number stays right.
+    domains.pin();
+    try {
+      const sender = this.#tester(p.sender);
+      const recipient = this.#tester(p.recipient);
+      const domain = this.#tester(p.domain);
+      const before = p.receivedBefore;
+      const state = p.state;
+      const out: Selected[] = [];
+      let sliceStart = performance.now();
+      for (let slot = 0; slot < this.#high; slot++) {
+        if ((slot & 511) === 511 && performance.now() - sliceStart > SELECT_SLICE_MS) {
+          await turn();
+          sliceStart = performance.now();
+        }
+        const f = this.flags[slot]!;
+        if (!(f & F_INDEXED)) continue;
+        const held = (f & F_HELD) !== 0;
+        if (held ? !wantHold : !wantQueue) continue;
+        if (before !== undefined && !(this.#received[slot]! < before)) continue;
+        if (sender && !sender(this.#sender, slot * A)) continue;
+        if (recipient && !this.#anyRecipient(slot, recipient)) continue;
+        if (domain && !this.#anyRecipient(slot, domain)) continue;
+        if (state !== undefined && state !== (held ? 'held' : this.#anyDeferred(slot) ? 'deferred' : 'pending')) continue;
+        out.push(this.#selected(slot));
+      }
+      return out;
+    } finally {
+      domains.unpin();
+    }
+  }
+
+  /** What `select` would say about one indexed row. */
+  describe(slot: number): Selected | undefined {
+    if (!this.isIndexed(slot)) return undefined;
+    return this.#selected(slot);
+  }
+
+  /** Calls `fn` for every row with any of `mask`'s flags. */
+  forEach(mask: number, fn: (slot: number) => void): void {
+    for (let slot = 0; slot < this.#high; slot++) if (this.flags[slot]! & mask) fn(slot);
+  }
+
+  #selected(slot: number): Selected {
+    return { id: this.#ids.idOf(slot), area: this.isHeld(slot) ? 'hold' : 'queue', from: this.#senderOf(slot) };
+  }
+
+  // The last sender decoded: a selection of one spammer's 300,000 messages decodes it once.
+  #lastSender = { slot: -1, from: '' };
+
+  #senderOf(slot: number): string {
+    const last = this.#lastSender;
+    if (last.slot >= 0 && last.slot < this.#high && this.flags[last.slot]! & F_INDEXED && this.#addr.same(this.#sender, last.slot * A, this.#sender, slot * A)) return last.from;
+    const from = this.#addr.get(this.#sender, slot * A);
+    this.#lastSender = { slot, from };
+    return from;
+  }
+
+  /**
+   * An address test over stored addresses: domain tests once per domain, exact addresses by their
+   * domain (once per domain) and then their local part's bytes; anything else on the address.
+   */
+  #tester(test: AddressTest | undefined): ((col: Int32Array, at: number) => boolean) | undefined {
+    if (!test) return undefined;
+    const store = this.#addr;
+    const { byDomain, exact } = test;
+    const domainTest = byDomain ?? (exact?.domain !== undefined ? (d: string) => d.toLowerCase() === exact.domain : undefined);
+    const memo = new Uint8Array(store.domains.capacity);
+    const domainOk = (d: number): boolean => {
+      // A domain first seen during this selection: not remembered.
+      if (d >= memo.length) return domainTest!(store.domains.get(d));
+      let m = memo[d]!;
+      if (m === 0) {
+        m = domainTest!(store.domains.get(d)) ? 1 : 2;
+        memo[d] = m;
+      }
+      return m === 1;
+    };
+    if (exact) {
+      const ascii = /^[\x00-\x7f]*$/.test(exact.local);
+      return (col, at) => {
+        const d = col[at + 2]!;
+        if ((d === NO_DOMAIN) !== (exact.domain === undefined)) return false;
+        if (d !== NO_DOMAIN && !domainOk(d)) return false;
+        return store.localIs(col, at, exact.local, ascii);
+      };
+    }
+    if (!domainTest) return (col, at) => test(store.get(col, at));
+    return (col, at) => {
+      const d = col[at + 2]!;
+      return d === NO_DOMAIN ? test(store.get(col, at)) : domainOk(d);
+    };
+  }
+
+  #anyRecipient(slot: number, test: (col: Int32Array, at: number) => boolean): boolean {
+    const m = this.#multi[slot];
+    if (!m) return this.#oneRecipient(this.#address, this.#mailbox, slot * A, test);
+    for (let i = 0; i < m.status.length; i++) if (this.#oneRecipient(m.address, m.mailbox, i * A, test)) return true;
+    return false;
+  }
+
+  /** The recipient's address, or its mailbox when it has one of its own. */
+  #oneRecipient(address: Int32Array, mailbox: Int32Array, at: number, test: (col: Int32Array, at: number) => boolean): boolean {
+    if (test(address, at)) return true;
+    return mailbox[at + 1]! >= 0 && test(mailbox, at);
+  }
+
+  #anyDeferred(slot: number): boolean {
+    const m = this.#multi[slot];
+    if (!m) return this.#status[slot] === DEFERRED;
+    return m.status.includes(DEFERRED);
+  }
+
+  #putMailbox(address: string, mailbox: string | undefined, col: Int32Array, at: number): void {
+    if (mailbox === undefined || mailbox === address) {
+      col[at] = 0;
+      col[at + 1] = mailbox === undefined ? MAILBOX_NONE : MAILBOX_SAME;
+      col[at + 2] = NO_DOMAIN;
+    } else {
+      this.#addr.put(mailbox, col, at);
+    }
+  }
+
+  #dropFacts(slot: number): void {
+    const store = this.#addr;
+    store.drop(this.#sender, slot * A);
+    const m = this.#multi[slot];
+    if (m) {
+      for (let i = 0; i < m.status.length; i++) {
+        store.drop(m.address, i * A);
+        if (m.mailbox[i * A + 1]! >= 0) store.drop(m.mailbox, i * A);
+      }
+      this.#multi[slot] = undefined;
+    } else {
+      store.drop(this.#address, slot * A);
+      if (this.#mailbox[slot * A + 1]! >= 0) store.drop(this.#mailbox, slot * A);
+    }
+  }
+
+  /** Every stored address (for compaction of the address store). */
+  #eachAddress(visit: (col: Int32Array, at: number) => void): void {
+    for (let slot = 0; slot < this.#high; slot++) {
+      if (!(this.flags[slot]! & F_INDEXED)) continue;
+      visit(this.#sender, slot * A);
+      const m = this.#multi[slot];
+      if (m) {
+        for (let i = 0; i < m.status.length; i++) {
+          visit(m.address, i * A);
+          if (m.mailbox[i * A + 1]! >= 0) visit(m.mailbox, i * A);
+        }
+      } else {
+        visit(this.#address, slot * A);
+        if (this.#mailbox[slot * A + 1]! >= 0) visit(this.#mailbox, slot * A);
+      }
+    }
+  }
+
+  /** Grows every column by half (typed arrays cannot grow in place). */
+  #growTo(min: number): void {
+    let n = Math.max(1024, Math.ceil(this.#capacity * 1.5));
+    while (n < min) n = Math.ceil(n * 1.5);
+    this.#capacity = n;
+    this.#used = grow(this.#used, n);
+    this.flags = grow(this.flags, n);
+    this.due = grow(this.due, n);
+    this.#received = grow(this.#received, n);
+    this.#status = grow(this.#status, n);
+    this.#sender = grow(this.#sender, n, A);
+    this.#address = grow(this.#address, n, A);
+    this.#mailbox = grow(this.#mailbox, n, A);
+    while (this.#multi.length < n) this.#multi.push(undefined);
+  }
+}
