@@ -222,7 +222,9 @@ export async function runQueueCommand(config: Config, req: ControlRequest, onPro
     try {
       const r = isQuarantineRequest(req)
         ? await new QuarantineAdmin(spool, undefined, silentLogger()).run(quarantineOpOf(req), req, onProgress)
-        : await new QueueAdmin(spool, undefined, silentLogger()).run(req.op, req, onProgress);
+        : req.countOnly
+          ? { matched: await new QueueAdmin(spool, undefined, silentLogger()).count(req.op, req), changed: 0, missing: 0 }
+          : await new QueueAdmin(spool, undefined, silentLogger()).run(req.op, req, onProgress);
       return { ...r, via: 'spool' };
     } finally {
       await spool.close();

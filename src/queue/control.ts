@@ -13,6 +13,8 @@ import { QUARANTINE_OPS, type QuarantineAdmin, type QuarantineOp, type Quarantin
 
 export interface QueueControlRequest extends Selection {
   readonly op: AdminOp;
+  /** Only count what `op` would work on (the delete confirmation); change nothing. */
+  readonly countOnly?: boolean;
 }
 
 /** A quarantine command: "quarantine-release" or "quarantine-delete" (added later; queue requests are unchanged). */
@@ -44,7 +46,11 @@ export function parseControlRequest(v: unknown): ControlRequest | string {
   if (!isObj(v)) return 'request is not an object';
   if (typeof v.op === 'string' && v.op.startsWith('quarantine-')) return parseQuarantineRequest(v);
   if (typeof v.op !== 'string' || !(ADMIN_OPS as readonly string[]).includes(v.op)) return `unknown op ${JSON.stringify(v.op)}`;
-  const out: { op: AdminOp; ids?: string[]; filter?: QueueFilter; all?: boolean } = { op: v.op as AdminOp };
+  const out: { op: AdminOp; ids?: string[]; filter?: QueueFilter; all?: boolean; countOnly?: boolean } = { op: v.op as AdminOp };
+  if (v.countOnly !== undefined) {
+    if (typeof v.countOnly !== 'boolean') return 'countOnly must be true or false';
+    out.countOnly = v.countOnly;
+  }
   if (v.ids !== undefined) {
     if (!Array.isArray(v.ids) || !v.ids.every((x) => typeof x === 'string')) return 'ids must be a list of strings';
     out.ids = v.ids;
@@ -153,8 +159,9 @@ export async function startControlServer(opts: { readonly spoolDir: string; read
         log.info({ event: 'quarantine-admin-request', op: request.op, ids: request.ids?.length, all: request.all, receivedBefore: request.receivedBefore }, `${request.op} requested`);
         work = () => (q ? q.run(quarantineOpOf(request), request, progress) : Promise.reject(new Error('this server does not manage a quarantine')));
       } else {
-        log.info({ event: 'queue-admin-request', op: request.op, ids: request.ids?.length, filter: request.filter, all: request.all }, `queue ${request.op} requested`);
-        work = () => opts.admin.run(request.op, request, progress);
+        log.info({ event: 'queue-admin-request', op: request.op, ids: request.ids?.length, filter: request.filter, all: request.all, ...(request.countOnly ? { countOnly: true } : {}) }, `queue ${request.op} requested`);
+        // A count answers from the live catalog: no file is read, so it is quick at any size.
+        work = request.countOnly ? async () => ({ matched: await opts.admin.count(request.op, request), changed: 0, missing: 0 }) : () => opts.admin.run(request.op, request, progress);
       }
       const run = chain.then(work);
       chain = run.catch(() => undefined);

@@ -140,6 +140,11 @@ test('cli queue: the same commands reach a running server over its control socke
   assert.equal(flushed.stdout, '3 message(s) flushed by the running server\n');
   const retried = await srv.waitForLog((l) => l.event === 'deferred' && l.queueId === good[1]);
   assert.equal(retried.attempts, 3, 'tried at once after the flush, not in an hour');
+  // The confirmation's count comes from the server's catalog (held messages included).
+  const no = await mailward(['queue', 'delete', '--sender', 'spammer@bad.example', '--config', config], 'n\n');
+  assert.equal(no.stderr, 'delete 3 message(s)? [y/N] ');
+  assert.equal(no.stdout, 'nothing deleted\n');
+  assert.ok(srv.logs.some((l) => l.event === 'queue-admin-request' && l.op === 'delete' && l.countOnly === true), 'the count was asked of the server');
   const del = await mailward(['queue', 'delete', '--all', '--yes', '--config', config]);
   assert.equal(del.stdout, '5 message(s) deleted by the running server\n');
   const empty = await mailward(['queue', 'list', '--config', config]);

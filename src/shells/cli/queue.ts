@@ -81,7 +81,6 @@ function* matching(config: Config, filter: QueueFilter, areas?: readonly SpoolAr
   }
 }
 
-const OP_AREAS: Record<AdminOp, readonly SpoolArea[]> = { hold: ['queue'], release: ['hold'], delete: ['queue', 'hold'], flush: ['queue'], requeue: ['queue'] };
 const DONE: Record<AdminOp, string> = { hold: 'put on hold', release: 'released', delete: 'deleted', flush: 'flushed', requeue: 'requeued' };
 
 /** Reads one answer line from stdin (a terminal or a pipe); no input is "no". */
@@ -117,10 +116,8 @@ function registerChange(queue: Command, op: AdminOp, description: string): void 
     let total = ids.length > 0 ? ids.length : undefined;
     if (op === 'delete' && !opts.yes) {
       let count = ids.length;
-      if (ids.length === 0) {
-        count = 0;
-        for (const _m of matching(config, filter, OP_AREAS[op])) count++;
-      }
+      // Counted by the running server from its catalog (fast at any queue size), or in the spool.
+      if (ids.length === 0) count = (await runQueueCommand(config, { op, countOnly: true, ...(hasFilter ? { filter } : {}), ...(all ? { all: true } : {}) })).matched;
       if (count === 0) {
         process.stdout.write('no matching messages\n');
         return;
@@ -139,6 +136,7 @@ function registerChange(queue: Command, op: AdminOp, description: string): void 
     progress.finish();
     const by = r.via === 'server' ? 'by the running server' : 'in the spool (no server running)';
     process.stdout.write(`${r.changed} message(s) ${DONE[op]} ${by}${r.missing > 0 ? `; ${r.missing} id(s) not found` : ''}\n`);
+    if (r.removing) process.stdout.write(`they will never be delivered; their ${r.removing} file(s) are being removed in the background\n`);
     if (op === 'flush' && r.via === 'spool') process.stdout.write('they are tried when the server starts\n');
     if (r.missing > 0 && r.changed === 0) process.exitCode = EXIT.failed;
   });
