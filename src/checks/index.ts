@@ -18,6 +18,7 @@ import { spam } from './spam.ts';
 import { spf } from './spf.ts';
 import { rateLimit } from './rate-limit.ts';
 import { outboundGuard } from './outbound-guard.ts';
+import { virus } from './virus.ts';
 
 export const ALL_CHECKS: readonly CheckDefinition[] = [
   recipient,
@@ -34,6 +35,7 @@ export const ALL_CHECKS: readonly CheckDefinition[] = [
   spf,
   dkimDmarc,
   spam,
+  virus,
   greylist,
   rateLimit,
   outboundGuard,

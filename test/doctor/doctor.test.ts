@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, statfsSync, utimesSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildConfig, type Config } from '../../src/config/load.ts';
@@ -441,6 +442,40 @@ test('doctor: DNS blocklists are asked for their test entry through the configur
   // Zones of a check that is not placed in any list are not asked.
   const unplaced = config(s, { dns: { servers: [dns.address] }, checks: { dnsbl: { zones: [{ zone: 'silent.example' }] } } });
   assert.deepEqual(await doctor(unplaced), []);
+});
+
+test('doctor: the virus check asks clamd for PONG; onError: pass with a scan time-out past the deadline is a warning', async (t) => {
+  const s = setup(t);
+  // Something on loopback that answers PING as clamd does (`man clamd`: zPING → "PONG\0").
+  const clamd = net.createServer((c) => {
+    c.on('data', (d) => {
+      if (d.toString('latin1') === 'zPING\0') c.end('PONG\0');
+    });
+    c.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => clamd.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => clamd.close(() => resolve())));
+  const up = `tcp:127.0.0.1:${(clamd.address() as net.AddressInfo).port}`;
+  const down = `unix:${path.join(s.dir, 'clamd.ctl')}`;
+  const withVirus = (virus: Record<string, unknown>, data: unknown[] = ['virus']): Config => config(s, { pipeline: { data }, checks: { virus } });
+  assert.deepEqual(await doctor(withVirus({ clamd: up })), []);
+  await expectOnly(withVirus({ clamd: down }), {
+    id: 'virus-clamd-silent',
+    severity: 'error',
+    setting: 'checks.virus.clamd',
+    message: `clamd at "${down}" did not answer PING (clamd at ${down}: connect ENOENT ${down.slice(5)}): every message is deferred with a 4xx until it does`,
+    fix: 'start clamav-daemon (it needs a signature database: run freshclam once), or set checks.virus.clamd to where clamd listens (LocalSocket or TCPSocket in /etc/clamav/clamd.conf)',
+  });
+  await expectOnly(withVirus({ clamd: up, onError: 'pass' }), {
+    id: 'virus-timeout-past-deadline',
+    severity: 'warning',
+    setting: 'checks.virus.timeout',
+    message: "the scan may take 30000 ms but the check's deadline (checkTimeout) is 10000 ms: a silent clamd meets the deadline first and the message is deferred, not passed as checks.virus.onError says",
+    fix: 'give the placement more time, e.g. pipeline.data: [{ check: virus, timeout: 40s }], or lower checks.virus.timeout below 10000 ms',
+  });
+  assert.deepEqual(await doctor(withVirus({ clamd: up, onError: 'pass' }, [{ check: 'virus', timeout: '40s' }])), []);
+  // Options of a check that is not placed in any list are not acted on.
+  assert.deepEqual(await doctor(config(s, { checks: { virus: { clamd: down } } })), []);
 });
 
 test('doctor: the spool disk nearly full — from real statfs figures', async (t) => {
