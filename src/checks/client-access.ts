@@ -4,7 +4,7 @@
 import { defineCheck, type CheckContext } from '../pipeline/check.ts';
 import { PASS, type Verdict } from '../core/verdict.ts';
 import { AccessMap, AccessOptions, accessVerdict } from './lib/access-map.ts';
-import { ipText, parseIp } from './lib/net.ts';
+import { ipText, parseIp } from '../core/net.ts';
 
 const NAME = 'client-access';
 

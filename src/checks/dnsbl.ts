@@ -9,7 +9,7 @@ import { perm } from '../core/reply.ts';
 import { PASS, reject, score, type Verdict } from '../core/verdict.ts';
 import { defineCheck, type CheckContext } from '../pipeline/check.ts';
 import { classify, errorCode, withSignal } from './lib/dns.ts';
-import { ipText, ipv4Number, parseIp, reverseName, type Ip } from './lib/net.ts';
+import { ipText, ipv4Number, parseIp, reverseName, type Ip } from '../core/net.ts';
 import { TtlCache } from './lib/ttl-cache.ts';
 
 const NAME = 'dnsbl';

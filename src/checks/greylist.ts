@@ -10,7 +10,7 @@ import { PASS, defer, type Verdict } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
 import type { Store } from '../store/store.ts';
 import { domainKeys } from './lib/access-map.ts';
-import { NetworkTable, networkOf, parseIp, parseNetwork, type Ip } from './lib/net.ts';
+import { NetworkTable, networkOf, parseIp, parseNetwork, type Ip } from '../core/net.ts';
 import { WatchedFile, type Parsed } from './lib/watched-file.ts';
 
 const NAME = 'greylist';

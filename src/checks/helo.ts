@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { perm } from '../core/reply.ts';
 import { PASS, reject, type Verdict } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
-import { ipText, parseIp } from './lib/net.ts';
+import { ipText, parseIp } from '../core/net.ts';
 
 const NAME = 'helo';
 

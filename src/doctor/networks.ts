@@ -2,7 +2,7 @@
 // link-local) an operator's range touches, whether two ranges overlap, and this machine's own
 // interface addresses — a forwarder or tunnel on this host connects from one of them.
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
-import { inNetwork, ipText, parseIp, parseNetwork, type Network } from '../checks/lib/net.ts';
+import { inNetwork, ipText, parseIp, parseNetwork, type Network } from '../core/net.ts';
 
 export type { Network };
 

@@ -1,7 +1,7 @@
 // Who sends: the names the guard counts and trips breakers under — "login:alice@example.org",
 // "sender:news@example.org", "client:192.0.2.7" (an IPv6 client is its /64, the unit one
 // customer controls) — and the network of a client (IPv4 /24, IPv6 /64) for rate-limit rules.
-import { ipText, networkOf, parseIp } from '../checks/lib/net.ts';
+import { ipText, networkOf, parseIp } from '../core/net.ts';
 import type { SourceKind } from '../config/guard-schema.ts';
 
 export type { SourceKind };

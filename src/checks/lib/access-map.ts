@@ -6,7 +6,7 @@ import type { Mailbox } from '../../core/address.ts';
 import { perm, reply, temp } from '../../core/reply.ts';
 import { PASS, defer, discard, permit, reject, type Verdict } from '../../core/verdict.ts';
 import type { CheckEnv } from '../../pipeline/check.ts';
-import { NetworkTable, parseIp, parseNetwork, type Ip } from './net.ts';
+import { NetworkTable, parseIp, parseNetwork, type Ip } from '../../core/net.ts';
 import { WatchedFile } from './watched-file.ts';
 
 /** What an entry tells the check to do. */

@@ -6,7 +6,7 @@ import type { SPFResult } from 'mailauth';
 import type { Mailbox } from '../../core/address.ts';
 import type { CheckEnv, SessionFacts } from '../../pipeline/check.ts';
 import { mailauthResolver } from './dns.ts';
-import { ipText, parseIp } from './net.ts';
+import { ipText, parseIp } from '../../core/net.ts';
 import { TtlCache } from './ttl-cache.ts';
 
 /** Who is checked: the client's address and the identity SPF evaluates. */

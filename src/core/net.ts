@@ -1,4 +1,4 @@
-// IP address helpers shared by the checks: parse addresses and CIDR ranges into bytes, match an
+// IP address helpers shared by the checks, the guard and doctor: parse addresses and CIDR ranges into bytes, match an
 // address against many ranges (longest prefix wins), name a client's network (/24, /64) and
 // build the reverse-order query names DNS lists use. Pure, no I/O.
 import { isIPv4, isIPv6 } from 'node:net';
