@@ -41,6 +41,19 @@ const MAX_SOCKET_PATH = 103;
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** Copies `ids` and `all` of a request into `out` once checked; a string is what is wrong. */
+function parseIdsAndAll(v: Record<string, unknown>, out: { ids?: string[]; all?: boolean }): string | undefined {
+  if (v.ids !== undefined) {
+    if (!Array.isArray(v.ids) || !v.ids.every((x) => typeof x === 'string')) return 'ids must be a list of strings';
+    out.ids = v.ids;
+  }
+  if (v.all !== undefined) {
+    if (typeof v.all !== 'boolean') return 'all must be true or false';
+    out.all = v.all;
+  }
+  return undefined;
+}
+
 /** Checks a request read from the socket; a string is what is wrong with it. */
 export function parseControlRequest(v: unknown): ControlRequest | string {
   if (!isObj(v)) return 'request is not an object';
@@ -51,14 +64,8 @@ export function parseControlRequest(v: unknown): ControlRequest | string {
     if (typeof v.countOnly !== 'boolean') return 'countOnly must be true or false';
     out.countOnly = v.countOnly;
   }
-  if (v.ids !== undefined) {
-    if (!Array.isArray(v.ids) || !v.ids.every((x) => typeof x === 'string')) return 'ids must be a list of strings';
-    out.ids = v.ids;
-  }
-  if (v.all !== undefined) {
-    if (typeof v.all !== 'boolean') return 'all must be true or false';
-    out.all = v.all;
-  }
+  const sel = parseIdsAndAll(v, out);
+  if (sel) return sel;
   if (v.filter !== undefined) {
     const f = v.filter;
     if (!isObj(f)) return 'filter must be an object';
@@ -86,14 +93,8 @@ function parseQuarantineRequest(v: Record<string, unknown>): QuarantineControlRe
   const op = String(v.op).slice('quarantine-'.length);
   if (!(QUARANTINE_OPS as readonly string[]).includes(op)) return `unknown op ${JSON.stringify(v.op)}`;
   const out: { op: `quarantine-${QuarantineOp}`; ids?: string[]; all?: boolean; receivedBefore?: number } = { op: `quarantine-${op as QuarantineOp}` };
-  if (v.ids !== undefined) {
-    if (!Array.isArray(v.ids) || !v.ids.every((x) => typeof x === 'string')) return 'ids must be a list of strings';
-    out.ids = v.ids;
-  }
-  if (v.all !== undefined) {
-    if (typeof v.all !== 'boolean') return 'all must be true or false';
-    out.all = v.all;
-  }
+  const sel = parseIdsAndAll(v, out);
+  if (sel) return sel;
   if (v.receivedBefore !== undefined) {
     if (typeof v.receivedBefore !== 'number' || !Number.isFinite(v.receivedBefore)) return 'receivedBefore must be a time in milliseconds since the epoch';
     out.receivedBefore = v.receivedBefore;

@@ -147,4 +147,10 @@ test('control protocol: quarantine requests are checked; queue requests stay as 
   assert.equal(parseControlRequest({ op: 'quarantine-delete', receivedBefore: 'yesterday' }), 'receivedBefore must be a time in milliseconds since the epoch');
   assert.deepEqual(parseControlRequest({ op: 'hold', all: true }), { op: 'hold', all: true });
   assert.deepEqual(parseControlRequest({ op: 'delete', filter: { sender: 'a@b' } }), { op: 'delete', filter: { sender: 'a@b' } });
+  assert.deepEqual(parseControlRequest({ op: 'delete', all: true, countOnly: true }), { op: 'delete', all: true, countOnly: true });
+  for (const op of ['delete', 'quarantine-delete']) {
+    assert.equal(parseControlRequest({ op, ids: [1] }), 'ids must be a list of strings');
+    assert.equal(parseControlRequest({ op, all: 'yes' }), 'all must be true or false');
+  }
+  assert.equal(parseControlRequest({ op: 'delete', all: true, countOnly: 1 }), 'countOnly must be true or false');
 });

@@ -2,7 +2,6 @@
 // delivering. list and show read the spool directly; release and delete go to the running server
 // over its control socket, or work on the spool themselves when no server runs. A release also
 // teaches the filter the message is ham (it was a false positive); delete --learn-spam confirms spam.
-import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
 import { parseDuration } from '../../config/units.ts';
@@ -11,6 +10,7 @@ import type { QuarantineControlRequest } from '../../queue/control.ts';
 import type { InspectedMessage } from '../../queue/inspect.ts';
 import { headerValue, inspectQuarantined, listQuarantine, openQuarantined, quarantinedHead, readQuarantined } from '../../queue/quarantine.ts';
 import type { Label, SpamFilter } from '../../spam/index.ts';
+import { confirm } from './confirm.ts';
 import { CliError, EXIT, configFrom } from './index.ts';
 import { createProgress } from './progress.ts';
 import { outputOf, withFilter, type CliOutput } from './spam.ts';
@@ -27,18 +27,6 @@ function* quarantined(config: Config, io: CliOutput): Generator<InspectedMessage
   for (const entry of listQuarantine(config.paths.spool)) {
     if (entry.ok) yield entry.message;
     else io.err(`${entry.id}: unreadable (${entry.problem})\n`);
-  }
-}
-
-/** Reads one answer line from stdin (a terminal or a pipe); no input is "no". */
-async function confirm(io: CliOutput, question: string): Promise<boolean> {
-  io.err(question);
-  const rl = createInterface({ input: process.stdin, terminal: false });
-  try {
-    for await (const answer of rl) return /^y(es)?$/i.test(answer.trim());
-    return false;
-  } finally {
-    rl.close();
   }
 }
 
@@ -208,7 +196,7 @@ export function registerQuarantine(program: Command): void {
           return;
         }
       }
-      if (!opts.yes && !(await confirm(io, `delete ${selected!.length} quarantined message(s)? [y/N] `))) {
+      if (!opts.yes && !(await confirm(`delete ${selected!.length} quarantined message(s)? [y/N] `, (t) => io.err(t)))) {
         io.out('nothing deleted\n');
         return;
       }

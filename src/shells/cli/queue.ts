@@ -2,7 +2,6 @@
 // count summary) and show read the spool directly and change nothing; hold, release, delete,
 // flush and requeue go to the running server over its control socket, or work on the spool
 // themselves when no server runs (docs/decisions/0006-outbound-delivery.md).
-import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
 import { parseDuration } from '../../config/units.ts';
@@ -11,6 +10,7 @@ import { compileFilter, isEmptyFilter, messageState, MESSAGE_STATES, type Messag
 import type { AdminOp } from '../../queue/admin.ts';
 import type { SpoolArea } from '../../queue/spool.ts';
 import { runQueueCommand } from '../../app/delivery.ts';
+import { confirm } from './confirm.ts';
 import { CliError, configFrom, EXIT } from './index.ts';
 import { createProgress } from './progress.ts';
 
@@ -82,18 +82,6 @@ function* matching(config: Config, filter: QueueFilter, areas?: readonly SpoolAr
 }
 
 const DONE: Record<AdminOp, string> = { hold: 'put on hold', release: 'released', delete: 'deleted', flush: 'flushed', requeue: 'requeued' };
-
-/** Reads one answer line from stdin (a terminal or a pipe); no input is "no". */
-async function confirm(question: string): Promise<boolean> {
-  process.stderr.write(question);
-  const rl = createInterface({ input: process.stdin, terminal: false });
-  try {
-    for await (const answer of rl) return /^y(es)?$/i.test(answer.trim());
-    return false;
-  } finally {
-    rl.close();
-  }
-}
 
 interface ChangeOptions extends FilterOptions {
   all?: boolean;
