@@ -9,7 +9,9 @@ import { silentLogger } from '../../src/observe/log.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { Deltas } from '../../src/spam/bayes-db.ts';
 import { BAYES_BANDS, SpamFilter, bayesBand, type Analysis, type BayesBand } from '../../src/spam/filter.ts';
-import { checksumBucket, metrics, type Message, type Metrics, type Scored } from './corpus.ts';
+import { header, parseMessage } from '../../src/spam/mime.ts';
+import { RULES } from '../../src/spam/rules.ts';
+import { checksumBucket, isHardHam, metrics, type Message, type Metrics, type Scored } from './corpus.ts';
 import { prepareSpamAssassin } from './spamassassin.ts';
 
 /** The candidate points of each band that is varied; the other bands keep BAYES_BANDS's points.
@@ -44,6 +46,10 @@ interface OutOfFold {
   readonly probability: number;
   /** Points of the rules that fired (everything but the Bayes band). */
   readonly rulePoints: number;
+  /** Names of the rules that fired. */
+  readonly rules: readonly string[];
+  /** A few header facts (no body text), for the list of false positives. */
+  readonly facts: string;
 }
 
 export interface Candidate {
@@ -68,6 +74,8 @@ export interface CvResult {
   readonly candidates: readonly Candidate[];
   readonly chosen: Candidate;
   readonly seconds: number;
+  /** Every learned message's out-of-fold Bayes probability, rules and header facts. */
+  readonly outOfFold: readonly OutOfFold[];
 }
 
 /** The fold (0…folds−1) of a message: its checksum hashed once more, so that folds are not
@@ -96,11 +104,37 @@ export function withPoints(points: Readonly<Record<string, number>>): BayesBand[
   return BAYES_BANDS.map((b) => ({ ...b, points: points[b.name] ?? b.points }));
 }
 
+/** Structure only, never words of the message: the top content type, which text parts there are,
+ * whether Date / Message-ID / list fields / a mailer name are present, and the number of relays. */
+function headerFacts(raw: Buffer): string {
+  const m = parseMessage(raw);
+  const ct = (header(m, 'content-type') ?? 'text/plain').split(';')[0]!.trim().toLowerCase();
+  const has = (n: string): boolean => header(m, n) !== undefined;
+  const flags = [
+    ct,
+    m.hasPlain ? 'plain' : '',
+    m.hasHtml ? 'html' : '',
+    m.images > 0 ? `${m.images} img` : '',
+    has('date') ? '' : 'no Date',
+    has('message-id') ? '' : 'no Message-ID',
+    has('list-id') || has('list-unsubscribe') ? 'list fields' : '',
+    has('precedence') ? `Precedence ${header(m, 'precedence')!.trim().toLowerCase()}` : '',
+    has('x-mailer') || has('user-agent') ? 'mailer named' : '',
+    `${m.headers.filter(([n]) => n.toLowerCase() === 'received').length} Received`,
+  ];
+  return flags.filter((f) => f !== '').join(', ');
+}
+
 async function mailwardOutOfFold(o: CvOptions, byFold: readonly Message[][]): Promise<OutOfFold[]> {
   // Each message is read once; learning and scoring in every fold reuse the reading.
   const reader = new SpamFilter({ store: new SqliteStore({ path: ':memory:' }, silentLogger()) });
   const analyses = new Map<Message, Analysis>();
-  for (const m of o.train) analyses.set(m, reader.analyze(readFileSync(join(o.dir, m.file))));
+  const facts = new Map<Message, string>();
+  for (const m of o.train) {
+    const raw = readFileSync(join(o.dir, m.file));
+    analyses.set(m, reader.analyze(raw));
+    facts.set(m, headerFacts(raw));
+  }
   await reader.db.store.close();
   const out: OutOfFold[] = [];
   for (let k = 0; k < o.folds; k++) {
@@ -117,7 +151,7 @@ async function mailwardOutOfFold(o: CvOptions, byFold: readonly Message[][]): Pr
         const rulePoints = a.hits.reduce((s, h) => s + h.points, 0);
         // The re-scoring below must give what the filter gave.
         if (scoreWith(BAYES_BANDS, r.bayes.probability, rulePoints) !== r.score) throw new Error(`fold ${k}: ${m.file} re-scores to another total than the filter's`);
-        out.push({ m, probability: r.bayes.probability, rulePoints });
+        out.push({ m, probability: r.bayes.probability, rulePoints, rules: a.hits.map((h) => h.name), facts: facts.get(m)! });
       }
       o.log(`Mailward fold ${k + 1}/${o.folds}: learned ${o.train.length - byFold[k]!.length}, scored ${byFold[k]!.length}`);
     } finally {
@@ -210,6 +244,7 @@ export async function chooseBands(o: CvOptions): Promise<CvResult> {
     candidates: judged,
     chosen: judged[0]!,
     seconds: (performance.now() - t0) / 1000,
+    outOfFold: oof,
   };
 }
 
@@ -243,5 +278,57 @@ export function cvReport(r: CvResult, learned: number): string {
     `Chosen: ${names.map((n) => `${n} ${fmtPoints(r.chosen.points[n]!)}`).join(', ')} (${r.seconds.toFixed(0)} s).`,
     `BAYES_BANDS in src/spam/filter.ts ${inUse ? 'holds these points' : `**differs** (${names.map((n) => `${n} ${fmtPoints(BAYES_BANDS.find((b) => b.name === n)?.points ?? NaN)}`).join(', ')}: F1 ${cur.f1.toFixed(4)}, FP easy ${cur.fpEasyCount}, FP hard ${cur.fpHardCount})`}.`,
   );
+  return lines.join('\n');
+}
+
+const kindOf = (m: Message): string => (m.spam ? 'spam' : isHardHam(m) ? 'hard ham' : 'easy ham');
+
+/** Diagnostics on the pooled out-of-fold scores of the learned part (never the held-out part):
+ * each rule's firing counts and precision, what turning it off would change under the chosen
+ * bands, and the false positives with their rules, Bayes probability and header facts. */
+export function cvDiagnostics(r: CvResult, spamAt: number): string {
+  const bands = r.chosen.bands;
+  const oof = r.outOfFold;
+  const lines = [
+    '### Rules on the out-of-fold scores (learned part only)',
+    '',
+    `Fires on: counts of spam, easy ham, hard ham (of ${oof.filter((x) => x.m.spam).length}, ${oof.filter((x) => !x.m.spam && !isHardHam(x.m)).length}, ${oof.filter((x) => isHardHam(x.m)).length}). Precision: spam share of the messages it fires on. Without it: with the chosen bands, how many spam (TP) and hard/easy ham (FP) would no longer reach ${spamAt}.`,
+    '',
+    '| rule | points | spam | easy ham | hard ham | precision | % of spam | % of hard ham | without it: TP lost | FP hard gone | FP easy gone |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
+  const nSpam = oof.filter((x) => x.m.spam).length;
+  const nHard = oof.filter((x) => isHardHam(x.m)).length;
+  for (const rule of RULES) {
+    const on = oof.filter((x) => x.rules.includes(rule.name));
+    const s = on.filter((x) => x.m.spam).length;
+    const h = on.filter((x) => isHardHam(x.m)).length;
+    const e = on.length - s - h;
+    let tpLost = 0;
+    let fpHard = 0;
+    let fpEasy = 0;
+    for (const x of on) {
+      const before = scoreWith(bands, x.probability, x.rulePoints) >= spamAt;
+      const after = scoreWith(bands, x.probability, x.rulePoints - rule.points) >= spamAt;
+      if (!before || after) continue;
+      if (x.m.spam) tpLost++;
+      else if (isHardHam(x.m)) fpHard++;
+      else fpEasy++;
+    }
+    const prec = on.length === 0 ? '–' : (s / on.length).toFixed(3);
+    lines.push(
+      `| ${rule.name} | ${rule.points.toFixed(1)} | ${s} | ${e} | ${h} | ${prec} | ${((100 * s) / nSpam).toFixed(1)} | ${((100 * h) / nHard).toFixed(1)} | ${tpLost} | ${fpHard} | ${fpEasy} |`,
+    );
+  }
+  lines.push('', `### Out-of-fold false positives with the chosen bands (learned part only)`, '', '| kind | score | Bayes p | band | rules | header facts |', '|---|---|---|---|---|---|');
+  const fps = oof
+    .filter((x) => !x.m.spam && scoreWith(bands, x.probability, x.rulePoints) >= spamAt)
+    .sort((a, b) => kindOf(a.m).localeCompare(kindOf(b.m)) || b.probability - a.probability);
+  for (const x of fps) {
+    lines.push(`| ${kindOf(x.m)} | ${scoreWith(bands, x.probability, x.rulePoints).toFixed(1)} | ${x.probability.toFixed(4)} | ${bayesBand(x.probability, bands).name} | ${x.rules.join(' ') || '–'} | ${x.facts} |`);
+  }
+  // Near misses: ham within 1.5 points of the threshold, the ones a rule change could tip over.
+  const near = oof.filter((x) => !x.m.spam && scoreWith(bands, x.probability, x.rulePoints) >= spamAt - 1.5 && scoreWith(bands, x.probability, x.rulePoints) < spamAt);
+  lines.push('', `Ham within 1.5 points below ${spamAt}: ${near.length} (${near.filter((x) => isHardHam(x.m)).length} hard).`);
   return lines.join('\n');
 }

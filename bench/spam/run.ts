@@ -16,7 +16,7 @@ import { SqliteStore } from '../../src/store/sqlite.ts';
 import { AnalysisPool } from '../../src/spam/analysis-pool.ts';
 import { BAYES_BANDS, SpamFilter } from '../../src/spam/filter.ts';
 import { loadCorpus, metrics, poolMap, type Message, type Metrics, type Scored } from './corpus.ts';
-import { BAND_GRID, chooseBands, cvReport } from './cv.ts';
+import { BAND_GRID, chooseBands, cvDiagnostics, cvReport } from './cv.ts';
 import { prepareSpamAssassin, type ScorePass, type Scorer } from './spamassassin.ts';
 
 const args = process.argv.slice(2);
@@ -164,7 +164,7 @@ async function selectBands(): Promise<void> {
       log,
     });
     const head = `Run of ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, load average ${load.map((l) => l.toFixed(2)).join(' ')}.`;
-    const text = `${head}\n\n${cvReport(r, train.length)}\n`;
+    const text = `${head}\n\n${cvReport(r, train.length)}\n\n${cvDiagnostics(r, SPAM_AT)}\n`;
     process.stdout.write(text);
     if (WRITE) await writeFile(WRITE, `# Bayes band points by cross-validation\n\n${text}`);
   } finally {

@@ -53,7 +53,7 @@ export const BAYES_BANDS: readonly BayesBand[] = [
   { from: 0.4, name: 'BAYES_50', points: 1.5 },
   { from: 0.6, name: 'BAYES_60', points: 2.5 },
   { from: 0.8, name: 'BAYES_80', points: 3.5 },
-  { from: 0.95, name: 'BAYES_95', points: 4.0 },
+  { from: 0.95, name: 'BAYES_95', points: 4.5 },
   { from: 0.99, name: 'BAYES_99', points: 5.0 },
   { from: 0.999, name: 'BAYES_999', points: 6.0 },
 ];

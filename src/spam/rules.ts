@@ -45,13 +45,18 @@ export interface Rule {
 export const RULES: readonly Rule[] = [
   {
     name: 'OBFUSCATED_WORDS',
-    points: 1.0,
+    // 0.5, not 1.0: out of fold on the learned part it fired on 3.5 % of hard ham (letter-spaced
+    // display words in newsletters) and 1.3 % of spam, precision 0.71 (ADR 0005, rule table).
+    points: 0.5,
     description: 'Words written with a separator between every letter (v-i-a-g-r-a), to slip past word filters',
     test: (_m, f) => f.obfuscated.length > 0,
   },
   {
     name: 'HTML_ONLY',
-    points: 1.0,
+    // 0.5, not 1.0: most newsletters are HTML only too. Out of fold on the learned part it fired
+    // on 51.5 % of hard ham and 45.9 % of spam, precision 0.87, the lowest of the rules that fire
+    // on spam; SpamAssassin gives MIME_HTML_ONLY 0.1 (ADR 0005, rule table).
+    points: 0.5,
     description: 'HTML without a plain-text alternative',
     test: (m) => m.hasHtml && !m.hasPlain,
   },

@@ -104,3 +104,34 @@ test('every rule has a name in capitals, a description and points', () => {
     assert.ok(Number.isFinite(r.points));
   }
 });
+
+test('HTML_ONLY: HTML without a text alternative, at 0.5 points; a newsletter with a text part does not fire', () => {
+  const head = [...HEAD.filter((h) => !h.startsWith('Subject')), 'Subject: news', 'MIME-Version: 1.0'];
+  const words = 'Plenty of words in this newsletter. '.repeat(20);
+  const htmlOnly = parseMessage(crlf([...head, 'Content-Type: text/html', '', `<p>${words}</p>`]));
+  assert.deepEqual(runRules(htmlOnly, tokenize(htmlOnly).facts, OURS), [{ name: 'HTML_ONLY', points: 0.5, description: 'HTML without a plain-text alternative' }]);
+  const alternative = crlf([
+    ...head,
+    'Content-Type: multipart/alternative; boundary="b1"',
+    '',
+    '--b1',
+    'Content-Type: text/plain',
+    '',
+    words,
+    '--b1',
+    'Content-Type: text/html',
+    '',
+    `<p>${words}</p>`,
+    '--b1--',
+  ]);
+  assert.deepEqual(fired(alternative), []);
+});
+
+test('OBFUSCATED_WORDS: 0.5 points; a letter-spaced heading on its own line does not fire', () => {
+  const hit = parseMessage(crlf([...HEAD, '', 'Get your v i a g r a and c-i-a-l-i-s here today']));
+  assert.deepEqual(
+    runRules(hit, tokenize(hit).facts, OURS).map((h) => [h.name, h.points]),
+    [['OBFUSCATED_WORDS', 0.5]],
+  );
+  assert.deepEqual(fired(crlf([...HEAD, '', 'N E W S L E T T E R', 'Here is what happened this week in the club.'])), []);
+});
