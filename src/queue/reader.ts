@@ -231,3 +231,29 @@ export class BodyStream extends Readable {
     );
   }
 }
+
+/**
+ * The message bytes of a message committed from memory moments ago (see FreshCache): the same
+ * bytes the file holds, hashed when they were committed, handed on in the chunks BodyStream uses.
+ */
+export class MemoryBodyStream extends Readable {
+  #pos = 0;
+
+  constructor(
+    readonly id: string,
+    private readonly bytes: Buffer,
+  ) {
+    super({ highWaterMark: BODY_CHUNK });
+  }
+
+  override _read(): void {
+    if (this.#pos >= this.bytes.length) {
+      this.push(null);
+      return;
+    }
+    const end = Math.min(this.#pos + BODY_CHUNK, this.bytes.length);
+    const chunk = this.bytes.subarray(this.#pos, end);
+    this.#pos = end;
+    this.push(chunk);
+  }
+}

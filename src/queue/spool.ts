@@ -9,14 +9,15 @@ import { access, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { Logger } from '../observe/log.ts';
 import { isQueueId, newQueueId } from '../core/ids.ts';
-import { envelopeProblem, type Envelope, type NewEnvelope, type RecipientState } from './envelope.ts';
+import { envelopeProblem, PENDING, type Envelope, type NewEnvelope, type RecipientState } from './envelope.ts';
 import { DirSyncer, fsyncPath } from './dirsync.ts';
 import { encodeHeader, encodeStateRecord, type StateUpdate } from './format.ts';
+import { DEFAULT_FRESH_CACHE_BYTES, FreshCache } from './fresh.ts';
 import { DeletionJournal, JOURNAL_BATCH } from './journal.ts';
 import { lockSpool } from './lock.ts';
-import { BodyStream, loadMessage, loadMessageSync, SpoolCorruptError, type LoadedMessage } from './reader.ts';
+import { BodyStream, loadMessage, loadMessageSync, MemoryBodyStream, SpoolCorruptError, type LoadedMessage } from './reader.ts';
 import { Reaper } from './reaper.ts';
-import { SpoolWriter } from './writer.ts';
+import { SpoolWriter, type CommittedBytes } from './writer.ts';
 
 export type { Envelope, EnvelopeClient, EnvelopeRecipient, NewEnvelope, RecipientState, RecipientStatus, TransportName } from './envelope.ts';
 export { isFinal } from './envelope.ts';
@@ -57,6 +58,19 @@ export interface SpoolOptions {
    * stay journaled and hidden): only for tests of what a crash leaves.
    */
   readonly removeConcurrency?: number;
+  /**
+   * Bytes of messages committed from memory kept for their first delivery pass (default 32 MiB;
+   * 0 keeps none). A message not kept is read from its file, as after a restart.
+   */
+  readonly freshCacheBytes?: number;
+}
+
+/** How delivery read message bodies, and what the cache of fresh messages holds. */
+export interface FreshStats {
+  readonly bodiesFromMemory: number;
+  readonly bodiesFromFile: number;
+  readonly cachedMessages: number;
+  readonly cachedBytes: number;
 }
 
 /** What changed in the spool, told to `onChange` listeners once it is durable. */
@@ -94,6 +108,10 @@ export class Spool {
   /** Deleted ids whose removal is not yet durable: hidden from every reader, never delivered. */
   readonly #deleted: Set<string>;
   readonly #reaper: Reaper;
+  /** Messages just committed from memory, for their first delivery pass (docs/decisions/0009). */
+  readonly #fresh: FreshCache;
+  #bodiesFromMemory = 0;
+  #bodiesFromFile = 0;
   #closed = false;
 
   private constructor(dir: string, opts: SpoolOptions, release: () => Promise<void>, journal: DeletionJournal, deleted: Set<string>) {
@@ -105,6 +123,7 @@ export class Spool {
     this.#release = release;
     this.#journal = journal;
     this.#deleted = deleted;
+    this.#fresh = new FreshCache(opts.freshCacheBytes ?? DEFAULT_FRESH_CACHE_BYTES);
     this.#reaper = new Reaper({
       paths: (id, hint) => {
         const first = (SPOOL_AREAS as readonly string[]).includes(hint ?? '') ? (hint as SpoolArea) : 'queue';
@@ -133,7 +152,8 @@ export class Spool {
     let spool: Spool;
     try {
       for (const sub of ['incoming', ...SPOOL_AREAS, 'corrupt']) await mkdir(join(root, sub), { recursive: true, mode: 0o700 });
-      for (const area of SPOOL_AREAS) for (const b of BUCKETS) await mkdir(join(root, area, b), { recursive: true, mode: 0o700 });
+      const buckets = SPOOL_AREAS.flatMap((area) => [...BUCKETS].map((b) => join(root, area, b)));
+      for (const d of buckets) await mkdir(d, { recursive: true, mode: 0o700 });
       const opened = await DeletionJournal.open(root, { fsync: opts.fsync ?? true });
       journal = opened.journal;
       if (opts.fsync ?? true) {
@@ -146,6 +166,8 @@ export class Spool {
       for (const name of leftovers) await unlink(join(root, 'incoming', name)).catch(() => undefined);
       if (leftovers.length > 0) opts.log.info({ event: 'spool-incoming-cleared', dir: root, files: leftovers.length }, 'removed unfinished incoming files');
       spool = new Spool(root, opts, release, journal, opened.ids);
+      // 96 descriptors held for the spool's life: a commit's folder fsync is one call, not three.
+      spool.#syncer.keepOpen(buckets);
       if (opened.ids.size > 0) await spool.#adoptJournal(opened.ids);
     } catch (err) {
       await journal?.close().catch(() => undefined);
@@ -224,7 +246,11 @@ export class Spool {
       fsync: this.#fsync,
       memoryLimit: this.#memoryLimit,
       assertOpen: () => this.#assertOpen(),
-      committed: (e: Envelope, area?: SpoolArea) => this.#emitCommit(e, area ?? chosen ?? 'queue'),
+      committed: (e: Envelope, area: SpoolArea | undefined, written?: CommittedBytes) => {
+        const where = area ?? chosen ?? 'queue';
+        if (where === 'queue' && written) this.#keepFresh(e, written);
+        this.#emitCommit(e, where);
+      },
     });
   }
 
@@ -260,6 +286,7 @@ export class Spool {
       if (this.#deleted.has(e.id)) continue;
       // Hidden at once, before the journal is durable, so no reader sees it half-deleted.
       this.#deleted.add(e.id);
+      this.#fresh.delete(e.id);
       fresh.push(e);
     }
     for (let i = 0; i < fresh.length; i += JOURNAL_BATCH) {
@@ -322,13 +349,32 @@ export class Spool {
   /** One message's envelope and states; undefined when it is not (or no longer) queued. */
   async get(id: string, area: SpoolArea = 'queue'): Promise<SpooledMessage | undefined> {
     if (!isQueueId(id) || this.#deleted.has(id)) return undefined;
+    // Just committed and untouched since: the file holds this envelope and no state record.
+    const fresh = area === 'queue' ? this.#fresh.get(id) : undefined;
+    if (fresh) return { envelope: fresh.envelope, states: fresh.envelope.recipients.map(() => PENDING) };
     return this.#load(id, area);
   }
 
-  /** The message bytes; the stream errors with SpoolCorruptError if they do not match the hash. */
-  openBody(id: string): BodyStream {
+  /**
+   * The message bytes; the stream errors with SpoolCorruptError if they do not match the hash.
+   * A message committed from memory moments ago is read from memory: the same bytes, hashed at
+   * commit.
+   */
+  openBody(id: string): BodyStream | MemoryBodyStream {
     const path = this.messagePath(id);
-    return new BodyStream(path, id, (err) => this.#quarantine(path, err.reason), this.#deleted.has(id));
+    const deleted = this.#deleted.has(id);
+    const fresh = deleted ? undefined : this.#fresh.get(id);
+    if (fresh) {
+      this.#bodiesFromMemory++;
+      return new MemoryBodyStream(id, fresh.body);
+    }
+    this.#bodiesFromFile++;
+    return new BodyStream(path, id, (err) => this.#quarantine(path, err.reason), deleted);
+  }
+
+  /** How delivery read message bodies so far, and what is kept in memory for it now. */
+  get freshStats(): FreshStats {
+    return { bodiesFromMemory: this.#bodiesFromMemory, bodiesFromFile: this.#bodiesFromFile, cachedMessages: this.#fresh.size, cachedBytes: this.#fresh.bytes };
   }
 
   /** Records one recipient's new state durably. */
@@ -342,6 +388,9 @@ export class Spool {
     const path = this.messagePath(id);
     if (updates.length === 0) return Promise.resolve();
     const record = encodeStateRecord(updates);
+    // From the first byte appended on, the file no longer matches the fresh copy's states (even
+    // when the append fails half-way): read it from the file again.
+    this.#fresh.delete(id);
     return this.#serial(id, async () => {
       // A deleted message is gone for delivery, even while its file waits for removal.
       if (this.#deleted.has(id)) throw new SpoolNotFoundError(id);
@@ -372,6 +421,7 @@ export class Spool {
   remove(id: string): Promise<void> {
     this.#assertOpen();
     const path = this.messagePath(id);
+    this.#fresh.delete(id);
     return this.#serial(id, async () => {
       await unlink(path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
@@ -390,6 +440,8 @@ export class Spool {
     const src = this.messagePath(id, from);
     const dst = this.messagePath(id, to);
     let moved = false;
+    // Out of queue/ from the rename on, before the change is told.
+    this.#fresh.delete(id);
     return this.#serial(id, async () => {
       if (this.#deleted.has(id)) return;
       try {
@@ -413,6 +465,7 @@ export class Spool {
     this.#assertOpen();
     const path = this.messagePath(id, area);
     let removed = false;
+    this.#fresh.delete(id);
     return this.#serial(id, async () => {
       if (this.#deleted.has(id)) return;
       try {
@@ -434,6 +487,8 @@ export class Spool {
     this.#closed = true;
     await this.#reaper.stop();
     await Promise.allSettled([...this.#busy.values()]);
+    this.#fresh.clear();
+    await this.#syncer.close();
     await this.#journal.close();
     await this.#release();
   }
@@ -457,7 +512,24 @@ export class Spool {
     this.#emitChange({ kind: 'committed', envelope: env, area });
   }
 
+  /** Keeps a message committed from memory for its first delivery pass, if there is room. */
+  #keepFresh(env: Envelope, written: CommittedBytes): void {
+    try {
+      // Parsed from the header bytes written, so it is the envelope a reader of the file gets.
+      const envelope = { ...(JSON.parse(written.header.toString('utf8')) as Omit<Envelope, 'size'>), size: env.size };
+      if (envelope.id !== env.id || envelope.size !== written.body.length) return;
+      this.#fresh.add(envelope, written.body);
+    } catch (err) {
+      // Only a shortcut: delivery reads the file instead.
+      this.#log.warn({ event: 'spool-fresh-skipped', queueId: env.id, err }, 'committed message not kept in memory; delivery reads its file');
+    }
+  }
+
   #emitChange(c: SpoolChange): void {
+    // Whatever changed a message's file or took it out of queue/ ends its fresh copy.
+    if (c.kind === 'states') this.#fresh.delete(c.id);
+    else if (c.kind === 'moved') this.#fresh.delete(c.id);
+    else if (c.kind === 'removed') for (const id of c.ids) this.#fresh.delete(id);
     for (const fn of this.#changeListeners) {
       try {
         fn(c);
@@ -502,6 +574,7 @@ export class Spool {
   }
 
   async #quarantine(path: string, reason: string): Promise<void> {
+    this.#fresh.delete(basename(path));
     const base = join(this.dir, 'corrupt', basename(path));
     let target = base;
     for (let n = 1; await exists(target); n++) target = `${base}.${n}`;
