@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
 import type { MxRecord } from 'node:dns';
 import type { Logger } from '../observe/log.ts';
-import type { DeliverableMessage, DeliveryOutcome, RecipientOutcome, Transport } from './transport.ts';
+import { deliverInBatches, type BatchReplies, type DeliverableMessage, type DeliveryOutcome, type RecipientOutcome, type Transport } from './transport.ts';
 import { KeyedLimit } from './limit.ts';
 import { sendMessage, type SmtpClientOptions, type SmtpTarget } from './smtp-client.ts';
 
@@ -117,8 +117,6 @@ export interface MxTransportOptions {
   readonly log: Logger;
 }
 
-/** RFC 5321 §4.5.3.1.8: a server must take at least 100 recipients per transaction. */
-export const MAX_RECIPIENTS_PER_TRANSACTION = 100;
 /** Addresses tried per message and domain before giving up until the next retry (Postfix: 5 hosts). */
 const MAX_ADDRESSES = 10;
 
@@ -153,29 +151,11 @@ export class MxTransport implements Transport {
       this.#o.log.info({ event: 'mx-plan', queueId: env.id, domain, reply: plan.reply }, 'no MX host to try');
       return indexes.map((index) => ({ index, outcome: plan.outcome, reply: plan.reply }));
     }
-    const out: RecipientOutcome[] = [];
-    // One transaction per distinct address batch; duplicates (two aliases forwarding to the same
-    // outside address) share one RCPT and its reply.
-    const byAddress = new Map<string, number[]>();
-    for (const i of indexes) {
-      const r = env.recipients[i]!;
-      const a = r.mailbox ?? r.address;
-      byAddress.set(a, [...(byAddress.get(a) ?? []), i]);
-    }
-    const addresses = [...byAddress.keys()];
-    for (let start = 0; start < addresses.length; start += MAX_RECIPIENTS_PER_TRANSACTION) {
-      const batch = addresses.slice(start, start + MAX_RECIPIENTS_PER_TRANSACTION);
-      const replies = await this.#tryHosts(msg, domain, plan.hosts, batch);
-      for (const a of batch) {
-        const r = replies.get(a)!;
-        for (const index of byAddress.get(a)!) out.push({ index, ...r });
-      }
-    }
-    return out;
+    return deliverInBatches(msg, indexes, (batch) => this.#tryHosts(msg, domain, plan.hosts, batch));
   }
 
   /** Tries the hosts in order until one takes the transaction; every address gets a reply. */
-  async #tryHosts(msg: DeliverableMessage, domain: string, hosts: readonly MxHost[], batch: readonly string[]): Promise<Map<string, Omit<RecipientOutcome, 'index'>>> {
+  async #tryHosts(msg: DeliverableMessage, domain: string, hosts: readonly MxHost[], batch: readonly string[]): Promise<BatchReplies> {
     const env = msg.envelope;
     let last = `451 4.4.1 no MX host of ${domain} could be reached`;
     let tried = 0;

@@ -4,9 +4,8 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Logger } from '../observe/log.ts';
-import type { DeliverableMessage, RecipientOutcome, Transport } from './transport.ts';
+import { deliverInBatches, type BatchReplies, type DeliverableMessage, type RecipientOutcome, type Transport } from './transport.ts';
 import { KeyedLimit } from './limit.ts';
-import { MAX_RECIPIENTS_PER_TRANSACTION } from './mx.ts';
 import { sendMessage, type SmtpClientOptions, type SmtpTarget } from './smtp-client.ts';
 
 export interface SmarthostOptions {
@@ -37,26 +36,11 @@ export class SmarthostTransport implements Transport {
     this.#limit = new KeyedLimit(opts.maxConnections);
   }
 
-  async deliver(msg: DeliverableMessage, indexes: readonly number[]): Promise<RecipientOutcome[]> {
-    const env = msg.envelope;
-    const byAddress = new Map<string, number[]>();
-    for (const i of indexes) {
-      const r = env.recipients[i];
-      if (!r) continue;
-      const a = r.mailbox ?? r.address;
-      byAddress.set(a, [...(byAddress.get(a) ?? []), i]);
-    }
-    const addresses = [...byAddress.keys()];
-    const out: RecipientOutcome[] = [];
-    for (let start = 0; start < addresses.length; start += MAX_RECIPIENTS_PER_TRANSACTION) {
-      const batch = addresses.slice(start, start + MAX_RECIPIENTS_PER_TRANSACTION);
-      const replies = await this.#limit.run(this.#o.name, () => this.#send(msg, batch));
-      for (const a of batch) for (const index of byAddress.get(a)!) out.push({ index, ...replies.get(a)! });
-    }
-    return out;
+  deliver(msg: DeliverableMessage, indexes: readonly number[]): Promise<RecipientOutcome[]> {
+    return deliverInBatches(msg, indexes, (batch) => this.#limit.run(this.#o.name, () => this.#send(msg, batch)));
   }
 
-  async #send(msg: DeliverableMessage, batch: readonly string[]): Promise<Map<string, Omit<RecipientOutcome, 'index'>>> {
+  async #send(msg: DeliverableMessage, batch: readonly string[]): Promise<BatchReplies> {
     const o = this.#o;
     const env = msg.envelope;
     let addresses: string[];

@@ -47,3 +47,32 @@ export function unconfiguredTransport(what: string): Transport {
 
 /** The transport for recipients whose transport is 'remote', until remote delivery exists. */
 export const remoteNotConfigured: Transport = unconfiguredTransport('remote delivery');
+
+/** RFC 5321 §4.5.3.1.8: a server must take at least 100 recipients per transaction. */
+export const MAX_RECIPIENTS_PER_TRANSACTION = 100;
+
+/** A reply per address of one SMTP transaction. */
+export type BatchReplies = Map<string, Omit<RecipientOutcome, 'index'>>;
+
+/**
+ * Delivers to other servers one transaction per batch of distinct target addresses: duplicates
+ * (two aliases forwarding to the same outside address) share one RCPT and its reply, which every
+ * recipient index of that address gets. `send` must reply for every address of its batch.
+ */
+export async function deliverInBatches(msg: DeliverableMessage, indexes: readonly number[], send: (batch: readonly string[]) => Promise<BatchReplies>): Promise<RecipientOutcome[]> {
+  const byAddress = new Map<string, number[]>();
+  for (const i of indexes) {
+    const r = msg.envelope.recipients[i];
+    if (!r) continue;
+    const a = r.mailbox ?? r.address;
+    byAddress.set(a, [...(byAddress.get(a) ?? []), i]);
+  }
+  const addresses = [...byAddress.keys()];
+  const out: RecipientOutcome[] = [];
+  for (let start = 0; start < addresses.length; start += MAX_RECIPIENTS_PER_TRANSACTION) {
+    const batch = addresses.slice(start, start + MAX_RECIPIENTS_PER_TRANSACTION);
+    const replies = await send(batch);
+    for (const a of batch) for (const index of byAddress.get(a)!) out.push({ index, ...replies.get(a)! });
+  }
+  return out;
+}
