@@ -10,11 +10,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import fc from 'fast-check';
 import { dial } from '../harness/dial.ts';
 import { selfSignedContext, serve, type ServeOptions, type Served } from './fixture.ts';
+import { collector } from '../harness/gc.ts';
 
 let dir: string;
 let ctx: tls.SecureContext;
@@ -211,18 +210,6 @@ async function freshClientWorks(srv: Served): Promise<void> {
   const h = srv.handlers.at(-1)!;
   assert.equal(await h.closed, 'quit');
   assert.equal(h.messages[0]?.body.toString(), 'Subject: fresh\r\n\r\nstill fine\r\n');
-}
-
-/** A garbage collector, when one can be had (flag given, or switched on at run time). */
-function collector(): (() => void) | undefined {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (typeof g === 'function') return g;
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    return vm.runInNewContext('gc') as () => void;
-  } catch {
-    return undefined;
-  }
 }
 
 // ---- the properties -----------------------------------------------------------------------

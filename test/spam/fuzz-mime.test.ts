@@ -4,8 +4,6 @@
 // comes out (parts, text, links, tokens) stays within fixed bounds whatever goes in.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { analyzeData } from '../../src/spam/analysis.ts';
@@ -14,6 +12,7 @@ import { htmlToText } from '../../src/spam/html.ts';
 import { parseMessage } from '../../src/spam/mime.ts';
 import type { RuleContext } from '../../src/spam/rules.ts';
 import { tokenize } from '../../src/spam/tokenize.ts';
+import { collector } from '../harness/gc.ts';
 
 const CTX: RuleContext = { ourDomains: ['example.org'], authenticated: false, now: Date.UTC(2025, 0, 1) };
 const MAX_BYTES = 512 * 1024;
@@ -184,18 +183,6 @@ function readAndCheck(raw: string): void {
   const a = analyzeData(buf, MAX_BYTES, CTX, 12345);
   assert.equal(a.tokens.length, tokens.size);
   assert.equal(a.hashes?.length, a.tokens.length);
-}
-
-/** A garbage collector, when one can be had (flag given, or switched on at run time). */
-function collector(): (() => void) | undefined {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (typeof g === 'function') return g;
-  try {
-    v8.setFlagsFromString('--expose-gc');
-    return vm.runInNewContext('gc') as () => void;
-  } catch {
-    return undefined;
-  }
 }
 
 // First in the file: the decoder cache holds 256 names, and the fuzzing below fills it.
