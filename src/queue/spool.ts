@@ -226,30 +226,21 @@ export class Spool {
     this.#assertOpen();
     const receivedAt = env.receivedAt ?? Date.now();
     const envelope = { ...env, id: env.id ?? newQueueId(receivedAt), receivedAt };
-    const finalPath = this.messagePath(envelope.id);
     // Refuse now what would be unreadable later: a message acknowledged but unreadable is lost.
     const problem = envelopeProblem(envelope);
     if (problem) throw new Error(`cannot queue message ${envelope.id}: ${problem}`);
-    // The area a commit chose (quarantine) when the writer asked for its path and does not say.
-    let chosen: SpoolArea | undefined;
     return new SpoolWriter({
       envelope,
       header: encodeHeader(envelope),
       tmpPath: join(this.dir, 'incoming', envelope.id),
-      finalDir: join(finalPath, '..'),
-      finalPath,
-      pathFor: (area: SpoolArea) => {
-        chosen = area;
-        return this.messagePath(envelope.id, area);
-      },
+      pathFor: (area: SpoolArea) => this.messagePath(envelope.id, area),
       syncer: this.#syncer,
       fsync: this.#fsync,
       memoryLimit: this.#memoryLimit,
       assertOpen: () => this.#assertOpen(),
-      committed: (e: Envelope, area: SpoolArea | undefined, written?: CommittedBytes) => {
-        const where = area ?? chosen ?? 'queue';
-        if (where === 'queue' && written) this.#keepFresh(e, written);
-        this.#emitCommit(e, where);
+      committed: (e: Envelope, area: 'queue' | 'quarantine', written?: CommittedBytes) => {
+        if (area === 'queue' && written) this.#keepFresh(e, written);
+        this.#emitCommit(e, area);
       },
     });
   }

@@ -38,9 +38,7 @@ export interface WriterTarget {
   readonly envelope: Omit<Envelope, 'size'>;
   readonly header: Buffer;
   readonly tmpPath: string;
-  readonly finalDir: string;
-  readonly finalPath: string;
-  /** Where the message file lives in another spool area (a commit may choose quarantine). */
+  /** Where the committed file goes: queue/ normally, quarantine/ when a commit chooses it. */
   readonly pathFor: (area: 'queue' | 'hold' | 'quarantine') => string;
   readonly syncer: DirSyncer;
   readonly fsync: boolean;
@@ -203,7 +201,7 @@ export class SpoolWriter {
       const problem = amended ? envelopeProblem(envelope) : undefined;
       if (problem) throw new Error(`cannot queue message ${this.id}: ${problem}`);
       const header = amended ? encodeHeader(envelope) : t.header;
-      const finalPath = amend.area === 'quarantine' ? t.pathFor('quarantine') : t.finalPath;
+      const finalPath = t.pathFor(amend.area ?? 'queue');
       this.#state = 'committing';
       let renamed = false;
       let written: CommittedBytes | undefined;
