@@ -101,7 +101,6 @@ export class Spool {
   readonly #memoryLimit: number;
   readonly #syncer: DirSyncer;
   readonly #release: () => Promise<void>;
-  readonly #listeners = new Set<(env: Envelope) => void>();
   readonly #changeListeners = new Set<(c: SpoolChange) => void>();
   readonly #busy = new Map<string, Promise<unknown>>();
   readonly #journal: DeletionJournal;
@@ -240,15 +239,9 @@ export class Spool {
       assertOpen: () => this.#assertOpen(),
       committed: (e: Envelope, area: 'queue' | 'quarantine', written?: CommittedBytes) => {
         if (area === 'queue' && written) this.#keepFresh(e, written);
-        this.#emitCommit(e, area);
+        this.#emitChange({ kind: 'committed', envelope: e, area });
       },
     });
-  }
-
-  /** Calls `fn` after every commit into queue/ (to start delivery at once). */
-  onCommit(fn: (env: Envelope) => void): () => void {
-    this.#listeners.add(fn);
-    return () => this.#listeners.delete(fn);
   }
 
   /** Calls `fn` after every durable change: commits, state records, moves and removals. */
@@ -489,19 +482,6 @@ export class Spool {
     if (this.#closed) throw new Error(`spool ${this.dir} is closed`);
   }
 
-  #emitCommit(env: Envelope, area: SpoolArea): void {
-    if (area === 'queue') {
-      for (const fn of this.#listeners) {
-        try {
-          fn(env);
-        } catch (err) {
-          // The message is durable already; a listener's failure must not turn that into a 4xx.
-          this.#log.error({ event: 'spool-listener-error', queueId: env.id, err }, 'commit listener failed');
-        }
-      }
-    }
-    this.#emitChange({ kind: 'committed', envelope: env, area });
-  }
 
   /** Keeps a message committed from memory for its first delivery pass, if there is room. */
   #keepFresh(env: Envelope, written: CommittedBytes): void {
@@ -517,10 +497,6 @@ export class Spool {
   }
 
   #emitChange(c: SpoolChange): void {
-    // Whatever changed a message's file or took it out of queue/ ends its fresh copy.
-    if (c.kind === 'states') this.#fresh.delete(c.id);
-    else if (c.kind === 'moved') this.#fresh.delete(c.id);
-    else if (c.kind === 'removed') for (const id of c.ids) this.#fresh.delete(id);
     for (const fn of this.#changeListeners) {
       try {
         fn(c);

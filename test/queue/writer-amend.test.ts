@@ -104,7 +104,9 @@ test('writer: commit to quarantine keeps the message out of the queue; nothing s
   await queue.start();
   t.after(() => queue.stop());
   const commits: string[] = [];
-  spool.onCommit((e) => commits.push(e.id));
+  spool.onChange((c) => {
+    if (c.kind === 'committed' && c.area === 'queue') commits.push(c.envelope.id);
+  });
 
   for (const size of [50, 50_000]) {
     const w = spool.begin(envelope());
