@@ -11,6 +11,7 @@ import { defineCheck, type CheckContext } from '../pipeline/check.ts';
 import { classify, errorCode, withSignal } from './lib/dns.ts';
 import { ipText, ipv4Number, parseIp, reverseName, type Ip } from '../core/net.ts';
 import { TtlCache } from './lib/ttl-cache.ts';
+import { uncachedResolve4 } from './lib/dns-cache.ts';
 
 const NAME = 'dnsbl';
 
@@ -84,10 +85,11 @@ export const dnsbl = defineCheck({
   create: (opts, env) => {
     const cache = new TtlCache<Answer>(opts.cacheSize, env.clock);
     const inflight = new Map<string, Promise<Answer>>();
+    const resolve4 = uncachedResolve4(env.dns);
 
     const ask = async (qname: string, signal: AbortSignal): Promise<Answer> => {
       try {
-        const records: RecordWithTtl[] = await withSignal(env.dns.resolve4(qname, { ttl: true }), signal);
+        const records: RecordWithTtl[] = await withSignal(resolve4(qname, { ttl: true }), signal);
         const ttl = Math.min(...records.map((r) => r.ttl)) * 1000;
         const answer: Answer = records.length > 0 ? { kind: 'listed', addresses: records.map((r) => r.address) } : { kind: 'clear' };
         cache.set(qname, answer, Math.min(ttl, opts.maxTtl));

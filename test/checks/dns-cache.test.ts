@@ -3,7 +3,7 @@
 // kept, concurrent questions sharing one query, a size bound, and mailauth's resolve(name, type).
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
-import { CachingResolver, type DnsCacheOptions } from '../../src/checks/lib/dns-cache.ts';
+import { CachingResolver, uncachedResolve4, type DnsCacheOptions } from '../../src/checks/lib/dns-cache.ts';
 import { startDns, type TestDns } from '../harness/dns.ts';
 import { makeClock } from './env.ts';
 
@@ -44,6 +44,19 @@ test('dns cache: an A answer is kept for its TTL, and callers asking for TTLs ge
   assert.deepEqual(await r.resolve6('mx.example.net'), ['2001:db8::5']);
   assert.deepEqual(await r.resolve6('mx.example.net'), ['2001:db8::5']);
   assert.equal(dns.queries('mx.example.net', 'AAAA'), 1);
+});
+
+test('dns cache: uncachedResolve4 asks the server every time and leaves the shared cache alone (dnsbl keeps its own)', async (t) => {
+  const { dns, r } = await setup(t);
+  const resolve4 = uncachedResolve4(r);
+  for (let i = 0; i < 2; i++) {
+    assert.deepEqual(await resolve4('mx.example.net', { ttl: true }), [
+      { address: '192.0.2.5', ttl: 60 },
+      { address: '192.0.2.6', ttl: 60 },
+    ]);
+  }
+  assert.equal(dns.queries('mx.example.net', 'A'), 2);
+  assert.equal(r.cacheSize, 0);
 });
 
 test('dns cache: a TTL of 0 is used once and not kept', async (t) => {

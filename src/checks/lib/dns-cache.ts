@@ -57,6 +57,15 @@ const base = Resolver.prototype;
  * typed methods or `resolve(name, type)`) come from memory while they are fresh. Each caller gets
  * its own copy of the answer's list.
  */
+/**
+ * A's query of `dns` past any answer cache: for a check that keeps its own (dnsbl caches per
+ * client address and zone, with its own size and TTL bounds), so each client does not also push
+ * one entry per zone into the shared cache, crowding out the MX, TXT and SPF answers it is for.
+ */
+export function uncachedResolve4(dns: Resolver): (name: string, options: { ttl: true }) => Promise<RecordWithTtl[]> {
+  return (name, options) => Resolver.prototype.resolve4.call(dns, name, options) as Promise<RecordWithTtl[]>;
+}
+
 export class CachingResolver extends Resolver {
   readonly #cache: TtlCache<Entry>;
   readonly #inflight = new Map<string, Promise<Entry>>();
