@@ -14,6 +14,7 @@ import { compilePipeline, createRegistry, type CompiledPipeline } from '../pipel
 import type { CheckEnv, LocalDirectory } from '../pipeline/check.ts';
 import { openStore } from './store.ts';
 import { startSpamJobs } from './spam-jobs.ts';
+import { placedChecks } from '../doctor/audit-config.ts';
 import type { Store } from '../store/store.ts';
 import { Spool } from '../queue/spool.ts';
 import { Queue } from '../queue/queue.ts';
@@ -108,11 +109,6 @@ function loadTlsContext(config: Config, log: Logger): Promise<tls.SecureContext>
   });
 }
 
-/** True when any listener's list at any stage names `check`. */
-function usesCheck(config: Config, check: string): boolean {
-  return config.listeners.some((l) => Object.values(l.pipeline).some((list) => list.some((e) => (typeof e === 'string' ? e : e.check) === check)));
-}
-
 export async function startMailward(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? silentLogger();
   const clock = opts.clock ?? Date.now;
@@ -180,7 +176,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     const postmaster = `postmaster@${config.domains[0] ?? config.hostname}`;
     // The spam filter's housekeeping (Junk-move learning, token expiry, quarantine retention),
     // only where some listener runs the filter.
-    if (usesCheck(config, 'spam')) {
+    if (placedChecks(config).has('spam')) {
       const spamJobs = startSpamJobs({ config, store, log, clock, spool, queue });
       cleanups.push(() => spamJobs.stop());
     }

@@ -7,7 +7,8 @@ import type { Config } from '../config/load.ts';
 import type { Logger } from '../observe/log.ts';
 import { ALL_CHECKS } from '../checks/index.ts';
 import { createRelayPolicy, type RelayPolicy } from '../checks/relay.ts';
-import { contentThresholds, type ContentThresholds } from '../checks/spam.ts';
+import type { SpamCheckOptions } from '../checks/spam.ts';
+import { spamSettings } from './spam-filter.ts';
 import { compilePipeline, createRegistry, type CompiledPipeline } from '../pipeline/registry.ts';
 import type { CheckEnv, LocalDirectory } from '../pipeline/check.ts';
 import type { Store } from '../store/store.ts';
@@ -20,7 +21,7 @@ export interface LiveState {
   readonly relay: RelayPolicy;
   readonly authGuard: AuthGuard;
   /** checks.spam thresholds the sessions classify with (always set: every check's points count). */
-  readonly content: ContentThresholds;
+  readonly content: SpamCheckOptions;
 }
 
 export interface Shared {
@@ -40,7 +41,7 @@ export function buildLive(config: Config, shared: Shared): LiveState {
   const relay = withTunnelGuard(createRelayPolicy(config.relay.trustedNetworks), shared.tunnels);
   const a = config.auth;
   const authGuard = new AuthGuard(shared.store, { maxFailures: a.maxFailures, maxLoginFailures: a.maxLoginFailures, windowMs: a.window, blockMs: a.block }, shared.log);
-  return { config, pipeline, relay, authGuard, content: contentThresholds(config) };
+  return { config, pipeline, relay, authGuard, content: spamSettings(config) };
 }
 
 /** Top-level settings that differ between two configs but take effect only after a restart. */

@@ -5,10 +5,13 @@ import type { Config } from '../config/load.ts';
 import { ConfigError, pathText, showValue } from '../config/errors.ts';
 import { SpamOptions, type SpamCheckOptions } from '../checks/spam.ts';
 import { SpamFilter } from '../spam/filter.ts';
-import type { Thresholds } from '../spam/report.ts';
 import type { Store } from '../store/store.ts';
 
-/** The `checks.spam` options with their defaults; throws ConfigError naming the setting. */
+/**
+ * The `checks.spam` options with their defaults (the thresholds the sessions classify with, also
+ * when the spam check is in no list: other checks' points add up to the same total). Throws
+ * ConfigError naming the setting.
+ */
 export function spamSettings(config: Config): SpamCheckOptions {
   const r = SpamOptions.safeParse(config.checks.spam ?? {}, { reportInput: true });
   if (r.success) return r.data;
@@ -22,12 +25,12 @@ export function spamSettings(config: Config): SpamCheckOptions {
   );
 }
 
-export function spamThresholds(s: SpamCheckOptions): Thresholds {
-  return { spam: s.spam, kill: s.kill };
-}
-
-/** A filter reading messages on the calling thread (no worker pool: tools and timers, not the hot path). */
+/**
+ * A filter reading messages on the calling thread (no worker pool: tools and timers, not the hot
+ * path), without the count cache: these learn or score messages one at a time and never read a
+ * count twice, so the cache's 8 MB would buy nothing.
+ */
 export function openSpamFilter(config: Config, store: Store, opts: { readonly settings?: SpamCheckOptions; readonly clock?: () => number } = {}): SpamFilter {
   const s = opts.settings ?? spamSettings(config);
-  return new SpamFilter({ store, ourDomains: config.domains, maxBytes: s.maxBytes, ...(opts.clock ? { clock: opts.clock } : {}) });
+  return new SpamFilter({ store, ourDomains: config.domains, maxBytes: s.maxBytes, cache: false, ...(opts.clock ? { clock: opts.clock } : {}) });
 }

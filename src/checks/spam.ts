@@ -3,8 +3,6 @@
 // adds up every check's points, writes X-Spam-Score/Status from that total and acts on it
 // (subject prefix, Junk folder, quarantine) with the thresholds here: contentThresholds().
 import { z } from 'zod';
-import type { Config } from '../config/load.ts';
-import { ConfigError, pathText, showValue } from '../config/errors.ts';
 import { score } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
 import { AnalysisPool } from '../spam/analysis-pool.ts';
@@ -90,28 +88,3 @@ export const spam = defineCheck({
     };
   },
 });
-
-/** What the session classifies with: the `checks.spam` thresholds. */
-export interface ContentThresholds {
-  readonly tag: number;
-  readonly spam: number;
-  readonly kill: number;
-  readonly subjectPrefix: string;
-}
-
-/**
- * The thresholds from `checks.spam` (the defaults when it is absent), also when the spam check
- * itself is in no list: other checks' points (SPF softfail, DMARC quarantine, DNS lists) add up
- * to the same total. Throws ConfigError naming the setting.
- */
-export function contentThresholds(config: Pick<Config, 'checks' | 'source'>): ContentThresholds {
-  const parsed = SpamOptions.safeParse(config.checks.spam ?? {}, { reportInput: true });
-  if (!parsed.success) {
-    throw new ConfigError(
-      config.source,
-      parsed.error.issues.map((i) => ({ path: pathText(['checks', 'spam', ...i.path]), message: `${i.message} (got ${showValue((i as { input?: unknown }).input)})`, fix: 'see the "spam" check in examples/mailward.yaml' })),
-    );
-  }
-  const { tag, spam: spamAt, kill, subjectPrefix } = parsed.data;
-  return { tag, spam: spamAt, kill, subjectPrefix };
-}

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
 import { openStore } from '../../app/store.ts';
-import { openSpamFilter, spamSettings, spamThresholds } from '../../app/spam-filter.ts';
+import { openSpamFilter, spamSettings } from '../../app/spam-filter.ts';
 import { silentLogger } from '../../observe/log.ts';
 import { isStoreUnavailable, type Store } from '../../store/store.ts';
 import { explain, formatExplanation, formatSummary, isMaildir, learnPaths, type SpamFilter } from '../../spam/index.ts';
@@ -159,7 +159,7 @@ export function registerSpam(program: Command): void {
     .action(async (file: string, opts: { authenticated?: boolean }, cmd: Command) => {
       const io = outputOf(cmd);
       const config = configFrom(cmd);
-      const thresholds = spamThresholds(spamSettings(config));
+      const thresholds = spamSettings(config);
       const raw = await readInput(file);
       if (raw.length === 0) throw new CliError(`${file === '-' ? 'stdin' : JSON.stringify(file)} is empty; give a whole message (header and body)`);
       const e = await withFilter(config, (filter) => explain(filter, raw, thresholds, { authenticated: opts.authenticated === true }));
