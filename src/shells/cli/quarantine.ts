@@ -4,23 +4,17 @@
 // teaches the filter the message is ham (it was a false positive); delete --learn-spam confirms spam.
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
-import { parseDuration } from '../../config/units.ts';
 import { runQueueCommand, type QueueCommandResult } from '../../app/delivery.ts';
 import type { QuarantineControlRequest } from '../../queue/control.ts';
 import type { InspectedMessage } from '../../queue/inspect.ts';
 import { headerValue, inspectQuarantined, listQuarantine, openQuarantined, quarantinedHead, readQuarantined } from '../../queue/quarantine.ts';
 import type { Label, SpamFilter } from '../../spam/index.ts';
+import { age, olderThanMs } from './age.ts';
 import { confirm } from './confirm.ts';
 import { CliError, EXIT, configFrom } from './index.ts';
 import { createProgress } from './progress.ts';
 import { outputOf, withFilter, type CliOutput } from './spam.ts';
 
-function age(ms: number): string {
-  const m = Math.max(0, Math.floor(ms / 60_000));
-  if (m < 60) return `${m}m`;
-  if (m < 48 * 60) return `${Math.floor(m / 60)}h`;
-  return `${Math.floor(m / 1440)}d`;
-}
 
 /** Streams the quarantined messages; unreadable files are reported on stderr and skipped. */
 function* quarantined(config: Config, io: CliOutput): Generator<InspectedMessage> {
@@ -57,9 +51,7 @@ async function learnAll(config: Config, io: CliOutput, ids: readonly string[], a
 
 function receivedBefore(olderThan: string | undefined): number | undefined {
   if (olderThan === undefined) return undefined;
-  const ms = parseDuration(olderThan);
-  if (ms === undefined) throw new CliError(`--older-than ${JSON.stringify(olderThan)} is not an age; write e.g. 12h, 7d or 30d`, EXIT.usage);
-  return Date.now() - ms;
+  return Date.now() - olderThanMs(olderThan, '12h, 7d or 30d');
 }
 
 /** Ids go to the server in slices, well under the control socket's request limit. */

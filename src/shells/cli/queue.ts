@@ -4,12 +4,12 @@
 // themselves when no server runs (docs/decisions/0006-outbound-delivery.md).
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
-import { parseDuration } from '../../config/units.ts';
 import { inspectMessage, inspectSpool, type InspectedMessage } from '../../queue/inspect.ts';
 import { compileFilter, isEmptyFilter, messageState, MESSAGE_STATES, type MessageState, type QueueFilter } from '../../queue/filter.ts';
 import type { AdminOp } from '../../queue/admin.ts';
 import type { SpoolArea } from '../../queue/spool.ts';
 import { runQueueCommand } from '../../app/delivery.ts';
+import { age, olderThanMs } from './age.ts';
 import { confirm } from './confirm.ts';
 import { CliError, configFrom, EXIT } from './index.ts';
 import { createProgress } from './progress.ts';
@@ -37,9 +37,7 @@ function filterFrom(o: FilterOptions): QueueFilter {
   if (o.recipient !== undefined) f.recipient = o.recipient;
   if (o.domain !== undefined) f.domain = o.domain;
   if (o.olderThan !== undefined) {
-    const ms = parseDuration(o.olderThan);
-    if (ms === undefined) throw new CliError(`--older-than ${JSON.stringify(o.olderThan)} is not an age; write e.g. 30m, 6h or 2d`, EXIT.usage);
-    f.olderThanMs = ms;
+    f.olderThanMs = olderThanMs(o.olderThan, '30m, 6h or 2d');
   }
   if (o.state !== undefined) {
     if (!(MESSAGE_STATES as readonly string[]).includes(o.state)) throw new CliError(`--state ${JSON.stringify(o.state)} is not a state; use one of ${MESSAGE_STATES.join(', ')}`, EXIT.usage);
@@ -48,12 +46,6 @@ function filterFrom(o: FilterOptions): QueueFilter {
   return f;
 }
 
-function age(ms: number): string {
-  const m = Math.max(0, Math.floor(ms / 60_000));
-  if (m < 60) return `${m}m`;
-  if (m < 48 * 60) return `${Math.floor(m / 60)}h`;
-  return `${Math.floor(m / 1440)}d`;
-}
 
 function line(m: InspectedMessage, now: number): string {
   const e = m.envelope;
