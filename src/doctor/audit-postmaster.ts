@@ -3,6 +3,7 @@
 // directory is handed in by the caller (doctor does not import the directory layer itself).
 import { existsSync } from 'node:fs';
 import type { Config } from '../config/load.ts';
+import { guardSettings } from '../config/guard-schema.ts';
 import type { Finding } from './finding.ts';
 
 /** What doctor needs of the directory (src/directory/directory.ts satisfies it). */
@@ -15,12 +16,13 @@ export interface RecipientDirectory {
 /** Opens the directory the config names, e.g. `openDirectory` of src/app/accounts.ts. */
 export type OpenDirectory = (config: Config) => RecipientDirectory;
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /** Whether the guard mails its alerts (checks.outbound-guard.alerts.postmaster, on by default). */
 function alertsByMail(config: Config): boolean {
-  const g = config.checks['outbound-guard'];
-  return !(isObj(g) && isObj(g.alerts) && g.alerts.postmaster === false);
+  try {
+    return guardSettings(config.checks, config.source).alerts.postmaster;
+  } catch {
+    return true; // bad options are reported when the config loads; assume the alerts go out
+  }
 }
 
 export function auditPostmaster(config: Config, open: OpenDirectory | undefined): Finding[] {
