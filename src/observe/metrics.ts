@@ -28,7 +28,8 @@ export interface MetricsOptions {
   readonly clock?: () => number;
 }
 
-const DECISIONS = new Set(['rejected', 'deferred', 'discarded', 'quarantined', 'queued']);
+/** Events that are a decision on mail at SMTP time. */
+export const DECISIONS: ReadonlySet<string> = new Set(['rejected', 'deferred', 'discarded', 'quarantined', 'queued']);
 // Remembered receipt times, for the latency of deliveries whose event does not carry it.
 const MAX_PENDING = 100_000;
 

@@ -6,7 +6,7 @@
 import type { Logger } from './log.ts';
 import type { Store } from '../store/store.ts';
 import { mailEvents, type MailEventBus, type PublishedEvent } from './events.ts';
-import { relayKinds } from './metrics.ts';
+import { DECISIONS, relayKinds } from './metrics.ts';
 
 const HOUR = 3_600_000;
 /** 7 days of hours, plus the current one. */
@@ -109,9 +109,10 @@ export interface StatsOptions {
 
 // Fields of a decision worth showing; anything else in the event stays in the log.
 const DECISION_FIELDS = ['session', 'queueId', 'client', 'proxy', 'listener', 'login', 'helo', 'from', 'to', 'rcpt', 'stage', 'check', 'reason', 'reply', 'relay', 'transport', 'result', 'name', 'breaker', 'state'] as const;
-const DECISION_EVENTS = new Set(['rejected', 'deferred', 'discarded', 'quarantined', 'queued', 'delivered', 'bounced', 'breaker']);
+// The SMTP decisions metrics count, plus what happened to mail afterwards.
+const DECISION_EVENTS = new Set([...DECISIONS, 'delivered', 'bounced', 'breaker']);
 
-const emptyBucket = (): Bucket => ({ counts: { accepted: 0, relayed: 0, rejected: 0, deferred: 0, discarded: 0, quarantined: 0, delivered: 0, bounced: 0 }, rejectedBy: new Map(), logins: new Map(), clients: new Map() });
+const emptyBucket = (): Bucket => ({ counts: Object.fromEntries(COUNTS.map((c) => [c, 0])) as Record<CountName, number>, rejectedBy: new Map(), logins: new Map(), clients: new Map() });
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 const list = (v: unknown): string[] => (typeof v === 'string' ? [v] : Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
 
