@@ -8,6 +8,7 @@ import type { Queue } from './queue.ts';
 import { messageDueAt } from './schedule.ts';
 import type { RecipientState } from './envelope.ts';
 import type { Spool, SpooledMessage, StateUpdate } from './spool.ts';
+import { createGate } from './gate.ts';
 import { compileFilter, type QueueFilter } from './filter.ts';
 
 export type AdminOp = 'hold' | 'release' | 'delete' | 'flush' | 'requeue';
@@ -221,38 +222,26 @@ export class QueueAdmin {
 
   /** hold, release, flush and requeue: one message at a time each, up to PARALLEL at once. */
   async #each(op: AdminOp, batches: AsyncGenerator<Target[]>, result: AdminResult, progress?: (r: AdminResult) => void): Promise<void> {
-    // A counting gate, not Promise.race over the pending set: that would attach a handler to
-    // every pending promise for every message (hundreds of thousands of times).
-    let active = 0;
-    let wake: (() => void) | undefined;
-    let drained: (() => void) | undefined;
+    const gate = createGate(PARALLEL);
     let lastProgress = Date.now();
     for await (const batch of batches) {
       for (const t of batch) {
         result.matched++;
-        active++;
-        void this.#apply(op, t)
-          .then(
+        await gate.run(() =>
+          this.#apply(op, t).then(
             (changed) => {
               if (changed) result.changed++;
             },
             (err: unknown) => this.#log.error({ event: 'queue-admin-error', op, queueId: t.id, err }, `queue ${op} failed for one message`),
-          )
-          .finally(() => {
-            active--;
-            const w = wake;
-            wake = undefined;
-            w?.();
-            if (active === 0) drained?.();
-          });
-        if (active >= PARALLEL) await new Promise<void>((r) => (wake = r));
+          ),
+        );
         if (progress && Date.now() - lastProgress >= PROGRESS_EVERY_MS) {
           lastProgress = Date.now();
           progress({ ...result });
         }
       }
     }
-    if (active > 0) await new Promise<void>((r) => (drained = r));
+    await gate.drain();
   }
 
   async #apply(op: AdminOp, t: Target): Promise<boolean> {

@@ -13,6 +13,7 @@ import { loadMessageSync, SpoolCorruptError, BodyStream } from './reader.ts';
 import type { Queue } from './queue.ts';
 import { messageDueAt } from './schedule.ts';
 import type { Spool, SpooledMessage } from './spool.ts';
+import { createGate } from './gate.ts';
 
 export type QuarantineOp = 'release' | 'delete';
 export const QUARANTINE_OPS: readonly QuarantineOp[] = ['release', 'delete'];
@@ -46,18 +47,17 @@ export class QuarantineAdmin {
   async run(op: QuarantineOp, sel: QuarantineSelection, progress?: (r: AdminResult) => void): Promise<AdminResult> {
     const result: AdminResult = { matched: 0, changed: 0, missing: 0 };
     let lastProgress = this.#clock();
-    const running = new Set<Promise<void>>();
+    const gate = createGate(PARALLEL);
     const submit = async (m: SpooledMessage): Promise<void> => {
       result.matched++;
-      const p = this.#apply(op, m).then(
-        (changed) => {
-          if (changed) result.changed++;
-        },
-        (err: unknown) => this.#log.error({ event: 'quarantine-admin-error', op, queueId: m.envelope.id, err: String(err) }, `quarantine ${op} failed for one message`),
+      await gate.run(() =>
+        this.#apply(op, m).then(
+          (changed) => {
+            if (changed) result.changed++;
+          },
+          (err: unknown) => this.#log.error({ event: 'quarantine-admin-error', op, queueId: m.envelope.id, err: String(err) }, `quarantine ${op} failed for one message`),
+        ),
       );
-      const tracked = p.finally(() => running.delete(tracked));
-      running.add(tracked);
-      if (running.size >= PARALLEL) await Promise.race(running);
       if (progress && this.#clock() - lastProgress >= PROGRESS_EVERY_MS) {
         lastProgress = this.#clock();
         progress({ ...result });
@@ -75,7 +75,7 @@ export class QuarantineAdmin {
         if (sel.receivedBefore === undefined || m.envelope.receivedAt < sel.receivedBefore) await submit(m);
       }
     }
-    await Promise.all(running);
+    await gate.drain();
     this.#log.info({ event: 'quarantine-admin', op, ...result, ...(sel.ids ? { ids: sel.ids.length } : {}), ...(sel.receivedBefore !== undefined ? { receivedBefore: new Date(sel.receivedBefore).toISOString() } : {}) }, `quarantine ${op}: ${result.changed} of ${result.matched} message(s)`);
     return result;
   }
