@@ -61,10 +61,14 @@ test('dashboard: charts, figures, the incident shape and a working Release butto
   t.after(() => admin.close());
 
   const profile = mkdtempSync(path.join(tmpdir(), 'mailward-chromium-'));
-  t.after(() => rmSync(profile, { recursive: true, force: true }));
   // A persistent context is how playwright takes a fresh --user-data-dir.
   const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1300, height: 900 } });
-  t.after(() => browser.close());
+  // One hook, in this order: after-hooks run in registration order, and removing the profile while
+  // chromium still writes into it fails with ENOTEMPTY (it did in CI). Retries cover late writers.
+  t.after(async () => {
+    await browser.close();
+    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+  });
   const page = browser.pages()[0] ?? (await browser.newPage());
   const failures: string[] = [];
   const watch = (p: typeof page): void => {
