@@ -1,11 +1,11 @@
 // The composition root: the one place that builds every implementation from the config — the
 // directory, the state store, the spool, queue and delivery worker, the compiled pipeline, TLS,
 // and one listener per configured port — and tears them down again in order.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { Resolver } from 'node:dns/promises';
-import tls from 'node:tls';
 import type { Config } from '../config/load.ts';
-import { ConfigError } from '../config/errors.ts';
 import type { Logger } from '../observe/log.ts';
 import { silentLogger } from '../observe/log.ts';
 import { ALL_CHECKS } from '../checks/index.ts';
@@ -20,10 +20,8 @@ import { Spool } from '../queue/spool.ts';
 import { Queue } from '../queue/queue.ts';
 import { Worker } from '../delivery/worker.ts';
 import { buildDelivery } from './delivery.ts';
-import { startListener, type Listener } from '../ingress/listener.ts';
-import { createSessionHandler, type SpoolPort } from '../ingress/session.ts';
-import type { ProtocolOptions } from '../ingress/smtp/types.ts';
-import { ensureSelfSignedCertificate } from '../ingress/selfsigned.ts';
+import { startListener, type AdmittedConnection, type Listener } from '../ingress/listener.ts';
+import type { SpoolPort } from '../ingress/session.ts';
 import { openDirectory } from './accounts.ts';
 import { buildLive, needsRestart, type LiveState } from './live.ts';
 import { guardSettings } from '../config/guard-schema.ts';
@@ -34,7 +32,9 @@ import { guardedTransport } from '../delivery/guarded-transport.ts';
 import { QueueAdmin } from '../queue/admin.ts';
 import { MailStats } from '../observe/stats.ts';
 import { Metrics } from '../observe/metrics.ts';
-import { TunnelDetector } from '../doctor/tunnel.ts';
+import { TunnelDetector, type TunnelSuspect } from '../doctor/tunnel.ts';
+import { AcceptorPool } from './acceptors.ts';
+import { loadTlsContext, protocolOptions, sessionFactory, type SessionParts } from './sessions.ts';
 import { startAdmin } from '../shells/admin/server.ts';
 import { guardControlFrom, queueControlFrom } from '../shells/admin/controls.ts';
 import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
@@ -87,26 +87,9 @@ export function compileChecks(config: Config): CompiledPipeline {
   return compilePipeline(config, createRegistry(ALL_CHECKS), env);
 }
 
-function loadTlsContext(config: Config, log: Logger): Promise<tls.SecureContext> | tls.SecureContext {
-  if (config.tls.cert && config.tls.key) {
-    const read = (file: string, key: 'tls.cert' | 'tls.key'): Buffer => {
-      try {
-        return readFileSync(file);
-      } catch (err) {
-        throw new ConfigError(config.source, [{ path: key, message: `cannot read ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, fix: 'point it at a readable PEM file' }]);
-      }
-    };
-    try {
-      return tls.createSecureContext({ cert: read(config.tls.cert, 'tls.cert'), key: read(config.tls.key, 'tls.key'), minVersion: 'TLSv1.2' });
-    } catch (err) {
-      if (err instanceof ConfigError) throw err;
-      throw new ConfigError(config.source, [{ path: 'tls.cert', message: `the certificate and key cannot be used together: ${String(err)}`, fix: 'give the certificate chain and its private key, both PEM' }]);
-    }
-  }
-  return ensureSelfSignedCertificate(config.paths.tls, config.hostname).then(({ certPath, keyPath, created }) => {
-    log.warn({ event: 'tls-self-signed', cert: certPath, created }, `no tls.cert configured: using a self-signed certificate for ${config.hostname} (fine for testing; set tls.cert and tls.key for the internet)`);
-    return tls.createSecureContext({ cert: readFileSync(certPath), key: readFileSync(keyPath), minVersion: 'TLSv1.2' });
-  });
+/** `workers` as a number: "auto" is one acceptor per core, and one core means no acceptors. */
+export function workerCount(config: Config): number {
+  return config.workers === 'auto' ? availableParallelism() : config.workers;
 }
 
 export async function startMailward(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
@@ -139,12 +122,15 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     const metrics = new Metrics({ queueStats: spoolQueueStats(config.paths.spool) });
     const unsubscribe = [stats.attach(), metrics.attach()];
     cleanups.push(() => unsubscribe.forEach((off) => off()));
+    // Set once the acceptors run: they learn of every suspect this process's detector finds.
+    let onSuspect: (s: TunnelSuspect) => void = () => undefined;
     const tunnels = new TunnelDetector({
       clock,
       log,
       onSuspect: (suspect) => {
         stats.noteTunnel(suspect);
         metrics.tunnelSuspected();
+        onSuspect(suspect);
       },
     });
     const shared = { log, clock, dns, store, directory, tunnels };
@@ -206,61 +192,42 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       enqueued: () => undefined,
     };
 
+    // With more than one worker the sessions run in acceptor processes (acceptors.ts); this
+    // process keeps the sockets, the limits, the queue and delivery.
+    const workers = workerCount(config);
+    let acceptors: AcceptorPool | undefined;
+    if (workers > 1) {
+      acceptors = await AcceptorPool.start({
+        config,
+        count: workers,
+        log,
+        committed: (envelope, area, written) => spool.adoptCommitted(envelope, area, written),
+        observed: (client, helo, domain) => tunnels.observe(client, helo, domain),
+      });
+      const pool = acceptors;
+      cleanups.push(() => pool.stop());
+      log.info({ event: 'acceptors', count: workers, pids: pool.pids }, `${workers} acceptor processes run the SMTP sessions`);
+    }
+    onSuspect = (suspect) => acceptors?.suspect(suspect);
+    const parts: SessionParts = { config, log, clock, directory, spool: spoolPort, tunnel: tunnels, live: () => live };
+
     const listeners = new Map<string, Listener>();
     // Listeners close first on stop: no new mail while the queue winds down.
     cleanups.push(async () => {
       await Promise.all([...listeners.values()].map((l) => l.close()));
     });
     for (const l of config.listeners) {
-      const protocol: ProtocolOptions = {
-        hostname: config.hostname,
-        banner: 'Mailward',
-        tls: secureContext,
-        implicitTls: l.implicitTls,
-        starttls: l.starttls,
-        auth: l.auth,
-        authWithoutTls: false,
-        requireAuth: l.requireAuth,
-        requireTls: l.requireTls,
-        maxMessageSize: config.limits.maxMessageSize,
-        maxRecipients: config.limits.maxRecipients,
-        maxLineLength: config.limits.maxLineLength,
-        maxBadCommands: config.limits.maxBadCommands,
-        maxCommands: config.limits.maxCommands,
-        greetingDelayMs: l.greetingDelayMs,
-        commandTimeoutMs: config.limits.commandTimeout,
-        dataTimeoutMs: config.limits.dataTimeout,
-        bareLineEndings: config.limits.bareLineEndings,
-        chunking: true,
-        smtputf8: true,
-      };
+      const pool = acceptors;
       const listener = await startListener({
         name: l.name,
         host: l.host,
         port: l.port,
-        protocol,
+        protocol: protocolOptions(config, l, secureContext),
         proxy: { trusted: l.proxyTrusted },
         maxConnections: config.limits.maxConnections,
         maxConnectionsPerClient: config.limits.maxConnectionsPerClient,
-        handlerFactory: () => {
-          const now = live;
-          return createSessionHandler({
-            log,
-            hostname: config.hostname,
-            listenerKind: l.kind,
-            checks: now.pipeline.get(l.name)!,
-            directory,
-            relay: now.relay,
-            spool: spoolPort,
-            auth: directory,
-            authGuard: now.authGuard,
-            tunnel: tunnels,
-            clock,
-            postmasterDomain: config.domains[0] ?? config.hostname,
-            // Mail from the world is classified; our own users' mail (submission) is not marked.
-            ...(l.kind === 'mx' ? { content: now.content } : {}),
-          });
-        },
+        handlerFactory: sessionFactory(l, parts),
+        ...(pool ? { serve: (socket: Socket, admitted: AdmittedConnection) => pool.serve(l.name, socket, admitted) } : {}),
         onEvent: (event, detail) => log.info({ event: 'listener', listener: l.name, kind: event, ...detail }, event),
       });
       listeners.set(l.name, listener);
@@ -285,6 +252,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
           return { restartNeeded };
         }
         live = buildLive(next, shared);
+        acceptors?.reload(next);
         log.info({ event: 'reload', applied: true, config: next.source, restartNeeded }, restartNeeded.length > 0 ? `config reloaded; restart to apply: ${restartNeeded.join(', ')}` : 'config reloaded');
         return { restartNeeded };
       },

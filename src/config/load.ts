@@ -31,6 +31,8 @@ export interface Config {
   readonly hostname: string;
   readonly domains: readonly string[];
   readonly dataDir: string;
+  /** Acceptor processes ("auto": one per core); see compose.ts workerCount. */
+  readonly workers: RawConfig['workers'];
   readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly directory: string; readonly store: string };
   readonly log: RawConfig['log'];
   readonly tls: { readonly cert?: string; readonly key?: string };
@@ -167,6 +169,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     hostname: raw.hostname ?? osHostname(),
     domains: [...new Set(raw.domains.map((d) => d.toLowerCase().replace(/\.$/, '')))],
     dataDir,
+    workers: raw.workers,
     paths: {
       spool: path.join(dataDir, 'spool'),
       mail: path.join(dataDir, 'mail'),

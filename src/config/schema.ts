@@ -81,6 +81,14 @@ export const ConfigSchema = z
     hostname: z.string().min(1).optional(),
     /** The mail domains this server receives mail for. */
     domains: z.array(z.string().min(1)).min(1).default(['localhost']),
+    /**
+     * Processes that run SMTP sessions: 1 (the default) runs everything in one process; N > 1
+     * forks N acceptor processes that run the sessions, their checks and the spool writes, while
+     * this process keeps the listening sockets, the connection limits, the queue and delivery;
+     * "auto" is one per CPU core. On 2 cores one process accepts more mail per second than three
+     * (docs/decisions/0012-acceptor-processes.md): measure with bench/smtp before raising it.
+     */
+    workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default(1),
     /** Folder for the spool, mailboxes, certificates and SQLite files. */
     dataDir: z.string().min(1).default('./data'),
     log: z

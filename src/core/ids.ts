@@ -11,6 +11,18 @@ const ID_RE = /^[0-9a-v]{17}$/;
 
 let lastTime = -1;
 let lastRandom = 0;
+// Processes that write into one spool (the primary and its acceptors) each draw from their own
+// slice of the random space, so two of them can never make the same id in one millisecond.
+let sliceStart = 0;
+let sliceSize = RANDOM_SPACE;
+
+/** Makes this process draw queue ids from slice `index` of `count` (0 ≤ index < count). */
+export function useQueueIdSlice(index: number, count: number): void {
+  if (!Number.isInteger(index) || !Number.isInteger(count) || count < 1 || index < 0 || index >= count) throw new Error(`queue id slice ${index} of ${count} does not exist`);
+  sliceSize = Math.floor(RANDOM_SPACE / count);
+  sliceStart = index * sliceSize;
+  lastTime = -1;
+}
 
 function encode(value: number, chars: number): string {
   let out = '';
@@ -33,13 +45,13 @@ export function newQueueId(now: number = Date.now()): string {
   if (time <= lastTime) {
     time = lastTime;
     random = lastRandom + 1;
-    if (random >= RANDOM_SPACE) {
+    if (random >= sliceStart + sliceSize) {
       time += 1;
-      random = randomInt(RANDOM_SPACE / 2);
+      random = sliceStart + randomInt(Math.floor(sliceSize / 2));
     }
   } else {
     // Start in the lower half so a burst within one millisecond has room to count up.
-    random = randomInt(RANDOM_SPACE / 2);
+    random = sliceStart + randomInt(Math.floor(sliceSize / 2));
   }
   lastTime = time;
   lastRandom = random;

@@ -103,6 +103,11 @@ export class TunnelDetector {
     this.#onSuspect?.(suspect);
   }
 
+  /** A suspect found by another process's detector (acceptor processes share the primary's). */
+  adopt(suspect: TunnelSuspect): void {
+    this.#suspects.set(suspect.address.toLowerCase(), suspect);
+  }
+
   isSuspect(address: string): boolean {
     const s = this.#suspects.get(address.toLowerCase());
     return s !== undefined && s.until > this.#clock();

@@ -9,22 +9,6 @@ import { SmtpConnection } from './smtp/connection.ts';
 import { HANDSHAKE_TIMEOUT_MS, upgradeToTls } from './smtp/tls.ts';
 import type { ConnectionInfo, ProtocolOptions, SessionHandler } from './smtp/types.ts';
 
-export interface ListenerOptions {
-  readonly name: string;
-  readonly host: string;
-  /** 0 picks a free port (tests). */
-  readonly port: number;
-  readonly protocol: ProtocolOptions;
-  /** Proxies allowed (and then required) to send a PROXY v1/v2 header: addresses or CIDR ranges. */
-  readonly proxy?: { readonly trusted: readonly string[]; readonly timeoutMs?: number };
-  readonly maxConnections: number;
-  readonly maxConnectionsPerClient: number;
-  handlerFactory(conn: ConnectionInfo): SessionHandler;
-  onEvent(event: string, detail: Record<string, unknown>): void;
-  /** How long close() waits for messages in flight before dropping them (default 10000 ms). */
-  readonly shutdownTimeoutMs?: number;
-}
-
 export interface Listener {
   readonly name: string;
   readonly port: number;
@@ -37,7 +21,7 @@ export interface Listener {
 
 const TOO_MANY_CONNECTIONS = reply(421, '4.7.0', 'Too many connections, try again later');
 const SHUTTING_DOWN = reply(421, '4.3.2', 'Service shutting down');
-const TEMP_FAILURE = reply(421, '4.3.0', 'Temporary failure, try again later');
+export const TEMP_FAILURE = reply(421, '4.3.0', 'Temporary failure, try again later');
 const LINGER_MS = 5000;
 
 let idCounter = 0;
@@ -89,7 +73,7 @@ function isTrusted(list: net.BlockList | undefined, address: string): boolean {
 }
 
 /** Sends a last reply and closes, reading (and dropping) input until the client goes. */
-function refuse(socket: Socket, r: SmtpReply): void {
+export function refuse(socket: Socket, r: SmtpReply): void {
   if (socket.destroyed) return;
   socket.end(formatReply(r));
   socket.resume();
@@ -98,28 +82,152 @@ function refuse(socket: Socket, r: SmtpReply): void {
   socket.once('close', () => clearTimeout(linger));
 }
 
-export async function startListener(opts: ListenerOptions): Promise<Listener> {
+/** One connection as admitted (limits counted, PROXY header read): what serving it needs. */
+export interface AdmittedConnection {
+  readonly info: ConnectionInfo;
+  /** Bytes read past a PROXY header; they belong to the SMTP stream. */
+  readonly rest?: Buffer;
+  /** Refuse with this after the TLS handshake (so an implicit-TLS client can read it). */
+  readonly refusal?: SmtpReply;
+}
+
+export interface SessionHostOptions {
+  readonly name: string;
+  readonly protocol: ProtocolOptions;
+  handlerFactory(conn: ConnectionInfo): SessionHandler;
+  onEvent(event: string, detail: Record<string, unknown>): void;
+  /** How long close() waits for messages in flight before dropping them (default 10000 ms). */
+  readonly shutdownTimeoutMs?: number;
+}
+
+/**
+ * Runs the SMTP sessions of admitted connections: implicit TLS, the handler, the protocol engine.
+ * Apart from the listener so that an acceptor process can run sessions for connections its
+ * primary admitted (app/acceptors.ts).
+ */
+export interface SessionHost {
+  /** Resolves when the session is over (never rejects). */
+  serve(socket: Socket, admitted: AdmittedConnection): Promise<void>;
+  /** Ends idle sessions with 421 4.3.2 and waits (bounded) for the rest; refuses new ones. */
+  close(): Promise<void>;
+  readonly sessions: number;
+}
+
+export function createSessionHost(opts: SessionHostOptions): SessionHost {
   const protocol = opts.protocol;
   const tlsContext = protocol.tls;
   if (protocol.implicitTls && !tlsContext) {
     throw new Error(`listener ${opts.name}: implicitTls is on but no TLS certificate is configured; configure a certificate and key or turn implicitTls off`);
   }
-  const trusted = buildTrustList(opts.proxy?.trusted ?? []);
-  const proxyTimeoutMs = opts.proxy?.timeoutMs ?? 5000;
   const handshakeMs = Math.min(protocol.commandTimeoutMs, HANDSHAKE_TIMEOUT_MS);
   const sessions = new Set<SmtpConnection>();
-  const pending = new Set<Socket>();
-  const perClient = new Map<string, number>();
-  let total = 0;
+  const sockets = new Set<Socket>();
   let closing = false;
+  const event = eventSink(opts);
 
-  const event = (name: string, detail: Record<string, unknown>): void => {
+  const run = async (socket: Socket, { info, rest, refusal }: AdmittedConnection): Promise<void> => {
+    if (rest && rest.length > 0) socket.unshift(rest);
+    let sock: Socket = socket;
+    if (protocol.implicitTls && tlsContext) {
+      // RFC 8314: TLS from the first byte (after the PROXY header, which precedes TLS).
+      try {
+        sock = await upgradeToTls(socket, tlsContext, handshakeMs);
+      } catch (err) {
+        event('tls-error', { peer: info.remoteAddress, error: err instanceof Error ? err.message : String(err) });
+        socket.destroy();
+        return;
+      }
+    }
+    if (refusal || closing) {
+      refuse(sock, refusal ?? SHUTTING_DOWN);
+      return;
+    }
+    let handler: SessionHandler;
+    try {
+      handler = opts.handlerFactory(info);
+    } catch (err) {
+      event('handler-error', { method: 'handlerFactory', session: info.id, error: err instanceof Error ? err.message : String(err) });
+      refuse(sock, TEMP_FAILURE);
+      return;
+    }
+    const session = new SmtpConnection(sock, info, protocol, handler);
+    sessions.add(session);
+    await session.done;
+    sessions.delete(session);
+  };
+
+  return {
+    get sessions() {
+      return sessions.size;
+    },
+    async serve(socket, admitted) {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      try {
+        await run(socket, admitted);
+      } catch (err) {
+        event('listener-error', { error: err instanceof Error ? err.message : String(err) });
+        socket.destroy();
+      }
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      for (const s of sessions) s.shutdown();
+      const all = (): Promise<unknown> => Promise.all([...sessions].map((s) => s.done));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([all(), new Promise<void>((resolve) => (timer = setTimeout(resolve, opts.shutdownTimeoutMs ?? 10_000)))]);
+      clearTimeout(timer);
+      for (const s of sessions) s.destroy('shutdown timeout');
+      await all();
+      // Give sockets that were ended a moment to deliver their last reply, then drop them.
+      const left = [...sockets].map((s) => new Promise((resolve) => s.once('close', resolve)));
+      await Promise.race([Promise.all(left), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+function eventSink(opts: { readonly name: string; onEvent(event: string, detail: Record<string, unknown>): void }) {
+  return (name: string, detail: Record<string, unknown>): void => {
     try {
       opts.onEvent(name, { listener: opts.name, ...detail });
     } catch {
       // Logging must never take the listener down.
     }
   };
+}
+
+export interface ListenerOptions extends SessionHostOptions {
+  readonly host: string;
+  /** 0 picks a free port (tests). */
+  readonly port: number;
+  /** Proxies allowed (and then required) to send a PROXY v1/v2 header: addresses or CIDR ranges. */
+  readonly proxy?: { readonly trusted: readonly string[]; readonly timeoutMs?: number };
+  readonly maxConnections: number;
+  readonly maxConnectionsPerClient: number;
+  /**
+   * Where admitted connections go: by default a session host in this process; an acceptor pool
+   * hands them to other processes (the socket is theirs then). Resolves when the session is over.
+   */
+  readonly serve?: (socket: Socket, admitted: AdmittedConnection) => Promise<void>;
+}
+
+/**
+ * Accepts TCP connections, reads PROXY headers from trusted proxies and counts the connection
+ * limits (all of it here, so limits hold across acceptor processes), then hands each connection
+ * to its session host.
+ */
+export async function startListener(opts: ListenerOptions): Promise<Listener> {
+  const host = opts.serve ? undefined : createSessionHost(opts);
+  const serve = opts.serve ?? ((socket: Socket, admitted: AdmittedConnection) => host!.serve(socket, admitted));
+  const trusted = buildTrustList(opts.proxy?.trusted ?? []);
+  const proxyTimeoutMs = opts.proxy?.timeoutMs ?? 5000;
+  const pending = new Set<Socket>();
+  const perClient = new Map<string, number>();
+  let total = 0;
+  let closing = false;
+  const event = eventSink(opts);
 
   const release = (address: string): void => {
     const n = (perClient.get(address) ?? 1) - 1;
@@ -145,6 +253,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
     let client = { address: peer, port: socket.remotePort ?? 0 };
     let local = { address: normalizeAddress(socket.localAddress ?? ''), port: socket.localPort ?? 0 };
     let header: ProxyHeader | undefined;
+    let rest: Buffer | undefined;
     let counted: string | undefined;
     try {
       if (isTrusted(trusted, peer)) {
@@ -153,7 +262,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
         try {
           const got = await readProxyHeader(socket, { timeoutMs: proxyTimeoutMs });
           header = got.header;
-          if (got.rest.length > 0) socket.unshift(got.rest);
+          rest = got.rest;
         } catch (err) {
           const reason = err instanceof ProxyParseError ? err.reason : String(err);
           event('proxy-error', { peer, reason });
@@ -173,23 +282,8 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
         perClient.set(client.address, (perClient.get(client.address) ?? 0) + 1);
         counted = client.address;
       }
-      let sock: Socket = socket;
-      if (protocol.implicitTls && tlsContext) {
-        // RFC 8314: TLS from the first byte (after the PROXY header, which precedes TLS).
-        try {
-          sock = await upgradeToTls(socket, tlsContext, handshakeMs);
-        } catch (err) {
-          event('tls-error', { peer: client.address, error: err instanceof Error ? err.message : String(err) });
-          socket.destroy();
-          return;
-        }
-      }
       if (closing) refusal = SHUTTING_DOWN;
-      if (refusal) {
-        refuse(sock, refusal);
-        return;
-      }
-      const conn: ConnectionInfo = {
+      const info: ConnectionInfo = {
         id: newSessionId(),
         listener: opts.name,
         remoteAddress: client.address,
@@ -198,19 +292,8 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
         localPort: local.port,
         ...(header ? { proxyPeer: peer, proxyVersion: header.version } : {}),
       };
-      let handler: SessionHandler;
-      try {
-        handler = opts.handlerFactory(conn);
-      } catch (err) {
-        event('handler-error', { method: 'handlerFactory', session: conn.id, error: err instanceof Error ? err.message : String(err) });
-        refuse(sock, TEMP_FAILURE);
-        return;
-      }
       pending.delete(socket);
-      const session = new SmtpConnection(sock, conn, protocol, handler);
-      sessions.add(session);
-      await session.done;
-      sessions.delete(session);
+      await serve(socket, { info, ...(rest && rest.length > 0 ? { rest } : {}), ...(refusal ? { refusal } : {}) });
     } finally {
       pending.delete(socket);
       total--;
@@ -219,7 +302,8 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
   };
 
   const sockets = new Set<Socket>();
-  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+  // Paused until served: a socket handed to another process must not have been read from here.
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: opts.serve !== undefined }, (socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     accept(socket).catch((err: unknown) => {
@@ -249,13 +333,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
       closing = true;
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const s of pending) s.destroy();
-      for (const s of sessions) s.shutdown();
-      const all = (): Promise<unknown> => Promise.all([...sessions].map((s) => s.done));
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([all(), new Promise<void>((resolve) => (timer = setTimeout(resolve, opts.shutdownTimeoutMs ?? 10_000)))]);
-      clearTimeout(timer);
-      for (const s of sessions) s.destroy('shutdown timeout');
-      await all();
+      await host?.close();
       // Give sockets that were ended a moment to deliver their last reply, then drop them.
       await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
       for (const s of sockets) s.destroy();

@@ -15,6 +15,20 @@ export interface LogOptions {
 // Never let a password or AUTH payload reach a log line, whatever object carries it.
 const REDACT = ['password', '*.password', 'pass', '*.pass', 'auth.credentials', 'authData'];
 
+/**
+ * The logger of an acceptor process: the same level and redaction, its lines written to `dest`
+ * (which hands them to the primary, so one process owns the log's destination).
+ */
+export function createForwardingLogger(level: string, dest: { write(line: string): void }): Logger {
+  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' }, base: { pid: process.pid } }, dest);
+}
+
+/** Writes lines that are already formatted (an acceptor's) to `log`'s own destination. */
+export function writeRawLines(log: Logger, text: string): void {
+  const dest = (log as unknown as Record<symbol, { write(s: string): void } | undefined>)[pino.symbols.streamSym];
+  dest?.write(text);
+}
+
 export function createLogger(opts: LogOptions): Logger {
   const fd = opts.fd ?? 1;
   const pretty = opts.format === 'pretty' || (opts.format === 'auto' && fd === 1 && process.stdout.isTTY);

@@ -8,16 +8,17 @@ import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import type { Logger } from '../observe/log.ts';
-import { isQueueId, newQueueId } from '../core/ids.ts';
-import { envelopeProblem, PENDING, type Envelope, type NewEnvelope, type RecipientState } from './envelope.ts';
+import { PENDING, type Envelope, type NewEnvelope, type RecipientState } from './envelope.ts';
 import { DirSyncer, fsyncPath } from './dirsync.ts';
-import { encodeHeader, encodeStateRecord, type StateUpdate } from './format.ts';
+import { encodeStateRecord, type StateUpdate } from './format.ts';
 import { DEFAULT_FRESH_CACHE_BYTES, FreshCache } from './fresh.ts';
 import { DeletionJournal, JOURNAL_BATCH } from './journal.ts';
 import { lockSpool } from './lock.ts';
 import { BodyStream, loadMessage, loadMessageSync, MemoryBodyStream, SpoolCorruptError, type LoadedMessage } from './reader.ts';
 import { Reaper } from './reaper.ts';
+import { isQueueId } from '../core/ids.ts';
 import { SpoolWriter, type CommittedBytes } from './writer.ts';
+import { beginMessage, bucketDirs, bucketOf, BUCKETS, SPOOL_AREAS, spoolPath, type IntakeSettings, type SpoolArea } from './intake.ts';
 
 export type { Envelope, EnvelopeClient, EnvelopeRecipient, NewEnvelope, RecipientState, RecipientStatus, TransportName } from './envelope.ts';
 export { isFinal } from './envelope.ts';
@@ -25,18 +26,7 @@ export type { StateUpdate } from './format.ts';
 export { SpoolCorruptError } from './reader.ts';
 export { SpoolWriter } from './writer.ts';
 
-/**
- * One sub-folder per base32hex digit: 400,000 messages are ~12,500 entries per folder. The folder
- * is the 8th id character, the arrival time in 32 ms steps modulo 32: messages that arrive together
- * share a folder, so their folder fsyncs coalesce, and a queue filled over more than about a second
- * spreads evenly over all 32 folders.
- */
-const BUCKETS = '0123456789abcdefghijklmnopqrstuv';
-const bucketOf = (id: string): string => id[7]!;
-/** The folders holding message files: scheduled ones, those an operator put on hold, and spam
- * kept in quarantine (`mailward quarantine`). Only queue/ is ever scheduled. */
-export type SpoolArea = 'queue' | 'hold' | 'quarantine';
-export const SPOOL_AREAS: readonly SpoolArea[] = ['queue', 'hold', 'quarantine'];
+export { SPOOL_AREAS, type SpoolArea } from './intake.ts';
 /** Longest stretch of synchronous header reads in list() before the event loop gets a turn. */
 const LIST_SLICE_MS = 4;
 /**
@@ -109,6 +99,7 @@ export class Spool {
   readonly #reaper: Reaper;
   /** Messages just committed from memory, for their first delivery pass (docs/decisions/0009). */
   readonly #fresh: FreshCache;
+  readonly #intake: IntakeSettings;
   #bodiesFromMemory = 0;
   #bodiesFromFile = 0;
   #closed = false;
@@ -123,6 +114,17 @@ export class Spool {
     this.#journal = journal;
     this.#deleted = deleted;
     this.#fresh = new FreshCache(opts.freshCacheBytes ?? DEFAULT_FRESH_CACHE_BYTES);
+    this.#intake = {
+      root: dir,
+      syncer: this.#syncer,
+      fsync: this.#fsync,
+      memoryLimit: this.#memoryLimit,
+      assertOpen: () => this.#assertOpen(),
+      committed: (e, area, written) => {
+        if (area === 'queue' && written) this.#keepFresh(e, written);
+        this.#emitChange({ kind: 'committed', envelope: e, area });
+      },
+    };
     this.#reaper = new Reaper({
       paths: (id, hint) => {
         const first = (SPOOL_AREAS as readonly string[]).includes(hint ?? '') ? (hint as SpoolArea) : 'queue';
@@ -151,7 +153,7 @@ export class Spool {
     let spool: Spool;
     try {
       for (const sub of ['incoming', ...SPOOL_AREAS, 'corrupt']) await mkdir(join(root, sub), { recursive: true, mode: 0o700 });
-      const buckets = SPOOL_AREAS.flatMap((area) => [...BUCKETS].map((b) => join(root, area, b)));
+      const buckets = bucketDirs(root);
       for (const d of buckets) await mkdir(d, { recursive: true, mode: 0o700 });
       const opened = await DeletionJournal.open(root, { fsync: opts.fsync ?? true });
       journal = opened.journal;
@@ -213,8 +215,7 @@ export class Spool {
 
   /** Where a message lives (in queue/, or in hold/ when `area` says so); for tests and operators. */
   messagePath(id: string, area: SpoolArea = 'queue'): string {
-    if (!isQueueId(id)) throw new Error(`not a queue id: ${JSON.stringify(id)}`);
-    return join(this.dir, area, bucketOf(id), id);
+    return spoolPath(this.dir, id, area);
   }
 
   /**
@@ -222,26 +223,16 @@ export class Spool {
    * `commit` — or `abort`.
    */
   begin(env: NewEnvelope): SpoolWriter {
-    this.#assertOpen();
-    const receivedAt = env.receivedAt ?? Date.now();
-    const envelope = { ...env, id: env.id ?? newQueueId(receivedAt), receivedAt };
-    // Refuse now what would be unreadable later: a message acknowledged but unreadable is lost.
-    const problem = envelopeProblem(envelope);
-    if (problem) throw new Error(`cannot queue message ${envelope.id}: ${problem}`);
-    return new SpoolWriter({
-      envelope,
-      header: encodeHeader(envelope),
-      tmpPath: join(this.dir, 'incoming', envelope.id),
-      pathFor: (area: SpoolArea) => this.messagePath(envelope.id, area),
-      syncer: this.#syncer,
-      fsync: this.#fsync,
-      memoryLimit: this.#memoryLimit,
-      assertOpen: () => this.#assertOpen(),
-      committed: (e: Envelope, area: 'queue' | 'quarantine', written?: CommittedBytes) => {
-        if (area === 'queue' && written) this.#keepFresh(e, written);
-        this.#emitChange({ kind: 'committed', envelope: e, area });
-      },
-    });
+    return beginMessage(this.#intake, env);
+  }
+
+  /**
+   * A message another process (an acceptor) committed into this spool: scheduled and catalogued
+   * exactly like one committed here.
+   */
+  adoptCommitted(envelope: Envelope, area: 'queue' | 'quarantine', written?: CommittedBytes): void {
+    if (this.#closed) return; // the file stays; the next start finds it
+    this.#intake.committed(envelope, area, written);
   }
 
   /** Calls `fn` after every durable change: commits, state records, moves and removals. */

@@ -155,9 +155,14 @@ test('virus: a real clamd over a unix socket and TCP — clean, infected, encode
 
   await t.test('past clamd StreamMaxLength: defer by default, pass with onError: pass; maxBytes streams only the start', async () => {
     const large = big(STREAM_MAX + 512 * 1024);
-    const refused = `clamd at ${clamd.unix} answered "INSTREAM size limit exceeded. ERROR"`;
-    assert.deepEqual(await scan({ clamd: clamd.unix }, large), { kind: 'defer', reply: Replies.tempFailure, reason: `virus: scan failed: ${refused}` });
-    assert.deepEqual(logs.at(-1)?.err, refused);
+    // clamd answers and closes while the rest is still being written: whether its answer or the
+    // write's EPIPE/ECONNRESET reaches us first is a race of the kernel's; both are a failed scan.
+    const refused = new RegExp(`^clamd at ${clamd.unix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?: answered "INSTREAM size limit exceeded\\. ERROR"|: (?:write )?(?:EPIPE|ECONNRESET|read ECONNRESET))$`);
+    const deferred = await scan({ clamd: clamd.unix }, large);
+    assert.equal(deferred.kind, 'defer');
+    assert.deepEqual(deferred.kind === 'defer' && deferred.reply, Replies.tempFailure);
+    assert.match(deferred.kind === 'defer' ? deferred.reason : '', new RegExp(`^virus: scan failed: ${refused.source.slice(1)}`));
+    assert.match(String(logs.at(-1)?.err), refused);
     assert.deepEqual(await scan({ clamd: clamd.unix, onError: 'pass' }, large), { kind: 'pass' });
     assert.equal(logs.at(-1)?.msg, 'virus scan failed; message passed unscanned (checks.virus.onError is pass)');
     assert.deepEqual(await scan({ clamd: clamd.unix, maxBytes: '512KB' }, large), { kind: 'pass' });

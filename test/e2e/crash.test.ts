@@ -1,7 +1,7 @@
 // kill -9 safety: clients send to a real server process; it is SIGKILLed while mail is still
 // arriving and being delivered; after a restart every message that got a 250 is delivered
 // exactly once, and nothing is delivered half-written or twice.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -44,6 +44,19 @@ function startProcess(configFile: string): Proc {
   return { child, mxPort, exited, logs };
 }
 
+async function waitForExit(pid: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    if (Date.now() > deadline) assert.fail(`acceptor ${pid} still runs 10 s after its primary was killed`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /** Sends messages one after another on new connections; records each id that got a 250. */
 async function client(port: number, name: string, count: number, acked: Set<string>, stop: { now: boolean }): Promise<void> {
   for (let i = 0; i < count && !stop.now; i++) {
@@ -67,10 +80,17 @@ async function client(port: number, name: string, count: number, acked: Set<stri
   }
 }
 
-test('crash: SIGKILL mid-traffic loses nothing acknowledged, delivers nothing twice or half', { timeout: 120_000 }, async (t) => {
+// With acceptor processes (workers: 2) the SIGKILL hits the primary only: its acceptors must go
+// with it, and what they acknowledged must be delivered after the restart all the same.
+for (const workers of [1, 2]) {
+  test(`crash (workers: ${workers}): SIGKILL mid-traffic loses nothing acknowledged, delivers nothing twice or half`, { timeout: 120_000 }, (t) => crashAndRecover(t, workers));
+}
+
+async function crashAndRecover(t: TestContext, workers: number): Promise<void> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'mailward-crash-'));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const raw = {
+    workers,
     hostname: 'mx.example.org',
     domains: ['example.org'],
     dataDir,
@@ -95,9 +115,13 @@ test('crash: SIGKILL mid-traffic loses nothing acknowledged, delivers nothing tw
     // Let traffic flow until a good number of fresh 250s arrived, then kill without warning.
     const deadline = Date.now() + 20_000;
     while (acked.size < before + 60 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const acceptors = (p.logs.find((l) => l.event === 'acceptors')?.pids as number[] | undefined) ?? [];
+    assert.equal(acceptors.length, workers > 1 ? workers : 0);
     p.child.kill('SIGKILL');
     stop.now = true;
     await p.exited;
+    // Orphaned acceptors notice their primary is gone and exit.
+    for (const pid of acceptors) await waitForExit(pid);
     await Promise.all(clients);
     assert.ok(acked.size >= before + 60, `round ${round}: only ${acked.size - before} messages acknowledged`);
   }
@@ -132,4 +156,4 @@ test('crash: SIGKILL mid-traffic loses nothing acknowledged, delivers nothing tw
   assert.deepEqual(twice, [], 'no message was delivered twice');
   // Messages whose 250 was lost with the connection may be delivered too, but only whole.
   assert.ok(messages.length >= acked.size);
-});
+}

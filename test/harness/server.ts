@@ -42,7 +42,7 @@ export const TEST_LISTENERS = {
 };
 
 export function testConfig(dataDir: string, extra: Record<string, unknown> = {}): Config {
-  return buildConfig({ hostname: 'mx.example.org', domains: ['example.org'], dataDir, listeners: TEST_LISTENERS, log: { level: 'debug', format: 'json' }, ...extra }, 'test config', dataDir);
+  return buildConfig({ hostname: 'mx.example.org', domains: ['example.org'], dataDir, workers: Number(process.env.MAILWARD_TEST_WORKERS ?? 1), listeners: TEST_LISTENERS, log: { level: 'debug', format: 'json' }, ...extra }, 'test config', dataDir);
 }
 
 export function maildirPath(root: string, address: string): string {

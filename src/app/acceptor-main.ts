@@ -1,0 +1,226 @@
+// An acceptor process (see acceptors.ts): runs the SMTP sessions of the connections its primary
+// hands it, with the same checks, store, directory and TLS certificate, and writes accepted mail
+// into the spool itself (fsync'd before the 250, as ever). It owns nothing else: no listening
+// socket, no queue, no delivery. It exits when told to stop or when its primary goes away.
+import type { Socket } from 'node:net';
+import type { Config } from '../config/load.ts';
+import { createForwardingLogger, type Logger } from '../observe/log.ts';
+import { mailEvents } from '../observe/events.ts';
+import { useQueueIdSlice } from '../core/ids.ts';
+import { TunnelDetector } from '../doctor/tunnel.ts';
+import { createSessionHost, type SessionHost } from '../ingress/listener.ts';
+import { SpoolIntake } from '../queue/intake.ts';
+import { openDirectory } from './accounts.ts';
+import { openStore } from './store.ts';
+import { buildLive, type LiveState } from './live.ts';
+import { createResolver } from './compose.ts';
+import { loadTlsContext, protocolOptions, sessionFactory } from './sessions.ts';
+import type { AcceptorBatch, FromAcceptor, ToAcceptor } from './acceptors.ts';
+
+/** Everything for the primary, gathered over one event-loop turn and sent as one message. */
+class Outbox {
+  #logs = '';
+  #events: Array<NonNullable<AcceptorBatch['events']>[number]> = [];
+  #observed: Array<NonNullable<AcceptorBatch['observed']>[number]> = [];
+  #commits: Array<NonNullable<AcceptorBatch['commits']>[number]> = [];
+  #closed: string[] = [];
+  #scheduled = false;
+
+  log(line: string): void {
+    this.#logs += line;
+    this.#schedule();
+  }
+  event(e: NonNullable<AcceptorBatch['events']>[number]): void {
+    this.#events.push(e);
+    this.#schedule();
+  }
+  observed(o: NonNullable<AcceptorBatch['observed']>[number]): void {
+    this.#observed.push(o);
+    this.#schedule();
+  }
+  commit(c: NonNullable<AcceptorBatch['commits']>[number]): void {
+    this.#commits.push(c);
+    this.#schedule();
+  }
+  closed(id: string): void {
+    this.#closed.push(id);
+    this.#schedule();
+  }
+  flush(): void {
+    this.#scheduled = false;
+    const b: AcceptorBatch = {
+      t: 'batch',
+      ...(this.#logs ? { logs: this.#logs } : {}),
+      ...(this.#events.length ? { events: this.#events } : {}),
+      ...(this.#observed.length ? { observed: this.#observed } : {}),
+      ...(this.#commits.length ? { commits: this.#commits } : {}),
+      ...(this.#closed.length ? { closed: this.#closed } : {}),
+    };
+    this.#logs = '';
+    this.#events = [];
+    this.#observed = [];
+    this.#commits = [];
+    this.#closed = [];
+    if (Object.keys(b).length > 1) send(b);
+  }
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => this.flush());
+  }
+}
+
+function send(m: FromAcceptor): void {
+  // After the primary went away there is no one to tell (the disconnect handler exits).
+  if (process.connected) process.send!(m);
+}
+
+const outbox = new Outbox();
+
+interface Running {
+  readonly log: Logger;
+  readonly hosts: Map<string, SessionHost>;
+  readonly tunnels: TunnelDetector;
+  setConfig(next: Config): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * An acceptor is itself one of several processes running in parallel: the spam check analyses in
+ * line instead of in a thread of its own (one thread fewer per core to share), unless
+ * checks.spam.workers says otherwise.
+ */
+function forAcceptor(config: Config): Config {
+  const spam = config.checks.spam;
+  if (spam !== undefined && (typeof spam !== 'object' || spam === null || 'workers' in spam)) return config;
+  return { ...config, checks: { ...config.checks, spam: { ...(spam ?? {}), workers: 0 } } };
+}
+
+async function start(given: Config, logLevel: string): Promise<Running> {
+  const config = forAcceptor(given);
+  const log = createForwardingLogger(logLevel, { write: (line) => outbox.log(line) });
+  mailEvents.subscribe((e) => outbox.event([e.event, e.fields, e.at]));
+  const cleanups: Array<() => unknown> = [];
+  const stopAll = async (): Promise<void> => {
+    for (const c of cleanups.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        log.error({ event: 'acceptor-stop-error', err: String(err) }, 'error while stopping an acceptor');
+      }
+    }
+  };
+  try {
+    // The primary made the certificate (when self-signed) before it started us: read it quietly.
+    const secureContext = await loadTlsContext(config, log, { quiet: true });
+    const directory = openDirectory(config);
+    cleanups.push(() => directory.close());
+    const store = await openStore(config, log);
+    cleanups.push(() => store.close());
+    const dns = createResolver(config);
+    // Suspects come from the primary's detector, which sees every acceptor's observations.
+    const tunnels = new TunnelDetector({ log });
+    const shared = { log, clock: Date.now, dns, store, directory, tunnels };
+    let live: LiveState = buildLive(config, shared);
+    const intake = new SpoolIntake(config.paths.spool, { fsync: config.queue.fsync, committed: (envelope, area, written) => outbox.commit(written ? [envelope, area, written.header.toString('latin1'), written.body.toString('latin1')] : [envelope, area]) });
+    cleanups.push(() => intake.close());
+    const parts = {
+      config,
+      log,
+      clock: Date.now,
+      directory,
+      spool: { begin: async (draft: Parameters<SpoolIntake['begin']>[0]) => intake.begin(draft), enqueued: () => undefined },
+      tunnel: { observe: (client: string, helo: string | undefined, domain: string | undefined) => outbox.observed([client, helo, domain]) },
+      live: () => live,
+    };
+    const hosts = new Map<string, SessionHost>();
+    for (const l of config.listeners) {
+      hosts.set(
+        l.name,
+        createSessionHost({
+          name: l.name,
+          protocol: protocolOptions(config, l, secureContext),
+          handlerFactory: sessionFactory(l, parts),
+          onEvent: (event, detail) => log.info({ event: 'listener', listener: l.name, kind: event, ...detail }, event),
+        }),
+      );
+    }
+    cleanups.push(() => Promise.all([...hosts.values()].map((h) => h.close())));
+    return {
+      log,
+      hosts,
+      tunnels,
+      setConfig: (next) => {
+        live = buildLive(forAcceptor(next), shared);
+      },
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+let running: Running | undefined;
+let stopping: Promise<void> | undefined;
+
+const stop = (code: number): void => {
+  stopping ??= (async () => {
+    await running?.stop();
+    outbox.flush();
+    // Exit once the last batch is out (disconnect waits for queued messages).
+    process.exitCode = code;
+    if (process.connected) process.disconnect();
+    // Anything still holding the event loop open (a client library's timer) must not keep a
+    // stopped acceptor alive.
+    setTimeout(() => process.exit(code), 1000).unref();
+  })();
+};
+
+process.on('message', (m: ToAcceptor, handle?: Socket) => {
+  switch (m.t) {
+    case 'init':
+      useQueueIdSlice(m.slice.index, m.slice.count);
+      start(m.config, m.logLevel).then(
+        (r) => {
+          running = r;
+          send({ t: 'ready' });
+        },
+        (err: unknown) => {
+          send({ t: 'failed', error: err instanceof Error ? err.message : String(err) });
+          stop(1);
+        },
+      );
+      return;
+    case 'conn': {
+      const host = running?.hosts.get(m.listener);
+      if (!handle) return;
+      if (!host || stopping) {
+        handle.destroy();
+        outbox.closed(m.info.id);
+        return;
+      }
+      const rest = m.rest !== undefined ? Buffer.from(m.rest, 'latin1') : undefined;
+      void host.serve(handle, { info: m.info, ...(rest ? { rest } : {}), ...(m.refusal ? { refusal: m.refusal } : {}) }).then(() => outbox.closed(m.info.id));
+      return;
+    }
+    case 'reload':
+      try {
+        running?.setConfig(m.config);
+      } catch (err) {
+        running?.log.error({ event: 'reload', applied: false, err: err instanceof Error ? err.message : String(err) }, 'acceptor could not apply the reloaded config; the running config stays in force');
+      }
+      return;
+    case 'suspect':
+      running?.tunnels.adopt(m.suspect);
+      return;
+    case 'stop':
+      stop(0);
+      return;
+  }
+});
+
+// The primary went away (a crash or kill -9): sessions cannot be handed on; stop at once.
+process.on('disconnect', () => {
+  if (!stopping) process.exit(0);
+});

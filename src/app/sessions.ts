@@ -1,0 +1,99 @@
+// What a listener's sessions are built from, in one place for both ways of running them: in the
+// server's own process (compose.ts) and in acceptor processes (acceptor-main.ts). The protocol
+// options come from the config; each new session reads the live state (reloadable) once.
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
+import { ConfigError } from '../config/errors.ts';
+import { ensureSelfSignedCertificate } from '../ingress/selfsigned.ts';
+import type { Config, ListenerConfig } from '../config/load.ts';
+import type { Logger } from '../observe/log.ts';
+import type { LocalDirectory } from '../pipeline/check.ts';
+import type { ProtocolOptions, SessionHandler } from '../ingress/smtp/types.ts';
+import { createSessionHandler, type Authenticator, type SpoolPort } from '../ingress/session.ts';
+import type { LiveState } from './live.ts';
+
+export function protocolOptions(config: Config, l: ListenerConfig, secureContext: tls.SecureContext): ProtocolOptions {
+  return {
+    hostname: config.hostname,
+    banner: 'Mailward',
+    tls: secureContext,
+    implicitTls: l.implicitTls,
+    starttls: l.starttls,
+    auth: l.auth,
+    authWithoutTls: false,
+    requireAuth: l.requireAuth,
+    requireTls: l.requireTls,
+    maxMessageSize: config.limits.maxMessageSize,
+    maxRecipients: config.limits.maxRecipients,
+    maxLineLength: config.limits.maxLineLength,
+    maxBadCommands: config.limits.maxBadCommands,
+    maxCommands: config.limits.maxCommands,
+    greetingDelayMs: l.greetingDelayMs,
+    commandTimeoutMs: config.limits.commandTimeout,
+    dataTimeoutMs: config.limits.dataTimeout,
+    bareLineEndings: config.limits.bareLineEndings,
+    chunking: true,
+    smtputf8: true,
+  };
+}
+
+export interface SessionParts {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly clock: () => number;
+  readonly directory: LocalDirectory & Authenticator;
+  readonly spool: SpoolPort;
+  readonly tunnel: { observe(clientAddress: string, helo: string | undefined, senderDomain: string | undefined): void };
+  /** The live state now (swapped by a reload). */
+  live(): LiveState;
+}
+
+/** The handler factory of listener `l`: one session handler per connection. */
+export function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandler {
+  const config = p.config;
+  return () => {
+    const now = p.live();
+    return createSessionHandler({
+      log: p.log,
+      hostname: config.hostname,
+      listenerKind: l.kind,
+      checks: now.pipeline.get(l.name)!,
+      directory: p.directory,
+      relay: now.relay,
+      spool: p.spool,
+      auth: p.directory,
+      authGuard: now.authGuard,
+      tunnel: p.tunnel,
+      clock: p.clock,
+      postmasterDomain: config.domains[0] ?? config.hostname,
+      // Mail from the world is classified; our own users' mail (submission) is not marked.
+      ...(l.kind === 'mx' ? { content: now.content } : {}),
+    });
+  };
+}
+
+/**
+ * The certificate the listeners offer: tls.cert and tls.key, or a self-signed pair made once in
+ * dataDir (`quiet`: an acceptor reading the pair its primary made does not warn again).
+ */
+export function loadTlsContext(config: Config, log: Logger, opts: { readonly quiet?: boolean } = {}): Promise<tls.SecureContext> | tls.SecureContext {
+  if (config.tls.cert && config.tls.key) {
+    const read = (file: string, key: 'tls.cert' | 'tls.key'): Buffer => {
+      try {
+        return readFileSync(file);
+      } catch (err) {
+        throw new ConfigError(config.source, [{ path: key, message: `cannot read ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, fix: 'point it at a readable PEM file' }]);
+      }
+    };
+    try {
+      return tls.createSecureContext({ cert: read(config.tls.cert, 'tls.cert'), key: read(config.tls.key, 'tls.key'), minVersion: 'TLSv1.2' });
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(config.source, [{ path: 'tls.cert', message: `the certificate and key cannot be used together: ${String(err)}`, fix: 'give the certificate chain and its private key, both PEM' }]);
+    }
+  }
+  return ensureSelfSignedCertificate(config.paths.tls, config.hostname).then(({ certPath, keyPath, created }) => {
+    if (!opts.quiet) log.warn({ event: 'tls-self-signed', cert: certPath, created }, `no tls.cert configured: using a self-signed certificate for ${config.hostname} (fine for testing; set tls.cert and tls.key for the internet)`);
+    return tls.createSecureContext({ cert: readFileSync(certPath), key: readFileSync(keyPath), minVersion: 'TLSv1.2' });
+  });
+}
