@@ -38,16 +38,17 @@ class Outbox {
     this.#observed.push(o);
     this.#schedule();
   }
+  /** Sent at once, before the session writes its 250: once the client has its 250, the primary
+   * has the message in its pipe even if this process dies the next moment. */
   commit(c: NonNullable<AcceptorBatch['commits']>[number]): void {
     this.#commits.push(c);
-    this.#schedule();
+    this.flush();
   }
   closed(id: string): void {
     this.#closed.push(id);
     this.#schedule();
   }
-  flush(): void {
-    this.#scheduled = false;
+  flush(done?: () => void): void {
     const b: AcceptorBatch = {
       t: 'batch',
       ...(this.#logs ? { logs: this.#logs } : {}),
@@ -61,18 +62,23 @@ class Outbox {
     this.#observed = [];
     this.#commits = [];
     this.#closed = [];
-    if (Object.keys(b).length > 1) send(b);
+    if (Object.keys(b).length > 1) send(b, done);
+    else done?.();
   }
   #schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
-    setImmediate(() => this.flush());
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.flush();
+    });
   }
 }
 
-function send(m: FromAcceptor): void {
+function send(m: FromAcceptor, done?: () => void): void {
   // After the primary went away there is no one to tell (the disconnect handler exits).
-  if (process.connected) process.send!(m);
+  if (process.connected) process.send!(m, undefined, {}, () => done?.());
+  else done?.();
 }
 
 const outbox = new Outbox();
@@ -167,8 +173,8 @@ let stopping: Promise<void> | undefined;
 const stop = (code: number): void => {
   stopping ??= (async () => {
     await running?.stop();
-    outbox.flush();
-    // Exit once the last batch is out (disconnect waits for queued messages).
+    // Disconnect only once the last batch is written: disconnect() drops what is still queued.
+    await new Promise<void>((resolve) => outbox.flush(resolve));
     process.exitCode = code;
     if (process.connected) process.disconnect();
     // Anything still holding the event loop open (a client library's timer) must not keep a
@@ -194,7 +200,11 @@ process.on('message', (m: ToAcceptor, handle?: Socket) => {
       return;
     case 'conn': {
       const host = running?.hosts.get(m.listener);
-      if (!handle) return;
+      if (!handle) {
+        // The socket closed before it could travel: its slot must be given back all the same.
+        outbox.closed(m.info.id);
+        return;
+      }
       if (!host || stopping) {
         handle.destroy();
         outbox.closed(m.info.id);

@@ -47,6 +47,13 @@ export interface AcceptorPoolOptions {
   readonly log: Logger;
   /** A commit an acceptor made: schedule it (Spool.adoptCommitted). */
   committed(envelope: Envelope, area: 'queue' | 'quarantine', written?: CommittedBytes): void;
+  /**
+   * An acceptor died unexpectedly at `since` or later: find what it committed but could not
+   * announce (Spool.adoptStray), so that no acknowledged message waits for a restart.
+   */
+  strays(since: number): Promise<number>;
+  /** Tunnel suspects now, for an acceptor that starts (or restarts) late. */
+  suspects(): TunnelSuspect[];
   /** One MAIL FROM seen by an acceptor (TunnelDetector.observe). */
   observed(clientAddress: string, helo: string | undefined, senderDomain: string | undefined): void;
   /** How long stop() waits for sessions in flight (as the listeners do). */
@@ -56,7 +63,10 @@ export interface AcceptorPoolOptions {
 interface Acceptor {
   readonly index: number;
   readonly child: ChildProcess;
+  readonly startedAt: number;
   ready: boolean;
+  /** The config it was started with (a reload before it was ready is sent again). */
+  config: Config;
   /** Sessions handed over and not reported closed: id → resolve. */
   readonly sessions: Map<string, () => void>;
 }
@@ -149,6 +159,7 @@ export class AcceptorPool {
     return new Promise<void>((resolve) => {
       a.sessions.set(admitted.info.id, resolve);
       a.child.send(msg, socket, { keepOpen: false }, (err) => {
+        // Sent: the handle is the acceptor's now (Node has taken it off this side's socket).
         if (!err) return;
         a.sessions.delete(admitted.info.id);
         this.#o.log.warn({ event: 'acceptor-handoff-failed', acceptor: a.index, session: admitted.info.id, err: err.message }, 'could not hand a connection to an acceptor process; refused with 421');
@@ -176,7 +187,8 @@ export class AcceptorPool {
     await Promise.all(
       this.#acceptors.map(async (a) => {
         if (!a || a.child.exitCode !== null || a.child.signalCode !== null) return;
-        const exited = new Promise<void>((resolve) => a.child.once('exit', () => resolve()));
+        // 'close', not 'exit': its last messages (commits) are read by then.
+        const exited = new Promise<void>((resolve) => a.child.once('close', () => resolve()));
         this.#send(a, { t: 'stop' });
         let timer: NodeJS.Timeout | undefined;
         const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), limit)));
@@ -203,7 +215,7 @@ export class AcceptorPool {
 
   #spawn(index: number): Promise<void> {
     const child = fork(ENTRY, [], { execArgv: childExecArgv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
-    const a: Acceptor = { index, child, ready: false, sessions: new Map() };
+    const a: Acceptor = { index, child, startedAt: Date.now(), ready: false, config: this.#config, sessions: new Map() };
     this.#acceptors[index] = a;
     return new Promise<void>((resolve, reject) => {
       // A send to a process that just went away reports here; its exit is handled below.
@@ -212,11 +224,15 @@ export class AcceptorPool {
         if (m.t === 'batch') this.#take(a, m);
         else if (m.t === 'ready') {
           a.ready = true;
+          // What it missed while starting: broadcasts go to ready acceptors only.
+          if (a.config !== this.#config) this.#send(a, { t: 'reload', config: this.#config });
+          for (const suspect of this.#o.suspects()) this.#send(a, { t: 'suspect', suspect });
           this.#o.log.info({ event: 'acceptor-ready', acceptor: index, pid: child.pid }, `acceptor process ${index} (pid ${child.pid}) serves`);
           resolve();
         } else if (m.t === 'failed') reject(new Error(m.error));
       });
-      child.once('exit', (code, signal) => {
+      // 'close' comes after the last message it sent was read.
+      child.once('close', (code, signal) => {
         a.ready = false;
         // Their sessions are gone with the process: the listener may count them free again.
         for (const done of a.sessions.values()) done();
@@ -224,6 +240,10 @@ export class AcceptorPool {
         reject(new Error(`acceptor process ${index} exited during start-up (code ${code}, signal ${signal})`));
         if (this.#stopping) return;
         this.#o.log.error({ event: 'acceptor-exit', acceptor: index, pid: child.pid, code, signal }, `acceptor process ${index} exited (code ${code}, signal ${signal}); starting a new one`);
+        this.#o.strays(a.startedAt).then(
+          (n) => n > 0 && this.#o.log.warn({ event: 'acceptor-strays', acceptor: index, adopted: n }, `${n} message(s) acceptor ${index} had committed without telling: scheduled`),
+          (err: unknown) => this.#o.log.error({ event: 'acceptor-strays', acceptor: index, err: String(err) }, 'could not look for messages the dead acceptor committed; they are picked up at the next start'),
+        );
         // Doubling pause between restarts, so a process that dies at once cannot spin.
         const wait = Math.min(30_000, 250 * 2 ** Math.min(this.#restarts++, 7));
         setTimeout(() => {

@@ -34,6 +34,7 @@ import { MailStats } from '../observe/stats.ts';
 import { Metrics } from '../observe/metrics.ts';
 import { TunnelDetector, type TunnelSuspect } from '../doctor/tunnel.ts';
 import { AcceptorPool } from './acceptors.ts';
+import { useQueueIdSlice } from '../core/ids.ts';
 import { loadTlsContext, protocolOptions, sessionFactory, type SessionParts } from './sessions.ts';
 import { startAdmin } from '../shells/admin/server.ts';
 import { guardControlFrom, queueControlFrom } from '../shells/admin/controls.ts';
@@ -197,12 +198,16 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     const workers = workerCount(config);
     let acceptors: AcceptorPool | undefined;
     if (workers > 1) {
+      // Slice 0 of the queue-id space is ours (bounces, alerts); the acceptors take the others.
+      useQueueIdSlice(0, workers + 1);
       acceptors = await AcceptorPool.start({
         config,
         count: workers,
         log,
         committed: (envelope, area, written) => spool.adoptCommitted(envelope, area, written),
         observed: (client, helo, domain) => tunnels.observe(client, helo, domain),
+        strays: (since) => spool.adoptStray(since, (id) => queue.lookup(id) !== undefined || queue.isInFlight(id)),
+        suspects: () => tunnels.suspects(),
       });
       const pool = acceptors;
       cleanups.push(() => pool.stop());

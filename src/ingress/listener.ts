@@ -122,10 +122,12 @@ export function createSessionHost(opts: SessionHostOptions): SessionHost {
   const handshakeMs = Math.min(protocol.commandTimeoutMs, HANDSHAKE_TIMEOUT_MS);
   const sessions = new Set<SmtpConnection>();
   const sockets = new Set<Socket>();
+  /** Sockets not yet in a session (TLS handshake): close() drops them at once. */
+  const starting = new Set<Socket>();
   let closing = false;
   const event = eventSink(opts);
 
-  const run = async (socket: Socket, { info, rest, refusal }: AdmittedConnection): Promise<void> => {
+  const run = async (socket: Socket, { info, rest, refusal }: AdmittedConnection, started: () => void): Promise<void> => {
     if (rest && rest.length > 0) socket.unshift(rest);
     let sock: Socket = socket;
     if (protocol.implicitTls && tlsContext) {
@@ -151,6 +153,7 @@ export function createSessionHost(opts: SessionHostOptions): SessionHost {
       return;
     }
     const session = new SmtpConnection(sock, info, protocol, handler);
+    started();
     sessions.add(session);
     await session.done;
     sessions.delete(session);
@@ -161,10 +164,17 @@ export function createSessionHost(opts: SessionHostOptions): SessionHost {
       return sessions.size;
     },
     async serve(socket, admitted) {
+      // A socket handed over from another process has no error listener yet: a reset must never
+      // become an uncaught exception (it would take every session of the process down).
+      if (socket.listenerCount('error') === 0) socket.on('error', (err: NodeJS.ErrnoException) => event('socket-error', { peer: admitted.info.remoteAddress, code: err.code, error: err.message }));
       sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
+      starting.add(socket);
+      socket.once('close', () => {
+        sockets.delete(socket);
+        starting.delete(socket);
+      });
       try {
-        await run(socket, admitted);
+        await run(socket, admitted, () => starting.delete(socket));
       } catch (err) {
         event('listener-error', { error: err instanceof Error ? err.message : String(err) });
         socket.destroy();
@@ -173,6 +183,7 @@ export function createSessionHost(opts: SessionHostOptions): SessionHost {
     async close() {
       if (closing) return;
       closing = true;
+      for (const s of starting) s.destroy();
       for (const s of sessions) s.shutdown();
       const all = (): Promise<unknown> => Promise.all([...sessions].map((s) => s.done));
       let timer: NodeJS.Timeout | undefined;
@@ -296,6 +307,8 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
       await serve(socket, { info, ...(rest && rest.length > 0 ? { rest } : {}), ...(refusal ? { refusal } : {}) });
     } finally {
       pending.delete(socket);
+      // A socket handed to another process never emits 'close' here (its handle left with it).
+      if (opts.serve) sockets.delete(socket);
       total--;
       if (counted !== undefined) release(counted);
     }

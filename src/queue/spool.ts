@@ -16,7 +16,7 @@ import { DeletionJournal, JOURNAL_BATCH } from './journal.ts';
 import { lockSpool } from './lock.ts';
 import { BodyStream, loadMessage, loadMessageSync, MemoryBodyStream, SpoolCorruptError, type LoadedMessage } from './reader.ts';
 import { Reaper } from './reaper.ts';
-import { isQueueId } from '../core/ids.ts';
+import { isQueueId, queueIdTime } from '../core/ids.ts';
 import { SpoolWriter, type CommittedBytes } from './writer.ts';
 import { beginMessage, bucketDirs, bucketOf, BUCKETS, SPOOL_AREAS, spoolPath, type IntakeSettings, type SpoolArea } from './intake.ts';
 
@@ -233,6 +233,26 @@ export class Spool {
   adoptCommitted(envelope: Envelope, area: 'queue' | 'quarantine', written?: CommittedBytes): void {
     if (this.#closed) return; // the file stays; the next start finds it
     this.#intake.committed(envelope, area, written);
+  }
+
+  /**
+   * Commits another process made that this one never heard of (an acceptor died between writing
+   * a message and telling us): every queue/ file with an id from `since` on that `known` does not
+   * know is announced as committed. Ids carry their arrival time, so older files are skipped
+   * without being read.
+   */
+  async adoptStray(since: number, known: (id: string) => boolean): Promise<number> {
+    let adopted = 0;
+    for (const b of BUCKETS) {
+      for (const name of await readdir(join(this.dir, 'queue', b))) {
+        if (!isQueueId(name) || queueIdTime(name) < since || known(name) || this.#deleted.has(name)) continue;
+        const m = await this.get(name);
+        if (!m || known(name)) continue;
+        this.#emitChange({ kind: 'committed', envelope: m.envelope, area: 'queue' });
+        adopted++;
+      }
+    }
+    return adopted;
   }
 
   /** Calls `fn` after every durable change: commits, state records, moves and removals. */

@@ -9,6 +9,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { dial, type Dialog } from '../harness/dial.ts';
 import { startServer, testConfig, type TestServer } from '../harness/server.ts';
+import { SpoolIntake } from '../../src/queue/intake.ts';
 
 const WORKERS = { workers: 2 };
 
@@ -124,4 +125,52 @@ test('acceptors: a killed acceptor is replaced and mail keeps flowing; a reload 
   assert.deepEqual(await Promise.all(Array.from({ length: 4 }, relayAttempt)), ['250', '250', '250', '250']);
   await sendOne(srv, 2);
   assert.equal((await srv.waitForMail('alice@example.org', 2)).length, 2);
+});
+
+test('acceptors: clients that reset refused connections do not take an acceptor down', async (t) => {
+  const srv = await startServer(t, { users: [['alice@example.org', 'alice password 1']], config: { ...WORKERS, limits: { maxConnectionsPerClient: 2 } } });
+  const pids = await acceptorPids(srv);
+  const open: Dialog[] = [];
+  t.after(() => open.forEach((c) => c.close()));
+  for (let i = 0; i < 2; i++) {
+    const c = await dial(srv.port('mx'));
+    open.push(c);
+    await c.expect('220');
+  }
+  // Over the limit: the acceptor answers 421 and lingers; the client resets at once.
+  for (let i = 0; i < 20; i++) {
+    const s = net.connect({ host: '127.0.0.1', port: srv.port('mx') });
+    await new Promise<void>((resolve) => s.once('connect', resolve));
+    s.resetAndDestroy();
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  assert.deepEqual(srv.logs.filter((l) => l.event === 'acceptor-exit'), []);
+  for (const pid of pids) process.kill(pid, 0); // both still run
+  open[0]!.say('QUIT');
+  await open[0]!.closed();
+  await srv.waitForLog((l) => l.event === 'disconnect');
+  await sendOne(srv, 1);
+});
+
+test('acceptors: a message an acceptor committed but could not announce is scheduled when it dies', async (t) => {
+  const srv = await startServer(t, { users: [['alice@example.org', 'alice password 1']], config: WORKERS });
+  const [victim] = await acceptorPids(srv);
+  // What an acceptor does up to its 250, without telling the primary (it dies right after).
+  const intake = new SpoolIntake(srv.config.paths.spool, { committed: () => undefined });
+  t.after(() => intake.close());
+  const w = intake.begin({
+    mailFrom: 'someone@example.net',
+    recipients: [{ address: 'alice@example.org', mailbox: 'alice@example.org', transport: 'local' }],
+    client: { address: '192.0.2.7', helo: 'stray.example.net', listener: 'mx', sessionId: 'stray' },
+    smtputf8: false,
+    body: '7BIT',
+  });
+  await w.write(Buffer.from('Subject: stray\r\n\r\ncommitted, never announced\r\n'));
+  await w.commit();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(srv.mailbox('alice@example.org').length, 0, 'not delivered while nobody knows of it');
+  process.kill(victim!, 'SIGKILL');
+  const [m] = await srv.waitForMail('alice@example.org', 1);
+  assert.match(m!, /committed, never announced/);
+  assert.equal((await srv.waitForLog((l) => l.event === 'acceptor-strays')).adopted, 1);
 });
