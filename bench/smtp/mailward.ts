@@ -110,6 +110,8 @@ export async function startMailwardServer(opts: MailwardOptions): Promise<Mailwa
     pipeline,
     checks,
     dns: { servers: [opts.dnsAddress], timeout: '2s' },
+    // Experiments on every Mailward of a run, e.g. BENCH_MAILWARD_CONFIG='{"store":{"backend":"redis",…}}'.
+    ...(process.env.BENCH_MAILWARD_CONFIG ? (JSON.parse(process.env.BENCH_MAILWARD_CONFIG) as Record<string, unknown>) : {}),
     ...opts.extraConfig,
   };
   const configPath = path.join(opts.root, 'mailward.yaml');
