@@ -230,6 +230,11 @@ process.on('message', (m: ToAcceptor, handle?: Socket) => {
   }
 });
 
+// Ctrl-C in a terminal and systemd's stop signal the whole process group: an acceptor stops
+// when its primary tells it to (after the listeners closed), or when the primary is gone — never
+// on its own, which would cut sessions short and look like a crash to the primary.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);
+
 // The primary went away (a crash or kill -9): sessions cannot be handed on; stop at once.
 process.on('disconnect', () => {
   if (!stopping) process.exit(0);

@@ -94,6 +94,19 @@ test('acceptors: a PROXY header and the TLS ClientHello behind it in one packet;
   }
 });
 
+test('acceptors: a signal to the whole process group (Ctrl-C, systemd) leaves the stopping to the primary', async (t) => {
+  const srv = await startServer(t, { users: [['alice@example.org', 'alice password 1']], config: WORKERS });
+  const pids = await acceptorPids(srv);
+  for (const pid of pids) for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.kill(pid, signal);
+  await new Promise((r) => setTimeout(r, 300));
+  for (const pid of pids) process.kill(pid, 0); // still there
+  assert.deepEqual(srv.logs.filter((l) => l.event === 'acceptor-exit'), []);
+  await sendOne(srv, 1);
+  await srv.stop();
+  // The primary's stop ends them, without an unexpected-exit line.
+  assert.deepEqual(srv.logs.filter((l) => l.event === 'acceptor-exit' || l.event === 'acceptor-kill'), []);
+});
+
 test('acceptors: a killed acceptor is replaced and mail keeps flowing; a reload reaches the new one too', async (t) => {
   const srv = await startServer(t, { users: [['alice@example.org', 'alice password 1']], config: WORKERS });
   const [first] = await acceptorPids(srv);
