@@ -5,7 +5,10 @@
 // their log lines arrive in the one log.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import tls from 'node:tls';
 import { dial, type Dialog } from '../harness/dial.ts';
 import { startServer, testConfig, type TestServer } from '../harness/server.ts';
@@ -26,8 +29,12 @@ async function sendOne(srv: TestServer, n: number): Promise<void> {
 
 const acceptorPids = (srv: TestServer): Promise<number[]> => srv.waitForLog((l) => l.event === 'acceptors').then((l) => l.pids as number[]);
 
-test('acceptors: parallel sessions run in two child processes, every message is delivered, their log lines reach the one log', async (t) => {
-  const srv = await startServer(t, { users: [['alice@example.org', 'alice password 1']], config: WORKERS });
+test('acceptors: parallel sessions run in two child processes, every message is delivered, their log lines and events reach the one log and /metrics', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mailward-acceptors-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const token = 'a-long-random-admin-token-0123456789';
+  writeFileSync(path.join(dir, 'token'), `${token}\n`);
+  const srv = await startServer(t, { users: [['alice@example.org', 'alice password 1']], config: { ...WORKERS, admin: { enabled: true, port: 0, tokenFile: path.join(dir, 'token') } } });
   const pids = await acceptorPids(srv);
   assert.equal(pids.length, 2);
   assert.equal(pids.includes(process.pid), false);
@@ -46,6 +53,10 @@ test('acceptors: parallel sessions run in two child processes, every message is 
   const delivered = srv.logs.filter((l) => l.event === 'delivered');
   assert.equal(delivered.length, 20);
   assert.deepEqual([...new Set(delivered.map((l) => l.pid))], [process.pid]);
+  // The acceptors' mail events feed this process's metrics.
+  const metrics = await (await fetch(`http://127.0.0.1:${srv.server.adminPort()}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+  assert.match(metrics, /^mailward_events_total\{event="queued",listener="mx"\} 20$/m);
+  assert.match(metrics, /^mailward_events_total\{event="connect",listener="mx"\} 20$/m);
 });
 
 test('acceptors: the per-client connection limit counts connections in every acceptor', async (t) => {
