@@ -14,8 +14,9 @@ import { openDirectory } from './accounts.ts';
 import { openStore } from './store.ts';
 import { buildLive, type LiveState } from './live.ts';
 import { createResolver } from './compose.ts';
-import { loadTlsContext, protocolOptions, sessionFactory } from './sessions.ts';
+import { loadTlsContext, sessionHostOptions, spoolPortOf } from './sessions.ts';
 import type { AcceptorBatch, FromAcceptor, ToAcceptor } from './acceptors.ts';
+import { Teardown } from './teardown.ts';
 
 /** Everything for the primary, gathered over one event-loop turn and sent as one message. */
 class Outbox {
@@ -106,16 +107,8 @@ async function start(given: Config, logLevel: string): Promise<Running> {
   const config = forAcceptor(given);
   const log = createForwardingLogger(logLevel, { write: (line) => outbox.log(line) });
   mailEvents.subscribe((e) => outbox.event([e.event, e.fields, e.at]));
-  const cleanups: Array<() => unknown> = [];
-  const stopAll = async (): Promise<void> => {
-    for (const c of cleanups.reverse()) {
-      try {
-        await c();
-      } catch (err) {
-        log.error({ event: 'acceptor-stop-error', err: String(err) }, 'error while stopping an acceptor');
-      }
-    }
-  };
+  const cleanups = new Teardown(log);
+  const stopAll = (): Promise<void> => cleanups.run();
   try {
     // The primary made the certificate (when self-signed) before it started us: read it quietly.
     const secureContext = await loadTlsContext(config, log, { quiet: true });
@@ -135,22 +128,12 @@ async function start(given: Config, logLevel: string): Promise<Running> {
       log,
       clock: Date.now,
       directory,
-      spool: { begin: async (draft: Parameters<SpoolIntake['begin']>[0]) => intake.begin(draft), enqueued: () => undefined },
+      spool: spoolPortOf(intake),
       tunnel: { observe: (client: string, helo: string | undefined, domain: string | undefined) => outbox.observed([client, helo, domain]) },
       live: () => live,
     };
     const hosts = new Map<string, SessionHost>();
-    for (const l of config.listeners) {
-      hosts.set(
-        l.name,
-        createSessionHost({
-          name: l.name,
-          protocol: protocolOptions(config, l, secureContext),
-          handlerFactory: sessionFactory(l, parts),
-          onEvent: (event, detail) => log.info({ event: 'listener', listener: l.name, kind: event, ...detail }, event),
-        }),
-      );
-    }
+    for (const l of config.listeners) hosts.set(l.name, createSessionHost(sessionHostOptions(l, parts, secureContext)));
     cleanups.push(() => Promise.all([...hosts.values()].map((h) => h.close())));
     return {
       log,

@@ -56,9 +56,10 @@ export interface AcceptorPoolOptions {
   suspects(): TunnelSuspect[];
   /** One MAIL FROM seen by an acceptor (TunnelDetector.observe). */
   observed(clientAddress: string, helo: string | undefined, senderDomain: string | undefined): void;
-  /** How long stop() waits for sessions in flight (as the listeners do). */
-  readonly shutdownTimeoutMs?: number;
 }
+
+/** How long stop() waits for an acceptor: its listeners' bounded close (10 s) and a margin. */
+const STOP_LIMIT_MS = 15_000;
 
 interface Acceptor {
   readonly index: number;
@@ -66,7 +67,7 @@ interface Acceptor {
   readonly startedAt: number;
   ready: boolean;
   /** The config it was started with (a reload before it was ready is sent again). */
-  config: Config;
+  readonly config: Config;
   /** Sessions handed over and not reported closed: id → resolve. */
   readonly sessions: Map<string, () => void>;
 }
@@ -129,11 +130,6 @@ export class AcceptorPool {
     return pool;
   }
 
-  /** Acceptors serving now (for tests and the log). */
-  get ready(): number {
-    return this.#acceptors.filter((a) => a?.ready).length;
-  }
-
   /** Process ids of the acceptors (for tests). */
   get pids(): number[] {
     return this.#acceptors.flatMap((a) => (a?.child.pid !== undefined ? [a.child.pid] : []));
@@ -142,17 +138,13 @@ export class AcceptorPool {
   /** Hands an admitted connection to the least busy acceptor; resolves when its session is over. */
   serve(listener: string, socket: Socket, admitted: AdmittedConnection): Promise<void> {
     let best: Acceptor | undefined;
-    for (const a of this.#acceptors) if (a?.ready && (!best || a.sessions.size < best.sessions.size)) best = a;
+    for (const a of this.#acceptors) if (a?.ready && a.child.connected && (!best || a.sessions.size < best.sessions.size)) best = a;
     if (!best || this.#stopping) {
       this.#o.log.error({ event: 'acceptor-unavailable', listener, session: admitted.info.id }, 'no acceptor process is running: connection refused with 421 (see the earlier acceptor-exit lines)');
       refuse(socket, TEMP_FAILURE);
       return Promise.resolve();
     }
     const a = best;
-    if (!a.child.connected) {
-      refuse(socket, TEMP_FAILURE);
-      return Promise.resolve();
-    }
     const extra = takeBuffered(socket, admitted.rest);
     const rest = extra.length > 0 ? extra.toString('latin1') : undefined;
     const msg: ToAcceptor = { t: 'conn', listener, info: admitted.info, ...(rest ? { rest } : {}), ...(admitted.refusal ? { refusal: admitted.refusal } : {}) };
@@ -183,7 +175,7 @@ export class AcceptorPool {
   /** Lets every acceptor finish its sessions (bounded, like a listener's close) and exit. */
   async stop(): Promise<void> {
     this.#stopping = true;
-    const limit = (this.#o.shutdownTimeoutMs ?? 10_000) + 5_000;
+    const limit = STOP_LIMIT_MS;
     await Promise.all(
       this.#acceptors.map(async (a) => {
         if (!a || a.child.exitCode !== null || a.child.signalCode !== null) return;

@@ -21,7 +21,6 @@ import { Queue } from '../queue/queue.ts';
 import { Worker } from '../delivery/worker.ts';
 import { buildDelivery } from './delivery.ts';
 import { startListener, type AdmittedConnection, type Listener } from '../ingress/listener.ts';
-import type { SpoolPort } from '../ingress/session.ts';
 import { openDirectory } from './accounts.ts';
 import { buildLive, needsRestart, type LiveState } from './live.ts';
 import { guardSettings } from '../config/guard-schema.ts';
@@ -34,8 +33,9 @@ import { MailStats } from '../observe/stats.ts';
 import { Metrics } from '../observe/metrics.ts';
 import { TunnelDetector, type TunnelSuspect } from '../doctor/tunnel.ts';
 import { AcceptorPool } from './acceptors.ts';
+import { Teardown } from './teardown.ts';
 import { useQueueIdSlice } from '../core/ids.ts';
-import { loadTlsContext, protocolOptions, sessionFactory, type SessionParts } from './sessions.ts';
+import { loadTlsContext, sessionHostOptions, spoolPortOf, type SessionParts } from './sessions.ts';
 import { startAdmin } from '../shells/admin/server.ts';
 import { guardControlFrom, queueControlFrom } from '../shells/admin/controls.ts';
 import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
@@ -97,17 +97,8 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
   const log = opts.log ?? silentLogger();
   const clock = opts.clock ?? Date.now;
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  const cleanups: Array<() => Promise<void> | void> = [];
-  const stopAll = async (): Promise<void> => {
-    for (const c of cleanups.reverse()) {
-      try {
-        await c();
-      } catch (err) {
-        log.error({ err: String(err) }, 'error while stopping');
-      }
-    }
-    cleanups.length = 0;
-  };
+  const cleanups = new Teardown(log);
+  const stopAll = (): Promise<void> => cleanups.run();
   try {
     const secureContext = await loadTlsContext(config, log);
     const directory = openDirectory(config);
@@ -187,12 +178,6 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     }
     if (recovered.scheduled > 0) log.info({ event: 'queue-recovered', ...recovered }, `picked up ${recovered.scheduled} queued message(s)`);
 
-    const spoolPort: SpoolPort = {
-      begin: async (draft) => spool.begin(draft),
-      // The queue hears of every commit from the spool itself.
-      enqueued: () => undefined,
-    };
-
     // With more than one worker the sessions run in acceptor processes (acceptors.ts); this
     // process keeps the sockets, the limits, the queue and delivery.
     const workers = workerCount(config);
@@ -214,7 +199,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       log.info({ event: 'acceptors', count: workers, pids: pool.pids }, `${workers} acceptor processes run the SMTP sessions`);
     }
     onSuspect = (suspect) => acceptors?.suspect(suspect);
-    const parts: SessionParts = { config, log, clock, directory, spool: spoolPort, tunnel: tunnels, live: () => live };
+    const parts: SessionParts = { config, log, clock, directory, spool: spoolPortOf(spool), tunnel: tunnels, live: () => live };
 
     const listeners = new Map<string, Listener>();
     // Listeners close first on stop: no new mail while the queue winds down.
@@ -224,16 +209,13 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     for (const l of config.listeners) {
       const pool = acceptors;
       const listener = await startListener({
-        name: l.name,
+        ...sessionHostOptions(l, parts, secureContext),
         host: l.host,
         port: l.port,
-        protocol: protocolOptions(config, l, secureContext),
         proxy: { trusted: l.proxyTrusted },
         maxConnections: config.limits.maxConnections,
         maxConnectionsPerClient: config.limits.maxConnectionsPerClient,
-        handlerFactory: sessionFactory(l, parts),
         ...(pool ? { serve: (socket: Socket, admitted: AdmittedConnection) => pool.serve(l.name, socket, admitted) } : {}),
-        onEvent: (event, detail) => log.info({ event: 'listener', listener: l.name, kind: event, ...detail }, event),
       });
       listeners.set(l.name, listener);
       log.info({ event: 'listening', listener: l.name, kind: l.kind, address: listener.address, port: listener.port }, `${l.name} listening on ${listener.address}:${listener.port}`);

@@ -11,8 +11,11 @@ import type { LocalDirectory } from '../pipeline/check.ts';
 import type { ProtocolOptions, SessionHandler } from '../ingress/smtp/types.ts';
 import { createSessionHandler, type Authenticator, type SpoolPort } from '../ingress/session.ts';
 import type { LiveState } from './live.ts';
+import type { SessionHostOptions } from '../ingress/listener.ts';
+import type { NewEnvelope } from '../queue/envelope.ts';
+import type { SpoolWriter } from '../queue/writer.ts';
 
-export function protocolOptions(config: Config, l: ListenerConfig, secureContext: tls.SecureContext): ProtocolOptions {
+function protocolOptions(config: Config, l: ListenerConfig, secureContext: tls.SecureContext): ProtocolOptions {
   return {
     hostname: config.hostname,
     banner: 'Mailward',
@@ -48,8 +51,24 @@ export interface SessionParts {
   live(): LiveState;
 }
 
+/** The session side of listener `l` — the same in this process and in an acceptor. */
+export function sessionHostOptions(l: ListenerConfig, p: SessionParts, secureContext: tls.SecureContext): SessionHostOptions {
+  return {
+    name: l.name,
+    protocol: protocolOptions(p.config, l, secureContext),
+    handlerFactory: sessionFactory(l, p),
+    onEvent: (event, detail) => p.log.info({ event: 'listener', listener: l.name, kind: event, ...detail }, event),
+  };
+}
+
+/** A spool's writing end (Spool or SpoolIntake) as the sessions use it. */
+export function spoolPortOf(spool: { begin(draft: NewEnvelope): SpoolWriter }): SpoolPort {
+  // The queue hears of every commit from the spool itself (or, for an acceptor, from its primary).
+  return { begin: async (draft) => spool.begin(draft), enqueued: () => undefined };
+}
+
 /** The handler factory of listener `l`: one session handler per connection. */
-export function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandler {
+function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandler {
   const config = p.config;
   return () => {
     const now = p.live();

@@ -110,7 +110,6 @@ export interface SessionHost {
   serve(socket: Socket, admitted: AdmittedConnection): Promise<void>;
   /** Ends idle sessions with 421 4.3.2 and waits (bounded) for the rest; refuses new ones. */
   close(): Promise<void>;
-  readonly sessions: number;
 }
 
 export function createSessionHost(opts: SessionHostOptions): SessionHost {
@@ -127,7 +126,7 @@ export function createSessionHost(opts: SessionHostOptions): SessionHost {
   let closing = false;
   const event = eventSink(opts);
 
-  const run = async (socket: Socket, { info, rest, refusal }: AdmittedConnection, started: () => void): Promise<void> => {
+  const run = async (socket: Socket, { info, rest, refusal }: AdmittedConnection): Promise<void> => {
     if (rest && rest.length > 0) socket.unshift(rest);
     let sock: Socket = socket;
     if (protocol.implicitTls && tlsContext) {
@@ -153,20 +152,17 @@ export function createSessionHost(opts: SessionHostOptions): SessionHost {
       return;
     }
     const session = new SmtpConnection(sock, info, protocol, handler);
-    started();
+    starting.delete(socket);
     sessions.add(session);
     await session.done;
     sessions.delete(session);
   };
 
   return {
-    get sessions() {
-      return sessions.size;
-    },
     async serve(socket, admitted) {
       // A socket handed over from another process has no error listener yet: a reset must never
       // become an uncaught exception (it would take every session of the process down).
-      if (socket.listenerCount('error') === 0) socket.on('error', (err: NodeJS.ErrnoException) => event('socket-error', { peer: admitted.info.remoteAddress, code: err.code, error: err.message }));
+      if (socket.listenerCount('error') === 0) reportErrors(socket, admitted.info.remoteAddress, event);
       sockets.add(socket);
       starting.add(socket);
       socket.once('close', () => {
@@ -174,7 +170,7 @@ export function createSessionHost(opts: SessionHostOptions): SessionHost {
         starting.delete(socket);
       });
       try {
-        await run(socket, admitted, () => starting.delete(socket));
+        await run(socket, admitted);
       } catch (err) {
         event('listener-error', { error: err instanceof Error ? err.message : String(err) });
         socket.destroy();
@@ -197,6 +193,11 @@ export function createSessionHost(opts: SessionHostOptions): SessionHost {
       for (const s of sockets) s.destroy();
     },
   };
+}
+
+/** Socket errors become listener events: never an uncaught exception. */
+function reportErrors(socket: Socket, peer: string | undefined, event: (name: string, detail: Record<string, unknown>) => void): void {
+  socket.on('error', (err: NodeJS.ErrnoException) => event('socket-error', { peer, code: err.code, error: err.message }));
 }
 
 function eventSink(opts: { readonly name: string; onEvent(event: string, detail: Record<string, unknown>): void }) {
@@ -248,7 +249,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
 
   const accept = async (socket: Socket): Promise<void> => {
     // Before anything else: a socket error must never become an uncaught exception.
-    socket.on('error', (err: NodeJS.ErrnoException) => event('socket-error', { peer: socket.remoteAddress, code: err.code, error: err.message }));
+    reportErrors(socket, socket.remoteAddress, event);
     const peer = normalizeAddress(socket.remoteAddress ?? '');
     if (closing) {
       refuse(socket, SHUTTING_DOWN);

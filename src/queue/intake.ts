@@ -33,6 +33,9 @@ export function bucketDirs(root: string): string[] {
   return SPOOL_AREAS.flatMap((area) => [...BUCKETS].map((b) => join(root, area, b)));
 }
 
+/** Bytes of a message kept in memory before it spills to its file in incoming/. */
+export const DEFAULT_MEMORY_LIMIT = 256 * 1024;
+
 export type CommitListener = (env: Envelope, area: 'queue' | 'quarantine', written?: CommittedBytes) => void;
 
 export interface IntakeSettings {
@@ -87,7 +90,7 @@ export class SpoolIntake {
       root,
       syncer,
       fsync,
-      memoryLimit: opts.memoryLimit ?? 256 * 1024,
+      memoryLimit: opts.memoryLimit ?? DEFAULT_MEMORY_LIMIT,
       assertOpen: () => {
         if (this.#closed) throw new Error(`spool intake ${root} is closed`);
       },

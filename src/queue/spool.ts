@@ -18,7 +18,7 @@ import { BodyStream, loadMessage, loadMessageSync, MemoryBodyStream, SpoolCorrup
 import { Reaper } from './reaper.ts';
 import { isQueueId, queueIdTime } from '../core/ids.ts';
 import { SpoolWriter, type CommittedBytes } from './writer.ts';
-import { beginMessage, bucketDirs, bucketOf, BUCKETS, SPOOL_AREAS, spoolPath, type IntakeSettings, type SpoolArea } from './intake.ts';
+import { beginMessage, bucketDirs, bucketOf, BUCKETS, DEFAULT_MEMORY_LIMIT, SPOOL_AREAS, spoolPath, type IntakeSettings, type SpoolArea } from './intake.ts';
 
 export type { Envelope, EnvelopeClient, EnvelopeRecipient, NewEnvelope, RecipientState, RecipientStatus, TransportName } from './envelope.ts';
 export { isFinal } from './envelope.ts';
@@ -108,7 +108,7 @@ export class Spool {
     this.dir = dir;
     this.#log = opts.log;
     this.#fsync = opts.fsync ?? true;
-    this.#memoryLimit = opts.memoryLimit ?? 256 * 1024;
+    this.#memoryLimit = opts.memoryLimit ?? DEFAULT_MEMORY_LIMIT;
     this.#syncer = new DirSyncer({ enabled: this.#fsync, coalesce: opts.groupCommit ?? true });
     this.#release = release;
     this.#journal = journal;
@@ -247,6 +247,7 @@ export class Spool {
       for (const name of await readdir(join(this.dir, 'queue', b))) {
         if (!isQueueId(name) || queueIdTime(name) < since || known(name) || this.#deleted.has(name)) continue;
         const m = await this.get(name);
+        // Asked again: the acceptor's own announcement may have arrived while the file was read.
         if (!m || known(name)) continue;
         this.#emitChange({ kind: 'committed', envelope: m.envelope, area: 'queue' });
         adopted++;
