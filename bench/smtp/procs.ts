@@ -3,22 +3,12 @@
 // the machine's description and load average, and child processes that are always cleaned up.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** A port that was free on 127.0.0.1 a moment ago (for servers that cannot bind port 0 and tell us). */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve());
-  });
-  const addr = srv.address();
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  if (addr === null || typeof addr === 'string') throw new Error('freePort: no address');
-  return addr.port;
-}
+export { freePort } from '../../test/harness/ports.ts';
 
 /** Waits until something accepts TCP connections on 127.0.0.1:port and sends a 220 greeting. */
 export async function waitForSmtp(port: number, timeoutMs = 30_000, what = `port ${port}`): Promise<void> {

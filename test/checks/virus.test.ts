@@ -17,6 +17,7 @@ import { virus, VirusOptions } from '../../src/checks/virus.ts';
 import { dial } from '../harness/dial.ts';
 import { startServer } from '../harness/server.ts';
 import { build, ctx, makeEnv } from './env.ts';
+import { freePort } from '../harness/ports.ts';
 
 const CLAMD = '/usr/sbin/clamd';
 const NO_CLAMD = existsSync(CLAMD) ? false : `${CLAMD} is missing: install Debian's clamav-daemon package (apt-get install --no-install-recommends clamav-daemon) to run this test`;
@@ -52,13 +53,6 @@ function message(text: string): MessageFacts {
   return { size: raw.length, headers: [], raw: async () => raw };
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 interface Clamd {
   readonly unix: string;

@@ -6,35 +6,12 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Spool } from '../../src/queue/spool.ts';
-import { Queue } from '../../src/queue/queue.ts';
-import { Worker } from '../../src/delivery/worker.ts';
 import { MaildirTransport } from '../../src/delivery/maildir.ts';
 import type { DeliverableMessage, Transport } from '../../src/delivery/transport.ts';
-import { captureLog, envelope, queueMessage, readAll, tempDir, type CapturedLog } from '../queue/helpers.ts';
+import { captureLog, envelope, queueMessage, readAll, startDelivery, tempDir, waitFor, type CapturedLog } from '../queue/helpers.ts';
 
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-async function start(t: TestContext, spool: Spool, cap: CapturedLog, transport: Transport) {
-  const queue = new Queue(spool, { log: cap.log, minBackoffMs: 40, maxBackoffMs: 80 });
-  const worker = new Worker({ spool, queue, transports: { local: transport }, log: cap.log });
-  await queue.start();
-  worker.start();
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    await worker.stop();
-    queue.stop();
-    await spool.close();
-  };
-  t.after(stop);
-  return stop;
+async function start(t: TestContext, spool: Spool, cap: CapturedLog, transport: Transport): Promise<() => Promise<void>> {
+  return (await startDelivery(t, spool, cap, { local: transport }, { maxBackoffMs: 80 })).stop;
 }
 
 const body = 'Subject: hello\r\n\r\nHi Bob\r\n';

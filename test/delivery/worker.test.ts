@@ -5,44 +5,14 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Spool, type NewEnvelope } from '../../src/queue/spool.ts';
-import { Queue, type QueueOptions } from '../../src/queue/queue.ts';
-import { Worker } from '../../src/delivery/worker.ts';
+import type { QueueOptions } from '../../src/queue/queue.ts';
 import { MaildirTransport } from '../../src/delivery/maildir.ts';
 import { remoteNotConfigured, type DeliverableMessage, type RecipientOutcome, type Transport } from '../../src/delivery/transport.ts';
-import { captureLog, envelope, queueMessage, readAll, tempDir, type CapturedLog } from '../queue/helpers.ts';
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-interface Rig {
-  spool: Spool;
-  queue: Queue;
-  worker: Worker;
-  stop(): Promise<void>;
-}
+import { captureLog, envelope, queueMessage, readAll, startDelivery, tempDir, waitFor, type CapturedLog, type DeliveryRig } from '../queue/helpers.ts';
 
 /** One "process life": spool, queue and worker on `dir`; stop() is the shutdown (or the crash). */
-async function start(t: TestContext, dir: string, cap: CapturedLog, transports: Record<string, Transport>, opts: Partial<QueueOptions> = {}): Promise<Rig> {
-  const spool = await Spool.open(join(dir, 'spool'), { log: cap.log });
-  const queue = new Queue(spool, { log: cap.log, minBackoffMs: 40, maxBackoffMs: 200, ...opts });
-  const worker = new Worker({ spool, queue, transports, log: cap.log });
-  await queue.start();
-  worker.start();
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    await worker.stop();
-    queue.stop();
-    await spool.close();
-  };
-  t.after(stop);
-  return { spool, queue, worker, stop };
+async function start(t: TestContext, dir: string, cap: CapturedLog, transports: Record<string, Transport>, opts: Partial<QueueOptions> = {}): Promise<DeliveryRig> {
+  return startDelivery(t, await Spool.open(join(dir, 'spool'), { log: cap.log }), cap, transports, opts);
 }
 
 async function spoolIds(spool: Spool): Promise<string[]> {

@@ -9,7 +9,7 @@ import { test, type TestContext } from 'node:test';
 import { Command } from 'commander';
 import { registerPolicyd } from '../../src/shells/cli/policyd.ts';
 import { policyClient, rcptRequest } from './helpers.ts';
-import net from 'node:net';
+import { freePort } from '../harness/ports.ts';
 
 function program(): Command {
   const p = new Command('mailward').option('-c, --config <file>').exitOverride();
@@ -38,13 +38,6 @@ function setup(t: TestContext, policyd: string): { dir: string; config: string }
   return { dir, config };
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 async function connectWhenUp(port: number): Promise<Awaited<ReturnType<typeof policyClient>>> {
   for (let i = 0; ; i++) {

@@ -4,8 +4,6 @@
 // exactly the messages the on-disk filter picks, on a mixed queue that changes while it runs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { appendFile, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,10 +16,9 @@ import { journalPath, parseJournal, readJournalSync } from '../../src/queue/jour
 import { Worker } from '../../src/delivery/worker.ts';
 import type { Transport } from '../../src/delivery/transport.ts';
 import { newQueueId } from '../../src/core/ids.ts';
-import { captureLog, envelope, queueMessage, readAll, tempDir } from './helpers.ts';
+import { captureLog, envelope, queueMessage, readAll, runUntilLines, tempDir, waitFor } from './helpers.ts';
 
 const child = fileURLToPath(new URL('./delete-journal-child.ts', import.meta.url));
-const repo = fileURLToPath(new URL('../../', import.meta.url));
 const SPAMMER = 'bulk@spam.example';
 const remote = (address: string, mailbox?: string) => ({ address, ...(mailbox ? { mailbox } : {}), transport: 'remote' as const });
 
@@ -36,14 +33,6 @@ async function listed(spool: Spool, area: SpoolArea = 'queue'): Promise<string[]
   const out: string[] = [];
   for await (const m of spool.list(area)) out.push(m.envelope.id);
   return out.sort();
-}
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** A transport that delivers everything and records which messages it was given. */
@@ -77,25 +66,9 @@ async function fill(dir: string, spam: number, good: number): Promise<{ spam: st
 
 /** Runs the child until it printed its result, then kills it with SIGKILL. */
 async function deleteAndKill(dir: string, mode: 'paused' | 'running'): Promise<number> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', child, dir, mode, SPAMMER], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = once(proc, 'exit');
-  await new Promise<void>((resolve, reject) => {
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('\n')) {
-        proc.kill('SIGKILL');
-        resolve();
-      }
-    });
-    proc.on('exit', () => reject(new Error(`child exited before it was killed: ${err}`)));
-  });
-  const [, signal] = (await exited) as [number | null, string | null];
-  assert.equal(signal, 'SIGKILL');
-  const m = /^deleted (\d+)\n/.exec(out);
-  assert.ok(m, `unexpected child output ${JSON.stringify(out)}`);
+  const [first] = await runUntilLines(child, [dir, mode, SPAMMER], 1);
+  const m = /^deleted (\d+)$/.exec(first ?? '');
+  assert.ok(m, `unexpected child output ${JSON.stringify(first)}`);
   return Number(m[1]);
 }
 

@@ -1,12 +1,20 @@
 // Shared pieces of the spool, queue and delivery tests: a temp folder removed after the test, a
-// logger that keeps its lines for assertions, and a typical envelope.
+// logger that keeps its lines for assertions, a typical envelope, polling for a condition, and a
+// queue + delivery worker over a spool.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { pino } from 'pino';
 import type { Logger } from '../../src/observe/log.ts';
 import type { NewEnvelope, Spool } from '../../src/queue/spool.ts';
+import { Queue, type QueueOptions } from '../../src/queue/queue.ts';
+import { Worker } from '../../src/delivery/worker.ts';
+import type { Transport } from '../../src/delivery/transport.ts';
 
 export async function tempDir(t: TestContext, prefix = 'mailward-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
@@ -50,4 +58,67 @@ export async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of stream) parts.push(c as Buffer);
   return Buffer.concat(parts);
+}
+
+/** Polls `cond` every 10 ms until it holds; fails naming `what` after `ms`. */
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export interface DeliveryRig {
+  readonly spool: Spool;
+  readonly queue: Queue;
+  readonly worker: Worker;
+  /** Stops worker, queue and spool once (the shutdown, or the "crash" between process lives). */
+  readonly stop: () => Promise<void>;
+}
+
+/** A queue and a delivery worker over `spool`, started, and stopped after the test. */
+export async function startDelivery(t: TestContext, spool: Spool, cap: CapturedLog, transports: Record<string, Transport>, opts: Partial<QueueOptions> = {}): Promise<DeliveryRig> {
+  const queue = new Queue(spool, { log: cap.log, minBackoffMs: 40, maxBackoffMs: 200, ...opts });
+  const worker = new Worker({ spool, queue, transports, log: cap.log });
+  await queue.start();
+  worker.start();
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await worker.stop();
+    queue.stop();
+    await spool.close();
+  };
+  t.after(stop);
+  return { spool, queue, worker, stop };
+}
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * Runs the test child `script` (through tsx) with `args` until it has printed `lines` complete
+ * lines, then kills it with SIGKILL — the crash — and returns the complete lines it printed.
+ */
+export async function runUntilLines(script: string, args: readonly string[], lines: number): Promise<string[]> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = once(proc, 'exit');
+  await new Promise<void>((resolve, reject) => {
+    proc.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.split('\n').length - 1 >= lines) {
+        proc.kill('SIGKILL');
+        resolve();
+      }
+    });
+    proc.on('exit', () => reject(new Error(`child exited before it was killed: ${err}`)));
+  });
+  const [, signal] = (await exited) as [number | null, string | null];
+  assert.equal(signal, 'SIGKILL');
+  // Only complete lines were acknowledged.
+  return out.split('\n').slice(0, -1);
 }

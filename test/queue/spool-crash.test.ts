@@ -2,38 +2,17 @@
 // commit() resolved; it is killed with SIGKILL; every printed id must then load intact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Spool } from '../../src/queue/spool.ts';
-import { captureLog, readAll, tempDir } from './helpers.ts';
+import { captureLog, readAll, runUntilLines, tempDir } from './helpers.ts';
 
 const child = fileURLToPath(new URL('./spool-crash-child.ts', import.meta.url));
-const repo = fileURLToPath(new URL('../../', import.meta.url));
 
-async function runAndKill(dir: string, killAfterLines: number): Promise<string[]> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', child, dir], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = once(proc, 'exit');
-  await new Promise<void>((resolve, reject) => {
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.split('\n').length - 1 >= killAfterLines) {
-        proc.kill('SIGKILL');
-        resolve();
-      }
-    });
-    proc.on('exit', () => reject(new Error(`child exited before it was killed: ${err}`)));
-  });
-  const [, signal] = (await exited) as [number | null, string | null];
-  assert.equal(signal, 'SIGKILL');
-  // Only complete lines were acknowledged.
-  return out.split('\n').slice(0, -1);
+function runAndKill(dir: string, killAfterLines: number): Promise<string[]> {
+  return runUntilLines(child, [dir], killAfterLines);
 }
 
 test('every message acknowledged before kill -9 is present and intact', async (t) => {
