@@ -24,6 +24,12 @@ export const PipelineEntry = z.union([
 ]);
 export type PipelineEntry = z.infer<typeof PipelineEntry>;
 
+/** The check a list entry names ("dnsbl" or { check: dnsbl, … }). */
+export const entryCheck = (e: PipelineEntry): string => (typeof e === 'string' ? e : e.check);
+
+/** The deadline of a list entry: its own timeout, else the config's checkTimeout. */
+export const entryTimeout = (e: PipelineEntry, checkTimeoutMs: number): number => (typeof e === 'string' ? checkTimeoutMs : (e.timeout ?? checkTimeoutMs));
+
 export const STAGES = ['connect', 'helo', 'mail', 'rcpt', 'data'] as const;
 export type Stage = (typeof STAGES)[number];
 

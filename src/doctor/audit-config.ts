@@ -4,6 +4,7 @@
 // PROXY protocol; AUTH or submission set up unsafely; outbound mail without a guard or TLS, or
 // with the guard placed where a permit skips it.
 import type { Config, ListenerConfig } from '../config/load.ts';
+import { entryCheck } from '../config/schema.ts';
 import type { Finding } from './finding.ts';
 import { auditGuardPlacement } from './audit-pipeline.ts';
 import { coversLoopback, isLoopbackHost, isPrivateHost, ownAddresses, ownAddressIn, parseRange, privateName, overlaps, rangeSize, type InterfaceMap } from './networks.ts';
@@ -158,7 +159,7 @@ export function placedChecks(config: Config): Set<string> {
   const names = new Set<string>();
   for (const l of config.listeners) {
     for (const list of Object.values(l.pipeline)) {
-      for (const e of list) names.add(typeof e === 'string' ? e : e.check);
+      for (const e of list) names.add(entryCheck(e));
     }
   }
   return names;

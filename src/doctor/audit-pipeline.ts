@@ -3,7 +3,7 @@
 // permit-login ends the list for every logged-in client, so a stolen login would meet no breaker.
 import type { Config, ListenerConfig } from '../config/load.ts';
 import { rateLimitSettings, type RuleCount } from '../config/guard-schema.ts';
-import type { PipelineEntry, Stage } from '../config/schema.ts';
+import { entryCheck, type PipelineEntry, type Stage } from '../config/schema.ts';
 import { ALL_CHECKS } from '../checks/index.ts';
 import { parseAction } from '../checks/lib/access-map.ts';
 import type { Finding } from './finding.ts';
@@ -16,7 +16,6 @@ const COUNTED: Partial<Record<Stage, RuleCount>> = { connect: 'connections', rcp
 
 const DEFINITIONS = new Map(ALL_CHECKS.map((d) => [d.name, d]));
 const q = (s: string): string => JSON.stringify(s);
-const nameOf = (e: PipelineEntry): string => (typeof e === 'string' ? e : e.check);
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Who a permitting check lets through, for the message. */
@@ -32,7 +31,7 @@ function permitted(check: string): string {
  * where clients can log in; an access map only with an ok entry or a file (read at run time).
  */
 function mayPermit(config: Config, l: ListenerConfig, stage: Stage, e: PipelineEntry): boolean {
-  const name = nameOf(e);
+  const name = entryCheck(e);
   const def = DEFINITIONS.get(name);
   if (!def?.canPermit || !def.stages.includes(stage)) return false;
   if (typeof e !== 'string' && e.mode === 'warn') return false;
@@ -78,7 +77,7 @@ interface Problem {
 
 /** The list with every guard check that stood after the first permitting check moved just before it. */
 function reordered(list: readonly PipelineEntry[], at: number): string {
-  const names = list.map(nameOf);
+  const names = list.map(entryCheck);
   const moved = names.slice(at).filter((n) => (GUARD_CHECKS as readonly string[]).includes(n));
   const rest = names.filter((n, i) => i < at || !(GUARD_CHECKS as readonly string[]).includes(n));
   rest.splice(at, 0, ...moved);
@@ -92,8 +91,8 @@ export function auditGuardPlacement(config: Config): Finding[] {
       const first = list.findIndex((e) => mayPermit(config, l, stage, e));
       if (first < 0) continue;
       for (const e of list.slice(first + 1)) {
-        const check = nameOf(e) as GuardCheck;
-        if ((GUARD_CHECKS as readonly string[]).includes(check) && guards(config, l, stage, check)) problems.push({ listener: l, stage, check, permitter: nameOf(list[first]!), at: first, list });
+        const check = entryCheck(e) as GuardCheck;
+        if ((GUARD_CHECKS as readonly string[]).includes(check) && guards(config, l, stage, check)) problems.push({ listener: l, stage, check, permitter: entryCheck(list[first]!), at: first, list });
       }
     }
   }

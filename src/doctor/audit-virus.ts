@@ -2,7 +2,7 @@
 // list, clamd must answer PING — else every message is deferred (or passes unscanned) — and its
 // own time-out should end before the placement's deadline, or onError: pass is never reached.
 import type { Config } from '../config/load.ts';
-import type { PipelineEntry } from '../config/schema.ts';
+import { entryCheck, entryTimeout, type PipelineEntry } from '../config/schema.ts';
 import { parseClamdAddress, ping } from '../checks/lib/clamd.ts';
 import { VirusOptions } from '../checks/virus.ts';
 import { placedChecks } from './audit-config.ts';
@@ -15,10 +15,10 @@ function tightestDeadline(config: Config): { ms: number; setting: string } | und
   let best: { ms: number; setting: string } | undefined;
   for (const l of config.listeners) {
     l.pipeline.data.forEach((e: PipelineEntry) => {
-      if ((typeof e === 'string' ? e : e.check) !== 'virus') return;
-      const own = typeof e === 'string' ? undefined : e.timeout;
-      const ms = own ?? config.checkTimeoutMs;
-      if (!best || ms < best.ms) best = { ms, setting: own === undefined ? 'checkTimeout' : `pipeline.data (listener ${l.name})` };
+      if (entryCheck(e) !== 'virus') return;
+      const ms = entryTimeout(e, config.checkTimeoutMs);
+      const own = typeof e !== 'string' && e.timeout !== undefined;
+      if (!best || ms < best.ms) best = { ms, setting: own ? `pipeline.data (listener ${l.name})` : 'checkTimeout' };
     });
   }
   return best;

@@ -2,7 +2,7 @@
 // compiler that turns the config's ordered lists into placed, option-compiled checks at load.
 import { ConfigError, pathText, showValue, type ConfigProblem } from '../config/errors.ts';
 import type { Config } from '../config/load.ts';
-import { STAGES, type Stage } from '../config/schema.ts';
+import { entryCheck, entryTimeout, STAGES, type Stage } from '../config/schema.ts';
 import type { CheckDefinition, CheckEnv, StageHandlers } from './check.ts';
 import type { PlacedCheck } from './runner.ts';
 
@@ -26,7 +26,7 @@ export function compilePipeline(config: Config, registry: Registry, env: CheckEn
   for (const l of config.listeners) {
     for (const stage of STAGES) {
       l.pipeline[stage].forEach((entry, i) => {
-        const name = typeof entry === 'string' ? entry : entry.check;
+        const name = entryCheck(entry);
         const path = `pipeline.${stage}[${i}] (listener ${l.name})`;
         const def = registry.get(name);
         if (!def) {
@@ -39,7 +39,7 @@ export function compilePipeline(config: Config, registry: Registry, env: CheckEn
         }
         used.add(name);
         const mode = typeof entry === 'string' ? 'enforce' : entry.mode;
-        const timeoutMs = typeof entry === 'string' ? config.checkTimeoutMs : (entry.timeout ?? config.checkTimeoutMs);
+        const timeoutMs = entryTimeout(entry, config.checkTimeoutMs);
         placements.push({ listener: l.name, stage, name, mode, timeoutMs, path });
       });
     }

@@ -4,7 +4,7 @@
 import { ConfigError, showValue, type ConfigProblem } from '../config/errors.ts';
 import type { Config, ListenerConfig } from '../config/load.ts';
 import { POLICY_LISTS, type PolicydConfig, type PolicyList } from '../config/policyd-schema.ts';
-import { STAGES, type PipelineEntry, type Stage } from '../config/schema.ts';
+import { entryCheck, STAGES, type PipelineEntry, type Stage } from '../config/schema.ts';
 import type { CheckEnv, StageHandlers } from '../pipeline/check.ts';
 import { compilePipeline, type Registry } from '../pipeline/registry.ts';
 import type { PlacedCheck } from '../pipeline/runner.ts';
@@ -29,7 +29,7 @@ export function compilePolicyPipeline(config: Config, pipeline: PolicydConfig['p
     const byStage = emptyStages();
     const stages: Stage[] = [];
     entries.forEach((entry, i) => {
-      const name = typeof entry === 'string' ? entry : entry.check;
+      const name = entryCheck(entry);
       const path = `policyd.pipeline.${list}[${i}]`;
       const def = registry.get(name);
       if (!def) {

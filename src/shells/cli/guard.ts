@@ -3,6 +3,7 @@
 // whether the server runs or not: the state lives in the store, not in the server).
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
+import { entryCheck } from '../../config/schema.ts';
 import { guardSettings, rateLimitSettings, windowText, type GuardSettings } from '../../config/guard-schema.ts';
 import { openStore } from '../../app/store.ts';
 import type { Store } from '../../store/store.ts';
@@ -90,7 +91,7 @@ function placements(config: Config): Map<string, string[]> {
   for (const l of config.listeners) {
     for (const [stage, list] of Object.entries(l.pipeline)) {
       for (const e of list) {
-        const name = typeof e === 'string' ? e : e.check;
+        const name = entryCheck(e);
         out.get(name)?.push(`${l.name}/${stage}`);
       }
     }
