@@ -18,7 +18,7 @@ export interface FolderMoveOptions {
   readonly since?: number;
 }
 
-/** Our own verdict in a delivered copy: X-Spam-Flag / X-Spam-Status, as statusHeaders wrote them
+/** Our own verdict in a delivered copy: X-Spam-Flag / X-Spam-Status, as statusFields (core/spam-verdict.ts) wrote them
  * (the session strips any the sender sent). Undefined when the message was never scored. */
 export function markedSpam(raw: Buffer): boolean | undefined {
   const { head } = splitMessage(raw, 256 * 1024);

@@ -2,19 +2,9 @@
 // fields in SpamAssassin's format and the subject prefix (pure, in core/spam-verdict.ts, which the
 // session uses too), and the explanation `mailward spam score FILE` prints.
 import { formatProbability, type SpamFilter, type ScoreContext, type SpamResult } from './filter.ts';
-import { classify, DEFAULT_THRESHOLDS, formatScore, statusFields, type SpamClass, type StatusOptions, type Thresholds } from '../core/spam-verdict.ts';
+import { classify, DEFAULT_THRESHOLDS, formatScore, type SpamClass, type Thresholds } from '../core/spam-verdict.ts';
 
 export { classify, formatScore, markSubject, DEFAULT_THRESHOLDS, type SpamClass, type Thresholds, type StatusOptions } from '../core/spam-verdict.ts';
-
-/**
- * X-Spam-Score, X-Spam-Status ("Yes, score=6.8 required=5.0 tests=BAYES_99,HTML_ONLY
- * autolearn=no") and, for spam, X-Spam-Flag: YES, for one filter result. The server writes these
- * itself from the total of every check (core/spam-verdict.ts); this is for tools that score one
- * message on its own.
- */
-export function statusHeaders(r: Pick<SpamResult, 'score' | 'hits'>, opts: StatusOptions): string[] {
-  return statusFields(r.score, r.hits.map((h) => h.name), opts);
-}
 
 export interface Explanation {
   readonly score: number;

@@ -40,19 +40,24 @@ export async function isMaildir(dir: string): Promise<boolean> {
  * whose first line is an mbox "From " line is read as an mbox, any other file as one message.
  */
 export async function* readMessages(path: string, opts: ReadOptions = {}): AsyncGenerator<SourceMessage> {
-  const st = await stat(path);
-  if (st.isDirectory()) {
-    if (await isMaildir(path)) {
-      for (const sub of ['cur', 'new']) yield* readFolder(join(path, sub), opts, false);
-      return;
-    }
-    yield* readFolder(path, opts, true);
-    return;
-  }
-  yield* readFile(path, opts);
+  for await (const file of messageFiles(path)) yield* readFile(file, opts);
 }
 
-async function* readFolder(dir: string, opts: ReadOptions, recurse: boolean): AsyncGenerator<SourceMessage> {
+/** The files readMessages reads under `path`, in its order (each a message or an mbox). */
+export async function* messageFiles(path: string): AsyncGenerator<string> {
+  const st = await stat(path);
+  if (!st.isDirectory()) {
+    yield path;
+    return;
+  }
+  if (await isMaildir(path)) {
+    for (const sub of ['cur', 'new']) yield* folderFiles(join(path, sub), false);
+    return;
+  }
+  yield* folderFiles(path, true);
+}
+
+async function* folderFiles(dir: string, recurse: boolean): AsyncGenerator<string> {
   const entries = await readdir(dir, { withFileTypes: true });
   // Sorted, so that progress output and "first N" runs are the same every time.
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -61,10 +66,10 @@ async function* readFolder(dir: string, opts: ReadOptions, recurse: boolean): As
     const p = join(dir, e.name);
     if (e.isDirectory()) {
       if (!recurse) continue;
-      if (await isMaildir(p)) for (const sub of ['cur', 'new']) yield* readFolder(join(p, sub), opts, false);
-      else yield* readFolder(p, opts, true);
+      if (await isMaildir(p)) for (const sub of ['cur', 'new']) yield* folderFiles(join(p, sub), false);
+      else yield* folderFiles(p, true);
     } else if (e.isFile()) {
-      yield* readFile(p, opts);
+      yield p;
     }
   }
 }

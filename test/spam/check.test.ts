@@ -13,7 +13,8 @@ import { silentLogger } from '../../src/observe/log.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { chi2Q, combine, tokenProbability } from '../../src/spam/bayes.ts';
 import { SpamFilter } from '../../src/spam/filter.ts';
-import { classify, explain, formatExplanation, formatScore, markSubject, statusHeaders } from '../../src/spam/report.ts';
+import { classify, explain, formatExplanation, formatScore, markSubject } from '../../src/spam/report.ts';
+import { statusFields } from '../../src/core/spam-verdict.ts';
 
 let dir: string;
 let store: SqliteStore;
@@ -88,7 +89,7 @@ test('option errors name the setting and the fix', () => {
   assert.equal(SpamOptions.safeParse({ unknown: 1 }).success, false);
 });
 
-test('classify, formatScore, markSubject and statusHeaders', () => {
+test('classify, formatScore, markSubject and statusFields', () => {
   assert.deepEqual([classify(4.9), classify(5), classify(9.99), classify(10), classify(-3)], ['ham', 'spam', 'spam', 'kill', 'ham']);
   assert.equal(classify(6, { spam: 7, kill: 12 }), 'ham');
   assert.deepEqual([formatScore(6.849), formatScore(-0.04), formatScore(-1.95), formatScore(0)], ['6.8', '0.0', '-1.9', '0.0']);
@@ -96,7 +97,7 @@ test('classify, formatScore, markSubject and statusHeaders', () => {
   assert.equal(markSubject('*****SPAM***** Hello', '*****SPAM*****'), '*****SPAM***** Hello');
   assert.equal(markSubject(undefined, '[SPAM]'), '[SPAM]');
   assert.deepEqual(
-    statusHeaders({ score: 6.8, hits: [{ name: 'HTML_ONLY', points: 1, description: '' }, { name: 'BAYES_99', points: 4.5, description: '' }] }, { spam: 5 }),
+    statusFields(6.8, ['HTML_ONLY', 'BAYES_99'], { spam: 5 }),
     ['X-Spam-Score: 6.8', 'X-Spam-Status: Yes, score=6.8 required=5.0 tests=BAYES_99,HTML_ONLY', 'X-Spam-Flag: YES'],
   );
 });

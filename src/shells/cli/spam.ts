@@ -3,15 +3,14 @@
 // why one message scores what it scores. Both use the store the config names, which a running
 // server shares (SQLite in WAL mode, or Redis), so they work while the server runs.
 import { createReadStream } from 'node:fs';
-import { open, readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { open, readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
 import { openStore } from '../../app/store.ts';
 import { openSpamFilter, spamSettings } from '../../app/spam-filter.ts';
 import { silentLogger } from '../../observe/log.ts';
 import { isStoreUnavailable, type Store } from '../../store/store.ts';
-import { explain, formatExplanation, formatSummary, isMaildir, learnPaths, type SpamFilter } from '../../spam/index.ts';
+import { explain, formatExplanation, formatSummary, learnPaths, messageFiles, type SpamFilter } from '../../spam/index.ts';
 import { CliError, EXIT, configFrom } from './index.ts';
 import { createProgress, type ProgressStream } from './progress.ts';
 
@@ -73,25 +72,13 @@ async function fileCount(path: string): Promise<number> {
 /** About how many messages learnPaths will read under `paths` (the same walk, without parsing). */
 export async function estimateMessages(paths: readonly string[]): Promise<number> {
   let n = 0;
-  const walk = async (p: string): Promise<void> => {
-    const st = await stat(p).catch(() => undefined);
-    if (!st) return;
-    if (!st.isDirectory()) {
-      n += await fileCount(p).catch(() => 0);
-      return;
+  for (const p of paths) {
+    try {
+      for await (const file of messageFiles(p)) n += await fileCount(file).catch(() => 0);
+    } catch {
+      // Only an estimate for the progress line: learn itself reports what it cannot read.
     }
-    if (await isMaildir(p)) {
-      // Only cur/ and new/; a Maildir's .Subfolders are not entered (see readMessages).
-      for (const sub of ['cur', 'new']) n += (await readdir(join(p, sub)).catch(() => [])).filter((f) => !f.startsWith('.')).length;
-      return;
-    }
-    for (const e of await readdir(p, { withFileTypes: true })) {
-      if (e.name.startsWith('.')) continue;
-      if (e.isDirectory()) await walk(join(p, e.name));
-      else if (e.isFile()) n += await fileCount(join(p, e.name)).catch(() => 0);
-    }
-  };
-  for (const p of paths) await walk(p);
+  }
   return n;
 }
 
