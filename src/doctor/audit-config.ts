@@ -104,20 +104,7 @@ function auditListener(l: ListenerConfig, out: Finding[]): void {
       fix: `list only the proxy hosts themselves, each as /32 (e.g. ${n.family === 4 ? '10.0.0.5/32' : '2001:db8::5/128'})`,
     });
   });
-  if (l.kind === 'mx' && l.proxyTrusted.length === 0) {
-    const loop = isLoopbackHost(l.host);
-    if (loop || (isPrivateHost(l.host) && l.port === 25)) {
-      out.push({
-        id: 'listener-behind-forwarder',
-        severity: 'warning',
-        setting: `${key}.host`,
-        message: loop
-          ? `the mx listener "${l.name}" listens on ${l.host}:${l.port} without PROXY protocol: other servers can reach it only through a tunnel or forwarder, and then every client has the forwarder's address`
-          : `the mx listener "${l.name}" listens on ${l.host}:${l.port}, a private address, without PROXY protocol: if a load balancer, port forward or tunnel delivers to it, every client has the forwarder's address`,
-        fix: `make the forwarder send a PROXY protocol header (e.g. HAProxy send-proxy-v2) and list its address in ${key}.proxy.trusted, or listen on the public address`,
-      });
-    }
-  }
+  if (l.proxyTrusted.length === 0) auditForwarded(l, key, out);
   if (l.auth && !l.implicitTls && !l.starttls) {
     out.push({
       id: 'auth-without-tls',
@@ -137,6 +124,41 @@ function auditListener(l: ListenerConfig, out: Finding[]): void {
       fix: `remove ${key}.requireAuth and ${key}.auth (both default to on for ${l.kind}) or set them to true`,
     });
   }
+}
+
+/**
+ * A listener on loopback or a private address is often reached through a tunnel, port forward or
+ * load balancer; without PROXY protocol every client then has the forwarder's address (the
+ * incident's 127.0.0.1). For mx that is a warning: the servers of the world cannot reach such an
+ * address directly. A submission listener there is often legitimate (webmail on this host, office
+ * clients on the LAN), so it is a note that says what to check.
+ */
+function auditForwarded(l: ListenerConfig, key: string, out: Finding[]): void {
+  const loop = isLoopbackHost(l.host);
+  if (!loop && !isPrivateHost(l.host)) return;
+  // RFC 3986 §3.2.2: an IPv6 address is bracketed before ":port".
+  const hostPort = `${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
+  const where = loop ? hostPort : `${hostPort}, a private address,`;
+  if (l.kind === 'mx') {
+    out.push({
+      id: 'listener-behind-forwarder',
+      severity: 'warning',
+      setting: `${key}.host`,
+      message: loop
+        ? `the mx listener "${l.name}" listens on ${where} without PROXY protocol: other servers can reach it only through a tunnel or forwarder, and then every client has the forwarder's address`
+        : `the mx listener "${l.name}" listens on ${where} without PROXY protocol: if a load balancer, port forward or tunnel delivers to it, every client has the forwarder's address`,
+      fix: `make the forwarder send a PROXY protocol header (e.g. HAProxy send-proxy-v2) and list its address in ${key}.proxy.trusted, or listen on the public address`,
+    });
+    return;
+  }
+  const direct = loop ? 'only programs on this host (e.g. webmail) connect to it' : 'clients on that network connect to it directly';
+  out.push({
+    id: 'listener-behind-forwarder',
+    severity: 'info',
+    setting: `${key}.host`,
+    message: `the ${l.kind} listener "${l.name}" listens on ${where} without PROXY protocol: fine if ${direct}; but if a tunnel, port forward or proxy delivers remote clients to it, they all share the forwarder's address, so one password guesser blocks every user's login, rate limits count all users as one client, and the log never shows the real client`,
+    fix: `check what connects to ${hostPort}; if a forwarder does, make it send a PROXY protocol header (e.g. HAProxy send-proxy-v2) and list its address in ${key}.proxy.trusted`,
+  });
 }
 
 function auditTls(config: Config, out: Finding[]): void {

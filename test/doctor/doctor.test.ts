@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildConfig, type Config } from '../../src/config/load.ts';
+import { ConfigError } from '../../src/config/errors.ts';
 import { createSelfSignedCertificate } from '../../src/ingress/selfsigned.ts';
 import { generateDkimKey } from '../../src/delivery/dkim-sign.ts';
 import { runDoctor, runDoctorCli, type DoctorOptions } from '../../src/doctor/doctor.ts';
@@ -173,7 +174,7 @@ test('doctor: a PROXY trust list that is too wide is a warning', async (t) => {
   });
 });
 
-test('doctor: an MX listener on loopback, or on a private address at port 25, without PROXY protocol is a warning', async (t) => {
+test('doctor: an mx listener on loopback or a private address without PROXY protocol is a warning (a forwarder collapses every client into one address)', async (t) => {
   const s = setup(t);
   const on = (host: string, port: number): Record<string, unknown> => ({ listeners: { ...(s.base.listeners as object), mx: { kind: 'mx', host, port } } });
   const fix = 'make the forwarder send a PROXY protocol header (e.g. HAProxy send-proxy-v2) and list its address in listeners.mx.proxy.trusted, or listen on the public address';
@@ -191,8 +192,82 @@ test('doctor: an MX listener on loopback, or on a private address at port 25, wi
     message: 'the mx listener "mx" listens on 10.0.0.7:25, a private address, without PROXY protocol: if a load balancer, port forward or tunnel delivers to it, every client has the forwarder\'s address',
     fix,
   });
+  // Any port: a NAT port forward from the public 25 to 192.168.1.5:2525 is the same mistake.
+  await expectOnly(config(s, on('192.168.1.5', 2525)), {
+    id: 'listener-behind-forwarder',
+    severity: 'warning',
+    setting: 'listeners.mx.host',
+    message: 'the mx listener "mx" listens on 192.168.1.5:2525, a private address, without PROXY protocol: if a load balancer, port forward or tunnel delivers to it, every client has the forwarder\'s address',
+    fix,
+  });
   // With the forwarder's address listed for PROXY protocol, the real client address is known.
   assert.deepEqual(await doctor(config(s, { listeners: { ...(s.base.listeners as object), mx: { kind: 'mx', host: '127.0.0.1', port: 2525, proxy: { trusted: ['127.0.0.1'] } } } })), []);
+});
+
+test('doctor: a submission listener on loopback or a private address without PROXY protocol is a note that says what to check (local webmail is legitimate)', async (t) => {
+  const s = setup(t);
+  const on = (host: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ listeners: { ...(s.base.listeners as object), submission: { kind: 'submission', host, port: 587, ...extra } } });
+  await expectOnly(config(s, on('127.0.0.1')), {
+    id: 'listener-behind-forwarder',
+    severity: 'info',
+    setting: 'listeners.submission.host',
+    message: 'the submission listener "submission" listens on 127.0.0.1:587 without PROXY protocol: fine if only programs on this host (e.g. webmail) connect to it; but if a tunnel, port forward or proxy delivers remote clients to it, they all share the forwarder\'s address, so one password guesser blocks every user\'s login, rate limits count all users as one client, and the log never shows the real client',
+    fix: 'check what connects to 127.0.0.1:587; if a forwarder does, make it send a PROXY protocol header (e.g. HAProxy send-proxy-v2) and list its address in listeners.submission.proxy.trusted',
+  });
+  await expectOnly(config(s, on('192.168.1.5')), {
+    id: 'listener-behind-forwarder',
+    severity: 'info',
+    setting: 'listeners.submission.host',
+    message: 'the submission listener "submission" listens on 192.168.1.5:587, a private address, without PROXY protocol: fine if clients on that network connect to it directly; but if a tunnel, port forward or proxy delivers remote clients to it, they all share the forwarder\'s address, so one password guesser blocks every user\'s login, rate limits count all users as one client, and the log never shows the real client',
+    fix: 'check what connects to 192.168.1.5:587; if a forwarder does, make it send a PROXY protocol header (e.g. HAProxy send-proxy-v2) and list its address in listeners.submission.proxy.trusted',
+  });
+  // A note only: the command still exits 0.
+  writeFileSync(s.source, JSON.stringify({ ...s.base, ...on('127.0.0.1') }));
+  assert.equal((await runDoctorCli(s.source, true, QUIET)).code, 0);
+  assert.deepEqual(await doctor(config(s, on('127.0.0.1', { proxy: { trusted: ['127.0.0.1'] } }))), []);
+});
+
+test('doctor: a submissions (implicit TLS) listener on loopback or a private address without PROXY protocol is a note too', async (t) => {
+  const s = setup(t);
+  const on = (host: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ listeners: { ...(s.base.listeners as object), submissions: { kind: 'submissions', host, port: 465, ...extra } } });
+  await expectOnly(config(s, on('::1')), {
+    id: 'listener-behind-forwarder',
+    severity: 'info',
+    setting: 'listeners.submissions.host',
+    message: 'the submissions listener "submissions" listens on [::1]:465 without PROXY protocol: fine if only programs on this host (e.g. webmail) connect to it; but if a tunnel, port forward or proxy delivers remote clients to it, they all share the forwarder\'s address, so one password guesser blocks every user\'s login, rate limits count all users as one client, and the log never shows the real client',
+    fix: 'check what connects to [::1]:465; if a forwarder does, make it send a PROXY protocol header (e.g. HAProxy send-proxy-v2) and list its address in listeners.submissions.proxy.trusted',
+  });
+  await expectOnly(config(s, on('10.0.0.7')), {
+    id: 'listener-behind-forwarder',
+    severity: 'info',
+    setting: 'listeners.submissions.host',
+    message: 'the submissions listener "submissions" listens on 10.0.0.7:465, a private address, without PROXY protocol: fine if clients on that network connect to it directly; but if a tunnel, port forward or proxy delivers remote clients to it, they all share the forwarder\'s address, so one password guesser blocks every user\'s login, rate limits count all users as one client, and the log never shows the real client',
+    fix: 'check what connects to 10.0.0.7:465; if a forwarder does, make it send a PROXY protocol header (e.g. HAProxy send-proxy-v2) and list its address in listeners.submissions.proxy.trusted',
+  });
+  assert.deepEqual(await doctor(config(s, on('10.0.0.7', { proxy: { trusted: ['10.0.0.2'] } }))), []);
+});
+
+test('doctor: a PROXY trust list of every address (0.0.0.0/0, ::/0) is refused at load, naming the setting; doctor reports it as config-invalid', async (t) => {
+  const s = setup(t);
+  const refusal = (trusted: string[]): string => {
+    try {
+      config(s, { listeners: { ...(s.base.listeners as object), mx: { kind: 'mx', host: '0.0.0.0', port: 25, proxy: { trusted } } } });
+    } catch (e) {
+      assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
+      return e.message;
+    }
+    assert.fail('the config was accepted');
+  };
+  assert.equal(refusal(['0.0.0.0/0']), `config error at listeners.mx.proxy.trusted[0]: "0.0.0.0/0" trusts every address as a PROXY protocol sender (in ${s.source}). Fix: list only your own hosts, e.g. 10.0.0.5/32`);
+  assert.equal(refusal(['10.0.0.5', '::/0']), `config error at listeners.mx.proxy.trusted[1]: "::/0" trusts every address as a PROXY protocol sender (in ${s.source}). Fix: list only your own hosts, e.g. 2001:db8::5/128`);
+  writeFileSync(s.source, 'listeners:\n  submission:\n    kind: submission\n    port: 587\n    proxy:\n      trusted: ["0.0.0.0/0"]\n');
+  const run = await runDoctorCli(s.source, true, QUIET);
+  assert.equal(run.code, 2);
+  assert.deepEqual(JSON.parse(run.output), {
+    config: s.source,
+    counts: { error: 1, warning: 0, info: 0 },
+    findings: [{ id: 'config-invalid', severity: 'error', setting: 'listeners.submission.proxy.trusted[0]', message: '"0.0.0.0/0" trusts every address as a PROXY protocol sender', fix: 'list only your own hosts, e.g. 10.0.0.5/32' }],
+  });
 });
 
 test('doctor: AUTH on a listener without TLS is an error', async (t) => {

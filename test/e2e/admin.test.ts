@@ -2,11 +2,43 @@
 // the same mail events as the log; /metrics counts what happened.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { writeFileSync, mkdtempSync, rmSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { dial } from '../harness/dial.ts';
+import { startDns } from '../harness/dns.ts';
 import { startServer } from '../harness/server.ts';
+import { Spool } from '../../src/queue/spool.ts';
+import { silentLogger } from '../../src/observe/log.ts';
+import { envelope, queueMessage } from '../queue/helpers.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+/** `mailward ARGS` in a real process (asynchronous: the server it talks to runs in this one). */
+function mailward(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), ...args], { cwd: ROOT });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
+    p.stdin.end();
+  });
+}
+
+/** The spool folders ("queue" or "hold") that hold a file named `id`, as "area/bucket". */
+function whereOnDisk(spoolDir: string, id: string): string[] {
+  const found: string[] = [];
+  for (const area of ['queue', 'hold']) {
+    const dir = path.join(spoolDir, area);
+    if (!existsSync(dir)) continue;
+    for (const bucket of readdirSync(dir)) if (existsSync(path.join(dir, bucket, id))) found.push(area);
+  }
+  return found;
+}
 
 test('admin: off by default; with a token it reports the traffic the server handled', async (t) => {
   const off = await startServer(t);
@@ -37,4 +69,63 @@ test('admin: off by default; with a token it reports the traffic the server hand
   const metrics = await (await fetch(`${base}/metrics`, auth)).text();
   assert.match(metrics, /^mailward_events_total\{event="queued",listener="mx"\} 1$/m);
   assert.match(metrics, /^mailward_decisions_total\{[^}]*check="recipient"[^}]*\} 1$/m);
+});
+
+test('admin: with no admin.host it binds 127.0.0.1; hold and release over HTTP move a real queued message, as the spool and `queue list` show', async (t) => {
+  // The remote domain's DNS fails (on loopback), so the message waits in the queue for an hour.
+  const dns = await startDns(t, { 'example.net': { mode: 'servfail' } });
+  const dir = mkdtempSync(path.join(tmpdir(), 'mailward-admin-q-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const token = 'a-long-random-admin-token-0123456789';
+  writeFileSync(path.join(dir, 'token'), `${token}\n`, { mode: 0o600 });
+  const dataDir = path.join(dir, 'data');
+  const spool = await Spool.open(path.join(dataDir, 'spool'), { log: silentLogger() });
+  const id = await queueMessage(spool, envelope({ mailFrom: 'alice@example.org', recipients: [{ address: 'bob@example.net', transport: 'remote' }] }), 'Subject: hi\r\n\r\nx\r\n');
+  await spool.close();
+  const configFile = path.join(dir, 'mailward.yaml');
+  const dnsConfig = { servers: [dns.address], timeout: '500ms', tries: 1 };
+  const queueConfig = { minBackoff: '1h', maxBackoff: '1h' };
+  // The same data folder for the CLI, which then talks to the running server over its control socket.
+  writeFileSync(configFile, JSON.stringify({ hostname: 'mx.example.org', domains: ['example.org'], dataDir, listeners: { mx: { kind: 'mx', port: 0 } }, log: { level: 'silent' }, dns: dnsConfig, queue: queueConfig }));
+
+  const srv = await startServer(t, { dataDir, config: { dns: dnsConfig, queue: queueConfig, admin: { enabled: true, port: 0, tokenFile: path.join(dir, 'token') } } });
+  // No admin.host in the config: loopback, as the server reports it.
+  assert.equal(srv.config.admin.host, '127.0.0.1');
+  const bound = await srv.waitForLog((l) => l.event === 'admin-listening');
+  assert.equal(bound.address, '127.0.0.1');
+  assert.equal(bound.port, srv.server.adminPort());
+  assert.equal(bound.msg, `admin API and dashboard on http://127.0.0.1:${srv.server.adminPort()}/`);
+
+  const deferred = await srv.waitForLog((l) => l.event === 'deferred' && l.queueId === id);
+  assert.equal(deferred.to, 'bob@example.net');
+  const spoolDir = srv.config.paths.spool;
+  assert.deepEqual(whereOnDisk(spoolDir, id), ['queue']);
+
+  const base = `http://127.0.0.1:${srv.server.adminPort()}`;
+  const post = (p: string, auth = true): Promise<Response> => fetch(`${base}${p}`, { method: 'POST', ...(auth ? { headers: { authorization: `Bearer ${token}` } } : {}) });
+  assert.equal((await post(`/api/queue/${id}/hold`, false)).status, 401);
+  assert.deepEqual(whereOnDisk(spoolDir, id), ['queue'], 'nothing moved without the token');
+
+  const held = await post(`/api/queue/${id}/hold`);
+  assert.equal(held.status, 200);
+  assert.deepEqual(await held.json(), { result: { matched: 1, changed: 1, missing: 0 } });
+  assert.deepEqual(whereOnDisk(spoolDir, id), ['hold']);
+  const list = await mailward(['queue', 'list', '--state', 'held', '--config', configFile]);
+  assert.equal(list.code, 0, list.stderr);
+  assert.ok(list.stdout.includes(id), list.stdout);
+  assert.match(list.stdout, /\n1 message\(s\) queued\n$/);
+  // Held already: a second hold finds nothing to hold.
+  const again = await post(`/api/queue/${id}/hold`);
+  assert.equal(again.status, 404);
+  assert.deepEqual(await again.json(), { error: `no message ${id} where hold applies` });
+
+  const released = await post(`/api/queue/${id}/release`);
+  assert.equal(released.status, 200);
+  assert.deepEqual(await released.json(), { result: { matched: 1, changed: 1, missing: 0 } });
+  assert.deepEqual(whereOnDisk(spoolDir, id), ['queue']);
+  const heldNow = await mailward(['queue', 'list', '--state', 'held', '--config', configFile]);
+  assert.equal(heldNow.stdout, '0 message(s) queued\n');
+  const all = await mailward(['queue', 'list', '--config', configFile]);
+  assert.ok(all.stdout.includes(id), all.stdout);
+  assert.match(all.stdout, /\n1 message\(s\) queued\n$/);
 });
