@@ -158,7 +158,14 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       const spamJobs = startSpamJobs({ config, store, log, clock, spool, queue });
       cleanups.push(() => spamJobs.stop());
     }
-    const alerts = startAlertDispatcher({ store, log, hostname: config.hostname, mailer: spoolAlertMailer({ spool, hostname: config.hostname, to: postmaster, directory }) });
+    const alerts = startAlertDispatcher({
+      store,
+      log,
+      hostname: config.hostname,
+      mailer: spoolAlertMailer({ spool, hostname: config.hostname, to: postmaster, directory }),
+      // The postmaster's mail says how many messages wait in hold/ (the guard's and the operator's).
+      held: async () => (await queue.select({}, ['hold'])).length,
+    });
     cleanups.push(() => alerts.stop());
     let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
     if (config.admin.enabled) {

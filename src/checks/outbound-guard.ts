@@ -1,6 +1,7 @@
-// The outbound breaker at RCPT: a relayed recipient is refused with a 4xx while the global
-// breaker or a breaker of the login, sender or client is open, and is counted towards them
-// (baseline, distinct domains, trusted-network burst); bounces to our addresses are counted too.
+// The outbound breaker at RCPT: a relayed recipient is refused with a 4xx while a breaker of the
+// login, sender or client is open (while only the global one is, it is taken and then held in
+// hold/ by the guarded transport), and is counted towards them (baseline, distinct domains,
+// trusted-network burst); bounces to our addresses are counted too.
 import { defer, pass } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
 import { GuardSchema } from '../config/guard-schema.ts';

@@ -1,10 +1,12 @@
 // Wraps the remote transport with the outbound guard: while the global breaker (or a breaker of
-// the message's login, sender or client) is open, or the global quota is used up, recipients are
-// answered "temporary" and stay queued. Only remote delivery is wrapped; local delivery never is.
+// the message's login, sender or client) is open, or the global quota is used up, the recipients
+// are answered with a hold: the worker moves the message to hold/, where it waits for an operator
+// (`mailward queue release|delete`). Only remote delivery is wrapped; local delivery never is.
 import { replyText } from '../core/reply.ts';
 import type { Logger } from '../observe/log.ts';
 import type { OutboundGuard } from '../guard/guard.ts';
 import type { Transport } from './transport.ts';
+import type { HoldingOutcome } from './worker.ts';
 
 export function guardedTransport(inner: Transport, guard: OutboundGuard, log: Logger): Transport {
   return {
@@ -14,7 +16,8 @@ export function guardedTransport(inner: Transport, guard: OutboundGuard, log: Lo
       try {
         admitted = await guard.admitDelivery(env, indexes.length);
       } catch (err) {
-        // In doubt, hold: without the store we cannot tell whether the breaker is open.
+        // In doubt, do not send: without the store we cannot tell whether the breaker is open.
+        // Deferred, not held: a store outage passes by itself and needs no operator.
         log.warn({ event: 'guard-unavailable', queueId: env.id, err: String(err) }, 'cannot read the outbound guard; holding remote delivery');
         const reply = '451 4.3.0 Held: the outbound guard cannot be read, will retry';
         return indexes.map((index) => ({ index, outcome: 'temporary' as const, reply }));
@@ -22,7 +25,9 @@ export function guardedTransport(inner: Transport, guard: OutboundGuard, log: Lo
       if (!admitted.ok) {
         log.debug({ event: 'guard-held', queueId: env.id, reason: admitted.reason, recipients: indexes.length }, 'remote delivery held');
         const reply = replyText(admitted.reply);
-        return indexes.map((index) => ({ index, outcome: 'temporary' as const, reply }));
+        const hold = { breaker: admitted.breaker, reason: admitted.reason };
+        // 'temporary' for any caller that knows nothing of holds: the mail did not leave.
+        return indexes.map((index): HoldingOutcome => ({ index, outcome: 'temporary', reply, hold }));
       }
       let outcomes;
       try {

@@ -1,7 +1,8 @@
 // Delivers what the queue hands out: recipients due now, grouped by transport; the outcomes of a
 // pass are recorded durably in the spool (one append) before the next pass can see them, and the
-// message is removed when every recipient is final. A bounce notice is queued before the bounce is
-// recorded, so a crash repeats an attempt rather than losing a notice. One log line per outcome.
+// message is removed when every recipient is final, or moved to hold/ when a transport asks (the
+// outbound guard). A bounce notice is queued before the bounce is recorded, so a crash repeats an
+// attempt rather than losing a notice. One log line per outcome.
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
 import type { Queue, QueueItem } from '../queue/queue.ts';
@@ -21,6 +22,22 @@ export interface WorkerOptions {
   readonly bouncer?: Bouncer;
 }
 
+/** Why a transport asks for the whole message to be put on hold (the outbound guard refused it). */
+export interface HoldRequest {
+  /** The breaker that refused: "global" (also for the quota's hard stop) or a source's name. */
+  readonly breaker: string;
+  readonly reason: string;
+}
+
+/**
+ * An outcome that puts the message on hold instead of scheduling a retry: not an attempt (the
+ * recipient keeps its status and attempts; it is never retried or bounced while held), and the
+ * message moves to hold/ until an operator releases it (`mailward queue release`) or deletes it.
+ */
+export type HoldingOutcome = RecipientOutcome & { readonly hold: HoldRequest };
+
+export const holdOf = (o: RecipientOutcome): HoldRequest | undefined => ('hold' in o ? (o as HoldingOutcome).hold : undefined);
+
 /** One recipient's result in a pass, before it is recorded. */
 interface PassUpdate {
   readonly index: number;
@@ -28,6 +45,14 @@ interface PassUpdate {
   readonly transport: string;
   readonly outcome: RecipientOutcome;
   dsn?: string;
+  /** Put on hold with the message: no attempt, no notice. */
+  readonly held?: boolean;
+}
+
+/** A pass's result: the recipients' states, and why the message goes on hold when it does. */
+interface PassResult {
+  readonly states: RecipientState[];
+  readonly hold?: HoldRequest;
 }
 
 export class Worker {
@@ -83,15 +108,20 @@ export class Worker {
         this.#queue.release(id);
         return;
       }
-      const states = await this.#deliver(msg, item);
-      if (!states) {
+      const result = await this.#deliver(msg, item);
+      if (!result) {
         this.#queue.release(id);
         return;
       }
       const now = Date.now();
-      const due = messageDueAt(states, now);
+      const due = messageDueAt(result.states, now);
       if (due === undefined) {
         await this.#spool.remove(id);
+        this.#queue.release(id);
+      } else if (result.hold) {
+        // Moved here, while the pass still holds the message: an operator's hold, release or
+        // delete waits for the pass to end (Queue.withdraw), so nothing moves it under us.
+        await this.#hold(msg, result.hold, result.states);
         this.#queue.release(id);
       } else {
         this.#queue.release(id, { dueAt: due });
@@ -108,8 +138,30 @@ export class Worker {
     }
   }
 
+  /**
+   * Moves a message a transport refused to hold/, its states recorded already: never scheduled
+   * (also not after a restart) until an operator releases it. One log line per message.
+   */
+  async #hold(msg: SpooledMessage, hold: HoldRequest, states: readonly RecipientState[]): Promise<void> {
+    const env = msg.envelope;
+    if (!(await this.#spool.move(env.id, 'queue', 'hold'))) return; // deleted meanwhile
+    const waiting = env.recipients.filter((_r, i) => states[i]?.status === 'pending' || states[i]?.status === 'deferred');
+    this.#log.info(
+      {
+        event: 'held-by-guard',
+        queueId: env.id,
+        breaker: hold.breaker,
+        reason: hold.reason,
+        from: env.mailFrom,
+        recipients: waiting.length,
+        ...(env.client.login ? { login: env.client.login } : {}),
+      },
+      `held by the outbound guard (${hold.breaker}); "mailward queue release ${env.id}" sends it, "mailward queue delete ${env.id}" drops it`,
+    );
+  }
+
   /** Delivers the due recipients; resolves the new states, or undefined if the message turned out corrupt. */
-  async #deliver(msg: SpooledMessage, item: QueueItem): Promise<RecipientState[] | undefined> {
+  async #deliver(msg: SpooledMessage, item: QueueItem): Promise<PassResult | undefined> {
     const env = msg.envelope;
     const states = [...msg.states];
     const now = Date.now();
@@ -120,7 +172,7 @@ export class Worker {
       const name = env.recipients[i]!.transport;
       groups.set(name, [...(groups.get(name) ?? []), i]);
     });
-    if (groups.size === 0) return states;
+    if (groups.size === 0) return { states };
     let corrupt = false;
     const body = () => {
       const s = this.#spool.openBody(env.id);
@@ -140,9 +192,19 @@ export class Worker {
     }
     const at = Date.now();
     const updates: PassUpdate[] = [];
+    let hold: HoldRequest | undefined;
     for (const { name, outcomes } of results) {
       for (const o of outcomes) {
         const prev = states[o.index]!;
+        const h = holdOf(o);
+        if (h) {
+          // Not an attempt: the attempts stay, the reply shows why it waits, and a retry time
+          // is now, so that the operator's release sends it at once.
+          hold ??= h;
+          const state: RecipientState = { ...prev, lastReply: o.reply, updatedAt: at, ...(prev.status === 'deferred' ? { nextAttemptAt: at } : {}) };
+          updates.push({ index: o.index, state, transport: name, outcome: o, held: true });
+          continue;
+        }
         let state = nextState(prev, o.outcome, o.reply, env.receivedAt, at, this.#queue.options);
         if (prev.warned === true && state.status === 'deferred') state = { ...state, warned: true };
         updates.push({ index: o.index, state, transport: name, outcome: o });
@@ -155,9 +217,10 @@ export class Worker {
     );
     for (const u of updates) {
       states[u.index] = u.state;
-      this.#logOutcome(env.id, env.recipients[u.index]!.address, u, env.receivedAt);
+      // A held recipient has the message's one held-by-guard line instead.
+      if (!u.held) this.#logOutcome(env.id, env.recipients[u.index]!.address, u, env.receivedAt);
     }
-    return states;
+    return hold ? { states, hold } : { states };
   }
 
   /**
@@ -170,7 +233,8 @@ export class Worker {
     if (!bouncer) return;
     const env = msg.envelope;
     const warnAfter = bouncer.delayWarningAfterMs;
-    const late = warnAfter !== undefined && at - env.receivedAt >= warnAfter ? updates.filter((u) => u.state.status === 'deferred' && u.state.warned !== true) : [];
+    // Held recipients wait for an operator, not for a retry: no delay warning for them.
+    const late = warnAfter !== undefined && at - env.receivedAt >= warnAfter ? updates.filter((u) => !u.held && u.state.status === 'deferred' && u.state.warned !== true) : [];
     const bounced = updates.filter((u) => u.state.status === 'bounced');
     if (bounced.length > 0) {
       try {

@@ -1,6 +1,7 @@
 // Alerts when a breaker trips or the quota nears its stop: a log line (event "breaker") and a
 // JSON POST to the configured webhook at once, and a mail to the postmaster through an outbox in
-// the store that a dispatcher (started by the server, which owns the spool) drains.
+// the store that a dispatcher (started by the server, which owns the spool) drains. Both tell the
+// operator where the held mail is and the exact commands to look at, release or delete it.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
@@ -41,11 +42,42 @@ const RETRY_DELAYS = [1000, 5000];
 /** The operator's command that reopens a breaker. */
 export const releaseCommand = (name: string): string => `mailward guard release ${name}`;
 
+/** The queue commands for mail the guard put on hold (in the spool's hold/ area). */
+export interface HeldMailCommands {
+  readonly list: string;
+  readonly release: string;
+  readonly delete: string;
+}
+
+/**
+ * The commands for a breaker's held mail. For a sender (or a login that is an address) the
+ * delete names it, so the attack's mail goes and other held mail stays.
+ */
+export function heldMailCommands(name: string): HeldMailCommands {
+  const colon = name.indexOf(':');
+  const kind = name.slice(0, colon);
+  const id = name.slice(colon + 1);
+  const sender = (kind === 'sender' || kind === 'login') && id.includes('@') ? id : undefined;
+  return {
+    list: 'mailward queue list --state held',
+    release: 'mailward queue release ID...',
+    delete: sender ? `mailward queue delete --state held --sender ${sender}` : 'mailward queue delete --state held',
+  };
+}
+
+/** How an open breaker treats outbound mail, in one sentence. */
+function holdSentence(name: string): string {
+  return name === 'global'
+    ? 'All outbound mail is held in the queue: relayed mail is still accepted, and each queued message is put on hold (the hold area) when its delivery comes up; local delivery carries on.'
+    : `New outbound mail from ${name} is refused with a 4xx and its queued outbound mail is put on hold (the hold area) when its delivery comes up; local delivery carries on.`;
+}
+
 export function alertSubject(a: GuardAlert, hostname: string): string {
   return a.state === 'warning' ? `[mailward ${hostname}] outbound quota warning: ${a.reason}` : `[mailward ${hostname}] outbound breaker open: ${a.name}`;
 }
 
-export function alertText(a: GuardAlert, hostname: string): string {
+/** The postmaster mail's text; `held`: messages on hold when it was written, when known. */
+export function alertText(a: GuardAlert, hostname: string, held?: number): string {
   const lines = [
     a.state === 'warning' ? `The outbound quota of ${hostname} passed its warning mark.` : `The outbound breaker "${a.name}" of ${hostname} tripped (${a.kind}).`,
     '',
@@ -55,12 +87,17 @@ export function alertText(a: GuardAlert, hostname: string): string {
     '',
   ];
   if (a.state === 'open') {
+    const c = heldMailCommands(a.name);
+    lines.push(holdSentence(a.name));
+    if (held !== undefined) lines.push(`${held} message(s) are on hold now.`);
     lines.push(
-      a.name === 'global' ? 'All outbound mail is held in the queue; local delivery carries on.' : `New outbound mail from ${a.name} is refused with a 4xx and its queued outbound mail is held; local delivery carries on.`,
       '',
-      'See what happened:   mailward guard status   and   mailward queue list',
+      'See what happened:   mailward guard status',
+      `See the held mail:   ${c.list}`,
       `Reopen when safe:    ${releaseCommand(a.name)}`,
-      'Held mail can then be flushed or deleted with the queue tools.',
+      '  New mail then flows again; the mail held meanwhile stays on hold (it is probably the attack\'s).',
+      `Send held mail:      ${c.release}   (or --sender ADDRESS, or --all)`,
+      `Delete held mail:    ${c.delete}   (or ID...)`,
     );
   }
   return lines.join('\n');
@@ -128,8 +165,8 @@ export function webhookPayload(a: GuardAlert, hostname: string): Record<string, 
     reason: a.reason,
     figures: a.figures,
     at: new Date(a.at).toISOString(),
-    ...(a.state === 'open' ? { release: releaseCommand(a.name) } : {}),
-    text: `${alertSubject(a, hostname)} — ${a.reason}`,
+    ...(a.state === 'open' ? { release: releaseCommand(a.name), heldMail: heldMailCommands(a.name) } : {}),
+    text: a.state === 'open' ? `${alertSubject(a, hostname)} — ${a.reason}. ${holdSentence(a.name)} Held mail: ${heldMailCommands(a.name).list}` : `${alertSubject(a, hostname)} — ${a.reason}`,
   };
 }
 
@@ -149,7 +186,16 @@ export interface AlertDispatcher {
  * Sends the postmaster mails waiting in the outbox every `intervalMs`. Each mail is claimed with
  * an atomic set-if-absent first, so with several nodes each alert is mailed once.
  */
-export function startAlertDispatcher(o: { store: Store; mailer: AlertMailer; log: Logger; hostname: string; clock?: () => number; intervalMs?: number }): AlertDispatcher {
+export function startAlertDispatcher(o: {
+  store: Store;
+  mailer: AlertMailer;
+  log: Logger;
+  hostname: string;
+  clock?: () => number;
+  intervalMs?: number;
+  /** Messages on hold now (the server's queue catalog), for the mail's text; left out when it fails. */
+  held?: () => Promise<number>;
+}): AlertDispatcher {
   const clock = o.clock ?? Date.now;
   const done = new Set<string>();
   let running: Promise<number> | undefined;
@@ -178,7 +224,8 @@ export function startAlertDispatcher(o: { store: Store; mailer: AlertMailer; log
             continue;
           }
           try {
-            await o.mailer.send(alertSubject(item.alert, o.hostname), alertText(item.alert, o.hostname));
+            const held = item.alert.state === 'open' && o.held ? await o.held().catch(() => undefined) : undefined;
+            await o.mailer.send(alertSubject(item.alert, o.hostname), alertText(item.alert, o.hostname, held));
             done.add(item.id);
             sent++;
           } catch (err) {

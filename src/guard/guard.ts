@@ -26,7 +26,8 @@ export type GuardDecision = { readonly ok: true } | { readonly ok: false; readon
 
 export type Admission =
   | { readonly ok: true; readonly reserved: number }
-  | { readonly ok: false; readonly reply: SmtpReply; readonly reason: string };
+  /** `breaker`: the open breaker that refused, or "global" for the quota's hard stop. */
+  | { readonly ok: false; readonly reply: SmtpReply; readonly reason: string; readonly breaker: string };
 
 export interface SourceFigures {
   readonly source: string;
@@ -45,7 +46,6 @@ export interface GuardStatus {
   readonly bounces: ReadonlyArray<{ readonly subject: string; readonly count: number }>;
 }
 
-const heldGlobal = temp('4.7.1', 'Outbound mail is on hold at this server, try again later');
 const heldSource = temp('4.7.1', 'Outbound mail from this sender is suspended, contact your postmaster');
 const QUOTA_TRIPPED = 'guard:quota:tripped';
 const QUOTA_WARNED = 'guard:quota:warned';
@@ -93,12 +93,13 @@ export class OutboundGuard {
   }
 
   /**
-   * A recipient in a foreign domain at RCPT: refused while the global breaker or a breaker of
-   * one of its sources is open; otherwise counted, and refused if this recipient trips one.
+   * A recipient in a foreign domain at RCPT: refused while a breaker of one of its sources is
+   * open; otherwise counted, and refused if this recipient trips one. The global breaker does not
+   * refuse here: that mail is accepted and queued, and delivery puts it on hold (admitDelivery).
    */
   async relayedRecipient(f: SenderFacts & { readonly domain: string }): Promise<GuardDecision> {
     const now = this.#clock();
-    const open = await this.breakers.firstOpen([GLOBAL, ...sourcesOf(f)]);
+    const open = await this.breakers.firstOpen(sourcesOf(f));
     if (open) return this.#refusal(open);
     const s = this.settings;
     // Who answers for the mail: a login when there is one (sender-login keeps its senders its
@@ -154,9 +155,10 @@ export class OutboundGuard {
   }
 
   /**
-   * Before the transport hands `count` recipients of a queued message to the next hop: held while
-   * the global breaker or a breaker of the message's sources is open, or when the quota is used
-   * up; otherwise the recipients are counted against the quota (give back unsent ones with `settle`).
+   * Before the transport hands `count` recipients of a queued message to the next hop: refused
+   * while the global breaker or a breaker of the message's sources is open, or when the quota is
+   * used up (the worker then puts the message on hold); otherwise the recipients are counted
+   * against the quota (give back unsent ones with `settle`).
    */
   async admitDelivery(env: { readonly mailFrom: string; readonly client: { readonly address: string; readonly login?: string } }, count: number): Promise<Admission> {
     const now = this.#clock();
@@ -164,7 +166,7 @@ export class OutboundGuard {
     const facts: SenderFacts = { sender: env.mailFrom === '' ? null : env.mailFrom, client: env.client.address, ...(env.client.login ? { login: env.client.login } : {}) };
     const names = [GLOBAL, ...(env.mailFrom === '' ? sourcesOf(facts, ['login']) : sourcesOf(facts))];
     const open = await this.breakers.firstOpen(names);
-    if (open) return { ok: false, reply: temp('4.3.2', `Held by the outbound breaker (${open.name})`, 451), reason: `breaker ${open.name} is open (${open.kind})` };
+    if (open) return { ok: false, reply: temp('4.3.2', `Held by the outbound breaker (${open.name})`, 451), reason: `breaker ${open.name} is open (${open.kind})`, breaker: open.name };
     const limit = this.settings.quota.limit;
     if (limit === undefined) return { ok: true, reserved: 0 };
     // One admission at a time: with the queue's concurrent deliveries, interleaved add-then-sum
@@ -187,7 +189,7 @@ export class OutboundGuard {
       if (await this.#markOnce(QUOTA_TRIPPED, q.window, now)) {
         await this.#trip(GLOBAL, 'quota', `the outbound quota's hard stop: ${before} of ${limit} recipients sent in ${windowWords(q.window)}, stop at ${stop}`, { used: before, limit, stop, windowMs: q.window }, now);
       }
-      return { ok: false, reply: temp('4.3.2', `Held: outbound quota reached (${before} of ${limit} in ${windowWords(q.window)})`, 451), reason: `quota: ${before} + ${count} > stop ${stop}` };
+      return { ok: false, reply: temp('4.3.2', `Held: outbound quota reached (${before} of ${limit} in ${windowWords(q.window)})`, 451), reason: `quota: ${before} + ${count} > stop ${stop}`, breaker: GLOBAL };
     }
     if (used >= warn && (await this.#markOnce(QUOTA_WARNED, q.window, now))) {
       await this.alerter.raise({ state: 'warning', name: 'quota', kind: 'quota', reason: `${used} of ${limit} recipients sent in ${windowWords(q.window)} (warning at ${warn}, stop at ${stop})`, figures: { used, limit, warn, stop }, at: now });
@@ -297,7 +299,7 @@ export class OutboundGuard {
   }
 
   #refusal(b: BreakerState): GuardDecision {
-    return { ok: false, reply: b.name === GLOBAL ? heldGlobal : heldSource, reason: `breaker ${b.name} is open (${b.kind}): ${b.reason}`, breaker: b };
+    return { ok: false, reply: heldSource, reason: `breaker ${b.name} is open (${b.kind}): ${b.reason}`, breaker: b };
   }
 }
 

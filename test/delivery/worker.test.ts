@@ -1,5 +1,6 @@
 // Queue + worker + Maildir over a real spool: delivery and removal, retries with backoff, no
-// second delivery after a restart, exactly-once after a crash mid-delivery, and bounce at max age.
+// second delivery after a restart, exactly-once after a crash mid-delivery, bounce at max age, and
+// mail the outbound guard refuses moved to hold/ (never retried or bounced there) until released.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
@@ -9,6 +10,12 @@ import type { QueueOptions } from '../../src/queue/queue.ts';
 import { MaildirTransport } from '../../src/delivery/maildir.ts';
 import { remoteNotConfigured, type DeliverableMessage, type RecipientOutcome, type Transport } from '../../src/delivery/transport.ts';
 import { captureLog, envelope, queueMessage, readAll, startDelivery, tempDir, waitFor, type CapturedLog, type DeliveryRig } from '../queue/helpers.ts';
+import { pino } from 'pino';
+import { GuardSchema } from '../../src/config/guard-schema.ts';
+import { OutboundGuard } from '../../src/guard/guard.ts';
+import { guardedTransport } from '../../src/delivery/guarded-transport.ts';
+import { QueueAdmin } from '../../src/queue/admin.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
 
 /** One "process life": spool, queue and worker on `dir`; stop() is the shutdown (or the crash). */
 async function start(t: TestContext, dir: string, cap: CapturedLog, transports: Record<string, Transport>, opts: Partial<QueueOptions> = {}): Promise<DeliveryRig> {
@@ -174,4 +181,84 @@ test('a message whose bytes went bad on disk is not delivered and leaves the que
   assert.deepEqual(await readdir(join(dir, 'spool', 'corrupt')), [id]);
   assert.deepEqual(await readdir(join(root, 'example.net', 'bob', 'Maildir', 'new')), []);
   assert.deepEqual(cap.events('delivered'), []);
+});
+
+/** The outbound guard on a real SQLite store, around `inner` as the remote transport. */
+function guarded(t: TestContext, dir: string, inner: Transport): { guard: OutboundGuard; remote: Transport } {
+  const store = new SqliteStore({ path: join(dir, 'state.db') }, pino({ level: 'silent' }));
+  t.after(() => store.close());
+  const log = pino({ level: 'silent' });
+  const guard = new OutboundGuard({ store, clock: Date.now, log, hostname: 'mx.example.net', settings: GuardSchema.parse({ alerts: { postmaster: false } }) });
+  return { guard, remote: guardedTransport(inner, guard, log) };
+}
+
+test('held by the guard: the local recipient is delivered, the message moves to hold/ and is never retried; released, only the remote recipient goes', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const root = join(dir, 'mail');
+  const inner = scripted([]);
+  const { guard, remote } = guarded(t, dir, inner);
+  assert.equal(await guard.tripManually('global', 'test'), true);
+  const transports = { local: new MaildirTransport({ root, hostname: 'mx' }), remote };
+  const rig = await start(t, dir, cap, transports, { minBackoffMs: 20, maxBackoffMs: 40 });
+  const id = await queueMessage(rig.spool, envelope({ recipients: two }), 'Subject: s\r\n\r\nx\r\n');
+
+  await waitFor('the hold', () => cap.events('held-by-guard').length === 1 && rig.queue.inFlight === 0);
+  const h = cap.events('held-by-guard')[0]!;
+  assert.deepEqual([h.queueId, h.breaker, h.reason, h.from, h.recipients], [id, 'global', 'breaker global is open (manual)', 'alice@example.org', 1]);
+  assert.equal(await rig.spool.get(id, 'queue'), undefined);
+  const held = await rig.spool.get(id, 'hold');
+  assert.deepEqual(
+    held?.states.map((s) => [s.status, s.attempts, s.lastReply]),
+    [
+      ['delivered', 1, '250 2.0.0 Delivered to mailbox'],
+      ['pending', 0, '451 4.3.2 Held by the outbound breaker (global)'],
+    ],
+  );
+  assert.equal((await readdir(join(root, 'example.net', 'bob', 'Maildir', 'new'))).length, 1);
+  assert.deepEqual(rig.queue.lookup(id), { id, area: 'hold', from: 'alice@example.org' });
+  assert.equal(rig.queue.dueAt(id), undefined);
+  // Many retry intervals later: not tried again, not deferred, still on hold.
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual([cap.events('held-by-guard').length, cap.events('deferred').length, cap.events('delivered').length], [1, 0, 1]);
+  assert.equal(inner.calls.length, 0);
+  assert.equal(rig.queue.scheduled, 0);
+
+  // The breaker reopens; held mail stays held until the operator releases it.
+  await guard.release('global');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(inner.calls.length, 0);
+  const admin = new QueueAdmin(rig.spool, rig.queue, cap.log);
+  assert.deepEqual(await admin.run('release', { ids: [id] }), { matched: 1, changed: 1, missing: 0 });
+  await waitFor('removal from the spool', async () => (await rig.spool.get(id)) === undefined && (await rig.spool.get(id, 'hold')) === undefined);
+  assert.deepEqual(inner.calls.map((c) => c.indexes), [[1]]);
+  assert.deepEqual(cap.events('delivered').map((l) => [l.rcpt, l.transport]), [
+    ['bob@example.net', 'local'],
+    ['carol@remote.example', 'remote'],
+  ]);
+  assert.equal((await readdir(join(root, 'example.net', 'bob', 'Maildir', 'new'))).length, 1, 'the local recipient got one copy');
+});
+
+test('held by the guard: an old message is not bounced while held, stays held across a restart, and is deleted by the queue tools', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const inner = scripted([]);
+  const { guard, remote } = guarded(t, dir, inner);
+  assert.equal(await guard.tripManually('login:alice@example.org', 'test'), true);
+  const first = await start(t, dir, cap, { remote }, { maxAgeMs: 60_000, minBackoffMs: 20 });
+  const old = envelope({ recipients: [two[1]!], receivedAt: Date.now() - 61_000, client: { address: '192.0.2.7', listener: 'submission', sessionId: 's', login: 'alice@example.org' } });
+  const id = await queueMessage(first.spool, old, 'Subject: s\r\n\r\nx\r\n');
+  await waitFor('the hold', () => cap.events('held-by-guard').length === 1 && first.queue.inFlight === 0);
+  assert.deepEqual([cap.events('held-by-guard')[0]!.breaker, cap.events('held-by-guard')[0]!.login], ['login:alice@example.org', 'alice@example.org']);
+  assert.deepEqual([cap.events('bounced').length, cap.events('deferred').length], [0, 0]);
+  await first.stop();
+
+  const second = await start(t, dir, cap, { remote }, { maxAgeMs: 60_000, minBackoffMs: 20 });
+  assert.equal(second.queue.scheduled, 0);
+  assert.deepEqual(second.queue.lookup(id), { id, area: 'hold', from: 'alice@example.org' });
+  const admin = new QueueAdmin(second.spool, second.queue, cap.log);
+  assert.deepEqual(await admin.run('delete', { filter: { state: 'held', sender: 'alice@example.org' } }), { matched: 1, changed: 1, missing: 0 });
+  assert.equal(await second.spool.get(id, 'hold'), undefined);
+  assert.equal(inner.calls.length, 0);
+  assert.deepEqual(cap.events('bounced'), []);
 });

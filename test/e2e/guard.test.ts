@@ -1,7 +1,8 @@
 // The incident at small scale: a login's password is stolen and used to send 2,000 messages to
 // 1,000 domains as fast as eight connections can, while a normal user keeps sending. The
 // baseline breaker must stop the login within its budget, alert the webhook at once, leave the
-// normal user and local mail alone, and `mailward guard release` must let the login send again.
+// normal user and local mail alone, and `mailward guard release` must let the login send again
+// and say how much of its mail waits on hold.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -137,6 +138,18 @@ test('incident: a stolen login sending 2,000 messages to 1,000 domains is stoppe
   await srv.waitForMail(ALICE, 5);
   await srv.waitForMail(BOB, 1);
 
+  // Every accepted message of Alice's was tried once: deferred before the trip (DNS refuses every
+  // remote domain here), or put on hold after it. The next retry is minutes away.
+  const aliceIds = queuedFromAlice.map((l) => l.queueId as string);
+  const firstTry = (id: string): boolean => srv.logs.some((l) => l.queueId === id && (l.event === 'deferred' || l.event === 'held-by-guard'));
+  const end = Date.now() + 10_000;
+  while (!aliceIds.every(firstTry)) {
+    if (Date.now() > end) throw new Error('timed out waiting for a first attempt of each of Alice\'s messages');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const held = srv.logs.filter((l) => l.event === 'held-by-guard' && aliceIds.includes(l.queueId as string));
+  assert.ok(held.every((l) => l.breaker === `login:${ALICE}`));
+
   // The operator releases the login (the CLI on the same store, the server still running).
   const yaml = path.join(dataDir, 'mailward.yaml');
   writeFileSync(yaml, `hostname: mx.example.org\ndomains: [example.org]\ndataDir: ${JSON.stringify(dataDir)}\n`);
@@ -145,6 +158,9 @@ test('incident: a stolen login sending 2,000 messages to 1,000 domains is stoppe
   registerGuard(program, { out: (s) => void out.push(s) });
   await program.parseAsync(['-c', yaml, 'guard', 'release', `login:${ALICE}`], { from: 'user' });
   assert.match(out.join(''), /^released login:alice@example\.org \(open since .*, baseline: /);
+  // It counts the held mail through the running server and names the commands for it.
+  assert.ok(out.join('').includes(`\n  ${held.length} message(s) on hold\n  look at it:     mailward queue list --state held\n`), out.join(''));
+  assert.ok(out.join('').includes(`\n  delete it:      mailward queue delete --state held --sender ${ALICE}   (or ID...)\n`));
   assert.equal(await sendOne(a, ALICE, 'someone@elsewhere.example'), 250);
   a.close();
 });

@@ -1,6 +1,7 @@
 // Alerts: the webhook POST (retried on a 5xx, given up on a 4xx with the URL's token kept out of
 // the log), the postmaster outbox drained once even by two dispatchers (two nodes), and the
-// postmaster mail queued in a real spool, routed through the directory's alias.
+// postmaster mail queued in a real spool, routed through the directory's alias; the mail's text
+// on held mail (how many, and the commands to look at, send or delete it).
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -94,4 +95,42 @@ test('postmaster mail: queued in the spool with the null sender, routed through 
   // A postmaster address nobody receives is an error the dispatcher logs and retries.
   const nowhere = spoolAlertMailer({ spool, hostname: 'mx.example.org', to: 'nobody@example.org', directory: te.env.directory });
   await assert.rejects(nowhere.send('s', 't'), { message: 'nobody@example.org has no mailbox or alias; create one (the guard\'s alerts go there)' });
+});
+
+test('alert text: the global breaker says all outbound mail is held in the queue, how many messages are on hold, and the exact commands', async (t) => {
+  const te = await makeEnv(t);
+  const mails: string[] = [];
+  const held = 7;
+  const d = startAlertDispatcher({ store: te.store, mailer: { send: async (_s, x) => void mails.push(x) }, log: pino({ level: 'silent' }), hostname: 'mx.example.org', clock: te.clock, intervalMs: 60_000, held: async () => held });
+  t.after(() => d.stop());
+  await enqueueAlertMail(te.store, { state: 'open', name: 'global', kind: 'manual', reason: 'opened by hand', figures: {}, at: te.clock() }, te.clock());
+  assert.equal(await d.tick(), 1);
+  assert.equal(
+    mails[0],
+    [
+      'The outbound breaker "global" of mx.example.org tripped (manual).',
+      '',
+      'Why: opened by hand',
+      `When: ${new Date(te.clock()).toISOString()}`,
+      '',
+      'All outbound mail is held in the queue: relayed mail is still accepted, and each queued message is put on hold (the hold area) when its delivery comes up; local delivery carries on.',
+      '7 message(s) are on hold now.',
+      '',
+      'See what happened:   mailward guard status',
+      'See the held mail:   mailward queue list --state held',
+      'Reopen when safe:    mailward guard release global',
+      "  New mail then flows again; the mail held meanwhile stays on hold (it is probably the attack's).",
+      'Send held mail:      mailward queue release ID...   (or --sender ADDRESS, or --all)',
+      'Delete held mail:    mailward queue delete --state held   (or ID...)',
+    ].join('\n'),
+  );
+  // A count that cannot be had is left out; the commands stay.
+  const failing = startAlertDispatcher({ store: te.store, mailer: { send: async (_s, x) => void mails.push(x) }, log: pino({ level: 'silent' }), hostname: 'mx.example.org', clock: te.clock, intervalMs: 60_000, held: () => Promise.reject(new Error('no server')) });
+  t.after(() => failing.stop());
+  await enqueueAlertMail(te.store, alert('sender:spam@example.org', te.clock()), te.clock());
+  assert.equal(await failing.tick(), 1);
+  assert.equal(mails.length, 2);
+  assert.ok(!mails[1]!.includes('on hold now'));
+  assert.match(mails[1]!, /\nNew outbound mail from sender:spam@example\.org is refused with a 4xx and its queued outbound mail is put on hold \(the hold area\) when its delivery comes up; local delivery carries on\.\n/);
+  assert.match(mails[1]!, /\nDelete held mail: {4}mailward queue delete --state held --sender spam@example\.org {3}\(or ID\.\.\.\)$/);
 });

@@ -19,7 +19,6 @@ import { startWebhook } from './helpers.ts';
 const MIN = 60_000;
 const HOUR = 60 * MIN;
 const HELD_SOURCE = { code: 450, enhanced: '4.7.1', text: 'Outbound mail from this sender is suspended, contact your postmaster' };
-const HELD_GLOBAL = { code: 450, enhanced: '4.7.1', text: 'Outbound mail is on hold at this server, try again later' };
 
 type Sender = { login?: string; from?: string | null; client?: string };
 
@@ -86,7 +85,11 @@ test('baseline: a login far above its own hourly rate trips its breaker; the ale
     figures: { rate: 31, baseline: 7.5, limit: 30 },
     at: new Date(clock()).toISOString(),
     release: 'mailward guard release login:alice@example.org',
-    text: '[mailward mx.example.org] outbound breaker open: login:alice@example.org — 31 relayed recipients in the last hour, limit 30 (4 × baseline 7.5, at least 20)',
+    heldMail: { list: 'mailward queue list --state held', release: 'mailward queue release ID...', delete: 'mailward queue delete --state held --sender alice@example.org' },
+    text:
+      '[mailward mx.example.org] outbound breaker open: login:alice@example.org — 31 relayed recipients in the last hour, limit 30 (4 × baseline 7.5, at least 20). ' +
+      'New outbound mail from login:alice@example.org is refused with a 4xx and its queued outbound mail is put on hold (the hold area) when its delivery comes up; local delivery carries on. ' +
+      'Held mail: mailward queue list --state held',
     _method: 'POST',
     _type: 'application/json',
   });
@@ -141,7 +144,7 @@ test('trusted network: a burst relayed without a login trips the client; the sam
   assert.deepEqual((await guard.breakers.list()).map((b) => b.name), ['client:10.0.0.5']);
 });
 
-test('bounce storm: bounces to one address hold mail sent as it; past the total, all outbound is held', async (t) => {
+test('bounce storm: bounces to one address hold mail sent as it; past the total the global breaker trips, and relayed mail is still accepted (delivery holds it)', async (t) => {
   const { rcpt, guard } = await setup(t, { ...ONLY, baseline: { enabled: false }, bounces: { perAddress: 3, total: 5, window: '1h' } });
   const dsn: Sender = { from: null, client: '203.0.113.50' };
   // Bounces are inbound mail: always accepted; they are only counted.
@@ -154,9 +157,15 @@ test('bounce storm: bounces to one address hold mail sent as it; past the total,
   assert.equal((await rcpt('x@far.example', bob)).kind, 'pass');
   // Two more bounces, to bob: 6 in the hour, over the total of 5.
   assert.equal(await seq(2, () => rcpt('bob@example.org', dsn)), 'PP');
-  const g = await rcpt('y@far.example', bob);
-  assert.deepEqual(g.kind === 'defer' && [g.reply, g.reason], [HELD_GLOBAL, 'breaker global is open (bounces): 6 bounces in the last hour, limit 5']);
-  // Local mail is never held.
+  assert.deepEqual((await guard.breakers.list()).map((b) => [b.name, b.kind, b.reason]), [
+    ['global', 'bounces', '6 bounces in the last hour, limit 5'],
+    ['sender:alice@example.org', 'bounces', '4 bounces to alice@example.org in the last hour, limit 3: its outbound mail is bouncing'],
+  ]);
+  // The global breaker holds mail in the queue, at delivery: RCPT accepts it.
+  assert.equal((await rcpt('y@far.example', bob)).kind, 'pass');
+  // A source's own breaker still refuses at RCPT while the global one is open.
+  const s = await rcpt('z@far.example', { login: 'alice@example.org', from: 'alice@example.org' });
+  assert.deepEqual(s.kind === 'defer' && [s.reply, s.reason], [HELD_SOURCE, 'breaker sender:alice@example.org is open (bounces): 4 bounces to alice@example.org in the last hour, limit 3: its outbound mail is bouncing']);
   assert.equal((await rcpt('alice@example.org', bob)).kind, 'pass');
 });
 

@@ -14,6 +14,8 @@ import { OutboundGuard } from '../../src/guard/guard.ts';
 import { RateLimits } from '../../src/guard/limits.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { makeClock } from '../checks/env.ts';
+import { Spool } from '../../src/queue/spool.ts';
+import { envelope, queueMessage } from '../queue/helpers.ts';
 
 const YAML = `
 hostname: mx.example.org
@@ -108,10 +110,46 @@ test('guard release and trip: by name, with the state they had; bad names are us
   assert.equal((await guard.breakers.get('global'))?.reason, 'holding everything while we look');
   assert.equal(
     await run('release', 'global'),
-    'released global (open since 2026-01-05T12:00:00.000Z, manual: holding everything while we look)\nheld mail goes out at its next retry; "mailward queue flush" sends it now\n',
+    [
+      'released global (open since 2026-01-05T12:00:00.000Z, manual: holding everything while we look)',
+      "new outbound mail goes out again; mail held while the breaker was open stays on hold (it is probably the attack's):",
+      '  0 message(s) on hold',
+      '  look at it:     mailward queue list --state held',
+      '  send some:      mailward queue release ID...   (or --sender ADDRESS, or --all)',
+      '  delete it:      mailward queue delete --state held   (or ID...)',
+      '',
+    ].join('\n'),
   );
   assert.equal(await run('release', 'Login:Carol@Example.org'), 'login:carol@example.org was not open; its recent counts were cleared\n');
   await assert.rejects(run('release', 'alice'), { message: '"alice" is not a breaker name; write "global", login:<login>, sender:<address> or client:<address>, as guard status shows them', exitCode: 2 });
+});
+
+test('guard release: counts the mail on hold in the spool (no server running) and names the commands for the source', async (t) => {
+  const { run, guard, config } = await setup(t);
+  const spool = await Spool.open(config.paths.spool, { log: pino({ level: 'silent' }), fsync: false });
+  const ids: string[] = [];
+  for (const from of ['alice@example.org', 'alice@example.org', 'bob@example.org']) {
+    const id = await queueMessage(spool, envelope({ mailFrom: from, recipients: [{ address: 'x@far.example', transport: 'remote' }] }), 'Subject: x\r\n\r\nx\r\n');
+    ids.push(id);
+  }
+  // Two on hold, one still queued: only the held ones are counted.
+  for (const id of ids.slice(0, 2)) assert.equal(await spool.move(id, 'queue', 'hold'), true);
+  await spool.close();
+  await guard.tripManually('login:alice@example.org', 'test');
+  assert.equal(
+    await run('release', 'login:alice@example.org'),
+    [
+      'released login:alice@example.org (open since 2026-01-05T12:00:00.000Z, manual: test)',
+      "new outbound mail goes out again; mail held while the breaker was open stays on hold (it is probably the attack's):",
+      '  2 message(s) on hold',
+      '  look at it:     mailward queue list --state held',
+      '  send some:      mailward queue release ID...   (or --sender ADDRESS, or --all)',
+      '  delete it:      mailward queue delete --state held --sender alice@example.org   (or ID...)',
+      '',
+    ].join('\n'),
+  );
+  // Not open, but mail is on hold: it is still said.
+  assert.match(await run('release', 'global'), /^global was not open; its recent counts were cleared\nmail held earlier stays on hold:\n {2}2 message\(s\) on hold\n/);
 });
 
 test('guard status: says when the checks are in no pipeline', async (t) => {
@@ -119,7 +157,7 @@ test('guard status: says when the checks are in no pipeline', async (t) => {
   t.after(() => rm(dir, { recursive: true, force: true }));
   const file = join(dir, 'mailward.yaml');
   // The built-in pipeline places both checks; this config takes them out.
-  await writeFile(file, 'domains: [example.org]\ndataDir: ./data\npipeline:\n  rcpt: [recipient]\n');
+  await writeFile(file, 'domains: [example.org]\ndataDir: ./data\npipeline:\n  connect: []\n  rcpt: [recipient]\n  data: [sender-login, permit-login, spam]\n');
   const out: string[] = [];
   const program = new Command('mailward').option('-c, --config <file>').exitOverride();
   registerGuard(program, { out: (s) => void out.push(s), clock: makeClock() });
@@ -127,7 +165,7 @@ test('guard status: says when the checks are in no pipeline', async (t) => {
   const text = out.join('');
   assert.match(text, /\n {2}none \(set checks\.outbound-guard\.quota\.limit to your smarthost's quota, e\.g\. 54000\)\n/);
   assert.match(text, /\n {2}login-hour {2}200 recipients per login in 1h, outbound\n {2}login-day {2}1000 recipients per login in 1d, outbound\n/);
-  assert.match(text, /\nnote: the rate-limit check is in no pipeline, so its rules are not applied; add it to pipeline\.rcpt\n/);
+  assert.match(text, /\nnote: the rate-limit check is in no pipeline, so its rules are not applied; add it to pipeline\.connect, pipeline\.rcpt and pipeline\.data \(where the defaults have it\)\n/);
   assert.match(text, /\nnote: the outbound-guard check is in no pipeline, so its breakers are not applied; add it to pipeline\.rcpt\n$/);
 });
 

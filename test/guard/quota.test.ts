@@ -1,12 +1,14 @@
 // The global outbound quota and the guarded transport, on a real SQLite store with a clock the
 // test moves, around a transport that records what reaches it: the warning, then the hard stop
 // that trips the global breaker and holds remote mail; release; the window sliding; refunds of
-// what never left; held sources; a store that cannot be read; the RCPT side of the global breaker.
+// what never left; held sources; a store that cannot be read; the RCPT side of the global breaker
+// (it accepts: the mail is queued and then held at delivery).
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { GuardSchema } from '../../src/config/guard-schema.ts';
 import { OutboundGuard } from '../../src/guard/guard.ts';
 import { guardedTransport } from '../../src/delivery/guarded-transport.ts';
+import { holdOf } from '../../src/delivery/worker.ts';
 import { outboundGuard } from '../../src/checks/outbound-guard.ts';
 import { build, ctx, mailbox, makeEnv } from '../checks/env.ts';
 import { queued, recordingTransport, startWebhook } from './helpers.ts';
@@ -23,7 +25,7 @@ async function setup(t: TestContext, extra: Record<string, unknown> = {}) {
   const send = async (n: number, o: { from?: string; login?: string; client?: string } = {}) => {
     const msg = queued({ from: o.from ?? 'alice@example.org', to: Array.from({ length: n }, (_, i) => `r${i}@far${i}.example`), ...(o.login ? { login: o.login } : {}), ...(o.client ? { client: o.client } : {}) });
     const out = await remote.deliver(msg, msg.envelope.recipients.map((_, i) => i));
-    const replies = [...new Set(out.map((x) => `${x.outcome} ${x.reply}`))];
+    const replies = [...new Set(out.map((x) => `${x.outcome} ${x.reply}${holdOf(x) ? ` [hold ${holdOf(x)!.breaker}]` : ''}`))];
     assert.equal(replies.length, 1, 'one answer for all recipients of a message');
     return replies[0]!;
   };
@@ -41,23 +43,23 @@ test('quota: a warning at 80%, then the hard stop holds remote mail and trips th
   assert.deepEqual([warning!.type, warning!.breaker, warning!.reason, warning!.figures], ['quota-warning', 'quota', '80 of 100 recipients sent in 24 h (warning at 80, stop at 95)', { used: 80, limit: 100, warn: 80, stop: 95 }]);
   assert.equal(await send(10), 'ok 250 2.0.0 Ok'); // 90: no second warning
   // 90 + 10 > 95: held, and the global breaker trips.
-  assert.equal(await send(10), 'temporary 451 4.3.2 Held: outbound quota reached (90 of 100 in 24 h)');
+  assert.equal(await send(10), 'temporary 451 4.3.2 Held: outbound quota reached (90 of 100 in 24 h) [hold global]');
   const [, open] = await hook.waitFor(2);
   assert.deepEqual([open!.type, open!.breaker, open!.kind, open!.reason], ['breaker-open', 'global', 'quota', "the outbound quota's hard stop: 90 of 100 recipients sent in 24 h, stop at 95"]);
   // Now everything remote is held by the breaker, even what the quota would allow.
-  assert.equal(await send(1), 'temporary 451 4.3.2 Held by the outbound breaker (global)');
+  assert.equal(await send(1), 'temporary 451 4.3.2 Held by the outbound breaker (global) [hold global]');
   assert.equal(sink.calls.length, 9);
   assert.equal(sink.calls.flatMap((c) => c.rcpts).length, 90);
-  // At RCPT, new relayed mail is refused while local mail is accepted.
-  const v = await rcpt('x@far.example');
-  assert.deepEqual(v.kind === 'defer' && v.reply, { code: 450, enhanced: '4.7.1', text: 'Outbound mail is on hold at this server, try again later' });
+  // At RCPT, new relayed mail is accepted (and counted): it is queued, and held at delivery.
+  assert.equal((await rcpt('x@far.example')).kind, 'pass');
   assert.equal((await rcpt('alice@example.org')).kind, 'pass');
+  assert.equal((await guard.status()).sources.find((x) => x.source === 'login:bob@example.org')?.reading.rate, 1);
   assert.deepEqual(logs.filter((l) => l.event === 'breaker').map((l) => [l.state, l.breaker]), [['warning', 'quota'], ['open', 'global']]);
 
   // Released by the operator: what fits under the stop goes; the quota holds the rest without tripping again.
   await guard.release('global');
   assert.equal(await send(5), 'ok 250 2.0.0 Ok'); // 95
-  assert.equal(await send(1), 'temporary 451 4.3.2 Held: outbound quota reached (95 of 100 in 24 h)');
+  assert.equal(await send(1), 'temporary 451 4.3.2 Held: outbound quota reached (95 of 100 in 24 h) [hold global]');
   assert.deepEqual(await guard.breakers.list(), []);
   assert.equal(hook.received.length, 2);
   const status = await guard.status();
@@ -83,17 +85,17 @@ test('guarded transport: queued mail of a source with an open breaker is held; o
   const { send, sink, guard } = await setup(t, { quota: {} });
   assert.equal(await guard.tripManually('login:alice@example.org', 'test'), true);
   assert.equal(await guard.tripManually('client:127.0.0.1', 'test'), true);
-  assert.equal(await send(2, { login: 'Alice@example.org' }), 'temporary 451 4.3.2 Held by the outbound breaker (login:alice@example.org)');
+  assert.equal(await send(2, { login: 'Alice@example.org' }), 'temporary 451 4.3.2 Held by the outbound breaker (login:alice@example.org) [hold login:alice@example.org]');
   assert.equal(await send(2, { login: 'bob@example.org', from: 'bob@example.org', client: '192.0.2.99' }), 'ok 250 2.0.0 Ok');
   // A bounce we generate (null sender, from 127.0.0.1) is judged by the global breaker only.
   assert.equal(await send(1, { from: '', client: '127.0.0.1' }), 'ok 250 2.0.0 Ok');
-  assert.equal(await send(1, { from: 'app@example.org', client: '127.0.0.1' }), 'temporary 451 4.3.2 Held by the outbound breaker (client:127.0.0.1)');
+  assert.equal(await send(1, { from: 'app@example.org', client: '127.0.0.1' }), 'temporary 451 4.3.2 Held by the outbound breaker (client:127.0.0.1) [hold client:127.0.0.1]');
   assert.deepEqual(sink.calls.map((c) => c.rcpts.length), [2, 1]);
   // Without a quota nothing is counted.
   assert.equal((await guard.status()).quota, undefined);
 });
 
-test('guarded transport: when the guard cannot be read, remote mail is held, never sent', async (t) => {
+test('guarded transport: when the guard cannot be read, remote mail is deferred (not held: no operator needed), never sent', async (t) => {
   const { send, sink, store } = await setup(t);
   await store.close();
   assert.equal(await send(3), 'temporary 451 4.3.0 Held: the outbound guard cannot be read, will retry');

@@ -1,6 +1,8 @@
 // `mailward guard status | release NAME | trip NAME`: the outbound guard's breakers, quota and
 // rate limits with their current figures, read from the shared store the config names (works
-// whether the server runs or not: the state lives in the store, not in the server).
+// whether the server runs or not: the state lives in the store, not in the server). Release also
+// counts the mail on hold (through the server, or in the spool) and names the commands for it.
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
 import { entryCheck } from '../../config/schema.ts';
@@ -12,7 +14,8 @@ import type { Logger } from '../../observe/log.ts';
 import { OutboundGuard, type GuardStatus } from '../../guard/guard.ts';
 import { RateLimits, type LimitFigure } from '../../guard/limits.ts';
 import { parseBreakerName } from '../../guard/sources.ts';
-import { releaseCommand } from '../../guard/alerts.ts';
+import { heldMailCommands, releaseCommand } from '../../guard/alerts.ts';
+import { runQueueCommand } from '../../app/delivery.ts';
 import { CliError, EXIT, configFrom } from './index.ts';
 
 export interface GuardIo {
@@ -66,7 +69,8 @@ export function registerGuard(program: Command, io: GuardIo = defaultIo): void {
       await withGuard(config, io, async (g) => {
         const was = await g.release(canonical);
         io.out(was ? `released ${canonical} (open since ${new Date(was.trippedAt).toISOString()}, ${was.kind}: ${was.reason})\n` : `${canonical} was not open; its recent counts were cleared\n`);
-        if (was) io.out(canonical === 'global' ? 'held mail goes out at its next retry; "mailward queue flush" sends it now\n' : 'its held mail goes out at its next retry; "mailward queue list" shows it, "mailward queue flush" sends it now\n');
+        const held = await heldCount(config);
+        if (was || (typeof held === 'number' && held > 0)) io.out(heldMailText(canonical, held, was !== undefined));
       });
     });
   guard
@@ -83,6 +87,34 @@ export function registerGuard(program: Command, io: GuardIo = defaultIo): void {
         io.out(fresh ? `${canonical} is open; reopen it with: ${releaseCommand(canonical)}\n` : `${canonical} was open already\n`);
       });
     });
+}
+
+/**
+ * Messages on hold (the hold/ area, whoever put them there): counted by the running server from
+ * its catalog, or in the spool when none runs. A string says why they could not be counted.
+ */
+async function heldCount(config: Config): Promise<number | string> {
+  // No spool yet: nothing was ever queued (and counting must not create one).
+  if (!existsSync(config.paths.spool)) return 0;
+  try {
+    return (await runQueueCommand(config, { op: 'release', all: true, countOnly: true })).matched;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/** After a release: the held mail stays held (it is probably the attack's); how to look at it, send it or drop it. */
+export function heldMailText(name: string, held: number | string, wasOpen: boolean): string {
+  const c = heldMailCommands(name);
+  const count = typeof held === 'number' ? `${held} message(s) on hold` : `the messages on hold could not be counted (${held})`;
+  return [
+    wasOpen ? 'new outbound mail goes out again; mail held while the breaker was open stays on hold (it is probably the attack\'s):' : 'mail held earlier stays on hold:',
+    `  ${count}`,
+    `  look at it:     ${c.list}`,
+    `  send some:      ${c.release}   (or --sender ADDRESS, or --all)`,
+    `  delete it:      ${c.delete}   (or ID...)`,
+    '',
+  ].join('\n');
 }
 
 /** Which listeners run the guard's checks, and at which stages. */
@@ -144,7 +176,7 @@ export function formatStatus(s: GuardStatus, limits: readonly LimitFigure[], set
     for (const t of f.top) lines.push(`      ${t.subject}  ${num(t.count)} / ${r.limit}${t.count >= r.limit ? '  — at the limit' : ''}`);
   }
   for (const [check, where] of placed) {
-    if (where.length === 0) lines.push('', `note: the ${check} check is in no pipeline, so its ${check === 'rate-limit' ? 'rules' : 'breakers'} are not applied; add it to pipeline.rcpt`);
+    if (where.length === 0) lines.push('', `note: the ${check} check is in no pipeline, so its ${check === 'rate-limit' ? 'rules' : 'breakers'} are not applied; add it to ${check === 'rate-limit' ? 'pipeline.connect, pipeline.rcpt and pipeline.data (where the defaults have it)' : 'pipeline.rcpt'}`);
   }
   return `${lines.join('\n')}\n`;
 }
