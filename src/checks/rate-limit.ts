@@ -3,7 +3,7 @@
 // whole server, inbound or outbound, in a sliding window. Over a limit: a 4xx, logged by the session.
 import { temp, type SmtpReply } from '../core/reply.ts';
 import { defer, pass, type Verdict } from '../core/verdict.ts';
-import { defineCheck } from '../pipeline/check.ts';
+import { defineCheck, type StageHandlers } from '../pipeline/check.ts';
 import { RateLimitSchema, windowText } from '../config/guard-schema.ts';
 import { RateLimits, type LimitRefusal } from '../guard/limits.ts';
 
@@ -24,14 +24,18 @@ export const rateLimit = defineCheck({
   create: (opts, env) => {
     const limits = new RateLimits(env.store, opts.rules, env.log);
     const counts = limits.counts();
-    return {
-      connect: async (ctx) => {
-        if (!counts.has('connections')) return pass();
+    // The check sits in the default connect and data lists, so it runs for every connection and
+    // message. A stage no rule counts at gets no handler at all: the runner then skips the check
+    // with no deadline timer, no promise race and no store round trip.
+    const handlers: StageHandlers = {};
+    if (counts.has('connections')) {
+      handlers.connect = async (ctx) => {
         const r = await limits.consume('connections', { listener: ctx.session.listener, clientAddress: ctx.session.clientAddress }, env.clock());
         return r ? refused(tooManyConnections, r) : pass();
-      },
-      rcpt: async (ctx, rcpt) => {
-        if (!counts.has('recipients')) return pass();
+      };
+    }
+    if (counts.has('recipients')) {
+      handlers.rcpt = async (ctx, rcpt) => {
         const s = ctx.session;
         const r = await limits.consume(
           'recipients',
@@ -46,9 +50,10 @@ export const rateLimit = defineCheck({
           env.clock(),
         );
         return r ? refused(tooManyRecipients, r) : pass();
-      },
-      data: async (ctx) => {
-        if (!counts.has('messages')) return pass();
+      };
+    }
+    if (counts.has('messages')) {
+      handlers.data = async (ctx) => {
         const s = ctx.session;
         const rcpts = ctx.tx?.recipients ?? [];
         const local = rcpts.some((m) => env.directory.isLocalDomain(m.domain));
@@ -65,7 +70,8 @@ export const rateLimit = defineCheck({
           env.clock(),
         );
         return r ? refused(tooManyMessages, r) : pass();
-      },
-    };
+      };
+    }
+    return handlers;
   },
 });

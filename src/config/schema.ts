@@ -72,13 +72,17 @@ const ListenerInput = z
   .strict();
 
 export const DEFAULT_PIPELINE: Record<Stage, PipelineEntry[]> = {
-  connect: [],
+  // Connection rules (checks.rate-limit.rules with count: connections) count here. Without one
+  // the check has no connect handler, and the runner skips it: no timer, no store round trip.
+  connect: ['rate-limit'],
   helo: [],
   mail: ['sender-login'],
   // The outbound guard before the rate limits: recipients it refuses do not use up a limit.
   rcpt: ['recipient', 'outbound-guard', 'rate-limit'],
+  // Message rules count after sender-login (a refused message uses up no limit) and before
+  // permit-login, which ends the list for a login: a stolen login must still be counted.
   // Content filter for mail from strangers; a login's own mail is not scored (permit ends the list).
-  data: ['sender-login', 'permit-login', 'spam'],
+  data: ['sender-login', 'rate-limit', 'permit-login', 'spam'],
 };
 
 export const ConfigSchema = z
@@ -134,8 +138,10 @@ export const ConfigSchema = z
         dataTimeout: Duration.default(600_000),
         maxConnections: z.number().int().min(1).default(1000),
         maxConnectionsPerClient: z.number().int().min(1).default(20),
-        /** Bare CR or LF in DATA (SMTP smuggling): reject the message, or accept it. */
-        bareLineEndings: z.enum(['reject', 'accept']).default('reject'),
+        /** Bare CR or LF in a message (SMTP smuggling): reject it (554 5.5.2), normalise them to
+         *  CRLF before it is queued, or accept them as they came (kept for older setups; outbound
+         *  mail is CRLF-normalised anyway). Applies to every client, trusted networks included. */
+        bareLineEndings: z.enum(['reject', 'normalise', 'accept']).default('reject'),
       })
       .strict()
       .prefault({}),

@@ -129,7 +129,17 @@ export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: Ou
     const finish = (r: SendResult): void => {
       if (settled) return;
       settled = true;
-      resolve(r);
+      // Resolved once the connection is gone: the caller gives back its connection slot (per
+      // domain, per smarthost) when this resolves, and a slot freed while QUIT was still under
+      // way let the next session open over the limit. The client's close time-out (1 s) bounds it.
+      if (conn.destroyed) resolve(r);
+      else {
+        const closed = setTimeout(() => resolve(r), 2000);
+        conn.once('end', () => {
+          clearTimeout(closed);
+          resolve(r);
+        });
+      }
       if (r.kind === 'sent' && stage === 'send' && !conn.destroyed) {
         try {
           conn.quit();

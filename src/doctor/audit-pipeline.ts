@@ -1,6 +1,7 @@
 // The part of `mailward doctor` that reads the check lists: a guard check (outbound-guard,
 // rate-limit) placed after a check that may permit never runs for what that check permits —
-// permit-login ends the list for every logged-in client, so a stolen login would meet no breaker.
+// permit-login ends the list for every logged-in client, so a stolen login would meet no breaker;
+// and a rate-limit rule whose stage list lacks the rate-limit check is never applied.
 import type { Config, ListenerConfig } from '../config/load.ts';
 import { rateLimitSettings, type RuleCount } from '../config/guard-schema.ts';
 import { entryCheck, type PipelineEntry, type Stage } from '../config/schema.ts';
@@ -114,5 +115,64 @@ export function auditGuardPlacement(config: Config): Finding[] {
       fix: `move ${p.check} before ${p.permitter} in ${setting}, e.g. ${setting}: ${reordered(p.list, p.at)}`,
     });
   }
+  out.push(...auditRateLimitPlacement(config));
+  return out;
+}
+
+// Where each kind of rule is counted: the stage whose list must hold rate-limit.
+const STAGE_OF: Partial<Record<RuleCount, Stage>> = { connections: 'connect', messages: 'data' };
+
+/**
+ * The list with rate-limit added where the default lists have it: first at connect (before any
+ * DNS lookup), right after sender-login at data (a refused message uses up no limit) — and never
+ * after a check that may permit on one of `on`, which would end the list before it.
+ */
+function withRateLimit(config: Config, on: readonly ListenerConfig[], stage: Stage, list: readonly PipelineEntry[]): string {
+  const names = list.map(entryCheck);
+  let at = stage === 'data' ? names.indexOf('sender-login') + 1 : 0;
+  const permits = on.map((l) => list.findIndex((e) => mayPermit(config, l, stage, e))).filter((i) => i >= 0);
+  if (permits.length > 0) at = Math.min(at, ...permits);
+  names.splice(at, 0, 'rate-limit');
+  return `[${names.join(', ')}]`;
+}
+
+/**
+ * A rule counting connections or messages does nothing on a listener whose connect or data list
+ * lacks rate-limit (an operator who writes their own lists drops the default placement): the
+ * limit the operator wrote is silently never applied there.
+ */
+export function auditRateLimitPlacement(config: Config): Finding[] {
+  let rules;
+  try {
+    rules = rateLimitSettings(config.checks, config.source).rules;
+  } catch {
+    return []; // bad options are reported when the config loads
+  }
+  const runs = (l: ListenerConfig, stage: Stage): boolean => l.pipeline[stage].some((e) => entryCheck(e) === 'rate-limit');
+  const out: Finding[] = [];
+  rules.forEach((rule, i) => {
+    const stage = STAGE_OF[rule.count];
+    if (!stage) return;
+    const missing = config.listeners.filter((l) => (!rule.listeners || rule.listeners.includes(l.name)) && !runs(l, stage));
+    // One finding per list to change: the global one when every listener has the same list at
+    // this stage (the config no longer tells which inherited it), else each listener's own.
+    const done = new Set<string>();
+    for (const l of missing) {
+      const list = l.pipeline[stage];
+      const shared = config.listeners.every((x) => JSON.stringify(x.pipeline[stage]) === JSON.stringify(list));
+      const setting = shared ? `pipeline.${stage}` : `listeners.${l.name}.pipeline.${stage}`;
+      if (done.has(setting)) continue;
+      done.add(setting);
+      const group = shared ? missing : [l];
+      const on = group.map((x) => q(x.name));
+      out.push({
+        id: 'rate-limit-not-run',
+        severity: 'warning',
+        setting,
+        message: `rule ${q(rule.name)} (checks.rate-limit.rules[${i}]) counts ${rule.count}, but the ${stage} list of listener${on.length > 1 ? 's' : ''} ${on.join(', ')} does not run rate-limit, so the rule never counts or limits ${rule.count} there`,
+        fix: `add rate-limit to ${setting}, e.g. ${setting}: ${withRateLimit(config, group, stage, list)}`,
+      });
+    }
+  });
   return out;
 }

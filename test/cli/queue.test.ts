@@ -3,7 +3,6 @@
 // delete confirmation, and the same commands while a server runs and owns the spool.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,22 +11,9 @@ import { silentLogger } from '../../src/observe/log.ts';
 import { envelope, queueMessage } from '../queue/helpers.ts';
 import { startServer } from '../harness/server.ts';
 import { startDns } from '../harness/dns.ts';
+import { runMailward } from '../harness/cli.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 
-function mailward(args: string[], input = ''): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    // Asynchronous on purpose: the server answering the control socket runs in this process.
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), ...args], { cwd: ROOT });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end(input);
-  });
-}
 
 async function setup(t: { after(fn: () => void): void }, dnsAddress = '127.0.0.1:9'): Promise<{ dataDir: string; config: string; spam: string[]; good: string[] }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mailward-cliq-'));
@@ -65,12 +51,12 @@ test('cli queue: list, filters, summary, json and show on a stopped server\'s sp
   const { config, spam, good } = await setup(t);
   // Read-only commands: run them side by side.
   const [all, bySender, old, summary, show, bad] = await Promise.all([
-    mailward(['queue', 'list', '--config', config]),
-    mailward(['queue', 'list', '--sender', '@BAD.example', '--config', config]),
-    mailward(['queue', 'list', '--older-than', '2h', '--json', '--config', config]),
-    mailward(['queue', 'list', '--summary', '--top', '2', '--config', config]),
-    mailward(['queue', 'show', good[1]!, '--config', config]),
-    mailward(['queue', 'list', '--older-than', 'soon', '--config', config]),
+    runMailward(['queue', 'list', '--config', config]),
+    runMailward(['queue', 'list', '--sender', '@BAD.example', '--config', config]),
+    runMailward(['queue', 'list', '--older-than', '2h', '--json', '--config', config]),
+    runMailward(['queue', 'list', '--summary', '--top', '2', '--config', config]),
+    runMailward(['queue', 'show', good[1]!, '--config', config]),
+    runMailward(['queue', 'list', '--older-than', 'soon', '--config', config]),
   ]);
   assert.equal(all.code, 0, all.stderr);
   const lines = all.stdout.trimEnd().split('\n');
@@ -94,31 +80,31 @@ test('cli queue: list, filters, summary, json and show on a stopped server\'s sp
 
 test('cli queue: hold, release, delete (asks first), requeue and flush without a server', async (t) => {
   const { config, spam, good } = await setup(t);
-  const hold = await mailward(['queue', 'hold', '--sender', 'spammer@bad.example', '--config', config]);
+  const hold = await runMailward(['queue', 'hold', '--sender', 'spammer@bad.example', '--config', config]);
   assert.equal(hold.stdout, '3 message(s) put on hold in the spool (no server running)\n');
-  const held = await mailward(['queue', 'list', '--state', 'held', '--config', config]);
+  const held = await runMailward(['queue', 'list', '--state', 'held', '--config', config]);
   assert.match(held.stdout, /\n3 message\(s\) queued\n$/);
-  const rel = await mailward(['queue', 'release', spam[0]!, '--config', config]);
+  const rel = await runMailward(['queue', 'release', spam[0]!, '--config', config]);
   assert.equal(rel.stdout, '1 message(s) released in the spool (no server running)\n');
 
-  const none = await mailward(['queue', 'delete', '--config', config]);
+  const none = await runMailward(['queue', 'delete', '--config', config]);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /say which messages: queue ids, a filter/);
-  const no = await mailward(['queue', 'delete', '--sender', 'spammer@bad.example', '--config', config], 'n\n');
+  const no = await runMailward(['queue', 'delete', '--sender', 'spammer@bad.example', '--config', config], 'n\n');
   assert.equal(no.stderr, 'delete 3 message(s)? [y/N] ');
   assert.equal(no.stdout, 'nothing deleted\n');
-  const yes = await mailward(['queue', 'delete', '--sender', 'spammer@bad.example', '--config', config], 'y\n');
+  const yes = await runMailward(['queue', 'delete', '--sender', 'spammer@bad.example', '--config', config], 'y\n');
   assert.equal(yes.stdout, '3 message(s) deleted in the spool (no server running)\n');
 
-  const req = await mailward(['queue', 'requeue', '--all', '--config', config]);
+  const req = await runMailward(['queue', 'requeue', '--all', '--config', config]);
   assert.equal(req.stdout, '1 message(s) requeued in the spool (no server running)\n', 'only the deferred one changes');
-  const flush = await mailward(['queue', 'flush', '--config', config]);
+  const flush = await runMailward(['queue', 'flush', '--config', config]);
   assert.equal(flush.code, 0, flush.stderr);
   assert.equal(flush.stdout, '0 message(s) flushed in the spool (no server running)\nthey are tried when the server starts\n');
-  const left = await mailward(['queue', 'list', '--config', config]);
+  const left = await runMailward(['queue', 'list', '--config', config]);
   assert.match(left.stdout, /held 0, deferred 0, pending 2; 2 recipient\(s\) to go; \d+ bytes\n2 message\(s\) queued\n$/);
   assert.ok(left.stdout.includes(good[0]!) && left.stdout.includes(good[1]!));
-  const missing = await mailward(['queue', 'hold', '1k8fn2k50f5t0l8zz', '--config', config]);
+  const missing = await runMailward(['queue', 'hold', '1k8fn2k50f5t0l8zz', '--config', config]);
   assert.equal(missing.code, 1);
   assert.equal(missing.stdout, '0 message(s) put on hold in the spool (no server running); 1 id(s) not found\n');
 });
@@ -132,22 +118,22 @@ test('cli queue: the same commands reach a running server over its control socke
   for (let i = 0; i < 200 && srv.logs.filter((l) => l.event === 'deferred').length < 4; i++) await new Promise((r) => setTimeout(r, 25));
   assert.equal(srv.logs.filter((l) => l.event === 'deferred').length, 4);
 
-  const hold = await mailward(['queue', 'hold', spam[0]!, spam[1]!, '--config', config]);
+  const hold = await runMailward(['queue', 'hold', spam[0]!, spam[1]!, '--config', config]);
   assert.equal(hold.stdout, '2 message(s) put on hold by the running server\n', hold.stderr);
-  const list = await mailward(['queue', 'list', '--state', 'held', '--config', config]);
+  const list = await runMailward(['queue', 'list', '--state', 'held', '--config', config]);
   assert.match(list.stdout, /\n2 message\(s\) queued\n$/);
-  const flushed = await mailward(['queue', 'flush', '--config', config]);
+  const flushed = await runMailward(['queue', 'flush', '--config', config]);
   assert.equal(flushed.stdout, '3 message(s) flushed by the running server\n');
   const retried = await srv.waitForLog((l) => l.event === 'deferred' && l.queueId === good[1]);
   assert.equal(retried.attempts, 3, 'tried at once after the flush, not in an hour');
   // The confirmation's count comes from the server's catalog (held messages included).
-  const no = await mailward(['queue', 'delete', '--sender', 'spammer@bad.example', '--config', config], 'n\n');
+  const no = await runMailward(['queue', 'delete', '--sender', 'spammer@bad.example', '--config', config], 'n\n');
   assert.equal(no.stderr, 'delete 3 message(s)? [y/N] ');
   assert.equal(no.stdout, 'nothing deleted\n');
   assert.ok(srv.logs.some((l) => l.event === 'queue-admin-request' && l.op === 'delete' && l.countOnly === true), 'the count was asked of the server');
-  const del = await mailward(['queue', 'delete', '--all', '--yes', '--config', config]);
+  const del = await runMailward(['queue', 'delete', '--all', '--yes', '--config', config]);
   assert.equal(del.stdout, '5 message(s) deleted by the running server\n');
-  const empty = await mailward(['queue', 'list', '--config', config]);
+  const empty = await runMailward(['queue', 'list', '--config', config]);
   assert.equal(empty.stdout, '0 message(s) queued\n');
   const audit = srv.logs.filter((l) => l.event === 'queue-admin' && l.op === 'delete' && l.queueId);
   assert.equal(audit.length, 5, 'each deleted message is logged');

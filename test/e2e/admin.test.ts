@@ -2,7 +2,6 @@
 // the same mail events as the log; /metrics counts what happened.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync, mkdtempSync, rmSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,22 +11,9 @@ import { startServer } from '../harness/server.ts';
 import { Spool } from '../../src/queue/spool.ts';
 import { silentLogger } from '../../src/observe/log.ts';
 import { envelope, queueMessage } from '../queue/helpers.ts';
+import { runMailward } from '../harness/cli.ts';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
 
-/** `mailward ARGS` in a real process (asynchronous: the server it talks to runs in this one). */
-function mailward(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), ...args], { cwd: ROOT });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end();
-  });
-}
 
 /** The spool folders ("queue" or "hold") that hold a file named `id`, as "area/bucket". */
 function whereOnDisk(spoolDir: string, id: string): string[] {
@@ -110,7 +96,7 @@ test('admin: with no admin.host it binds 127.0.0.1; hold and release over HTTP m
   assert.equal(held.status, 200);
   assert.deepEqual(await held.json(), { result: { matched: 1, changed: 1, missing: 0 } });
   assert.deepEqual(whereOnDisk(spoolDir, id), ['hold']);
-  const list = await mailward(['queue', 'list', '--state', 'held', '--config', configFile]);
+  const list = await runMailward(['queue', 'list', '--state', 'held', '--config', configFile]);
   assert.equal(list.code, 0, list.stderr);
   assert.ok(list.stdout.includes(id), list.stdout);
   assert.match(list.stdout, /\n1 message\(s\) queued\n$/);
@@ -123,9 +109,9 @@ test('admin: with no admin.host it binds 127.0.0.1; hold and release over HTTP m
   assert.equal(released.status, 200);
   assert.deepEqual(await released.json(), { result: { matched: 1, changed: 1, missing: 0 } });
   assert.deepEqual(whereOnDisk(spoolDir, id), ['queue']);
-  const heldNow = await mailward(['queue', 'list', '--state', 'held', '--config', configFile]);
+  const heldNow = await runMailward(['queue', 'list', '--state', 'held', '--config', configFile]);
   assert.equal(heldNow.stdout, '0 message(s) queued\n');
-  const all = await mailward(['queue', 'list', '--config', configFile]);
+  const all = await runMailward(['queue', 'list', '--config', configFile]);
   assert.ok(all.stdout.includes(id), all.stdout);
   assert.match(all.stdout, /\n1 message\(s\) queued\n$/);
 });

@@ -1,6 +1,7 @@
 // Rate-limit rules on a real SQLite store with a clock the test moves: each key (client, network,
 // login, sender, recipient domain, server), connections at connect, messages at DATA, the
-// direction, the window sliding, refused counts not kept, warnings, listeners, config errors.
+// direction, the window sliding, refused counts not kept, warnings, listeners, config errors;
+// then a real server with the default check lists: connection and message rules work unplaced.
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { rateLimit } from '../../src/checks/rate-limit.ts';
@@ -10,6 +11,8 @@ import { buildConfig } from '../../src/config/load.ts';
 import { compileChecks } from '../../src/app/compose.ts';
 import type { Verdict } from '../../src/core/verdict.ts';
 import { build, ctx, mailbox, makeEnv } from '../checks/env.ts';
+import { startServer } from '../harness/server.ts';
+import { dial, type Dialog } from '../harness/dial.ts';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -153,4 +156,89 @@ test('rate-limit: bad rules are config errors naming the setting', () => {
   assert.throws(() => compileChecks(config([{ key: 'client', window: '500ms', limit: 5 }])), /rules\[0\]\.window: a window of 500 ms is too short/);
   assert.throws(() => compileChecks(config([{ key: 'client', window: '1h', limit: 5, warnAt: '180%' }])), /rules\[0\]\.warnAt: "180%" is not a share of the limit/);
   assert.throws(() => compileChecks(config([{ key: 'client', window: '1h', limit: 0 }])), /rules\[0\]\.limit/);
+});
+
+test('rate-limit: a rule counting only recipients gives the check no connect or data handler (nothing runs there)', async (t) => {
+  const te = await makeEnv(t);
+  const h = build(rateLimit, {}, te.env);
+  assert.deepEqual(Object.keys(h), ['rcpt']);
+  const all = build(rateLimit, { rules: [{ count: 'connections', key: 'client', window: '1s', limit: 1 }, { count: 'messages', key: 'client', window: '1h', limit: 1 }] }, te.env);
+  assert.deepEqual(Object.keys(all), ['connect', 'data']);
+});
+
+test('rate-limit in the default lists: 5 connections a second per /24, the 6th gets 421 4.7.0 and one deferred line', async (t) => {
+  const srv = await startServer(t, { config: { checks: { 'rate-limit': { rules: [{ name: 'net-conn', count: 'connections', key: 'network', window: '1s', limit: 5 }] } } } });
+  // No pipeline in the config: every listener runs the default connect list.
+  assert.deepEqual(srv.config.listeners.map((l) => [l.name, l.pipeline.connect]), [['mx', ['rate-limit']], ['submission', ['rate-limit']], ['submissions', ['rate-limit']]]);
+  const open: Dialog[] = [];
+  t.after(() => open.forEach((c) => c.close()));
+  for (let i = 0; i < 5; i++) {
+    const c = await dial(srv.port('mx'));
+    open.push(c);
+    await c.expect('220 ');
+  }
+  const sixth = await dial(srv.port('mx'));
+  open.push(sixth);
+  const r = await sixth.expect('421');
+  assert.equal(r.raw, '421 4.7.0 Too many connections, try again later\r\n');
+  await sixth.closed();
+  await srv.waitForLog((l) => l.check === 'rate-limit');
+  const refusals = srv.logs.filter((l) => l.check === 'rate-limit');
+  assert.equal(refusals.length, 1);
+  const { time: _time, pid: _pid, hostname: _host, session, ...line } = refusals[0]!;
+  assert.equal(typeof session, 'string');
+  assert.deepEqual(line, {
+    level: 30,
+    event: 'deferred',
+    client: '127.0.0.1',
+    listener: 'mx',
+    stage: 'connect',
+    check: 'rate-limit',
+    reason: 'rule net-conn: network 127.0.0.0/24 at 6 connections in 1s, limit 5',
+    reply: '421 4.7.0 Too many connections, try again later',
+    msg: 'deferred',
+  });
+});
+
+test('rate-limit in the default lists: messages per client are counted at end of DATA, a login\'s too (before permit-login)', async (t) => {
+  const rules = [
+    { name: 'client-messages', count: 'messages', key: 'client', window: '1h', limit: 2, listeners: ['mx'] },
+    { name: 'login-messages', count: 'messages', key: 'login', window: '1h', limit: 1 },
+  ];
+  const srv = await startServer(t, { users: [['bob@example.org', 'hunter2hunter2']], config: { checks: { 'rate-limit': { rules } } } });
+  assert.deepEqual(srv.config.listeners[0]!.pipeline.data, ['sender-login', 'rate-limit', 'permit-login', 'spam']);
+  const send = async (c: Dialog, from: string, to: string): Promise<string> => {
+    await c.say(`MAIL FROM:<${from}>`).expect('250');
+    await c.say(`RCPT TO:<${to}>`).expect('250');
+    await c.say('DATA').expect('354');
+    c.send(`From: <${from}>\r\nTo: <${to}>\r\nSubject: count me\r\n\r\nhello\r\n.\r\n`);
+    return (await c.read()).raw;
+  };
+  const mx = await dial(srv.port('mx'));
+  t.after(() => mx.close());
+  await mx.expect('220 ');
+  await mx.say('EHLO sender.example').expect('250');
+  assert.match(await send(mx, 'a@sender.example', 'bob@example.org'), /^250 /);
+  assert.match(await send(mx, 'a@sender.example', 'bob@example.org'), /^250 /);
+  assert.equal(await send(mx, 'a@sender.example', 'bob@example.org'), '450 4.7.1 Rate limit exceeded: too many messages, try again later\r\n');
+  await srv.waitForMail('bob@example.org', 2);
+  const refusal = await srv.waitForLog((l) => l.event === 'deferred' && l.check === 'rate-limit');
+  assert.deepEqual([refusal.stage, refusal.reason, refusal.reply], ['data', 'rule client-messages: client 127.0.0.1 at 3 messages in 1h, limit 2', '450 4.7.1 Rate limit exceeded: too many messages, try again later']);
+
+  // A login's message is counted before permit-login ends the data list for it.
+  const sub = await dial(srv.port('submission'));
+  t.after(() => sub.close());
+  await sub.expect('220 ');
+  await sub.say('EHLO laptop').expect('250');
+  await sub.say('STARTTLS').expect('220');
+  await sub.startTls();
+  await sub.say('EHLO laptop').expect('250');
+  await sub.say('AUTH PLAIN ' + Buffer.from('\0bob@example.org\0hunter2hunter2').toString('base64')).expect('235');
+  assert.match(await send(sub, 'bob@example.org', 'bob@example.org'), /^250 /);
+  assert.equal(await send(sub, 'bob@example.org', 'bob@example.org'), '450 4.7.1 Rate limit exceeded: too many messages, try again later\r\n');
+  const login = await srv.waitForLog((l) => l.event === 'deferred' && l.check === 'rate-limit' && l.listener === 'submission');
+  assert.deepEqual([login.stage, login.login, login.reason], ['data', 'bob@example.org', 'rule login-messages: login bob@example.org at 2 messages in 1h, limit 1']);
+  await srv.waitForMail('bob@example.org', 3);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(srv.mailbox('bob@example.org').length, 3);
 });
