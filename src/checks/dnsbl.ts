@@ -1,7 +1,7 @@
 // DNS blocklists (Postfix's reject_rbl_client): the client's address is looked up in each
 // configured zone (RFC 5782: reversed IPv4 octets, reversed IPv6 nibbles); a listed client is
 // rejected or scored per zone. Answers are cached in memory for their TTL. A zone that fails or
-// times out is skipped and logged — a broken list must never refuse mail.
+// times out is skipped — a broken list must never refuse mail — and logged once per outage.
 import type { RecordWithTtl } from 'node:dns';
 import { z } from 'zod';
 import { Duration } from '../config/units.ts';
@@ -9,6 +9,7 @@ import { perm } from '../core/reply.ts';
 import { PASS, reject, score, type Verdict } from '../core/verdict.ts';
 import { defineCheck, type CheckContext } from '../pipeline/check.ts';
 import { classify, errorCode, withSignal } from './lib/dns.ts';
+import { isNoAnswer, zoneWatch } from './lib/dns-outage.ts';
 import { ipText, ipv4Number, parseIp, reverseName, type Ip } from '../core/net.ts';
 import { TtlCache } from './lib/ttl-cache.ts';
 import { uncachedResolve4 } from './lib/dns-cache.ts';
@@ -87,16 +88,26 @@ export const dnsbl = defineCheck({
     const inflight = new Map<string, Promise<Answer>>();
     const resolve4 = uncachedResolve4(env.dns);
 
-    const ask = async (qname: string, signal: AbortSignal): Promise<Answer> => {
+    // The one place a list is asked (not the cache): its answers and failures tell whether it is up.
+    const ask = async (qname: string, zone: string, signal: AbortSignal): Promise<Answer> => {
+      const watch = zoneWatch(env.dns, env.log, zone, NAME);
+      const generation = watch.generation;
       try {
         const records: RecordWithTtl[] = await withSignal(resolve4(qname, { ttl: true }), signal);
         const ttl = Math.min(...records.map((r) => r.ttl)) * 1000;
         const answer: Answer = records.length > 0 ? { kind: 'listed', addresses: records.map((r) => r.address) } : { kind: 'clear' };
         cache.set(qname, answer, Math.min(ttl, opts.maxTtl));
+        watch.answered();
         return answer;
       } catch (err) {
         const failure = classify(err);
-        if (failure === 'temporary') throw err;
+        if (failure === 'temporary') {
+          const code = errorCode(err);
+          // An abandoned query says nothing about the list when the client went away.
+          if (code !== 'ECANCELLED' || isNoAnswer(code, signal)) watch.failed(generation, code);
+          throw err;
+        }
+        watch.answered();
         // RFC 5782 §2.1: a name that does not exist (or has no A record) means "not listed".
         const answer: Answer = { kind: 'clear' };
         cache.set(qname, answer, Math.min(opts.negativeTtl, opts.maxTtl));
@@ -104,13 +115,13 @@ export const dnsbl = defineCheck({
       }
     };
 
-    const lookup = (qname: string, signal: AbortSignal): Promise<Answer> => {
+    const lookup = (qname: string, zone: string, signal: AbortSignal): Promise<Answer> => {
       const hit = cache.get(qname);
       if (hit) return Promise.resolve(hit);
       // Recipients of one message ask at nearly the same time: one query serves them all.
       let p = inflight.get(qname);
       if (!p) {
-        p = ask(qname, signal).finally(() => inflight.delete(qname));
+        p = ask(qname, zone, signal).finally(() => inflight.delete(qname));
         inflight.set(qname, p);
       }
       return p;
@@ -127,7 +138,7 @@ export const dnsbl = defineCheck({
         return await Promise.allSettled(
           qnames.map((q, i) => {
             const k = known[i];
-            return k ? Promise.resolve(k) : lookup(q, giveUp.signal);
+            return k ? Promise.resolve(k) : lookup(q, opts.zones[i]!.zone, giveUp.signal);
           }),
         );
       } finally {
@@ -161,7 +172,8 @@ export const dnsbl = defineCheck({
       for (const [i, zone] of opts.zones.entries()) {
         const r = answers[i]!;
         if (r.status === 'rejected') {
-          env.log.warn({ check: NAME, zone: zone.zone, client, err: errorCode(r.reason) }, 'DNS list lookup failed; zone skipped');
+          // Debug only: a list that stopped answering is logged once by its watch, not per client.
+          env.log.debug({ check: NAME, zone: zone.zone, client, err: errorCode(r.reason) }, 'DNS list lookup failed; zone skipped');
           continue;
         }
         if (r.value.kind === 'clear') continue;

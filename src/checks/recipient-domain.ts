@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { perm, temp } from '../core/reply.ts';
 import { PASS, defer, reject } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
+import { noteMailDomain, resolverWatch } from './lib/dns-outage.ts';
 import { mailDomain } from './lib/mail-domain.ts';
 
 const NAME = 'recipient-domain';
@@ -15,12 +16,15 @@ export const recipientDomain = defineCheck({
   options: z.object({}).strict(),
   create: (_opts, env) => {
     const ours = new Set(env.domains.map((d) => d.toLowerCase()));
+    const watch = resolverWatch(env.dns, env.log);
     return {
       rcpt: async (ctx, rcpt) => {
         const domain = rcpt.domain;
         if (ours.has(domain) || env.directory.isLocalDomain(domain) || domain.startsWith('[')) return PASS;
         const who = `<${rcpt.address}>: Recipient address rejected`;
+        const generation = watch.generation;
         const r = await mailDomain(env.dns, domain, ctx.signal);
+        noteMailDomain(watch, generation, r, { check: NAME, domain }, ctx.signal);
         switch (r.kind) {
           case 'ok':
             return PASS;
@@ -29,7 +33,8 @@ export const recipientDomain = defineCheck({
           case 'unknown':
             return reject(perm('5.1.2', `${who}: Domain not found`), `recipient domain ${domain}: ${r.detail}`);
           case 'temporary':
-            env.log.warn({ check: NAME, domain, err: r.detail }, 'recipient domain lookup failed; deferring');
+            // Debug only: a resolver that stopped answering is logged once by its watch, not per message.
+            env.log.debug({ check: NAME, domain, err: r.detail }, 'recipient domain lookup failed; deferring');
             return defer(temp('4.1.2', `${who}: Domain not found`), `recipient domain ${domain}: DNS failure ${r.detail}`);
         }
       },

@@ -6,6 +6,7 @@ import type { Mailbox } from '../core/address.ts';
 import { perm, temp } from '../core/reply.ts';
 import { PASS, defer, reject, type Verdict } from '../core/verdict.ts';
 import { defineCheck, type CheckContext } from '../pipeline/check.ts';
+import { noteMailDomain, resolverWatch } from './lib/dns-outage.ts';
 import { mailDomain } from './lib/mail-domain.ts';
 
 const NAME = 'sender-domain';
@@ -16,12 +17,15 @@ export const senderDomain = defineCheck({
   options: z.object({}).strict(),
   create: (_opts, env) => {
     const ours = new Set(env.domains.map((d) => d.toLowerCase()));
+    const watch = resolverWatch(env.dns, env.log);
     const check = async (ctx: CheckContext, from: Mailbox | null): Promise<Verdict> => {
       if (from === null) return PASS; // RFC 5321 §4.5.5: bounces must be accepted
       const domain = from.domain;
       if (ours.has(domain) || env.directory.isLocalDomain(domain) || domain.startsWith('[')) return PASS;
       const who = `<${from.address}>: Sender address rejected`;
+      const generation = watch.generation;
       const r = await mailDomain(env.dns, domain, ctx.signal);
+      noteMailDomain(watch, generation, r, { check: NAME, domain }, ctx.signal);
       switch (r.kind) {
         case 'ok':
           return PASS;
@@ -30,7 +34,8 @@ export const senderDomain = defineCheck({
         case 'unknown':
           return reject(perm('5.1.8', `${who}: Domain not found`), `sender domain ${domain}: ${r.detail}`);
         case 'temporary':
-          env.log.warn({ check: NAME, domain, err: r.detail }, 'sender domain lookup failed; deferring');
+          // Debug only: a resolver that stopped answering is logged once by its watch, not per message.
+          env.log.debug({ check: NAME, domain, err: r.detail }, 'sender domain lookup failed; deferring');
           return defer(temp('4.1.8', `${who}: Domain not found`), `sender domain ${domain}: DNS failure ${r.detail}`);
       }
     };

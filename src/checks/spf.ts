@@ -7,6 +7,7 @@ import type { Mailbox } from '../core/address.ts';
 import { perm, temp } from '../core/reply.ts';
 import { PASS, defer, pass, reject, score, tagged, type Verdict } from '../core/verdict.ts';
 import { defineCheck, type CheckContext } from '../pipeline/check.ts';
+import { isNoAnswer, resolverWatch } from './lib/dns-outage.ts';
 import { headerField } from './lib/header.ts';
 import { evaluateSpf, spfIdentity } from './lib/spf-eval.ts';
 
@@ -43,6 +44,14 @@ const comment = (text: string): string => text.replace(/[\\()]/g, '\\$&');
 
 type Result = SPFResult['status']['result'];
 
+/** What mailauth's temperror comment says of the resolver: no answer at all, or an answer. */
+function temperrorCause(comment: string, signal: AbortSignal): 'no-answer' | 'answer' | 'abandoned' {
+  // mailauth words a resolver time-out "DNS timeout"; other errors keep node's message.
+  if (/DNS timeout|ETIMEOUT|ECONNREFUSED/.test(comment)) return 'no-answer';
+  if (/DNS query abandoned/.test(comment)) return isNoAnswer('ECANCELLED', signal) ? 'no-answer' : 'abandoned';
+  return 'answer';
+}
+
 interface Evaluation {
   readonly result: Result;
   readonly comment: string;
@@ -53,6 +62,7 @@ export const spf = defineCheck({
   stages: ['mail', 'rcpt'],
   options: Options,
   create: (opts, env) => {
+    const watch = resolverWatch(env.dns, env.log);
     const receivedSpf = (e: Evaluation, ip: string, sender: string, helo: string | undefined): string => {
       const pairs = [`client-ip=${ip}`, `envelope-from=${kv(sender)}`, ...(helo ? [`helo=${kv(helo)}`] : []), `receiver=${kv(env.hostname)}`, `identity=mailfrom`];
       return headerField('Received-SPF', `${e.result} (${comment(e.comment)}) ${pairs.join('; ')};`);
@@ -69,8 +79,15 @@ export const spf = defineCheck({
       if (id === undefined) return PASS;
       const { ip, sender } = id;
       // One evaluation per transaction: RCPT after RCPT, and DMARC at DATA, reuse it.
+      const generation = watch.generation;
       const r = await evaluateSpf(env, s, id, ctx.signal);
       const e: Evaluation = { result: r.status.result, comment: r.status.comment ?? '' };
+      const domain = sender.slice(sender.lastIndexOf('@') + 1);
+      const temporary = e.result === 'temperror' || e.result === 'temperr';
+      const cause = temporary ? temperrorCause(e.comment, ctx.signal) : 'answer';
+      if (cause === 'no-answer') watch.noAnswer(generation, { check: NAME, domain, err: e.comment });
+      // A temperror that is an answer (SERVFAIL…) came from the server now; others may be cached.
+      else if (cause === 'answer') watch.answered(temporary, domain);
       const headers = opts.header && first ? [receivedSpf(e, ip, sender, s.helo)] : undefined;
       const why = `spf=${e.result} for ${sender} from ${ip}: ${e.comment}`;
       const act = (action: z.output<typeof Action>, points: number, replyIfReject = failReply): Verdict => {
@@ -89,7 +106,8 @@ export const spf = defineCheck({
         case 'temperror':
         case 'temperr':
           if (opts.temperror === 'defer') {
-            env.log.warn({ check: NAME, sender, client: ip, comment: e.comment }, 'SPF lookup failed temporarily; deferring');
+            // Debug only: a resolver that stopped answering is logged once by its watch, not per message.
+            env.log.debug({ check: NAME, sender, client: ip, comment: e.comment }, 'SPF lookup failed temporarily; deferring');
             return defer(temperrorReply, why);
           }
           return pass(headers);

@@ -1,6 +1,7 @@
 // Runs one stage's ordered check list and folds the answers into one outcome: the first
 // decisive verdict wins (Postfix's rule), scores add up, a check that throws or runs past its
 // deadline becomes a 4xx defer — never a pass. Warn-only placements log and go on.
+import { Outage } from '../core/outage.ts';
 import { Replies } from '../core/reply.ts';
 import { PASS, type Verdict, type VerdictTag } from '../core/verdict.ts';
 import type { Logger } from '../observe/log.ts';
@@ -172,16 +173,27 @@ export async function runStage(
   return { verdict: PASS, score, rules, headers, tags };
 }
 
+// A check that keeps failing (its DNS server or clamd is down) is told to the operator once when
+// it starts and once when it answers again; each message it defers has its own `deferred` line.
+const failing = new WeakMap<PlacedCheck, Outage>();
+
 async function runOne(c: PlacedCheck, stage: Stage, deadline: StageDeadline, invoke: Invoke, log: Logger): Promise<Verdict | undefined> {
   try {
     const pending = invoke(c.handlers, deadline.ctx);
     if (pending === undefined) return undefined;
     deadline.start(c);
-    return await Promise.race([pending, deadline.expired]);
+    const verdict = await Promise.race([pending, deadline.expired]);
+    const ended = failing.get(c)?.recover();
+    if (ended) log.info({ event: 'check-recovered', check: c.name, stage, downMs: ended.downMs, failures: ended.failures }, `check ${c.name} answers again after ${ended.failures} failure(s) in ${Math.round(ended.downMs / 1000)} s`);
+    return verdict;
   } catch (err) {
     // In doubt, defer: an error or a time-out is never a pass.
     const detail = err instanceof Error ? err.message : String(err);
-    log.warn({ event: 'check-failed', check: c.name, stage, err: detail, timeout: err instanceof DeadlineError }, 'check failed; deferring');
+    let outage = failing.get(c);
+    if (!outage) failing.set(c, (outage = new Outage()));
+    const fields = { event: 'check-failed', check: c.name, stage, err: detail, timeout: err instanceof DeadlineError };
+    if (outage.fail()) log.warn(fields, `check failed; deferring (further failures of ${c.name} are logged at debug until it answers again)`);
+    else log.debug(fields, 'check failed; deferring');
     if (c.mode === 'warn') return undefined;
     return { kind: 'defer', reply: Replies.checkFailed, reason: `check ${c.name} failed: ${detail}` };
   }

@@ -217,3 +217,26 @@ test('runner: a check that first looks at its signal after the client went away 
   assert.equal(seen?.aborted, true);
   assert.equal((seen?.reason as Error).message, 'client closed the connection');
 });
+
+test('runner: a check that keeps failing is logged at warn once, then at debug, and once more when it answers again', async () => {
+  const { log, lines } = memoryLog();
+  let broken = true;
+  const flaky = place('flaky', async () => {
+    if (broken) throw new Error('clamd is down');
+    return pass();
+  });
+  const once = () => runStage('connect', [flaky], { session }, (h, ctx) => h.connect?.(ctx), log);
+  for (let i = 0; i < 3; i++) assert.equal((await once()).verdict.kind, 'defer');
+  const failed = lines.filter((l) => l.event === 'check-failed');
+  assert.deepEqual(failed.map((l) => l.level), [40, 20, 20]);
+  broken = false;
+  assert.equal((await once()).verdict.kind, 'pass');
+  assert.equal((await once()).verdict.kind, 'pass');
+  const recovered = lines.filter((l) => l.event === 'check-recovered');
+  assert.equal(recovered.length, 1);
+  assert.equal(recovered[0]!.failures, 3);
+  // A new failure after the recovery is news again.
+  broken = true;
+  await once();
+  assert.deepEqual(lines.filter((l) => l.event === 'check-failed').map((l) => l.level), [40, 20, 20, 40]);
+});
