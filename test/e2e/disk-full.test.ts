@@ -1,5 +1,6 @@
-// A full disk: the server answers 452 4.3.1 (the client keeps the message and retries), keeps
-// serving, and accepts again once there is space. Uses a small tmpfs (needs root to mount).
+// A full disk or a read-only spool: the server answers 452 4.3.1 (the client keeps the message and
+// retries), keeps serving, and accepts again once there is space or the file system is writable.
+// Uses a small tmpfs (needs root to mount).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -35,6 +36,8 @@ test('disk full: 452 4.3.1 while there is no space, 250 again when space returns
   const dir = mkdtempSync(path.join(tmpdir(), 'mailward-full-'));
   if (!mountTmpfs(dir, '8m')) {
     rmSync(dir, { recursive: true, force: true });
+    // CI (MAILWARD_REQUIRE_ALL_TESTS=1, as root) must run this test, not skip it unnoticed.
+    if (process.env.MAILWARD_REQUIRE_ALL_TESTS === '1') assert.fail('MAILWARD_REQUIRE_ALL_TESTS=1 but the disk-full test cannot mount a tmpfs: run the tests as root (mount -t tmpfs needs it; the mount command is in Debian\'s "mount" package)');
     t.skip('cannot mount a tmpfs here (needs root)');
     return;
   }
@@ -64,4 +67,53 @@ test('disk full: 452 4.3.1 while there is no space, 250 again when space returns
   unlinkSync(filler);
   assert.match(await send(srv.port('mx'), body), /^250 /);
   await srv.waitForMail('bob@example.org', 2);
+});
+
+// `mount -o remount,ro` of the whole file system is refused (EBUSY) while the server holds files
+// open for writing (the spool's deletion journal, the store), as a real server always does. So the
+// spool folder is bind-mounted over itself once the server runs, and that mount is made read-only:
+// every file the spool opens from then on is on a read-only mount, as after errors=remount-ro.
+function bindSelf(dir: string): boolean {
+  try {
+    execFileSync('mount', ['--bind', dir, dir], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function remount(dir: string, mode: 'ro' | 'rw'): void {
+  execFileSync('mount', ['-o', `remount,bind,${mode}`, dir], { stdio: 'ignore' });
+}
+
+test('read-only spool: 452 4.3.1 while it is read-only, 250 and delivered once it is writable again', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mailward-ro-'));
+  const srv = await startServer(undefined, { dataDir: dir, users: [['bob@example.org', 'bob password 1']] });
+  const spoolDir = path.join(dir, 'spool');
+  if (!bindSelf(spoolDir)) {
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
+    t.skip('cannot bind-mount here (needs root)');
+    return;
+  }
+  t.after(async () => {
+    await srv.stop();
+    execFileSync('umount', ['-l', spoolDir]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  assert.match(await send(srv.port('mx'), 'first'), /^250 /);
+  await srv.waitForMail('bob@example.org');
+
+  remount(spoolDir, 'ro');
+  assert.match(await send(srv.port('mx'), 'while read-only'), /^452 4\.3\.1 /);
+  const logged = await srv.waitForLog((l) => /spool (write|commit) failed|cannot open a spool file/.test(String(l.msg)));
+  assert.match(String(logged.err), /EROFS/);
+  // Still serving: the next client gets the same answer, not a dropped connection.
+  assert.match(await send(srv.port('mx'), 'again while read-only'), /^452 4\.3\.1 /);
+
+  remount(spoolDir, 'rw');
+  assert.match(await send(srv.port('mx'), 'writable again'), /^250 /);
+  const mail = await srv.waitForMail('bob@example.org', 2);
+  assert.equal(mail.length, 2);
+  assert.deepEqual(mail.map((m) => /\r\n\r\n(.*)\r\n$/.exec(m)?.[1]).sort(), ['first', 'writable again']);
 });

@@ -11,6 +11,7 @@ import { V2_SIGNATURE } from '../../src/ingress/proxy.ts';
 import { reply, type SmtpReply } from '../../src/core/reply.ts';
 import { startListener, type Listener, type ListenerOptions } from '../../src/ingress/listener.ts';
 import type { AuthResult, BodyFacts, ConnectionInfo, MailFromInfo, MessageSink, ProtocolOptions, RcptToInfo, SessionHandler, SessionState } from '../../src/ingress/smtp/types.ts';
+import type { Dialog } from '../harness/dial.ts';
 
 export const DOMAIN = 'test.example';
 
@@ -249,3 +250,27 @@ export function v6block(src: string, dst: string, sport: number, dport: number):
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The fake end-of-DATA markers of SMTP smuggling (December 2023 research). */
+export const FAKES = ['\n.\n', '\n.\r\n', '\r\n.\n', '\r.\r\n'];
+/** The transaction an attacker hides behind a fake end marker. */
+export const SMUGGLED = 'MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@test.example>\r\nDATA\r\nSubject: smuggled\r\n\r\nfake\r\n';
+
+/** The body with a fake end marker and a smuggled transaction after it, then the real end. */
+export async function sendSmuggling(d: Dialog, fake: string, split: boolean): Promise<void> {
+  const payload = `Subject: real\r\n\r\nhello${fake}${SMUGGLED}\r\n.\r\n`;
+  if (!split) return d.send(payload);
+  // Every byte of the fake marker and of the real one in its own TCP write.
+  const at = payload.indexOf(fake);
+  d.send(payload.slice(0, at));
+  for (const ch of payload.slice(at, at + fake.length)) {
+    await sleep(3);
+    d.send(ch);
+  }
+  await sleep(3);
+  d.send(payload.slice(at + fake.length, -5));
+  for (const ch of '\r\n.\r\n') {
+    await sleep(3);
+    d.send(ch);
+  }
+}

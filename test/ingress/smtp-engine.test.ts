@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import nodemailer from 'nodemailer';
 import { dial, type Dialog } from '../harness/dial.ts';
-import { serve, sleep, type ServeOptions, type Served } from './fixture.ts';
+import { FAKES, sendSmuggling, serve, sleep, SMUGGLED, type ServeOptions, type Served } from './fixture.ts';
 import type { TestContext } from 'node:test';
 
 async function session(t: TestContext, o: ServeOptions = {}): Promise<{ srv: Served; d: Dialog }> {
@@ -313,8 +313,8 @@ describe('BDAT (RFC 3030)', () => {
 });
 
 describe('SMTP smuggling defence', () => {
-  const fakes = ['\n.\n', '\n.\r\n', '\r\n.\n', '\r.\r\n'];
-  const smuggled = 'MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<victim@test.example>\r\nDATA\r\nSubject: smuggled\r\n\r\nfake\r\n';
+  const fakes = FAKES;
+  const smuggled = SMUGGLED;
 
   for (const fake of fakes) {
     for (const split of [false, true]) {
@@ -323,24 +323,7 @@ describe('SMTP smuggling defence', () => {
         d.socket.setNoDelay(true);
         await envelope(d);
         await d.say('DATA').expect('354 ');
-        const payload = `Subject: real\r\n\r\nhello${fake}${smuggled}\r\n.\r\n`;
-        if (!split) {
-          d.send(payload);
-        } else {
-          // Every byte of the fake and the real end marker in its own TCP write.
-          const at = payload.indexOf(fake);
-          d.send(payload.slice(0, at));
-          for (const ch of payload.slice(at, at + fake.length)) {
-            await sleep(3);
-            d.send(ch);
-          }
-          await sleep(3);
-          d.send(payload.slice(at + fake.length, -5));
-          for (const ch of '\r\n.\r\n') {
-            await sleep(3);
-            d.send(ch);
-          }
-        }
+        await sendSmuggling(d, fake, split);
         await d.expect('250 2.0.0 Ok: queued as Q1\r\n');
         await d.say('QUIT').expect('221 ');
         const h = srv.handlers[0]!;

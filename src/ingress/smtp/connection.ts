@@ -6,7 +6,7 @@ import { TLSSocket } from 'node:tls';
 import { formatReply, isPositive, reply, type SmtpReply } from '../../core/reply.ts';
 import { V2_SIGNATURE } from '../proxy.ts';
 import { hasNonAscii, parseBdatArgs, parsePathAndParams, splitCommand } from './command.ts';
-import { DataDecoder, LineEndingTracker } from './framing.ts';
+import { DataDecoder, LineEndingNormaliser, LineEndingTracker } from './framing.ts';
 import { InputQueue } from './input.ts';
 import { checkMailParams } from './mail-params.ts';
 import { R } from './replies.ts';
@@ -41,6 +41,8 @@ interface Transaction {
   sink: MessageSink | undefined;
   size: number;
   tracker: LineEndingTracker | undefined;
+  /** BDAT under bareLineEndings: normalise (its state spans chunks). */
+  normaliser: LineEndingNormaliser | undefined;
   failure: Failure | undefined;
 }
 
@@ -511,7 +513,7 @@ export class SmtpConnection {
     if (this.closing) return;
     if (!this.answer(r, 'onMailFrom')) return;
     if (isPositive(r)) {
-      this.tx = { mail: info, attempted: 0, accepted: 0, bdat: false, bdatFailed: false, sink: undefined, size: 0, tracker: undefined, failure: undefined };
+      this.tx = { mail: info, attempted: 0, accepted: 0, bdat: false, bdatFailed: false, sink: undefined, size: 0, tracker: undefined, normaliser: undefined, failure: undefined };
     }
   }
 
@@ -567,7 +569,10 @@ export class SmtpConnection {
     this.startDataTimer();
     const dec = new DataDecoder();
     const max = this.opts.maxMessageSize;
+    // Only <CRLF>.<CRLF> ends DATA whatever the mode (the decoder); a bare CR or LF then either
+    // refuses the message or becomes a CRLF before the sink sees it (SMTP smuggling).
     const rejectBare = this.opts.bareLineEndings === 'reject';
+    const norm = this.opts.bareLineEndings === 'normalise' ? new LineEndingNormaliser() : undefined;
     for (;;) {
       const buf = this.input.peek();
       if (buf.length === 0) {
@@ -581,13 +586,18 @@ export class SmtpConnection {
       const r = dec.decode(buf);
       this.input.consume(r.consumed);
       if (tx.failure === undefined) {
+        let parts = r.parts;
+        if (norm) {
+          parts = parts.flatMap((p) => norm.push(p));
+          if (r.done) parts.push(...norm.end());
+        }
         let n = 0;
-        for (const p of r.parts) n += p.length;
+        for (const p of parts) n += p.length;
         if (tx.size + n > max) tx.failure = 'size';
         else if (rejectBare && (dec.bareCr || dec.bareLf)) tx.failure = 'bare';
         else if (n > 0) {
           tx.size += n;
-          const chunk = r.parts.length === 1 ? r.parts[0]! : Buffer.concat(r.parts, n);
+          const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
           try {
             await sink.write(chunk);
           } catch (err) {
@@ -681,6 +691,8 @@ export class SmtpConnection {
       tx.bdat = true;
       tx.sink = s;
       tx.tracker = new LineEndingTracker();
+      // Bare line endings are legitimate in BINARYMIME bodies only (RFC 3030 §3).
+      if (this.opts.bareLineEndings === 'normalise' && tx.mail.body !== 'BINARYMIME') tx.normaliser = new LineEndingNormaliser();
       this.startDataTimer();
     }
     const sink = tx.sink;
@@ -689,23 +701,31 @@ export class SmtpConnection {
     const max = this.opts.maxMessageSize;
     // Bare line endings are legitimate in BINARYMIME bodies only.
     const rejectBare = this.opts.bareLineEndings === 'reject' && tx.mail.body !== 'BINARYMIME';
-    const complete = await this.readChunk(a.size, async (part) => {
-      tracker.scan(part);
+    const norm = tx.normaliser;
+    const take = async (bytes: Buffer): Promise<void> => {
       if (tx.failure !== undefined) return;
-      if (tx.size + part.length > max) tx.failure = 'size';
+      if (tx.size + bytes.length > max) tx.failure = 'size';
       else if (rejectBare && (tracker.bareCr || tracker.bareLf)) tx.failure = 'bare';
-      else {
-        tx.size += part.length;
+      else if (bytes.length > 0) {
+        tx.size += bytes.length;
         try {
-          await sink.write(part);
+          await sink.write(bytes);
         } catch (err) {
           this.event('handler-error', { method: 'sink.write', error: errorText(err) });
           tx.failure = 'handler';
         }
       }
+    };
+    const complete = await this.readChunk(a.size, async (part) => {
+      tracker.scan(part);
+      if (tx.failure !== undefined) return;
+      await take(norm ? Buffer.concat(norm.push(part)) : part);
     });
     if (!complete) return; // connection gone; finish() aborts the sink
-    if (a.last) tracker.finish();
+    if (a.last) {
+      tracker.finish();
+      if (norm) await take(Buffer.concat(norm.end()));
+    }
     if (tx.failure === undefined && rejectBare && tracker.bareCr) tx.failure = 'bare';
     if (tx.failure !== undefined) {
       // RFC 3030 §2: a failed chunk fails the transaction; later chunks get 503.

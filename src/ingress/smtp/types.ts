@@ -60,7 +60,8 @@ export interface RcptToInfo {
 export interface BodyFacts {
   /** Bytes written to the sink (after dot-unstuffing). */
   readonly size: number;
-  /** A bare LF (not preceded by CR) was seen in the body. */
+  /** A bare LF (not preceded by CR) was seen in the body (under `normalise`, as it came: the
+   *  sink got a CRLF in its place). */
   readonly bareLf: boolean;
   /** A bare CR (not followed by LF) was seen in the body. */
   readonly bareCr: boolean;
@@ -153,8 +154,9 @@ export interface ProtocolOptions {
   readonly commandTimeoutMs: number;
   /** Deadline for a whole DATA transfer, or for all BDAT chunks of one message. */
   readonly dataTimeoutMs: number;
-  /** What to do with a bare LF / bare CR in DATA: refuse the message (default) or pass it on. */
-  readonly bareLineEndings: 'reject' | 'accept';
+  /** What to do with a bare LF / bare CR in a message (SMTP smuggling): refuse the message
+   *  (default), make each a CRLF before the sink gets it, or pass it on as it came. */
+  readonly bareLineEndings: 'reject' | 'normalise' | 'accept';
   /** Offer CHUNKING/BDAT (RFC 3030). */
   readonly chunking: boolean;
   /** Offer SMTPUTF8 (RFC 6531) and 8BITMIME (RFC 6152). */
