@@ -26,6 +26,10 @@ class Outbox {
   #commits: Array<NonNullable<AcceptorBatch['commits']>[number]> = [];
   #closed: string[] = [];
   #scheduled = false;
+  /** Observations a session waits on, by sequence number (see `observedAndCounted`). */
+  #counting = new Map<number, () => void>();
+  #countSeq = 0;
+  #countAsk: number | undefined;
 
   log(line: string): void {
     this.#logs += line;
@@ -38,6 +42,31 @@ class Outbox {
   observed(o: NonNullable<AcceptorBatch['observed']>[number]): void {
     this.#observed.push(o);
     this.#schedule();
+  }
+  /**
+   * An observation whose outcome the session needs before it goes on (a client in
+   * relay.trustedNetworks: this MAIL FROM may make it a tunnel suspect, which withdraws that
+   * trust). Sent at once; resolves when the primary has counted it — any suspect it made arrives
+   * before the answer, the channel keeps order — or after a second without one (primary gone).
+   */
+  observedAndCounted(o: NonNullable<AcceptorBatch['observed']>[number]): Promise<void> {
+    this.#observed.push(o);
+    const seq = ++this.#countSeq;
+    this.#countAsk = seq;
+    const counted = new Promise<void>((resolve) => {
+      this.#counting.set(seq, resolve);
+      setTimeout(() => this.counted(seq), 1000).unref();
+    });
+    this.flush();
+    return counted;
+  }
+  /** The primary counted every observation up to `seq`. */
+  counted(seq: number): void {
+    for (const [n, resolve] of this.#counting) {
+      if (n > seq) continue;
+      this.#counting.delete(n);
+      resolve();
+    }
   }
   /** Sent at once, before the session writes its 250: once the client has its 250, the primary
    * has the message in its pipe even if this process dies the next moment. */
@@ -55,12 +84,14 @@ class Outbox {
       ...(this.#logs ? { logs: this.#logs } : {}),
       ...(this.#events.length ? { events: this.#events } : {}),
       ...(this.#observed.length ? { observed: this.#observed } : {}),
+      ...(this.#countAsk !== undefined ? { countedUpTo: this.#countAsk } : {}),
       ...(this.#commits.length ? { commits: this.#commits } : {}),
       ...(this.#closed.length ? { closed: this.#closed } : {}),
     };
     this.#logs = '';
     this.#events = [];
     this.#observed = [];
+    this.#countAsk = undefined;
     this.#commits = [];
     this.#closed = [];
     if (Object.keys(b).length > 1) send(b, done);
@@ -129,7 +160,14 @@ async function start(given: Config, logLevel: string): Promise<Running> {
       clock: Date.now,
       directory,
       spool: spoolPortOf(intake),
-      tunnel: { observe: (client: string, helo: string | undefined, domain: string | undefined) => outbox.observed([client, helo, domain]) },
+      tunnel: {
+        observe: (client: string, helo: string | undefined, domain: string | undefined): void | Promise<void> => {
+          // The primary's detector sees every acceptor's sessions; only a trusted network's
+          // relaying depends on its verdict, so only such a client waits for it.
+          if (live.relay.decide({ localDomain: false, clientAddress: client }).reason.startsWith('trusted-network:')) return outbox.observedAndCounted([client, helo, domain]);
+          outbox.observed([client, helo, domain]);
+        },
+      },
       live: () => live,
     };
     const hosts = new Map<string, SessionHost>();
@@ -206,6 +244,9 @@ process.on('message', (m: ToAcceptor, handle?: Socket) => {
       return;
     case 'suspect':
       running?.tunnels.adopt(m.suspect);
+      return;
+    case 'counted':
+      outbox.counted(m.seq);
       return;
     case 'stop':
       stop(0);

@@ -26,6 +26,8 @@ export type ToAcceptor =
   | { readonly t: 'conn'; readonly listener: string; readonly info: ConnectionInfo; readonly rest?: string; readonly refusal?: AdmittedConnection['refusal'] }
   | { readonly t: 'reload'; readonly config: Config }
   | { readonly t: 'suspect'; readonly suspect: TunnelSuspect }
+  /** The observations of this acceptor up to `seq` are counted (AcceptorBatch.countedUpTo). */
+  | { readonly t: 'counted'; readonly seq: number }
   | { readonly t: 'stop' };
 
 /** Acceptor → primary: one batch per event-loop turn, so a busy acceptor sends few messages. */
@@ -34,6 +36,8 @@ export interface AcceptorBatch {
   readonly logs?: string;
   readonly events?: ReadonlyArray<readonly [MailEvent, MailEventFields, number]>;
   readonly observed?: ReadonlyArray<readonly [string, string | undefined, string | undefined]>;
+  /** A session waits until the primary has counted these observations: answer with 'counted'. */
+  readonly countedUpTo?: number;
   /** With the header and body bytes (latin1) when the message was committed from memory, so
    * that delivery need not read back the file just written (docs/decisions/0009). */
   readonly commits?: ReadonlyArray<readonly [Envelope, 'queue' | 'quarantine', string?, string?]>;
@@ -257,6 +261,8 @@ export class AcceptorPool {
     }
     for (const [event, fields, at] of m.events ?? []) mailEvents.publish(event, fields, at);
     for (const [client, helo, domain] of m.observed ?? []) this.#o.observed(client, helo, domain);
+    // After any suspect those observations made was broadcast: the acceptor hears it first.
+    if (m.countedUpTo !== undefined) this.#send(a, { t: 'counted', seq: m.countedUpTo });
     for (const id of m.closed ?? []) {
       a.sessions.get(id)?.();
       a.sessions.delete(id);

@@ -46,7 +46,7 @@ export interface SessionParts {
   readonly clock: () => number;
   readonly directory: LocalDirectory & Authenticator;
   readonly spool: SpoolPort;
-  readonly tunnel: { observe(clientAddress: string, helo: string | undefined, senderDomain: string | undefined): void };
+  readonly tunnel: { observe(clientAddress: string, helo: string | undefined, senderDomain: string | undefined): void | Promise<void> };
   /** The live state now (swapped by a reload). */
   live(): LiveState;
 }

@@ -74,7 +74,7 @@ export interface SessionDeps {
   readonly authGuard: AuthGuard;
   readonly clock: () => number;
   /** Watches for one address showing many HELO names and sender domains: a collapsed tunnel. */
-  readonly tunnel?: { observe(clientAddress: string, helo: string | undefined, senderDomain: string | undefined): void };
+  readonly tunnel?: { observe(clientAddress: string, helo: string | undefined, senderDomain: string | undefined): void | Promise<void> };
   /** RCPT TO:<Postmaster> without a domain means postmaster@ this domain (RFC 5321 §4.1.1.3). */
   readonly postmasterDomain: string;
   /**
@@ -217,7 +217,8 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
       }
       tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set(), headers: [], mailScore: NO_SCORE, tags: new Set() };
       const from = parsed.mailbox;
-      deps.tunnel?.observe(facts.clientAddress, facts.helo, from?.domain);
+      // A promise when the verdict is made elsewhere (acceptor processes) and matters here.
+      await deps.tunnel?.observe(facts.clientAddress, facts.helo, from?.domain);
       const out = await stage('mail', (h, ctx) => h.mail?.(ctx, from));
       const refused = refuse(s, 'mail', out, { from: from?.address ?? '' });
       if (refused) {
