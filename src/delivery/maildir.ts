@@ -10,6 +10,7 @@ import { isFolderName, type Envelope } from '../queue/envelope.ts';
 import { DirSyncer } from '../queue/dirsync.ts';
 import { writeAll } from '../queue/writer.ts';
 import { perm, reply, replyText, temp } from '../core/reply.ts';
+import { RawFile } from '../core/raw-file.ts';
 import type { DeliverableMessage, RecipientOutcome, Transport } from './transport.ts';
 
 export class MailboxPathError extends Error {
@@ -153,7 +154,7 @@ export class MaildirTransport implements Transport {
 
   async #write(dir: string, name: string, head: Buffer, msg: DeliverableMessage, size: number): Promise<void> {
     const tmp = join(dir, 'tmp', name);
-    const fh = await open(tmp, 'w', this.#fileMode);
+    const fh = await RawFile.open(tmp, 'w', this.#fileMode);
     let complete = false;
     try {
       let pos = await writeAll(fh, [head], 0);

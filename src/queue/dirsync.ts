@@ -2,11 +2,11 @@
 // that finished before the fsync started, so callers that arrive while one runs share the next.
 // Used for the spool's queue folders (held open, so a commit's folder fsync is one call) and for
 // Maildir new/ folders (opened per fsync: there may be any number of them).
-import { open, type FileHandle } from 'node:fs/promises';
+import { RawFile } from '../core/raw-file.ts';
 
 /** fsync a file or directory by path (a directory fsync persists its entries, e.g. a rename). */
 export async function fsyncPath(path: string): Promise<void> {
-  const fh = await open(path, 'r');
+  const fh = await RawFile.open(path, 'r');
   try {
     await fh.sync();
   } finally {
@@ -41,7 +41,7 @@ export class DirSyncer {
   readonly #coalesce: boolean;
   /** Folders whose descriptor is kept open once used (the spool's 96 bucket folders). */
   readonly #keep = new Set<string>();
-  readonly #held = new Map<string, FileHandle>();
+  readonly #held = new Map<string, RawFile>();
   /** Folder fsyncs under way (close waits for them before closing the held descriptors). */
   readonly #inFlight = new Set<Promise<void>>();
   #closed = false;
@@ -118,7 +118,7 @@ export class DirSyncer {
   async #fsyncHeld(dir: string): Promise<void> {
     let fh = this.#held.get(dir);
     if (!fh) {
-      const opened = await open(dir, 'r');
+      const opened = await RawFile.open(dir, 'r');
       // Two first fsyncs of a folder at once (only without coalescing): keep one descriptor.
       const other = this.#held.get(dir);
       if (this.#closed && !other) {

@@ -6,6 +6,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { headerBlockEnd } from '../core/header-block.ts';
+import { RawFile, type VectorWritable } from '../core/raw-file.ts';
 import { envelopeProblem, type Envelope } from './envelope.ts';
 import type { DirSyncer } from './dirsync.ts';
 import { encodeHeader, encodePrefix, PREFIX_LENGTH, shortHash } from './format.ts';
@@ -61,7 +62,7 @@ export interface CommittedBytes {
 }
 
 /** Writes all of `bufs` at `position`, looping over short writes. */
-export async function writeAll(fh: FileHandle, bufs: Buffer[], position: number): Promise<number> {
+export async function writeAll(fh: VectorWritable, bufs: Buffer[], position: number): Promise<number> {
   let pos = position;
   let rest = bufs.filter((b) => b.length > 0);
   while (rest.length > 0) {
@@ -83,6 +84,8 @@ export class SpoolWriter {
   #size = 0;
   #hash: Hash = createHash('sha256');
   #fh: FileHandle | undefined;
+  /** The file of a message committed from memory: written once, by descriptor (core/raw-file.ts). */
+  #memFile: RawFile | undefined;
   #pos = 0;
   /** The header as written to the spilled file: the envelope JSON and its reserve of spaces. */
   #fileHeader: Buffer;
@@ -217,13 +220,13 @@ export class SpoolWriter {
           // One buffer of its own: written with one writev, and kept for delivery without
           // pinning the larger socket buffers the chunks may be slices of.
           const body = ownedConcat(this.#chunks, this.#size);
-          this.#fh = await open(t.tmpPath, 'wx', 0o600);
-          await writeAll(this.#fh, [this.#prefix(header, false), header, NEWLINE, body], 0);
+          this.#memFile = await RawFile.open(t.tmpPath, 'wx', 0o600);
+          await writeAll(this.#memFile, [this.#prefix(header, false), header, NEWLINE, body], 0);
           written = { header, body };
           this.#chunks = [];
           this.#buffered = 0;
         }
-        if (t.fsync) await this.#fh.sync();
+        if (t.fsync) await (this.#fh ?? this.#memFile)!.sync();
         // The descriptor plays no part in durability from here on: it closes while the rename
         // and the folder fsync run (renaming an open file is fine), one wait fewer per commit.
         closing = this.#closeFile();
@@ -378,8 +381,9 @@ export class SpoolWriter {
   }
 
   async #closeFile(): Promise<void> {
-    const fh = this.#fh;
+    const fh = this.#fh ?? this.#memFile;
     this.#fh = undefined;
+    this.#memFile = undefined;
     if (fh) await fh.close();
   }
 }
