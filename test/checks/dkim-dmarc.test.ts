@@ -109,7 +109,7 @@ test('dkim-dmarc in the runner: the header reaches the stage outcome', async (t)
   assert.match(out.headers[0]!, /^Authentication-Results: mx\.example\.org;/);
 });
 
-test('dkim-dmarc reuses the SPF result of the spf check for the same transaction: no second evaluation', async (t) => {
+test('dkim-dmarc reuses the SPF result of the spf check: no second evaluation for 30 s, then a fresh one', async (t) => {
   const { env, dns, clock } = await setup(t);
   const raw = await signed(message('alice@signed.example'), clock.now);
   const c = smtp('alice@signed.example');
@@ -121,7 +121,11 @@ test('dkim-dmarc reuses the SPF result of the spf check for the same transaction
   assert.equal(dns.queries('signed.example', 'TXT'), 1);
   const header = unfold(v.kind === 'pass' ? v.headers![0]! : '');
   assert.match(header, /; spf=fail \(mx\.example\.org: domain of alice@signed\.example does not designate 192\.0\.2\.10 as permitted sender\) smtp\.mailfrom=alice@signed\.example smtp\.helo=client\.example; dmarc=pass /);
-  // Another session evaluates on its own, with the same outcome in the header.
+  // Another session with the same client, sender and HELO within 30 s reads the same result.
+  await build(dkimDmarc, {}, env).data!(smtp('alice@signed.example'), facts(raw));
+  assert.equal(dns.queries('signed.example', 'TXT'), 1);
+  // Later it evaluates on its own (a DNS change is seen), with the same outcome in the header.
+  clock.advance(30_001);
   const alone = await build(dkimDmarc, {}, env).data!(smtp('alice@signed.example'), facts(raw));
   assert.equal(dns.queries('signed.example', 'TXT'), 2);
   assert.equal(unfold(alone.kind === 'pass' ? alone.headers![0]! : '').replace(/header\.b=\S+/, ''), header.replace(/header\.b=\S+/, ''));
