@@ -53,6 +53,8 @@ interface PassUpdate {
 interface PassResult {
   readonly states: RecipientState[];
   readonly hold?: HoldRequest;
+  /** Every recipient is final and the message is gone from the spool already. */
+  readonly removed?: boolean;
 }
 
 export class Worker {
@@ -115,7 +117,9 @@ export class Worker {
       }
       const now = Date.now();
       const due = messageDueAt(result.states, now);
-      if (due === undefined) {
+      if (result.removed) {
+        this.#queue.release(id);
+      } else if (due === undefined) {
         await this.#spool.remove(id);
         this.#queue.release(id);
       } else if (result.hold) {
@@ -211,16 +215,21 @@ export class Worker {
       }
     }
     await this.#notify(deliverable, updates, at);
-    await this.#spool.markRecipients(
-      env.id,
-      updates.map((u) => ({ index: u.index, state: u.state })),
-    );
+    for (const u of updates) states[u.index] = u.state;
+    // The pass that makes every recipient final removes the message durably instead of recording
+    // states no one will read (Spool.removeDelivered): the common case, one attempt and done.
+    const removed = !hold && messageDueAt(states, at) === undefined;
+    if (removed) await this.#spool.removeDelivered(env.id);
+    else
+      await this.#spool.markRecipients(
+        env.id,
+        updates.map((u) => ({ index: u.index, state: u.state })),
+      );
     for (const u of updates) {
-      states[u.index] = u.state;
       // A held recipient has the message's one held-by-guard line instead.
       if (!u.held) this.#logOutcome(env.id, env.recipients[u.index]!.address, u, env.receivedAt);
     }
-    return hold ? { states, hold } : { states };
+    return { states, ...(hold ? { hold } : {}), ...(removed ? { removed } : {}) };
   }
 
   /**

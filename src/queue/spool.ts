@@ -6,7 +6,7 @@
 // Format and reasons: docs/decisions/0002-spool-format.md, 0006-outbound-delivery.md and 0011.
 import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from '../observe/log.ts';
 import { PENDING, type Envelope, type NewEnvelope, type RecipientState } from './envelope.ts';
 import { DirSyncer, fsyncPath } from './dirsync.ts';
@@ -407,6 +407,31 @@ export class Spool {
         await fh.close();
       }
       this.#emitChange({ kind: 'states', id, updates });
+    });
+  }
+
+  /**
+   * Removes a message whose last recipients became final in this pass, instead of recording
+   * their states first: the unlink and a folder fsync (shared with concurrent commits and
+   * removals in that folder) make the end durable, where a state record costs an open, a write,
+   * an fdatasync and a close of its own. A crash before the fsync ends repeats the pass — as a
+   * crash before the state record's fdatasync would.
+   */
+  removeDelivered(id: string): Promise<void> {
+    this.#assertOpen();
+    const path = this.messagePath(id);
+    this.#fresh.delete(id);
+    return this.#serial(id, async () => {
+      // An operator's delete owns the file now (its journal removes it).
+      if (this.#deleted.has(id)) throw new SpoolNotFoundError(id);
+      try {
+        await unlink(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new SpoolNotFoundError(id);
+        throw err;
+      }
+      await this.#syncer.sync(dirname(path));
+      this.#emitChange({ kind: 'removed', ids: [id] });
     });
   }
 

@@ -211,6 +211,22 @@ test('recipient states are durable, torn records are skipped, final states stay 
   await assert.rejects(stat(spool.messagePath(id)), { code: 'ENOENT' });
 });
 
+test('removeDelivered: the file goes with a folder fsync and no state record; a removed message is not found', async (t) => {
+  const dir = await tempDir(t);
+  const spool = await Spool.open(dir, { log: captureLog().log });
+  t.after(() => spool.close());
+  const id = await queueMessage(spool, envelope(), 'Subject: s\r\n\r\nx\r\n');
+  const path = spool.messagePath(id);
+  const requests = spool.syncer.requests;
+  const changes: string[] = [];
+  spool.onChange((c) => changes.push(c.kind));
+  await spool.removeDelivered(id);
+  await assert.rejects(stat(path), { code: 'ENOENT' });
+  assert.equal(spool.syncer.requests, requests + 1, 'the folder is fsync\'d before it resolves');
+  assert.deepEqual(changes, ['removed']);
+  await assert.rejects(spool.removeDelivered(id), { name: 'SpoolNotFoundError' });
+});
+
 test('1,000 concurrent commits all land and share folder fsyncs', async (t) => {
   const dir = await tempDir(t);
   const spool = await Spool.open(dir, { log: captureLog().log });
