@@ -83,6 +83,11 @@ export class AnalysisPool {
     // keep a process alive that has nothing else to do.
     const w = FROM_SOURCE ? new Worker(SOURCE_BOOTSTRAP, { eval: true, name: `spam-analysis-${index}` }) : new Worker(WORKER_URL, { name: `spam-analysis-${index}` });
     w.unref();
+    // Again once it runs: an unref before then leaves the worker's message ports holding the
+    // event loop, which showed once small messages stopped coming here (filter.ts INLINE_BYTES).
+    w.once('online', () => {
+      if ((this.slots[index]?.jobs.size ?? 0) === 0) w.unref();
+    });
     let lastError: Error | undefined;
     w.on('message', (m: AnalysisReply) => {
       const slot = this.slots[index];
