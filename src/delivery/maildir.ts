@@ -13,6 +13,9 @@ import { perm, reply, replyText, temp } from '../core/reply.ts';
 import { RawFile } from '../core/raw-file.ts';
 import type { DeliverableMessage, RecipientOutcome, Transport } from './transport.ts';
 
+/** Bytes gathered before a writev while a message is copied into its Maildir file. */
+const WRITE_BATCH = 256 * 1024;
+
 export class MailboxPathError extends Error {
   constructor(
     readonly mailbox: string,
@@ -157,8 +160,20 @@ export class MaildirTransport implements Transport {
     const fh = await RawFile.open(tmp, 'w', this.#fileMode);
     let complete = false;
     try {
-      let pos = await writeAll(fh, [head], 0);
-      for await (const chunk of msg.body()) pos = await writeAll(fh, [chunk as Buffer], pos);
+      // Chunks go out together, up to WRITE_BATCH at a time: a message held in memory is one
+      // writev with its head, not one per piece.
+      let pos = 0;
+      let batch: Buffer[] = [head];
+      let batched = head.length;
+      for await (const chunk of msg.body()) {
+        batch.push(chunk as Buffer);
+        batched += (chunk as Buffer).length;
+        if (batched < WRITE_BATCH) continue;
+        pos = await writeAll(fh, batch, pos);
+        batch = [];
+        batched = 0;
+      }
+      if (batch.length > 0) pos = await writeAll(fh, batch, pos);
       if (pos !== size) throw new Error(`wrote ${pos} bytes to ${tmp}, expected ${size}`);
       if (this.#fsync) await fh.sync();
       complete = true;
