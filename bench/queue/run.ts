@@ -216,7 +216,7 @@ async function main(): Promise<void> {
       for (const e of inspectSpool(spoolDir)) if (e.ok && match(e.message.envelope, e.message.states, e.message.held)) n++;
       return n;
     });
-    rows.push(["count one sender's messages on disk (today's delete confirmation in the CLI)", fmtS(filtered.ms), fmtS(filtered.cpuMs), fmtMb(filtered.peakMb), `${filtered.value.toLocaleString('en')} match`]);
+    rows.push(["count one sender's messages on disk (the delete confirmation when no server runs; a running server counts from its catalog, below)", fmtS(filtered.ms), fmtS(filtered.cpuMs), fmtMb(filtered.peakMb), `${filtered.value.toLocaleString('en')} match`]);
 
     const summary = cli(config, ['queue', 'list', '--summary']);
     rows.push(['`mailward queue list --summary` (a whole CLI process)', fmtS(summary.ms), '', '', summary.out.trim().split('\n').at(-1)!]);
