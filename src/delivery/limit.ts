@@ -17,13 +17,19 @@ export class KeyedLimit {
     return this.#active.get(key) ?? 0;
   }
 
-  /** Runs `fn` once `key` has a free slot. */
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` once `key` has a free slot, and resolves with its result. The slot is given back
+   * when `fn` has settled and so has every promise it handed to `keepUntil` (an SMTP connection
+   * still closing after its outcome is known: the receiver counts it until it is closed).
+   */
+  async run<T>(key: string, fn: (keepUntil: (p: Promise<unknown>) => void) => Promise<T>): Promise<T> {
     await this.#acquire(key);
+    const kept: Array<Promise<unknown>> = [];
     try {
-      return await fn();
+      return await fn((p) => void kept.push(p));
     } finally {
-      this.#release(key);
+      if (kept.length === 0) this.#release(key);
+      else void Promise.allSettled(kept).then(() => this.#release(key));
     }
   }
 

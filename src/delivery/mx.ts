@@ -140,22 +140,22 @@ export class MxTransport implements Transport {
       const d = domainOfAddress(r.mailbox ?? r.address);
       byDomain.set(d, [...(byDomain.get(d) ?? []), i]);
     }
-    const results = await Promise.all([...byDomain].map(([domain, idx]) => this.#limit.run(domain, () => this.#deliverDomain(msg, domain, idx))));
+    const results = await Promise.all([...byDomain].map(([domain, idx]) => this.#limit.run(domain, (keepUntil) => this.#deliverDomain(msg, domain, idx, keepUntil))));
     return results.flat();
   }
 
-  async #deliverDomain(msg: DeliverableMessage, domain: string, indexes: readonly number[]): Promise<RecipientOutcome[]> {
+  async #deliverDomain(msg: DeliverableMessage, domain: string, indexes: readonly number[], keepUntil: (closing: Promise<unknown>) => void): Promise<RecipientOutcome[]> {
     const env = msg.envelope;
     const plan = await planMx(this.#o.dns, domain, this.#o.ownNames);
     if (plan.kind === 'fail') {
       this.#o.log.info({ event: 'mx-plan', queueId: env.id, domain, reply: plan.reply }, 'no MX host to try');
       return indexes.map((index) => ({ index, outcome: plan.outcome, reply: plan.reply }));
     }
-    return deliverInBatches(msg, indexes, (batch) => this.#tryHosts(msg, domain, plan.hosts, batch));
+    return deliverInBatches(msg, indexes, (batch) => this.#tryHosts(msg, domain, plan.hosts, batch, keepUntil));
   }
 
   /** Tries the hosts in order until one takes the transaction; every address gets a reply. */
-  async #tryHosts(msg: DeliverableMessage, domain: string, hosts: readonly MxHost[], batch: readonly string[]): Promise<BatchReplies> {
+  async #tryHosts(msg: DeliverableMessage, domain: string, hosts: readonly MxHost[], batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void): Promise<BatchReplies> {
     const env = msg.envelope;
     let last = `451 4.4.1 no MX host of ${domain} could be reached`;
     let tried = 0;
@@ -169,7 +169,7 @@ export class MxTransport implements Transport {
       for (const address of addrs as readonly string[]) {
         if (tried++ >= MAX_ADDRESSES) break;
         const target: SmtpTarget = { address, port: this.#o.port, name: host.name, tls: 'opportunistic', verifyCertificate: false };
-        const res = await sendMessage(target, this.#o.client, { from: env.mailFrom, to: batch, size: env.size, eightBit: env.body !== '7BIT' }, msg.body);
+        const res = await sendMessage(target, this.#o.client, { from: env.mailFrom, to: batch, size: env.size, eightBit: env.body !== '7BIT' }, msg.body, keepUntil);
         if (res.kind === 'unreachable') {
           this.#o.log.info({ event: 'mx-unreachable', queueId: env.id, domain, host: host.name, address, reply: res.reply }, 'MX host not usable; trying the next');
           last = res.reply;

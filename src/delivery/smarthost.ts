@@ -68,10 +68,10 @@ export class SmarthostTransport implements Transport {
   }
 
   deliver(msg: DeliverableMessage, indexes: readonly number[]): Promise<RecipientOutcome[]> {
-    return deliverInBatches(msg, indexes, (batch) => this.#limit.run(this.#o.name, () => this.#send(msg, batch)));
+    return deliverInBatches(msg, indexes, (batch) => this.#limit.run(this.#o.name, (keepUntil) => this.#send(msg, batch, keepUntil)));
   }
 
-  async #send(msg: DeliverableMessage, batch: readonly string[]): Promise<BatchReplies> {
+  async #send(msg: DeliverableMessage, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void): Promise<BatchReplies> {
     const o = this.#o;
     const env = msg.envelope;
     const generation = this.#outage.generation;
@@ -96,7 +96,7 @@ export class SmarthostTransport implements Transport {
         ...(o.ca ? { ca: o.ca } : {}),
         ...(o.auth ? { auth: o.auth } : {}),
       };
-      const res = await sendMessage(target, o.client, { from: env.mailFrom, to: batch, size: env.size, eightBit: env.body !== '7BIT' }, msg.body);
+      const res = await sendMessage(target, o.client, { from: env.mailFrom, to: batch, size: env.size, eightBit: env.body !== '7BIT' }, msg.body, keepUntil);
       if (res.kind === 'unreachable') {
         // Per message at debug: the outage itself is logged once (#unreachable).
         o.log.debug({ event: 'smarthost-attempt-failed', queueId: env.id, smarthost: o.name, host: o.host, address, reply: res.reply }, `smarthost ${o.name} not usable`);

@@ -103,9 +103,10 @@ function unreachable(t: SmtpTarget, err: SmtpError, stage: 'connect' | 'auth'): 
 
 /**
  * Runs one transaction. Resolves; never rejects: every failure becomes a reply. `body` is called
- * at most once, only when the envelope is being sent.
+ * at most once, only when the envelope is being sent. `onClosed` gets a promise of the
+ * connection's end (at most 2 s after the outcome).
  */
-export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: OutboundEnvelope, body: () => Readable): Promise<SendResult> {
+export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: OutboundEnvelope, body: () => Readable, onClosed?: (closed: Promise<void>) => void): Promise<SendResult> {
   return new Promise((resolve) => {
     let settled = false;
     let stage: 'connect' | 'auth' | 'send' = 'connect';
@@ -129,17 +130,22 @@ export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: Ou
     const finish = (r: SendResult): void => {
       if (settled) return;
       settled = true;
-      // Resolved once the connection is gone: the caller gives back its connection slot (per
-      // domain, per smarthost) when this resolves, and a slot freed while QUIT was still under
-      // way let the next session open over the limit. The client's close time-out (1 s) bounds it.
-      if (conn.destroyed) resolve(r);
-      else {
-        const closed = setTimeout(() => resolve(r), 2000);
-        conn.once('end', () => {
-          clearTimeout(closed);
-          resolve(r);
-        });
-      }
+      // The outcome is reported at once (the sooner it is recorded, the smaller a crash's window
+      // for a second delivery); the caller's connection slot waits for the connection's end, so
+      // the next session does not open while QUIT is still under way (over the receiver's limit).
+      onClosed?.(
+        conn.destroyed
+          ? Promise.resolve()
+          : new Promise<void>((done) => {
+              const limit = setTimeout(done, 2000);
+              limit.unref();
+              conn.once('end', () => {
+                clearTimeout(limit);
+                done();
+              });
+            }),
+      );
+      resolve(r);
       if (r.kind === 'sent' && stage === 'send' && !conn.destroyed) {
         try {
           conn.quit();
