@@ -6,7 +6,7 @@ import { describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dial, type Dialog } from '../harness/dial.ts';
 import { startServer } from '../harness/server.ts';
-import { LineEndingNormaliser } from '../../src/ingress/smtp/framing.ts';
+import { LineEndingNormaliser } from '../../src/core/line-endings.ts';
 import { FAKES, sendSmuggling, serve, SMUGGLED, type Served } from './fixture.ts';
 import type { ProtocolOptions } from '../../src/ingress/smtp/types.ts';
 import type { TestContext } from 'node:test';

@@ -6,7 +6,9 @@ import { TLSSocket } from 'node:tls';
 import { formatReply, isPositive, reply, type SmtpReply } from '../../core/reply.ts';
 import { V2_SIGNATURE } from '../proxy.ts';
 import { hasNonAscii, parseBdatArgs, parsePathAndParams, splitCommand } from './command.ts';
-import { DataDecoder, LineEndingNormaliser, LineEndingTracker } from './framing.ts';
+import { DataDecoder, LineEndingTracker } from './framing.ts';
+// After the decoder: a "." after a bare line ending is body text, never an end marker.
+import { LineEndingNormaliser } from '../../core/line-endings.ts';
 import { InputQueue } from './input.ts';
 import { checkMailParams } from './mail-params.ts';
 import { R } from './replies.ts';

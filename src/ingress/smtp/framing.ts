@@ -1,12 +1,11 @@
 // Message-body framing: the streaming DATA decoder (end marker detection and dot-unstuffing,
-// RFC 5321 §4.1.1.4 and §4.5.2), a line-ending tracker for BDAT bodies (RFC 3030) and the
-// bare CR / bare LF normaliser; all work on chunks split at arbitrary byte boundaries.
+// RFC 5321 §4.1.1.4 and §4.5.2) and a line-ending tracker for BDAT bodies (RFC 3030); both work
+// on chunks split at arbitrary byte boundaries (the normaliser is core/line-endings.ts).
 
 const CR = 0x0d;
 const LF = 0x0a;
 const DOT = 0x2e;
 const CR_BUF = Buffer.from([CR]);
-const CRLF_BUF = Buffer.from([CR, LF]);
 
 // Decoder states. Only a real CRLF starts a new line, so that only <CRLF>.<CRLF> ends the
 // message: <LF>.<LF>, <LF>.<CRLF>, <CRLF>.<LF> and <CR>.<CRLF> are body bytes (SMTP smuggling).
@@ -155,57 +154,3 @@ export class LineEndingTracker {
   }
 }
 
-/**
- * limits.bareLineEndings: normalise. Makes every bare LF and bare CR of the (already unstuffed)
- * body a CRLF before it is queued, so the stored message has CRLF line endings only (RFC 5321
- * §2.3.8). It runs after the decoder: a "." after a bare line ending is body text, never an end
- * marker, so a smuggled "second message" stays inside the first one's body.
- */
-export class LineEndingNormaliser {
-  // A CR at the end of the last chunk: bare or not depends on the next byte.
-  private pendingCr = false;
-
-  /** The normalised bytes of `c`, as slices of it where possible (a trailing CR is held back). */
-  push(c: Buffer): Buffer[] {
-    const out: Buffer[] = [];
-    if (c.length === 0) return out;
-    let seg = 0;
-    let i = 0;
-    if (this.pendingCr) {
-      this.pendingCr = false;
-      out.push(CRLF_BUF);
-      // The LF of a CRLF split across chunks went out with the CR.
-      if (c[0] === LF) seg = i = 1;
-    }
-    for (;;) {
-      const cr = c.indexOf(CR, i);
-      const lf = c.indexOf(LF, i);
-      if (cr === -1 && lf === -1) break;
-      if (lf !== -1 && (cr === -1 || lf < cr)) {
-        // A bare LF (a CRLF's LF is passed over with its CR below).
-        if (lf > seg) out.push(c.subarray(seg, lf));
-        out.push(CRLF_BUF);
-        seg = i = lf + 1;
-      } else if (cr + 1 === c.length) {
-        if (cr > seg) out.push(c.subarray(seg, cr));
-        this.pendingCr = true;
-        seg = i = c.length;
-      } else if (c[cr + 1] === LF) {
-        i = cr + 2; // a real CRLF stays in the run
-      } else {
-        if (cr > seg) out.push(c.subarray(seg, cr));
-        out.push(CRLF_BUF);
-        seg = i = cr + 1;
-      }
-    }
-    if (seg < c.length) out.push(c.subarray(seg));
-    return out;
-  }
-
-  /** At the end of the body: a held-back CR is a bare one. */
-  end(): Buffer[] {
-    if (!this.pendingCr) return [];
-    this.pendingCr = false;
-    return [CRLF_BUF];
-  }
-}
