@@ -5,8 +5,7 @@
 import { replyText } from '../core/reply.ts';
 import type { Logger } from '../observe/log.ts';
 import type { OutboundGuard } from '../guard/guard.ts';
-import type { Transport } from './transport.ts';
-import type { HoldingOutcome } from './worker.ts';
+import type { RecipientOutcome, Transport } from './transport.ts';
 
 export function guardedTransport(inner: Transport, guard: OutboundGuard, log: Logger): Transport {
   return {
@@ -27,7 +26,7 @@ export function guardedTransport(inner: Transport, guard: OutboundGuard, log: Lo
         const reply = replyText(admitted.reply);
         const hold = { breaker: admitted.breaker, reason: admitted.reason };
         // 'temporary' for any caller that knows nothing of holds: the mail did not leave.
-        return indexes.map((index): HoldingOutcome => ({ index, outcome: 'temporary', reply, hold }));
+        return indexes.map((index): RecipientOutcome => ({ index, outcome: 'temporary', reply, hold }));
       }
       let outcomes;
       try {

@@ -30,6 +30,19 @@ export interface RecipientOutcome {
   readonly reply: string;
   /** The host that gave the reply, when it came from another server (the DSN's Remote-MTA). */
   readonly remoteMta?: string;
+  /**
+   * Put the whole message on hold instead of scheduling a retry (the outbound guard refused it):
+   * not an attempt (the recipient keeps its status and attempts; it is never retried or bounced
+   * while held), and the message moves to hold/ until an operator releases or deletes it.
+   */
+  readonly hold?: HoldRequest;
+}
+
+/** Why a transport asks for the message to be put on hold. */
+export interface HoldRequest {
+  /** The breaker that refused: "global" (also for the quota's hard stop) or a source's name. */
+  readonly breaker: string;
+  readonly reason: string;
 }
 
 export interface Transport {

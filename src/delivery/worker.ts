@@ -9,7 +9,7 @@ import type { Queue, QueueItem } from '../queue/queue.ts';
 import { SpoolCorruptError, SpoolNotFoundError, type RecipientState, type Spool, type SpooledMessage } from '../queue/spool.ts';
 import { isDue, messageDueAt, nextState } from '../queue/schedule.ts';
 import { replyText, temp } from '../core/reply.ts';
-import type { DeliverableMessage, RecipientOutcome, Transport } from './transport.ts';
+import type { DeliverableMessage, HoldRequest, RecipientOutcome, Transport } from './transport.ts';
 import type { Bouncer } from './dsn.ts';
 
 export interface WorkerOptions {
@@ -22,21 +22,6 @@ export interface WorkerOptions {
   readonly bouncer?: Bouncer;
 }
 
-/** Why a transport asks for the whole message to be put on hold (the outbound guard refused it). */
-export interface HoldRequest {
-  /** The breaker that refused: "global" (also for the quota's hard stop) or a source's name. */
-  readonly breaker: string;
-  readonly reason: string;
-}
-
-/**
- * An outcome that puts the message on hold instead of scheduling a retry: not an attempt (the
- * recipient keeps its status and attempts; it is never retried or bounced while held), and the
- * message moves to hold/ until an operator releases it (`mailward queue release`) or deletes it.
- */
-export type HoldingOutcome = RecipientOutcome & { readonly hold: HoldRequest };
-
-export const holdOf = (o: RecipientOutcome): HoldRequest | undefined => ('hold' in o ? (o as HoldingOutcome).hold : undefined);
 
 /** One recipient's result in a pass, before it is recorded. */
 interface PassUpdate {
@@ -45,8 +30,6 @@ interface PassUpdate {
   readonly transport: string;
   readonly outcome: RecipientOutcome;
   dsn?: string;
-  /** Put on hold with the message: no attempt, no notice. */
-  readonly held?: boolean;
 }
 
 /** A pass's result: the recipients' states, and why the message goes on hold when it does. */
@@ -111,15 +94,13 @@ export class Worker {
         return;
       }
       const result = await this.#deliver(msg, item);
-      if (!result) {
+      // Gone already (corrupt, or removed by the pass that made every recipient final).
+      if (!result || result.removed) {
         this.#queue.release(id);
         return;
       }
-      const now = Date.now();
-      const due = messageDueAt(result.states, now);
-      if (result.removed) {
-        this.#queue.release(id);
-      } else if (due === undefined) {
+      const due = messageDueAt(result.states, Date.now());
+      if (due === undefined) {
         await this.#spool.remove(id);
         this.#queue.release(id);
       } else if (result.hold) {
@@ -200,13 +181,13 @@ export class Worker {
     for (const { name, outcomes } of results) {
       for (const o of outcomes) {
         const prev = states[o.index]!;
-        const h = holdOf(o);
+        const h = o.hold;
         if (h) {
           // Not an attempt: the attempts stay, the reply shows why it waits, and a retry time
           // is now, so that the operator's release sends it at once.
           hold ??= h;
           const state: RecipientState = { ...prev, lastReply: o.reply, updatedAt: at, ...(prev.status === 'deferred' ? { nextAttemptAt: at } : {}) };
-          updates.push({ index: o.index, state, transport: name, outcome: o, held: true });
+          updates.push({ index: o.index, state, transport: name, outcome: o });
           continue;
         }
         let state = nextState(prev, o.outcome, o.reply, env.receivedAt, at, this.#queue.options);
@@ -227,7 +208,7 @@ export class Worker {
       );
     for (const u of updates) {
       // A held recipient has the message's one held-by-guard line instead.
-      if (!u.held) this.#logOutcome(env.id, env.recipients[u.index]!.address, u, env.receivedAt);
+      if (!u.outcome.hold) this.#logOutcome(env.id, env.recipients[u.index]!.address, u, env.receivedAt);
     }
     return { states, ...(hold ? { hold } : {}), ...(removed ? { removed } : {}) };
   }
@@ -243,7 +224,7 @@ export class Worker {
     const env = msg.envelope;
     const warnAfter = bouncer.delayWarningAfterMs;
     // Held recipients wait for an operator, not for a retry: no delay warning for them.
-    const late = warnAfter !== undefined && at - env.receivedAt >= warnAfter ? updates.filter((u) => !u.held && u.state.status === 'deferred' && u.state.warned !== true) : [];
+    const late = warnAfter !== undefined && at - env.receivedAt >= warnAfter ? updates.filter((u) => !u.outcome.hold && u.state.status === 'deferred' && u.state.warned !== true) : [];
     const bounced = updates.filter((u) => u.state.status === 'bounced');
     if (bounced.length > 0) {
       try {

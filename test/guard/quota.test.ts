@@ -8,7 +8,6 @@ import { test, type TestContext } from 'node:test';
 import { GuardSchema } from '../../src/config/guard-schema.ts';
 import { OutboundGuard } from '../../src/guard/guard.ts';
 import { guardedTransport } from '../../src/delivery/guarded-transport.ts';
-import { holdOf } from '../../src/delivery/worker.ts';
 import { outboundGuard } from '../../src/checks/outbound-guard.ts';
 import { build, ctx, mailbox, makeEnv } from '../checks/env.ts';
 import { queued, recordingTransport, startWebhook } from './helpers.ts';
@@ -25,7 +24,7 @@ async function setup(t: TestContext, extra: Record<string, unknown> = {}) {
   const send = async (n: number, o: { from?: string; login?: string; client?: string } = {}) => {
     const msg = queued({ from: o.from ?? 'alice@example.org', to: Array.from({ length: n }, (_, i) => `r${i}@far${i}.example`), ...(o.login ? { login: o.login } : {}), ...(o.client ? { client: o.client } : {}) });
     const out = await remote.deliver(msg, msg.envelope.recipients.map((_, i) => i));
-    const replies = [...new Set(out.map((x) => `${x.outcome} ${x.reply}${holdOf(x) ? ` [hold ${holdOf(x)!.breaker}]` : ''}`))];
+    const replies = [...new Set(out.map((x) => `${x.outcome} ${x.reply}${x.hold ? ` [hold ${x.hold.breaker}]` : ''}`))];
     assert.equal(replies.length, 1, 'one answer for all recipients of a message');
     return replies[0]!;
   };
