@@ -19,6 +19,9 @@ import type { AcceptorBatch, FromAcceptor, ToAcceptor } from './acceptors.ts';
 import { Teardown } from './teardown.ts';
 
 /** Everything for the primary, gathered over one event-loop turn and sent as one message. */
+/** How long a trusted-network client's MAIL FROM waits for the primary's detector at most. */
+const COUNTED_LIMIT_MS = 5000;
+
 class Outbox {
   #logs = '';
   #events: Array<NonNullable<AcceptorBatch['events']>[number]> = [];
@@ -47,15 +50,20 @@ class Outbox {
    * An observation whose outcome the session needs before it goes on (a client in
    * relay.trustedNetworks: this MAIL FROM may make it a tunnel suspect, which withdraws that
    * trust). Sent at once; resolves when the primary has counted it — any suspect it made arrives
-   * before the answer, the channel keeps order — or after a second without one (primary gone).
+   * before the answer, the channel keeps order — or after COUNTED_LIMIT_MS without one (primary
+   * gone or stalled: the session goes on with what this process knows).
    */
   observedAndCounted(o: NonNullable<AcceptorBatch['observed']>[number]): Promise<void> {
     this.#observed.push(o);
     const seq = ++this.#countSeq;
     this.#countAsk = seq;
     const counted = new Promise<void>((resolve) => {
-      this.#counting.set(seq, resolve);
-      setTimeout(() => this.counted(seq), 1000).unref();
+      const late = setTimeout(() => this.counted(seq), COUNTED_LIMIT_MS);
+      late.unref();
+      this.#counting.set(seq, () => {
+        clearTimeout(late);
+        resolve();
+      });
     });
     this.flush();
     return counted;
@@ -164,7 +172,8 @@ async function start(given: Config, logLevel: string): Promise<Running> {
         observe: (client: string, helo: string | undefined, domain: string | undefined): void | Promise<void> => {
           // The primary's detector sees every acceptor's sessions; only a trusted network's
           // relaying depends on its verdict, so only such a client waits for it.
-          if (live.relay.decide({ localDomain: false, clientAddress: client }).reason.startsWith('trusted-network:')) return outbox.observedAndCounted([client, helo, domain]);
+          const d = live.relay.decide({ localDomain: false, clientAddress: client });
+          if (d.allowed && d.network !== undefined) return outbox.observedAndCounted([client, helo, domain]);
           outbox.observed([client, helo, domain]);
         },
       },

@@ -6,7 +6,8 @@ import { Replies } from '../core/reply.ts';
 import { parseCidr } from '../config/invariants.ts';
 
 export type RelayDecision =
-  | { readonly allowed: true; readonly reason: string }
+  /** `network`: the relay.trustedNetworks entry that allowed it, when that is what did. */
+  | { readonly allowed: true; readonly reason: string; readonly network?: string }
   | { readonly allowed: false; readonly reason: string };
 
 export interface RelayFacts {
@@ -48,7 +49,8 @@ export function createRelayPolicy(trustedNetworks: readonly string[]): RelayPoli
       if (f.login) return { allowed: true, reason: `login:${f.login}` };
       if (labels.length > 0 && matches(trusted, f.clientAddress)) {
         const which = labels.find((l) => matches(l.list, f.clientAddress));
-        return { allowed: true, reason: `trusted-network:${which?.text ?? '?'}` };
+        const network = which?.text ?? '?';
+        return { allowed: true, reason: `trusted-network:${network}`, network };
       }
       return { allowed: false, reason: `client ${f.clientAddress} is neither authenticated nor in relay.trustedNetworks` };
     },

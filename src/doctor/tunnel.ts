@@ -156,8 +156,8 @@ export function withTunnelGuard(policy: RelayPolicy, detector: Pick<TunnelDetect
   return {
     decide(facts: RelayFacts): RelayDecision {
       const d = policy.decide(facts);
-      if (d.allowed && d.reason.startsWith('trusted-network:') && detector.isSuspect(facts.clientAddress)) {
-        return { allowed: false, reason: `client ${facts.clientAddress} is in relay.trustedNetworks (${d.reason.slice('trusted-network:'.length)}) but looks like a tunnel or proxy carrying many clients (many HELO names and sender domains); not trusted` };
+      if (d.allowed && d.network !== undefined && detector.isSuspect(facts.clientAddress)) {
+        return { allowed: false, reason: `client ${facts.clientAddress} is in relay.trustedNetworks (${d.network}) but looks like a tunnel or proxy carrying many clients (many HELO names and sender domains); not trusted` };
       }
       return d;
     },

@@ -89,7 +89,7 @@ test('tunnel: the guarded relay policy withdraws trusted-network permission from
   const d = new TunnelDetector({ clock: () => 0 });
   const relay = withTunnelGuard(createRelayPolicy(['127.0.0.1/32']), d);
   const facts = { localDomain: false, clientAddress: '127.0.0.1' };
-  assert.deepEqual(relay.decide(facts), { allowed: true, reason: 'trusted-network:127.0.0.1/32' });
+  assert.deepEqual(relay.decide(facts), { allowed: true, reason: 'trusted-network:127.0.0.1/32', network: '127.0.0.1/32' });
   for (let i = 0; i < 5; i++) d.observe('127.0.0.1', `bot${i}.example`, `spam${i}.example`);
   assert.deepEqual(relay.decide(facts), {
     allowed: false,
