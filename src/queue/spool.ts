@@ -472,9 +472,13 @@ export class Spool {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         return;
       }
-      // Both folder entries changed; the two fsyncs coalesce with concurrent moves.
-      await Promise.all([this.#syncer.sync(join(dst, '..')), this.#syncer.sync(join(src, '..'))]);
-      this.#emitChange({ kind: 'moved', id, from, to });
+      // Both folder entries changed; the two fsyncs coalesce with concurrent moves. The move is
+      // told even when an fsync fails: the file is in `to` for every reader from the rename on.
+      try {
+        await Promise.all([this.#syncer.sync(join(dst, '..')), this.#syncer.sync(join(src, '..'))]);
+      } finally {
+        this.#emitChange({ kind: 'moved', id, from, to });
+      }
     }).then(() => moved);
   }
 
