@@ -9,6 +9,7 @@ import { defer, pass, reject, score, tagged, type Verdict } from '../core/verdic
 import { defineCheck, type CheckContext, type MessageFacts } from '../pipeline/check.ts';
 import { mailauthResolver } from './lib/dns.ts';
 import { headerField } from './lib/header.ts';
+import { headerBlockEnd } from '../core/header-block.ts';
 import { evaluateSpf, spfIdentity } from './lib/spf-eval.ts';
 
 const NAME = 'dkim-dmarc';
@@ -28,6 +29,20 @@ const Options = z
   .strict();
 
 const rejected = (domain: string) => perm('5.7.1', `Message rejected per DMARC policy of ${domain}`);
+
+// Fields that make mailauth read the body: a DKIM signature's body hash, ARC's seals.
+const SIGNATURE_FIELD = /(?:^|\n)(?:dkim-signature|arc-seal|arc-message-signature|arc-authentication-results)[ \t]*:/i;
+
+/**
+ * The header block alone (with its closing empty line) when the message carries no signature: the
+ * results are then the same (dkim=none, From as it is) and mailauth need not stream the body, which
+ * was most of its time for unsigned mail — the common case. Undefined when the whole message is needed.
+ */
+function unsignedHead(raw: Buffer): Buffer | undefined {
+  const end = headerBlockEnd(raw);
+  if (end === undefined) return undefined;
+  return SIGNATURE_FIELD.test(raw.toString('latin1', 0, end)) ? undefined : raw.subarray(0, end);
+}
 
 interface Results {
   readonly dkim: DKIMVerifyResult;
@@ -50,7 +65,7 @@ export const dkimDmarc = defineCheck({
       const id = spfIdentity(s, from);
       const spfPending = id !== undefined && id !== 'no-ip' ? evaluateSpf(env, s, id, ctx.signal) : undefined;
       spfPending?.catch(() => undefined);
-      const dkim = await dkimVerify(raw, {
+      const dkim = await dkimVerify(unsignedHead(raw) ?? raw, {
         resolver,
         ...(from ? { sender: from.address } : {}),
         minBitLength: opts.minKeyBits,

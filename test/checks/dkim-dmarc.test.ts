@@ -4,12 +4,13 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
-import { dkimSign } from 'mailauth';
+import { dkimSign, dkimVerify } from 'mailauth';
 import { dkimDmarc } from '../../src/checks/dkim-dmarc.ts';
 import { spf } from '../../src/checks/spf.ts';
 import type { MessageFacts } from '../../src/pipeline/check.ts';
 import { runStage } from '../../src/pipeline/runner.ts';
 import { startDns } from '../harness/dns.ts';
+import { mailauthResolver } from '../../src/checks/lib/dns.ts';
 import { build, ctx, makeEnv, place } from './env.ts';
 
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -129,4 +130,25 @@ test('dkim-dmarc reuses the SPF result of the spf check: no second evaluation fo
   const alone = await build(dkimDmarc, {}, env).data!(smtp('alice@signed.example'), facts(raw));
   assert.equal(dns.queries('signed.example', 'TXT'), 2);
   assert.equal(unfold(alone.kind === 'pass' ? alone.headers![0]! : '').replace(/header\.b=\S+/, ''), header.replace(/header\.b=\S+/, ''));
+});
+
+test('dkim-dmarc: for unsigned mail the header block alone gives mailauth the same results as the whole message', async (t) => {
+  const { env } = await setup(t);
+  const body = `${'a long body line that mailauth would otherwise stream through\r\n'.repeat(200)}`;
+  for (const text of [message('carol@quar.example', body), message('dave@lax.example', body).replace('From: Alice <dave@lax.example>', 'From: a@lax.example, b@quar.example')]) {
+    const head = text.slice(0, text.indexOf('\r\n\r\n') + 4);
+    const opts = { resolver: mailauthResolver(env.dns, new AbortController().signal), curTime: new Date(env.clock()) };
+    const [whole, headOnly] = await Promise.all([dkimVerify(Buffer.from(text), opts), dkimVerify(Buffer.from(head), opts)]);
+    assert.deepEqual(headOnly.results, whole.results);
+    assert.deepEqual(headOnly.headerFrom, whole.headerFrom);
+    assert.equal(whole.results[0]?.status.result, 'none');
+  }
+  // A message whose signature is not the first field still counts as signed: read without its
+  // body, its body hash could not verify.
+  const raw = await signed(message('alice@signed.example'), env.clock());
+  const sig = /^DKIM-Signature:[^]*?\r\n(?=[^ \t])/.exec(raw)![0];
+  const moved = raw.slice(sig.length).replace('Subject: Lunch\r\n', `Subject: Lunch\r\n${sig}`);
+  assert.ok(moved.indexOf('DKIM-Signature:') > 0);
+  const v = await build(dkimDmarc, {}, env).data!(smtp('alice@signed.example'), facts(moved));
+  assert.match(unfold(v.kind === 'pass' ? v.headers![0]! : ''), /dkim=pass .*header\.i=@signed\.example/);
 });
