@@ -10,6 +10,7 @@ import { PASS, reject, score, type Verdict } from '../core/verdict.ts';
 import { defineCheck, type CheckContext } from '../pipeline/check.ts';
 import { classify, errorCode, withSignal } from './lib/dns.ts';
 import { isNoAnswer, zoneWatch } from './lib/dns-outage.ts';
+import { DeadlineError } from '../core/deadline.ts';
 import { ipText, ipv4Number, parseIp, reverseName, type Ip } from '../core/net.ts';
 import { TtlCache } from './lib/ttl-cache.ts';
 import { uncachedResolve4 } from './lib/dns-cache.ts';
@@ -130,7 +131,7 @@ export const dnsbl = defineCheck({
     /** Asks every zone not yet known at once, giving up on each after `timeout`. */
     const askAll = async (qnames: readonly string[], known: ReadonlyArray<Answer | undefined>, outer: AbortSignal): Promise<Array<PromiseSettledResult<Answer>>> => {
       const giveUp = new AbortController();
-      const timer = setTimeout(() => giveUp.abort(new Error(`no answer within ${opts.timeout} ms (checks.${NAME}.timeout)`)), opts.timeout);
+      const timer = setTimeout(() => giveUp.abort(new DeadlineError(`no answer within ${opts.timeout} ms (checks.${NAME}.timeout)`)), opts.timeout);
       const onOuter = (): void => giveUp.abort(outer.reason);
       if (outer.aborted) onOuter();
       else outer.addEventListener('abort', onOuter, { once: true });

@@ -1,6 +1,7 @@
 // Runs one stage's ordered check list and folds the answers into one outcome: the first
 // decisive verdict wins (Postfix's rule), scores add up, a check that throws or runs past its
 // deadline becomes a 4xx defer — never a pass. Warn-only placements log and go on.
+import { DeadlineError } from '../core/deadline.ts';
 import { Outage } from '../core/outage.ts';
 import { Replies } from '../core/reply.ts';
 import { PASS, type Verdict, type VerdictTag } from '../core/verdict.ts';
@@ -29,8 +30,6 @@ export interface StageOutcome {
 }
 
 export type Invoke = (h: StageHandlers, ctx: CheckContext) => Promise<Verdict> | undefined;
-
-class DeadlineError extends Error {}
 
 /**
  * The deadlines of one stage call: one AbortController, one signal and one timer for all its

@@ -2,6 +2,7 @@
 // when the first lookup times out and again when it answers, with how long it was down and how
 // many lookups failed meanwhile; each failed lookup itself is only a debug line in its check.
 import { Resolver } from 'node:dns/promises';
+import { DeadlineError } from '../../core/deadline.ts';
 import { Outage } from '../../core/outage.ts';
 import type { Logger } from '../../observe/log.ts';
 
@@ -11,13 +12,12 @@ const NO_ANSWER = new Set(['ETIMEOUT', 'ECONNREFUSED']);
 /**
  * Whether a failed lookup got no answer from the server. ECANCELLED is a query we abandoned
  * (lib/dns.ts): a time-out when a deadline ended it (the pipeline's check deadline and the dnsbl
- * zone time-out both say "no answer within …"), nothing we learnt when the client went away.
+ * zone time-out both abort with a DeadlineError), nothing we learnt when the client went away.
  */
 export function isNoAnswer(code: string, signal?: AbortSignal): boolean {
   if (NO_ANSWER.has(code)) return true;
   if (code !== 'ECANCELLED' || !signal?.aborted) return false;
-  const reason: unknown = signal.reason;
-  return reason instanceof Error && reason.message.startsWith('no answer within');
+  return signal.reason instanceof DeadlineError;
 }
 
 /** The servers a resolver asks, for the operator ("the system's" when none are set). */
