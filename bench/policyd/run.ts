@@ -3,13 +3,13 @@
 // by side with postgrey from Debian's packages answering the same request stream.
 // Run as root (postgrey drops to its user): `node --import tsx bench/policyd/run.ts [--out FILE]`.
 // About 1 minute. Set BENCH_SECONDS to change the time per row (default 6).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { freePort } from '../smtp/procs.ts';
+import { freePort, spawnTracked, stopChild } from '../smtp/procs.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const WARMUP_MS = 500;
@@ -206,7 +206,7 @@ async function main(): Promise<void> {
   try {
     const servers: Array<{ name: string; port: number }> = [];
     const mwPort = await freePort();
-    const mw = spawn(process.execPath, ['--import', 'tsx', import.meta.filename, 'serve', String(mwPort), path.join(dir, 'mailward')], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const mw = spawnTracked(process.execPath, ['--import', 'tsx', import.meta.filename, 'serve', String(mwPort), path.join(dir, 'mailward')], { stdio: ['ignore', 'inherit', 'inherit'] });
     children.push(mw);
     await waitForPort(mwPort, mw, 'mailward policyd');
     servers.push({ name: 'Mailward policyd (greylist, SQLite)', port: mwPort });
@@ -218,7 +218,7 @@ async function main(): Promise<void> {
       const db = path.join(dir, 'postgrey');
       execFileSync('mkdir', ['-p', db]);
       chownSync(db, Number(execFileSync('id', ['-u', 'postgrey'], { encoding: 'utf8' })), Number(execFileSync('id', ['-g', 'postgrey'], { encoding: 'utf8' })));
-      const pg = spawn(POSTGREY, [`--inet=127.0.0.1:${pgPort}`, `--dbdir=${db}`, '--delay=1', '--quiet'], { stdio: ['ignore', 'ignore', 'inherit'] });
+      const pg = spawnTracked(POSTGREY, [`--inet=127.0.0.1:${pgPort}`, `--dbdir=${db}`, '--delay=1', '--quiet'], { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(pg);
       await waitForPort(pgPort, pg, 'postgrey');
       servers.push({ name: `postgrey ${postgreyVersion.replace(/^postgrey\s*/, '')}`, port: pgPort });
@@ -253,7 +253,7 @@ async function main(): Promise<void> {
     console.log(text);
     if (out) writeFileSync(out, text);
   } finally {
-    for (const c of children) c.kill('SIGTERM');
+    await Promise.all(children.map((c) => stopChild(c)));
     await new Promise((r) => setTimeout(r, 500));
     rmSync(dir, { recursive: true, force: true });
   }

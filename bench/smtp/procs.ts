@@ -6,6 +6,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { spawnOwned, stopGroup } from '../../test/harness/processes.ts';
 
 /** A port that was free on 127.0.0.1 a moment ago (for servers that cannot bind port 0 and tell us). */
 export { freePort } from '../../test/harness/ports.ts';
@@ -146,79 +147,16 @@ export function machine(): Machine {
 
 export const loadAverage = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
 
-/** Children started here, ended on exit whatever happens (a benchmark must not leave servers behind). */
-const started = new Set<ChildProcess>();
-let hooked = false;
+/** Children in their own process groups, killed on exit whatever happens: test/harness/processes.ts. */
+export { onExitSync } from '../../test/harness/processes.ts';
 
-const exitHooks = new Set<() => void>();
-
-/** Runs `fn` (synchronously) if this process exits before the returned function is called. */
-export function onExitSync(fn: () => void): () => void {
-  hookExit();
-  exitHooks.add(fn);
-  return () => exitHooks.delete(fn);
-}
-
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on('exit', killAll);
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => {
-      killAll();
-      process.exit(130);
-    });
-  }
-}
-
-function killAll(): void {
-  for (const fn of exitHooks) {
-    try {
-      fn();
-    } catch {
-      // best effort on the way out
-    }
-  }
-  exitHooks.clear();
-  for (const c of started) {
-    if (c.exitCode === null && c.pid !== undefined) {
-      try {
-        // Each child leads its own process group, so its workers go too.
-        process.kill(-c.pid, 'SIGKILL');
-      } catch {
-        c.kill('SIGKILL');
-      }
-    }
-  }
-}
-
+/** spawn() in a new process group, SIGKILLed when this process exits (a benchmark must not leave servers behind). */
 export function spawnTracked(cmd: string, args: readonly string[], opts: SpawnOptions = {}): ChildProcess {
-  hookExit();
-  const child = spawn(cmd, args, { ...opts, detached: true });
-  started.add(child);
-  child.on('exit', () => started.delete(child));
-  return child;
+  return spawnOwned(undefined, cmd, args, opts);
 }
 
-/** Sends `signal` to the child's process group and waits (up to `timeoutMs`) for it to exit; then SIGKILL. */
-export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  try {
-    process.kill(child.pid, signal);
-  } catch {
-    return;
-  }
-  const timedOut = await Promise.race([exited.then(() => false), sleep(timeoutMs).then(() => true)]);
-  if (timedOut) {
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      child.kill('SIGKILL');
-    }
-    await exited;
-  }
-}
+/** Sends `signal` to the child and waits (up to `timeoutMs`) for it to exit; then SIGKILL to its group. */
+export const stopChild = (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<void> => stopGroup(child, signal, timeoutMs);
 
 /** Runs a command to completion; rejects with its output when it fails. */
 export function run(cmd: string, args: readonly string[], opts: SpawnOptions & { input?: string } = {}): Promise<{ stdout: string; stderr: string }> {

@@ -1,7 +1,7 @@
 // One measured load: smtp-source (Postfix's parallel SMTP client, none of ours) sends `count`
 // messages of `size` bytes over `sessions` parallel sessions, one message per connection as an
 // MX sees it, and we time it from start to exit.
-import { spawn } from 'node:child_process';
+import { spawnTracked } from './procs.ts';
 import { CLIENT_HELO, RECIPIENT, SENDER } from './mailward.ts';
 
 export interface Load {
@@ -24,9 +24,9 @@ export function smtpSource(load: Load): Promise<LoadResult> {
   const args = ['-s', String(load.sessions), '-m', String(load.count), '-l', String(load.size), '-M', CLIENT_HELO, '-f', SENDER, '-t', RECIPIENT, `${load.host ?? '127.0.0.1'}:${load.port}`];
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const child = spawn('smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawnTracked('smtp-source', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;

@@ -2,13 +2,14 @@
 // site configuration (Bayes on, auto-learn off, no network tests), its Bayes trained with sa-learn
 // on the given messages, then spamd scoring through spamc. Used by the held-out comparison and by
 // the cross-validation that sets the false-positive limits (cv.ts).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { poolMap, type Message, type Scored } from './corpus.ts';
+import { spawnTracked, stopChild } from '../smtp/procs.ts';
 
 const run = promisify(execFile);
 
@@ -77,14 +78,10 @@ export async function prepareSpamAssassin(dir: string, train: readonly Message[]
 
   const socket = join(root, 'spamd.sock');
   const children = Math.max(1, cpus().length);
-  const daemon = spawn(spamd, ['-L', '-x', `--siteconfigpath=${cfg}`, `--socketpath=${socket}`, '--socketmode=0666', '-m', String(children), '--min-children', String(children), '--min-spare', String(children), '-u', 'nobody', '-s', 'stderr'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const daemon = spawnTracked(spamd, ['-L', '-x', `--siteconfigpath=${cfg}`, `--socketpath=${socket}`, '--socketmode=0666', '-m', String(children), '--min-children', String(children), '--min-spare', String(children), '-u', 'nobody', '-s', 'stderr'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let daemonLog = '';
   daemon.stderr?.on('data', (b: Buffer) => (daemonLog = (daemonLog + b.toString()).slice(-4000)));
-  const stop = async (): Promise<void> => {
-    if (daemon.exitCode !== null) return;
-    daemon.kill('SIGTERM');
-    await new Promise((r) => daemon.once('exit', r).once('error', r));
-  };
+  const stop = (): Promise<void> => stopChild(daemon);
   try {
     await waitForSpamd(spamc, socket, daemon, () => daemonLog);
   } catch (err) {
@@ -134,16 +131,16 @@ async function waitForSpamd(spamc: string, socket: string, daemon: ChildProcess,
 function spamcCheck(spamc: string, socket: string, file: string): Promise<number> {
   return new Promise((resolve, reject) => {
     // -c: print "score/threshold" only; -s: allow the corpus's largest message.
-    const p = spawn(spamc, ['-U', socket, '-c', '-s', '20000000'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const p = spawnTracked(spamc, ['-U', socket, '-c', '-s', '20000000'], { stdio: ['pipe', 'pipe', 'ignore'] });
     let out = '';
-    p.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    p.stdout!.on('data', (b: Buffer) => (out += b.toString()));
     p.on('error', reject);
     p.on('close', () => {
       const score = Number(/^(-?[\d.]+)\//.exec(out)?.[1]);
       if (Number.isFinite(score)) resolve(score);
       else reject(new Error(`spamc gave no score for ${file}: ${JSON.stringify(out)}`));
     });
-    readFile(file).then((b) => p.stdin.end(b), reject);
+    readFile(file).then((b) => p.stdin!.end(b), reject);
   });
 }
 

@@ -3,7 +3,7 @@
 // a loopback TCP port, and scans clean, infected, MIME-encoded and oversized messages — at the
 // check, and end to end over SMTP. clamd down, silent or aborted is answered per onError.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -18,6 +18,7 @@ import { dial } from '../harness/dial.ts';
 import { startServer } from '../harness/server.ts';
 import { build, ctx, makeEnv } from './env.ts';
 import { freePort } from '../harness/ports.ts';
+import { spawnOwned } from '../harness/processes.ts';
 
 const CLAMD = '/usr/sbin/clamd';
 const NO_CLAMD = existsSync(CLAMD) ? false : `${CLAMD} is missing: install Debian's clamav-daemon package (apt-get install --no-install-recommends clamav-daemon) to run this test`;
@@ -90,7 +91,7 @@ async function startClamd(t: TestContext): Promise<Clamd> {
       // Without a User line clamd keeps the user it was started as (root here, or the tester).
     ].join('\n') + '\n',
   );
-  const child: ChildProcess = spawn(CLAMD, [`--config-file=${conf}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawnOwned(t, CLAMD, [`--config-file=${conf}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

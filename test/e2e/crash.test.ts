@@ -3,12 +3,13 @@
 // exactly once, and nothing is delivered half-written or twice.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { dial } from '../harness/dial.ts';
+import { spawnOwned, stopGroup } from '../harness/processes.ts';
 import { maildirPath, readMaildir } from '../harness/server.ts';
 import { buildConfig } from '../../src/config/load.ts';
 import { openDirectory } from '../../src/app/accounts.ts';
@@ -23,12 +24,12 @@ interface Proc {
 }
 
 function startProcess(configFile: string): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnOwned(undefined, process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const mxPort = new Promise<number>((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout });
+    const rl = createInterface({ input: child.stdout! });
     rl.on('line', (line) => {
       try {
         const l = JSON.parse(line) as Record<string, unknown>;
@@ -107,7 +108,7 @@ async function crashAndRecover(t: TestContext, workers: number): Promise<void> {
   const acked = new Set<string>();
   for (let round = 0; round < 3; round++) {
     const p = startProcess(configFile);
-    t.after(() => p.child.kill('SIGKILL'));
+    t.after(() => stopGroup(p.child, 'SIGKILL'));
     const port = await p.mxPort;
     const stop = { now: false };
     const before = acked.size;
@@ -128,7 +129,7 @@ async function crashAndRecover(t: TestContext, workers: number): Promise<void> {
 
   // Final restart: everything queued must now be delivered.
   const p = startProcess(configFile);
-  t.after(() => p.child.kill('SIGKILL'));
+  t.after(() => stopGroup(p.child, 'SIGKILL'));
   await p.mxPort;
   const box = maildirPath(config.paths.mail, 'box@example.org');
   const deadline = Date.now() + 30_000;

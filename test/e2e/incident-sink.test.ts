@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { test, type TestContext } from 'node:test';
 import { Command } from 'commander';
 import { pino } from 'pino';
@@ -23,7 +22,7 @@ import { dial, type Dialog, type SmtpReplyText } from '../harness/dial.ts';
 import { startDns } from '../harness/dns.ts';
 import { startRedis } from '../harness/redis.ts';
 import { startServer, type TestServer } from '../harness/server.ts';
-import { mailwardArgv, ROOT } from '../harness/cli.ts';
+import { runMailward } from '../harness/cli.ts';
 import { startWebhook } from '../guard/helpers.ts';
 
 const HOUR = 3_600_000;
@@ -139,17 +138,12 @@ interface Cli {
 function cliOn(dataDir: string): Cli {
   const file = path.join(dataDir, 'mailward.yaml');
   writeFileSync(file, `hostname: mx.example.org\ndomains: [example.org]\ndataDir: ${JSON.stringify(dataDir)}\nlog: { level: silent }\n`);
-  const run = (...args: string[]): Promise<string> =>
-    new Promise((resolve, reject) => {
-      // Asynchronous: the server answering the control socket runs in this process.
-      const p = spawn(process.execPath, mailwardArgv(['-c', file, ...args]), { cwd: ROOT });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      p.on('error', reject);
-      p.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`mailward ${args.join(' ')} exited ${code}: ${stderr}`))));
-    });
+  const run = async (...args: string[]): Promise<string> => {
+    // Asynchronous: the server answering the control socket runs in this process.
+    const { code, stdout, stderr } = await runMailward(['-c', file, ...args]);
+    if (code !== 0) throw new Error(`mailward ${args.join(' ')} exited ${code}: ${stderr}`);
+    return stdout;
+  };
   return { file, config: loadConfig(file), run };
 }
 

@@ -3,13 +3,13 @@
 // the battery itself and the verdicts for servers that only defer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { startServer } from '../harness/server.ts';
+import { runOwned } from '../harness/processes.ts';
 import { buildBattery, localDomainFromHostname, runRelayTest, RelayTestError, type RelayTestOptions, type RelayTestReport } from '../../src/app/relay-test.ts';
 import { buildProgram, CliError } from '../../src/shells/cli/index.ts';
 import { parseTarget } from '../../src/shells/cli/relay-test.ts';
@@ -54,20 +54,7 @@ interface Run {
 
 /** Runs the command asynchronously: the server under test lives in this process. */
 function mailward(t: TestContext, args: string[], input = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', entry(t), 'relay-test', ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill(), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
+  return runOwned(t, process.execPath, ['--import', 'tsx', entry(t), 'relay-test', ...args], { cwd: ROOT, input, timeoutMs: 60_000 });
 }
 
 interface Sink {

@@ -2,7 +2,7 @@
 // broken config is refused with the old one kept, and settings that need a restart are named.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawnOwned } from '../harness/processes.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,8 +33,7 @@ test('reload: SIGHUP applies new check options, refuses a broken file, names res
   await d.addUser('bob@example.org', 'bob password 1');
   d.close();
 
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve', '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-  t.after(() => child.kill('SIGKILL'));
+  const child = spawnOwned(t, process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve', '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const logs: Array<Record<string, unknown>> = [];
   const waitLog = async (pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => {
     const deadline = Date.now() + 15_000;
@@ -45,7 +44,7 @@ test('reload: SIGHUP applies new check options, refuses a broken file, names res
       await new Promise((r) => setTimeout(r, 20));
     }
   };
-  createInterface({ input: child.stdout }).on('line', (line) => {
+  createInterface({ input: child.stdout! }).on('line', (line) => {
     try {
       logs.push(JSON.parse(line) as Record<string, unknown>);
     } catch {

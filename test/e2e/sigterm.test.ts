@@ -4,13 +4,14 @@
 // restart) exactly once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { dial } from '../harness/dial.ts';
+import { spawnOwned, stopGroup } from '../harness/processes.ts';
 import { maildirPath, readMaildir } from '../harness/server.ts';
 import { buildConfig } from '../../src/config/load.ts';
 import { openDirectory } from '../../src/app/accounts.ts';
@@ -27,9 +28,9 @@ interface Proc {
 }
 
 function serve(configFile: string): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawnOwned(undefined, process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve', '--config', configFile], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const logs: Array<Record<string, unknown>> = [];
-  createInterface({ input: child.stdout }).on('line', (line) => {
+  createInterface({ input: child.stdout! }).on('line', (line) => {
     try {
       logs.push(JSON.parse(line) as Record<string, unknown>);
     } catch {
@@ -76,7 +77,7 @@ test('SIGTERM: idle client 421, in-flight DATA finishes with 250, no new connect
   d.close();
 
   const p = serve(file);
-  t.after(() => p.child.kill('SIGKILL'));
+  t.after(() => stopGroup(p.child, 'SIGKILL'));
   const port = (await p.waitLog((l) => l.event === 'listening' && l.listener === 'mx')).port as number;
 
   const idle = await dial(port);
@@ -112,7 +113,7 @@ test('SIGTERM: idle client 421, in-flight DATA finishes with 250, no new connect
   const inbox = maildirPath(config.paths.mail, 'bob@example.org');
   if (readMaildir(inbox).length === 0) {
     const again = serve(file);
-    t.after(() => again.child.kill('SIGKILL'));
+    t.after(() => stopGroup(again.child, 'SIGKILL'));
     const deadline = Date.now() + 15_000;
     while (readMaildir(inbox).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     again.child.kill('SIGTERM');

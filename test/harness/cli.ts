@@ -1,6 +1,6 @@
 // `mailward ARGS` as an operator runs it: a real process running the sources (tsx). Asynchronous
 // on purpose: a server answering the CLI's control socket may run in the test's own process.
-import { spawn } from 'node:child_process';
+import { runOwned } from './processes.ts';
 import path from 'node:path';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -16,14 +16,6 @@ export interface CliRun {
 
 /** Runs `mailward ARGS` with `input` on its standard input; resolves when it exits. */
 export function runMailward(args: readonly string[], input = ''): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, mailwardArgv(args), { cwd: ROOT });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-    p.stdin.end(input);
-  });
+  // In its own process group, SIGKILLed when this test process exits (a timed-out test included).
+  return runOwned(undefined, process.execPath, mailwardArgv(args), { cwd: ROOT, input });
 }

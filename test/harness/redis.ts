@@ -1,12 +1,13 @@
 // Starts a real redis-server for a test (or the store benchmark): loopback only, a free port, its
 // own temporary data folder, no persistence. Stopped in the test's after hook when given one.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { freePort } from './ports.ts';
+import { hasExited, spawnOwned, stopGroup } from './processes.ts';
 
 export interface RedisServer {
   readonly port: number;
@@ -61,35 +62,24 @@ async function ping(port: number): Promise<boolean> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function exited(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => child.once('exit', () => resolve()));
-}
-
 /** Spawns redis-server on `port`; resolves when it answers PING, rejects if it exits first. */
 async function launch(bin: string, port: number, dir: string): Promise<ChildProcess> {
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'];
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnOwned(undefined, bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) {
+    if (hasExited(child)) {
       throw new Error(`redis-server exited during startup on port ${port}: ${output.trim().slice(-500)}`);
     }
     if (await ping(port)) return child;
     await sleep(20);
   }
-  child.kill('SIGKILL');
+  await stopGroup(child, 'SIGKILL');
   throw new Error(`redis-server did not answer PING on port ${port} within 10 s: ${output.trim().slice(-500)}`);
 }
-
-const running = new Set<ChildProcess>();
-// A test process that dies without its after hooks must not leave servers behind.
-process.once('exit', () => {
-  for (const c of running) c.kill('SIGKILL');
-});
 
 export async function startRedis(t?: AfterHook): Promise<RedisServer> {
   const bin = findRedisServer();
@@ -108,18 +98,12 @@ export async function startRedis(t?: AfterHook): Promise<RedisServer> {
       }
     }
   }
-  running.add(child);
   let stopped = false;
 
   const halt = async (signal: NodeJS.Signals) => {
     const c = child;
     if (c === undefined) return;
-    if (c.signalCode === null && c.exitCode === null) {
-      c.kill('SIGCONT'); // a paused server cannot act on SIGTERM
-      c.kill(signal);
-    }
-    await exited(c);
-    running.delete(c);
+    await stopGroup(c, signal);
   };
 
   const server: RedisServer = {
@@ -142,7 +126,6 @@ export async function startRedis(t?: AfterHook): Promise<RedisServer> {
       await mkdir(dir, { recursive: true });
       stopped = false;
       child = await launch(bin, port, dir);
-      running.add(child);
     },
     pause() {
       child?.kill('SIGSTOP');

@@ -15,6 +15,7 @@ import { startDns } from '../harness/dns.ts';
 import { startServer } from '../harness/server.ts';
 import { startPolicyd } from './helpers.ts';
 import { freePort } from '../harness/ports.ts';
+import { onExitSync } from '../harness/processes.ts';
 
 const run = promisify(execFile);
 const POSTFIX = '/usr/sbin/postfix';
@@ -106,10 +107,23 @@ async function startPostfix(t: TestContext, o: { inet: string; unixPath: string;
       '',
     ].join('\n'),
   );
+  // Postfix's master daemonizes (its own session, a cleaned environment), so it is not in a
+  // group this test spawned: kill its group by the pid it records, here and if this process dies.
+  const killMaster = (): void => {
+    try {
+      const pid = Number(readFileSync(path.join(queue, 'pid', 'master.pid'), 'utf8').trim());
+      if (pid > 1) process.kill(-pid, 'SIGKILL');
+    } catch {
+      // not started, or already gone
+    }
+  };
+  const forget = onExitSync(killMaster);
   const stop = async () => {
     await run(POSTFIX, ['-c', etc, 'stop']).catch(() => undefined);
     // `postfix stop` returns before the daemons are gone; wait for the master to exit.
     for (let i = 0; i < 50 && (await run(POSTFIX, ['-c', etc, 'status']).then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 100));
+    killMaster();
+    forget();
   };
   t.after(async () => {
     await stop();

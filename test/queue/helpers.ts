@@ -1,7 +1,6 @@
 // Shared pieces of the spool, queue and delivery tests: a temp folder removed after the test, a
 // logger that keeps its lines for assertions, a typical envelope, polling for a condition, and a
 // queue + delivery worker over a spool.
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +14,7 @@ import type { NewEnvelope, Spool } from '../../src/queue/spool.ts';
 import { Queue, type QueueOptions } from '../../src/queue/queue.ts';
 import { Worker } from '../../src/delivery/worker.ts';
 import type { Transport } from '../../src/delivery/transport.ts';
+import { spawnOwned, stopGroup } from '../harness/processes.ts';
 
 export async function tempDir(t: TestContext, prefix = 'mailward-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
@@ -102,13 +102,13 @@ const REPO = fileURLToPath(new URL('../../', import.meta.url));
  * lines, then kills it with SIGKILL — the crash — and returns the complete lines it printed.
  */
 export async function runUntilLines(script: string, args: readonly string[], lines: number): Promise<string[]> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawnOwned(undefined, process.execPath, ['--import', 'tsx', script, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exited = once(proc, 'exit');
   await new Promise<void>((resolve, reject) => {
-    proc.stdout.on('data', (d: Buffer) => {
+    proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.split('\n').length - 1 >= lines) {
         proc.kill('SIGKILL');
@@ -118,6 +118,7 @@ export async function runUntilLines(script: string, args: readonly string[], lin
     proc.on('exit', () => reject(new Error(`child exited before it was killed: ${err}`)));
   });
   const [, signal] = (await exited) as [number | null, string | null];
+  await stopGroup(proc, 'SIGKILL');
   assert.equal(signal, 'SIGKILL');
   // Only complete lines were acknowledged.
   return out.split('\n').slice(0, -1);

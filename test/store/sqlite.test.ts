@@ -1,7 +1,6 @@
 // The SQLite store: the shared contract, plus what only SQLite has — several processes on one
 // file, a lock held too long (an outage), the expiry purge, and a clear error for a bad path.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { SqliteStore } from '../../src/store/sqlite.ts';
 import { StoreUnavailableError } from '../../src/store/store.ts';
 import { createStore } from '../../src/store/create.ts';
 import { captureLog } from './log-capture.ts';
+import { spawnOwned } from '../harness/processes.ts';
 import { storeContract } from './store.contract.ts';
 
 const silent = pino({ level: 'silent' });
@@ -61,17 +61,16 @@ test('two processes on one file: counters add up and exactly one wins each first
   const rounds = 300;
   const store = new SqliteStore({ path, busyTimeoutMs: 5000 }, silent);
   t.after(() => store.close());
-  const worker = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'sqlite-worker.ts'), path, String(rounds)], {
+  const worker = spawnOwned(t, process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'sqlite-worker.ts'), path, String(rounds)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
-  t.after(() => worker.kill());
   let out = '';
-  worker.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  worker.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   while (!out.includes('ready')) {
     assert.equal(worker.exitCode, null, 'worker exited early');
     await sleep(10);
   }
-  worker.stdin.write('go\n');
+  worker.stdin!.write('go\n');
   let won = 0;
   for (let i = 0; i < rounds; i++) {
     await store.incr('shared', 1);
