@@ -2,19 +2,8 @@
 // a test process that exits (a timed-out file, a crash) takes its groups with it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { runOwned, spawnOwned, stopGroup } from './processes.ts';
-
-/** Alive = exists and is not a zombie waiting for its (new) parent to reap it. */
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
+import { alive, runOwned, spawnOwned, stopGroup } from './processes.ts';
 
 /** Waits until `pid` is gone: SIGKILL is delivered at once, but reaping an orphan takes init a moment. */
 async function gone(pid: number): Promise<void> {

@@ -5,6 +5,7 @@
 // reason: a server left running after a timed-out test holds the runner's pipes and `npm test`
 // never ends. scripts/run-tests.ts sweeps what is left after each file and fails the run.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 /** What spawnOwned needs of a TestContext: an after hook (a test, a suite, or the file's `after`). */
 export interface ProcessOwner {
@@ -53,6 +54,16 @@ export function onExitSync(fn: () => void): () => void {
 /** True once the child itself has exited (its group may still hold processes it forked). */
 export const hasExited = (child: ChildProcess): boolean => child.exitCode !== null || child.signalCode !== null;
 
+/** Whether `pid` runs: it exists and is not a zombie waiting for its (new) parent to reap it. */
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
 /** Resolves when the child has exited. */
 export function exited(child: ChildProcess): Promise<void> {
   if (hasExited(child)) return Promise.resolve();
@@ -74,6 +85,17 @@ export function killGroup(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL
   }
 }
 
+// scripts/run-tests.ts finds what a file left behind by these environment variables: they
+// must survive a test that gives its child an environment of its own.
+const MARKS = ['MAILWARD_TEST_RUN', 'MAILWARD_TEST_FILE'] as const;
+
+function marked(env: NodeJS.ProcessEnv | undefined): NodeJS.ProcessEnv | undefined {
+  if (env === undefined) return undefined;
+  const out = { ...env };
+  for (const k of MARKS) if (out[k] === undefined && process.env[k] !== undefined) out[k] = process.env[k];
+  return out;
+}
+
 /**
  * spawn() in a new process group that `owner` owns: SIGKILLed to the last process in the
  * owner's after hook, and on exit of this process. `owner` undefined: only the exit hook (the
@@ -81,7 +103,7 @@ export function killGroup(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL
  */
 export function spawnOwned(owner: ProcessOwner | undefined, cmd: string, args: readonly string[], opts: SpawnOptions = {}): ChildProcess {
   hook();
-  const child = spawn(cmd, args, { ...opts, detached: true });
+  const child = spawn(cmd, args, { ...opts, env: marked(opts.env), detached: true });
   groups.add(child);
   child.once('error', () => groups.delete(child));
   // The leader's exit does not end the group (a test may be watching its workers die by
