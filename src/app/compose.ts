@@ -1,7 +1,6 @@
 // The composition root: the one place that builds every implementation from the config — the
 // directory, the state store, the spool, queue and delivery worker, the compiled pipeline, TLS,
 // and one listener per configured port — and tears them down again in order.
-import { mkdirSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { Resolver } from 'node:dns/promises';
@@ -34,6 +33,7 @@ import { Metrics } from '../observe/metrics.ts';
 import { TunnelDetector, type TunnelSuspect } from '../doctor/tunnel.ts';
 import { AcceptorPool } from './acceptors.ts';
 import { Teardown } from './teardown.ts';
+import { prepareDataDir } from './preflight.ts';
 import { useQueueIdSlice } from '../core/ids.ts';
 import { loadTlsContext, sessionHostOptions, spoolPortOf, type SessionParts } from './sessions.ts';
 import { startAdmin } from '../shells/admin/server.ts';
@@ -96,7 +96,8 @@ export function workerCount(config: Config): number {
 export async function startMailward(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? silentLogger();
   const clock = opts.clock ?? Date.now;
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  // A dataDir that is a file, or not writable, is named as such before anything opens (app/preflight.ts).
+  prepareDataDir(config);
   const cleanups = new Teardown(log);
   const stopAll = (): Promise<void> => cleanups.run();
   try {

@@ -100,6 +100,30 @@ function readCa(config: Config, key: string, file: string): Buffer {
   }
 }
 
+/**
+ * The DKIM signing keys (when delivery.dkim.enabled); ConfigError for a key that exists but
+ * cannot be used. Also run by `check-config` (app/preflight.ts).
+ */
+export function loadDkimKeys(config: Config, log: Logger): DkimKeys | undefined {
+  const dc = config.delivery;
+  if (!dc.dkim.enabled) return undefined;
+  const configured = Object.fromEntries(Object.entries(dc.dkim.keys).map(([dom, k]) => [dom, { selector: k.selector, ...(k.keyFile ? { keyFile: configPath(config, k.keyFile) } : {}) }]));
+  try {
+    return DkimKeys.load({ dir: path.join(config.dataDir, 'dkim'), configured, log });
+  } catch (err) {
+    if (err instanceof DkimKeyError) fail(config, err.setting, err.problem, err.fix);
+    throw err;
+  }
+}
+
+/** Reads every smarthost's password file (or variable) and CA file as serve does, keeping nothing; ConfigError when one cannot be used. */
+export function checkSmarthostFiles(config: Config, log: Logger): void {
+  for (const [name, s] of Object.entries(config.delivery.smarthosts)) {
+    if (s.auth) smarthostPassword(config, name, s.auth, log);
+    if (s.ca) readCa(config, `delivery.smarthosts.${name}.ca`, s.ca);
+  }
+}
+
 /** Where a notice to `address` goes: local mailboxes (through aliases) or out. */
 function senderRouter(config: Config, directory: LocalDirectory | undefined): (address: string) => EnvelopeRecipient[] {
   return (address) => {
@@ -140,16 +164,7 @@ export function buildDelivery(d: DeliveryDeps): Delivery {
       ...(s.ca ? { ca: readCa(config, `delivery.smarthosts.${name}.ca`, s.ca) } : {}),
     });
   }
-  let dkim: DkimKeys | undefined;
-  if (dc.dkim.enabled) {
-    const configured = Object.fromEntries(Object.entries(dc.dkim.keys).map(([dom, k]) => [dom, { selector: k.selector, ...(k.keyFile ? { keyFile: configPath(config, k.keyFile) } : {}) }]));
-    try {
-      dkim = DkimKeys.load({ dir: path.join(config.dataDir, 'dkim'), configured, log });
-    } catch (err) {
-      if (err instanceof DkimKeyError) fail(config, err.setting, err.problem, err.fix);
-      throw err;
-    }
-  }
+  const dkim = loadDkimKeys(config, log);
   if (d.wrapOutbound) {
     for (const route of Object.keys(routeTransports)) if (route !== 'local') routeTransports[route] = d.wrapOutbound(routeTransports[route]!, route);
   }

@@ -1,7 +1,6 @@
 // Builds the policy service from the config: the same directory, state store, DNS resolver and
 // checks the server uses (so greylisting state and options are shared), compiled per Postfix
 // protocol state, behind one decision engine. Listening is the shell's job (shells/policyd.ts).
-import { mkdirSync } from 'node:fs';
 import type { Config } from '../config/load.ts';
 import type { PolicydConfig } from '../config/policyd-schema.ts';
 import { ALL_CHECKS } from '../checks/index.ts';
@@ -14,6 +13,7 @@ import { compilePolicyPipeline, describePolicy } from '../policyd/compile.ts';
 import { createPolicyEngine, type PolicyEngine } from '../policyd/engine.ts';
 import { openStore } from './store.ts';
 import type { Store } from '../store/store.ts';
+import { prepareDataDir } from './preflight.ts';
 import { openDirectory } from './accounts.ts';
 import { createResolver } from './compose.ts';
 
@@ -32,7 +32,7 @@ export interface PolicyServiceOptions {
 export async function createPolicyService(config: Config, policyd: PolicydConfig, opts: PolicyServiceOptions = {}): Promise<PolicyService> {
   const log = opts.log ?? silentLogger();
   const clock = opts.clock ?? Date.now;
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  prepareDataDir(config);
   const directory = openDirectory(config);
   let store: Store | undefined;
   try {

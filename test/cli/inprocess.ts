@@ -34,6 +34,11 @@ export function setupConfig(t: { after(fn: () => void): void }, extra = ''): { d
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const dataDir = path.join(dir, 'data');
   const config = path.join(dir, 'mailward.yaml');
-  writeFileSync(config, ['hostname: mx.example.org', 'domains: [example.org]', `dataDir: ${dataDir}`, 'listeners:\n  mx: { kind: mx, port: 0 }', 'log: { level: silent }', extra, ''].join('\n'));
+  writeConfig(config, dataDir, extra);
   return { dir, dataDir, config };
+}
+
+/** Writes the test config (one MX listener on port 0, silent log) with `dataDir` and `extra` lines. */
+export function writeConfig(file: string, dataDir: string, extra = ''): void {
+  writeFileSync(file, ['hostname: mx.example.org', 'domains: [example.org]', `dataDir: ${JSON.stringify(dataDir)}`, 'listeners:\n  mx: { kind: mx, port: 0 }', 'log: { level: silent }', extra, ''].join('\n'));
 }
