@@ -138,9 +138,15 @@ async function runFile(run: string, file: string, flags: readonly string[]): Pro
   return { file, ok: code === 0 && !timedOut && left.length === 0, seconds: (Date.now() - t0) / 1000, timedOut, left, output };
 }
 
+/** node --test's closing counts (spec reporter: "ℹ pass 3"). */
+function count(output: string, what: 'tests' | 'pass' | 'fail' | 'skipped'): number {
+  return Number(new RegExp(`^ℹ ${what} (\\d+)$`, 'm').exec(output)?.[1] ?? 0);
+}
+
 function report(r: FileResult): string {
   const verdict = r.timedOut ? `TIMED OUT after ${FILE_TIMEOUT_S} s (killed with its process group)` : r.ok ? 'ok' : 'FAILED';
-  const lines = [`━━━ ${r.file}: ${verdict} (${r.seconds.toFixed(1)} s)`];
+  const skipped = count(r.output, 'skipped');
+  const lines = [`━━━ ${r.file}: ${verdict} (${count(r.output, 'pass')}/${count(r.output, 'tests')} tests passed${skipped > 0 ? `, ${skipped} skipped` : ''}, ${r.seconds.toFixed(1)} s)`];
   // Passing files print one line; failing ones everything node --test said.
   if (!r.ok) lines.push(r.output.trimEnd());
   for (const s of r.left) lines.push(`LEFT RUNNING after ${r.file}: pid ${s.pid}: ${s.command}`);
@@ -170,7 +176,12 @@ async function main(): Promise<number> {
   );
   const left = await sweep(run);
   const failed = results.filter((r) => !r.ok);
-  const lines = ['', `${files.length} file(s) in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${files.length - failed.length} passed, ${failed.length} failed`];
+  const total = (what: 'tests' | 'pass' | 'fail' | 'skipped'): number => results.reduce((n, r) => n + count(r.output, what), 0);
+  const lines = [
+    '',
+    `${files.length} file(s) in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${files.length - failed.length} passed, ${failed.length} failed`,
+    `tests: ${total('tests')}, passed ${total('pass')}, failed ${total('fail')}, skipped ${total('skipped')}`,
+  ];
   for (const r of failed) lines.push(`  FAILED ${r.file}${r.timedOut ? ' (timed out)' : ''}${r.left.length > 0 ? ` (left ${r.left.length} process(es) running)` : ''}`);
   for (const s of left) lines.push(`  LEFT RUNNING after the run (started by ${s.file}): pid ${s.pid}: ${s.command}`);
   process.stdout.write(lines.join('\n') + '\n');

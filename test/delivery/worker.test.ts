@@ -54,7 +54,8 @@ test('queued messages are delivered to Maildir, logged, and removed from the spo
   const rig = await start(t, dir, cap, { local: new MaildirTransport({ root, hostname: 'mx' }), remote: remoteNotConfigured });
   const env = envelope({ recipients: [two[0]!, { address: 'dave@example.net', mailbox: 'dave@example.net', transport: 'local' }] });
   const id = await queueMessage(rig.spool, env, 'Subject: hi\r\n\r\nHello\r\n');
-  await waitFor('removal from the spool', async () => (await rig.spool.get(id)) === undefined);
+  // The outcome lines follow the durable removal: wait for what is asserted, both.
+  await waitFor('removal from the spool and both delivered lines', async () => (await rig.spool.get(id)) === undefined && cap.events('delivered').length === 2);
   for (const who of ['bob', 'dave']) {
     const box = join(root, 'example.net', who, 'Maildir', 'new');
     const files = await readdir(box);
@@ -94,7 +95,7 @@ test('a temporary failure is retried with exponential backoff until it succeeds'
   const remote = scripted(['temporary', 'temporary', 'ok']);
   const rig = await start(t, dir, cap, { remote }, { minBackoffMs: 40, maxBackoffMs: 1000 });
   const id = await queueMessage(rig.spool, envelope({ recipients: [two[1]!] }), 'Subject: s\r\n\r\nx\r\n');
-  await waitFor('removal from the spool', async () => (await rig.spool.get(id)) === undefined);
+  await waitFor('removal from the spool and the delivered line', async () => (await rig.spool.get(id)) === undefined && cap.events('delivered').length === 1);
   assert.equal(remote.calls.length, 3);
   const [a, b, c] = remote.calls as [(typeof remote.calls)[0], (typeof remote.calls)[0], (typeof remote.calls)[0]];
   assert.ok(b.at - a.at >= 40, `second attempt ${b.at - a.at} ms after the first`);
@@ -133,7 +134,7 @@ test('exactly once: a crash after the Maildir rename, before the state record, d
   await spool.close();
 
   const rig = await start(t, dir, cap, { local: new MaildirTransport({ root, hostname: 'mx' }) });
-  await waitFor('removal from the spool', async () => (await rig.spool.get(id)) === undefined);
+  await waitFor('removal from the spool and the delivered line', async () => (await rig.spool.get(id)) === undefined && cap.events('delivered').length === 1);
   assert.equal((await readdir(join(root, 'example.net', 'bob', 'Maildir', 'new'))).length, 1);
   assert.deepEqual(cap.events('delivered').map((l) => [l.queueId, l.reply]), [[id, '250 2.0.0 Delivered to mailbox before a restart']]);
 });
@@ -143,7 +144,7 @@ test('after the maximum age a temporary failure bounces', async (t) => {
   const cap = captureLog();
   const rig = await start(t, dir, cap, { remote: remoteNotConfigured }, { maxAgeMs: 60_000 });
   const id = await queueMessage(rig.spool, envelope({ recipients: [two[1]!], receivedAt: Date.now() - 61_000 }), 'Subject: s\r\n\r\nx\r\n');
-  await waitFor('removal from the spool', async () => (await rig.spool.get(id)) === undefined);
+  await waitFor('removal from the spool and the bounced line', async () => (await rig.spool.get(id)) === undefined && cap.events('bounced').length === 1);
   const b = cap.events('bounced');
   assert.deepEqual(
     b.map(({ queueId, rcpt, transport, reply, attempts, reason }) => ({ queueId, rcpt, transport, reply, attempts, reason })),
@@ -230,7 +231,7 @@ test('held by the guard: the local recipient is delivered, the message moves to 
   assert.equal(inner.calls.length, 0);
   const admin = new QueueAdmin(rig.spool, rig.queue, cap.log);
   assert.deepEqual(await admin.run('release', { ids: [id] }), { matched: 1, changed: 1, missing: 0 });
-  await waitFor('removal from the spool', async () => (await rig.spool.get(id)) === undefined && (await rig.spool.get(id, 'hold')) === undefined);
+  await waitFor('removal from the spool and the second delivered line', async () => (await rig.spool.get(id)) === undefined && (await rig.spool.get(id, 'hold')) === undefined && cap.events('delivered').length === 2);
   assert.deepEqual(inner.calls.map((c) => c.indexes), [[1]]);
   assert.deepEqual(cap.events('delivered').map((l) => [l.rcpt, l.transport]), [
     ['bob@example.net', 'local'],

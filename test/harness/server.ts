@@ -35,6 +35,12 @@ export interface StartOptions {
   readonly dataDir?: string;
 }
 
+/**
+ * How long waitForLog/waitForMail wait by default. Only a failing test ever reaches it, so it is
+ * generous: on a loaded 2-core machine a delivery that takes 50 ms alone can take seconds.
+ */
+export const WAIT_LIMIT_MS = 60_000;
+
 export const TEST_LISTENERS = {
   mx: { kind: 'mx', port: 0 },
   submission: { kind: 'submission', port: 0 },
@@ -125,9 +131,9 @@ export async function startServer(t: TestContext | undefined, opts: StartOptions
     server,
     logs,
     port: (name) => server.port(name),
-    waitForLog: (pred, timeoutMs = 5000) => waitFor(() => logs.find(pred), timeoutMs, 'a log line'),
+    waitForLog: (pred, timeoutMs = WAIT_LIMIT_MS) => waitFor(() => logs.find(pred), timeoutMs, 'a log line'),
     mailbox,
-    waitForMail: (address, count = 1, timeoutMs = 5000) =>
+    waitForMail: (address, count = 1, timeoutMs = WAIT_LIMIT_MS) =>
       waitFor(() => {
         const m = mailbox(address);
         return m.length >= count ? m : undefined;

@@ -60,8 +60,11 @@ export async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** Polls `cond` every 10 ms until it holds; fails naming `what` after `ms`. */
-export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+/**
+ * Polls `cond` every 10 ms until it holds; fails naming `what` after `ms`. The limit only ends a
+ * test that is failing anyway: it is generous, since a loaded machine can be 10× slower.
+ */
+export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
