@@ -193,7 +193,7 @@ async function crashAndRecover(t: TestContext, workers: number): Promise<void> {
     const before = acked.size;
     const clients = Array.from({ length: 12 }, (_, i) => client(port, `r${round}c${i}`, 100_000, acked, stop));
     // Let traffic flow until a random number of fresh 250s arrived, then kill without warning.
-    const want = Math.max(1, Math.round((MESSAGES / KILLS) * (0.25 + 1.5 * rand())));
+    const want = Math.max(1, Math.round((Math.max(0, MESSAGES - acked.size) / (KILLS - round)) * (0.25 + 1.5 * rand())));
     const deadline = Date.now() + 60_000;
     while (acked.size < before + want && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     await new Promise((r) => setTimeout(r, Math.floor(rand() * 20)));
