@@ -18,6 +18,7 @@ import type { CommittedBytes } from '../queue/writer.ts';
 import type { TunnelSuspect } from '../doctor/tunnel.ts';
 import type { AdmittedConnection } from '../ingress/listener.ts';
 import { refuse, TEMP_FAILURE } from '../ingress/listener.ts';
+import { heldLockFds } from '../queue/lock.ts';
 import type { ConnectionInfo } from '../ingress/smtp/types.ts';
 
 /** Primary → acceptor. */
@@ -210,7 +211,9 @@ export class AcceptorPool {
   }
 
   #spawn(index: number): Promise<void> {
-    const child = fork(ENTRY, [], { execArgv: childExecArgv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+    // It holds the spool lock with us (fd 4, never used): no new server can take the spool while
+    // an acceptor that writes into it still runs (docs/decisions/0017-spool-lock.md).
+    const child = fork(ENTRY, [], { execArgv: childExecArgv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...heldLockFds(this.#config.paths.spool)], serialization: 'json' });
     const a: Acceptor = { index, child, startedAt: Date.now(), ready: false, config: this.#config, sessions: new Map() };
     this.#acceptors[index] = a;
     return new Promise<void>((resolve, reject) => {
