@@ -137,7 +137,7 @@ export class Queue {
           // newer than this read and has catalogued and scheduled it (or dropped it) already.
           const known = this.#cat.slot(id);
           if (this.#gone.has(id) || (known !== undefined && this.#cat.isIndexed(known))) {
-            await opts.scanned?.(p.scanned);
+            if (opts.scanned) await opts.scanned(p.scanned);
             continue;
           }
           if (area === 'hold') {
@@ -160,7 +160,7 @@ export class Queue {
               }
             }
           }
-          await opts.scanned?.(p.scanned);
+          if (opts.scanned) await opts.scanned(p.scanned);
         }
       }
     } finally {
