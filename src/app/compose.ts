@@ -10,6 +10,7 @@ import type { Logger } from '../observe/log.ts';
 import { silentLogger } from '../observe/log.ts';
 import { ALL_CHECKS } from '../checks/index.ts';
 import { CachingResolver } from '../checks/lib/dns-cache.ts';
+import { warmSpf } from '../checks/lib/spf-eval.ts';
 import { compilePipeline, createRegistry, type CompiledPipeline } from '../pipeline/registry.ts';
 import type { CheckEnv, LocalDirectory } from '../pipeline/check.ts';
 import { openStore } from './store.ts';
@@ -246,6 +247,10 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       { event: 'started', config: config.source, domains: config.domains, dataDir: config.dataDir, msSinceProcessStart: sinceProcessStart, msInStart: Math.round(performance.now() - t0), cpuMs: Math.round((cpu.user + cpu.system) / 1000) },
       `mailward started: listening ${sinceProcessStart} ms after the process began`,
     );
+    // mailauth is loaded lazily (0018); where a check needs it, load it now rather than in the
+    // first message's DATA.
+    const placed = placedChecks(config);
+    if (placed.has('spf') || placed.has('dkim-dmarc')) void warmSpf();
     // Now the old mail: the scan catalogues and schedules it beside new commits (queue.ts).
     loading = queue.start(opts.queueScan).then(
       (recovered) => {

@@ -9,12 +9,7 @@ import { defineCheck, type CheckContext, type MessageFacts } from '../pipeline/c
 import { mailauthResolver } from './lib/dns.ts';
 import { headerField } from './lib/header.ts';
 import { headerBlockEnd } from '../core/header-block.ts';
-import { evaluateSpf, spfIdentity } from './lib/spf-eval.ts';
-
-// mailauth (with its own dependencies, ~170 ms to load) is loaded on first use, not at start-up
-// (docs/decisions/0018-startup.md).
-let mailauth: Promise<typeof import('mailauth')> | undefined;
-const loadMailauth = (): Promise<typeof import('mailauth')> => (mailauth ??= import('mailauth'));
+import { evaluateSpf, loadMailauth, spfIdentity } from './lib/spf-eval.ts';
 
 const NAME = 'dkim-dmarc';
 

@@ -10,9 +10,12 @@ import { TtlCache } from './ttl-cache.ts';
 import { DNS_CACHE_DEFAULTS } from './dns-cache.ts';
 
 // mailauth (with its own dependencies, ~170 ms to load) is loaded on first use, not at start-up
-// (docs/decisions/0018-startup.md).
+// (docs/decisions/0018-startup.md); the dkim-dmarc check shares this loader.
 let mailauth: Promise<typeof import('mailauth')> | undefined;
-const loadMailauth = (): Promise<typeof import('mailauth')> => (mailauth ??= import('mailauth'));
+export const loadMailauth = (): Promise<typeof import('mailauth')> => (mailauth ??= import('mailauth'));
+
+/** Loads mailauth ahead of the first check (after the listeners open); never rejects. */
+export const warmSpf = (): Promise<unknown> => loadMailauth().catch(() => undefined);
 
 /** Who is checked: the client's address and the identity SPF evaluates. */
 export interface SpfIdentity {
