@@ -107,7 +107,7 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
           return {
             now: clock(),
             queue: await queueFigures(),
-            catalog: deps.catalog?.() ?? null,
+            ...(deps.catalog ? { catalog: deps.catalog() } : {}),
             last24h: stats.totals(24),
             last7d: stats.totals(168),
             hours24: stats.hourly(24),
@@ -122,7 +122,7 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
         case '/api/relayed':
           return { relayed: stats.relayed(intParam(url, 'limit', 50, 500)) };
         case '/api/queue':
-          return { queue: await queueFigures(), catalog: deps.catalog?.() ?? null, actions: deps.queueControl !== undefined };
+          return { queue: await queueFigures(), ...(deps.catalog ? { catalog: deps.catalog() } : {}), actions: deps.queueControl !== undefined };
         case '/api/breakers':
           return breakers();
         case '/api/tunnels':
