@@ -16,9 +16,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { pino } from 'pino';
 import { silentLogger } from '../../src/observe/log.ts';
-import { newQueueId } from '../../src/core/ids.ts';
-import { encodeHeader, encodePrefix, encodeStateRecord, shortHash } from '../../src/queue/format.ts';
-import type { Envelope } from '../../src/queue/envelope.ts';
+import { body, populate, SPAM_SHARE, SPAMMER } from './populate.ts';
 import { inspectSpool } from '../../src/queue/inspect.ts';
 import { compileFilter } from '../../src/queue/filter.ts';
 import { Spool } from '../../src/queue/spool.ts';
@@ -32,10 +30,7 @@ const arg = (name: string): string | undefined => {
   return i === -1 ? undefined : process.argv[i + 1];
 };
 const TOTAL = Number(arg('--messages') ?? 400_000);
-const SPAM_SHARE = 0.75;
-const SPAMMER = 'bulk@spam-source.example';
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const BUCKETS = '0123456789abcdefghijklmnopqrstuv';
 /** A commit of arriving mail every this many ms while the delete runs. */
 const COMMIT_EVERY_MS = 10;
 
@@ -66,51 +61,6 @@ function liveBytes(): number {
 }
 
 /** A spam-like message of ~1.6 KB with its Received header, as a session stores it. */
-function body(i: number, from: string, to: string): Buffer {
-  const filler = 'Limited offer! Best prices on everything you never wanted. '.repeat(20);
-  return Buffer.from(
-    `Received: from client${i % 250}.example.net ([198.51.100.${i % 250}])\r\n\tby mx.example.org (Mailward) with ESMTPSA id X\r\n\tfor <${to}>; Tue, 1 Jul 2025 10:00:00 +0000\r\n` +
-      `From: <${from}>\r\nTo: <${to}>\r\nSubject: Offer ${i}\r\nMessage-ID: <${i}@spam-source.example>\r\n\r\n${filler}\r\n`,
-  );
-}
-
-/** Writes `total` messages straight into queue/<bucket>/<id>, in the spool's real format. */
-function populate(spoolDir: string, total: number): { bytes: number; spam: number } {
-  for (const area of ['incoming', 'queue', 'hold', 'quarantine', 'corrupt']) mkdirSync(path.join(spoolDir, area), { recursive: true });
-  for (const area of ['queue', 'hold', 'quarantine']) for (const b of BUCKETS) mkdirSync(path.join(spoolDir, area, b), { recursive: true });
-  const now = Date.now();
-  let bytes = 0;
-  let spam = 0;
-  for (let i = 0; i < total; i++) {
-    const isSpam = i % 4 !== 3 && spam < total * SPAM_SHARE;
-    if (isSpam) spam++;
-    const from = isSpam ? SPAMMER : `user${i % 997}@sender${i % 89}.example`;
-    const to = `rcpt${i % 5003}@dest${i % 211}.example`;
-    // Arrivals spread over two days: the buckets fill evenly, as in a real queue.
-    const receivedAt = now - Math.floor(((total - i) / total) * 2 * 86_400_000);
-    const id = newQueueId(receivedAt);
-    const env: Omit<Envelope, 'size'> = {
-      id,
-      receivedAt,
-      mailFrom: from,
-      recipients: [{ address: to, mailbox: to, transport: 'remote' }],
-      client: { address: `198.51.100.${i % 250}`, helo: 'client.example.net', login: 'compromised@example.org', listener: 'submission', sessionId: `s${i}` },
-      relayReason: 'login:compromised@example.org',
-      smtputf8: false,
-      body: '8BITMIME',
-    };
-    const header = encodeHeader(env);
-    const msg = body(i, from, to);
-    const parts = [encodePrefix({ headerLength: header.length, bodyLength: msg.length, headerHash: shortHash(header), bodyHash: shortHash(msg) }), header, Buffer.from('\n'), msg];
-    // Most of a stuck queue has been tried before: one state record on two messages of three.
-    if (i % 3 !== 0) parts.push(encodeStateRecord([{ index: 0, state: { status: 'deferred', attempts: 3, nextAttemptAt: now + 3_600_000, lastReply: '451 4.7.1 Try again later', updatedAt: now } }]));
-    const file = Buffer.concat(parts);
-    bytes += file.length;
-    writeFileSync(path.join(spoolDir, 'queue', id[7]!, id), file);
-  }
-  return { bytes, spam };
-}
-
 function cli(config: string, args: string[]): { ms: number; out: string } {
   const t0 = performance.now();
   const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), ...args, '--config', config], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 30 });

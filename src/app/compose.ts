@@ -9,6 +9,7 @@ import type { Logger } from '../observe/log.ts';
 import { silentLogger } from '../observe/log.ts';
 import { ALL_CHECKS } from '../checks/index.ts';
 import { CachingResolver } from '../checks/lib/dns-cache.ts';
+import { warmSpf } from '../checks/lib/spf-eval.ts';
 import { compilePipeline, createRegistry, type CompiledPipeline } from '../pipeline/registry.ts';
 import type { CheckEnv, LocalDirectory } from '../pipeline/check.ts';
 import { openStore } from './store.ts';
@@ -16,7 +17,7 @@ import { startSpamJobs } from './spam-jobs.ts';
 import { placedChecks } from '../doctor/audit-config.ts';
 import type { Store } from '../store/store.ts';
 import { Spool } from '../queue/spool.ts';
-import { Queue } from '../queue/queue.ts';
+import { Queue, type ScanOptions } from '../queue/queue.ts';
 import { Worker } from '../delivery/worker.ts';
 import { buildDelivery } from './delivery.ts';
 import { startListener, type AdmittedConnection, type Listener } from '../ingress/listener.ts';
@@ -58,6 +59,8 @@ export interface RunningServer {
 export interface StartOptions {
   readonly log?: Logger;
   readonly clock?: () => number;
+  /** Options of the start-up spool scan (tests hold it at a known point with `scanned`). */
+  readonly queueScan?: ScanOptions;
 }
 
 /**
@@ -94,6 +97,7 @@ export function workerCount(config: Config): number {
 }
 
 export async function startMailward(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  const t0 = performance.now();
   const log = opts.log ?? silentLogger();
   const clock = opts.clock ?? Date.now;
   // A dataDir that is a file, or not writable, is named as such before anything opens (app/preflight.ts).
@@ -145,8 +149,13 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     const guard = new OutboundGuard({ store, clock, log, hostname: config.hostname, settings: guardSettings(config.checks, config.source) });
     const transports = { ...delivery.transports, remote: guardedTransport(delivery.transports.remote!, guard, log) };
     const worker = new Worker({ spool, queue, log, transports, bouncer: delivery.bouncer });
-    const recovered = await queue.start();
-    cleanups.push(() => queue.stop());
+    // The spool scan starts once the listeners answer (below): new mail needs no old catalog.
+    let loading: Promise<unknown> = Promise.resolve();
+    cleanups.push(async () => {
+      queue.stop();
+      // The scan sees the stop at its next file; let it leave before the spool closes.
+      await loading;
+    });
     worker.start();
     cleanups.push(() => worker.stop());
     // The control socket of `mailward queue ...`; closed first on stop.
@@ -165,7 +174,10 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       hostname: config.hostname,
       mailer: spoolAlertMailer({ spool, hostname: config.hostname, to: postmaster, directory }),
       // The postmaster's mail says how many messages wait in hold/ (the guard's and the operator's).
-      held: async () => (await queue.select({}, ['hold'])).length,
+      held: async () => {
+        await queue.whenLoaded();
+        return (await queue.select({}, ['hold'])).length;
+      },
     });
     cleanups.push(() => alerts.stop());
     let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
@@ -178,13 +190,13 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         queueStats: spoolQueueStats(config.paths.spool),
         queueControl: queueControlFrom(new QueueAdmin(spool, queue, log)),
         guardControl: guardControlFrom(guard),
+        catalog: () => queue.loadProgress,
         log,
       });
       const a = admin;
       cleanups.push(() => a.close());
       log.info({ event: 'listening', listener: 'admin', address: admin.address, port: admin.port }, `admin API on http://${admin.address}:${admin.port}/`);
     }
-    if (recovered.scheduled > 0) log.info({ event: 'queue-recovered', ...recovered }, `picked up ${recovered.scheduled} queued message(s)`);
 
     // With more than one worker the sessions run in acceptor processes (acceptors.ts); this
     // process keeps the sockets, the limits, the queue and delivery.
@@ -228,7 +240,25 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       listeners.set(l.name, listener);
       log.info({ event: 'listening', listener: l.name, kind: l.kind, address: listener.address, port: listener.port }, `${l.name} listening on ${listener.address}:${listener.port}`);
     }
-    log.info({ event: 'started', config: config.source, domains: config.domains, dataDir: config.dataDir }, 'mailward started');
+    // Time since the process began (module loading included) and its CPU time so far: what
+    // start-up costs before mail is answered (bench/startup, docs/decisions/0018-startup.md).
+    const cpu = process.cpuUsage();
+    const sinceProcessStart = Math.round(performance.now());
+    log.info(
+      { event: 'started', config: config.source, domains: config.domains, dataDir: config.dataDir, msSinceProcessStart: sinceProcessStart, msInStart: Math.round(performance.now() - t0), cpuMs: Math.round((cpu.user + cpu.system) / 1000) },
+      `mailward started: listening ${sinceProcessStart} ms after the process began`,
+    );
+    // mailauth is loaded lazily (0018); where a check needs it, load it now rather than in the
+    // first message's DATA.
+    const placed = placedChecks(config);
+    if (placed.has('spf') || placed.has('dkim-dmarc')) void warmSpf();
+    // Now the old mail: the scan catalogues and schedules it beside new commits (queue.ts).
+    loading = queue.start(opts.queueScan).then(
+      (recovered) => {
+        if (recovered.scheduled > 0) log.info({ event: 'queue-recovered', ...recovered }, `picked up ${recovered.scheduled} queued message(s)`);
+      },
+      (err: unknown) => log.error({ event: 'queue-load-error', err }, 'the spool scan failed; queued mail from before this start is not scheduled until a restart'),
+    );
 
     let stopping: Promise<void> | undefined;
     return {

@@ -12,10 +12,10 @@ import type { Logger } from '../observe/log.ts';
 import { silentLogger } from '../observe/log.ts';
 import type { LocalDirectory } from '../pipeline/check.ts';
 import { Spool } from '../queue/spool.ts';
-import type { Queue } from '../queue/queue.ts';
+import type { LoadProgress, Queue } from '../queue/queue.ts';
 import type { EnvelopeRecipient } from '../queue/envelope.ts';
 import { QueueAdmin, type AdminResult } from '../queue/admin.ts';
-import { controlRequest, ControlUnavailableError, isQuarantineRequest, quarantineOpOf, startControlServer, type ControlRequest, type ControlServer } from '../queue/control.ts';
+import { controlRequest, controlStatus, ControlUnavailableError, isQuarantineRequest, quarantineOpOf, startControlServer, type CatalogState, type ControlRequest, type ControlServer } from '../queue/control.ts';
 import { QuarantineAdmin } from '../queue/quarantine.ts';
 import { spoolOwner } from '../queue/lock.ts';
 import { MaildirTransport } from '../delivery/maildir.ts';
@@ -184,7 +184,7 @@ export function buildDelivery(d: DeliveryDeps): Delivery {
     async start() {
       if (!d.queue || control) return;
       try {
-        control = await startControlServer({ spoolDir: d.spool.dir, admin: new QueueAdmin(d.spool, d.queue, log), quarantine: new QuarantineAdmin(d.spool, d.queue, log), log });
+        control = await startControlServer({ spoolDir: d.spool.dir, admin: new QueueAdmin(d.spool, d.queue, log), quarantine: new QuarantineAdmin(d.spool, d.queue, log), catalog: catalogStateOf(d.queue), log });
       } catch (err) {
         // Mail flows without it; only `mailward queue hold|delete|...` cannot reach this server.
         log.error({ event: 'control-socket-error', dir: d.spool.dir, err: String(err) }, 'cannot open the queue control socket; queue commands will not reach this server');
@@ -196,6 +196,18 @@ export function buildDelivery(d: DeliveryDeps): Delivery {
       await c?.close();
     },
   };
+}
+
+/** How far the running server's start-up scan is; undefined when no server runs. */
+export async function serverCatalog(config: Config): Promise<LoadProgress | undefined> {
+  const dir = config.paths.spool;
+  if ((await spoolOwner(dir)) === undefined) return undefined;
+  return controlStatus(dir);
+}
+
+/** The queue's start-up scan as the control socket reports it. */
+function catalogStateOf(queue: Queue): CatalogState {
+  return { progress: () => queue.loadProgress, whenLoaded: () => queue.whenLoaded() };
 }
 
 /** The transports alone (the worker's `transports`). */
@@ -212,13 +224,13 @@ export interface QueueCommandResult extends AdminResult {
  * Runs an operator's queue or quarantine command: through the running server's control socket when a server
  * holds the spool, else on the spool directly (taking its lock, so a server cannot start meanwhile).
  */
-export async function runQueueCommand(config: Config, req: ControlRequest, onProgress?: (r: AdminResult) => void): Promise<QueueCommandResult> {
+export async function runQueueCommand(config: Config, req: ControlRequest, onProgress?: (r: AdminResult) => void, onLoading?: (p: LoadProgress) => void): Promise<QueueCommandResult> {
   const dir = config.paths.spool;
   for (let attempt = 0; ; attempt++) {
     const owner = await spoolOwner(dir);
     if (owner !== undefined) {
       try {
-        return { ...(await controlRequest(dir, req, onProgress)), via: 'server' };
+        return { ...(await controlRequest(dir, req, onProgress, onLoading)), via: 'server' };
       } catch (err) {
         if (err instanceof ControlUnavailableError) {
           throw new Error(`the server (pid ${owner}) holds the spool ${dir} but does not answer on ${err.path} (${err.code}); restart it, or stop it and run this command again`);

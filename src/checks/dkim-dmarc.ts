@@ -1,7 +1,6 @@
 // DKIM (RFC 6376) and DMARC (RFC 7489) verification at end of DATA, through mailauth with our
 // resolver, recorded in an Authentication-Results header (RFC 8601) with our host name as the
 // authserv-id. DMARC p=reject / p=quarantine act only when the operator sets `enforce`.
-import { arc as arcVerify, dkimVerify, dmarc as dmarcVerify } from 'mailauth';
 import type { ARCData, ARCResult, DKIMVerifyResult, DMARCResult, SPFResult } from 'mailauth';
 import { z } from 'zod';
 import { Replies, perm } from '../core/reply.ts';
@@ -10,7 +9,7 @@ import { defineCheck, type CheckContext, type MessageFacts } from '../pipeline/c
 import { mailauthResolver } from './lib/dns.ts';
 import { headerField } from './lib/header.ts';
 import { headerBlockEnd } from '../core/header-block.ts';
-import { evaluateSpf, spfIdentity } from './lib/spf-eval.ts';
+import { evaluateSpf, loadMailauth, spfIdentity } from './lib/spf-eval.ts';
 
 const NAME = 'dkim-dmarc';
 
@@ -65,6 +64,7 @@ export const dkimDmarc = defineCheck({
       const id = spfIdentity(s, from);
       const spfPending = id !== undefined && id !== 'no-ip' ? evaluateSpf(env, s, id, ctx.signal) : undefined;
       spfPending?.catch(() => undefined);
+      const { arc: arcVerify, dkimVerify, dmarc: dmarcVerify } = await loadMailauth();
       const dkim = await dkimVerify(unsignedHead(raw) ?? raw, {
         resolver,
         ...(from ? { sender: from.address } : {}),

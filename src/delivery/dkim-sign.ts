@@ -6,7 +6,6 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { dkimSign } from 'mailauth';
 import type { Logger } from '../observe/log.ts';
 
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
@@ -139,9 +138,15 @@ export class DkimKeys {
  * that will be sent (line endings already CRLF). relaxed/relaxed: survives the whitespace changes
  * relays make (RFC 6376 §3.4).
  */
+// mailauth (with its own dependencies, ~170 ms to load) is loaded on first use, not at start-up
+// (docs/decisions/0018-startup.md).
+let mailauth: Promise<typeof import('mailauth')> | undefined;
+const loadMailauth = (): Promise<typeof import('mailauth')> => (mailauth ??= import('mailauth'));
+
 export async function dkimSignature(key: DkimKey, message: Readable | Buffer, signTime: Date = new Date()): Promise<string> {
   const sig = { signingDomain: key.domain, selector: key.selector, privateKey: key.privateKey, algorithm: key.algorithm, canonicalization: 'relaxed/relaxed' };
   // mailauth signs only what is listed in signatureData; the top-level key fields are defaults.
+  const { dkimSign } = await loadMailauth();
   const res = await dkimSign(message, { ...sig, signTime, signatureData: [sig] });
   if (res.errors && res.errors.length > 0) throw new Error(`DKIM signing for ${key.domain} failed: ${res.errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ')}`);
   if (!res.signatures || res.signatures.trim() === '') throw new Error(`DKIM signing for ${key.domain} produced no signature`);

@@ -103,7 +103,12 @@ export class QueueAdmin {
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const p = (running.get(this.#spool) ?? Promise.resolve()).then(fn);
+    // Selections come from the catalog, so a command waits for the start-up scan to complete
+    // (docs/decisions/0018-startup.md); the control socket tells the operator meanwhile.
+    const p = (running.get(this.#spool) ?? Promise.resolve()).then(async () => {
+      await this.#queue?.whenLoaded();
+      return fn();
+    });
     running.set(
       this.#spool,
       p.catch(() => undefined),

@@ -7,6 +7,7 @@ import { chmod, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from '../observe/log.ts';
+import type { LoadProgress } from './queue.ts';
 import { ADMIN_OPS, type AdminOp, type AdminResult, type QueueAdmin, type Selection } from './admin.ts';
 import { MESSAGE_STATES, type MessageState, type QueueFilter } from './filter.ts';
 import { QUARANTINE_OPS, type QuarantineAdmin, type QuarantineOp, type QuarantineSelection } from './quarantine.ts';
@@ -22,7 +23,14 @@ export interface QuarantineControlRequest extends QuarantineSelection {
   readonly op: `quarantine-${QuarantineOp}`;
 }
 
+/** How far the server's start-up scan of the spool is (`mailward queue status`). */
+export interface StatusControlRequest {
+  readonly op: 'status';
+}
+
 export type ControlRequest = QueueControlRequest | QuarantineControlRequest;
+/** Everything the socket takes. */
+export type AnyControlRequest = ControlRequest | StatusControlRequest;
 
 export const isQuarantineRequest = (r: ControlRequest): r is QuarantineControlRequest => r.op.startsWith('quarantine-');
 
@@ -30,7 +38,21 @@ export const isQuarantineRequest = (r: ControlRequest): r is QuarantineControlRe
 export const quarantineOpOf = (r: QuarantineControlRequest): QuarantineOp => r.op.slice('quarantine-'.length) as QuarantineOp;
 
 /** What travels back, one JSON object per line. */
-export type ControlReply = { readonly progress: AdminResult } | { readonly done: AdminResult } | { readonly error: string };
+export type ControlReply =
+  | { readonly progress: AdminResult }
+  | { readonly done: AdminResult }
+  | { readonly error: string }
+  /** The catalog is still loading: the command waits for it (sent once a second meanwhile). */
+  | { readonly loading: LoadProgress }
+  | { readonly status: LoadProgress };
+
+/** The running queue's start-up scan, as the control socket reports it. */
+export interface CatalogState {
+  progress(): LoadProgress;
+  whenLoaded(): Promise<void>;
+}
+
+const LOADING_NOTE_MS = 1_000;
 
 /** The socket of the spool in `spoolDir`. */
 export const controlSocketPath = (spoolDir: string): string => join(spoolDir, 'control.sock');
@@ -55,8 +77,9 @@ function parseIdsAndAll(v: Record<string, unknown>, out: { ids?: string[]; all?:
 }
 
 /** Checks a request read from the socket; a string is what is wrong with it. */
-export function parseControlRequest(v: unknown): ControlRequest | string {
+export function parseControlRequest(v: unknown): AnyControlRequest | string {
   if (!isObj(v)) return 'request is not an object';
+  if (v.op === 'status') return { op: 'status' };
   if (typeof v.op === 'string' && v.op.startsWith('quarantine-')) return parseQuarantineRequest(v);
   if (typeof v.op !== 'string' || !(ADMIN_OPS as readonly string[]).includes(v.op)) return `unknown op ${JSON.stringify(v.op)}`;
   const out: { op: AdminOp; ids?: string[]; filter?: QueueFilter; all?: boolean; countOnly?: boolean } = { op: v.op as AdminOp };
@@ -109,7 +132,7 @@ export interface ControlServer {
 }
 
 /** Listens on the spool's control socket. Commands run one after another, in arrival order. */
-export async function startControlServer(opts: { readonly spoolDir: string; readonly admin: QueueAdmin; readonly quarantine?: QuarantineAdmin; readonly log: Logger }): Promise<ControlServer> {
+export async function startControlServer(opts: { readonly spoolDir: string; readonly admin: QueueAdmin; readonly quarantine?: QuarantineAdmin; readonly catalog?: CatalogState; readonly log: Logger }): Promise<ControlServer> {
   const path = controlSocketPath(opts.spoolDir);
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
     throw new Error(`the control socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; choose a shorter dataDir`);
@@ -141,7 +164,7 @@ export async function startControlServer(opts: { readonly spoolDir: string; read
         return;
       }
       started = true;
-      let req: ControlRequest | string;
+      let req: AnyControlRequest | string;
       try {
         req = parseControlRequest(JSON.parse(buf.slice(0, nl)));
       } catch {
@@ -152,7 +175,20 @@ export async function startControlServer(opts: { readonly spoolDir: string; read
         sock.end();
         return;
       }
+      if (req.op === 'status') {
+        // Answered at once, beside any command under way.
+        send(opts.catalog ? { status: opts.catalog.progress() } : { error: 'this server does not report its catalog' });
+        sock.end();
+        return;
+      }
       const request = req;
+      const cat = opts.catalog;
+      if (cat && !isQuarantineRequest(request) && cat.progress().state === 'loading') {
+        send({ loading: cat.progress() });
+        const note = setInterval(() => send({ loading: cat.progress() }), LOADING_NOTE_MS);
+        void cat.whenLoaded().then(() => clearInterval(note));
+        sock.on('close', () => clearInterval(note));
+      }
       const progress = (p: AdminResult): void => send({ progress: p });
       let work: () => Promise<AdminResult>;
       if (isQuarantineRequest(request)) {
@@ -212,19 +248,49 @@ export class ControlUnavailableError extends Error {
   }
 }
 
-/** Sends one request to the server; resolves its result, calling `onProgress` on the way. */
-export function controlRequest(spoolDir: string, req: ControlRequest, onProgress?: (r: AdminResult) => void): Promise<AdminResult> {
+/** Asks the server how far its start-up scan is; undefined when it does not say. */
+export async function controlStatus(spoolDir: string): Promise<LoadProgress | undefined> {
+  let status: LoadProgress | undefined;
+  await exchange(spoolDir, { op: 'status' }, (msg) => {
+    if ('status' in msg) status = msg.status;
+    return true;
+  }).catch((err: unknown) => {
+    if (err instanceof ControlUnavailableError) return;
+    throw err;
+  });
+  return status;
+}
+
+/**
+ * Sends one request to the server; resolves its result, calling `onProgress` on the way and
+ * `onLoading` while the server waits for its catalog before it starts.
+ */
+export function controlRequest(spoolDir: string, req: ControlRequest, onProgress?: (r: AdminResult) => void, onLoading?: (p: LoadProgress) => void): Promise<AdminResult> {
+  let result: AdminResult | undefined;
+  return exchange(spoolDir, req, (msg) => {
+    if ('progress' in msg) onProgress?.(msg.progress);
+    else if ('loading' in msg) onLoading?.(msg.loading);
+    else if ('done' in msg) {
+      result = msg.done;
+      return true;
+    } else if ('error' in msg) throw new Error(`the server refused the command: ${msg.error}`);
+    return false;
+  }).then(() => result!);
+}
+
+/** One request, then each reply line to `onReply` until it returns true (done) or throws. */
+function exchange(spoolDir: string, req: AnyControlRequest, onReply: (msg: ControlReply) => boolean): Promise<void> {
   const path = controlSocketPath(spoolDir);
   return new Promise((resolve, reject) => {
     let settled = false;
     let connected = false;
     let buf = '';
-    const finish = (err: Error | undefined, r?: AdminResult): void => {
+    const finish = (err: Error | undefined): void => {
       if (settled) return;
       settled = true;
       sock.destroy();
       if (err) reject(err);
-      else resolve(r!);
+      else resolve();
     };
     const sock = net.connect(path, () => {
       connected = true;
@@ -242,9 +308,11 @@ export function controlRequest(spoolDir: string, req: ControlRequest, onProgress
         } catch {
           return finish(new Error(`unreadable reply from the server: ${line.slice(0, 200)}`));
         }
-        if ('progress' in msg) onProgress?.(msg.progress);
-        else if ('done' in msg) return finish(undefined, msg.done);
-        else return finish(new Error(`the server refused the command: ${msg.error}`));
+        try {
+          if (onReply(msg)) return finish(undefined);
+        } catch (err) {
+          return finish(err instanceof Error ? err : new Error(String(err)));
+        }
       }
     });
     sock.on('error', (err: NodeJS.ErrnoException) => finish(connected ? err : new ControlUnavailableError(path, err.code ?? err.message)));

@@ -27,6 +27,36 @@ export interface QueueItem {
   readonly flush?: boolean;
 }
 
+/** The start-up scan: how far it is. */
+export interface LoadProgress {
+  readonly state: 'waiting' | 'loading' | 'loaded' | 'failed';
+  /** Files read so far (queue/ and hold/). */
+  readonly scanned: number;
+  readonly scheduled: number;
+  /** Files whose recipients were all final already (removed). */
+  readonly removed: number;
+  readonly held: number;
+  /** Messages the catalog holds now, new mail included. */
+  readonly catalogued: number;
+  /** Share of the spool's folders listed, 0 to 1. */
+  readonly fraction: number;
+  readonly startedAt?: number;
+  /** How long the scan took, once loaded. */
+  readonly ms?: number;
+}
+
+export interface ScanOptions {
+  /** Interval of the `queue-loading` progress line (default 2 s). */
+  readonly progressEveryMs?: number;
+  /**
+   * Called after each file scanned, and awaited: only tests use it, to hold the scan at a known
+   * point without depending on timing.
+   */
+  readonly scanned?: (count: number) => Promise<void> | void;
+}
+
+const SCAN_PROGRESS_MS = 2_000;
+
 // Longest single timer; setTimeout overflows beyond 2^31-1 ms.
 const MAX_TIMER = 2 ** 31 - 1;
 
@@ -49,6 +79,11 @@ export class Queue {
   #timerAt = Infinity;
   #unsubscribe: (() => void) | undefined;
   #stopped = false;
+  #loading: Promise<{ scheduled: number; removed: number }> | undefined;
+  #progress: { -readonly [K in keyof LoadProgress]: LoadProgress[K] } = { state: 'waiting', scanned: 0, scheduled: 0, removed: 0, held: 0, catalogued: 0, fraction: 0 };
+  readonly #loadWaiters: Array<() => void> = [];
+  // Ids removed while the scan runs: a file the scan read just before its removal is not revived.
+  readonly #gone = new Set<string>();
 
   constructor(spool: Spool, opts: Partial<QueueOptions> & { readonly log: Logger }) {
     const { log, ...rest } = opts;
@@ -59,40 +94,96 @@ export class Queue {
   }
 
   /**
-   * Subscribes to the spool's changes, then schedules every queued message with recipients left
-   * to try (marked recovered), removes messages whose recipients are all final, and catalogues
-   * the messages on hold. Deleted (journaled) messages are not read at all.
+   * Subscribes to the spool's changes (at once, before the first await: a commit heard from then
+   * on is catalogued and scheduled by itself), then scans the spool: schedules every queued
+   * message with recipients left to try (marked recovered), removes messages whose recipients are
+   * all final, and catalogues the messages on hold. Deleted (journaled) messages are not read at
+   * all. The server does not wait for it: the listeners open first and the scan runs beside new
+   * mail (docs/decisions/0018-startup.md); `loadProgress` and `whenLoaded` tell how far it is.
    */
-  async start(): Promise<{ scheduled: number; removed: number }> {
+  start(opts: ScanOptions = {}): Promise<{ scheduled: number; removed: number }> {
     this.#unsubscribe ??= this.#spool.onChange((c) => this.#changed(c));
-    let scheduled = 0;
-    let removed = 0;
-    let held = 0;
+    this.#loading ??= this.#scan(opts).then(
+      (r) => r,
+      (err: unknown) => {
+        this.#progress = { ...this.#progress, state: 'failed' };
+        throw err;
+      },
+    );
+    return this.#loading;
+  }
+
+  async #scan(opts: ScanOptions): Promise<{ scheduled: number; removed: number }> {
+    const t0 = performance.now();
+    const p = this.#progress;
+    p.state = 'loading';
+    p.startedAt = Date.now();
+    const every = opts.progressEveryMs ?? SCAN_PROGRESS_MS;
+    const ticker = setInterval(() => this.#log.info({ event: 'queue-loading', ...this.loadProgress }, `loading the queue catalog: ${p.scanned} message(s) scanned, ${Math.round(p.fraction * 100)}% of folders`), every);
+    ticker.unref();
     const now = Date.now();
-    for await (const m of this.#spool.list('queue')) {
-      const id = m.envelope.id;
-      const due = messageDueAt(m.states, now);
-      if (due === undefined) {
-        // Every recipient was final but the crash came before the removal.
-        await this.#spool.remove(id);
-        removed++;
-        continue;
+    try {
+      for (const area of ['queue', 'hold'] as const) {
+        const base = area === 'queue' ? 0 : 0.9;
+        const share = area === 'queue' ? 0.9 : 0.1;
+        const onFolder = (done: number, total: number): void => {
+          p.fraction = base + (share * done) / total;
+        };
+        for await (const m of this.#spool.list(area, { onFolder })) {
+          if (this.#stopped) return { scheduled: p.scheduled, removed: p.removed };
+          p.scanned++;
+          const id = m.envelope.id;
+          // Heard of since the subscription (a commit, a move in, a removal): the live change is
+          // newer than this read and has catalogued and scheduled it (or dropped it) already.
+          const known = this.#cat.slot(id);
+          if (this.#gone.has(id) || (known !== undefined && this.#cat.isIndexed(known))) {
+            if (opts.scanned) await opts.scanned(p.scanned);
+            continue;
+          }
+          if (area === 'hold') {
+            const slot = this.#cat.open(id);
+            this.#cat.index(slot, m.envelope, m.states, true);
+            this.#cat.settle(slot);
+            p.held++;
+          } else {
+            const due = messageDueAt(m.states, now);
+            if (due === undefined) {
+              // Every recipient was final but the crash came before the removal.
+              await this.#spool.remove(id);
+              p.removed++;
+            } else {
+              const slot = this.#cat.open(id);
+              this.#cat.index(slot, m.envelope, m.states, false);
+              if (!(this.#cat.flags[slot]! & F_IN_FLIGHT)) {
+                this.enqueue(id, due, true);
+                p.scheduled++;
+              }
+            }
+          }
+          if (opts.scanned) await opts.scanned(p.scanned);
+        }
       }
-      const slot = this.#cat.open(id);
-      // A commit or state record heard meanwhile is newer than this read.
-      if (!this.#cat.isIndexed(slot)) this.#cat.index(slot, m.envelope, m.states, false);
-      if (!(this.#cat.flags[slot]! & F_IN_FLIGHT)) {
-        this.enqueue(id, due, true);
-        scheduled++;
-      }
+    } finally {
+      clearInterval(ticker);
+      this.#gone.clear();
     }
-    for await (const m of this.#spool.list('hold')) {
-      const slot = this.#cat.open(m.envelope.id);
-      if (!this.#cat.isIndexed(slot)) this.#cat.index(slot, m.envelope, m.states, true);
-      held++;
-    }
-    this.#log.info({ event: 'queue-loaded', scheduled, removed, held }, 'queue loaded from spool');
-    return { scheduled, removed };
+    p.fraction = 1;
+    p.state = 'loaded';
+    p.ms = Math.round(performance.now() - t0);
+    this.#log.info({ event: 'queue-loaded', scheduled: p.scheduled, removed: p.removed, held: p.held, scanned: p.scanned, ms: p.ms }, 'queue loaded from spool');
+    for (const w of this.#loadWaiters.splice(0)) w();
+    return { scheduled: p.scheduled, removed: p.removed };
+  }
+
+  /** How far the start-up scan is (counts so far; `fraction` is of the spool's folders). */
+  get loadProgress(): LoadProgress {
+    return { ...this.#progress, catalogued: this.#cat.indexed };
+  }
+
+  /** Resolves once the start-up scan is complete (at once when it is; also when the queue stops). */
+  whenLoaded(): Promise<void> {
+    if (this.#progress.state === 'loaded' || this.#stopped) return Promise.resolve();
+    return new Promise((resolve) => this.#loadWaiters.push(resolve));
   }
 
   /**
@@ -280,6 +371,7 @@ export class Queue {
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
     this.#clearTimer();
+    for (const w of this.#loadWaiters.splice(0)) w();
     for (const w of this.#waiters.splice(0)) w(undefined);
     for (const list of this.#idle.values()) for (const w of list) w();
     this.#idle.clear();
@@ -308,7 +400,9 @@ export class Queue {
         if (ch.to === 'queue' || ch.to === 'hold') {
           if (slot !== undefined && c.isIndexed(slot)) c.setHeld(slot, ch.to === 'hold');
           else void this.#learn(ch.id, ch.to);
-        } else if (slot !== undefined) {
+        } else {
+          if (this.#progress.state === 'loading') this.#gone.add(ch.id);
+          if (slot === undefined) return;
           c.unindex(slot);
           this.#unschedule(slot);
           c.settle(slot);
@@ -316,6 +410,7 @@ export class Queue {
         return;
       }
       case 'removed': {
+        if (this.#progress.state === 'loading') for (const id of ch.ids) this.#gone.add(id);
         for (const id of ch.ids) {
           const slot = c.slot(id);
           if (slot === undefined) continue;

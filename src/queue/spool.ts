@@ -322,11 +322,14 @@ export class Spool {
    * folder by folder; the order is by id within a folder, not overall. Corrupt files are moved
    * aside and skipped. Headers are read with synchronous calls in slices of a few milliseconds,
    * yielding to the event loop between slices (see the decision record for the figures).
-   * `area: 'hold'` lists the messages on hold instead.
+   * `area: 'hold'` lists the messages on hold instead. `onFolder` hears as each folder begins
+   * (progress of a long scan).
    */
-  async *list(area: SpoolArea = 'queue'): AsyncGenerator<SpooledMessage> {
+  async *list(area: SpoolArea = 'queue', opts: { readonly onFolder?: (done: number, total: number) => void } = {}): AsyncGenerator<SpooledMessage> {
     let sliceStart = performance.now();
+    let folders = 0;
     for (const b of BUCKETS) {
+      opts.onFolder?.(folders++, BUCKETS.length);
       const dir = join(this.dir, area, b);
       const names = (await readdir(dir)).sort();
       for (const name of names) {

@@ -179,6 +179,9 @@ test('acceptors: clients that reset refused connections do not take an acceptor 
 test('acceptors: a message an acceptor committed but could not announce is scheduled when it dies', async (t) => {
   const srv = await startServer(t, { users: [['alice@example.org', 'alice password 1']], config: WORKERS });
   const [victim] = await acceptorPids(srv);
+  // The start-up scan runs after the listeners open; once it is done, only a dead acceptor's
+  // stray search can find the file below.
+  await srv.waitForLog((l) => l.event === 'queue-loaded');
   // What an acceptor does up to its 250, without telling the primary (it dies right after).
   const intake = new SpoolIntake(srv.config.paths.spool, { committed: () => undefined });
   t.after(() => intake.close());

@@ -1,7 +1,6 @@
 // One SPF evaluation (RFC 7208) per client, sender and HELO name at a time, shared by the checks
 // that need it: the spf check at MAIL/RCPT and DMARC's SPF half in dkim-dmarc at DATA (RFC 7489
 // §4.2) read the same result, and so do the next messages of the same burst.
-import { spf as spfVerify } from 'mailauth';
 import type { SPFResult } from 'mailauth';
 import type { Mailbox } from '../../core/address.ts';
 import type { CheckEnv, SessionFacts } from '../../pipeline/check.ts';
@@ -9,6 +8,14 @@ import { mailauthResolver } from './dns.ts';
 import { ipText, parseIp } from '../../core/net.ts';
 import { TtlCache } from './ttl-cache.ts';
 import { DNS_CACHE_DEFAULTS } from './dns-cache.ts';
+
+// mailauth (with its own dependencies, ~170 ms to load) is loaded on first use, not at start-up
+// (docs/decisions/0018-startup.md); the dkim-dmarc check shares this loader.
+let mailauth: Promise<typeof import('mailauth')> | undefined;
+export const loadMailauth = (): Promise<typeof import('mailauth')> => (mailauth ??= import('mailauth'));
+
+/** Loads mailauth ahead of the first check (after the listeners open); never rejects. */
+export const warmSpf = (): Promise<unknown> => loadMailauth().catch(() => undefined);
 
 /** Who is checked: the client's address and the identity SPF evaluates. */
 export interface SpfIdentity {
@@ -56,6 +63,7 @@ export async function evaluateSpf(env: CheckEnv, session: SessionFacts, id: SpfI
   const key = `${id.ip}\n${id.sender}\n${session.helo ?? ''}`;
   const hit = memo.get(key);
   if (hit) return hit;
+  const { spf: spfVerify } = await loadMailauth();
   const r = await spfVerify({
     sender: id.sender,
     ip: id.ip,

@@ -14,6 +14,8 @@ import { DASHBOARD_CSS, DASHBOARD_HTML } from './page.ts';
 import { DASHBOARD_JS } from './dashboard-script.ts';
 import type { GuardControl, QueueControl, UserList } from './controls.ts';
 
+import type { LoadProgress } from '../../queue/queue.ts';
+
 export type { GuardControl, QueueControl, UserList, BreakerStatus, QueueActionResult } from './controls.ts';
 
 export interface AdminDeps {
@@ -25,6 +27,8 @@ export interface AdminDeps {
   readonly queueStats?: QueueStatsSource;
   readonly queueControl?: QueueControl;
   readonly guardControl?: GuardControl;
+  /** The queue's start-up scan: how far it is (shown while it runs). */
+  readonly catalog?: () => LoadProgress;
   readonly log: Logger;
   readonly clock?: () => number;
 }
@@ -103,6 +107,7 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
           return {
             now: clock(),
             queue: await queueFigures(),
+            ...(deps.catalog ? { catalog: deps.catalog() } : {}),
             last24h: stats.totals(24),
             last7d: stats.totals(168),
             hours24: stats.hourly(24),
@@ -117,7 +122,7 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
         case '/api/relayed':
           return { relayed: stats.relayed(intParam(url, 'limit', 50, 500)) };
         case '/api/queue':
-          return { queue: await queueFigures(), actions: deps.queueControl !== undefined };
+          return { queue: await queueFigures(), ...(deps.catalog ? { catalog: deps.catalog() } : {}), actions: deps.queueControl !== undefined };
         case '/api/breakers':
           return breakers();
         case '/api/tunnels':

@@ -8,7 +8,8 @@ import { inspectMessage, inspectSpool, type InspectedMessage } from '../../queue
 import { compileFilter, isEmptyFilter, messageState, MESSAGE_STATES, type MessageState, type QueueFilter } from '../../queue/filter.ts';
 import type { AdminOp } from '../../queue/admin.ts';
 import type { SpoolArea } from '../../queue/spool.ts';
-import { runQueueCommand } from '../../app/delivery.ts';
+import { runQueueCommand, serverCatalog } from '../../app/delivery.ts';
+import type { LoadProgress } from '../../queue/queue.ts';
 import { age, olderThanMs } from './age.ts';
 import { confirm } from './confirm.ts';
 import { CliError, configFrom, EXIT } from './index.ts';
@@ -73,6 +74,18 @@ function* matching(config: Config, filter: QueueFilter, areas?: readonly SpoolAr
   }
 }
 
+/** One line on the running server's start-up scan of the spool. */
+export function catalogLine(p: LoadProgress): string {
+  const n = (x: number): string => x.toLocaleString('en-US');
+  if (p.state === 'loaded') return `catalog loaded: ${n(p.scanned)} message(s) scanned in ${((p.ms ?? 0) / 1000).toFixed(1)} s (${n(p.scheduled)} scheduled, ${n(p.held)} held, ${n(p.removed)} finished); ${n(p.catalogued)} catalogued now`;
+  return `catalog ${p.state}: ${n(p.scanned)} message(s) scanned, ${Math.round(p.fraction * 100)}% of the spool's folders; ${n(p.catalogued)} catalogued (new mail included)`;
+}
+
+/** Told while the server makes a command wait for its catalog (once a second). */
+const waitingForCatalog = (p: LoadProgress): void => {
+  process.stderr.write(`waiting for the server to finish loading its queue: ${catalogLine(p)}\n`);
+};
+
 const DONE: Record<AdminOp, string> = { hold: 'put on hold', release: 'released', delete: 'deleted', flush: 'flushed', requeue: 'requeued' };
 
 interface ChangeOptions extends FilterOptions {
@@ -97,7 +110,7 @@ function registerChange(queue: Command, op: AdminOp, description: string): void 
     if (op === 'delete' && !opts.yes) {
       let count = ids.length;
       // Counted by the running server from its catalog (fast at any queue size), or in the spool.
-      if (ids.length === 0) count = (await runQueueCommand(config, { op, countOnly: true, ...(hasFilter ? { filter } : {}), ...(all ? { all: true } : {}) })).matched;
+      if (ids.length === 0) count = (await runQueueCommand(config, { op, countOnly: true, ...(hasFilter ? { filter } : {}), ...(all ? { all: true } : {}) }, undefined, waitingForCatalog)).matched;
       if (count === 0) {
         process.stdout.write('no matching messages\n');
         return;
@@ -111,7 +124,7 @@ function registerChange(queue: Command, op: AdminOp, description: string): void 
     const progress = createProgress({ verb: DONE[op] });
     if (total !== undefined) progress.setTotal(total);
     const note = (p: { matched: number }): string => `- ${p.matched.toLocaleString('en-US')} matched`;
-    const r = await runQueueCommand(config, { op, ...(ids.length > 0 ? { ids } : {}), ...(hasFilter ? { filter } : {}), ...(all ? { all: true } : {}) }, (p) => progress.update(p.changed, note(p)));
+    const r = await runQueueCommand(config, { op, ...(ids.length > 0 ? { ids } : {}), ...(hasFilter ? { filter } : {}), ...(all ? { all: true } : {}) }, (p) => progress.update(p.changed, note(p)), waitingForCatalog);
     progress.update(r.changed, note(r));
     progress.finish();
     const by = r.via === 'server' ? 'by the running server' : 'in the spool (no server running)';
@@ -131,7 +144,7 @@ export function registerQueue(program: Command): void {
       .option('--json', 'one JSON object per line')
       .option('--summary', 'only counts: by state, top senders, top recipient domains')
       .option('--top <n>', 'entries in each top list of --summary', '10'),
-  ).action((opts: FilterOptions & { json?: boolean; summary?: boolean; top: string }, cmd: Command) => {
+  ).action(async (opts: FilterOptions & { json?: boolean; summary?: boolean; top: string }, cmd: Command) => {
     const config = configFrom(cmd);
     const filter = filterFrom(opts);
     const now = Date.now();
@@ -164,7 +177,19 @@ export function registerQueue(program: Command): void {
     }
     if (count > 0) process.stdout.write(`held ${states.held}, deferred ${states.deferred}, pending ${states.pending}; ${toGo} recipient(s) to go; ${bytes} bytes\n`);
     process.stdout.write(`${count} message(s) queued\n`);
+    // The files are all listed above; the server may still be scheduling them (start-up scan).
+    const cat = await serverCatalog(config).catch(() => undefined);
+    if (cat && cat.state !== 'loaded') process.stdout.write(`the running server is still loading its queue: ${catalogLine(cat)}\n`);
   });
+  queue
+    .command('status')
+    .description("the running server's queue catalog: loading (how far) or loaded (how long it took)")
+    .action(async (_opts, cmd: Command) => {
+      const config = configFrom(cmd);
+      const cat = await serverCatalog(config);
+      if (!cat) throw new CliError(`no server is running on the spool ${config.paths.spool}; "mailward queue list" reads it directly`);
+      process.stdout.write(`${catalogLine(cat)}\n`);
+    });
   queue
     .command('show <id>')
     .description('show one queued message: envelope and per-recipient state')
