@@ -8,7 +8,8 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigSchema, DEFAULT_PIPELINE, STAGES, type ListenerKind, type PipelineEntry, type RawConfig, type Stage } from './schema.ts';
 import { ConfigError, type ConfigProblem, pathText, showValue } from './errors.ts';
-import { checkInvariants } from './invariants.ts';
+import { checkInvariants, localTrustProblems } from './invariants.ts';
+import { parseNetwork } from '../core/net.ts';
 
 export interface ListenerConfig {
   readonly name: string;
@@ -49,6 +50,8 @@ export interface Config {
   readonly delivery: RawConfig['delivery'];
   readonly auth: RawConfig['auth'];
   readonly admin: RawConfig['admin'];
+  /** Risks the config acknowledges (relay.allowLocalTrust): logged at every start and reload, shown on the dashboard. */
+  readonly warnings: readonly ConfigProblem[];
 }
 
 export const BUILT_IN = 'built-in default';
@@ -157,7 +160,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
         requireAuth: l.requireAuth ?? (auth && d.requireAuth),
         requireTls: l.requireTls ?? d.requireTls,
         greetingDelayMs: l.greetingDelay ?? 0,
-        proxyTrusted: l.proxy.trusted,
+        proxyTrusted: l.proxy.trusted.map(canonical),
         pipeline: Object.fromEntries(STAGES.map((s) => [s, l.pipeline?.[s] ?? globalPipeline[s]])) as Record<Stage, PipelineEntry[]>,
       };
     });
@@ -181,7 +184,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     tls,
     listeners,
     limits: raw.limits,
-    relay: raw.relay,
+    relay: { ...raw.relay, trustedNetworks: raw.relay.trustedNetworks.map(canonical) },
     recipientDelimiter: raw.recipientDelimiter,
     checkTimeoutMs: raw.checkTimeout,
     checks: raw.checks,
@@ -191,8 +194,13 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     delivery: raw.delivery,
     auth: raw.auth,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
+    warnings: raw.relay.allowLocalTrust === undefined ? [] : localTrustProblems(raw),
   };
 }
+
+// Ranges in the one canonical form core/net.ts gives ("::ffff:10.0.0.0/104" is "10.0.0.0/8"), so
+// every consumer matches what the invariants judged; the invariants already refused the rest.
+const canonical = (text: string): string => parseNetwork(text)?.text ?? text;
 
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {
