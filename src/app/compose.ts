@@ -88,6 +88,11 @@ export function compileChecks(config: Config): CompiledPipeline {
   return compilePipeline(config, createRegistry(ALL_CHECKS), env);
 }
 
+/** The risks the config acknowledges (relay.allowLocalTrust): one warning line each, at every start and reload. */
+function logConfigWarnings(config: Config, log: Logger): void {
+  for (const w of config.warnings) log.warn({ event: 'config-warning', setting: w.path }, `acknowledged risk at ${w.path}: ${w.message}. Fix: ${w.fix}`);
+}
+
 /** `workers` as a number: "auto" is one acceptor per core, and one core means no acceptors. */
 export function workerCount(config: Config): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers;
@@ -177,6 +182,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         queueStats: spoolQueueStats(config.paths.spool),
         queueControl: queueControlFrom(new QueueAdmin(spool, queue, log)),
         guardControl: guardControlFrom(guard),
+        warnings: () => live.config.warnings.map((w) => ({ setting: w.path, message: w.message, fix: w.fix })),
         log,
       });
       const a = admin;
@@ -228,6 +234,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       log.info({ event: 'listening', listener: l.name, kind: l.kind, address: listener.address, port: listener.port }, `${l.name} listening on ${listener.address}:${listener.port}`);
     }
     log.info({ event: 'started', config: config.source, domains: config.domains, dataDir: config.dataDir }, 'mailward started');
+    logConfigWarnings(config, log);
 
     let stopping: Promise<void> | undefined;
     return {
@@ -247,6 +254,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         }
         live = buildLive(next, shared);
         acceptors?.reload(next);
+        logConfigWarnings(next, log);
         log.info({ event: 'reload', applied: true, config: next.source, restartNeeded }, restartNeeded.length > 0 ? `config reloaded; restart to apply: ${restartNeeded.join(', ')}` : 'config reloaded');
         return { restartNeeded };
       },

@@ -9,7 +9,6 @@ import type { z } from 'zod';
 import { ConfigSchema, DEFAULT_PIPELINE, STAGES, type ListenerKind, type PipelineEntry, type RawConfig, type Stage } from './schema.ts';
 import { ConfigError, type ConfigProblem, pathText, showValue } from './errors.ts';
 import { checkInvariants, localTrustProblems } from './invariants.ts';
-import { parseNetwork } from '../core/net.ts';
 
 export interface ListenerConfig {
   readonly name: string;
@@ -160,7 +159,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
         requireAuth: l.requireAuth ?? (auth && d.requireAuth),
         requireTls: l.requireTls ?? d.requireTls,
         greetingDelayMs: l.greetingDelay ?? 0,
-        proxyTrusted: l.proxy.trusted.map(canonical),
+        proxyTrusted: l.proxy.trusted,
         pipeline: Object.fromEntries(STAGES.map((s) => [s, l.pipeline?.[s] ?? globalPipeline[s]])) as Record<Stage, PipelineEntry[]>,
       };
     });
@@ -184,7 +183,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     tls,
     listeners,
     limits: raw.limits,
-    relay: { ...raw.relay, trustedNetworks: raw.relay.trustedNetworks.map(canonical) },
+    relay: raw.relay,
     recipientDelimiter: raw.recipientDelimiter,
     checkTimeoutMs: raw.checkTimeout,
     checks: raw.checks,
@@ -197,10 +196,6 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     warnings: raw.relay.allowLocalTrust === undefined ? [] : localTrustProblems(raw),
   };
 }
-
-// Ranges in the one canonical form core/net.ts gives ("::ffff:10.0.0.0/104" is "10.0.0.0/8"), so
-// every consumer matches what the invariants judged; the invariants already refused the rest.
-const canonical = (text: string): string => parseNetwork(text)?.text ?? text;
 
 function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {

@@ -147,14 +147,15 @@ export function parseNetwork(text: string): Network | undefined {
 /**
  * Compiles a list of ranges (each through readNetwork) for matching client addresses: `match`
  * folds the client's address the same way (::ffff:a.b.c.d is a.b.c.d) and gives the narrowest
- * range holding it. Throws `<key>[i]: <problem>. Fix: <fix>` for a refused entry.
+ * range holding it (its `text` as written in the config). Throws `<key>[i]: <problem>. Fix: <fix>` for a refused entry.
  */
 export function compileNetworks(list: readonly string[], key: string): { match(address: string): Network | undefined; readonly size: number } {
   const table = new NetworkTable<Network>();
   list.forEach((text, i) => {
     const r = readNetwork(text);
     if (isNetworkProblem(r)) throw new Error(`${key}[${i}]: ${r.problem}. Fix: ${r.fix}`);
-    table.add(r, r);
+    // Matched as the canonical range, named in logs as the operator wrote it.
+    table.add(r, { ...r, text: text.trim() });
   });
   return {
     match(address) {

@@ -131,7 +131,7 @@ test("doctor: the proxy's own address in relay.trustedNetworks is an error (PROX
     id: 'relay-trusts-proxy',
     severity: 'error',
     setting: 'relay.trustedNetworks[0]',
-    message: '"203.0.113.0/24" includes "203.0.113.9/32", a PROXY protocol sender of listener "mx" (listeners.mx.proxy.trusted[0]): its PROXY LOCAL or UNKNOWN connections carry no client address, keep the proxy\'s, and would relay',
+    message: '"203.0.113.0/24" includes "203.0.113.9", a PROXY protocol sender of listener "mx" (listeners.mx.proxy.trusted[0]): its PROXY LOCAL or UNKNOWN connections carry no client address, keep the proxy\'s, and would relay',
     fix: "remove the proxy's address from relay.trustedNetworks; clients behind it are judged by the address in their PROXY header",
   });
 });

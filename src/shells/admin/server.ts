@@ -25,6 +25,8 @@ export interface AdminDeps {
   readonly queueStats?: QueueStatsSource;
   readonly queueControl?: QueueControl;
   readonly guardControl?: GuardControl;
+  /** Risks the running config acknowledges (relay.allowLocalTrust), shown as alerts. */
+  readonly warnings?: () => ReadonlyArray<{ readonly setting: string; readonly message: string; readonly fix: string }>;
   readonly log: Logger;
   readonly clock?: () => number;
 }
@@ -108,6 +110,7 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
             hours24: stats.hourly(24),
             hours168: stats.hourly(168),
             tunnels: stats.tunnels(),
+            warnings: deps.warnings?.() ?? [],
             actions: { queue: deps.queueControl !== undefined, breakers: deps.guardControl !== undefined },
           };
         case '/api/decisions':
