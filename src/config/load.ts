@@ -85,6 +85,12 @@ export function buildConfig(input: unknown, source: string, baseDir: string): Co
   return deepFreeze(resolve(raw, source, baseDir));
 }
 
+/** The settings of a config file as written, before any check: for tools that judge a config the server would refuse (relay-test --config). */
+export function readConfigFile(file: string): Record<string, unknown> {
+  if (!existsSync(file)) throw new ConfigError(file, [{ path: '', message: `the file ${showValue(file)} does not exist`, fix: 'give the path of your config file with --config' }]);
+  return parseYaml(readFileSync(file, 'utf8'), file);
+}
+
 function parseYaml(text: string, source: string): Record<string, unknown> {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {

@@ -64,7 +64,7 @@ test('trusted networks: loopback in any spelling is refused at load, naming the 
     const err = refusal(dir, { trustedNetworks: ['192.0.2.7', spelling], allowLocalTrust: undefined });
     assert.equal(err.problems.length, 1, spelling);
     assert.equal(err.problems[0]?.path, 'relay.trustedNetworks[1]', spelling);
-    if (spelling !== '64.0.0.0/2') assert.match(err.problems[0]!.message, /includes loopback/, spelling);
+    if (spelling !== '64.0.0.0/2') assert.match(err.problems[0].message, /includes loopback/, spelling);
   }
   // Odd spellings are refused outright, with the key.
   for (const odd of ['127.1', '0127.0.0.1', '127.000.0.1', 'fe80::1%eth0', '::127.0.0.1']) {
