@@ -11,6 +11,8 @@ import { LOCAL_TRUST_ACK } from '../../src/config/schema.ts';
 import { startServer, testConfig } from '../harness/server.ts';
 import { dial } from '../harness/dial.ts';
 import { runMailward } from '../harness/cli.ts';
+import { auditConfig } from '../../src/doctor/audit-config.ts';
+import { runDoctorCli } from '../../src/doctor/doctor.ts';
 
 const LOOPBACK_FIX = `Fix: remove it and let local programs log in on the submission port; or set relay.allowLocalTrust: ${LOCAL_TRUST_ACK} to run with it anyway`;
 
@@ -122,4 +124,25 @@ test('trusted networks: acknowledged loopback trust starts, relays from 127.0.0.
   srv.server.reload(testConfig(srv.dataDir, { relay: { trustedNetworks: ['192.0.2.0/24'] } }));
   await srv.waitForLog((l) => l.event === 'reload' && l.applied === true && warnings().length === 2);
   assert.match(await tryRelay(srv.port('mx')), /^554 5\.7\.1/);
+});
+
+test('trusted networks: doctor explains a mapped loopback range (acknowledged) and names key, value and fix when it is refused', async (t) => {
+  const dir = tmp(t);
+  const config = testConfig(dir, { relay: { trustedNetworks: ['[::ffff:127.0.0.0]/104'], allowLocalTrust: LOCAL_TRUST_ACK } });
+  const findings = auditConfig(config, { interfaces: {} }).filter((f) => f.setting.startsWith('relay.'));
+  assert.deepEqual(
+    findings.map((f) => [f.id, f.severity, f.setting]),
+    [
+      ['network-mapped-form', 'warning', 'relay.trustedNetworks[0]'],
+      ['relay-trusts-loopback', 'error', 'relay.trustedNetworks[0]'],
+    ],
+  );
+  assert.equal(findings[0]!.fix, 'write 127.0.0.0/8');
+  const file = path.join(dir, 'mailward.yaml');
+  writeFileSync(file, JSON.stringify({ domains: ['example.org'], dataDir: 'data', listeners: { mx: { kind: 'mx', port: 0 } }, relay: { trustedNetworks: ['::ffff:7f00:1'] } }));
+  const run = await runDoctorCli(file, true, { interfaces: {} });
+  assert.equal(run.code, 2);
+  assert.deepEqual(run.findings.map((f) => [f.id, f.setting]), [['config-invalid', 'relay.trustedNetworks[0]']]);
+  assert.match(run.findings[0]!.message, /^"::ffff:7f00:1" \(the range 127\.0\.0\.1\/32\) includes loopback/);
+  assert.match(run.findings[0]!.fix, /relay\.allowLocalTrust: tunnels-make-this-an-open-relay/);
 });
