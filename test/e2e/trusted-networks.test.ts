@@ -146,3 +146,21 @@ test('trusted networks: doctor explains a mapped loopback range (acknowledged) a
   assert.match(run.findings[0]!.message, /^"::ffff:7f00:1" \(the range 127\.0\.0\.1\/32\) includes loopback/);
   assert.match(run.findings[0]!.fix, /relay\.allowLocalTrust: tunnels-make-this-an-open-relay/);
 });
+
+test('trusted networks: the dashboard summary lists acknowledged local trust, and a reload that drops it clears it', async (t) => {
+  const dir = tmp(t);
+  const tokenFile = path.join(dir, 'admin.token');
+  writeFileSync(tokenFile, 'test-admin-token-0123456789abcdef\n', { mode: 0o600 });
+  const admin = { enabled: true, port: 0, tokenFile };
+  const srv = await startServer(t, { config: { admin, relay: { trustedNetworks: ['::1'], allowLocalTrust: LOCAL_TRUST_ACK } } });
+  const summary = async (): Promise<{ warnings: Array<{ setting: string; message: string; fix: string }> }> => {
+    const res = await fetch(`http://127.0.0.1:${srv.server.adminPort()}/api/summary`, { headers: { authorization: 'Bearer test-admin-token-0123456789abcdef' } });
+    assert.equal(res.status, 200);
+    return (await res.json()) as { warnings: Array<{ setting: string; message: string; fix: string }> };
+  };
+  const before = await summary();
+  assert.deepEqual(before.warnings.map((w) => w.setting), ['relay.trustedNetworks[0]']);
+  assert.match(before.warnings[0]!.message, /^"::1" includes loopback/);
+  srv.server.reload(testConfig(srv.dataDir, { admin, relay: { trustedNetworks: [] } }));
+  assert.deepEqual((await summary()).warnings, []);
+});
