@@ -121,6 +121,7 @@ test('trusted networks: acknowledged loopback trust starts, relays from 127.0.0.
   assert.match(await tryRelay(srv.port('mx')), /^250/);
   srv.server.reload(testConfig(srv.dataDir, { relay }));
   await srv.waitForLog(() => warnings().length === 2);
+  assert.deepEqual(srv.logs.filter((l) => l.event === 'reload').at(-1)?.restartNeeded, []);
   srv.server.reload(testConfig(srv.dataDir, { relay: { trustedNetworks: ['192.0.2.0/24'] } }));
   await srv.waitForLog((l) => l.event === 'reload' && l.applied === true && warnings().length === 2);
   assert.match(await tryRelay(srv.port('mx')), /^554 5\.7\.1/);
