@@ -11,6 +11,7 @@ import { LOCAL_TRUST_ACK } from '../../src/config/schema.ts';
 import { startServer, testConfig } from '../harness/server.ts';
 import { dial } from '../harness/dial.ts';
 import { runMailward } from '../harness/cli.ts';
+import { proxyV1Header } from '../../src/ingress/proxy-header.ts';
 import { auditConfig } from '../../src/doctor/audit-config.ts';
 import { runDoctorCli } from '../../src/doctor/doctor.ts';
 
@@ -164,4 +165,22 @@ test('trusted networks: the dashboard summary lists acknowledged local trust, an
   assert.match(before.warnings[0]!.message, /^"::1" includes loopback/);
   srv.server.reload(testConfig(srv.dataDir, { admin, relay: { trustedNetworks: [] } }));
   assert.deepEqual((await summary()).warnings, []);
+});
+
+test('trusted networks: proxy.trusted in mapped spellings is the IPv4 peer; a claimed mapped client is logged as IPv4 and judged so', async (t) => {
+  const srv = await startServer(t, {
+    config: { relay: { trustedNetworks: ['203.0.113.0/24'] }, listeners: { mx: { kind: 'mx', port: 0, proxy: { trusted: ['[::ffff:7f00:1]', '0:0:0:0:0:ffff:127.0.0.2'] } } } },
+  });
+  // The client claims the hex mapped form of a trusted address: folded, it is 203.0.113.9 and may relay.
+  const c = await dial(srv.port('mx'), { prelude: proxyV1Header({ address: '::ffff:cb00:7109', port: 40000 }, { address: '::1', port: 25 }) });
+  await c.expect('220');
+  await c.say('EHLO client.example.com').expect('250');
+  await c.say('MAIL FROM:<someone@example.com>').expect('250');
+  await c.say('RCPT TO:<victim@example.net>').expect('250');
+  await c.say('QUIT').read();
+  c.close();
+  const connect = await srv.waitForLog((l) => l.event === 'connect');
+  assert.deepEqual([connect.client, connect.proxy], ['203.0.113.9', '127.0.0.1']);
+  // Without the header the trusted peer is cut off, never judged as 127.0.0.1 (which is not trusted anyway).
+  assert.match(await tryRelay(srv.port('mx')).catch((e: unknown) => String(e)), /^(?!250)/);
 });
