@@ -91,6 +91,11 @@ export function compileChecks(config: Config): CompiledPipeline {
   return compilePipeline(config, createRegistry(ALL_CHECKS), env);
 }
 
+/** The risks the config acknowledges (relay.allowLocalTrust): one warning line each, at every start and reload. */
+function logConfigWarnings(config: Config, log: Logger): void {
+  for (const w of config.warnings) log.warn({ event: 'config-warning', setting: w.path }, `acknowledged risk at ${w.path}: ${w.message}. Fix: ${w.fix}`);
+}
+
 /** `workers` as a number: "auto" is one acceptor per core, and one core means no acceptors. */
 export function workerCount(config: Config): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers;
@@ -191,6 +196,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         queueControl: queueControlFrom(new QueueAdmin(spool, queue, log)),
         guardControl: guardControlFrom(guard),
         catalog: () => queue.loadProgress,
+        warnings: () => live.config.warnings.map((w) => ({ setting: w.path, message: w.message, fix: w.fix })),
         log,
       });
       const a = admin;
@@ -248,6 +254,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       { event: 'started', config: config.source, domains: config.domains, dataDir: config.dataDir, msSinceProcessStart: sinceProcessStart, msInStart: Math.round(performance.now() - t0), cpuMs: Math.round((cpu.user + cpu.system) / 1000) },
       `mailward started: listening ${sinceProcessStart} ms after the process began`,
     );
+    logConfigWarnings(config, log);
     // mailauth is loaded lazily (0018); where a check needs it, load it now rather than in the
     // first message's DATA.
     const placed = placedChecks(config);
@@ -278,6 +285,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         }
         live = buildLive(next, shared);
         acceptors?.reload(next);
+        logConfigWarnings(next, log);
         log.info({ event: 'reload', applied: true, config: next.source, restartNeeded }, restartNeeded.length > 0 ? `config reloaded; restart to apply: ${restartNeeded.join(', ')}` : 'config reloaded');
         return { restartNeeded };
       },

@@ -46,7 +46,7 @@ export function buildLive(config: Config, shared: Shared): LiveState {
 
 /** Top-level settings that differ between two configs but take effect only after a restart. */
 export function needsRestart(old: Config, next: Config): string[] {
-  const live = new Set(['source', 'pipeline', 'checks', 'relay', 'auth', 'checkTimeoutMs']);
+  const live = new Set(['source', 'pipeline', 'checks', 'relay', 'auth', 'checkTimeoutMs', 'warnings']);
   const json = (v: unknown): string => JSON.stringify(v);
   const out: string[] = [];
   for (const key of Object.keys(old) as Array<keyof Config>) {

@@ -3,12 +3,11 @@
 // hand-written policy script of the incident, built in. Without a login, our own domains may
 // not be used as envelope sender on the MX port (a forged "from us" is a phishing classic).
 import { z } from 'zod';
-import { BlockList, isIP } from 'node:net';
 import addressparser from 'nodemailer/lib/addressparser';
 import { perm } from '../core/reply.ts';
 import { pass, reject } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
-import { parseCidr } from '../config/invariants.ts';
+import { compileNetworks } from '../core/net.ts';
 
 const notOwned = perm('5.7.1', 'Sender address rejected: not owned by user', 553);
 const headerNotOwned = perm('5.7.1', 'From header address not owned by user', 550);
@@ -34,12 +33,8 @@ export const senderLogin = defineCheck({
   stages: ['mail', 'data'],
   options: Options,
   create: (opts, env) => {
-    const exceptions = new BlockList();
-    for (const text of opts.exceptions) {
-      const net = parseCidr(text);
-      if (!net) throw new Error(`checks.sender-login.exceptions: ${JSON.stringify(text)} is not an address or CIDR range`);
-      exceptions.addSubnet(net.address, net.prefix, net.family === 4 ? 'ipv4' : 'ipv6');
-    }
+    // The one network parser: mapped ranges and client addresses are folded to IPv4 alike.
+    const exceptions = compileNetworks(opts.exceptions, 'checks.sender-login.exceptions');
     const sendAs = new Map(Object.entries(opts.sendAs).map(([login, list]) => [login.toLowerCase(), list.map((a) => a.toLowerCase())]));
     const owns = (login: string, address: string): boolean => {
       const a = address.toLowerCase();
@@ -48,10 +43,7 @@ export const senderLogin = defineCheck({
       const domain = a.slice(a.lastIndexOf('@'));
       return extra.includes(a) || extra.includes(domain);
     };
-    const exempt = (ip: string): boolean => {
-      const fam = isIP(ip);
-      return fam !== 0 && exceptions.check(ip, fam === 4 ? 'ipv4' : 'ipv6');
-    };
+    const exempt = (ip: string): boolean => exceptions.match(ip) !== undefined;
     return {
       mail: async (ctx, from) => {
         const login = ctx.session.login;

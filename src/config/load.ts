@@ -8,7 +8,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigSchema, DEFAULT_PIPELINE, STAGES, type ListenerKind, type PipelineEntry, type RawConfig, type Stage } from './schema.ts';
 import { ConfigError, type ConfigProblem, pathText, showValue } from './errors.ts';
-import { checkInvariants } from './invariants.ts';
+import { checkInvariants, localTrustProblems } from './invariants.ts';
 
 export interface ListenerConfig {
   readonly name: string;
@@ -49,6 +49,8 @@ export interface Config {
   readonly delivery: RawConfig['delivery'];
   readonly auth: RawConfig['auth'];
   readonly admin: RawConfig['admin'];
+  /** Risks the config acknowledges (relay.allowLocalTrust): logged at every start and reload, shown on the dashboard. */
+  readonly warnings: readonly ConfigProblem[];
 }
 
 export const BUILT_IN = 'built-in default';
@@ -81,6 +83,12 @@ export function buildConfig(input: unknown, source: string, baseDir: string): Co
   const problems = checkInvariants(raw);
   if (problems.length > 0) throw new ConfigError(source, problems);
   return deepFreeze(resolve(raw, source, baseDir));
+}
+
+/** The settings of a config file as written, before any check: for tools that judge a config the server would refuse (relay-test --config). */
+export function readConfigFile(file: string): Record<string, unknown> {
+  if (!existsSync(file)) throw new ConfigError(file, [{ path: '', message: `the file ${showValue(file)} does not exist`, fix: 'give the path of your config file with --config' }]);
+  return parseYaml(readFileSync(file, 'utf8'), file);
 }
 
 function parseYaml(text: string, source: string): Record<string, unknown> {
@@ -191,6 +199,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     delivery: raw.delivery,
     auth: raw.auth,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
+    warnings: raw.relay.allowLocalTrust === undefined ? [] : localTrustProblems(raw),
   };
 }
 

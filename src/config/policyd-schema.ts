@@ -6,6 +6,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError, pathText, showValue, type ConfigProblem } from './errors.ts';
 import { Duration } from './units.ts';
+import { isNetworkProblem, readNetwork } from '../core/net.ts';
 
 // schema.ts will import this file to plug the section in, so nothing is imported from it (an
 // import cycle would meet its constants uninitialised). These two mirror schema.ts exactly.
@@ -75,7 +76,15 @@ export const PolicydSchema = z
     /** Where to listen: tcp:HOST:PORT or unix:/path. `mailward policyd --listen` replaces this list. */
     listen: z.array(Listen).min(1).default(['tcp:127.0.0.1:10040']),
     /** Client addresses allowed to ask over TCP (there is no authentication in the protocol). */
-    clients: z.array(z.string().min(1)).default(['127.0.0.0/8', '::1']),
+    clients: z
+      .array(
+        // The one network parser (core/net.ts), as for every setting that holds addresses.
+        z.string().min(1).superRefine((t, ctx) => {
+          const r = readNetwork(t);
+          if (isNetworkProblem(r)) ctx.addIssue({ code: 'custom', message: r.problem, params: { fix: r.fix } });
+        }),
+      )
+      .default(['127.0.0.0/8', '::1']),
     /** Mode of a unix socket (octal). Postfix's smtpd runs as user postfix and must be able to connect. */
     socketMode: z.string().regex(/^0?[0-7]{3}$/, 'an octal file mode such as "0660"').default('0660'),
     /** Group of a unix socket (a name from /etc/group or a number), e.g. postfix. Default: ours. */

@@ -43,6 +43,9 @@ const StageLists = z
   })
   .strict();
 
+/** The one value relay.allowLocalTrust takes: it says what trusting loopback means. */
+export const LOCAL_TRUST_ACK = 'tunnels-make-this-an-open-relay';
+
 export const LISTENER_KINDS = ['mx', 'submission', 'submissions'] as const;
 export type ListenerKind = (typeof LISTENER_KINDS)[number];
 
@@ -150,6 +153,11 @@ export const ConfigSchema = z
         /** Client networks allowed to relay without a login. Empty by default; loopback and
          *  private ranges are never trusted unless listed here by hand. */
         trustedNetworks: z.array(z.string().min(1)).default([]),
+        /** A trusted network that holds loopback, a listener's own address or a PROXY sender is
+         *  refused: every tunnel, port forward or proxy on this host connects from there, so it
+         *  makes an open relay. Set to exactly LOCAL_TRUST_ACK to start anyway (warned at every
+         *  start and reload, and on the dashboard). See docs/guide/trusted-networks.md. */
+        allowLocalTrust: z.literal(LOCAL_TRUST_ACK).optional(),
       })
       .strict()
       .prefault({}),

@@ -49,23 +49,121 @@ export function parseIp(text: string): Ip | undefined {
   if (!isIPv6(t) || t.includes('%')) return undefined;
   const b = v6Bytes(t);
   // RFC 4291 §2.5.5.2: a dual-stack socket shows an IPv4 client as ::ffff:a.b.c.d.
-  if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return { family: 4, bytes: b.slice(12) };
+  if (isMapped(b)) return { family: 4, bytes: b.slice(12) };
   return { family: 6, bytes: b };
 }
 
-/** Parses "192.0.2.0/24", "2001:db8::/32" or a single address (a /32 or /128). */
-export function parseNetwork(text: string): Network | undefined {
-  const [addr = '', bits, extra] = text.trim().split('/');
-  if (extra !== undefined) return undefined;
-  const ip = parseIp(addr);
-  if (!ip) return undefined;
+const isMapped = (b: Uint8Array): boolean => b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+
+/** An address or range the one network parser refused: what is wrong, and how to write it. */
+export interface NetworkProblem {
+  readonly problem: string;
+  readonly fix: string;
+}
+
+export const isNetworkProblem = (r: Network | NetworkProblem): r is NetworkProblem => 'problem' in r;
+
+const GENERIC_FIX = 'write an address such as 10.0.0.5 or a range such as 10.0.0.0/24 or 2001:db8::/64';
+// A range in IPv4-mapped form (RFC 4291 §2.5.5.2) and the deprecated IPv4-compatible block (§2.5.5.1).
+const MAPPED_BLOCK: Network = { family: 6, bytes: Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0]), prefix: 96, text: '::ffff:0:0/96' };
+const COMPAT_BLOCK: Network = { family: 6, bytes: new Uint8Array(16), prefix: 96, text: '::/96' };
+
+function maskTo(ip: Ip, prefix: number): Uint8Array {
+  const bytes = Uint8Array.from(ip.bytes);
+  for (let bit = prefix; bit < bytes.length * 8; bit++) bytes[bit >> 3] = (bytes[bit >> 3] ?? 0) & ~(0x80 >> (bit & 7));
+  return bytes;
+}
+
+const rangesMeet = (a: Network, b: Network): boolean => a.family === b.family && inNetwork(b, { ...a, prefix: Math.min(a.prefix, b.prefix) });
+
+/**
+ * The one parser of every setting that holds client addresses or ranges (relay networks, PROXY
+ * senders, check exceptions and whitelists, policyd clients). It gives one canonical meaning or
+ * refuses, so no two parts of the server can read the same text differently:
+ * - IPv4 must be a full dotted quad in decimal without leading zeros: inet_aton reads "127.1" as
+ *   127.0.0.1 and "0127.0.0.1" as octal (87.0.0.1), other parsers refuse or read them otherwise;
+ * - an IPv4-mapped range (::ffff:a.b.c.d/n with n >= 96, in any IPv6 spelling) is the IPv4 range
+ *   a.b.c.d/(n-96): client addresses are folded the same way before matching (parseIp), so a
+ *   mapped range can never match as IPv6 nor slip past a rule written for IPv4;
+ * - an IPv6 range wider than /96 that holds the mapped block, or any range in the deprecated
+ *   IPv4-compatible block ::/96 (except ::1), is refused: it would mean IPv4 clients in a form the
+ *   IPv4 rules do not see;
+ * - zone ids (fe80::1%eth0) are refused: a client address never carries one;
+ * - brackets are allowed around the address, Postfix-style ("[::1]/128", "[2001:db8::]/32");
+ * - host bits below the prefix are cleared (10.0.0.5/8 is 10.0.0.0/8).
+ * The `text` of the result is canonical ("127.0.0.0/8", "2001:db8::/32").
+ */
+export function readNetwork(input: string): Network | NetworkProblem {
+  const text = input.trim();
+  const shown = JSON.stringify(input);
+  const m = /^(?:\[(?:ipv6:)?([^\]]*)\]|([^/[\]]*))(?:\/(.*))?$/i.exec(text);
+  const addr = m ? (m[1] ?? m[2] ?? '') : '';
+  const bits = m?.[3];
+  if (!m || addr === '') return { problem: `${shown} is not an IP address or CIDR range`, fix: GENERIC_FIX };
+  const zone = addr.indexOf('%');
+  if (zone >= 0) {
+    return { problem: `${shown} carries a zone id (${addr.slice(zone)}); client addresses are matched without one`, fix: `write the address without it, e.g. ${addr.slice(0, zone)}` };
+  }
+  let ip: Ip;
+  if (isIPv4(addr)) ip = { family: 4, bytes: v4Bytes(addr) };
+  else if (isIPv6(addr)) ip = { family: 6, bytes: v6Bytes(addr) };
+  else if (/^[0-9a-fx.]+$/i.test(addr) && /[0-9]/.test(addr) && !/^[a-f]/i.test(addr)) {
+    return {
+      problem: `${shown} is not a full dotted-quad IPv4 address: short forms (127.1), leading zeros (0127.0.0.1, octal to inet_aton), hex or single numbers mean different addresses to different programs`,
+      fix: 'write all four parts in decimal without leading zeros, e.g. 127.0.0.1 or 10.0.0.0/8',
+    };
+  } else if (/[.:]/.test(addr) && /^[0-9a-f.:]+$/i.test(addr)) {
+    return { problem: `${shown} is not a valid IPv6 address (an embedded IPv4 part must be a full dotted quad without leading zeros)`, fix: 'write e.g. 2001:db8::5, or an IPv4 address in IPv4 form such as 192.0.2.5' };
+  } else return { problem: `${shown} is not an IP address or CIDR range`, fix: GENERIC_FIX };
   const max = ip.family === 4 ? 32 : 128;
-  const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
-  if (!(prefix >= 0 && prefix <= max)) return undefined;
-  // An IPv4-mapped range written in IPv6 form keeps its meaning for IPv4 clients.
-  const shifted = ip.family === 4 && addr.includes(':') ? prefix - 96 : prefix;
-  if (shifted < 0) return undefined;
-  return { ...ip, prefix: shifted, text: text.trim() };
+  if (bits !== undefined && !/^(?:0|[1-9][0-9]{0,2})$/.test(bits)) {
+    return { problem: `${shown} has the prefix length ${JSON.stringify(bits)}`, fix: `write the prefix length as a decimal number from 0 to ${max} without leading zeros, e.g. /24` };
+  }
+  let prefix = bits === undefined ? max : Number(bits);
+  if (prefix > max) return { problem: `${shown} has a prefix longer than ${max} bits`, fix: `use a prefix length from 0 to ${max}` };
+  if (ip.family === 6) {
+    const range: Network = { ...ip, prefix, text };
+    if (prefix >= 96 && isMapped(ip.bytes)) {
+      ip = { family: 4, bytes: ip.bytes.slice(12) };
+      prefix -= 96;
+    } else if (rangesMeet(range, MAPPED_BLOCK)) {
+      return { problem: `${shown} holds the IPv4-mapped block ::ffff:0:0/96, so it would take in IPv4 clients (all of them) in a form the IPv4 rules do not see`, fix: 'list IPv4 clients as IPv4 ranges (e.g. 192.0.2.0/24) and keep IPv6 ranges outside ::ffff:0:0/96 (e.g. 2001:db8::/32)' };
+    } else if (rangesMeet(range, COMPAT_BLOCK) && !(prefix === 128 && ip.bytes.subarray(0, 15).every((x) => x === 0) && ip.bytes[15] === 1)) {
+      const v4 = Array.from(ip.bytes.subarray(12)).join('.');
+      return { problem: `${shown} lies in ::/96, the deprecated IPv4-compatible block (RFC 4291 §2.5.5.1) that no client connects from`, fix: `write an IPv4 address in IPv4 form (e.g. ${v4}/${Math.max(0, prefix - 96)}), and IPv6 loopback as ::1` };
+    }
+  }
+  const bytes = maskTo(ip, prefix);
+  const net = { family: ip.family, bytes, prefix };
+  return { ...net, text: `${ipText(net)}/${prefix}` };
+}
+
+/** readNetwork without the reason: the range, or undefined when it is refused. */
+export function parseNetwork(text: string): Network | undefined {
+  const r = readNetwork(text);
+  return isNetworkProblem(r) ? undefined : r;
+}
+
+/**
+ * Compiles a list of ranges (each through readNetwork) for matching client addresses: `match`
+ * folds the client's address the same way (::ffff:a.b.c.d is a.b.c.d) and gives the narrowest
+ * range holding it (its `text` as written in the config). Throws `<key>[i]: <problem>. Fix: <fix>` for a refused entry.
+ */
+export function compileNetworks(list: readonly string[], key: string): { match(address: string): Network | undefined; readonly size: number } {
+  const table = new NetworkTable<Network>();
+  list.forEach((text, i) => {
+    const r = readNetwork(text);
+    if (isNetworkProblem(r)) throw new Error(`${key}[${i}]: ${r.problem}. Fix: ${r.fix}`);
+    // Matched as the canonical range, named in logs as the operator wrote it.
+    table.add(r, { ...r, text: text.trim() });
+  });
+  return {
+    match(address) {
+      const ip = parseIp(address);
+      return ip ? table.match(ip)?.value : undefined;
+    },
+    size: table.size,
+  };
 }
 
 export function inNetwork(ip: Ip, net: Network): boolean {

@@ -7,7 +7,7 @@ import type { Config, ListenerConfig } from '../config/load.ts';
 import { entryCheck } from '../config/schema.ts';
 import type { Finding } from './finding.ts';
 import { auditGuardPlacement } from './audit-pipeline.ts';
-import { coversLoopback, isLoopbackHost, isPrivateHost, ownAddresses, ownAddressIn, parseRange, privateName, overlaps, rangeSize, type InterfaceMap } from './networks.ts';
+import { coversLoopback, isLoopbackHost, isPrivateHost, ownAddresses, ownAddressIn, parseRange, privateName, overlaps, rangeSize, type InterfaceMap, type Network } from './networks.ts';
 
 export interface ConfigAuditOptions {
   /** This machine's interfaces (default: os.networkInterfaces()). */
@@ -34,6 +34,7 @@ function auditRelayNetworks(config: Config, opts: ConfigAuditOptions, out: Findi
     const setting = `relay.trustedNetworks[${i}]`;
     const n = parseRange(text);
     if (!n) return; // load refuses malformed ranges; nothing to add here
+    mappedForm(text, n, setting, out);
     const before = out.length;
     if (coversLoopback(n)) {
       out.push({
@@ -91,10 +92,23 @@ function auditRelayNetworks(config: Config, opts: ConfigAuditOptions, out: Findi
   });
 }
 
+/** A range written in IPv4-mapped IPv6 form (::ffff:10.0.0.0/104) is the IPv4 range it carries; say so, since other tools read it as IPv6. */
+function mappedForm(text: string, n: Network, setting: string, out: Finding[]): void {
+  if (n.family !== 4 || !text.includes(':')) return;
+  out.push({
+    id: 'network-mapped-form',
+    severity: 'warning',
+    setting,
+    message: `${q(text)} is written in IPv4-mapped IPv6 form; Mailward reads it as the IPv4 range ${n.text} (and matches IPv4 clients against it), while other tools and readers may take it for IPv6`,
+    fix: `write ${n.text}`,
+  });
+}
+
 function auditListener(l: ListenerConfig, out: Finding[]): void {
   const key = `listeners.${l.name}`;
   l.proxyTrusted.forEach((p, j) => {
     const n = parseRange(p);
+    if (n) mappedForm(p, n, `${key}.proxy.trusted[${j}]`, out);
     if (!n || n.prefix >= (n.family === 4 ? 24 : 64)) return;
     out.push({
       id: 'proxy-trust-wide',

@@ -79,7 +79,8 @@ export class OutboundGuard {
     this.#trusted = new SlidingCounter(d.store, 'guard:t', s.trustedNetwork.window);
     this.#bounces = new SlidingCounter(d.store, 'guard:b', s.bounces.window);
     this.#quota = new SlidingCounter(d.store, 'guard:q', s.quota.window);
-    this.#exempt = new Set(s.exempt.map((e) => e.toLowerCase()));
+    // A client exemption is read as the client's own key ("client:::ffff:10.0.0.5" is "client:10.0.0.5"), the form sources are counted under.
+    this.#exempt = new Set(s.exempt.map((e) => (/^client:/i.test(e) ? source('client', e.slice(7)) : e.toLowerCase())));
     this.alerter =
       d.alerter ??
       new Alerter({

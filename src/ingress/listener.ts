@@ -3,6 +3,7 @@
 // hands each connection to the protocol engine with a handler from the session layer.
 import net from 'node:net';
 import type { Socket } from 'node:net';
+import { compileNetworks, ipText, parseIp } from '../core/net.ts';
 import { formatReply, reply, type SmtpReply } from '../core/reply.ts';
 import { readProxyHeader, ProxyParseError, type ProxyHeader } from './proxy.ts';
 import { SmtpConnection } from './smtp/connection.ts';
@@ -32,44 +33,27 @@ export function newSessionId(): string {
   return Date.now().toString(36) + idCounter.toString(36).padStart(4, '0');
 }
 
-/** Reports IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) as plain IPv4. */
+/**
+ * The client's address in one canonical form: IPv4-mapped IPv6 in any spelling (::ffff:1.2.3.4,
+ * ::ffff:102:304, 0:0:0:0:0:ffff:1.2.3.4; RFC 4291 §2.5.5.2) as plain IPv4, IPv6 as RFC 5952 text.
+ * Every check, limit and log line then sees one spelling per client.
+ */
 export function normalizeAddress(address: string): string {
-  if (address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:' && net.isIPv4(address.slice(7))) return address.slice(7);
-  return address;
+  const ip = address.includes('%') ? undefined : parseIp(address);
+  return ip ? ipText(ip) : address;
 }
 
-/** Builds the trusted-proxy list; throws an operator-readable error for a bad entry. */
-export function buildTrustList(entries: readonly string[]): net.BlockList | undefined {
+/** Builds the trusted-proxy list (core/net.ts, the one network parser); throws an operator-readable error for a bad entry. */
+export function buildTrustList(entries: readonly string[]): TrustList | undefined {
   if (entries.length === 0) return undefined;
-  const list = new net.BlockList();
-  for (const raw of entries) {
-    const entry = raw.trim();
-    const slash = entry.indexOf('/');
-    const given = slash === -1 ? entry : entry.slice(0, slash);
-    const addr = normalizeAddress(given);
-    const type = net.isIPv4(addr) ? 'ipv4' : net.isIPv6(addr) ? 'ipv6' : undefined;
-    const fail = (): never => {
-      throw new Error(`proxy.trusted: ${JSON.stringify(raw)} is not an IP address or CIDR range; use e.g. 10.0.0.5, 10.0.0.0/8 or fd00::/8`);
-    };
-    if (!type) fail();
-    if (slash === -1) {
-      list.addAddress(addr, type);
-      continue;
-    }
-    const prefixText = entry.slice(slash + 1);
-    if (!/^[0-9]{1,3}$/.test(prefixText)) fail();
-    let prefix = Number(prefixText);
-    // ::ffff:10.0.0.0/104 is the IPv4 range 10.0.0.0/8.
-    if (addr !== given) prefix -= 96;
-    if (prefix < 0 || prefix > (type === 'ipv4' ? 32 : 128)) fail();
-    list.addSubnet(addr, prefix, type);
-  }
-  return list;
+  return compileNetworks(entries, 'proxy.trusted');
 }
 
-function isTrusted(list: net.BlockList | undefined, address: string): boolean {
+type TrustList = ReturnType<typeof compileNetworks>;
+
+function isTrusted(list: TrustList | undefined, address: string): boolean {
   if (!list || !address) return false;
-  return list.check(address, net.isIPv4(address) ? 'ipv4' : 'ipv6');
+  return list.match(address) !== undefined;
 }
 
 /** Sends a last reply and closes, reading (and dropping) input until the client goes. */

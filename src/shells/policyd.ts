@@ -4,7 +4,8 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { chmod, chown, lstat, unlink } from 'node:fs/promises';
-import net, { BlockList, isIP } from 'node:net';
+import net from 'node:net';
+import { compileNetworks } from '../core/net.ts';
 import type { ListenAddress, PolicydConfig } from '../config/policyd-schema.ts';
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
@@ -227,27 +228,12 @@ class Connection {
   }
 }
 
-function clientList(list: readonly string[]): BlockList {
-  const b = new BlockList();
-  list.forEach((text, i) => {
-    const [addr = '', bits] = text.trim().split('/');
-    const fam = isIP(addr);
-    const max = fam === 6 ? 128 : 32;
-    const prefix = bits === undefined ? max : Number(bits);
-    if (fam === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > max) {
-      throw new Error(`policyd.clients[${i}]: ${JSON.stringify(text)} is not an IP address or CIDR range; write e.g. 127.0.0.1 or 10.0.0.0/24`);
-    }
-    b.addSubnet(addr, prefix, fam === 6 ? 'ipv6' : 'ipv4');
-  });
-  return b;
-}
+// The one network parser (core/net.ts): an IPv4 client on a dual-stack socket (::ffff:a.b.c.d)
+// is matched as IPv4, and a mapped range in the list is its IPv4 range.
+const clientList = (list: readonly string[]): ReturnType<typeof compileNetworks> => compileNetworks(list, 'policyd.clients');
 
-function isAllowed(b: BlockList, address: string | undefined): boolean {
-  if (!address) return false;
-  // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d.
-  const v4 = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
-  if (v4) return b.check(v4, 'ipv4');
-  return b.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4');
+function isAllowed(b: ReturnType<typeof compileNetworks>, address: string | undefined): boolean {
+  return address !== undefined && b.match(address) !== undefined;
 }
 
 /** A number, or a group name looked up in /etc/group. */

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildConfig, type Config } from '../../src/config/load.ts';
+import { LOCAL_TRUST_ACK } from '../../src/config/schema.ts';
 import { ConfigError } from '../../src/config/errors.ts';
 import { createSelfSignedCertificate } from '../../src/ingress/selfsigned.ts';
 import { generateDkimKey } from '../../src/delivery/dkim-sign.ts';
@@ -92,9 +93,9 @@ test('doctor: loopback in relay.trustedNetworks (the incident) is an error; the 
     message: '"127.0.0.1/32" includes loopback: a tunnel, proxy or port forwarder on this host connects from loopback, so every client it carries may relay — how a tunnelled Postfix became an open relay',
     fix: 'remove it; let local programs log in on the submission port instead',
   };
-  await expectOnly(config(s, { relay: { trustedNetworks: ['127.0.0.1/32'] } }), expected);
+  await expectOnly(config(s, { relay: { trustedNetworks: ['127.0.0.1/32'], allowLocalTrust: LOCAL_TRUST_ACK } }), expected);
   // Any range that merely touches loopback counts: ::1 and a /8 around it.
-  const both = await doctor(config(s, { relay: { trustedNetworks: ['::1', '127.0.0.0/8'] } }));
+  const both = await doctor(config(s, { relay: { trustedNetworks: ['::1', '127.0.0.0/8'], allowLocalTrust: LOCAL_TRUST_ACK } }));
   assert.deepEqual(
     both.map((f) => [f.id, f.setting]),
     [
@@ -102,7 +103,7 @@ test('doctor: loopback in relay.trustedNetworks (the incident) is an error; the 
       ['relay-trusts-loopback', 'relay.trustedNetworks[1]'],
     ],
   );
-  writeFileSync(s.source, JSON.stringify({ ...s.base, relay: { trustedNetworks: ['127.0.0.1/32'] } }));
+  writeFileSync(s.source, JSON.stringify({ ...s.base, relay: { trustedNetworks: ['127.0.0.1/32'], allowLocalTrust: LOCAL_TRUST_ACK } }));
   const run = await runDoctorCli(s.source, false, QUIET);
   assert.equal(run.code, 1);
   assert.equal(run.output, `${formatFinding(expected)}\n1 error(s), 0 warning(s), 0 note(s) for ${s.source}\n`);
@@ -126,7 +127,7 @@ test('doctor: a private range in relay.trustedNetworks is a warning', async (t) 
 test("doctor: the proxy's own address in relay.trustedNetworks is an error (PROXY LOCAL would relay)", async (t) => {
   const s = setup(t);
   const listeners = { ...(s.base.listeners as object), mx: { kind: 'mx', host: '0.0.0.0', port: 25, proxy: { trusted: ['203.0.113.9'] } } };
-  await expectOnly(config(s, { listeners, relay: { trustedNetworks: ['203.0.113.0/24'] } }), {
+  await expectOnly(config(s, { listeners, relay: { trustedNetworks: ['203.0.113.0/24'], allowLocalTrust: LOCAL_TRUST_ACK } }), {
     id: 'relay-trusts-proxy',
     severity: 'error',
     setting: 'relay.trustedNetworks[0]',
@@ -707,7 +708,7 @@ test('doctor: a config that does not load is reported as config-invalid, exit 2,
 
 test('doctor: `mailward doctor --config FILE` as a command: prints the finding and exits 1 on an error', async (t) => {
   const s = setup(t);
-  writeFileSync(s.source, JSON.stringify({ ...s.base, relay: { trustedNetworks: ['127.0.0.1/32'] } }));
+  writeFileSync(s.source, JSON.stringify({ ...s.base, relay: { trustedNetworks: ['127.0.0.1/32'], allowLocalTrust: LOCAL_TRUST_ACK } }));
   // The command as registered (the program's own --config is global), in a real process.
   const script = [
     "import { Command } from 'commander';",

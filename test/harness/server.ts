@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
 import { pino } from 'pino';
+import { LOCAL_TRUST_ACK } from '../../src/config/schema.ts';
 import { buildConfig, type Config } from '../../src/config/load.ts';
 import { startMailward, type RunningServer } from '../../src/app/compose.ts';
 import { openDirectory } from '../../src/app/accounts.ts';
@@ -48,6 +49,10 @@ export const TEST_LISTENERS = {
 };
 
 export function testConfig(dataDir: string, extra: Record<string, unknown> = {}): Config {
+  // Every test server listens on loopback, so a test that trusts a network trusts loopback: it
+  // acknowledges that (relay.allowLocalTrust) unless it sets the key itself, even to undefined.
+  const relay = extra.relay as Record<string, unknown> | undefined;
+  if (relay?.trustedNetworks !== undefined && !('allowLocalTrust' in relay)) extra = { ...extra, relay: { ...relay, allowLocalTrust: LOCAL_TRUST_ACK } };
   return buildConfig({ hostname: 'mx.example.org', domains: ['example.org'], dataDir, workers: Number(process.env.MAILWARD_TEST_WORKERS ?? 1), listeners: TEST_LISTENERS, log: { level: 'debug', format: 'json' }, ...extra }, 'test config', dataDir);
 }
 

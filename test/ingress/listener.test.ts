@@ -188,16 +188,21 @@ describe('shutdown', () => {
 describe('helpers', () => {
   it('builds trust lists from addresses and CIDRs, IPv4 and IPv6', () => {
     const list = buildTrustList(['10.0.0.5', '192.168.0.0/16', 'fd00::/8', '::ffff:172.16.0.0/108'])!;
-    const check = (a: string): boolean => list.check(normalizeAddress(a), net.isIPv4(normalizeAddress(a)) ? 'ipv4' : 'ipv6');
+    const check = (a: string): boolean => list.match(a) !== undefined;
     assert.deepEqual(['10.0.0.5', '10.0.0.6', '192.168.4.4', '::ffff:192.168.1.1', 'fd12::1', 'fe80::1', '172.16.3.3', '172.32.0.1'].map(check), [true, false, true, true, true, false, true, false]);
+    // A mapped client in any spelling is its IPv4 address; a mapped range never matches as IPv6.
+    assert.deepEqual(['::ffff:a00:5', '0:0:0:0:0:ffff:10.0.0.5', '::ffff:ac10:303', '[::ffff:10.0.0.5]'].map(check), [true, true, true, true]);
     assert.equal(buildTrustList([]), undefined);
-    for (const bad of ['10.0.0.0/33', 'example.com', '10.0.0.0/x', '::/129']) assert.throws(() => buildTrustList([bad]), /proxy\.trusted/);
+    for (const bad of ['10.0.0.0/33', 'example.com', '10.0.0.0/x', '::/129', '127.1', '010.0.0.1', 'fe80::1%eth0', '::/64']) assert.throws(() => buildTrustList([bad]), /proxy\.trusted/);
   });
 
   it('unwraps IPv4-mapped addresses only', () => {
     assert.equal(normalizeAddress('::ffff:127.0.0.1'), '127.0.0.1');
     assert.equal(normalizeAddress('::1'), '::1');
     assert.equal(normalizeAddress('2001:db8::1'), '2001:db8::1');
+    assert.equal(normalizeAddress('::ffff:7f00:1'), '127.0.0.1');
+    assert.equal(normalizeAddress('0:0:0:0:0:FFFF:127.0.0.1'), '127.0.0.1');
+    assert.equal(normalizeAddress('2001:DB8:0:0::1'), '2001:db8::1');
   });
 
   it('makes short unique session ids', () => {

@@ -251,6 +251,9 @@ export const DASHBOARD_JS = String.raw`'use strict';
         'Client ' + t.address + ' looks like a tunnel or proxy carrying many clients (' + t.heloNames + ' HELO names and ' + t.senderDomains +
         ' sender domains within the hour, since ' + stamp(t.since) + '): relay.trustedNetworks no longer applies to it. Send the real client address with PROXY protocol and remove it from relay.trustedNetworks.'));
     });
+    (s.warnings || []).forEach(function (w) {
+      box.appendChild(el('div', { class: 'alert config-warning', 'data-setting': w.setting }, 'Config ' + w.setting + ': ' + w.message + '. Fix: ' + w.fix));
+    });
     (breakers.breakers || []).forEach(function (b) {
       if (b.open) box.appendChild(el('div', { class: 'alert breaker', 'data-name': b.name }, 'Breaker ' + b.name + ' is open' + (b.reason ? ': ' + b.reason : '') + '. Outbound mail from it is held.'));
     });

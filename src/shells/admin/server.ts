@@ -29,6 +29,8 @@ export interface AdminDeps {
   readonly guardControl?: GuardControl;
   /** The queue's start-up scan: how far it is (shown while it runs). */
   readonly catalog?: () => LoadProgress;
+  /** Risks the running config acknowledges (relay.allowLocalTrust), shown as alerts. */
+  readonly warnings?: () => ReadonlyArray<{ readonly setting: string; readonly message: string; readonly fix: string }>;
   readonly log: Logger;
   readonly clock?: () => number;
 }
@@ -113,6 +115,7 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
             hours24: stats.hourly(24),
             hours168: stats.hourly(168),
             tunnels: stats.tunnels(),
+            warnings: deps.warnings?.() ?? [],
             actions: { queue: deps.queueControl !== undefined, breakers: deps.guardControl !== undefined },
           };
         case '/api/decisions':

@@ -17,6 +17,7 @@ export function registerConfig(program: Command): void {
       preflight(config);
       const listeners = config.listeners.map((l) => `${l.name} (${l.kind}) on ${l.host}:${l.port}`).join(', ');
       process.stdout.write(`config OK: ${config.source}\n  domains: ${config.domains.join(', ')}\n  listeners: ${listeners || 'none'}\n  data: ${config.dataDir}\n`);
+      for (const w of config.warnings) process.stdout.write(`warning at ${w.path} (acknowledged by relay.allowLocalTrust): ${w.message}. Fix: ${w.fix}\n`);
     });
   const cfg = program.command('config').description('inspect the configuration');
   cfg

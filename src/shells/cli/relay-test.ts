@@ -3,6 +3,8 @@
 // operator runs after changing their network (a tunnel, a proxy, a new port).
 import type { Command } from 'commander';
 import { replyLine, runRelayTest, RelayTestError, type AttemptResult, type RelayTestOptions, type RelayTestReport, type Verdict, DEFAULT_FOREIGN_DOMAIN, DEFAULT_HELO, DEFAULT_TIMEOUT_MS } from '../../app/relay-test.ts';
+import { auditTrustFile, LOOPBACK_FORMS, type TrustFinding } from '../../app/relay-test-config.ts';
+import { ConfigError } from '../../config/errors.ts';
 import { CliError, EXIT } from './index.ts';
 import { readPassword } from './password-input.ts';
 
@@ -47,6 +49,9 @@ Examples:
   mailward relay-test mx.example.org:25
   mailward relay-test 127.0.0.1:2525 --proxy-v2 203.0.113.9
   mailward relay-test mail.example.org:587 --auth alice@example.org --json < password.txt
+  mailward relay-test 127.0.0.1:25 --config /etc/mailward/mailward.yaml
+
+With --config, the config's relay.trustedNetworks are judged as the server reads them (a range\nthat holds loopback, or one written in IPv4-mapped form, is an open relay), and a target on this\nhost is probed again from each loopback client form: 127.0.0.1, ::1 and ::ffff:127.0.0.1.
 `;
 
 /** HOST:PORT, [IPv6]:PORT, or HOST alone (then port 25, the MX port). */
@@ -171,7 +176,7 @@ export function registerRelayTest(program: Command): void {
     .option('--json', 'print one JSON document instead of the table')
     .option('--timeout <ms>', 'limit for connecting and for each reply', String(DEFAULT_TIMEOUT_MS))
     .addHelpText('after', HELP)
-    .action(async (target: string, flags: RelayTestFlags) => {
+    .action(async (target: string, flags: RelayTestFlags, cmd: Command) => {
       const options = await toOptions(target, flags);
       let report: RelayTestReport;
       try {
@@ -180,7 +185,55 @@ export function registerRelayTest(program: Command): void {
         if (err instanceof RelayTestError) throw new CliError(err.message, EXIT.usage);
         throw err;
       }
-      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
-      process.exitCode = report.exitCode;
+      const file = cmd.optsWithGlobals<{ config?: string }>().config;
+      const extra = file === undefined ? undefined : await configChecks(file, options);
+      if (flags.json) process.stdout.write(`${JSON.stringify(extra ? { ...report, ...extra } : report, null, 2)}\n`);
+      else process.stdout.write(formatReport(report) + (extra ? formatConfigChecks(extra) : ''));
+      process.exitCode = extra?.openRelay ? EXIT_OPEN_RELAY : report.exitCode;
     });
+}
+
+const EXIT_OPEN_RELAY = 1;
+
+interface ConfigChecks {
+  readonly trust: readonly TrustFinding[];
+  /** The battery again from each loopback client form (127.0.0.1, ::1, ::ffff:127.0.0.1). */
+  readonly loopbackForms: ReadonlyArray<{ readonly from: string; readonly result: string; readonly openRelay: boolean }>;
+  readonly openRelay: boolean;
+}
+
+const isLoopbackTarget = (host: string): boolean => /^(?:127\.|::1$|localhost$|::ffff:127\.)/i.test(host);
+
+/** --config: the config's trusted networks judged as the server reads them, and, for a target on this host, every loopback client form tried live. */
+async function configChecks(file: string, options: RelayTestOptions): Promise<ConfigChecks> {
+  let trust: TrustFinding[];
+  try {
+    trust = auditTrustFile(file);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, EXIT.usage);
+    throw err;
+  }
+  const loopbackForms: Array<{ from: string; result: string; openRelay: boolean }> = [];
+  if (isLoopbackTarget(options.host)) {
+    for (const host of LOOPBACK_FORMS) {
+      try {
+        const r = await runRelayTest({ ...options, host });
+        loopbackForms.push({ from: host, result: r.result, openRelay: r.openRelay });
+      } catch (err) {
+        if (!(err instanceof RelayTestError)) throw err;
+        loopbackForms.push({ from: host, result: `not reachable this way (${err.message})`, openRelay: false });
+      }
+    }
+  }
+  return { trust, loopbackForms, openRelay: trust.some((f) => f.openRelay) || loopbackForms.some((f) => f.openRelay) };
+}
+
+function formatConfigChecks(c: ConfigChecks): string {
+  const out = ['', 'trusted networks in the config, as the server reads them:'];
+  if (c.trust.length === 0) out.push('  none (relay.trustedNetworks is empty)');
+  for (const f of c.trust) out.push(`  ${f.setting} ${JSON.stringify(f.value)}: ${f.message}`);
+  if (c.loopbackForms.length > 0) out.push('client forms on loopback:');
+  for (const f of c.loopbackForms) out.push(`  from ${f.from}: ${f.result}`);
+  out.push(c.openRelay ? 'CONFIG RESULT: OPEN RELAY (see above)' : 'CONFIG RESULT: no trusted network that loopback, a tunnel or a mapped form opens');
+  return `${out.join('\n')}\n`;
 }
