@@ -34,6 +34,7 @@ const CASES: Case[] = [
   { name: 'folded field', head: 'From: "Alice"\r\n <alice@example.org>', code: 250 },
   { name: 'name that is the same address', head: 'From: "alice@example.org" <alice@example.org>', code: 250 },
   { name: 'other case', head: 'From: Alice <ALICE@Example.ORG>', code: 250 },
+  { name: 'name that is the same address in other case', head: 'From: "ALICE@example.org" <alice@Example.org>', code: 250 },
   { name: 'own alias', head: 'From: Sales <sales@example.org>', code: 250 },
   { name: 'own +tag', head: 'From: <alice+lists@example.org>', code: 250, mailFrom: 'alice+lists@example.org' },
   { name: "own alias's +tag", head: 'From: <sales+x@example.org>', code: 250 },
@@ -134,6 +135,31 @@ test("sender-login: a login's message without From gets From: <login>; a strange
   const [msg] = await srv.waitForMail('bob@example.org');
   const head = msg!.slice(0, msg!.indexOf('\r\n\r\n'));
   assert.deepEqual(head.split('\r\n').filter((l) => /^from:/i.test(l)), ['From: alice@example.org']);
+  // Mail from another server on the MX port is delivered as it came.
+  const mx = await dial(srv.port('mx'));
+  await mx.expect('220');
+  await mx.say('EHLO mta.example.net').expect('250');
+  assert.equal(await send(mx, '', 'someone@example.net', 'stranger'), 250);
+  mx.close();
+  const box = await srv.waitForMail('bob@example.org', 2);
+  const stranger = box.find((m) => m.includes('\r\nSubject: stranger\r\n'))!;
+  assert.equal(/^from:/im.test(stranger.slice(0, stranger.indexOf('\r\n\r\n'))), false);
+});
+
+test('sender-login: the same rule over BDAT (RFC 3030), the field split across chunks', async (t) => {
+  const srv = await startServer(t, { users: USERS });
+  const c = await login(srv);
+  for (const [head, code] of [['From: <alice@example.org> <bob@evil.test>', '550'], ['From: "Alice" <alice@example.org>', '250']] as const) {
+    await c.say('MAIL FROM:<alice@example.org>').expect('250');
+    await c.say('RCPT TO:<bob@example.org>').expect('250');
+    const msg = `${head}\r\nSubject: bdat\r\n\r\nbody\r\n`;
+    const cut = 12;
+    c.send(`BDAT ${cut}\r\n${msg.slice(0, cut)}`);
+    await c.expect('250');
+    c.send(`BDAT ${Buffer.byteLength(msg) - cut} LAST\r\n${msg.slice(cut)}`);
+    await c.expect(code);
+  }
+  c.close();
 });
 
 test('sender-login: without recipientDelimiter a +tag is a different address', async (t) => {
