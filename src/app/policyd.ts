@@ -37,7 +37,7 @@ export async function createPolicyService(config: Config, policyd: PolicydConfig
   let store: Store | undefined;
   try {
     store = await openStore(config, log);
-    const env: CheckEnv = { log, clock, hostname: config.hostname, domains: config.domains, directory, dns: createResolver(config), store };
+    const env: CheckEnv = { log, clock, hostname: config.hostname, domains: config.domains, recipientDelimiter: config.recipientDelimiter, directory, dns: createResolver(config), store };
     const policy = compilePolicyPipeline(config, policyd.pipeline, createRegistry(ALL_CHECKS), env);
     const engine = createPolicyEngine({
       policy,

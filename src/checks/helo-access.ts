@@ -3,6 +3,7 @@
 // mail and rcpt stages it looks up the name the client gave earlier.
 import { defineCheck, type CheckContext } from '../pipeline/check.ts';
 import { PASS, type Verdict } from '../core/verdict.ts';
+import { heloNameCounts } from './lib/helo-evidence.ts';
 import { AccessMap, AccessOptions, accessVerdict, domainKeys } from './lib/access-map.ts';
 
 const NAME = 'helo-access';
@@ -21,7 +22,8 @@ export const heloAccess = defineCheck({
       const shown = name.length > 255 ? `${name.slice(0, 255)}...` : name;
       return rule ? accessVerdict(NAME, rule, `<${shown}>`, 'Helo command', env.log) : PASS;
     };
-    const later = (ctx: CheckContext): Promise<Verdict> => check(ctx.session.helo);
-    return { helo: (_ctx, name) => check(name), mail: later, rcpt: later };
+    // MX listeners only: on the submission ports a client's name is no evidence (lib/helo-evidence.ts).
+    const later = (ctx: CheckContext): Promise<Verdict> => check(heloNameCounts(ctx.session) ? ctx.session.helo : undefined);
+    return { helo: (ctx, name) => check(heloNameCounts(ctx.session) ? name : undefined), mail: later, rcpt: later };
   },
 });

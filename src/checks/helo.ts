@@ -1,11 +1,13 @@
 // HELO/EHLO name checks: the name must be a domain or an address literal (RFC 5321 §4.1.1.1),
 // must not claim to be us (our host name, our mail domains, one of our listener addresses), and
 // optionally must be fully qualified. Replies as Postfix's reject_invalid/non_fqdn_helo_hostname.
+// MX listeners only: on the submission ports a client's name is no evidence (lib/helo-evidence.ts).
 import { z } from 'zod';
 import { perm } from '../core/reply.ts';
 import { PASS, reject, type Verdict } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
 import { ipText, parseIp } from '../core/net.ts';
+import { heloNameCounts } from './lib/helo-evidence.ts';
 
 const NAME = 'helo';
 
@@ -69,9 +71,9 @@ export const helo = defineCheck({
     };
 
     return {
-      helo: (_ctx, name) => check(name),
+      helo: async (ctx, name) => (heloNameCounts(ctx.session) ? check(name) : PASS),
       // At MAIL the client may have logged in since: a user's mail client is not judged by its HELO.
-      mail: async (ctx) => (ctx.session.login !== undefined || ctx.session.helo === undefined ? PASS : check(ctx.session.helo)),
+      mail: async (ctx) => (!heloNameCounts(ctx.session) || ctx.session.login !== undefined || ctx.session.helo === undefined ? PASS : check(ctx.session.helo)),
     };
   },
 });

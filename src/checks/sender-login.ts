@@ -1,12 +1,16 @@
 // A login sends only as itself: the envelope sender (and, by default, the header From) must be
-// an address the login owns — its own, its aliases, or those listed under `sendAs` — the
-// hand-written policy script of the incident, built in. Without a login, our own domains may
+// an address the login owns — its own, its aliases, or those listed under `sendAs`, each also
+// with a `+tag` when recipientDelimiter is set — the hand-written policy script of the incident,
+// built in. The header fields are read strictly (core/mailbox-list.ts; docs/decisions/0015). Without a login, our own domains may
 // not be used as envelope sender on the MX port (a forged "from us" is a phishing classic).
 import { z } from 'zod';
-import addressparser from 'nodemailer/lib/addressparser';
 import { perm } from '../core/reply.ts';
-import { pass, reject } from '../core/verdict.ts';
-import { defineCheck } from '../pipeline/check.ts';
+import { pass, reject, type Verdict } from '../core/verdict.ts';
+import { parseHeaderFields } from '../core/headers.ts';
+import { headerBlockEnd } from '../core/header-block.ts';
+import { parseMailboxList } from '../core/mailbox-list.ts';
+import { defineCheck, type MessageFacts } from '../pipeline/check.ts';
+import { headerField } from './lib/header.ts';
 import { compileNetworks } from '../core/net.ts';
 
 const notOwned = perm('5.7.1', 'Sender address rejected: not owned by user', 553);
@@ -36,12 +40,21 @@ export const senderLogin = defineCheck({
     // The one network parser: mapped ranges and client addresses are folded to IPv4 alike.
     const exceptions = compileNetworks(opts.exceptions, 'checks.sender-login.exceptions');
     const sendAs = new Map(Object.entries(opts.sendAs).map(([login, list]) => [login.toLowerCase(), list.map((a) => a.toLowerCase())]));
-    const owns = (login: string, address: string): boolean => {
-      const a = address.toLowerCase();
+    const ownsExactly = (login: string, a: string): boolean => {
       if (env.directory.sendAsAllowed(login).includes(a)) return true;
       const extra = sendAs.get(login.toLowerCase()) ?? [];
-      const domain = a.slice(a.lastIndexOf('@'));
-      return extra.includes(a) || extra.includes(domain);
+      return extra.includes(a) || extra.includes(a.slice(a.lastIndexOf('@')));
+    };
+    // RFC 5233 subaddress: `alice+lists@d` is alice's as it delivers to her (directory's rule:
+    // cut at the first delimiter character, not at the start of the local part, not quoted).
+    const delimiters = env.recipientDelimiter ?? '';
+    const owns = (login: string, address: string): boolean => {
+      const a = address.toLowerCase();
+      if (ownsExactly(login, a)) return true;
+      const at = a.lastIndexOf('@');
+      if (delimiters === '' || a.startsWith('"')) return false;
+      const cuts = [...delimiters].map((d) => a.indexOf(d)).filter((i) => i > 0 && i < at);
+      return cuts.length > 0 && ownsExactly(login, `${a.slice(0, Math.min(...cuts))}${a.slice(at)}`);
     };
     const exempt = (ip: string): boolean => exceptions.match(ip) !== undefined;
     return {
@@ -59,15 +72,62 @@ export const senderLogin = defineCheck({
       data: async (ctx, message) => {
         const login = ctx.session.login;
         if (!login || !opts.headerFrom) return pass();
-        const froms = message.headers.filter(([name]) => name.toLowerCase() === 'from');
-        // No From at all claims no identity (other checks may score it); two is always a trick.
-        if (froms.length === 0) return pass();
-        if (froms.length > 1) return reject(headerNotOwned, `login ${login} sent ${froms.length} From headers`);
-        const addresses = addressparser(froms[0]![1], { flatten: true }).map((a) => a.address);
-        if (addresses.length === 0) return reject(headerNotOwned, `login ${login} sent a From header without an address`);
-        const foreign = addresses.filter((a) => !owns(login, a));
-        return foreign.length === 0 ? pass() : reject(headerNotOwned, `login ${login} may not use From: ${foreign.join(', ')}`);
+        const fields = await completeHeaders(message);
+        const values = (name: string): string[] => fields.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
+        const refuse = (why: string): Verdict => reject(headerNotOwned, `login ${login} ${why}`);
+        const from = values('from');
+        // RFC 5322 §3.6: From is required. A login's message without one gets the login's
+        // address, as Postfix (always_add_missing_headers) and the big providers do.
+        if (from.length === 0) return pass([headerField('From', login)]);
+        const problem = identityProblem(login, owns, from, values('sender'), 'From', 'Sender') ?? resentProblem(login, owns, values('resent-from'), values('resent-sender'));
+        return problem ? refuse(problem) : pass();
       },
     };
   },
 });
+
+type Owns = (login: string, address: string) => boolean;
+
+/** The message's header fields, all of them even when the head the session kept was cut short. */
+async function completeHeaders(message: MessageFacts): Promise<ReadonlyArray<readonly [string, string]>> {
+  if (message.headerComplete !== false) return message.headers;
+  const raw = await message.raw();
+  return parseHeaderFields(raw.subarray(0, headerBlockEnd(raw) ?? raw.length));
+}
+
+/**
+ * RFC 5322 §3.6.2: one From field holding mailboxes; when it holds several, one Sender field with
+ * exactly one mailbox says who sent it. Every mailbox shown must be the login's own.
+ */
+function identityProblem(login: string, owns: Owns, from: readonly string[], sender: readonly string[], fromName: string, senderName: string): string | undefined {
+  if (from.length > 1) return `sent ${from.length} ${fromName} fields`;
+  const f = parseMailboxList(from[0]!);
+  if (!f.ok) return `sent an unreadable ${fromName}: ${f.error}`;
+  const foreign = f.mailboxes.map((m) => m.address).filter((a) => !owns(login, a));
+  if (foreign.length > 0) return `may not use ${fromName}: ${foreign.join(', ')}`;
+  if (sender.length > 1) return `sent ${sender.length} ${senderName} fields`;
+  if (sender.length === 1) {
+    const s = parseMailboxList(sender[0]!);
+    if (!s.ok) return `sent an unreadable ${senderName}: ${s.error}`;
+    if (s.mailboxes.length !== 1) return `sent a ${senderName} with ${s.mailboxes.length} mailboxes`;
+    if (!owns(login, s.mailboxes[0]!.address)) return `may not use ${senderName}: ${s.mailboxes[0]!.address}`;
+  } else if (f.mailboxes.length > 1) {
+    return `sent ${f.mailboxes.length} ${fromName} mailboxes without a ${senderName}`;
+  }
+  return undefined;
+}
+
+/** Resent blocks (RFC 5322 §3.6.6): each Resent-From read as From is, with Resent-Sender. */
+function resentProblem(login: string, owns: Owns, from: readonly string[], sender: readonly string[]): string | undefined {
+  if (from.length === 0) return sender.length === 0 ? undefined : identityProblem(login, owns, sender, [], 'Resent-Sender', 'Resent-Sender');
+  for (const value of from) {
+    // Which Resent-Sender belongs to which block is not marked; any one the login owns will do.
+    const problem = identityProblem(login, owns, [value], sender.slice(0, 1), 'Resent-From', 'Resent-Sender');
+    if (problem) return problem;
+  }
+  for (const value of sender.slice(1)) {
+    const problem = identityProblem(login, owns, [value], [], 'Resent-Sender', 'Resent-Sender');
+    if (problem) return problem;
+  }
+  return undefined;
+}

@@ -121,6 +121,15 @@ const isAsciiAtext = (ch: string): boolean => isAlnum(ch.charCodeAt(0)) || ATEXT
 // (the mark of bytes that were not valid UTF-8).
 const BAD_NON_ASCII = /^[\p{Cc}\p{Z}\p{Cs}\uFFFD]$/u;
 const isAcceptableNonAscii = (ch: string): boolean => !BAD_NON_ASCII.test(ch);
+// The same refusals for a whole word of client text (a HELO name): every control character —
+// C0 including TAB, DEL, C1 — plus the non-ASCII ones above. The ASCII space is left to the caller.
+const BAD_IN_WORD = /[\p{Cc}\p{Cs}\uFFFD]|(?! )\p{Z}/u;
+
+/** The first character no host name or address may hold (see above), as "U+XXXX"; undefined when none. */
+export function forbiddenCharacter(s: string): string | undefined {
+  const m = BAD_IN_WORD.exec(s);
+  return m ? `U+${m[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}` : undefined;
+}
 
 function octets(s: string): number {
   return Buffer.byteLength(s, 'utf8');

@@ -13,6 +13,7 @@ import type { Stage } from '../config/schema.ts';
 import type { RelayPolicy } from '../checks/relay.ts';
 import { receivedHeader } from './received.ts';
 import { parseHeaderFields } from '../core/headers.ts';
+import { headerBlockEnd } from '../core/header-block.ts';
 import type { AuthGuard } from './auth-guard.ts';
 import { decideContent, editHead, type ContentPolicy, type StageScore } from './content.ts';
 import type { CommitAmendment } from '../queue/writer.ts';
@@ -355,7 +356,9 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
             log.error({ ...base(s), queueId: writer.id, err: failed }, 'spool write failed; deferring');
             return done(Replies.storageFull);
           }
-          const message: MessageFacts = { size: body.size, headers: parseHeaderFields(Buffer.concat(head)), raw: () => writer.readBack() };
+          const headBuf = Buffer.concat(head);
+          const headerComplete = headerBlockEnd(headBuf) !== undefined || headBytes < HEAD_LIMIT;
+          const message: MessageFacts = { size: body.size, headers: parseHeaderFields(headBuf), headerComplete, raw: () => writer.readBack() };
           const out = await stage('data', (h, ctx) => h.data?.(ctx, message));
           const refused = refuse(s, 'data', out, { queueId: writer.id, from: draft.mailFrom });
           if (refused) {

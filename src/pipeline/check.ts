@@ -36,6 +36,8 @@ export interface MessageFacts {
   readonly size: number;
   /** Header fields in order, unfolded, as [name, value]. */
   readonly headers: ReadonlyArray<readonly [string, string]>;
+  /** False when the session kept only the start of a longer header block: read raw() for all. */
+  readonly headerComplete?: boolean;
   /** The whole message (headers and body) as received. */
   readonly raw: () => Promise<Buffer>;
 }
@@ -61,6 +63,8 @@ export interface CheckEnv {
   readonly dns: Resolver;
   /** relay.trustedNetworks: the operator's own hosts (greylisting skips them, as postgrey's users do). */
   readonly trustedNetworks?: readonly string[];
+  /** Config `recipientDelimiter` ('' or unset: no subaddresses): `alice+tag@d` is alice's. */
+  readonly recipientDelimiter?: string;
   /** Shared state (SQLite or Redis); operations reject with StoreUnavailableError when it is down. */
   readonly store: Store;
 }

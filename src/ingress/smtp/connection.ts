@@ -4,6 +4,7 @@
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { formatReply, isPositive, reply, type SmtpReply } from '../../core/reply.ts';
+import { forbiddenCharacter } from '../../core/address.ts';
 import { V2_SIGNATURE } from '../proxy.ts';
 import { hasNonAscii, parseBdatArgs, parsePathAndParams, splitCommand } from './command.ts';
 import { DataDecoder, LineEndingTracker } from './framing.ts';
@@ -482,8 +483,17 @@ export class SmtpConnection {
   }
 
   private async helo(verb: 'HELO' | 'EHLO', arg: string): Promise<void> {
-    const name = arg.trim();
+    // Spaces and tabs around the name are tolerated as around a MAIL path (core/address.ts).
+    const name = arg.replace(/^[ \t]+|[ \t]+$/g, '');
     if (!name) return this.bad(R.heloSyntax(verb));
+    // RFC 5321 §4.1.1.1: the argument is a Domain or an address-literal, neither of which holds a
+    // control character. A NUL cuts the name short in C code reading our logs and headers, so it
+    // is refused here on every listener, whatever checks the pipeline lists.
+    const badChar = forbiddenCharacter(name);
+    if (badChar) {
+      this.event('bad-helo', { verb, character: badChar });
+      return this.bad(R.heloBadName);
+    }
     const r = await this.guard('onHelo', () => this.handler.onHelo(this.st, name), R.tempFailure);
     if (this.closing) return;
     if (r && !isPositive(r)) {

@@ -18,6 +18,8 @@ export const R = {
   noParamsAllowed: (verb: string): SmtpReply => reply(501, '5.5.4', `Syntax: ${verb}`),
   syntax: (text: string): SmtpReply => reply(501, '5.5.4', text),
   heloSyntax: (verb: string): SmtpReply => reply(501, '5.5.4', `Syntax: ${verb} hostname`),
+  // As checks/helo.ts answers an invalid name (Postfix's reject_invalid_helo_hostname).
+  heloBadName: reply(501, '5.5.2', 'Helo command rejected: Invalid name'),
   unsupportedParam: reply(555, '5.5.4', 'Unsupported parameter'),
   badSequence: reply(503, '5.5.1', 'Bad sequence of commands'),
   needHelo: reply(503, '5.5.1', 'Bad sequence of commands: send HELO/EHLO first'),
