@@ -10,7 +10,7 @@ import { useQueueIdSlice } from '../core/ids.ts';
 import { TunnelDetector } from '../doctor/tunnel.ts';
 import { createSessionHost, type SessionHost } from '../ingress/listener.ts';
 import { SpoolIntake } from '../queue/intake.ts';
-import { openDirectory } from './accounts.ts';
+import { openDirectory, openHashPool } from './accounts.ts';
 import { openStore } from './store.ts';
 import { buildLive, type LiveState } from './live.ts';
 import { createResolver } from './compose.ts';
@@ -151,7 +151,9 @@ async function start(given: Config, logLevel: string): Promise<Running> {
   try {
     // The primary made the certificate (when self-signed) before it started us: read it quietly.
     const secureContext = await loadTlsContext(config, log, { quiet: true });
-    const directory = openDirectory(config);
+    const hashPool = openHashPool(config);
+    cleanups.push(() => hashPool.close());
+    const directory = openDirectory(config, { hashPool });
     cleanups.push(() => directory.close());
     const store = await openStore(config, log);
     cleanups.push(() => store.close());

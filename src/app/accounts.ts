@@ -3,14 +3,28 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/load.ts';
+import { availableParallelism } from 'node:os';
+import { HashPool } from '../core/password.ts';
 import { Directory } from '../directory/directory.ts';
 
 export type { Directory };
 
-export function openDirectory(config: Config): Directory {
+/** `hashPool`: verify logins on it (a server's sessions); the CLI hashes on the calling thread. */
+export function openDirectory(config: Config, opts: { readonly hashPool?: HashPool } = {}): Directory {
   mkdirSync(path.dirname(config.paths.directory), { recursive: true });
   return Directory.open(config.paths.directory, {
     domains: [...config.domains],
     ...(config.recipientDelimiter ? { recipientDelimiter: config.recipientDelimiter } : {}),
+    ...(opts.hashPool ? { hashPool: opts.hashPool } : {}),
   });
+}
+
+/**
+ * The login hashing threads of a server process (config auth.hashThreads, auth.hashQueue). The
+ * default is 1 thread on one or two CPUs, else 2: enough for people logging in, and a spray
+ * cannot take more CPU than that from the mail.
+ */
+export function openHashPool(config: Config): HashPool {
+  const threads = config.auth.hashThreads ?? (availableParallelism() <= 2 ? 1 : 2);
+  return new HashPool({ threads, maxQueued: config.auth.hashQueue });
 }

@@ -21,7 +21,7 @@ import { Queue, type ScanOptions } from '../queue/queue.ts';
 import { Worker } from '../delivery/worker.ts';
 import { buildDelivery } from './delivery.ts';
 import { startListener, type AdmittedConnection, type Listener } from '../ingress/listener.ts';
-import { openDirectory } from './accounts.ts';
+import { openDirectory, openHashPool } from './accounts.ts';
 import { buildLive, needsRestart, type LiveState } from './live.ts';
 import { guardSettings } from '../config/guard-schema.ts';
 import { OutboundGuard } from '../guard/guard.ts';
@@ -111,7 +111,9 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
   const stopAll = (): Promise<void> => cleanups.run();
   try {
     const secureContext = await loadTlsContext(config, log);
-    const directory = openDirectory(config);
+    const hashPool = openHashPool(config);
+    cleanups.push(() => hashPool.close());
+    const directory = openDirectory(config, { hashPool });
     cleanups.push(() => directory.close());
     const store = await openStore(config, log);
     cleanups.push(() => store.close());

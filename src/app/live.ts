@@ -40,7 +40,7 @@ export function buildLive(config: Config, shared: Shared): LiveState {
   // A trusted network stops counting for an address that looks like a collapsed tunnel.
   const relay = withTunnelGuard(createRelayPolicy(config.relay.trustedNetworks), shared.tunnels);
   const a = config.auth;
-  const authGuard = new AuthGuard(shared.store, { maxFailures: a.maxFailures, maxLoginFailures: a.maxLoginFailures, windowMs: a.window, blockMs: a.block }, shared.log);
+  const authGuard = new AuthGuard(shared.store, { maxFailures: a.maxFailures, maxNetworkFailures: a.maxNetworkFailures, maxLoginFailures: a.maxLoginFailures, delayMs: a.delay, maxDelayMs: a.maxDelay, windowMs: a.window, blockMs: a.block }, shared.log);
   return { config, pipeline, relay, authGuard, content: spamSettings(config) };
 }
 
@@ -59,5 +59,7 @@ export function needsRestart(old: Config, next: Config): string[] {
     }
     if (json(old[key]) !== json(next[key])) out.push(key);
   }
+  // The login hashing threads are made once at start.
+  for (const k of ['hashThreads', 'hashQueue'] as const) if (old.auth[k] !== next.auth[k]) out.push(`auth.${k}`);
   return out;
 }

@@ -180,13 +180,28 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    /** Password guessing: failed logins are counted per client and per login in the store. */
+    /**
+     * Password guessing (ingress/auth-guard.ts): failed logins are counted in the store per
+     * (login, client network) and per client network (/24, /64). They only ever slow or refuse
+     * AUTH; mail that does not log in (the MX port) is never refused for them.
+     */
     auth: z
       .object({
+        /** Failures of one login from one network within `window` before it is locked there (for `block`). */
         maxFailures: z.number().int().min(1).default(5),
-        maxLoginFailures: z.number().int().min(1).default(10),
+        /** Failures of one login from all networks before each further try of it is delayed (never locked). */
+        maxLoginFailures: z.number().int().min(1).default(3),
+        /** Failures from one network, over all logins, within `window` before its AUTH is refused (for `block`). */
+        maxNetworkFailures: z.number().int().min(1).default(20),
+        /** First delay past maxLoginFailures; it doubles per failure up to maxDelay. 0: no delay. */
+        delay: Duration.default(500),
+        maxDelay: Duration.default(8000),
         window: Duration.default(900_000),
         block: Duration.default(3_600_000),
+        /** Threads that run scrypt for logins (default: 1 on one or two CPUs, else 2). */
+        hashThreads: z.number().int().min(1).max(16).optional(),
+        /** Logins that may wait for a hashing thread; past it AUTH answers 454 at once. */
+        hashQueue: z.number().int().min(0).max(10_000).default(32),
       })
       .strict()
       .prefault({}),

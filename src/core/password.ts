@@ -1,7 +1,10 @@
 // Password hashing with scrypt (node:crypto) in a self-describing string:
 //   $scrypt$ln=15,r=8,p=1$<salt, base64 without padding>$<hash, base64 without padding>
 // Verification is constant-time, and a check against no stored hash costs the same as a real one.
+// Logins verify on a HashPool (threads of its own): node's scrypt() runs on libuv's shared
+// threadpool, where a password spray would queue ahead of the spool's fs calls.
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { WorkerPool, WorkerPoolFullError } from './worker-pool.ts';
 
 export interface ScryptParams {
   /** log2 of the CPU/memory cost N. */
@@ -31,16 +34,65 @@ function memoryFor(params: ScryptParams): number {
   return 128 * 2 ** params.ln * params.r * params.p;
 }
 
-function derive(password: string, salt: Buffer, params: ScryptParams, keylen: number): Promise<Buffer> {
-  const options: ScryptOptions = {
+/** One key derivation as a hashing thread receives it (password-worker.ts). */
+export interface DeriveRequest {
+  readonly password: Uint8Array;
+  readonly salt: Uint8Array;
+  readonly keylen: number;
+  readonly N: number;
+  readonly r: number;
+  readonly p: number;
+  readonly maxmem: number;
+}
+
+const WORKER_URL = new URL(`./password-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+
+export { WorkerPoolFullError as HashPoolFullError };
+
+/**
+ * Threads that do nothing but scrypt, with a bound on logins waiting for one: past it, verify()
+ * rejects at once with HashPoolFullError (AUTH answers 454) instead of queueing without end.
+ */
+export class HashPool {
+  private readonly pool: WorkerPool<DeriveRequest, Uint8Array>;
+
+  constructor(opts: { readonly threads: number; readonly maxQueued: number }) {
+    this.pool = new WorkerPool({ url: WORKER_URL, name: 'password-hash', size: opts.threads, maxQueued: opts.maxQueued });
+  }
+
+  get threads(): number {
+    return this.pool.size;
+  }
+
+  /** verifyPassword() on this pool's threads. */
+  verify(password: string, stored: string | undefined): Promise<boolean> {
+    return verifyPassword(password, stored, this);
+  }
+
+  /** @internal used by derive() */
+  run(req: DeriveRequest): Promise<Uint8Array> {
+    return this.pool.run(req);
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+async function derive(password: string, salt: Buffer, params: ScryptParams, keylen: number, pool?: HashPool): Promise<Buffer> {
+  const options = {
     N: 2 ** params.ln,
     r: params.r,
     p: params.p,
     // Node refuses N*r*128 > maxmem (32 MiB by default); leave headroom.
     maxmem: memoryFor(params) * 2,
-  };
+  } satisfies ScryptOptions;
   // RFC 8265 §4.2 (OpaqueString): normalise to NFC so the same password typed on two systems matches.
   const pw = Buffer.from(password.normalize('NFC'), 'utf8');
+  if (pool) {
+    const key = await pool.run({ password: pw, salt, keylen, ...options });
+    return Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  }
   return new Promise((resolve, reject) => {
     scrypt(pw, salt, keylen, options, (err, key) => (err ? reject(err) : resolve(key)));
   });
@@ -84,12 +136,13 @@ const DUMMY: ParsedPasswordHash = { ...DEFAULT_PARAMS, salt: randomBytes(SALT_BY
 /**
  * True when `password` matches `stored`. An undefined (unknown user) or malformed stored string
  * returns false after doing the same scrypt work as a real check, so timing does not tell
- * which logins exist. Never throws for a bad stored string.
+ * which logins exist. Never throws for a bad stored string. With a pool, the work runs on its
+ * threads (and rejects with HashPoolFullError when it is full).
  */
-export async function verifyPassword(password: string, stored: string | undefined): Promise<boolean> {
+export async function verifyPassword(password: string, stored: string | undefined, pool?: HashPool): Promise<boolean> {
   const parsed = stored === undefined ? undefined : parsePasswordHash(stored);
   const target = parsed?.ok ? parsed.value : DUMMY;
-  const candidate = await derive(password, target.salt, target, target.hash.length);
+  const candidate = await derive(password, target.salt, target, target.hash.length, pool);
   return timingSafeEqual(candidate, target.hash) && target !== DUMMY;
 }
 

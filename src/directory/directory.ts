@@ -3,7 +3,7 @@
 // statement against the file, so a change made by the CLI counts at the server's next command.
 import type Database from 'better-sqlite3';
 import { isValidDomain, normaliseDomain } from '../core/address.ts';
-import { hashPassword, verifyPassword } from '../core/password.ts';
+import { hashPassword, verifyPassword, type HashPool } from '../core/password.ts';
 import { addressKey, isAddressKey, type AddressKey } from './address-key.ts';
 import { expand, type Entry, type Lookup } from './resolve.ts';
 import { openDatabase } from './schema.ts';
@@ -13,6 +13,8 @@ export interface DirectoryOptions {
   readonly domains: readonly string[];
   /** Subaddress delimiter characters, e.g. '+' (config `recipientDelimiter`); unset: none. */
   readonly recipientDelimiter?: string;
+  /** Threads that verify logins (config auth.hashThreads); unset: node's scrypt on libuv's pool. */
+  readonly hashPool?: HashPool;
 }
 
 export type Resolution =
@@ -50,11 +52,13 @@ export class Directory {
   private readonly domains: ReadonlySet<string>;
   private readonly lookup: Lookup;
   private readonly stmt;
+  private readonly hashPool: HashPool | undefined;
 
   private constructor(
     private readonly db: Database.Database,
     opts: DirectoryOptions,
   ) {
+    this.hashPool = opts.hashPool;
     this.domains = new Set(opts.domains.map(normaliseDomain));
     this.stmt = {
       user: db.prepare<[string], UserRow>('SELECT password, disabled FROM users WHERE address = ?'),
@@ -144,7 +148,7 @@ export class Directory {
   async authenticate(login: string, password: string): Promise<boolean> {
     const k = addressKey(login);
     const row = isAddressKey(k) ? this.stmt.user.get(k.key) : undefined;
-    const ok = await verifyPassword(password, row?.password);
+    const ok = await verifyPassword(password, row?.password, this.hashPool);
     return ok && row?.disabled === 0;
   }
 

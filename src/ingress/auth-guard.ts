@@ -1,34 +1,51 @@
-// Counts failed logins per client (IPv4 address, or IPv6 /64) and per login name in the shared
-// store, so that every node sees the same figures. Past the limit the client is blocked for a
-// while: its AUTH attempts and new connections get 421. Password guessing then costs the
-// attacker a block per handful of tries instead of one scrypt verify per second per connection.
-import { isIP } from 'node:net';
+// Password guessing limits, counted in the shared store so every node sees the same figures.
+// A failure only ever slows or refuses AUTH — never the connection, never mail that does not
+// log in: behind a tunnel or NAT every client is one address, and a lock on the address would let
+// anyone shut off inbound mail with five guesses. So we count per (login, client network), per
+// client network over all logins, and per login from anywhere:
+// - a login is locked only from the networks that failed it (its owner elsewhere still gets in);
+// - a network that fails too many logins gets no AUTH at all for a while (a spray);
+// - a login failed from everywhere gets a growing delay before each try (slower, never locked).
+// Every limit is keyed by the name typed, so an unknown login meets the same limits, replies and
+// work (a dummy scrypt) as a known one: the replies do not tell which logins exist.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { HashPoolFullError } from '../core/password.ts';
+import { networkOf, parseIp } from '../core/net.ts';
+import { temp, perm, type SmtpReply } from '../core/reply.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Store } from '../store/store.ts';
 
 export interface AuthGuardOptions {
-  /** Failed logins from one client within `windowMs` before it is blocked. */
+  /** Failures of one login from one network within `windowMs` before it is locked there. */
   readonly maxFailures: number;
-  /** Failed logins for one login name (from anywhere) within `windowMs` before the client trying it is blocked. */
+  /** Failures from one network over all logins within `windowMs` before its AUTH is refused. */
+  readonly maxNetworkFailures: number;
+  /** Failures of one login (from anywhere) within `windowMs` before its tries are delayed. */
   readonly maxLoginFailures: number;
+  /** First delay; doubles per further failure up to `maxDelayMs`. */
+  readonly delayMs: number;
+  readonly maxDelayMs: number;
   readonly windowMs: number;
   readonly blockMs: number;
 }
 
-/** The unit an attacker controls: one IPv4 address, or a /64 of IPv6 (one customer's prefix). */
-export function clientKey(address: string): string {
-  if (isIP(address) !== 6) return address;
-  const full = expandIPv6(address);
-  return `${full.slice(0, 4).join(':')}::/64`;
+/** The unit an attacker controls cheaply: an IPv4 /24 or an IPv6 /64 (one customer's prefix). */
+export function clientNetwork(address: string): string {
+  const ip = parseIp(address);
+  return ip ? networkOf(ip, 24, 64) : address;
 }
 
-function expandIPv6(a: string): string[] {
-  const [head = '', tail] = a.split('::');
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === undefined || tail === '' ? [] : tail.split(':');
-  const missing = 8 - h.length - t.length;
-  return [...h, ...Array<string>(Math.max(missing, 0)).fill('0'), ...t].map((x) => x.toLowerCase());
-}
+export type AuthOutcome =
+  | { readonly ok: true; readonly result: 'success' }
+  | { readonly ok: false; readonly result: 'failure' | 'locked' | 'busy' | 'unavailable' | 'gone'; readonly reply: SmtpReply; readonly detail?: Record<string, unknown> };
+
+// RFC 4954 §6: 454 4.7.0 is a temporary authentication failure (try later); 535 5.7.8 bad
+// credentials. A locked login and a refused network hear the same reply.
+export const Replies = {
+  invalid: perm('5.7.8', 'Authentication credentials invalid', 535),
+  locked: temp('4.7.0', 'Too many failed logins, try again later', 454),
+  temporary: temp('4.7.0', 'Temporary authentication failure', 454),
+} as const;
 
 export class AuthGuard {
   constructor(
@@ -37,26 +54,83 @@ export class AuthGuard {
     private readonly log: Logger,
   ) {}
 
-  /** True when the client is blocked. Rejects with StoreUnavailableError when the store is down. */
-  async isBlocked(client: string): Promise<boolean> {
-    return (await this.store.get(`auth:block:${clientKey(client)}`)) !== null;
+  /**
+   * One AUTH attempt: refused at once when the login is locked from this network or the network
+   * is refused; otherwise delayed as the login's failures say, then `verify` (the scrypt check)
+   * runs and a failure is counted. A store outage defers (454): without the counters we cannot
+   * tell a guesser from a user. A full hashing pool defers too and counts nothing.
+   */
+  async attempt(client: string, login: string, verify: () => Promise<boolean>, signal?: AbortSignal): Promise<AuthOutcome> {
+    const net = clientNetwork(client);
+    const keys = this.keys(net, login);
+    try {
+      const [netBlocked, loginBlocked, loginFailures] = await Promise.all([
+        this.store.get(keys.blockNet),
+        this.store.get(keys.blockPair),
+        this.store.hit(keys.login, this.opts.windowMs, 0),
+      ]);
+      if (netBlocked !== null || loginBlocked !== null) {
+        return { ok: false, result: 'locked', reply: Replies.locked, detail: { network: net, lock: netBlocked !== null ? 'network' : 'login' } };
+      }
+      const wait = this.delayFor(loginFailures);
+      if (wait > 0) await sleep(wait, undefined, signal ? { signal } : {}).catch(() => undefined);
+      if (signal?.aborted) return { ok: false, result: 'gone', reply: Replies.temporary };
+      let ok: boolean;
+      try {
+        ok = await verify();
+      } catch (err) {
+        if (!(err instanceof HashPoolFullError)) throw err;
+        this.log.warn({ event: 'auth-busy', network: net, err: err.message }, 'every password hashing thread is busy and the queue is full; deferring AUTH (auth.hashThreads, auth.hashQueue)');
+        return { ok: false, result: 'busy', reply: Replies.temporary };
+      }
+      if (ok) return { ok: true, result: 'success' };
+      const locked = await this.failed(net, login, keys);
+      return { ok: false, result: 'failure', reply: locked ? Replies.locked : Replies.invalid, ...(wait > 0 || locked ? { detail: { network: net, ...(wait > 0 ? { delayMs: wait } : {}), ...(locked ? { lock: locked } : {}) } } : {}) };
+    } catch (err) {
+      this.log.warn({ event: 'auth-unavailable', network: net, err: String(err) }, 'cannot check login attempts; deferring AUTH');
+      return { ok: false, result: 'unavailable', reply: Replies.temporary };
+    }
   }
 
-  /** Records a failure; resolves true when the client is now blocked. */
-  async failed(client: string, login: string): Promise<boolean> {
-    const ck = clientKey(client);
-    const [byClient, byLogin] = await Promise.all([
-      this.store.hit(`auth:fail:client:${ck}`, this.opts.windowMs),
-      this.store.hit(`auth:fail:login:${login.toLowerCase()}`, this.opts.windowMs),
+  /** The delay before a try of a login that failed `failures` times lately (from anywhere). */
+  delayFor(failures: number): number {
+    const over = Math.round(failures) - this.opts.maxLoginFailures;
+    if (over < 0 || this.opts.delayMs <= 0) return 0;
+    return Math.min(this.opts.delayMs * 2 ** Math.min(over, 30), this.opts.maxDelayMs);
+  }
+
+  private keys(net: string, login: string): { pair: string; net: string; login: string; blockPair: string; blockNet: string } {
+    const l = login.toLowerCase();
+    return {
+      pair: `auth:fail:pair:${net}|${l}`,
+      net: `auth:fail:net:${net}`,
+      login: `auth:fail:login:${l}`,
+      blockPair: `auth:block:pair:${net}|${l}`,
+      blockNet: `auth:block:net:${net}`,
+    };
+  }
+
+  /** Counts a failure; returns which lock (if any) it starts or continues. */
+  private async failed(net: string, login: string, k: ReturnType<AuthGuard['keys']>): Promise<'login' | 'network' | undefined> {
+    const [byPair, byNet, byLogin] = await Promise.all([
+      this.store.hit(k.pair, this.opts.windowMs),
+      this.store.hit(k.net, this.opts.windowMs),
+      this.store.hit(k.login, this.opts.windowMs),
     ]);
-    if (byClient < this.opts.maxFailures && byLogin < this.opts.maxLoginFailures) return false;
-    const fresh = await this.store.setIfAbsent(`auth:block:${ck}`, String(Date.now()), this.opts.blockMs);
-    if (fresh) {
-      this.log.warn(
-        { event: 'auth-block', client: ck, login, failuresFromClient: Math.round(byClient), failuresForLogin: Math.round(byLogin), blockMs: this.opts.blockMs },
-        `blocked ${ck} after repeated failed logins`,
-      );
+    const counts = { failuresFromNetwork: Math.round(byNet), failuresForLoginFromNetwork: Math.round(byPair), failuresForLogin: Math.round(byLogin) };
+    let lock: 'login' | 'network' | undefined;
+    if (byNet >= this.opts.maxNetworkFailures) {
+      lock = 'network';
+      if (await this.store.setIfAbsent(k.blockNet, String(Date.now()), this.opts.blockMs)) {
+        this.log.warn({ event: 'auth-block', scope: 'network', network: net, login, ...counts, blockMs: this.opts.blockMs }, `refusing AUTH from ${net} after repeated failed logins (auth.maxNetworkFailures)`);
+      }
     }
-    return true;
+    if (byPair >= this.opts.maxFailures) {
+      lock ??= 'login';
+      if (await this.store.setIfAbsent(k.blockPair, String(Date.now()), this.opts.blockMs)) {
+        this.log.warn({ event: 'auth-block', scope: 'login', network: net, login, ...counts, blockMs: this.opts.blockMs }, `locked login ${login} from ${net} after repeated failed logins (auth.maxFailures)`);
+      }
+    }
+    return lock;
   }
 }

@@ -5,7 +5,7 @@
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
 import { parsePath, type Mailbox } from '../core/address.ts';
-import { Replies, perm, reply, replyText, temp, type SmtpReply } from '../core/reply.ts';
+import { Replies, perm, reply, replyText, type SmtpReply } from '../core/reply.ts';
 import type { Verdict, VerdictTag } from '../core/verdict.ts';
 import type { LocalDirectory, MessageFacts, SessionFacts } from '../pipeline/check.ts';
 import { runStage, type PlacedCheck, type StageOutcome } from '../pipeline/runner.ts';
@@ -104,7 +104,6 @@ interface Transaction {
 const NO_SCORE: StageScore = Object.freeze({ score: 0, rules: [] });
 const scoreOf = (out: StageOutcome): StageScore => (out.score === 0 && out.rules.length === 0 ? NO_SCORE : { score: out.score, rules: out.rules });
 
-const authBlocked = temp('4.7.0', 'Too many failed logins, try again later', 421);
 const CLIENT_GONE = new Error('client went away');
 
 // Bytes of the message head kept for data-stage checks (headers are what they read first).
@@ -161,13 +160,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
     async onConnect(s) {
       sync(s);
       mailEvent(log, 'connect', base(s));
-      // A blocked password guesser is turned away at once. If the store cannot say, let the
-      // client in: AUTH itself will defer, and mail without AUTH is not affected.
-      const blocked = await deps.authGuard.isBlocked(facts.clientAddress).catch(() => false);
-      if (blocked) {
-        mailEvent(log, 'rejected', { ...base(s), stage: 'connect', check: 'auth-guard', reason: 'client blocked after failed logins', reply: replyText(authBlocked) });
-        return authBlocked;
-      }
+      // Failed logins never refuse a connection: they limit AUTH only (auth-guard.ts).
       const out = await stage('connect', (h, ctx) => h.connect?.(ctx));
       connectScore = scoreOf(out);
       return refuse(s, 'connect', out, {});
@@ -185,27 +178,14 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
     async onAuth(s, mechanism, username, password, authzid): Promise<AuthResult> {
       sync(s);
       const login = username.trim().toLowerCase();
-      try {
-        if (await deps.authGuard.isBlocked(facts.clientAddress)) {
-          mailEvent(log, 'auth', { ...base(s), mechanism, login, result: 'blocked' });
-          return { ok: false, reply: authBlocked };
-        }
-        // RFC 4954 §4: an authorization identity other than the login would let one login act
-        // as another; we do not support proxy authorization.
-        const ok = (authzid === '' || authzid.toLowerCase() === login) && (await deps.auth.authenticate(login, password));
-        if (ok) {
-          mailEvent(log, 'auth', { ...base(s), mechanism, login, result: 'success' });
-          facts.login = login;
-          return { ok: true, login };
-        }
-        const nowBlocked = await deps.authGuard.failed(facts.clientAddress, login);
-        mailEvent(log, 'auth', { ...base(s), mechanism, login, result: 'failure', ...(nowBlocked ? { blocked: true } : {}) });
-        return { ok: false, reply: nowBlocked ? authBlocked : perm('5.7.8', 'Authentication credentials invalid', 535) };
-      } catch (err) {
-        // In doubt, defer: without the failure counters we cannot tell a guesser from a user.
-        log.warn({ ...base(s), event: 'auth-unavailable', err: String(err) }, 'cannot check login attempts; deferring AUTH');
-        return { ok: false, reply: temp('4.7.0', 'Temporary authentication failure', 454) };
-      }
+      // RFC 4954 §4: an authorization identity other than the login would let one login act
+      // as another; we do not support proxy authorization.
+      const verify = async (): Promise<boolean> => (await deps.auth.authenticate(login, password)) && (authzid === '' || authzid.toLowerCase() === login);
+      const out = await deps.authGuard.attempt(facts.clientAddress, login, verify, closed.signal);
+      mailEvent(log, 'auth', { ...base(s), mechanism, login, result: out.result, ...(out.ok ? {} : out.detail) });
+      if (!out.ok) return { ok: false, reply: out.reply };
+      facts.login = login;
+      return { ok: true, login };
     },
 
     async onMailFrom(s, mail) {

@@ -1,7 +1,7 @@
 // scrypt password hashes: format, round trip, wrong and tampered input, and parse errors.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { hashPassword, parsePasswordHash, verifyAgainstDummy, verifyPassword } from '../../src/core/password.ts';
+import { HashPool, HashPoolFullError, hashPassword, parsePasswordHash, verifyAgainstDummy, verifyPassword } from '../../src/core/password.ts';
 
 const FORMAT = /^\$scrypt\$ln=15,r=8,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$/;
 
@@ -91,4 +91,26 @@ void describe('parsePasswordHash', () => {
   for (const [input, error] of errors) {
     void test(`refuses ${JSON.stringify(input)}`, () => assert.deepStrictEqual(parsePasswordHash(input), { ok: false, error }));
   }
+});
+
+void describe('password hashing on a HashPool', () => {
+  void test('verifies on its own threads exactly as on the calling thread', async (t) => {
+    const pool = new HashPool({ threads: 1, maxQueued: 4 });
+    t.after(() => pool.close());
+    const stored = await hashPassword('pool password');
+    assert.equal(await pool.verify('pool password', stored), true);
+    assert.equal(await pool.verify('pool passwore', stored), false);
+    assert.equal(await pool.verify('pool password', undefined), false);
+    assert.equal(await pool.verify('cafe\u0301', await hashPassword('caf\u00e9')), true);
+  });
+
+  void test('refuses at once, with HashPoolFullError, past its threads and queue', async (t) => {
+    const pool = new HashPool({ threads: 1, maxQueued: 1 });
+    t.after(() => pool.close());
+    const running = [pool.verify('a', undefined), pool.verify('b', undefined)];
+    await assert.rejects(pool.verify('c', undefined), HashPoolFullError);
+    assert.deepEqual(await Promise.all(running), [false, false]);
+    // Room again once they are done.
+    assert.equal(await pool.verify('d', undefined), false);
+  });
 });
