@@ -67,7 +67,7 @@ test('sender-login: without a login our domains are refused as sender on the MX 
   d.close();
 });
 
-test('auth guard: repeated failures block the client with 421, also at connect; a good login is unaffected before', async (t) => {
+test('auth guard: repeated failures lock that login from that network only; the MX port and other logins are unaffected', async (t) => {
   const srv = await startServer(t, { users, config: { auth: { maxFailures: 3, maxLoginFailures: 100, window: '1m', block: '1m' } } });
   const port = srv.port('submissions');
   await (await login(port, 'bob@example.org', 'bob password 12')).say('QUIT').expect('221');
@@ -76,25 +76,41 @@ test('auth guard: repeated failures block the client with 421, also at connect; 
   await c.say('EHLO guesser').expect('250');
   await c.say(plain('alice@example.org', 'guess1')).expect('535 5.7.8');
   await c.say(plain('alice@example.org', 'guess2')).expect('535 5.7.8');
-  await c.say(plain('alice@example.org', 'guess3')).expect('421 4.7.0 Too many failed logins');
-  await c.closed();
-  // New connections from the blocked client are refused at once, even with the right password.
+  await c.say(plain('alice@example.org', 'guess3')).expect('454 4.7.0 Too many failed logins');
+  c.close();
+  // A new connection is greeted (a failure never refuses the connection); alice stays locked
+  // from this network even with her right password, bob is not.
   const d = await dial(port, { tls: true });
-  await d.expect('421 4.7.0');
-  await d.closed();
+  await d.expect('220');
+  await d.say('EHLO guesser').expect('250');
+  await d.say(plain('alice@example.org', 'alice password 1')).expect('454 4.7.0');
+  await d.say(plain('bob@example.org', 'bob password 12')).expect('235');
+  d.close();
+  // Mail from other servers on the MX port, from the same address, is taken as before.
+  const m = await dial(srv.port('mx'));
+  await m.expect('220');
+  await m.say('EHLO mx.example.net').expect('250');
+  await m.say('MAIL FROM:<someone@example.net>').expect('250');
+  await m.say('RCPT TO:<alice@example.org>').expect('250');
+  m.close();
   const block = await srv.waitForLog((l) => l.event === 'auth-block');
-  assert.equal(block.client, '127.0.0.1');
   assert.equal(block.login, 'alice@example.org');
+  assert.equal(block.scope, 'login');
   assert.ok(!JSON.stringify(srv.logs).includes('guess1'), 'tried passwords never reach the log');
 });
 
-test('auth guard: many clients guessing one login block whoever tries it next', async (t) => {
-  const srv = await startServer(t, { users, config: { auth: { maxFailures: 100, maxLoginFailures: 2, window: '1m', block: '1m' } } });
+test('auth guard: one network failing many logins gets no AUTH for a while; unknown and known logins get the same replies', async (t) => {
+  const srv = await startServer(t, { users, config: { auth: { maxFailures: 100, maxNetworkFailures: 3, maxLoginFailures: 100, window: '1m', block: '1m' } } });
   const c = await dial(srv.port('submissions'), { tls: true });
   await c.expect('220');
   await c.say('EHLO x').expect('250');
-  await c.say(plain('bob@example.org', 'nope')).expect('535');
-  await c.say(plain('bob@example.org', 'nope again')).expect('421 4.7.0');
+  await c.say(plain('bob@example.org', 'nope')).expect('535 5.7.8');
+  await c.say(plain('nobody@example.org', 'nope')).expect('535 5.7.8');
+  await c.say(plain('carol@example.org', 'nope')).expect('454 4.7.0');
+  await c.say(plain('bob@example.org', 'bob password 12')).expect('454 4.7.0');
+  c.close();
+  const block = await srv.waitForLog((l) => l.event === 'auth-block');
+  assert.equal(block.scope, 'network');
 });
 
 test('recipient: system accounts are refused by default, or discarded when configured', async (t) => {
