@@ -10,6 +10,8 @@ const BAD: Array<[string, Buffer]> = [
   ['NUL inside', Buffer.from('a\0b.example.net')],
   ['NUL at the end', Buffer.from('client.example.net\0')],
   ['SOH', Buffer.from('a\x01b.example.net')],
+  ['bare CR inside', Buffer.from('a\rb.example.net')],
+  ['CR before the CRLF', Buffer.from('client.example.net\r')],
   ['TAB inside', Buffer.from('a\tb.example.net')],
   ['ESC (terminal escape)', Buffer.from('\x1b[31mred.example.net')],
   ['vertical tab at the end', Buffer.from('client.example.net\x0b')],
