@@ -1,9 +1,11 @@
 // The outbound breaker at RCPT: a relayed recipient is refused with a 4xx while a breaker of the
 // login, sender or client is open (while only the global one is, it is taken and then held in
 // hold/ by the guarded transport), and is counted towards them (baseline, distinct domains,
-// trusted-network burst); bounces to our addresses are counted too.
+// trusted-network burst); bounces to our addresses are counted too, and so is mail an alias
+// forwards outside.
 import { defer, pass } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
+import { FORWARD_REASON } from '../core/relay-reason.ts';
 import { GuardSchema } from '../config/guard-schema.ts';
 import { OutboundGuard } from '../guard/guard.ts';
 
@@ -20,6 +22,15 @@ export const outboundGuard = defineCheck({
         if (env.directory.isLocalDomain(rcpt.domain)) {
           // RFC 5321 §4.5.5: notifications come with the null reverse-path.
           if (from === null) await guard.bounceReceived(rcpt.address);
+          // An alias that forwards outside sends outbound mail: counted (and stopped by an open
+          // breaker) per outside domain under the source `forward:<alias>` and the client.
+          const r = env.directory.resolveRecipient(rcpt.address);
+          if (r.kind !== 'local' || r.external.length === 0) return pass();
+          const login = ctx.session.login;
+          for (const domain of new Set(r.external.map((a) => a.slice(a.lastIndexOf('@') + 1).toLowerCase()))) {
+            const d = await guard.relayedRecipient({ ...(login ? { login } : {}), sender: `${FORWARD_REASON}${rcpt.address.toLowerCase()}`, client: ctx.session.clientAddress, domain });
+            if (!d.ok) return defer(d.reply, d.reason);
+          }
           return pass();
         }
         const login = ctx.session.login;

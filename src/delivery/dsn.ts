@@ -3,6 +3,7 @@
 // sender to the envelope sender, queued through the spool like any message. Never for a message
 // with a null sender (RFC 5321 §4.5.5), nor for one marked noBounce (spam, failed authentication:
 // its sender is likely forged, and a bounce would be backscatter).
+import { onlyForwarded } from '../core/relay-reason.ts';
 import { queueGenerated, type SpoolBegin } from '../queue/generated.ts';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../observe/log.ts';
@@ -144,6 +145,9 @@ export function suppressReason(env: Envelope): string | undefined {
   // RFC 5321 §4.5.5 / §6.1: never answer a notification with another one (mail loops).
   if (env.mailFrom === '') return 'null sender';
   if (env.noBounce !== undefined) return env.noBounce;
+  // Forwarded mail from a client that did not log in: its sender is unverified (possibly forged),
+  // and a bounce through our smarthost would be backscatter.
+  if (env.client.login === undefined && onlyForwarded(env.relayReason)) return 'forwarded mail from an unverified sender';
   return undefined;
 }
 

@@ -2,6 +2,7 @@
 // the routing table (exact domain, then ".parent" entries, then "*", else direct MX), prepares
 // the outbound bytes once per pass (CRLF line endings, DKIM signature) and hands each group of
 // recipients to its transport: local (Maildir), smarthost:<name> or mx.
+import { onlyForwarded } from '../core/relay-reason.ts';
 import { Readable } from 'node:stream';
 import type { Logger } from '../observe/log.ts';
 import { replyText, temp } from '../core/reply.ts';
@@ -53,7 +54,8 @@ export class RouteTable {
  * world that is merely forwarded, or anyone could get a forged From signed by us.
  */
 export function maySign(env: Envelope): boolean {
-  return env.client.login !== undefined || env.relayReason !== undefined || env.client.listener === BOUNCE_LISTENER;
+  // A stranger's message forwarded by an alias is not ours to vouch for (its From may be forged).
+  return env.client.login !== undefined || (env.relayReason !== undefined && !onlyForwarded(env.relayReason)) || env.client.listener === BOUNCE_LISTENER;
 }
 
 export interface RouterOptions {

@@ -14,6 +14,7 @@ import type { RelayPolicy } from '../checks/relay.ts';
 import { receivedHeader } from './received.ts';
 import { parseHeaderFields } from '../core/headers.ts';
 import { headerBlockEnd } from '../core/header-block.ts';
+import { FORWARD_REASON } from '../core/relay-reason.ts';
 import type { AuthGuard } from './auth-guard.ts';
 import { decideContent, editHead, type ContentPolicy, type StageScore } from './content.ts';
 import type { CommitAmendment } from '../queue/writer.ts';
@@ -250,6 +251,9 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         return r;
       }
       if (!localDomain) t.relayReasons.add(relay.reason);
+      // An alias (or catch-all) that forwards outside is outbound mail too: it says so, so that
+      // delivery does not sign it as ours and a refusal does not bounce to an unverified sender.
+      else if (routes.some((r) => r.transport === 'remote')) t.relayReasons.add(`${FORWARD_REASON}${to.address}`);
       for (const r of routes) {
         if (!t.routes.some((x) => x.mailbox === r.mailbox && x.transport === r.transport)) t.routes.push(r);
       }
