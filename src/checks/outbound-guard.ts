@@ -22,14 +22,15 @@ export const outboundGuard = defineCheck({
         if (env.directory.isLocalDomain(rcpt.domain)) {
           // RFC 5321 §4.5.5: notifications come with the null reverse-path.
           if (from === null) await guard.bounceReceived(rcpt.address);
-          // An alias that forwards outside sends outbound mail: counted (and stopped by an open
-          // breaker) per outside domain under the source `forward:<alias>` and the client.
+          // An alias that forwards outside sends outbound mail: counted per outside domain under
+          // the source `forward:<alias>` and the client, so a flood through it trips a breaker.
+          // The local copies are still taken: while a breaker is open, the guarded transport
+          // holds the outside copy instead (hold/), so the refusal is not given here.
           const r = env.directory.resolveRecipient(rcpt.address);
           if (r.kind !== 'local' || r.external.length === 0) return pass();
           const login = ctx.session.login;
           for (const domain of new Set(r.external.map((a) => a.slice(a.lastIndexOf('@') + 1).toLowerCase()))) {
-            const d = await guard.relayedRecipient({ ...(login ? { login } : {}), sender: `${FORWARD_REASON}${rcpt.address.toLowerCase()}`, client: ctx.session.clientAddress, domain });
-            if (!d.ok) return defer(d.reply, d.reason);
+            await guard.relayedRecipient({ ...(login ? { login } : {}), sender: `${FORWARD_REASON}${rcpt.address.toLowerCase()}`, client: ctx.session.clientAddress, domain });
           }
           return pass();
         }
