@@ -4,7 +4,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { lockSpool, spoolOwner } from '../../src/queue/lock.ts';
@@ -49,7 +49,9 @@ test('kill -9 of a holder left as an unreaped zombie frees the lock at once', as
   // bash starts the holder, then becomes `sleep`, which never reaps it: it stays a zombie.
   const [pid] = await runLocked(t, `${NODE} ${JSON.stringify(dir)} & exec sleep 600`);
   process.kill(pid!, 'SIGKILL');
-  while ((await state(pid!)) !== 'Z') await new Promise((r) => setTimeout(r, 20));
+  // The leader shows Z as soon as it has exited, but node's other threads share its descriptor
+  // table until the last of them is gone: wait for those too (the kernel's order, not a timing).
+  while ((await state(pid!)) !== 'Z' || (await readdir(`/proc/${pid}/task`).catch(() => [])).length > 1) await new Promise((r) => setTimeout(r, 20));
   // The pid still exists (kill(pid, 0) succeeds): a liveness test by pid would refuse here.
   process.kill(pid!, 0);
   assert.equal(await spoolOwner(dir), undefined);
