@@ -43,6 +43,25 @@ function unsignedHead(raw: Buffer): Buffer | undefined {
   return SIGNATURE_FIELD.test(raw.toString('latin1', 0, end)) ? undefined : raw.subarray(0, end);
 }
 
+/** `domain` is `signer` or lies under it: a signature of example.com vouches for bounces@mail.example.com. */
+const under = (domain: string, signer: string): boolean => {
+  const d = domain.toLowerCase();
+  const s = signer.toLowerCase().replace(/\.$/, '');
+  // A signer of one label (a TLD) vouches for nobody's subdomains.
+  return d === s || (s.includes('.') && d.endsWith(`.${s}`));
+};
+
+/**
+ * The envelope sender's domain vouched for the message: SPF passed for that very domain (not for
+ * postmaster@HELO), or a valid DKIM signature was made by it or a parent domain. A notice to such
+ * a sender reaches the real sender, so forwarded mail may bounce to it.
+ */
+function senderVerified(r: Results, mailFromDomain: string | undefined): boolean {
+  if (mailFromDomain === undefined) return false;
+  if (r.spf?.status.result === 'pass' && r.spf.domain.toLowerCase() === mailFromDomain.toLowerCase()) return true;
+  return r.dkim.results.some((d) => d.status.result === 'pass' && under(mailFromDomain, d.signingDomain));
+}
+
 interface Results {
   readonly dkim: DKIMVerifyResult;
   readonly spf: SPFResult | undefined;
@@ -113,8 +132,10 @@ export const dkimDmarc = defineCheck({
         }
         const r = await verify(ctx, raw);
         const headers = [authResults(r)];
+        const verified = senderVerified(r, ctx.tx?.mailFrom?.domain);
+        const ok = (v: Verdict): Verdict => (verified ? tagged(v, 'sender-verified') : v);
         const dm = r.dmarc;
-        if (!dm || dm.status.result !== 'fail') return pass(headers);
+        if (!dm || dm.status.result !== 'fail') return ok(pass(headers));
         let policy = dm.policy;
         // RFC 7489 §6.6.4: with pct below 100, the rest of the failing mail gets the next milder policy.
         if (typeof dm.pct === 'number' && dm.pct < 100 && Math.random() * 100 >= dm.pct) {
@@ -125,11 +146,11 @@ export const dkimDmarc = defineCheck({
         // Whatever the policy, the From domain failed: the sender is likely forged, so no bounce.
         if (!opts.enforce) {
           if (policy !== 'none') env.log.info({ check: NAME, domain, policy }, 'DMARC failed; not enforced (checks.dkim-dmarc.enforce is off)');
-          return tagged(pass(headers), 'auth-failed');
+          return ok(tagged(pass(headers), 'auth-failed'));
         }
         if (policy === 'reject') return reject(rejected(domain), why);
-        if (policy === 'quarantine') return tagged(score(opts.quarantinePoints, `${NAME}:quarantine`, headers), 'auth-failed');
-        return tagged(pass(headers), 'auth-failed');
+        if (policy === 'quarantine') return ok(tagged(score(opts.quarantinePoints, `${NAME}:quarantine`, headers), 'auth-failed'));
+        return ok(tagged(pass(headers), 'auth-failed'));
       },
     };
   },

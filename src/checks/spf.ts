@@ -111,8 +111,11 @@ export const spf = defineCheck({
             return defer(temperrorReply, why);
           }
           return pass(headers);
+        case 'pass':
+          // The MAIL FROM domain itself vouched for this client (not postmaster@HELO for <>).
+          return from !== null ? tagged(pass(headers), 'sender-verified') : pass(headers);
         default:
-          // pass, neutral, none: no opinion here (DMARC uses the result on its own).
+          // neutral, none: no opinion here (DMARC uses the result on its own).
           return pass(headers);
       }
     };

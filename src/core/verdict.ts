@@ -19,9 +19,11 @@ export type Verdict =
 /**
  * Facts a non-deciding verdict tells the session about the message. `auth-failed`: the sender
  * failed SPF or DMARC, so the envelope sender is likely forged and no bounce may go to it
- * (RFC 3834 spirit; no backscatter).
+ * (RFC 3834 spirit; no backscatter). `sender-verified`: the envelope sender's own domain vouched
+ * for it (SPF pass for the MAIL FROM domain, or a valid DKIM signature of that domain or a parent
+ * of it), so a notice to it reaches the real sender; forwarded mail bounces only then.
  */
-export type VerdictTag = 'auth-failed';
+export type VerdictTag = 'auth-failed' | 'sender-verified';
 
 export const PASS: Verdict = Object.freeze({ kind: 'pass' });
 export const pass = (headers?: readonly string[]): Verdict => (headers ? { kind: 'pass', headers } : PASS);

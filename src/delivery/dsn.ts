@@ -145,9 +145,10 @@ export function suppressReason(env: Envelope): string | undefined {
   // RFC 5321 §4.5.5 / §6.1: never answer a notification with another one (mail loops).
   if (env.mailFrom === '') return 'null sender';
   if (env.noBounce !== undefined) return env.noBounce;
-  // Forwarded mail from a client that did not log in: its sender is unverified (possibly forged),
-  // and a bounce through our smarthost would be backscatter.
-  if (env.client.login === undefined && onlyForwarded(env.relayReason)) return 'forwarded mail from an unverified sender';
+  // Forwarded mail from a client that did not log in bounces only to a sender its own domain
+  // vouched for (SPF pass or its DKIM signature): any other may be forged, and a bounce through
+  // our smarthost would be backscatter.
+  if (env.client.login === undefined && onlyForwarded(env.relayReason) && env.senderVerified !== true) return 'forwarded mail from an unverified sender';
   return undefined;
 }
 

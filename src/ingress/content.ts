@@ -32,6 +32,8 @@ export interface ContentDecision {
   /** Our X-Spam-* fields (empty below the tag threshold, when no check scored, or without a policy). */
   readonly fields: readonly string[];
   readonly noBounce?: string;
+  /** The envelope sender's domain vouched for it (a check tagged sender-verified, none auth-failed). */
+  readonly senderVerified: boolean;
   readonly folder?: string;
   readonly quarantine: boolean;
 }
@@ -59,6 +61,7 @@ export function decideContent(policy: ContentPolicy | undefined, stages: readonl
     // message is scored.
     fields: policy && rules.length > 0 && score >= policy.tag ? statusFields(score, testNames(rules), { spam: policy.spam }) : [],
     ...(noBounce ? { noBounce } : {}),
+    senderVerified: tags.has('sender-verified') && !tags.has('auth-failed'),
     ...(junk ? { folder: JUNK_FOLDER } : {}),
     quarantine: cls === 'kill',
   };

@@ -371,6 +371,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
             }
             await writer.commit({
               ...(decision.noBounce ? { noBounce: decision.noBounce } : {}),
+              ...(decision.senderVerified ? { senderVerified: true } : {}),
               ...(decision.folder ? { folder: decision.folder } : {}),
               ...(decision.quarantine ? { area: 'quarantine' as const } : {}),
             });

@@ -41,6 +41,12 @@ export interface Envelope {
    */
   readonly noBounce?: string;
   /**
+   * The envelope sender's own domain vouched for it: SPF passed for the MAIL FROM domain, or a
+   * valid DKIM signature of that domain (or a parent) was on it. Forwarded mail from a stranger
+   * bounces only then (a notice to an unverified sender is backscatter). Absent: not verified.
+   */
+  readonly senderVerified?: boolean;
+  /**
    * The Maildir++ folder local delivery puts the message in (e.g. "Junk" for spam: the mailbox's
    * `.Junk`), instead of the inbox. Remote delivery ignores it. Absent in files of older versions.
    */
@@ -108,6 +114,7 @@ export function envelopeProblem(v: unknown): string | undefined {
   }
   if (!isOptStr(v.relayReason)) return 'relayReason malformed';
   if (!isOptStr(v.noBounce)) return 'noBounce malformed';
+  if (v.senderVerified !== undefined && typeof v.senderVerified !== 'boolean') return 'senderVerified malformed';
   if (v.folder !== undefined && !isFolderName(v.folder)) return 'folder malformed';
   if (typeof v.smtputf8 !== 'boolean') return 'smtputf8 missing';
   if (v.body !== '7BIT' && v.body !== '8BITMIME' && v.body !== 'BINARYMIME') return 'body type malformed';

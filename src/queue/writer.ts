@@ -29,6 +29,8 @@ const MAX_HEAD = 1024 * 1024;
 export interface CommitAmendment {
   /** No bounce may ever go to the sender, and why (e.g. "spam", "auth-failed"). */
   readonly noBounce?: string;
+  /** The envelope sender's domain vouched for it (SPF pass or its DKIM signature). */
+  readonly senderVerified?: boolean;
   /** The Maildir++ folder for local delivery (e.g. "Junk"). */
   readonly folder?: string;
   /** 'quarantine': kept for review, never scheduled (kill-level spam). Default 'queue'. */
@@ -194,11 +196,12 @@ export class SpoolWriter {
       this.#assertWritable();
       const t = this.#t;
       t.assertOpen();
-      const amended = amend.noBounce !== undefined || amend.folder !== undefined;
+      const amended = amend.noBounce !== undefined || amend.folder !== undefined || amend.senderVerified !== undefined;
       const envelope: Omit<Envelope, 'size'> = {
         ...t.envelope,
         ...(amend.noBounce !== undefined ? { noBounce: amend.noBounce } : {}),
         ...(amend.folder !== undefined ? { folder: amend.folder } : {}),
+        ...(amend.senderVerified !== undefined ? { senderVerified: amend.senderVerified } : {}),
       };
       // Refuse now what would be unreadable later: a message acknowledged but unreadable is lost.
       const problem = amended ? envelopeProblem(envelope) : undefined;

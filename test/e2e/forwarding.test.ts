@@ -9,6 +9,21 @@ import { startDns } from '../harness/dns.ts';
 import { dial } from '../harness/dial.ts';
 import { startSink } from '../delivery/sink.ts';
 
+/** One message over SMTP; `refused` recipients are tried first and must be refused as relaying. Returns the queue id. */
+async function sendMail(port: number, m: { helo: string; from: string; to: string[]; refused?: string[]; headers?: string }): Promise<string> {
+  const c = await dial(port);
+  await c.expect('220');
+  await c.say(`EHLO ${m.helo}`).expect('250');
+  await c.say(`MAIL FROM:<${m.from}>`).expect('250');
+  for (const r of m.refused ?? []) await c.say(`RCPT TO:<${r}>`).expect('554 5.7.1');
+  for (const r of m.to) await c.say(`RCPT TO:<${r}>`).expect('250');
+  await c.say('DATA').expect('354');
+  c.send(`From: <${m.from}>\r\nTo: <${m.to[0]}>\r\nSubject: forwarded\r\n${m.headers ?? ''}\r\nhello\r\n.\r\n`);
+  const r = await c.expect('250 2.0.0 Ok: queued as ');
+  await c.say('QUIT').expect('221');
+  return r.text.split(' ').pop()!;
+}
+
 test('forward: a stranger\'s mail to an alias that forwards outside carries forward:<alias>, and a refusal bounces to nobody', async (t) => {
   const sink = await startSink(t, { rcpt: () => reply(550, '5.7.1', 'Sender not verified') });
   const dns = await startDns(t, { 'example.net': { MX: ['10 mx.example.net.'], names: { mx: { A: ['127.0.0.1'] } } } });
@@ -20,18 +35,8 @@ test('forward: a stranger\'s mail to an alias that forwards outside carries forw
       delivery: { mx: { port: sink.port }, timeouts: { connect: '2s', greeting: '2s', idle: '5s' } },
     },
   });
-  const c = await dial(srv.port('mx'));
-  await c.expect('220');
-  await c.say('EHLO stranger.example.com').expect('250');
   // The stranger's direct attempt to relay is refused; through the alias it is taken.
-  await c.say('MAIL FROM:<victim@example.com>').expect('250');
-  await c.say('RCPT TO:<someone@example.net>').expect('554 5.7.1');
-  await c.say('RCPT TO:<fwd@example.org>').expect('250');
-  await c.say('DATA').expect('354');
-  c.send('From: <victim@example.com>\r\nTo: <fwd@example.org>\r\nSubject: forwarded\r\n\r\nhello\r\n.\r\n');
-  const r = await c.expect('250 2.0.0 Ok: queued as ');
-  const id = r.text.split(' ').pop()!;
-  await c.say('QUIT').expect('221');
+  const id = await sendMail(srv.port('mx'), { helo: 'stranger.example.com', from: 'victim@example.com', to: ['fwd@example.org'], refused: ['someone@example.net'] });
 
   const queued = await srv.waitForLog((l) => l.event === 'queued' && l.queueId === id);
   assert.ok(queued, 'the message is queued');
@@ -41,6 +46,34 @@ test('forward: a stranger\'s mail to an alias that forwards outside carries forw
   // The local copy was delivered; no notice was queued to the stranger's address.
   await srv.waitForLog((l) => l.event === 'delivered' && l.queueId === id && l.transport === 'local');
   await srv.waitForLog((l) => l.event === 'bounced' && l.queueId === id && l.transport === 'remote');
-  assert.ok(!srv.logs.some((l) => l.event === 'queued' && l.from === ''), 'no bounce was queued');
+  assert.ok(!srv.logs.some((l) => l.event === 'bounce-queued' && l.original === id), 'no bounce was queued');
   assert.equal(queued.relay, 'forward:fwd@example.org', 'the queued line names the alias that sends it out');
+});
+
+test('forward: a refusal of forwarded mail bounces to a sender whose own domain passed SPF', async (t) => {
+  // The next hop refuses only the forwarded copy; the notice to the verified sender is taken.
+  const sink = await startSink(t, { rcpt: (a) => (a === 'someone@example.net' ? reply(550, '5.7.1', 'Sender not verified') : undefined) });
+  const dns = await startDns(t, {
+    'example.net': { MX: ['10 mx.example.net.'], names: { mx: { A: ['127.0.0.1'] } } },
+    // The sender's domain publishes SPF that names the loopback client.
+    'example.com': { MX: ['10 mx.example.com.'], TXT: ['v=spf1 ip4:127.0.0.1 -all'], names: { mx: { A: ['127.0.0.1'] } } },
+  });
+  const srv = await startServer(t, {
+    aliases: [['fwd@example.org', ['someone@example.net']]],
+    config: {
+      dns: { servers: [dns.address], timeout: '1s', tries: 1 },
+      pipeline: { mail: ['sender-login', 'spf'] },
+      delivery: { mx: { port: sink.port }, timeouts: { connect: '2s', greeting: '2s', idle: '5s' } },
+    },
+  });
+  const id = await sendMail(srv.port('mx'), { helo: 'mail.example.com', from: 'real@example.com', to: ['fwd@example.org'] });
+
+  await srv.waitForLog((l) => l.event === 'bounced' && l.queueId === id && l.transport === 'remote');
+  // The notice is queued with the null sender and reaches the sender's MX.
+  const notice = await srv.waitForLog((l) => l.event === 'bounce-queued' && l.original === id);
+  assert.equal(notice.to, 'real@example.com');
+  const [sent] = await sink.waitForMessages(1);
+  assert.equal(sent!.from, '');
+  assert.deepEqual(sent!.rcpts, ['real@example.com']);
+  assert.ok(!srv.logs.some((l) => l.event === 'bounce-suppressed' && l.queueId === id), 'the notice was not suppressed');
 });
