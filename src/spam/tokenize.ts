@@ -3,6 +3,7 @@
 // sender and Received facts, MIME structure. Also reports the facts the rules look at, so a
 // message is read once.
 import { header, headerAll, type ParsedMessage } from './mime.ts';
+import { normaliseText } from './normalise.ts';
 import { baseDomain } from './received.ts';
 
 export interface TextFacts {
@@ -12,6 +13,13 @@ export interface TextFacts {
   readonly urlHosts: readonly string[];
   /** Length of the visible body text. */
   readonly textLength: number;
+  /** Subject and body text after normalise.ts (case kept), for the rules that read words. */
+  readonly text: string;
+  /** Invisible characters between letters, words mixing Latin with look-alike letters, and
+   * words re-joined from space-split pieces (normalise.ts). */
+  readonly invisibleInWords: number;
+  readonly mixedScriptWords: number;
+  readonly rejoined: readonly string[];
 }
 
 export interface Tokenized {
@@ -65,12 +73,15 @@ export function tokenize(msg: ParsedMessage): Tokenized {
   const urlHosts: string[] = [];
   const obfuscated: string[] = [];
 
-  headerTokens(msg, add);
+  const subject = headerTokens(msg, add);
 
-  let text = msg.plain && msg.html ? `${msg.plain}\n${msg.html}` : msg.plain || msg.html;
+  const raw = msg.plain && msg.html ? `${msg.plain}\n${msg.html}` : msg.plain || msg.html;
+  // The hiding undone first (look-alike letters, invisible characters, split words), so that
+  // Bayes and the rules read the words a person sees.
+  const norm = normaliseText(raw);
   // Hosts and paths of HTML links first (the visible text may not show them).
   for (const link of msg.links) urlTokens(link, add, urlHosts);
-  text = textTokens(text, add, urlHosts, obfuscated);
+  const text = textTokens(norm.text, add, urlHosts, obfuscated);
 
   // MIME structure.
   for (const p of msg.parts) {
@@ -85,7 +96,8 @@ export function tokenize(msg: ParsedMessage): Tokenized {
   if (msg.hasHtml && !msg.hasPlain) add('mime:html-only');
   if (msg.images > 0) add(`mime:images:${bucket(msg.images)}`);
   add(`mime:parts:${bucket(msg.parts.length)}`);
-  return { tokens: out, facts: { obfuscated, urlHosts, textLength: text.length } };
+  const facts = { obfuscated, urlHosts, textLength: text.length, text: `${subject}\n${norm.text}`, invisibleInWords: norm.invisibleInWords, mixedScriptWords: norm.mixedScriptWords, rejoined: norm.rejoined };
+  return { tokens: out, facts };
 }
 
 /** Tokens of free text (body or subject); returns the text with URLs removed. */
@@ -222,11 +234,13 @@ function domainSuffixes(host: string): string[] {
   return out;
 }
 
-function headerTokens(msg: ParsedMessage, add: (t: string) => void): void {
+/** Adds the header fields' tokens; returns the Subject, normalised. */
+function headerTokens(msg: ParsedMessage, add: (t: string) => void): string {
   const subject = header(msg, 'subject');
+  let normSubject = '';
   if (subject === undefined) add('subject:none');
   else {
-    const s = subject.replace(INVISIBLE, '');
+    const s = (normSubject = normaliseText(subject).text);
     const sink: string[] = [];
     const words = new Set<string>();
     textTokensInto(s, (t) => words.add(t), sink);
@@ -293,6 +307,7 @@ function headerTokens(msg: ParsedMessage, add: (t: string) => void): void {
     add(`align:from-received:${via ? 'same' : 'differs'}`);
   }
   for (const r of received.slice(0, 6)) receivedTokens(r, add);
+  return normSubject;
 }
 
 function textTokensInto(text: string, add: (t: string) => void, hosts: string[]): void {

@@ -1,0 +1,139 @@
+// Undoes the tricks spam uses to hide its words from filters, before the rules and Bayes read the
+// text: compatibility forms (NFKC: full-width letters, ligatures, mathematical alphabets),
+// invisible characters (zero-width, soft hyphen, bidi controls), look-alike letters from other
+// scripts inside Latin words (Cyrillic "а" in "pаy"), and words split by a single space
+// ("hac ker", "ope rating sys tem") when the joined form is a known word and a piece is not.
+// Reports what it found, because the hiding itself is evidence (rules/obfuscation.ts).
+import { WORDS_DATA } from './words-data.ts';
+
+export interface Normalised {
+  /** The text with the tricks undone (case kept). */
+  readonly text: string;
+  /** Invisible characters (zero-width, soft hyphen, word joiner, bidi controls) between two letters. */
+  readonly invisibleInWords: number;
+  /** Words that mixed Latin with Cyrillic or Greek letters before folding. */
+  readonly mixedScriptWords: number;
+  /** Words re-joined from pieces split by spaces, lower-case. */
+  readonly rejoined: readonly string[];
+}
+
+const WORDS: ReadonlySet<string> = new Set(WORDS_DATA.split(/\s+/).filter((w) => w.length > 0));
+// Words spam splits although both halves are words themselves ("bit coin", "pass word", "web
+// cam"): joined even so. Kept to compounds whose halves rarely stand side by side in ordinary text.
+const COMPOUNDS: ReadonlySet<string> = new Set(['bitcoin', 'bitcoins', 'password', 'passwords', 'webcam', 'malware', 'spyware', 'username', 'screenshot', 'screenshots', 'smartphone', 'ransomware', 'keylogger', 'cryptocurrency', 'blockchain', 'livestream']);
+
+/** Whether a lower-case word is in the shipped list of known words. */
+export function isKnownWord(w: string): boolean {
+  return WORDS.has(w);
+}
+
+// Unicode's confusables data (UTS #39, confusables.txt) maps these Cyrillic and Greek letters to
+// the Latin letter they are drawn like; only the ones with a single-letter Latin prototype that
+// spam uses are kept here (the whole table is 6,000 entries of symbols no word filter cares
+// about). Applied only inside words that are Latin otherwise, so Russian and Greek text is left
+// as written.
+const CONFUSABLE: Readonly<Record<string, string>> = {
+  // Cyrillic lower case
+  а: 'a', в: 'b', с: 'c', ԁ: 'd', е: 'e', ё: 'e', һ: 'h', і: 'i', ї: 'i', ј: 'j', к: 'k', м: 'm', н: 'h', о: 'o', р: 'p', ԛ: 'q',
+  ѕ: 's', т: 't', у: 'y', ԝ: 'w', х: 'x', ү: 'y', ӏ: 'l', ɡ: 'g',
+  // Cyrillic upper case
+  А: 'A', В: 'B', С: 'C', Е: 'E', Н: 'H', І: 'I', Ј: 'J', К: 'K', М: 'M', О: 'O', Р: 'P', Ѕ: 'S', Т: 'T', Х: 'X', У: 'Y', Ү: 'Y',
+  Ԝ: 'W', Ӏ: 'I',
+  // Greek lower case
+  α: 'a', ο: 'o', ρ: 'p', ν: 'v', υ: 'u', ι: 'i', κ: 'k', χ: 'x', τ: 't', ε: 'e', ϲ: 'c', ϳ: 'j',
+  // Greek upper case
+  Α: 'A', Β: 'B', Ε: 'E', Ζ: 'Z', Η: 'H', Ι: 'I', Κ: 'K', Μ: 'M', Ν: 'N', Ο: 'O', Ρ: 'P', Τ: 'T', Υ: 'Y', Χ: 'X',
+};
+
+// U+034F (combining grapheme joiner) is a combining mark, so it stands outside the class.
+const INVISIBLE = /(?:[\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|\u034f)/g;
+const INVISIBLE_BETWEEN_LETTERS = /(?<=\p{L})(?:[\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|\u034f)+(?=\p{L})/gu;
+const NON_ASCII = /[^\x00-\x7f]/;
+const WORD_WITH_FOREIGN = /[\p{L}\p{M}]*[\u0370-\u03ff\u0400-\u052f\u0261][\p{L}\p{M}]*/gu;
+const LATIN = /[A-Za-z]/;
+const MAX_TEXT = 256 * 1024;
+
+export function normaliseText(input: string): Normalised {
+  let text = input.length > MAX_TEXT ? input.slice(0, MAX_TEXT) : input;
+  let invisibleInWords = 0;
+  let mixedScriptWords = 0;
+  if (NON_ASCII.test(text)) {
+    text = text.normalize('NFKC');
+    for (const m of text.matchAll(INVISIBLE_BETWEEN_LETTERS)) invisibleInWords += m[0].length;
+    text = text.replace(INVISIBLE, '');
+    const latinShare = share(text);
+    text = text.replace(WORD_WITH_FOREIGN, (w) => {
+      const mixed = LATIN.test(w);
+      // A word of look-alikes only is folded when the text around it is Latin ("рау" in an
+      // English mail); in Russian or Greek text it is a word of that language.
+      if (!mixed && latinShare < 0.8) return w;
+      let out = '';
+      for (const ch of w) {
+        if (ch < '\x80') {
+          out += ch;
+          continue;
+        }
+        const f = CONFUSABLE[ch];
+        if (f === undefined) return w; // a letter with no Latin twin: a real foreign word
+        out += f;
+      }
+      if (mixed) mixedScriptWords++;
+      return out;
+    });
+  }
+  const rejoined: string[] = [];
+  text = rejoin(text, rejoined);
+  return { text, invisibleInWords, mixedScriptWords, rejoined };
+}
+
+/** The share of Latin letters among the letters of the text (sampled from its start). */
+function share(text: string): number {
+  const sample = text.slice(0, 4000);
+  const letters = sample.match(/\p{L}/gu)?.length ?? 0;
+  const latin = sample.match(/[A-Za-z]/g)?.length ?? 0;
+  return letters === 0 ? 0 : latin / letters;
+}
+
+// Runs of letter-only pieces of two letters or more, each separated by one space (single letters
+// are "a" and "I" in running text, and the letter-by-letter "v i a g r a" is joined by tokenize.ts).
+const PIECES = /(?<![\p{L}\p{N}'’-])[A-Za-z]{2,12}(?: [A-Za-z]{2,12})+(?![\p{L}\p{N}'’-])/gu;
+// The same for ASCII text, several times faster (most mail).
+const PIECES_ASCII = /(?<![A-Za-z0-9'-])[A-Za-z]{2,12}(?: [A-Za-z]{2,12})+(?![A-Za-z0-9'-])/g;
+
+/** Re-joins "hac ker" → "hacker": a known word made of pieces one of which is not a word. */
+function rejoin(text: string, out: string[]): string {
+  if (text.indexOf(' ') < 0) return text;
+  return text.replace(NON_ASCII.test(text) ? PIECES : PIECES_ASCII, (run) => {
+    const w = run.split(' ');
+    const lower = run.toLowerCase().split(' ');
+    let changed = false;
+    const res: string[] = [];
+    for (let i = 0; i < w.length; ) {
+      const j = joinAt(lower, i);
+      if (j > i + 1) {
+        const joined = w.slice(i, j).join('');
+        if (out.length < 200) out.push(joined.toLowerCase());
+        res.push(joined);
+        changed = true;
+        i = j;
+      } else res.push(w[i++]!);
+    }
+    return changed ? res.join(' ') : run;
+  });
+}
+
+/** Where a join starting at piece i ends (exclusive); i + 1 when there is none. Three pieces
+ * are tried before two ("ope ra ting"). */
+function joinAt(w: readonly string[], i: number): number {
+  const a = w[i]!;
+  const b = w[i + 1];
+  if (b === undefined) return i + 1;
+  const c = w[i + 2];
+  if (c !== undefined) {
+    const joined = a + b + c;
+    if (joined.length <= 16 && WORDS.has(joined) && (!WORDS.has(a) || !WORDS.has(b) || !WORDS.has(c) || COMPOUNDS.has(joined))) return i + 3;
+  }
+  const joined = a + b;
+  if (joined.length >= 5 && WORDS.has(joined) && (!WORDS.has(a) || !WORDS.has(b) || COMPOUNDS.has(joined))) return i + 2;
+  return i + 1;
+}
