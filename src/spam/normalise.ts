@@ -45,9 +45,10 @@ const CONFUSABLE: Readonly<Record<string, string>> = {
   Α: 'A', Β: 'B', Ε: 'E', Ζ: 'Z', Η: 'H', Ι: 'I', Κ: 'K', Μ: 'M', Ν: 'N', Ο: 'O', Ρ: 'P', Τ: 'T', Υ: 'Y', Χ: 'X',
 };
 
-// U+034F (combining grapheme joiner) is a combining mark, so it stands outside the class.
-const INVISIBLE = /(?:[\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|\u034f)/g;
-const INVISIBLE_BETWEEN_LETTERS = /(?<=\p{L})(?:[\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|\u034f)+(?=\p{L})/gu;
+// U+034F (a combining mark), U+200D (the zero-width joiner) and the Hangul and Khmer fillers stand outside the class: inside one
+// they would join with their neighbours.
+const INVISIBLE = /(?:[\u00ad\u061c\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|\u034f|\u200d|\u115f|\u1160|\u17b4|\u17b5)/g;
+const INVISIBLE_BETWEEN_LETTERS = /(?<=\p{L})(?:[\u00ad\u061c\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|\u034f|\u200d|\u115f|\u1160|\u17b4|\u17b5)+(?=\p{L})/gu;
 const NON_ASCII = /[^\x00-\x7f]/;
 const WORD_WITH_FOREIGN = /[\p{L}\p{M}]*[\u0370-\u03ff\u0400-\u052f\u0261][\p{L}\p{M}]*/gu;
 const LATIN = /[A-Za-z]/;
