@@ -49,7 +49,7 @@ test('content: the total decides; tags stop bounces; rule names for tests=', () 
   const policy = { tag: -999, spam: 5, kill: 10, subjectPrefix: '[SPAM]' };
   const none = new Set<'auth-failed'>();
   const ham = decideContent(policy, [{ score: 1, rules: ['spam(MISSING_MID)=0.5', 'spf:softfail=0.5'] }], none);
-  assert.deepEqual(ham, { score: 1, rules: ['spam(MISSING_MID)=0.5', 'spf:softfail=0.5'], class: 'ham', fields: ['X-Spam-Score: 1.0', 'X-Spam-Status: No, score=1.0 required=5.0 tests=MISSING_MID,spf:softfail'], quarantine: false });
+  assert.deepEqual(ham, { score: 1, rules: ['spam(MISSING_MID)=0.5', 'spf:softfail=0.5'], class: 'ham', fields: ['X-Spam-Score: 1.0', 'X-Spam-Status: No, score=1.0 required=5.0 tests=MISSING_MID,spf:softfail'], senderVerified: false, quarantine: false });
   const spam = decideContent(policy, [{ score: 3, rules: ['dnsbl:zen.test=3'] }, { score: 3, rules: ['spam(BAYES_95)=3'] }], new Set(['auth-failed']));
   assert.equal(spam.class, 'spam');
   assert.equal(spam.noBounce, 'spam');
