@@ -266,7 +266,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       log.info({ event: 'listening', listener: l.name, kind: l.kind, address: listener.address, port: listener.port }, `${l.name} listening on ${listener.address}:${listener.port}`);
     }
     const localChecks = config.sendmail.enabled ? localListener(config) : undefined;
-    if (config.sendmail.enabled && !localChecks) log.warn({ event: 'config-warning', setting: 'sendmail.enabled' }, 'no submission listener: local submission (sendmail) is off; add a submission listener or set sendmail.checksOf');
+    if (config.sendmail.enabled && !localChecks) log.warn({ event: 'sendmail-off', setting: 'sendmail.checksOf' }, 'no submission listener: local submission (sendmail) is off; add a submission listener or set sendmail.checksOf');
     if (localChecks) {
       const local = await startLocalSubmit({
         socketPath: config.sendmail.socket,
