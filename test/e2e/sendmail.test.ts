@@ -129,3 +129,14 @@ test('the identity is proven, not claimed: no proof file, or one others could wr
   assert.match(wrong, /^NO 77 .*does not hold the nonce/);
   assert.equal(await handshake(socket, (dir, nonce) => writeFileSync(path.join(dir, nonce), nonce, { mode: 0o600 })), 'OK webmaster@example.org');
 });
+
+test('-bs speaks SMTP on standard input and output, logged in as the mapped login', async (t) => {
+  const { srv, config } = await serverFor(t, { users: { [me.username]: 'webmaster@example.org' } });
+  const script = ['EHLO cron', 'MAIL FROM:<webmaster@example.org>', 'RCPT TO:<bob@example.org>', 'DATA'].join('\r\n') + '\r\n';
+  const run = await runMailward(['sendmail', '-C', config, '-bs'], `${script}Subject: bs\r\n\r\nvia -bs\r\n.\r\nQUIT\r\n`);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /^220 /);
+  assert.match(run.stdout, /250 2\.0\.0 Ok: queued as/);
+  const [got] = await srv.waitForMail('bob@example.org');
+  assert.match(got!, /via -bs/);
+});

@@ -59,6 +59,12 @@ class LineReader {
       await new Promise<void>((r) => (this.waiting = r));
     }
   }
+  /** What was read past the last line (the SMTP greeting may already be here). */
+  rest(): Buffer {
+    const b = this.buf;
+    this.buf = Buffer.alloc(0);
+    return b;
+  }
   /** One SMTP reply (multi-line joined): its code and text. */
   async reply(): Promise<{ code: number; text: string }> {
     const lines: string[] = [];
@@ -156,6 +162,7 @@ async function smtpOnStdio(args: SendmailArgs): Promise<void> {
   const reader = new LineReader(socket);
   await prove(reader, socket);
   socket.removeAllListeners('data');
+  process.stdout.write(reader.rest());
   socket.pipe(process.stdout);
   process.stdin.pipe(socket);
   await new Promise<void>((resolve) => socket.once('close', () => resolve()));
