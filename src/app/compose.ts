@@ -20,7 +20,10 @@ import { Spool } from '../queue/spool.ts';
 import { Queue, type ScanOptions } from '../queue/queue.ts';
 import { Worker } from '../delivery/worker.ts';
 import { buildDelivery } from './delivery.ts';
-import { startListener, type AdmittedConnection, type Listener } from '../ingress/listener.ts';
+import { createSessionHost, startListener, type AdmittedConnection, type Listener } from '../ingress/listener.ts';
+import { startLocalSubmit } from '../ingress/local-submit.ts';
+import { localIdentifier } from './local-users.ts';
+import { ConfigError } from '../config/errors.ts';
 import { openDirectory, openHashPool } from './accounts.ts';
 import { buildLive, needsRestart, type LiveState } from './live.ts';
 import { guardSettings } from '../config/guard-schema.ts';
@@ -101,6 +104,20 @@ export function workerCount(config: Config): number {
   return config.workers === 'auto' ? availableParallelism() : config.workers;
 }
 
+/**
+ * The listener local submissions take their check lists from (sendmail.checksOf), as a session
+ * without TLS or AUTH: the session is logged in by the proven uid before it begins.
+ */
+function localListener(config: Config): Config['listeners'][number] | undefined {
+  const named = config.sendmail.checksOf;
+  const l = named === undefined ? config.listeners.find((x) => x.kind !== 'mx') : config.listeners.find((x) => x.name === named);
+  if (named === undefined && !l) return undefined;
+  if (!l) {
+    throw new ConfigError(config.source, [{ path: 'sendmail.checksOf', message: `there is no enabled listener named ${JSON.stringify(config.sendmail.checksOf)}`, fix: `name your submission listener (one of: ${config.listeners.map((x) => x.name).join(', ')}), or set sendmail.enabled: false` }]);
+  }
+  return { ...l, implicitTls: false, starttls: false, auth: false, requireAuth: true, requireTls: false, greetingDelayMs: 0, proxyTrusted: [] };
+}
+
 export async function startMailward(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const t0 = performance.now();
   const log = opts.log ?? silentLogger();
@@ -123,7 +140,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     await stats.load();
     stats.startPersisting();
     cleanups.push(() => stats.close());
-    const metrics = new Metrics({ queueStats: spoolQueueStats(config.paths.spool) });
+    const metrics = new Metrics({ queueStats: spoolQueueStats(config.paths.spool), passwordHashes: () => hashPool.counts });
     const unsubscribe = [stats.attach(), metrics.attach()];
     cleanups.push(() => unsubscribe.forEach((off) => off()));
     // Set once the acceptors run: they learn of every suspect this process's detector finds.
@@ -247,6 +264,19 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       });
       listeners.set(l.name, listener);
       log.info({ event: 'listening', listener: l.name, kind: l.kind, address: listener.address, port: listener.port }, `${l.name} listening on ${listener.address}:${listener.port}`);
+    }
+    const localChecks = config.sendmail.enabled ? localListener(config) : undefined;
+    if (config.sendmail.enabled && !localChecks) log.warn({ event: 'sendmail-off', setting: 'sendmail.checksOf' }, 'no submission listener: local submission (sendmail) is off; add a submission listener or set sendmail.checksOf');
+    if (localChecks) {
+      const local = await startLocalSubmit({
+        socketPath: config.sendmail.socket,
+        host: createSessionHost(sessionHostOptions(localChecks, parts, secureContext)),
+        identify: localIdentifier(config.sendmail),
+        maxConnections: config.limits.maxConnectionsPerClient,
+        onEvent: (event, detail) => log.info({ event: 'listener', listener: 'sendmail', kind: event, ...detail }, event),
+      });
+      cleanups.push(() => local.close());
+      log.info({ event: 'listening', listener: 'sendmail', kind: 'local', address: local.path }, `local submission (sendmail) on ${local.path}`);
     }
     // Time since the process began (module loading included) and its CPU time so far: what
     // start-up costs before mail is answered (bench/startup, docs/decisions/0018-startup.md).

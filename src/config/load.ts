@@ -49,6 +49,8 @@ export interface Config {
   readonly delivery: RawConfig['delivery'];
   readonly auth: RawConfig['auth'];
   readonly admin: RawConfig['admin'];
+  /** Local submission (`mailward sendmail`); `socket` is absolute. */
+  readonly sendmail: RawConfig['sendmail'];
   /** Risks the config acknowledges (relay.allowLocalTrust): logged at every start and reload, shown on the dashboard. */
   readonly warnings: readonly ConfigProblem[];
 }
@@ -199,6 +201,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     delivery: raw.delivery,
     auth: raw.auth,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
+    sendmail: { ...raw.sendmail, socket: path.resolve(dataDir, raw.sendmail.socket) },
     warnings: raw.relay.allowLocalTrust === undefined ? [] : localTrustProblems(raw),
   };
 }

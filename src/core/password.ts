@@ -55,6 +55,7 @@ export { WorkerPoolFullError as HashPoolFullError };
  */
 export class HashPool {
   private readonly pool: WorkerPool<DeriveRequest, Uint8Array>;
+  readonly #counts = { hashed: 0, refused: 0 };
 
   constructor(opts: { readonly threads: number; readonly maxQueued: number }) {
     this.pool = new WorkerPool({ url: WORKER_URL, name: 'password-hash', size: opts.threads, maxQueued: opts.maxQueued });
@@ -69,9 +70,25 @@ export class HashPool {
     return verifyPassword(password, stored, this);
   }
 
+  /**
+   * Key derivations this pool finished, and those refused because it was full, since it started
+   * (mailward_password_hashes_total): a login of an unknown user shows here as one more hash,
+   * the same as a known one.
+   */
+  get counts(): { readonly hashed: number; readonly refused: number } {
+    return { ...this.#counts };
+  }
+
   /** @internal used by derive() */
-  run(req: DeriveRequest): Promise<Uint8Array> {
-    return this.pool.run(req);
+  async run(req: DeriveRequest): Promise<Uint8Array> {
+    try {
+      const key = await this.pool.run(req);
+      this.#counts.hashed++;
+      return key;
+    } catch (err) {
+      if (err instanceof WorkerPoolFullError) this.#counts.refused++;
+      throw err;
+    }
   }
 
   close(): Promise<void> {

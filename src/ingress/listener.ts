@@ -166,17 +166,27 @@ export function createSessionHost(opts: SessionHostOptions): SessionHost {
       for (const s of starting) s.destroy();
       for (const s of sessions) s.shutdown();
       const all = (): Promise<unknown> => Promise.all([...sessions].map((s) => s.done));
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([all(), new Promise<void>((resolve) => (timer = setTimeout(resolve, opts.shutdownTimeoutMs ?? 10_000)))]);
-      clearTimeout(timer);
+      await graceful(all(), opts.shutdownTimeoutMs ?? 10_000);
       for (const s of sessions) s.destroy('shutdown timeout');
       await all();
       // Give sockets that were ended a moment to deliver their last reply, then drop them.
       const left = [...sockets].map((s) => new Promise((resolve) => s.once('close', resolve)));
-      await Promise.race([Promise.all(left), new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      await graceful(Promise.all(left), 1000);
       for (const s of sockets) s.destroy();
     },
   };
+}
+
+/**
+ * Waits for `done`, at most `ms`. The timer is referenced (and cleared once either wins): the
+ * caller awaits it, so it must hold the event loop: with an unref'd one, a `done` that waits on
+ * something holding no handle (a socket whose 'close' never comes) lets the loop run dry, and a
+ * process (or a test, once its other servers stopped) ends in the middle of close().
+ */
+async function graceful(done: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([done, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 /** Socket errors become listener events: never an uncaught exception. */
@@ -333,7 +343,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
       for (const s of pending) s.destroy();
       await host?.close();
       // Give sockets that were ended a moment to deliver their last reply, then drop them.
-      await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+      await graceful(stopped, 1000);
       for (const s of sockets) s.destroy();
       await stopped;
     },

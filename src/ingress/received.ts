@@ -39,8 +39,9 @@ export function rfc5322Date(d: Date): string {
 const cleanHelo = (h: string | undefined): string => (h ?? 'unknown').replace(/[^\x21-\x7e]/g, '?').slice(0, 255);
 
 export function receivedHeader(f: ReceivedFacts): string {
-  const ipText = f.clientAddress.includes(':') ? `IPv6:${f.clientAddress}` : f.clientAddress;
-  let h = `Received: from ${cleanHelo(f.helo)} ([${ipText}])\r\n\tby ${f.hostname} (Mailward) with ${protocolKeyword(f)} id ${f.queueId}`;
+  // A local submission has no address: its provenance (local:uid=33(www-data)) is named instead.
+  const from = f.clientAddress.startsWith('local:') ? `local (${f.clientAddress.slice(6)})` : `${cleanHelo(f.helo)} ([${f.clientAddress.includes(':') ? `IPv6:${f.clientAddress}` : f.clientAddress}])`;
+  let h = `Received: from ${from}\r\n\tby ${f.hostname} (Mailward) with ${protocolKeyword(f)} id ${f.queueId}`;
   if (f.tls && f.tlsProtocol) h += `\r\n\t(using ${f.tlsProtocol}${f.tlsCipher ? ` with cipher ${f.tlsCipher}` : ''})`;
   if (f.singleRecipient) h += `\r\n\tfor <${f.singleRecipient}>`;
   return `${h}; ${rfc5322Date(f.date)}\r\n`;

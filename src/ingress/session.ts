@@ -140,6 +140,8 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
     facts.clientAddress = s.conn.remoteAddress;
     facts.clientPort = s.conn.remotePort;
     if (s.conn.proxyPeer) facts.proxyPeer = s.conn.proxyPeer;
+    // A local submission is logged in by the uid the kernel proved (ingress/local-submit.ts).
+    if (s.conn.localLogin !== undefined) facts.login = s.conn.localLogin;
     if (s.helo !== undefined) facts.helo = s.helo;
     facts.tls = s.secure;
   };

@@ -23,6 +23,8 @@ export type QueueStatsSource = () => Promise<QueueFigures> | QueueFigures;
 export interface MetricsOptions {
   /** Read at each scrape for the queue gauges. */
   readonly queueStats?: QueueStatsSource;
+  /** Read at each scrape: password hashes run and refused (core/password.ts HashPool.counts). */
+  readonly passwordHashes?: () => { readonly hashed: number; readonly refused: number };
   /** Node.js process metrics (CPU, memory, event loop, GC); default true. */
   readonly processMetrics?: boolean;
   readonly clock?: () => number;
@@ -108,6 +110,23 @@ export class Metrics {
         collect() {
           // Read by the gauge above in the same scrape (collectors run in registration order).
           this.set(last?.oldestReceivedAt ? Math.max(0, (clock() - last.oldestReceivedAt) / 1000) : 0);
+        },
+      });
+    }
+    const hashes = opts.passwordHashes;
+    if (hashes) {
+      const seen = { hashed: 0, refused: 0 };
+      new Counter({
+        name: 'mailward_password_hashes_total',
+        help: 'Password checks (scrypt) by the login hashing threads of this process: done, or refused at once because every thread was busy and the queue full (AUTH got 454). Unknown logins are hashed like known ones.',
+        labelNames: ['result'],
+        registers,
+        collect() {
+          const now = hashes();
+          this.inc({ result: 'done' }, now.hashed - seen.hashed);
+          this.inc({ result: 'refused' }, now.refused - seen.refused);
+          seen.hashed = now.hashed;
+          seen.refused = now.refused;
         },
       });
     }

@@ -4,6 +4,10 @@
 // once instead of hanging or pretending the password was wrong.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { openDirectory } from '../../src/app/accounts.ts';
 import { dial, type Dialog } from '../harness/dial.ts';
 import { startServer, TEST_LISTENERS } from '../harness/server.ts';
 
@@ -116,4 +120,41 @@ test('auth: with every hashing thread busy and no queue, AUTH answers 454 4.7.0 
   const c = await ehloOverTls(srv.port('submissions'));
   await c.say(plain(...ALICE)).expect('235');
   c.close();
+});
+
+test('auth: an unknown, a disabled and a known login each cost one scrypt on the hashing pool (mailward_password_hashes_total), with the same reply', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mailward-admin-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const token = 'a-long-random-admin-token-0123456789';
+  writeFileSync(path.join(dir, 'token'), `${token}\n`);
+  const srv = await startServer(t, {
+    users: [...users, ['carol@example.org', 'carol password 1']],
+    config: { admin: { enabled: true, port: 0, tokenFile: path.join(dir, 'token') }, auth: { maxFailures: 100, maxNetworkFailures: 100, maxLoginFailures: 100 } },
+  });
+  const accounts = openDirectory(srv.config);
+  accounts.setDisabled('carol@example.org', true);
+  accounts.close();
+  const hashed = async (): Promise<number> => {
+    const text = await (await fetch(`http://127.0.0.1:${srv.server.adminPort()}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+    const m = /^mailward_password_hashes_total\{result="done"\} (\d+)$/m.exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+  const c = await ehloOverTls(srv.port('submissions'));
+  const cases: Array<[string, string, string]> = [
+    ['bob@example.org', 'wrong', '535 5.7.8'],
+    ['nobody@example.org', 'wrong', '535 5.7.8'],
+    ['nobody@elsewhere.example', 'wrong', '535 5.7.8'],
+    ['carol@example.org', 'carol password 1', '535 5.7.8'],
+    ['bob@example.org', 'bob password 12', '235'],
+  ];
+  let before = await hashed();
+  for (const [user, pass, expected] of cases) {
+    const r = await c.say(plain(user, pass)).expect(expected);
+    const after = await hashed();
+    assert.equal(after - before, 1, `${user}: one hash on the pool (reply ${r.raw.trim()})`);
+    before = after;
+  }
+  c.close();
+  const replies = srv.logs.filter((l) => l.event === 'auth').map((l) => l.result);
+  assert.deepEqual(replies, ['failure', 'failure', 'failure', 'failure', 'success']);
 });

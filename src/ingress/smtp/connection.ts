@@ -94,7 +94,7 @@ export class SmtpConnection {
     private readonly handler: SessionHandler,
   ) {
     this.socket = socket;
-    this.st = { conn, secure: false, esmtp: false };
+    this.st = { conn, secure: false, esmtp: false, ...(conn.localLogin !== undefined ? { login: conn.localLogin } : {}) };
     if (socket instanceof TLSSocket) this.noteTls(socket);
     this.closedSignal = new Promise((resolve) => (this.signalClosed = resolve));
     socket.on('error', this.onSocketError);

@@ -20,6 +20,9 @@ export interface ConnectionInfo {
   readonly proxyPeer?: string;
   /** Protocol version of that header. */
   readonly proxyVersion?: 1 | 2;
+  /** A local submission (ingress/local-submit.ts): the login its proven uid maps to. The session
+   *  starts logged in as it; remoteAddress then holds the provenance, e.g. local:uid=33(www-data). */
+  readonly localLogin?: string;
 }
 
 /** Per-session facts the engine maintains and the handler may read. */
