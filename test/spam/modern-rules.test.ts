@@ -39,9 +39,10 @@ test('CRYPTO_ADDRESS', () => {
 test('PAYMENT_DEMAND: an amount and a short deadline; an invoice due in 30 days is not one', () => {
   assert.ok(paymentDemand('Transfer 1 300 USD to my wallet. You have 48 hours.'));
   assert.ok(paymentDemand('send $950 once you read this letter'));
-  assert.ok(paymentDemand('The amount is €800. Deadline: 2 days.'));
+  assert.ok(paymentDemand('Pay the amount of €800. Deadline: 2 days.'));
   assert.ok(!paymentDemand('Invoice total $120.00, due within 30 days of receipt.'));
   assert.ok(!paymentDemand('The meeting is in 2 hours.'));
+  assert.ok(!paymentDemand('We charged $42.90 to your card. Your parcel ships within 24 hours.'), 'a receipt: no demand');
   assert.deepEqual(fired(HEAD, 'Pay 0.1 BTC within 24 hours.'), ['PAYMENT_DEMAND']);
 });
 
