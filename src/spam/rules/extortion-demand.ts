@@ -11,5 +11,5 @@ export const EXTORTION_DEMAND: Rule = {
   name: 'EXTORTION_DEMAND',
   points: 2.5,
   description: 'Extortion story with a payment address or an amount and deadline',
-  test: (_m, f) => isExtortion(f.text) && (cryptoAddresses(f.text).length > 0 || paymentDemand(f.text)),
+  test: (_m, f) => isExtortion(f.text, f) && (cryptoAddresses(f.text).length > 0 || paymentDemand(f.text)),
 };

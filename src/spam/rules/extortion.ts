@@ -19,14 +19,24 @@ export function extortionThemes(text: string): string[] {
   return Object.keys(THEMES).filter((k) => THEMES[k]!.test(t));
 }
 
-export function isExtortion(text: string): boolean {
-  const th = new Set(extortionThemes(text));
-  return th.has('intrusion') && (th.has('recording') || th.has('shame')) && (th.has('exposure') || th.has('payment')) && th.size >= 4;
+const cache = new WeakMap<object, boolean>();
+
+/** Whether the text tells the story; `key` (the message's facts) remembers the answer for the
+ * rules that ask again (EXTORTION_DEMAND). */
+export function isExtortion(text: string, key?: object): boolean {
+  const known = key && cache.get(key);
+  if (known !== undefined) return known;
+  const t = text.length > 64 * 1024 ? text.slice(0, 64 * 1024) : text;
+  // The intrusion first: most mail has none, and the other themes need not be read then.
+  let yes = false;
+  if (THEMES.intrusion!.test(t) && (THEMES.recording!.test(t) || THEMES.shame!.test(t))) yes = extortionThemes(t).length >= 4 && (THEMES.exposure!.test(t) || THEMES.payment!.test(t));
+  if (key) cache.set(key, yes);
+  return yes;
 }
 
 export const EXTORTION_WORDS: Rule = {
   name: 'EXTORTION_WORDS',
   points: 2.0,
   description: 'The extortion story: an intrusion, a recording or shame, and a threat to tell others or a demand to pay',
-  test: (_m, f) => isExtortion(f.text),
+  test: (_m, f) => isExtortion(f.text, f),
 };

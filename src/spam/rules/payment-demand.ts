@@ -13,6 +13,8 @@ const DEADLINE = /\b(?:(?:\d{1,2}|one|two|three|twenty[- ]?four|forty[- ]?eight|
 const DEMAND = /\b(?:pay|paid|payment|send|transfer|wire|deposit|remit)\b/i;
 
 export function paymentDemand(text: string): boolean {
+  // Most mail names no deadline: then the amounts need not be looked for.
+  if (!DEADLINE.test(text) || !DEMAND.test(text)) return false;
   for (const m of text.matchAll(AMOUNT)) {
     const at = m.index;
     const end = at + m[0].length;
