@@ -75,3 +75,8 @@ test('FROM_EQ_TO and MISSING_DATE_AND_MID: only for a sender that did not log in
   assert.deepEqual(fired([...self, 'List-Id: <news.example.org>', 'Date: Tue, 3 Sep 2024 10:00:00 +0200'], 'text'), [], 'a list writing its own address');
   assert.deepEqual(fired(['From: a@example.net', 'To: b@example.org', 'Date: Tue, 3 Sep 2024 10:00:00 +0200'], 'text'), []);
 });
+
+test('EXTORTION_DEMAND: a made-up Bitcoin address (bad checksum) still counts with the story', () => {
+  const body = 'I have installed a software on your phone and recorded you satisfying yourself. I will spread the video to all your friends. My BTC wallet: 1Gk7Wz9QmPoR3tYbV8nXeLs2aHdKfJc4uM';
+  assert.deepEqual(fired(HEAD, body), ['EXTORTION_WORDS', 'EXTORTION_DEMAND']);
+});

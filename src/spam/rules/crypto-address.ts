@@ -96,6 +96,14 @@ export function cryptoAddresses(text: string): string[] {
   return kinds;
 }
 
+const NAMES_BTC = /\b(?:bitcoins?|btc)\b/i;
+
+/** A string shaped like a Bitcoin address in a text that names Bitcoin, checksum or not (made-up
+ * addresses in hand-written extortion still mean "pay here"): for EXTORTION_DEMAND only. */
+export function bitcoinShaped(text: string): boolean {
+  return NAMES_BTC.test(text) && (new RegExp(BASE58_RUN.source).test(text) || new RegExp(BECH32_RUN.source).test(text));
+}
+
 export const CRYPTO_ADDRESS: Rule = {
   name: 'CRYPTO_ADDRESS',
   // Alone it stays far below the threshold: a donation address in a newsletter is ham.

@@ -6,10 +6,10 @@
 import type { Rule } from '../rules.ts';
 
 const THEMES: Readonly<Record<string, RegExp>> = {
-  intrusion: /\b(?:hack(?:ed|er|ers|ing)?|malware|spyware|trojan|virus|keylogger|rootkit|remote (?:access|control)|(?:access|control) (?:to|over) (?:your|all your) (?:device|devices|computer|phone|system|operating system|account|accounts|email|mailbox)|infected (?:your|the) (?:device|computer|system)|compromised)\b/i,
-  recording: /\b(?:(?:web)?cam(?:era)?s?|record(?:ed|ing)|footage|video(?:s|tape)?|screenshots?|filmed|captured)\b/i,
-  shame: /\b(?:adult|porn\w*|xxx|masturbat\w*|intimate|sex(?:ual)?|nude|naked|embarrass\w*|humiliat\w*|dirty (?:secrets?|little secret))\b/i,
-  exposure: /\b(?:(?:all )?(?:your|ur) (?:contacts|friends|family|relatives|colleagues|coworkers|partner|wife|husband)|contact list|address book|social (?:networks?|media)|send (?:it|them|this) to (?:everyone|all))\b/i,
+  intrusion: /\b(?:hack(?:ed|er|ers|ing)?|malware|spyware|trojan|virus|keylogger|rootkit|remote (?:access|control)|(?:gained|got|gotten|have|had) (?:full )?(?:access|control)|(?:installed|planted|put) (?:a |an |my )?(?:\w+ ){0,2}(?:software|program|code|malware|virus)|(?:access|control) (?:to|over) (?:your|all your) (?:device|devices|computer|phone|system|operating system|account|accounts|email|mailbox)|infected (?:your|the) (?:device|computer|system)|compromised)\b/i,
+  recording: /\b(?:(?:web)?cam(?:era)?s?|record(?:ed|ing)|footage|video(?:s|tape)?|screenshots?|filmed|captured|clips?|screen (?:capture|recording))\b/i,
+  shame: /\b(?:adult|porn\w*|xxx|masturbat\w*|intimate|sex(?:ual)?|nude|naked|embarrass\w*|humiliat\w*|dirty (?:secrets?|little secret)|satisf(?:y|ied|ying) yourself|pleasur\w*|explicit)\b/i,
+  exposure: /\b(?:(?:all )?(?:your|ur) (?:contacts|friends|family|relatives|colleagues|coworkers|partner|wife|husband)|contact list|address book|social (?:networks?|media)|(?:send|forward|share) (?:it|them|this|the (?:video|recording|footage)) to (?:everyone|all|every)|spread|leak(?:ed)?|publish|go viral)\b/i,
   payment: /\b(?:bitcoin|btc|crypto(?:currency)?|wallet|ransom|pay(?:ment)?|transfer|send (?:me|to my))\b/i,
 };
 
