@@ -57,6 +57,7 @@ const HAS_FOREIGN = /[\u0370-\u03ff\u0400-\u052f\u0261]/;
 const WORD = /[\p{L}\p{M}]+/gu;
 const LATIN = /[A-Za-z]/;
 const MAX_TEXT = 256 * 1024;
+const REJOIN_TEXT = 12 * 1024;
 
 export function normaliseText(input: string): Normalised {
   let text = input.length > MAX_TEXT ? input.slice(0, MAX_TEXT) : input;
@@ -91,7 +92,9 @@ export function normaliseText(input: string): Normalised {
     });
   }
   const rejoined: string[] = [];
-  text = rejoin(text, rejoined);
+  // Split words are looked for in the first REJOIN_TEXT characters only: hiding is done where the
+  // message speaks (extortion texts are a few KB), and long newsletters need not pay for it.
+  text = text.length > REJOIN_TEXT ? rejoin(text.slice(0, REJOIN_TEXT), rejoined) + text.slice(REJOIN_TEXT) : rejoin(text, rejoined);
   return { text, invisibleInWords, mixedScriptWords, rejoined };
 }
 
@@ -122,7 +125,19 @@ function rejoin(text: string, out: string[]): string {
     if (at > 0 && text.charCodeAt(at - 1) > 0x7f && LETTER.test(text[at - 1]!)) return run;
     const end = at + run.length;
     if (end < text.length && text.charCodeAt(end) > 0x7f && LETTER.test(text[end]!)) return run;
-    const lower = run.toLowerCase().split(' ');
+    const lowerRun = run.toLowerCase();
+    // Most runs are words only, with no compound's first half: nothing to join, and no arrays made.
+    let from = 0;
+    let candidate = false;
+    while (!candidate) {
+      const sp = lowerRun.indexOf(' ', from);
+      const piece = lowerRun.slice(from, sp < 0 ? undefined : sp);
+      if (!WORDS.has(piece) || COMPOUND_HEADS.has(piece)) candidate = true;
+      if (sp < 0) break;
+      from = sp + 1;
+    }
+    if (!candidate) return run;
+    const lower = lowerRun.split(' ');
     const known = lower.map((w) => WORDS.has(w));
     let res: string[] | undefined;
     let pos = 0; // offset of piece i in run
