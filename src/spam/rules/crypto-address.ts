@@ -81,19 +81,25 @@ const NAMES_ETH = /\b(?:ethereum|ether|eth|usdt|erc-?20)\b/i;
 const NAMES_XMR = /\b(?:monero|xmr)\b/i;
 
 /** The kinds of payable address in a text: "btc" (checksum verified), "eth", "xmr". */
+// Candidates whose checksum is computed, at most: a text made of thousands of address-shaped
+// strings would otherwise cost a decode and two SHA-256 each.
+const MAX_CANDIDATES = 50;
+
 export function cryptoAddresses(text: string): string[] {
   const kinds: string[] = [];
-  for (const m of text.matchAll(BASE58_RUN)) if (isBase58CheckAddress(m[0])) {
-    kinds.push('btc');
-    break;
-  }
-  if (!kinds.includes('btc')) for (const m of text.matchAll(BECH32_RUN)) if (isBech32Address(m[0])) {
-    kinds.push('btc');
-    break;
-  }
+  if (someMatch(text, BASE58_RUN, isBase58CheckAddress) || someMatch(text, BECH32_RUN, isBech32Address)) kinds.push('btc');
   if (ETHEREUM.test(text) && NAMES_ETH.test(text)) kinds.push('eth');
   if (MONERO.test(text) && NAMES_XMR.test(text)) kinds.push('xmr');
   return kinds;
+}
+
+function someMatch(text: string, re: RegExp, ok: (s: string) => boolean): boolean {
+  let n = 0;
+  for (const m of text.matchAll(re)) {
+    if (ok(m[0])) return true;
+    if (++n >= MAX_CANDIDATES) return false;
+  }
+  return false;
 }
 
 const NAMES_BTC = /\b(?:bitcoins?|btc)\b/i;
