@@ -48,6 +48,8 @@ const TAG_NAME = /^<(\/?)([a-zA-Z][a-zA-Z0-9:-]{0,40})(?=[\s/>])/;
 const LINK_TAGS = new Set(['a', 'img', 'area', 'form', 'body', 'td', 'table', 'iframe']);
 const LINK_ATTR = /\b(?:href|src|action|background)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))/gi;
 
+const HIDDEN = /<(span|font|div|b|i|u|em|strong|small|p)\b[^>]{0,300}?style\s*=\s*["'][^"'>]{0,300}?(?:display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?:px|pt|em|%)?\s*(?:;|["']))[^>]{0,300}>[^<]{0,200}<\/\1\s*>/gi;
+
 export function htmlToText(html: string): HtmlText {
   const links: string[] = [];
   let images = 0;
@@ -55,6 +57,9 @@ export function htmlToText(html: string): HtmlText {
   // are not text.
   const clean = html
     .replace(/<!--[\s\S]*?(?:-->|$)/g, '')
+    // Text styled invisible is not what the reader sees: spam hides junk inside its words with
+    // it ("hac<span style="display:none">qz</span>ker"). Only a short element holding no tags.
+    .replace(HIDDEN, '')
     .replace(/<(script|style)\b[^>]{0,1000}>[\s\S]*?(?:<\/\1\s*>|$)/gi, ' ');
   // A scan, not one regular expression over the document: the next ">" is found once and
   // reused, so text full of stray "<" costs linear time.

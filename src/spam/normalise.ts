@@ -49,10 +49,15 @@ const CONFUSABLE: Readonly<Record<string, string>> = {
 // they would join with their neighbours.
 const INVISIBLE = /(?:[\u00ad\u061c\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|\u034f|\u200d|\u115f|\u1160|\u17b4|\u17b5)/g;
 const INVISIBLE_BETWEEN_LETTERS = /(?<=\p{L})(?:[\u00ad\u061c\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]|\u034f|\u200d|\u115f|\u1160|\u17b4|\u17b5)+(?=\p{L})/gu;
+const HAS_INVISIBLE = new RegExp(INVISIBLE.source);
 const NON_ASCII = /[^\x00-\x7f]/;
-const WORD_WITH_FOREIGN = /[\p{L}\p{M}]*[\u0370-\u03ff\u0400-\u052f\u0261][\p{L}\p{M}]*/gu;
+const HAS_FOREIGN = /[\u0370-\u03ff\u0400-\u052f\u0261]/;
+// Whole words, tested for a foreign letter in the callback: a pattern that looks for the foreign
+// letter inside the word backtracks through every long Latin word (quadratic in its length).
+const WORD = /[\p{L}\p{M}]+/gu;
 const LATIN = /[A-Za-z]/;
 const MAX_TEXT = 256 * 1024;
+const REJOIN_TEXT = 12 * 1024;
 
 export function normaliseText(input: string): Normalised {
   let text = input.length > MAX_TEXT ? input.slice(0, MAX_TEXT) : input;
@@ -60,10 +65,14 @@ export function normaliseText(input: string): Normalised {
   let mixedScriptWords = 0;
   if (NON_ASCII.test(text)) {
     text = text.normalize('NFKC');
-    for (const m of text.matchAll(INVISIBLE_BETWEEN_LETTERS)) invisibleInWords += m[0].length;
-    text = text.replace(INVISIBLE, '');
-    const latinShare = share(text);
-    text = text.replace(WORD_WITH_FOREIGN, (w) => {
+    if (HAS_INVISIBLE.test(text)) {
+      for (const m of text.matchAll(INVISIBLE_BETWEEN_LETTERS)) invisibleInWords += m[0].length;
+      text = text.replace(INVISIBLE, '');
+    }
+    const foreign = HAS_FOREIGN.test(text);
+    const latinShare = foreign ? share(text) : 1;
+    if (foreign) text = text.replace(WORD, (w) => {
+      if (!HAS_FOREIGN.test(w)) return w;
       const mixed = LATIN.test(w);
       // A word of look-alikes only is folded when the text around it is Latin ("рау" in an
       // English mail); in Russian or Greek text it is a word of that language.
@@ -83,7 +92,9 @@ export function normaliseText(input: string): Normalised {
     });
   }
   const rejoined: string[] = [];
-  text = rejoin(text, rejoined);
+  // Split words are looked for in the first REJOIN_TEXT characters only: hiding is done where the
+  // message speaks (extortion texts are a few KB), and long newsletters need not pay for it.
+  text = text.length > REJOIN_TEXT ? rejoin(text.slice(0, REJOIN_TEXT), rejoined) + text.slice(REJOIN_TEXT) : rejoin(text, rejoined);
   return { text, invisibleInWords, mixedScriptWords, rejoined };
 }
 
@@ -97,44 +108,73 @@ function share(text: string): number {
 
 // Runs of letter-only pieces of two letters or more, each separated by one space (single letters
 // are "a" and "I" in running text, and the letter-by-letter "v i a g r a" is joined by tokenize.ts).
-const PIECES = /(?<![\p{L}\p{N}'’-])[A-Za-z]{2,12}(?: [A-Za-z]{2,12})+(?![\p{L}\p{N}'’-])/gu;
-// The same for ASCII text, several times faster (most mail).
-const PIECES_ASCII = /(?<![A-Za-z0-9'-])[A-Za-z]{2,12}(?: [A-Za-z]{2,12})+(?![A-Za-z0-9'-])/g;
+// ASCII boundaries only: a non-ASCII letter next to a run is checked in the callback (a Unicode
+// look-behind at every position cost more than the rest of the normaliser).
+const PIECES = /(?<![A-Za-z0-9'’-])[A-Za-z]{2,12}(?: [A-Za-z]{2,12})+(?![A-Za-z0-9'’-])/g;
+const LETTER = /\p{L}/u;
+// Halves of COMPOUNDS that are words themselves: only after one of them is a join of two known
+// words tried.
+const COMPOUND_HEADS: ReadonlySet<string> = new Set(
+  [...COMPOUNDS].flatMap((c) => [...Array(c.length - 1).keys()].map((i) => c.slice(0, i + 1))).filter((h) => WORDS.has(h)),
+);
 
 /** Re-joins "hac ker" → "hacker": a known word made of pieces one of which is not a word. */
 function rejoin(text: string, out: string[]): string {
   if (text.indexOf(' ') < 0) return text;
-  return text.replace(NON_ASCII.test(text) ? PIECES : PIECES_ASCII, (run) => {
-    const w = run.split(' ');
-    const lower = run.toLowerCase().split(' ');
-    let changed = false;
-    const res: string[] = [];
-    for (let i = 0; i < w.length; ) {
-      const j = joinAt(lower, i);
+  return text.replace(PIECES, (run: string, at: number) => {
+    if (at > 0 && text.charCodeAt(at - 1) > 0x7f && LETTER.test(text[at - 1]!)) return run;
+    const end = at + run.length;
+    if (end < text.length && text.charCodeAt(end) > 0x7f && LETTER.test(text[end]!)) return run;
+    const lowerRun = run.toLowerCase();
+    // Most runs are words only, with no compound's first half: nothing to join, and no arrays made.
+    let from = 0;
+    let candidate = false;
+    while (!candidate) {
+      const sp = lowerRun.indexOf(' ', from);
+      const piece = lowerRun.slice(from, sp < 0 ? undefined : sp);
+      if (!WORDS.has(piece) || COMPOUND_HEADS.has(piece)) candidate = true;
+      if (sp < 0) break;
+      from = sp + 1;
+    }
+    if (!candidate) return run;
+    const lower = lowerRun.split(' ');
+    const known = lower.map((w) => WORDS.has(w));
+    let res: string[] | undefined;
+    let pos = 0; // offset of piece i in run
+    for (let i = 0; i < lower.length; ) {
+      const j = joinAt(lower, known, i);
       if (j > i + 1) {
-        const joined = w.slice(i, j).join('');
+        res ??= run.slice(0, pos).split(' ').filter((x) => x.length > 0);
+        let len = 0;
+        for (let k = i; k < j; k++) len += lower[k]!.length + 1;
+        const joined = run.slice(pos, pos + len - 1).replace(/ /g, '');
         if (out.length < 200) out.push(joined.toLowerCase());
         res.push(joined);
-        changed = true;
+        pos += len;
         i = j;
-      } else res.push(w[i++]!);
+      } else {
+        if (res) res.push(run.slice(pos, pos + lower[i]!.length));
+        pos += lower[i]!.length + 1;
+        i++;
+      }
     }
-    return changed ? res.join(' ') : run;
+    return res ? res.join(' ') : run;
   });
 }
 
 /** Where a join starting at piece i ends (exclusive); i + 1 when there is none. Three pieces
  * are tried before two ("ope ra ting"). */
-function joinAt(w: readonly string[], i: number): number {
+function joinAt(w: readonly string[], known: readonly boolean[], i: number): number {
+  if (i + 1 >= w.length) return i + 1;
   const a = w[i]!;
-  const b = w[i + 1];
-  if (b === undefined) return i + 1;
-  const c = w[i + 2];
-  if (c !== undefined) {
-    const joined = a + b + c;
-    if (joined.length <= 16 && WORDS.has(joined) && (!WORDS.has(a) || !WORDS.has(b) || !WORDS.has(c) || COMPOUNDS.has(joined))) return i + 3;
+  const b = w[i + 1]!;
+  const allKnown = known[i]! && known[i + 1]!;
+  if (allKnown && !COMPOUND_HEADS.has(a)) return i + 1;
+  if (i + 2 < w.length) {
+    const joined = a + b + w[i + 2]!;
+    if (joined.length <= 16 && WORDS.has(joined) && (!allKnown || !known[i + 2] || COMPOUNDS.has(joined))) return i + 3;
   }
   const joined = a + b;
-  if (joined.length >= 5 && WORDS.has(joined) && (!WORDS.has(a) || !WORDS.has(b) || COMPOUNDS.has(joined))) return i + 2;
+  if (joined.length >= 5 && WORDS.has(joined) && (!allKnown || COMPOUNDS.has(joined))) return i + 2;
   return i + 1;
 }

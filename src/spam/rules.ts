@@ -4,6 +4,7 @@
 import { header, headerAll, type ParsedMessage } from './mime.ts';
 import { baseDomain, isFreemail, parseDate, parseReceived, viaProvider, type Hop } from './received.ts';
 import { addressOf, domainOf, type TextFacts } from './tokenize.ts';
+import { MODERN_RULES } from './rules/index.ts';
 
 export interface RuleContext {
   /** Our own mail domains (lower-case); mail claiming to be from one must come from a login. */
@@ -174,6 +175,8 @@ export const RULES: readonly Rule[] = [
     description: 'Link to a bare IP address instead of a host name',
     test: (_m, f) => f.urlHosts.some((h) => /^\d+\.\d+\.\d+\.\d+$/.test(h) || /^\d{8,}$/.test(h)),
   },
+  // Today's extortion and obfuscation (src/spam/rules/, decision 0023).
+  ...MODERN_RULES,
 ];
 
 export interface RuleHit {

@@ -43,7 +43,6 @@ const EMAIL = /(?<![a-z0-9._%+-])[a-z0-9._%+-]+@([a-z0-9-]+(?:\.[a-z0-9-]+)+)/gi
 // Four or more single letters with the same separator between each: "v i a g r a", "f.r.e.e",
 // "c-a-s-h" (the same one, so "a V-I-A-G-R-A" does not take the article in).
 const SPLIT_WORD = /(?<![\p{L}\p{N}])\p{L}([ .\-_*+~|])(?:\p{L}\1){2,}\p{L}(?![\p{L}\p{N}])/gu;
-const INVISIBLE = /[\u00ad\u200b-\u200f\u2060\ufeff]/g;
 const EDGE_PUNCT = /^[^\p{L}\p{N}$€£¥]+|[^\p{L}\p{N}%!?$]+$/gu;
 // The same two patterns for ASCII-only text, where they mean the same and run several times
 // faster (a Unicode-aware expression pays for its generality on every character).
@@ -100,12 +99,11 @@ export function tokenize(msg: ParsedMessage): Tokenized {
   return { tokens: out, facts };
 }
 
-/** Tokens of free text (body or subject); returns the text with URLs removed. */
-function textTokens(raw: string, add: (t: string) => void, urlHosts: string[], obfuscated: string[]): string {
-  const ascii = !NON_ASCII.test(raw);
-  let text = ascii ? raw : raw.replace(INVISIBLE, '');
-  // Compatibility forms (full-width Latin, ligatures) read like their plain letters.
-  if (!ascii) text = text.normalize('NFKC');
+/** Tokens of the body text, already through normaliseText (NFKC, invisible characters gone);
+ * returns the text with URLs removed. */
+function textTokens(normalised: string, add: (t: string) => void, urlHosts: string[], obfuscated: string[]): string {
+  const ascii = !NON_ASCII.test(normalised);
+  let text = normalised;
   text = text.replace(URL, (u) => {
     urlTokens(u, add, urlHosts);
     return ' ';

@@ -3,7 +3,7 @@
 // spam is answered 250 and kept in the spool's quarantine; fields a sender wrote to fake our
 // verdict are gone; and no bounce goes to the sender of spam or of mail that failed SPF.
 // Deterministic: the spam check's rules (not Bayes, which has learned nothing) decide, with low
-// thresholds (spam 2, kill 4).
+// thresholds (spam 2, kill 5).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
@@ -37,7 +37,7 @@ async function rig(t: TestContext): Promise<{ srv: TestServer; sink: Sink }> {
       dns: { servers: [dns.address], timeout: 500, tries: 1 },
       pipeline: { rcpt: ['recipient', 'spf'], data: ['spam'] },
       checks: {
-        spam: { spam: 2, kill: 4, autolearn: false, workers: 0 },
+        spam: { spam: 2, kill: 5, autolearn: false, workers: 0 },
         // A failing sender is scored a little instead of refused, so the message is accepted.
         spf: { fail: 'score', failPoints: 0.5 },
       },
@@ -69,12 +69,12 @@ test('spam e2e: ham to the inbox, spam to .Junk with the Subject marked, kill to
   const { srv } = await rig(t);
   const junk = path.join(maildirPath(srv.config.paths.mail, BOB), '.Junk');
 
-  // Kill-level: From our own domain without login (3), no Date (1), no Message-ID (0.5), a link
-  // to a bare IP (1.5) = 6.
+  // Kill-level: From our own domain without login (3), no Date (1), no Message-ID (0.5), neither
+  // from a stranger (1), a link to a bare IP (1.5) = 7.
   const killId = await send(srv, 'it@sender.example', [BOB], 'From: "IT desk" <it@example.org>\nTo: bob@example.org\nSubject: Password expiry\n\nConfirm at http://198.51.100.7/login now.');
   const quarantined = await srv.waitForLog((l) => l.event === 'quarantined' && l.queueId === killId);
   assert.equal(quarantined.spam, 'kill');
-  assert.equal(quarantined.score, 6);
+  assert.equal(quarantined.score, 7);
   assert.equal(srv.logs.some((l) => l.event === 'queued' && l.queueId === killId), false);
   const kept = loadMessageSync(path.join(srv.config.paths.spool, 'quarantine', killId[7]!, killId), killId);
   assert.equal(kept?.envelope.noBounce, 'spam');
@@ -92,7 +92,7 @@ test('spam e2e: ham to the inbox, spam to .Junk with the Subject marked, kill to
   assert.equal(hamQueued.spam, undefined);
   assert.equal(hamQueued.noBounce, undefined);
 
-  // Spam: no Date (1), no Message-ID (0.5), a link to a bare IP (1.5) = 3. The sender wrote its
+  // Spam: no Date (1), no Message-ID (0.5), neither (1), a link to a bare IP (1.5) = 4. The sender wrote its
   // own "not spam" verdict and Authentication-Results in our name; another host's results stay.
   const spamId = await send(
     srv,
@@ -122,7 +122,7 @@ test('spam e2e: ham to the inbox, spam to .Junk with the Subject marked, kill to
   assert.deepEqual(readdirSync(junk).sort(), ['cur', 'maildirfolder', 'new', 'tmp']);
   assert.equal(readdirSync(path.join(junk, 'new')).length, 1);
   const spamHead = headOf(spam);
-  assert.match(spamHead, /^Return-Path: <promo@sender\.example>\r\nDelivered-To: bob@example\.org\r\nX-Spam-Score: 3\.0\r\nX-Spam-Status: Yes, score=3\.0 required=2\.0 tests=MISSING_DATE,MISSING_MID,URI_NUMERIC_IP\r\nX-Spam-Flag: YES\r\n/);
+  assert.match(spamHead, /^Return-Path: <promo@sender\.example>\r\nDelivered-To: bob@example\.org\r\nX-Spam-Score: 4\.0\r\nX-Spam-Status: Yes, score=4\.0 required=2\.0 tests=MISSING_DATE,MISSING_DATE_AND_MID,MISSING_MID,URI_NUMERIC_IP\r\nX-Spam-Flag: YES\r\n/);
   assert.equal(spamHead.match(/X-Spam-/gi)?.length, 3, 'the sender\'s X-Spam fields are gone');
   assert.doesNotMatch(spamHead, /MX\.example\.org; dkim=pass/i);
   assert.match(spamHead, /\r\nAuthentication-Results: \(relay\) other\.example; spf=pass\r\n/);
@@ -148,7 +148,7 @@ test('spam e2e: no bounce to the sender of spam, nor of mail that failed SPF (au
   assert.equal(entry?.envelope.noBounce, 'auth-failed');
   assert.equal(entry?.envelope.folder, undefined);
 
-  // Spam (3 points) from a sender that passes SPF, forwarded to dave, who refuses it.
+  // Spam (4 points) from a sender that passes SPF, forwarded to dave, who refuses it.
   const spamId = await send(srv, 'promo@sender.example', ['fwd-spam@example.org'], 'From: promo@sender.example\nSubject: Deals\n\nVisit http://203.0.113.9/deal today.');
 
   const suppressed = await srv.waitForLog((l) => l.event === 'bounce-suppressed' && l.queueId === spamId);

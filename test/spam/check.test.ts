@@ -54,7 +54,7 @@ test('a forged own-domain sender without login, with no Date: a score, with the 
   const h = spam.create(SpamOptions.parse({ spam: 3.5, kill: 8 }), env());
   const raw = crlf(['From: "IT desk" <it@example.org>', 'To: dave@example.org', 'Subject: Password expiry', '', 'Confirm your password at http://198.51.100.7/login now.']);
   const v = await h.data!(ctx(), facts(raw));
-  assert.deepEqual(v, { kind: 'score', points: 6, rule: 'spam(FORGED_OWN_DOMAIN,MISSING_DATE,MISSING_MID,URI_NUMERIC_IP)' });
+  assert.deepEqual(v, { kind: 'score', points: 7, rule: 'spam(FORGED_OWN_DOMAIN,MISSING_DATE,MISSING_MID,URI_NUMERIC_IP,MISSING_DATE_AND_MID)' });
   const loggedIn = await h.data!(ctx('it@example.org'), facts(raw));
   assert.equal(loggedIn.kind === 'score' && loggedIn.points, 3);
 });

@@ -48,3 +48,10 @@ test('the tokenizer reads the normalised text: Bayes sees "hacker", the rules se
   assert.equal(facts.invisibleInWords, 1);
   assert.match(facts.text, /^Your account\n/);
 });
+
+test('HTML: tags inside words join them; text styled invisible inside a word is dropped', () => {
+  const html = '<p>I am a hac<span>ker</span> with ac<b></b>cess to your opera<!-- x -->ting sys<span style="display:none">qzx</span>tem and web<font style="font-size:0px;">zz</font>cam</p><p style="font-size:10px">small print</p>';
+  const raw = Buffer.from(`From: a@example.net\r\nContent-Type: text/html; charset=utf-8\r\n\r\n${html}`);
+  const { facts } = tokenize(parseMessage(raw));
+  assert.equal(facts.text, '\nI am a hacker with access to your operating system and webcam\nsmall print');
+});
