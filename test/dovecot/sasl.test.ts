@@ -18,6 +18,9 @@ test('dovecot sasl: the IMAP password logs in to submission; a wrong one is 535 
   await c.expect('220');
   await c.say('EHLO laptop').expect('250');
   await c.say(plain('dana@example.org', 'imap pass 1')).expect('235');
+  // Not in Mailward's own user list, yet she sends as herself (and only as herself).
+  await c.say('MAIL FROM:<someone@example.org>').expect('553 5.7.1');
+  await c.say('MAIL FROM:<dana@example.org>').expect('250');
   await c.say('QUIT').expect('221');
 
   const l = await dial(srv.port('submissions'), { tls: true });
