@@ -18,7 +18,7 @@ import { QueueAdmin, type AdminResult } from '../queue/admin.ts';
 import { controlRequest, controlStatus, ControlUnavailableError, isQuarantineRequest, quarantineOpOf, startControlServer, type CatalogState, type ControlRequest, type ControlServer } from '../queue/control.ts';
 import { QuarantineAdmin } from '../queue/quarantine.ts';
 import { spoolOwner } from '../queue/lock.ts';
-import { MaildirTransport } from '../delivery/maildir.ts';
+import { buildLocalTransport } from './local-delivery.ts';
 import type { Transport } from '../delivery/transport.ts';
 import { MxTransport } from '../delivery/mx.ts';
 import { SmarthostTransport } from '../delivery/smarthost.ts';
@@ -140,13 +140,13 @@ function senderRouter(config: Config, directory: LocalDirectory | undefined): (a
 export function buildDelivery(d: DeliveryDeps): Delivery {
   const { config, log } = d;
   const dc = config.delivery;
-  const local = new MaildirTransport({ root: config.paths.mail, hostname: config.hostname, fsync: config.queue.fsync, syncer: d.spool.syncer, log });
   const client: SmtpClientOptions = {
     heloName: dc.heloName ?? config.hostname,
     connectTimeoutMs: dc.timeouts.connect,
     greetingTimeoutMs: dc.timeouts.greeting,
     socketTimeoutMs: dc.timeouts.idle,
   };
+  const local = buildLocalTransport({ config, log, syncer: d.spool.syncer, client });
   const routeTransports: Record<string, Transport> = {
     local,
     mx: new MxTransport({ dns: d.dns, port: dc.mx.port, client, concurrencyPerDomain: dc.mx.concurrencyPerDomain, ownNames: [config.hostname, client.heloName], log }),

@@ -11,6 +11,7 @@ import type { LocalDirectory } from '../pipeline/check.ts';
 import type { ProtocolOptions, SessionHandler } from '../ingress/smtp/types.ts';
 import { createSessionHandler, type Authenticator, type SpoolPort } from '../ingress/session.ts';
 import type { LiveState } from './live.ts';
+import { DovecotAuth } from '../directory/dovecot-auth.ts';
 import type { SessionHostOptions } from '../ingress/listener.ts';
 import type { NewEnvelope } from '../queue/envelope.ts';
 import type { SpoolWriter } from '../queue/writer.ts';
@@ -67,9 +68,19 @@ export function spoolPortOf(spool: { begin(draft: NewEnvelope): SpoolWriter }): 
   return { begin: async (draft) => spool.begin(draft), enqueued: () => undefined };
 }
 
+/** Who checks passwords (config auth.backend): our own directory, or Dovecot's auth socket. */
+function authenticator(config: Config, directory: Authenticator): Authenticator {
+  const d = config.auth.dovecot;
+  if (config.auth.backend !== 'dovecot' || !d) return directory;
+  const dovecot = new DovecotAuth({ socket: d.socket, service: d.service, timeoutMs: d.timeout });
+  // AUTH is only ever offered over TLS (authWithoutTls: false), so the session is "secured".
+  return { authenticate: (login, password) => dovecot.authenticate(login, password, { secured: true }) };
+}
+
 /** The handler factory of listener `l`: one session handler per connection. */
 function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandler {
   const config = p.config;
+  const auth = authenticator(config, p.directory);
   return () => {
     const now = p.live();
     return createSessionHandler({
@@ -80,7 +91,7 @@ function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandle
       directory: p.directory,
       relay: now.relay,
       spool: p.spool,
-      auth: p.directory,
+      auth,
       authGuard: now.authGuard,
       tunnel: p.tunnel,
       clock: p.clock,

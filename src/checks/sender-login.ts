@@ -41,7 +41,9 @@ export const senderLogin = defineCheck({
     const exceptions = compileNetworks(opts.exceptions, 'checks.sender-login.exceptions');
     const sendAs = new Map(Object.entries(opts.sendAs).map(([login, list]) => [login.toLowerCase(), list.map((a) => a.toLowerCase())]));
     const ownsExactly = (login: string, a: string): boolean => {
-      if (env.directory.sendAsAllowed(login).includes(a)) return true;
+      // A login owns its own address even when our directory does not list it (logins checked by
+      // Dovecot's auth socket, auth.backend: dovecot): it is the identity just proven.
+      if (a === login.toLowerCase() || env.directory.sendAsAllowed(login).includes(a)) return true;
       const extra = sendAs.get(login.toLowerCase()) ?? [];
       return extra.includes(a) || extra.includes(a.slice(a.lastIndexOf('@')));
     };

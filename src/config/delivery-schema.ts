@@ -3,6 +3,8 @@
 // delivery, time-outs, bounces and DKIM signing. Retries are in `queue`. Plugged into schema.ts.
 import { z } from 'zod';
 import { Duration } from './units.ts';
+import { parseLmtpAddress } from '../core/lmtp-address.ts';
+import { parseMaildirTemplate } from '../core/maildir-template.ts';
 
 const Port = z.number().int().min(1).max(65535);
 const NAME_RE = /^[a-z][a-z0-9_-]*$/;
@@ -58,8 +60,66 @@ const DkimKey = z
   })
   .strict();
 
+const LocalKind = z.enum(['maildir', 'lmtp']);
+
+/** A Unix user or group: a name from /etc/passwd (/etc/group) or a number. */
+const Owner = z.union([z.number().int().min(0).max(4_294_967_294), z.string().regex(/^[a-z_][a-z0-9_.-]*\$?$/i, 'a user or group name, e.g. "vmail", or a number')]);
+
+const LocalSchema = z
+  .object({
+    /** How mail for local mailboxes is delivered: Mailward's own Maildir writer, or LMTP to Dovecot. */
+    transport: LocalKind.default('maildir'),
+    /** Per local domain, overriding `transport` (e.g. one domain still in Maildir while moving). */
+    domains: z.record(z.string(), LocalKind).default({}),
+    lmtp: z
+      .object({
+        /** Dovecot's LMTP listener: "unix:/var/spool/postfix/private/dovecot-lmtp", "unix:/run/dovecot/lmtp" or "inet:127.0.0.1:24". */
+        address: z.string().superRefine((v, ctx) => {
+          if (parseLmtpAddress(v)) return;
+          ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not an LMTP address`, params: { fix: 'write unix:<absolute socket path> (e.g. unix:/run/dovecot/lmtp) or inet:<host>:<port> (e.g. inet:127.0.0.1:24)' } });
+        }),
+        /** LMTP sessions at once (Dovecot runs one lmtp process per session). */
+        maxConnections: z.number().int().min(1).max(1000).default(10),
+      })
+      .strict()
+      .optional(),
+    maildir: z
+      .object({
+        /** Where a mailbox's Maildir is: %u the address, %n its local part, %d its domain, %% a "%".
+         *  Default: <dataDir>/mail/%d/%n/Maildir. Relative paths are relative to the config file. */
+        path: z
+          .string()
+          .min(1)
+          .superRefine((v, ctx) => {
+            const err = parseMaildirTemplate(v).error;
+            if (err) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)}: ${err}`, params: { fix: 'write a path such as /var/vmail/%d/%n/Maildir using %u (address), %n (local part), %d (domain)' } });
+          })
+          .optional(),
+        /** Lower-case the address before it becomes a path (as Dovecot's auth_username_format=%Lu). */
+        lowercase: z.enum(['all', 'domain']).default('all'),
+        /** Owner of the folders and files written (e.g. "vmail" or 5000): set it to the user Dovecot reads mail as. */
+        owner: Owner.optional(),
+        /** Their group (default: the owner's primary group when owner is a name). */
+        group: Owner.optional(),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((l, ctx) => {
+    const lmtpUsed = l.transport === 'lmtp' || Object.values(l.domains).includes('lmtp');
+    if (lmtpUsed && !l.lmtp) {
+      ctx.addIssue({ code: 'custom', path: ['lmtp'], message: 'LMTP delivery is chosen but no LMTP server is given', params: { fix: 'set delivery.local.lmtp.address to Dovecot\'s LMTP listener, e.g. unix:/run/dovecot/lmtp' } });
+    }
+    for (const key of Object.keys(l.domains)) {
+      if (!DOMAIN_RE.test(key.replace(/\.$/, ''))) ctx.addIssue({ code: 'custom', path: ['domains', key], message: `${JSON.stringify(key)} is not a domain`, params: { fix: 'key the entry by one of your mail domains, e.g. example.org' } });
+    }
+  });
+
 export const DeliverySchema = z
   .object({
+    /** Mail for local mailboxes: Maildir (path template, owner) or LMTP to Dovecot. */
+    local: LocalSchema.prefault({}),
     /** Recipient domain → route. "example.com" is that domain, ".example.com" its subdomains,
      *  "*" every other domain. Without "*", mail goes out by direct MX delivery. */
     routes: z.record(z.string(), Route).default({}),

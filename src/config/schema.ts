@@ -203,8 +203,27 @@ export const ConfigSchema = z
         hashThreads: z.number().int().min(1).max(16).optional(),
         /** Logins that may wait for a hashing thread; past it AUTH answers 454 at once. */
         hashQueue: z.number().int().min(0).max(10_000).default(32),
+        /** Whose passwords AUTH checks: Mailward's own users (`mailward user add`), or Dovecot's
+         *  passdb through its auth socket (as Postfix's smtpd_sasl_type = dovecot). The limits above apply to both. */
+        backend: z.enum(['mailward', 'dovecot']).default('mailward'),
+        dovecot: z
+          .object({
+            /** Dovecot's auth-client socket (service auth { unix_listener ... }). */
+            socket: z.string().startsWith('/', 'an absolute socket path, e.g. /var/spool/postfix/private/auth'),
+            /** The service name Dovecot's passdb sees (%s). */
+            service: z.string().regex(/^[a-z][a-z0-9-]*$/).default('smtp'),
+            /** Past it the login is answered 454 (try later). */
+            timeout: Duration.default(10_000),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
+      .superRefine((a, ctx) => {
+        if (a.backend === 'dovecot' && !a.dovecot) {
+          ctx.addIssue({ code: 'custom', path: ['dovecot'], message: 'auth.backend is dovecot but no Dovecot auth socket is given', params: { fix: 'set auth.dovecot.socket to the auth-client listener of Dovecot, e.g. /var/spool/postfix/private/auth' } });
+        }
+      })
       .prefault({}),
     /** The operator's HTTP API, dashboard and /metrics (off by default; loopback; bearer token). */
     admin: AdminSchema.prefault({}),

@@ -1,8 +1,9 @@
-// Local delivery into Maildir (root/<domain>/<local>/Maildir/{tmp,new,cur}), the way Dovecot reads
-// it: write to tmp/, fsync, rename into new/, fsync new/. The file name is fixed by queue id and
+// Local delivery into Maildir (root/<domain>/<local>/Maildir/{tmp,new,cur}, or a path template such
+// as /var/vmail/%d/%n/Maildir), the way Dovecot reads it: write to tmp/, fsync, rename into new/,
+// fsync new/; folders and files owned by the configured user and group (vmail). The file name is fixed by queue id and
 // recipient index, so a delivery repeated after a crash finds its earlier copy instead of adding one.
 // A message whose envelope names a folder (spam: "Junk") goes to that Maildir++ folder instead.
-import { access, mkdir, open, opendir, rename, unlink } from 'node:fs/promises';
+import { access, chown, mkdir, open, opendir, rename, unlink } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Logger } from '../observe/log.ts';
@@ -11,6 +12,7 @@ import { DirSyncer } from '../queue/dirsync.ts';
 import { writeAll } from '../queue/writer.ts';
 import { perm, reply, replyText, temp } from '../core/reply.ts';
 import { RawFile } from '../core/raw-file.ts';
+import { expandMaildirTemplate, templatePrefix, type MaildirTemplate } from '../core/maildir-template.ts';
 import type { DeliverableMessage, RecipientOutcome, Transport } from './transport.ts';
 
 /** Bytes gathered before a writev while a message is copied into its Maildir file. */
@@ -31,12 +33,23 @@ export class MailboxPathError extends Error {
 const LOCAL_RE = /^[\p{L}\p{M}\p{N}!#$%&'*+\-=?^_`{|}~.]+$/u;
 const DOMAIN_RE = /^[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]*[\p{L}\p{M}\p{N}])?(?:\.[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]*[\p{L}\p{M}\p{N}])?)*$/u;
 
+export interface MaildirLayout {
+  /** An absolute path template (%u, %n, %d); unset: root/%d/%n/Maildir. */
+  readonly template?: MaildirTemplate;
+  /** 'all' (default): the whole address is lower-cased; 'domain': only the domain, the local part keeps its case. */
+  readonly lowercase?: 'all' | 'domain';
+}
+
 /**
- * The Maildir folder of a local mailbox: root/<domain>/<local>/Maildir, lower-cased. Throws
- * MailboxPathError for anything that could leave `root` or name a hidden or odd folder.
+ * The Maildir folder of a local mailbox: root/<domain>/<local>/Maildir (or the layout's template),
+ * lower-cased. Throws MailboxPathError for anything that could leave `root` (or the template's
+ * fixed start) or name a hidden or odd folder.
  */
-export function maildirPath(root: string, mailbox: string): string {
-  const addr = mailbox.normalize('NFC').toLowerCase();
+export function maildirPath(root: string, mailbox: string, layout: MaildirLayout = {}): string {
+  const norm = mailbox.normalize('NFC');
+  const at0 = norm.lastIndexOf('@');
+  // Domains are case-insensitive (RFC 5321 §2.4); local parts are the receiver's to decide.
+  const addr = layout.lowercase === 'domain' ? norm.slice(0, at0 + 1) + norm.slice(at0 + 1).toLowerCase() : norm.toLowerCase();
   const at = addr.lastIndexOf('@');
   if (at <= 0 || at === addr.length - 1) throw new MailboxPathError(mailbox, 'not local@domain');
   const local = addr.slice(0, at);
@@ -46,6 +59,13 @@ export function maildirPath(root: string, mailbox: string): string {
   if (!LOCAL_RE.test(local)) throw new MailboxPathError(mailbox, 'local part has characters not allowed in a folder name');
   if (local.startsWith('.') || local.includes('..')) throw new MailboxPathError(mailbox, 'local part starts with "." or contains ".."');
   if (!DOMAIN_RE.test(domain)) throw new MailboxPathError(mailbox, 'domain is not a host name');
+  if (layout.template) {
+    const prefix = templatePrefix(layout.template);
+    const path = resolve(expandMaildirTemplate(layout.template, local, domain));
+    const base = resolve(prefix);
+    if (!path.startsWith(base === sep ? sep : base + sep)) throw new MailboxPathError(mailbox, "path leaves the template's folder");
+    return path;
+  }
   const base = resolve(root);
   const path = join(base, domain, local, 'Maildir');
   if (!path.startsWith(base + sep)) throw new MailboxPathError(mailbox, 'path leaves the Maildir root');
@@ -76,6 +96,10 @@ export interface MaildirOptions {
   readonly log?: Logger;
   readonly dirMode?: number;
   readonly fileMode?: number;
+  /** Path template and lower-casing (config delivery.local.maildir). */
+  readonly layout?: MaildirLayout;
+  /** Give every folder and file written to this uid and gid (the vmail user Dovecot reads as). */
+  readonly owner?: { readonly uid: number; readonly gid: number };
 }
 
 const ok = replyText(reply(250, '2.0.0', 'Delivered to mailbox'));
@@ -89,6 +113,8 @@ export class MaildirTransport implements Transport {
   readonly #log: Logger | undefined;
   readonly #dirMode: number;
   readonly #fileMode: number;
+  readonly #layout: MaildirLayout;
+  readonly #owner: { readonly uid: number; readonly gid: number } | undefined;
   // Maildirs known to exist (creation includes fsyncing the new folders and their parents).
   readonly #ready = new Map<string, Promise<void>>();
 
@@ -100,6 +126,13 @@ export class MaildirTransport implements Transport {
     this.#log = opts.log;
     this.#dirMode = opts.dirMode ?? 0o700;
     this.#fileMode = opts.fileMode ?? 0o600;
+    this.#layout = opts.layout ?? {};
+    this.#owner = opts.owner;
+  }
+
+  /** Hands a folder or file just made to the configured owner (needs root or CAP_CHOWN unless it is us). */
+  async #own(path: string): Promise<void> {
+    if (this.#owner) await chown(path, this.#owner.uid, this.#owner.gid);
   }
 
   async deliver(msg: DeliverableMessage, recipientIndexes: readonly number[]): Promise<RecipientOutcome[]> {
@@ -119,7 +152,7 @@ export class MaildirTransport implements Transport {
     try {
       // RFC 5321 §4.1.2 paths cannot hold CR, LF or NUL; refuse them rather than write a header from them.
       if (/[\r\n\0]/.test(env.mailFrom + mailbox)) throw new MailboxPathError(mailbox, 'control characters in the envelope');
-      dir = maildirPath(this.#root, mailbox);
+      dir = maildirPath(this.#root, mailbox, this.#layout);
       if (env.folder !== undefined) {
         // Checked when the spool file was read; checked again here because it becomes a path.
         if (!isFolderName(env.folder)) throw new MailboxPathError(mailbox, `folder ${JSON.stringify(env.folder)} is not a plain folder name`);
@@ -175,6 +208,7 @@ export class MaildirTransport implements Transport {
       }
       if (batch.length > 0) pos = await writeAll(fh, batch, pos);
       if (pos !== size) throw new Error(`wrote ${pos} bytes to ${tmp}, expected ${size}`);
+      await this.#own(tmp);
       if (this.#fsync) await fh.sync();
       complete = true;
     } finally {
@@ -204,9 +238,19 @@ export class MaildirTransport implements Transport {
   async #create(dir: string, subfolder: boolean): Promise<void> {
     const first = await mkdir(dir, { recursive: true, mode: this.#dirMode });
     let made = first !== undefined;
+    if (first !== undefined && this.#owner) {
+      // Every folder mkdir made, from the first down to the Maildir itself.
+      const made_: string[] = [];
+      for (let p = dir; ; p = dirname(p)) {
+        made_.unshift(p);
+        if (p === first || dirname(p) === p) break;
+      }
+      for (const p of made_) await this.#own(p);
+    }
     for (const sub of ['tmp', 'new', 'cur']) {
       try {
         await mkdir(join(dir, sub), { mode: this.#dirMode });
+        await this.#own(join(dir, sub));
         made = true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -216,6 +260,7 @@ export class MaildirTransport implements Transport {
       // Maildir++: an empty "maildirfolder" file marks a folder (Dovecot, Courier).
       try {
         await (await open(join(dir, 'maildirfolder'), 'wx', this.#fileMode)).close();
+        await this.#own(join(dir, 'maildirfolder'));
         made = true;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;

@@ -2,7 +2,7 @@
 // STARTTLS, AUTH, PIPELINING, SIZE, 8BITMIME, SMTPUTF8 and dot-stuffing), with its outcome sorted
 // per recipient: 2xx delivered, 4xx temporary, 5xx permanent (RFC 5321 §4.2.1), or "unreachable"
 // when nothing was handed over and the caller may try the next host.
-import { isIP } from 'node:net';
+import { connect as netConnect, isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { DeliveryOutcome } from './transport.ts';
@@ -13,7 +13,9 @@ export type TlsMode =
   /** STARTTLS, and no transaction without it (RFC 3207). */
   | 'starttls'
   /** STARTTLS when offered, plain text otherwise (RFC 7435: opportunistic security, for MX). */
-  | 'opportunistic';
+  | 'opportunistic'
+  /** Never TLS: a local LMTP server on a unix socket or loopback, where nothing crosses a network. */
+  | 'none';
 
 export interface SmtpTarget {
   /** The IP address to connect to. */
@@ -27,6 +29,10 @@ export interface SmtpTarget {
   readonly ca?: Buffer;
   /** AUTH credentials (smarthost only; only ever sent over TLS). */
   readonly auth?: { readonly user: string; readonly pass: string };
+  /** Speak LMTP (RFC 2033: LHLO, then one reply per accepted recipient after DATA). */
+  readonly lmtp?: boolean;
+  /** Connect to this unix socket instead of address:port (a local LMTP server). */
+  readonly socketPath?: string;
 }
 
 export interface SmtpClientOptions {
@@ -85,7 +91,7 @@ export function outcomeOf(code: number): DeliveryOutcome {
   return code >= 500 && code < 600 ? 'permanent' : 'temporary';
 }
 
-const hostText = (t: SmtpTarget): string => `${t.name}[${t.address}]:${t.port}`;
+const hostText = (t: SmtpTarget): string => (t.socketPath !== undefined ? t.name : `${t.name}[${t.address}]:${t.port}`);
 
 /** Why a session never got to MAIL FROM, as a temporary reply naming the host. */
 function unreachable(t: SmtpTarget, err: SmtpError, stage: 'connect' | 'auth'): SendResult {
@@ -111,12 +117,15 @@ export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: Ou
     let settled = false;
     let stage: 'connect' | 'auth' | 'send' = 'connect';
     const conn = new SMTPConnection({
+      ...(target.socketPath !== undefined ? { connection: netConnect({ path: target.socketPath }) } : {}),
+      ...(target.lmtp ? { lmtp: true } : {}),
       host: target.address,
       port: target.port,
       ...(isIP(target.name) ? {} : { servername: target.name }),
       secure: target.tls === 'implicit',
       requireTLS: target.tls === 'starttls',
       opportunisticTLS: target.tls === 'opportunistic',
+      ignoreTLS: target.tls === 'none',
       name: opts.heloName,
       connectionTimeout: opts.connectTimeoutMs,
       greetingTimeout: opts.greetingTimeoutMs,
@@ -181,7 +190,8 @@ export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: Ou
           return;
         }
         const replies = new Map<string, RecipientReply>();
-        const ok = oneLine(info.response);
+        // In LMTP the last reply belongs to the last recipient, who may have been refused.
+        const ok = target.lmtp && !info.response.startsWith('2') ? '250 2.0.0 Delivered' : oneLine(info.response);
         for (const a of info.accepted) replies.set(a, { outcome: 'ok', reply: ok });
         for (const e of (info.rejectedErrors ?? []) as SmtpError[]) addRejected(replies, e);
         finish({ kind: 'sent', replies: complete(replies, env, `451 4.3.0 no reply from ${hostText(target)} for this recipient`), tls: conn.secure });

@@ -79,7 +79,11 @@ export class AuthGuard {
       try {
         ok = await verify();
       } catch (err) {
-        if (!(err instanceof HashPoolFullError)) throw err;
+        if (!(err instanceof HashPoolFullError)) {
+          // The password store cannot answer (Dovecot's auth socket down): try later, count nothing.
+          this.log.error({ event: 'auth-backend-unavailable', network: net, err: String(err) }, `cannot check the password: ${String(err)}; deferring AUTH (check auth.backend and auth.dovecot.socket)`);
+          return { ok: false, result: 'unavailable', reply: Replies.temporary };
+        }
         this.log.warn({ event: 'auth-busy', network: net, err: err.message }, 'every password hashing thread is busy and the queue is full; deferring AUTH (auth.hashThreads, auth.hashQueue)');
         return { ok: false, result: 'busy', reply: Replies.temporary };
       }
