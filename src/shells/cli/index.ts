@@ -15,6 +15,7 @@ import { registerPolicyd } from './policyd.ts';
 import { registerDkim } from './dkim.ts';
 import { registerLearn, registerSpam } from './spam.ts';
 import { registerQuarantine } from './quarantine.ts';
+import { registerSystemdUnit } from './systemd-unit.ts';
 import { SAFE_UMASK } from '../../app/privileges.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
@@ -62,6 +63,7 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerLearn(program);
   registerSpam(program);
   registerQuarantine(program);
+  registerSystemdUnit(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);
