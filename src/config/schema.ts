@@ -116,8 +116,9 @@ export const ConfigSchema = z
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-        /** json, pretty (readable), or auto (pretty on a terminal, JSON otherwise). */
-        format: z.enum(['json', 'pretty', 'auto']).default('auto'),
+        /** json, pretty (readable), auto (pretty on a terminal, JSON otherwise), or postfix: one
+         *  line per event as Postfix writes them ("QUEUEID: to=<…>, orig_to=<…>, relay=…, status=sent (…)"). */
+        format: z.enum(['json', 'pretty', 'auto', 'postfix']).default('auto'),
       })
       .strict()
       .prefault({}),
