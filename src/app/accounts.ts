@@ -11,7 +11,7 @@ export type { Directory };
 
 /** `hashPool`: verify logins on it (a server's sessions); the CLI hashes on the calling thread. */
 export function openDirectory(config: Config, opts: { readonly hashPool?: HashPool } = {}): Directory {
-  mkdirSync(path.dirname(config.paths.directory), { recursive: true });
+  mkdirSync(path.dirname(config.paths.directory), { recursive: true, mode: 0o750 });
   return Directory.open(config.paths.directory, {
     domains: [...config.domains],
     ...(config.recipientDelimiter ? { recipientDelimiter: config.recipientDelimiter } : {}),

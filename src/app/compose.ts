@@ -1,7 +1,7 @@
 // The composition root: the one place that builds every implementation from the config — the
 // directory, the state store, the spool, queue and delivery worker, the compiled pipeline, TLS,
 // and one listener per configured port — and tears them down again in order.
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { Resolver } from 'node:dns/promises';
 import type { Config } from '../config/load.ts';
@@ -64,6 +64,8 @@ export interface StartOptions {
   readonly clock?: () => number;
   /** Options of the start-up spool scan (tests hold it at a known point with `scanned`). */
   readonly queueScan?: ScanOptions;
+  /** Listening sockets bound before the process dropped root, by listener name (app/privileges.ts). */
+  readonly bound?: ReadonlyMap<string, NetServer>;
 }
 
 /**
@@ -261,6 +263,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         maxConnections: config.limits.maxConnections,
         maxConnectionsPerClient: config.limits.maxConnectionsPerClient,
         ...(pool ? { serve: (socket: Socket, admitted: AdmittedConnection) => pool.serve(l.name, socket, admitted) } : {}),
+        ...(opts.bound?.has(l.name) ? { bound: opts.bound.get(l.name)! } : {}),
       });
       listeners.set(l.name, listener);
       log.info({ event: 'listening', listener: l.name, kind: l.kind, address: listener.address, port: listener.port }, `${l.name} listening on ${listener.address}:${listener.port}`);

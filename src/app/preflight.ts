@@ -80,14 +80,14 @@ export function dataDirProblems(config: Config): ConfigProblem[] {
 }
 
 /**
- * For `serve`: creates dataDir (0700) when it is missing, after checking that it and the folders
+ * For `serve`: creates dataDir (0750) when it is missing, after checking that it and the folders
  * under it can be used. Throws ConfigError naming dataDir.
  */
 export function prepareDataDir(config: Config): void {
   const problems = dataDirProblems(config);
   if (problems.length > 0) throw new ConfigError(config.source, problems);
   try {
-    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o750 });
   } catch (err) {
     throw new ConfigError(config.source, [{ path: 'dataDir', message: `${JSON.stringify(config.dataDir)} cannot be created (${code(err)})`, fix: `create it and give ${whoAmI()} write access to it, or point dataDir at a writable folder` }]);
   }

@@ -31,6 +31,9 @@ export interface Config {
   readonly hostname: string;
   readonly domains: readonly string[];
   readonly dataDir: string;
+  /** Run as this user (and group) when started as root; see app/privileges.ts. */
+  readonly user?: string;
+  readonly group?: string;
   /** Acceptor processes ("auto": one per core); see compose.ts workerCount. */
   readonly workers: RawConfig['workers'];
   readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly directory: string; readonly store: string };
@@ -179,6 +182,8 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     hostname: raw.hostname ?? osHostname(),
     domains: [...new Set(raw.domains.map((d) => d.toLowerCase().replace(/\.$/, '')))],
     dataDir,
+    ...(raw.user !== undefined ? { user: raw.user } : {}),
+    ...(raw.group !== undefined ? { group: raw.group } : {}),
     workers: raw.workers,
     paths: {
       spool: path.join(dataDir, 'spool'),

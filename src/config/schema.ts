@@ -105,11 +105,21 @@ export const ConfigSchema = z
     workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default(1),
     /** Folder for the spool, mailboxes, certificates and SQLite files. */
     dataDir: z.string().min(1).default('./data'),
+    /**
+     * Started as root, `serve` binds the listeners, hands dataDir to this user and switches to it
+     * (and to `group`) before it reads any mail; the acceptor processes run as it too. Without
+     * root the server runs as whoever started it (under systemd: User= with
+     * AmbientCapabilities=CAP_NET_BIND_SERVICE). See docs/decisions/0020-unprivileged-systemd.md.
+     */
+    user: z.string().min(1).optional(),
+    /** The group to run as with `user` (default: that user's login group). */
+    group: z.string().min(1).optional(),
     log: z
       .object({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-        /** json, pretty (readable), or auto (pretty on a terminal, JSON otherwise). */
-        format: z.enum(['json', 'pretty', 'auto']).default('auto'),
+        /** json, pretty (readable), auto (pretty on a terminal, JSON otherwise), or postfix: one
+         *  line per event as Postfix writes them ("QUEUEID: to=<…>, orig_to=<…>, relay=…, status=sent (…)"). */
+        format: z.enum(['json', 'pretty', 'auto', 'postfix']).default('auto'),
       })
       .strict()
       .prefault({}),

@@ -6,6 +6,7 @@
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
 import type { Queue, QueueItem } from '../queue/queue.ts';
+import type { EnvelopeRecipient } from '../queue/envelope.ts';
 import { SpoolCorruptError, SpoolNotFoundError, type RecipientState, type Spool, type SpooledMessage } from '../queue/spool.ts';
 import { isDue, messageDueAt, nextState } from '../queue/schedule.ts';
 import { replyText, temp } from '../core/reply.ts';
@@ -208,7 +209,7 @@ export class Worker {
       );
     for (const u of updates) {
       // A held recipient has the message's one held-by-guard line instead.
-      if (!u.outcome.hold) this.#logOutcome(env.id, env.recipients[u.index]!.address, u, env.receivedAt);
+      if (!u.outcome.hold) this.#logOutcome(env.id, env.recipients[u.index]!, u, env.receivedAt);
     }
     return { states, ...(hold ? { hold } : {}), ...(removed ? { removed } : {}) };
   }
@@ -268,10 +269,13 @@ export class Worker {
     return indexes.map((index) => got.find((o) => o.index === index) ?? { index, outcome: 'temporary', reply: failure });
   }
 
-  #logOutcome(queueId: string, rcpt: string, u: PassUpdate, receivedAt: number): void {
+  #logOutcome(queueId: string, r: EnvelopeRecipient, u: PassUpdate, receivedAt: number): void {
     const { state, outcome: o, transport } = u;
+    const rcpt = r.address;
     const event = state.status === 'delivered' ? 'delivered' : state.status === 'bounced' ? 'bounced' : 'deferred';
     const line: Record<string, unknown> = { queueId, rcpt, to: rcpt, transport, reply: o.reply, attempts: state.attempts };
+    // The mailbox an alias resolved to (the log's to= in postfix format, with orig_to= the RCPT TO).
+    if (r.mailbox !== undefined && r.mailbox !== rcpt) line.mailbox = r.mailbox;
     if (o.remoteMta) line.relay = o.remoteMta;
     if (event === 'bounced' && o.outcome === 'temporary') line.reason = 'expired';
     if (event === 'deferred') line.nextAttemptAt = state.nextAttemptAt;

@@ -340,11 +340,12 @@ export function auditPermissions(config: Config): Finding[] {
   try {
     const mode = statSync(config.dataDir).mode & 0o777;
     if (mode & 0o007) {
-      out.push({ id: 'data-dir-open', severity: 'warning', setting: 'dataDir', message: `${config.dataDir} has mode ${mode.toString(8)}: every user of this machine can read the queue and the mailboxes`, fix: `chmod 700 ${config.dataDir}` });
+      out.push({ id: 'data-dir-open', severity: 'warning', setting: 'dataDir', message: `${config.dataDir} has mode ${mode.toString(8)}: every user of this machine can read the queue and the mailboxes`, fix: `chmod 750 ${config.dataDir}` });
     }
   } catch {
     // Not created yet: the server makes it with mode 700.
   }
+  out.push(...auditFileModes(config));
   const admin = adminOf(config);
   if (admin?.tokenFile) {
     const file = configPath(config, admin.tokenFile);
@@ -360,6 +361,50 @@ export function auditPermissions(config: Config): Finding[] {
     } catch (err) {
       out.push({ id: 'admin-token-missing', severity: 'error', setting: 'admin.tokenFile', message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; the admin API will not start`, fix: `make one: head -c 32 /dev/urandom | base64 > ${file}; chmod 600 ${file}` });
     }
+  }
+  return out;
+}
+
+/** Lists a folder's entries whose names pass `keep`, as full paths; none when it cannot be read. */
+function entries(dir: string, keep: (name: string) => boolean): string[] {
+  try {
+    return readdirSync(dir).filter(keep).map((n) => path.join(dir, n));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Modes of what the server creates (docs/decisions/0020-unprivileged-systemd.md): private keys
+ * 0600 (no group or other bits), SQLite files, the spool and the mailboxes never world-readable.
+ * Each finding names the path, its mode and the chmod that fixes it.
+ */
+export function auditFileModes(config: Config): Finding[] {
+  const out: Finding[] = [];
+  const modeOf = (p: string): number | undefined => {
+    try {
+      return statSync(p).mode;
+    } catch {
+      return undefined;
+    }
+  };
+  const octal = (m: number): string => (m & 0o777).toString(8).padStart(4, '0');
+  const secrets = [
+    ...entries(config.paths.tls, (n) => n.endsWith('key.pem') || n.endsWith('.key')),
+    ...entries(path.join(config.dataDir, 'dkim'), (n) => n.endsWith('.key')),
+    ...(config.tls.key ? [config.tls.key] : []),
+  ];
+  for (const file of secrets) {
+    const m = modeOf(file);
+    if (m === undefined || (m & 0o077) === 0) continue;
+    out.push({ id: 'file-mode-secret', severity: 'error', setting: file === config.tls.key ? 'tls.key' : 'dataDir', message: `${file} has mode ${octal(m)}: other users of this machine can read a private key`, fix: `chmod 600 ${file}` });
+  }
+  const sqlite = [config.paths.directory, config.paths.store].flatMap((f) => [f, `${f}-wal`, `${f}-shm`]);
+  for (const p of [...sqlite, config.paths.spool, config.paths.mail]) {
+    const m = modeOf(p);
+    if (m === undefined || (m & 0o007) === 0) continue;
+    const dir = (m & 0o170000) === 0o040000;
+    out.push({ id: 'file-mode-open', severity: 'warning', setting: p === config.paths.store ? 'store.sqlite.path' : 'dataDir', message: `${p} has mode ${octal(m)}: every user of this machine can read ${dir ? 'the mail in it' : 'the server\'s state'}`, fix: `chmod ${dir ? '750' : '640'} ${p}` });
   }
   return out;
 }

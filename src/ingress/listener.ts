@@ -217,6 +217,11 @@ export interface ListenerOptions extends SessionHostOptions {
    * hands them to other processes (the socket is theirs then). Resolves when the session is over.
    */
   readonly serve?: (socket: Socket, admitted: AdmittedConnection) => Promise<void>;
+  /**
+   * A socket already bound to host:port (by root, before the process gave up its privileges;
+   * app/privileges.ts): this listener takes over its handle instead of binding again.
+   */
+  readonly bound?: net.Server;
 }
 
 /**
@@ -324,10 +329,12 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => reject(new Error(`listener ${opts.name}: cannot listen on ${opts.host}:${opts.port}: ${err.message}; check that the address exists and the port is free`));
     server.once('error', onError);
-    server.listen({ host: opts.host, port: opts.port }, () => {
+    const onListening = (): void => {
       server.off('error', onError);
       resolve();
-    });
+    };
+    if (opts.bound) server.listen(opts.bound, onListening);
+    else server.listen({ host: opts.host, port: opts.port }, onListening);
   });
   const bound = server.address() as net.AddressInfo;
 

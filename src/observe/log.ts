@@ -1,13 +1,14 @@
 // The process logger: pino, JSON lines by default; a readable colourised form when asked for
 // (or when stdout is a terminal and no format was chosen). Secrets are redacted by path.
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { postfixDestination } from './postfix-format.ts';
 
 export type { Logger };
 
 export interface LogOptions {
   readonly level: LevelWithSilent;
   /** 'json' always; 'pretty' always; 'auto': pretty on a terminal, JSON otherwise. */
-  readonly format: 'json' | 'pretty' | 'auto';
+  readonly format: 'json' | 'pretty' | 'auto' | 'postfix';
   /** Write to this file descriptor (default 1, stdout). */
   readonly fd?: number;
 }
@@ -36,6 +37,7 @@ export function createLogger(opts: LogOptions): Logger {
   if (pretty) {
     return pino(base, pino.transport({ target: 'pino-pretty', options: { destination: fd, colorize: true, translateTime: 'SYS:standard', ignore: 'pid,hostname' } }));
   }
+  if (opts.format === 'postfix') return pino(base, postfixDestination(pino.destination({ dest: fd, sync: false })));
   return pino(base, pino.destination({ dest: fd, sync: false }));
 }
 

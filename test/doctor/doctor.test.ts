@@ -458,7 +458,7 @@ test('doctor: DKIM — a local domain without a key, an unusable key file, signi
     message: `no DKIM key for "example.com" (none configured, and no example.com.<selector>.key in ${dkimDir}): its mail leaves unsigned and fails DMARC where DKIM is required`,
     fix: 'run "mailward dkim keygen example.com" and publish the TXT record it prints',
   });
-  writeFileSync(path.join(dkimDir, 'example.com.bad.key'), 'not a key\n');
+  writeFileSync(path.join(dkimDir, 'example.com.bad.key'), 'not a key\n', { mode: 0o600 });
   await expectOnly(config(s, { domains: ['example.org', 'example.com'] }), {
     id: 'dkim-key-unusable',
     severity: 'error',
@@ -596,7 +596,7 @@ test('doctor: the clock — a spool file from the future, not synchronised, cann
   const s = setup(t);
   const now = Date.parse('2025-06-01T12:00:00.000Z');
   const bucket = path.join(s.dataDir, 'spool', 'queue', '0');
-  mkdirSync(bucket, { recursive: true });
+  mkdirSync(bucket, { recursive: true, mode: 0o750 });
   const file = path.join(bucket, 'message');
   writeFileSync(file, 'x');
   utimesSync(file, new Date(now + 3_600_000), new Date(now + 3_600_000));
@@ -651,7 +651,7 @@ test('doctor: fsync off, a data folder open to all users', async (t) => {
     severity: 'warning',
     setting: 'dataDir',
     message: `${s.dataDir} has mode 755: every user of this machine can read the queue and the mailboxes`,
-    fix: `chmod 700 ${s.dataDir}`,
+    fix: `chmod 750 ${s.dataDir}`,
   });
 });
 

@@ -5,6 +5,8 @@ import { stringify } from 'yaml';
 import { compileChecks } from '../../app/compose.ts';
 import { preflight } from '../../app/preflight.ts';
 import { configFrom } from './index.ts';
+import { BUILT_IN, readConfigFile } from '../../config/load.ts';
+import { ConfigSchema } from '../../config/schema.ts';
 
 export function registerConfig(program: Command): void {
   program
@@ -23,8 +25,33 @@ export function registerConfig(program: Command): void {
   cfg
     .command('show')
     .description('print the configuration in force, with defaults filled in, as YAML')
-    .action((_opts, cmd: Command) => {
+    .option('--changed', 'print only the settings that differ from the defaults, one "key = value" a line (as postconf -n)')
+    .action((opts: { changed?: boolean }, cmd: Command) => {
       const config = configFrom(cmd);
-      process.stdout.write(stringify(config));
+      if (!opts.changed) {
+        process.stdout.write(stringify(config));
+        return;
+      }
+      // The file's settings through the schema (units parsed, defaults filled in), against the
+      // schema's own defaults: a key written with its default value is not a change.
+      const written = config.source === BUILT_IN ? {} : readConfigFile(config.source);
+      const lines = changedSettings(ConfigSchema.parse(written), ConfigSchema.parse({}));
+      process.stdout.write(lines.map((l) => `${l}\n`).join(''));
     });
+}
+
+const isPlain = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `key = value` for every leaf of `actual` that differs from `defaults` (objects compared key by key). */
+export function changedSettings(actual: unknown, defaults: unknown, prefix = ''): string[] {
+  if (isPlain(actual) && isPlain(defaults)) {
+    const keys = [...new Set([...Object.keys(defaults), ...Object.keys(actual)])].sort();
+    return keys.flatMap((k) => {
+      const key = prefix === '' ? k : `${prefix}.${k}`;
+      if (!(k in actual) || actual[k] === undefined) return k in defaults && defaults[k] !== undefined ? [`${key} = (not set)`] : [];
+      return changedSettings(actual[k], defaults[k], key);
+    });
+  }
+  if (isPlain(actual)) return changedSettings(actual, {}, prefix);
+  return JSON.stringify(actual) === JSON.stringify(defaults) ? [] : [`${prefix} = ${JSON.stringify(actual)}`];
 }

@@ -15,6 +15,8 @@ import { registerPolicyd } from './policyd.ts';
 import { registerDkim } from './dkim.ts';
 import { registerLearn, registerSpam } from './spam.ts';
 import { registerQuarantine } from './quarantine.ts';
+import { registerSystemdUnit } from './systemd-unit.ts';
+import { SAFE_UMASK } from '../../app/privileges.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -61,6 +63,7 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerLearn(program);
   registerSpam(program);
   registerQuarantine(program);
+  registerSystemdUnit(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);
@@ -69,6 +72,9 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
 }
 
 export async function runCli(argv: readonly string[]): Promise<number> {
+  // Every command, not only serve: `user add` creates the directory's SQLite file, `dkim keygen`
+  // keys; nothing Mailward creates is world-readable (docs/decisions/0020-unprivileged-systemd.md).
+  process.umask(SAFE_UMASK);
   const program = buildProgram();
   try {
     await program.parseAsync([...argv]);

@@ -3,6 +3,8 @@
 import type { Command } from 'commander';
 import { startMailward } from '../../app/compose.ts';
 import { createLogger } from '../../observe/log.ts';
+import { enterUnprivileged } from '../../app/privileges.ts';
+import { prepareDataDir } from '../../app/preflight.ts';
 import { configFrom } from './index.ts';
 
 export function registerServe(program: Command): void {
@@ -12,7 +14,9 @@ export function registerServe(program: Command): void {
     .action(async (_opts, cmd: Command) => {
       const config = configFrom(cmd);
       const log = createLogger(config.log);
-      const server = await startMailward(config, { log });
+      // Root with `user:` set binds the listeners and switches user here, before any mail is read.
+      const bound = await enterUnprivileged(config, log, () => prepareDataDir(config));
+      const server = await startMailward(config, { log, ...(bound ? { bound } : {}) });
       // SIGHUP: read the config again; a broken one is refused and the old one stays in force.
       const reload = (): void => {
         try {
