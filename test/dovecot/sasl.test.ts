@@ -7,7 +7,8 @@ import { dial } from '../harness/dial.ts';
 import { startServer } from '../harness/server.ts';
 import { dovecotInstalled, startDovecot } from '../harness/dovecot.ts';
 
-const skip = dovecotInstalled() ? false : 'dovecot-core and dovecot-lmtpd are not installed';
+// Skipped where Dovecot is missing, except in CI (MAILWARD_REQUIRE_ALL_TESTS=1): there a skip would hide a lost test.
+const skip = dovecotInstalled() || process.env.MAILWARD_REQUIRE_ALL_TESTS === '1' ? false : 'dovecot-core and dovecot-lmtpd are not installed';
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 const plain = (user: string, pass: string): string => 'AUTH PLAIN ' + b64(`\0${user}\0${pass}`);
 
