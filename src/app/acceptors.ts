@@ -125,14 +125,31 @@ export class AcceptorPool {
 
   /** Forks the acceptors and waits until every one is serving; throws what a failing one said. */
   static async start(o: AcceptorPoolOptions): Promise<AcceptorPool> {
-    const pool = new AcceptorPool(o);
+    const { pool, ready } = AcceptorPool.launch(o);
     try {
-      await Promise.all(pool.#acceptors.map((_, i) => pool.#spawn(i)));
+      await ready;
     } catch (err) {
       await pool.stop();
       throw err;
     }
     return pool;
+  }
+
+  /**
+   * Forks the acceptors and returns at once: `ready` resolves when every one serves (or rejects
+   * with what a failing one said; the pool goes on restarting it). Until then `serving` is false
+   * and the caller serves connections itself, so the listeners need not wait for the children's
+   * module loading (docs/decisions/0018-startup.md).
+   */
+  static launch(o: AcceptorPoolOptions): { pool: AcceptorPool; ready: Promise<void> } {
+    const pool = new AcceptorPool(o);
+    const ready = Promise.all(pool.#acceptors.map((_, i) => pool.#spawn(i))).then(() => undefined);
+    return { pool, ready };
+  }
+
+  /** Whether some acceptor serves sessions now. */
+  get serving(): boolean {
+    return !this.#stopping && this.#acceptors.some((a) => a?.ready && a.child.connected);
   }
 
   /** Process ids of the acceptors (for tests). */

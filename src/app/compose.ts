@@ -20,7 +20,7 @@ import { Spool } from '../queue/spool.ts';
 import { Queue, type ScanOptions } from '../queue/queue.ts';
 import { Worker } from '../delivery/worker.ts';
 import { buildDelivery } from './delivery.ts';
-import { createSessionHost, startListener, type AdmittedConnection, type Listener } from '../ingress/listener.ts';
+import { createSessionHost, startListener, type AdmittedConnection, type Listener, type SessionHost } from '../ingress/listener.ts';
 import { startLocalSubmit } from '../ingress/local-submit.ts';
 import { localIdentifier } from './local-users.ts';
 import { ConfigError } from '../config/errors.ts';
@@ -66,6 +66,11 @@ export interface StartOptions {
   readonly queueScan?: ScanOptions;
   /** Listening sockets bound before the process dropped root, by listener name (app/privileges.ts). */
   readonly bound?: ReadonlyMap<string, NetServer>;
+  /**
+   * With `workers` > 1: sessions stay in this process until this resolves, even once the
+   * acceptors are ready (tests hand a connection to the interim host without timing).
+   */
+  readonly holdAcceptors?: Promise<void>;
 }
 
 /**
@@ -226,13 +231,19 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     }
 
     // With more than one worker the sessions run in acceptor processes (acceptors.ts); this
-    // process keeps the sockets, the limits, the queue and delivery.
+    // process keeps the sockets, the limits, the queue and delivery. The listeners open without
+    // waiting for the children to load the application: until the first acceptor serves, this
+    // process runs the sessions itself (docs/decisions/0018-startup.md).
     const workers = workerCount(config);
     let acceptors: AcceptorPool | undefined;
+    // Set once every acceptor has served: from then on connections always go to the pool.
+    let handOff = false;
+    let held = opts.holdAcceptors !== undefined;
+    void opts.holdAcceptors?.then(() => (held = false));
     if (workers > 1) {
       // Slice 0 of the queue-id space is ours (bounces, alerts); the acceptors take the others.
       useQueueIdSlice(0, workers + 1);
-      acceptors = await AcceptorPool.start({
+      const { pool, ready } = AcceptorPool.launch({
         config,
         count: workers,
         log,
@@ -241,28 +252,46 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         strays: (since) => spool.adoptStray(since, (id) => queue.lookup(id) !== undefined || queue.isInFlight(id)),
         suspects: () => tunnels.suspects(),
       });
-      const pool = acceptors;
+      acceptors = pool;
       cleanups.push(() => pool.stop());
-      log.info({ event: 'acceptors', count: workers, pids: pool.pids }, `${workers} acceptor processes run the SMTP sessions`);
+      ready.then(
+        async () => {
+          await opts.holdAcceptors;
+          handOff = true;
+          log.info({ event: 'acceptors', count: workers, pids: pool.pids, msSinceProcessStart: Math.round(performance.now()) }, `${workers} acceptor processes run the SMTP sessions`);
+        },
+        (err: unknown) =>
+          log.error({ event: 'acceptors-failed', err: err instanceof Error ? err.message : String(err) }, 'the acceptor processes could not start; this process serves the sessions while they are restarted (see the acceptor-exit lines)'),
+      );
     }
     onSuspect = (suspect) => acceptors?.suspect(suspect);
     const parts: SessionParts = { config, log, clock, directory, spool: spoolPortOf(spool), tunnel: tunnels, live: () => live };
 
     const listeners = new Map<string, Listener>();
+    // Sessions this process runs while the acceptors start (workers > 1 only).
+    const interim: SessionHost[] = [];
     // Listeners close first on stop: no new mail while the queue winds down.
     cleanups.push(async () => {
       await Promise.all([...listeners.values()].map((l) => l.close()));
+      await Promise.all(interim.map((h) => h.close()));
     });
     for (const l of config.listeners) {
       const pool = acceptors;
+      const hostOptions = sessionHostOptions(l, parts, secureContext);
+      let serve: ((socket: Socket, admitted: AdmittedConnection) => Promise<void>) | undefined;
+      if (pool) {
+        const here = createSessionHost(hostOptions);
+        interim.push(here);
+        serve = (socket, admitted) => (handOff || (!held && pool.serving) ? pool.serve(l.name, socket, admitted) : here.serve(socket, admitted));
+      }
       const listener = await startListener({
-        ...sessionHostOptions(l, parts, secureContext),
+        ...hostOptions,
         host: l.host,
         port: l.port,
         proxy: { trusted: l.proxyTrusted },
         maxConnections: config.limits.maxConnections,
         maxConnectionsPerClient: config.limits.maxConnectionsPerClient,
-        ...(pool ? { serve: (socket: Socket, admitted: AdmittedConnection) => pool.serve(l.name, socket, admitted) } : {}),
+        ...(serve ? { serve } : {}),
         ...(opts.bound?.has(l.name) ? { bound: opts.bound.get(l.name)! } : {}),
       });
       listeners.set(l.name, listener);

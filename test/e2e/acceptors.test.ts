@@ -59,6 +59,26 @@ test('acceptors: parallel sessions run in two child processes, every message is 
   assert.match(metrics, /^mailward_events_total\{event="connect",listener="mx"\} 20$/m);
 });
 
+test('acceptors: the listener answers before the acceptor processes are up; this process runs those sessions, then hands new ones to the acceptors', async (t) => {
+  let release!: () => void;
+  const holdAcceptors = new Promise<void>((r) => (release = r));
+  t.after(() => release());
+  const srv = await startServer(t, { users: [['alice@example.org', 'alice password 1']], config: WORKERS, holdAcceptors });
+  // Served while the hand-over is held: written and logged by this process.
+  await sendOne(srv, 0);
+  await srv.waitForLog((l) => l.event === 'queued');
+  assert.deepEqual(srv.logs.filter((l) => l.event === 'queued').map((l) => l.pid), [process.pid]);
+  assert.equal(srv.logs.some((l) => l.event === 'acceptors'), false);
+  release();
+  const pids = await acceptorPids(srv);
+  await sendOne(srv, 1);
+  const mail = await srv.waitForMail('alice@example.org', 2);
+  assert.deepEqual(mail.map((m) => /Subject: parallel (\d+)/.exec(m)?.[1]).sort(), ['0', '1']);
+  const queued = srv.logs.filter((l) => l.event === 'queued');
+  assert.equal(queued.length, 2);
+  assert.equal(pids.includes(queued[1]!.pid as number), true);
+});
+
 test('acceptors: the per-client connection limit counts connections in every acceptor', async (t) => {
   const srv = await startServer(t, { config: { ...WORKERS, limits: { maxConnectionsPerClient: 3 } } });
   await acceptorPids(srv);

@@ -34,6 +34,8 @@ export interface StartOptions {
   readonly aliases?: ReadonlyArray<readonly [address: string, targets: readonly string[]]>;
   /** Reuse a data folder (restart tests). */
   readonly dataDir?: string;
+  /** With workers > 1: sessions stay in the primary until this resolves (StartOptions.holdAcceptors). */
+  readonly holdAcceptors?: Promise<void>;
 }
 
 /**
@@ -103,7 +105,7 @@ export async function startServer(t: TestContext | undefined, opts: StartOptions
       dir.close();
     }
   }
-  const server = await startMailward(config, { log });
+  const server = await startMailward(config, { log, ...(opts.holdAcceptors ? { holdAcceptors: opts.holdAcceptors } : {}) });
   let stopped = false;
   const stop = async (): Promise<void> => {
     if (stopped) return;
