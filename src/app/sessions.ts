@@ -11,6 +11,7 @@ import type { LocalDirectory } from '../pipeline/check.ts';
 import type { ProtocolOptions, SessionHandler } from '../ingress/smtp/types.ts';
 import { createSessionHandler, type Authenticator, type SpoolPort } from '../ingress/session.ts';
 import type { LiveState } from './live.ts';
+import { srsFromConfig } from './srs-keys.ts';
 import type { SessionHostOptions } from '../ingress/listener.ts';
 import type { NewEnvelope } from '../queue/envelope.ts';
 import type { SpoolWriter } from '../queue/writer.ts';
@@ -70,6 +71,7 @@ export function spoolPortOf(spool: { begin(draft: NewEnvelope): SpoolWriter }): 
 /** The handler factory of listener `l`: one session handler per connection. */
 function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandler {
   const config = p.config;
+  const srs = srsFromConfig(config, p.clock);
   return () => {
     const now = p.live();
     return createSessionHandler({
@@ -87,6 +89,7 @@ function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandle
       postmasterDomain: config.domains[0] ?? config.hostname,
       // Mail from the world is classified; our own users' mail (submission) is not marked.
       ...(l.kind === 'mx' ? { content: now.content } : {}),
+      ...(srs ? { srs } : {}),
     });
   };
 }

@@ -33,7 +33,7 @@ export interface Config {
   readonly dataDir: string;
   /** Acceptor processes ("auto": one per core); see compose.ts workerCount. */
   readonly workers: RawConfig['workers'];
-  readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly directory: string; readonly store: string };
+  readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly directory: string; readonly store: string; readonly srsKeys: string };
   readonly log: RawConfig['log'];
   readonly tls: { readonly cert?: string; readonly key?: string };
   /** Enabled listeners only. */
@@ -49,6 +49,8 @@ export interface Config {
   readonly delivery: RawConfig['delivery'];
   readonly auth: RawConfig['auth'];
   readonly admin: RawConfig['admin'];
+  /** forwarding.srs with its domain resolved (default: the first of `domains`), lower case. */
+  readonly forwarding: { readonly srs: { readonly enabled: boolean; readonly domain: string; readonly maxAge: number } };
   /** Risks the config acknowledges (relay.allowLocalTrust): logged at every start and reload, shown on the dashboard. */
   readonly warnings: readonly ConfigProblem[];
 }
@@ -183,6 +185,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
       mail: path.join(dataDir, 'mail'),
       tls: path.join(dataDir, 'tls'),
       directory: path.join(dataDir, 'directory.sqlite'),
+      srsKeys: path.join(dataDir, 'srs-keys'),
       store: raw.store.sqlite.path ? abs(raw.store.sqlite.path) : path.join(dataDir, 'state.sqlite'),
     },
     log: raw.log,
@@ -199,6 +202,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     delivery: raw.delivery,
     auth: raw.auth,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
+    forwarding: { srs: { ...raw.forwarding.srs, domain: (raw.forwarding.srs.domain ?? raw.domains[0] ?? 'localhost').toLowerCase().replace(/\.$/, '') } },
     warnings: raw.relay.allowLocalTrust === undefined ? [] : localTrustProblems(raw),
   };
 }

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { Duration, Size } from './units.ts';
 import { DeliverySchema } from './delivery-schema.ts';
 import { AdminSchema } from './admin-schema.ts';
+import { ForwardingSchema } from './forwarding-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
@@ -207,6 +208,8 @@ export const ConfigSchema = z
       .prefault({}),
     /** The operator's HTTP API, dashboard and /metrics (off by default; loopback; bearer token). */
     admin: AdminSchema.prefault({}),
+    /** Aliases and catch-alls that forward outside: SRS, and spam/DMARC at a forward (forwarding-schema.ts). */
+    forwarding: ForwardingSchema.prefault({}),
     /** Outbound delivery: routing, smarthost, direct MX (see delivery-schema.ts). */
     delivery: DeliverySchema.prefault({}),
     dns: z
