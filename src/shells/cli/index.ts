@@ -15,6 +15,7 @@ import { registerPolicyd } from './policyd.ts';
 import { registerDkim } from './dkim.ts';
 import { registerLearn, registerSpam } from './spam.ts';
 import { registerQuarantine } from './quarantine.ts';
+import { registerSrs } from './srs.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -61,6 +62,7 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerLearn(program);
   registerSpam(program);
   registerQuarantine(program);
+  registerSrs(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);
