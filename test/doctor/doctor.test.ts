@@ -734,7 +734,7 @@ test('doctor: a catch-all that forwards outside is a warning; a named forward on
   const org = noSrs.find((f) => f.message.includes('postmaster@example.org → ops@example.net'));
   assert.equal(org?.id, 'forward-without-srs');
   assert.equal(org?.setting, 'forwarding.srs.enabled');
-  assert.match(org!.fix, /forwarding\.srs\.enabled: true/);
+  assert.match(org.fix, /forwarding\.srs\.enabled: true/);
   const dir = Directory.open(path.join(s.dataDir, 'directory.sqlite'), { domains: ['example.org'] });
   dir.addAlias('@example.org', ['someone@example.net']);
   dir.close();
