@@ -2,6 +2,7 @@
 // `remote`: the router over smarthosts, direct MX and local routes, with DKIM signing), the
 // bouncer, and the control socket through which `mailward queue ...` reaches a running server.
 // Also the CLI's way in: run a queue command on the server, or on the spool when none runs.
+import { srsFromConfig } from './srs-keys.ts';
 import { readFileSync, statSync } from 'node:fs';
 import type { Resolver } from 'node:dns/promises';
 import path from 'node:path';
@@ -168,7 +169,8 @@ export function buildDelivery(d: DeliveryDeps): Delivery {
   if (d.wrapOutbound) {
     for (const route of Object.keys(routeTransports)) if (route !== 'local') routeTransports[route] = d.wrapOutbound(routeTransports[route]!, route);
   }
-  const router = new Router({ routes: new RouteTable(dc.routes), transports: routeTransports, log, ...(dkim ? { dkim } : {}) });
+  const srs = srsFromConfig(config);
+  const router = new Router({ routes: new RouteTable(dc.routes), transports: routeTransports, log, ...(dkim ? { dkim } : {}), ...(srs ? { srs: (sender: string) => srs.forward(sender) } : {}) });
   const bouncer = new Bouncer({
     spool: d.spool,
     hostname: config.hostname,

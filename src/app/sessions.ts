@@ -12,6 +12,7 @@ import type { ProtocolOptions, SessionHandler } from '../ingress/smtp/types.ts';
 import { createSessionHandler, type Authenticator, type SpoolPort } from '../ingress/session.ts';
 import type { LiveState } from './live.ts';
 import { DovecotAuth } from '../directory/dovecot-auth.ts';
+import { srsFromConfig } from './srs-keys.ts';
 import type { SessionHostOptions } from '../ingress/listener.ts';
 import type { NewEnvelope } from '../queue/envelope.ts';
 import type { SpoolWriter } from '../queue/writer.ts';
@@ -81,6 +82,7 @@ function authenticator(config: Config, directory: Authenticator): Authenticator 
 function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandler {
   const config = p.config;
   const auth = authenticator(config, p.directory);
+  const srs = srsFromConfig(config, p.clock);
   return () => {
     const now = p.live();
     return createSessionHandler({
@@ -98,6 +100,7 @@ function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandle
       postmasterDomain: config.domains[0] ?? config.hostname,
       // Mail from the world is classified; our own users' mail (submission) is not marked.
       ...(l.kind === 'mx' ? { content: now.content } : {}),
+      ...(srs ? { srs } : {}),
     });
   };
 }

@@ -36,7 +36,7 @@ export interface Config {
   readonly group?: string;
   /** Acceptor processes ("auto": one per core); see compose.ts workerCount. */
   readonly workers: RawConfig['workers'];
-  readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly directory: string; readonly store: string };
+  readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly directory: string; readonly store: string; readonly srsKeys: string };
   readonly log: RawConfig['log'];
   readonly tls: { readonly cert?: string; readonly key?: string };
   /** Enabled listeners only. */
@@ -54,6 +54,8 @@ export interface Config {
   readonly admin: RawConfig['admin'];
   /** Local submission (`mailward sendmail`); `socket` is absolute. */
   readonly sendmail: RawConfig['sendmail'];
+  /** forwarding.srs with its domain resolved (default: the first of `domains`), lower case. */
+  readonly forwarding: { readonly srs: { readonly enabled: boolean; readonly domain: string; readonly maxAge: number } };
   /** Risks the config acknowledges (relay.allowLocalTrust): logged at every start and reload, shown on the dashboard. */
   readonly warnings: readonly ConfigProblem[];
 }
@@ -190,6 +192,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
       mail: path.join(dataDir, 'mail'),
       tls: path.join(dataDir, 'tls'),
       directory: path.join(dataDir, 'directory.sqlite'),
+      srsKeys: path.join(dataDir, 'srs-keys'),
       store: raw.store.sqlite.path ? abs(raw.store.sqlite.path) : path.join(dataDir, 'state.sqlite'),
     },
     log: raw.log,
@@ -207,6 +210,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     auth: raw.auth,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
     sendmail: { ...raw.sendmail, socket: path.resolve(dataDir, raw.sendmail.socket) },
+    forwarding: { srs: { ...raw.forwarding.srs, domain: (raw.forwarding.srs.domain ?? raw.domains[0] ?? 'localhost').toLowerCase().replace(/\.$/, '') } },
     warnings: raw.relay.allowLocalTrust === undefined ? [] : localTrustProblems(raw),
   };
 }

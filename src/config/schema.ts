@@ -6,6 +6,7 @@ import { Duration, Size } from './units.ts';
 import { DeliverySchema } from './delivery-schema.ts';
 import { AdminSchema } from './admin-schema.ts';
 import { SendmailSchema } from './sendmail-schema.ts';
+import { ForwardingSchema } from './forwarding-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
@@ -239,6 +240,8 @@ export const ConfigSchema = z
     admin: AdminSchema.prefault({}),
     /** Local submission for `mailward sendmail` (see sendmail-schema.ts). */
     sendmail: SendmailSchema.prefault({}),
+    /** Aliases and catch-alls that forward outside: SRS, and spam/DMARC at a forward (forwarding-schema.ts). */
+    forwarding: ForwardingSchema.prefault({}),
     /** Outbound delivery: routing, smarthost, direct MX (see delivery-schema.ts). */
     delivery: DeliverySchema.prefault({}),
     dns: z

@@ -4,9 +4,11 @@
 // refusal is not bounced to its (unverified) sender.
 
 export const FORWARD_REASON = 'forward:';
+/** A bounce to one of our SRS addresses, on its way back to the original sender: `srs:<domain>`. */
+export const SRS_REASON = 'srs:';
 
-/** True when every reason in the comma-joined list is a forward: nobody we know sent it out. */
+/** True when every reason in the comma-joined list is a forward (or an SRS return): nobody we know sent it out. */
 export function onlyForwarded(relayReason: string | undefined): boolean {
   if (relayReason === undefined || relayReason === '') return false;
-  return relayReason.split(',').every((r) => r.startsWith(FORWARD_REASON));
+  return relayReason.split(',').every((r) => r.startsWith(FORWARD_REASON) || r.startsWith(SRS_REASON));
 }

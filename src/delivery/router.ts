@@ -64,7 +64,16 @@ export interface RouterOptions {
   readonly transports: Readonly<Record<RouteName, Transport>>;
   readonly dkim?: DkimKeys;
   readonly log: Logger;
+  /**
+   * The SRS envelope sender for the outside copy of forwarded mail from `sender` (docs/decisions/
+   * 0014-forwarding.md), or undefined to keep `sender` (SRS off, or a sender of our own domains).
+   */
+  readonly srs?: (sender: string) => string | undefined;
 }
+
+/** A recipient an alias forwards outside: the RCPT address (ours) is not where it goes. */
+export const isForwardedCopy = (r: { readonly address: string; readonly mailbox?: string; readonly transport: string }): boolean =>
+  r.transport === 'remote' && r.mailbox !== undefined && r.mailbox.toLowerCase() !== r.address.toLowerCase();
 
 export class Router implements Transport {
   readonly #o: RouterOptions;
@@ -80,23 +89,35 @@ export class Router implements Transport {
   }
 
   async deliver(msg: DeliverableMessage, indexes: readonly number[]): Promise<RecipientOutcome[]> {
-    const groups = new Map<RouteName, number[]>();
+    const env = msg.envelope;
+    // The outside copies of forwarded mail leave with an SRS sender, so the next hop's SPF checks
+    // our domain and its bounce comes back to us; they go in transactions of their own.
+    const srsSender = env.mailFrom !== '' ? this.#o.srs?.(env.mailFrom) : undefined;
+    const groups = new Map<string, { route: RouteName; srs: boolean; idx: number[] }>();
     for (const i of indexes) {
-      if (!msg.envelope.recipients[i]) continue;
-      const route = this.routeOf(msg.envelope, i);
-      groups.set(route, [...(groups.get(route) ?? []), i]);
+      const r = env.recipients[i];
+      if (!r) continue;
+      const route = this.routeOf(env, i);
+      const srs = srsSender !== undefined && isForwardedCopy(r);
+      const key = `${route}\n${srs}`;
+      const g = groups.get(key) ?? { route, srs, idx: [] };
+      g.idx.push(i);
+      groups.set(key, g);
     }
     let outbound: DeliverableMessage | undefined;
-    if ([...groups.keys()].some((r) => r !== 'local')) outbound = await this.prepare(msg);
+    if ([...groups.values()].some((g) => g.route !== 'local')) outbound = await this.prepare(msg);
     const results = await Promise.all(
-      [...groups].map(async ([route, idx]) => {
+      [...groups.values()].map(async ({ route, srs, idx }) => {
         const t = this.#o.transports[route];
         if (!t) {
           // The config schema refuses unknown routes; this only guards against a wiring mistake.
           const reply = replyText(temp('4.3.5', `no transport for route ${route}`, 451));
           return idx.map((index) => ({ index, outcome: 'temporary' as const, reply }));
         }
-        return t.deliver(route === 'local' ? msg : outbound!, idx);
+        if (route === 'local') return t.deliver(msg, idx);
+        if (!srs) return t.deliver(outbound!, idx);
+        this.#o.log.debug({ event: 'srs-rewritten', queueId: env.id, from: env.mailFrom, srs: srsSender }, 'forwarded copy sent with an SRS sender');
+        return t.deliver({ ...outbound!, envelope: { ...outbound!.envelope, mailFrom: srsSender! } }, idx);
       }),
     );
     return results.flat();

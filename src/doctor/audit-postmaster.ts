@@ -5,11 +5,14 @@ import { existsSync } from 'node:fs';
 import type { Config } from '../config/load.ts';
 import { guardSettings } from '../config/guard-schema.ts';
 import type { Finding } from './finding.ts';
+import { auditForwards } from './audit-forwards.ts';
 
 /** What doctor needs of the directory (src/directory/directory.ts satisfies it). */
 export interface RecipientDirectory {
   /** `local` when a mailbox, an alias or a catch-all receives the address. */
   resolveRecipient(address: string): { readonly kind: string };
+  /** Every alias and catch-all ("@domain") with its targets. */
+  listAliases(): ReadonlyArray<{ readonly address: string; readonly targets: readonly string[] }>;
   close(): void;
 }
 
@@ -31,6 +34,7 @@ export function auditPostmaster(config: Config, open: OpenDirectory | undefined)
   // A directory not made yet has no one in it; opening it would create the file.
   const exists = existsSync(file);
   let missing: string[];
+  const forwards: Finding[] = [];
   if (!exists) {
     missing = [...config.domains];
   } else {
@@ -50,17 +54,19 @@ export function auditPostmaster(config: Config, open: OpenDirectory | undefined)
     }
     try {
       missing = config.domains.filter((d) => dir.resolveRecipient(`postmaster@${d}`).kind !== 'local');
+      forwards.push(...auditForwards(config, dir));
     } finally {
       dir.close();
     }
   }
   // The guard's alerts go to postmaster@ the first domain (src/app/compose.ts).
   const alertDomain = alertsByMail(config) ? config.domains[0] : undefined;
-  return missing.map((domain) => ({
+  const postmaster = missing.map((domain) => ({
     id: 'postmaster-missing',
     severity: 'warning' as const,
     setting: `domains[${config.domains.indexOf(domain)}]`,
     message: `no mailbox or alias receives postmaster@${domain}${exists ? '' : ` (there is no directory at ${file} yet)`}: RFC 5321 §4.5.1 requires it for every mail domain, and mail to it is refused${domain === alertDomain ? "; the outbound guard's alert mails go there and cannot be delivered" : ''}`,
     fix: `mailward alias add postmaster@${domain} you@${domain} (or mailward user add postmaster@${domain})`,
   }));
+  return [...postmaster, ...forwards];
 }

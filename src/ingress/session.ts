@@ -14,7 +14,8 @@ import type { RelayPolicy } from '../checks/relay.ts';
 import { receivedHeader } from './received.ts';
 import { parseHeaderFields } from '../core/headers.ts';
 import { headerBlockEnd } from '../core/header-block.ts';
-import { FORWARD_REASON } from '../core/relay-reason.ts';
+import { FORWARD_REASON, SRS_REASON } from '../core/relay-reason.ts';
+import { srsRecipient, type SrsReverser } from './srs-return.ts';
 import type { AuthGuard } from './auth-guard.ts';
 import { decideContent, editHead, type ContentPolicy, type StageScore } from './content.ts';
 import type { CommitAmendment } from '../queue/writer.ts';
@@ -84,6 +85,8 @@ export interface SessionDeps {
    * folder, quarantine. Undefined: no classification (tags still stop bounces).
    */
   readonly content?: ContentPolicy;
+  /** Bounces to our SRS addresses go back to the original sender (srs-return.ts). */
+  readonly srs?: SrsReverser;
 }
 
 interface Transaction {
@@ -227,16 +230,28 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
       }
       const to = parsed.mailbox;
       const logCtx = { from: t.from?.address ?? '', to: to.address };
+      // A bounce to an SRS address of ours goes to the sender it stands for; a forged or expired
+      // one is refused here, before anything else may look at it.
+      const back = srsRecipient(deps.srs, to, t.from, t.mail.smtputf8);
+      if (back.kind === 'refuse') {
+        mailEvent(log, 'rejected', { ...base(s), ...logCtx, stage: 'rcpt', check: 'srs', reason: back.reason, reply: replyText(back.reply) });
+        return back.reply;
+      }
+      // The checks (the outbound guard among them) and routing see where the mail goes.
+      const target = back.kind === 'return' ? back.target : to;
       // The relay gate comes first and no check can skip it: a permit from the list may spare
       // later checks, never the decision whether mail may leave for a foreign domain.
-      const localDomain = deps.directory.isLocalDomain(to.domain);
-      const relay = deps.relay.decide({ localDomain, clientAddress: facts.clientAddress, ...(facts.login ? { login: facts.login } : {}) });
+      const localDomain = deps.directory.isLocalDomain(target.domain);
+      const relay =
+        back.kind === 'return'
+          ? { allowed: true as const, reason: `${SRS_REASON}${deps.srs!.domain}` }
+          : deps.relay.decide({ localDomain, clientAddress: facts.clientAddress, ...(facts.login ? { login: facts.login } : {}) });
       if (!relay.allowed) {
         const r = Replies.relayDenied;
         mailEvent(log, 'rejected', { ...base(s), ...logCtx, stage: 'rcpt', check: 'relay', reason: relay.reason, reply: replyText(r) });
         return r;
       }
-      const out = await stage('rcpt', (h, ctx) => h.rcpt?.(ctx, to));
+      const out = await stage('rcpt', (h, ctx) => h.rcpt?.(ctx, target));
       const refused = refuse(s, 'rcpt', out, logCtx);
       if (refused) return refused;
       if (out.verdict.kind === 'discard' || t.discardReason) {
@@ -244,7 +259,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         t.accepted.push(to);
         return reply(250, '2.1.5', 'Recipient OK');
       }
-      const routes = route(deps.directory, to, localDomain);
+      const routes = route(deps.directory, target, localDomain).map((r) => ({ ...r, address: to.address }));
       if (routes.length === 0) {
         // Unroutable even though no check refused it (e.g. the recipient check was removed from
         // the list): refuse rather than accept mail we would have to bounce.

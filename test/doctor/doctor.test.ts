@@ -426,7 +426,8 @@ test('doctor: no postmaster for a local domain is a warning (RFC 5321 §4.5.1; t
   const again = Directory.open(file, { domains: ['example.org'] });
   again.addAlias('@example.org', ['ops@example.net']);
   again.close();
-  assert.deepEqual(await doctor(config(s)), []);
+  // (That catch-all forwards outside, which has a finding of its own.)
+  assert.deepEqual((await doctor(config(s))).map((f) => f.id), ['forward-catch-all']);
   // No directory yet: nobody is there, and doctor does not create the file.
   rmSync(file);
   rmSync(`${file}-wal`, { force: true });
@@ -723,4 +724,28 @@ test('doctor: `mailward doctor --config FILE` as a command: prints the finding a
   const lines = r.stdout.trim().split('\n');
   assert.equal(lines[0], 'error relay-trusts-loopback at relay.trustedNetworks[0]: "127.0.0.1/32" includes loopback: a tunnel, proxy or port forwarder on this host connects from loopback, so every client it carries may relay — how a tunnelled Postfix became an open relay. Fix: remove it; let local programs log in on the submission port instead');
   assert.match(lines.at(-1)!, new RegExp(`^1 error\\(s\\), \\d+ warning\\(s\\), \\d+ note\\(s\\) for ${s.source.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+});
+
+test('doctor: a catch-all that forwards outside is a warning; a named forward only when SRS is off', async (t) => {
+  const s = setup(t);
+  // The setup's postmaster aliases forward to ops@example.net: with SRS on (the default), nothing.
+  assert.deepEqual((await doctor(config(s))).filter((f) => f.id.startsWith('forward')), []);
+  const noSrs = (await doctor(config(s, { forwarding: { srs: { enabled: false } } }))).filter((f) => f.id.startsWith('forward'));
+  const org = noSrs.find((f) => f.message.includes('postmaster@example.org → ops@example.net'));
+  assert.equal(org?.id, 'forward-without-srs');
+  assert.equal(org?.setting, 'forwarding.srs.enabled');
+  assert.match(org.fix, /forwarding\.srs\.enabled: true/);
+  const dir = Directory.open(path.join(s.dataDir, 'directory.sqlite'), { domains: ['example.org'] });
+  dir.addAlias('@example.org', ['someone@example.net']);
+  dir.close();
+  const found = (await doctor(config(s))).filter((f) => f.id.startsWith('forward'));
+  assert.deepEqual(found, [
+    {
+      id: 'forward-catch-all',
+      severity: 'warning',
+      setting: 'alias @example.org',
+      message: 'the catch-all @example.org → someone@example.net forwards mail to any address of example.org outside: every stranger can send through this server with any local part, and the guard counts it all as one source',
+      fix: 'forward named addresses only (mailward alias add name@example.org someone@example.net) or point the catch-all at a local mailbox; keep forwarding.srs.enabled on and checks.outbound-guard limits in place',
+    },
+  ]);
 });

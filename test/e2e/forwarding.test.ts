@@ -3,6 +3,8 @@
 // stranger's unverified — possibly forged — sender (backscatter through our smarthost).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import path from 'node:path';
 import { reply } from '../../src/core/reply.ts';
 import { startServer } from '../harness/server.ts';
 import { startDns } from '../harness/dns.ts';
@@ -76,4 +78,59 @@ test('forward: a refusal of forwarded mail bounces to a sender whose own domain 
   assert.equal(sent!.from, '');
   assert.deepEqual(sent!.rcpts, ['real@example.com']);
   assert.ok(!srv.logs.some((l) => l.event === 'bounce-suppressed' && l.queueId === id), 'the notice was not suppressed');
+});
+
+test('forward: the outside copy leaves with an SRS sender, a bounce to it goes back to the original sender, a forged one gets 550', async (t) => {
+  const sink = await startSink(t);
+  const dns = await startDns(t, {
+    'example.net': { MX: ['10 mx.example.net.'], names: { mx: { A: ['127.0.0.1'] } } },
+    'example.com': { MX: ['10 mx.example.com.'], names: { mx: { A: ['127.0.0.1'] } } },
+  });
+  const srv = await startServer(t, {
+    users: [['alice@example.org', 'correct horse battery']],
+    aliases: [['fwd@example.org', ['someone@example.net', 'alice@example.org']]],
+    config: {
+      dns: { servers: [dns.address], timeout: '1s', tries: 1 },
+      delivery: { mx: { port: sink.port }, timeouts: { connect: '2s', greeting: '2s', idle: '5s' } },
+    },
+  });
+  const id = await sendMail(srv.port('mx'), { helo: 'mail.example.com', from: 'real@example.com', to: ['fwd@example.org'] });
+  const [out] = await sink.waitForMessages(1);
+  assert.match(out!.from, /^SRS0=[A-Za-z0-9_-]{4}=[A-Z2-7]{2}=example\.com=real@example\.org$/, 'the next hop sees an SRS sender in our domain');
+  assert.deepEqual(out!.rcpts, ['someone@example.net']);
+  // The local copy keeps the original sender.
+  const [local] = await srv.waitForMail('alice@example.org');
+  assert.match(local!, /^Return-Path: <real@example\.com>/m);
+  await srv.waitForLog((l) => l.event === 'delivered' && l.queueId === id && l.transport === 'local');
+  // The key file was made on first use, readable by its owner only.
+  assert.equal(statSync(path.join(srv.dataDir, 'srs-keys')).mode & 0o777, 0o600);
+
+  // The next hop's later bounce, to the SRS address, goes back to the original sender's MX.
+  const c = await dial(srv.port('mx'));
+  await c.expect('220');
+  await c.say('EHLO mx.example.net').expect('250');
+  await c.say('MAIL FROM:<>').expect('250');
+  await c.say(`RCPT TO:<${out!.from}>`).expect('250');
+  await c.say('DATA').expect('354');
+  c.send('From: MAILER-DAEMON@mx.example.net\r\nTo: <real@example.com>\r\nSubject: Undelivered\r\n\r\nyour mail bounced\r\n.\r\n');
+  const r = await c.expect('250 2.0.0 Ok: queued as ');
+  const bounceId = r.text.split(' ').pop()!;
+  // A forged SRS address (a hash we never made) is refused, with the detail in the log.
+  const forged = out!.from.replace(/^SRS0=..../, 'SRS0=AAAA');
+  await c.say('MAIL FROM:<>').expect('250');
+  await c.say(`RCPT TO:<${forged}>`).expect('550 5.1.1');
+  // A valid one with a sender is no bounce: refused too.
+  await c.say('RSET').expect('250');
+  await c.say('MAIL FROM:<spammer@example.net>').expect('250');
+  await c.say(`RCPT TO:<${out!.from}>`).expect('550 5.7.1');
+  await c.say('QUIT').expect('221');
+
+  const queued = await srv.waitForLog((l) => l.event === 'queued' && l.queueId === bounceId);
+  assert.equal(queued.relay, 'srs:example.org');
+  const [back] = (await sink.waitForMessages(2)).slice(1);
+  assert.equal(back!.from, '');
+  assert.deepEqual(back!.rcpts, ['real@example.com'], 'the bounce reaches the original sender');
+  const refused = srv.logs.find((l) => l.event === 'rejected' && l.check === 'srs' && l.to === forged);
+  assert.equal(refused?.reason, 'SRS0 hash invalid');
+  assert.ok(srv.logs.some((l) => l.event === 'rejected' && l.check === 'srs' && String(l.reason).includes('only the null sender')));
 });
