@@ -59,7 +59,7 @@ test('content: the total decides; tags stop bounces; rule names for tests=', () 
   const kill = decideContent(policy, [{ score: 12.5, rules: ['spam(X)=12.5'] }], none);
   assert.deepEqual([kill.class, kill.noBounce, kill.folder, kill.quarantine], ['kill', 'spam', 'Junk', true]);
   const forged = decideContent(undefined, [{ score: 7, rules: ['spf:fail=7'] }], new Set(['auth-failed']));
-  assert.deepEqual(forged, { score: 7, rules: ['spf:fail=7'], class: undefined, fields: [], noBounce: 'auth-failed', quarantine: false });
+  assert.deepEqual(forged, { score: 7, rules: ['spf:fail=7'], class: undefined, fields: [], noBounce: 'auth-failed', senderVerified: false, quarantine: false });
   assert.deepEqual(decideContent(policy, [{ score: 0, rules: [] }], none).fields, [], 'nothing scored, nothing to show');
   assert.deepEqual(decideContent({ ...policy, tag: 2 }, [{ score: 1, rules: ['a=1'] }], none).fields, [], 'below tag');
   assert.deepEqual(testNames(['spam()=0', 'spam(A,B)=2', 'x:y=-1.5', 'A=1e-7']), ['A', 'B', 'x:y']);
