@@ -101,6 +101,7 @@ function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandle
       // Mail from the world is classified; our own users' mail (submission) is not marked.
       ...(l.kind === 'mx' ? { content: now.content } : {}),
       ...(srs ? { srs } : {}),
+      forwardJunk: config.forwarding.junk,
     });
   };
 }

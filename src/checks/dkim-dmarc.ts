@@ -146,10 +146,10 @@ export const dkimDmarc = defineCheck({
         // Whatever the policy, the From domain failed: the sender is likely forged, so no bounce.
         if (!opts.enforce) {
           if (policy !== 'none') env.log.info({ check: NAME, domain, policy }, 'DMARC failed; not enforced (checks.dkim-dmarc.enforce is off)');
-          return ok(tagged(pass(headers), 'auth-failed'));
+          return ok(policy === 'none' ? tagged(pass(headers), 'auth-failed') : tagged(pass(headers), 'auth-failed', 'dmarc-failed'));
         }
         if (policy === 'reject') return reject(rejected(domain), why);
-        if (policy === 'quarantine') return ok(tagged(score(opts.quarantinePoints, `${NAME}:quarantine`, headers), 'auth-failed'));
+        if (policy === 'quarantine') return ok(tagged(score(opts.quarantinePoints, `${NAME}:quarantine`, headers), 'auth-failed', 'dmarc-failed'));
         return ok(tagged(pass(headers), 'auth-failed'));
       },
     };

@@ -21,6 +21,14 @@ export const ForwardingSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Mail from a stranger (no login) that the spam check classes as spam, or that fails DMARC
+     * under a quarantine or reject policy: "not-forwarded" (default) keeps the outside copies
+     * back — local recipients still get it (in Junk), and when every recipient is a forward the
+     * message is refused at DATA with 550 5.7.1, so no one downstream sees our server send it
+     * and no bounce of ours can go to its likely forged sender. "forwarded": forwarded like any mail.
+     */
+    junk: z.enum(['not-forwarded', 'forwarded']).default('not-forwarded'),
   })
   .strict();
 

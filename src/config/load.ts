@@ -55,7 +55,7 @@ export interface Config {
   /** Local submission (`mailward sendmail`); `socket` is absolute. */
   readonly sendmail: RawConfig['sendmail'];
   /** forwarding.srs with its domain resolved (default: the first of `domains`), lower case. */
-  readonly forwarding: { readonly srs: { readonly enabled: boolean; readonly domain: string; readonly maxAge: number } };
+  readonly forwarding: { readonly junk: 'not-forwarded' | 'forwarded'; readonly srs: { readonly enabled: boolean; readonly domain: string; readonly maxAge: number } };
   /** Risks the config acknowledges (relay.allowLocalTrust): logged at every start and reload, shown on the dashboard. */
   readonly warnings: readonly ConfigProblem[];
 }
@@ -210,7 +210,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     auth: raw.auth,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
     sendmail: { ...raw.sendmail, socket: path.resolve(dataDir, raw.sendmail.socket) },
-    forwarding: { srs: { ...raw.forwarding.srs, domain: (raw.forwarding.srs.domain ?? raw.domains[0] ?? 'localhost').toLowerCase().replace(/\.$/, '') } },
+    forwarding: { junk: raw.forwarding.junk, srs: { ...raw.forwarding.srs, domain: (raw.forwarding.srs.domain ?? raw.domains[0] ?? 'localhost').toLowerCase().replace(/\.$/, '') } },
     warnings: raw.relay.allowLocalTrust === undefined ? [] : localTrustProblems(raw),
   };
 }

@@ -22,8 +22,10 @@ export type Verdict =
  * (RFC 3834 spirit; no backscatter). `sender-verified`: the envelope sender's own domain vouched
  * for it (SPF pass for the MAIL FROM domain, or a valid DKIM signature of that domain or a parent
  * of it), so a notice to it reaches the real sender; forwarded mail bounces only then.
+ * `dmarc-failed`: the From domain failed DMARC under a quarantine or reject policy it publishes
+ * (forwarding.junk keeps such mail from being forwarded).
  */
-export type VerdictTag = 'auth-failed' | 'sender-verified';
+export type VerdictTag = 'auth-failed' | 'sender-verified' | 'dmarc-failed';
 
 export const PASS: Verdict = Object.freeze({ kind: 'pass' });
 export const pass = (headers?: readonly string[]): Verdict => (headers ? { kind: 'pass', headers } : PASS);

@@ -14,6 +14,7 @@ import type { RelayPolicy } from '../checks/relay.ts';
 import { receivedHeader } from './received.ts';
 import { parseHeaderFields } from '../core/headers.ts';
 import { headerBlockEnd } from '../core/header-block.ts';
+import { forwardsKeptBack, type ForwardJunk } from './forward-junk.ts';
 import { FORWARD_REASON, SRS_REASON } from '../core/relay-reason.ts';
 import { srsRecipient, type SrsReverser } from './srs-return.ts';
 import type { AuthGuard } from './auth-guard.ts';
@@ -87,6 +88,8 @@ export interface SessionDeps {
   readonly content?: ContentPolicy;
   /** Bounces to our SRS addresses go back to the original sender (srs-return.ts). */
   readonly srs?: SrsReverser;
+  /** forwarding.junk (forward-junk.ts); default 'not-forwarded'. */
+  readonly forwardJunk?: ForwardJunk;
 }
 
 interface Transaction {
@@ -95,6 +98,8 @@ interface Transaction {
   accepted: Mailbox[];
   routes: RoutedRecipient[];
   relayReasons: Set<string>;
+  /** Accepted local addresses (aliases, catch-alls) that forward outside. */
+  forwards: Set<string>;
   /** Header fields from rcpt-stage checks of accepted recipients (e.g. Received-SPF), once each. */
   headers: string[];
   discardReason?: string;
@@ -202,7 +207,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         mailEvent(log, 'rejected', { ...base(s), stage: 'mail', from: mail.path, reason: parsed.error, reply: replyText(r) });
         return r;
       }
-      tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set(), headers: [], mailScore: NO_SCORE, tags: new Set() };
+      tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set(), forwards: new Set(), headers: [], mailScore: NO_SCORE, tags: new Set() };
       const from = parsed.mailbox;
       // A promise when the verdict is made elsewhere (acceptor processes) and matters here.
       await deps.tunnel?.observe(facts.clientAddress, facts.helo, from?.domain);
@@ -270,7 +275,10 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
       if (!localDomain) t.relayReasons.add(relay.reason);
       // An alias (or catch-all) that forwards outside is outbound mail too: it says so, so that
       // delivery does not sign it as ours and a refusal does not bounce to an unverified sender.
-      else if (routes.some((r) => r.transport === 'remote')) t.relayReasons.add(`${FORWARD_REASON}${to.address}`);
+      else if (routes.some((r) => r.transport === 'remote')) {
+        t.relayReasons.add(`${FORWARD_REASON}${to.address}`);
+        t.forwards.add(to.address);
+      }
       for (const r of routes) {
         if (!t.routes.some((x) => x.mailbox === r.mailbox && x.transport === r.transport)) t.routes.push(r);
       }
@@ -374,6 +382,17 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
           for (const tag of out.tags) t.tags.add(tag);
           const c = deps.content;
           const decision = decideContent(c, [connectScore, heloScore, t.mailScore, t.rcptScore ?? NO_SCORE, scoreOf(out)], t.tags);
+          const held = forwardsKeptBack({ policy: deps.forwardJunk ?? 'not-forwarded', login: facts.login, contentClass: decision.class, tags: t.tags, routes: draft.recipients, forwards: t.forwards });
+          if (held) {
+            const detail = { ...base(s), queueId: writer.id, from: draft.mailFrom, reason: held.reason, forwards: held.dropped.map((r) => `${r.address}->${r.mailbox}`) };
+            if (held.keep.length === 0) {
+              await writer.abort();
+              const r = perm('5.7.1', 'Message refused for forwarding');
+              mailEvent(log, 'rejected', { ...detail, stage: 'data', check: 'forwarding.junk', reply: replyText(r) });
+              return done(r);
+            }
+            log.info({ event: 'forward-withheld', ...detail }, `outside copies of ${held.reason} mail not forwarded (forwarding.junk)`);
+          }
           try {
             // Our verdict and the fields from checks go above our Received header, as milters
             // put theirs, after the sender's look-alikes are gone.
@@ -387,6 +406,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
               await writer.prepend(Buffer.from(added.map((h) => `${h}\r\n`).join(''), 'utf8'));
             }
             await writer.commit({
+              ...(held ? { recipients: held.keep } : {}),
               ...(decision.noBounce ? { noBounce: decision.noBounce } : {}),
               ...(decision.senderVerified ? { senderVerified: true } : {}),
               ...(decision.folder ? { folder: decision.folder } : {}),

@@ -31,6 +31,8 @@ export interface CommitAmendment {
   readonly noBounce?: string;
   /** The envelope sender's domain vouched for it (SPF pass or its DKIM signature). */
   readonly senderVerified?: boolean;
+  /** The recipients to keep, when end of DATA dropped some (forwarding.junk); none may be added. */
+  readonly recipients?: Envelope['recipients'];
   /** The Maildir++ folder for local delivery (e.g. "Junk"). */
   readonly folder?: string;
   /** 'quarantine': kept for review, never scheduled (kill-level spam). Default 'queue'. */
@@ -196,12 +198,13 @@ export class SpoolWriter {
       this.#assertWritable();
       const t = this.#t;
       t.assertOpen();
-      const amended = amend.noBounce !== undefined || amend.folder !== undefined || amend.senderVerified !== undefined;
+      const amended = amend.noBounce !== undefined || amend.folder !== undefined || amend.senderVerified !== undefined || amend.recipients !== undefined;
       const envelope: Omit<Envelope, 'size'> = {
         ...t.envelope,
         ...(amend.noBounce !== undefined ? { noBounce: amend.noBounce } : {}),
         ...(amend.folder !== undefined ? { folder: amend.folder } : {}),
         ...(amend.senderVerified !== undefined ? { senderVerified: amend.senderVerified } : {}),
+        ...(amend.recipients !== undefined ? { recipients: amend.recipients } : {}),
       };
       // Refuse now what would be unreadable later: a message acknowledged but unreadable is lost.
       const problem = amended ? envelopeProblem(envelope) : undefined;

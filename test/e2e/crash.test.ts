@@ -189,6 +189,10 @@ async function crashAndRecover(t: TestContext, workers: number): Promise<void> {
       continue;
     }
     const port = await p.mxPort.catch((err: unknown) => assert.fail(`round ${round}: the server did not come back by itself (${run}): ${String(err)}`));
+    // The primary serves while its acceptors start (decision 0018); this test kills it while they
+    // serve, so it waits for them (an early kill is the 20 % branch above).
+    const acceptorsBy = Date.now() + 60_000;
+    while (workers > 1 && !p.logs.some((l) => l.event === 'acceptors') && Date.now() < acceptorsBy) await new Promise((r) => setTimeout(r, 20));
     const stop = { now: false };
     const before = acked.size;
     const clients = Array.from({ length: 12 }, (_, i) => client(port, `r${round}c${i}`, 100_000, acked, stop));

@@ -134,3 +134,42 @@ test('forward: the outside copy leaves with an SRS sender, a bounce to it goes b
   assert.equal(refused?.reason, 'SRS0 hash invalid');
   assert.ok(srv.logs.some((l) => l.event === 'rejected' && l.check === 'srs' && String(l.reason).includes('only the null sender')));
 });
+
+test('forward: a stranger\'s spam is not forwarded outside (local copies kept); spam only for forwards is refused at DATA', async (t) => {
+  const sink = await startSink(t);
+  const dns = await startDns(t, { 'example.net': { MX: ['10 mx.example.net.'], names: { mx: { A: ['127.0.0.1'] } } } });
+  const srv = await startServer(t, {
+    users: [['alice@example.org', 'correct horse battery']],
+    aliases: [
+      ['fwd@example.org', ['someone@example.net', 'alice@example.org']],
+      ['out@example.org', ['someone@example.net']],
+    ],
+    config: {
+      dns: { servers: [dns.address], timeout: '1s', tries: 1 },
+      pipeline: { data: ['spam'] },
+      // A message from a stranger with no Date or Message-ID scores about 1: spam at 0.5 here.
+      checks: { spam: { spam: 0.5, kill: 50, autolearn: false, workers: 0 } },
+      delivery: { mx: { port: sink.port }, timeouts: { connect: '2s', greeting: '2s', idle: '5s' } },
+    },
+  });
+  const id = await sendMail(srv.port('mx'), { helo: 'stranger.example.com', from: 'promo@example.com', to: ['fwd@example.org'] });
+  const withheld = await srv.waitForLog((l) => l.event === 'forward-withheld' && l.queueId === id);
+  assert.equal(withheld.reason, 'spam');
+  assert.deepEqual(withheld.forwards, ['fwd@example.org->someone@example.net']);
+  await srv.waitForLog((l) => l.event === 'delivered' && l.queueId === id && l.transport === 'local');
+  assert.equal(srv.logs.some((l) => l.queueId === id && l.transport === 'remote'), false, 'no outside delivery was tried');
+
+  // Every recipient a forward: refused before the 250, so nothing of ours can bounce.
+  const c = await dial(srv.port('mx'));
+  await c.expect('220');
+  await c.say('EHLO stranger.example.com').expect('250');
+  await c.say('MAIL FROM:<promo@example.com>').expect('250');
+  await c.say('RCPT TO:<out@example.org>').expect('250');
+  await c.say('DATA').expect('354');
+  c.send('From: <promo@example.com>\r\nTo: <out@example.org>\r\nSubject: deals\r\n\r\nbuy now\r\n.\r\n');
+  await c.expect('550 5.7.1');
+  await c.say('QUIT').expect('221');
+  const rejected = await srv.waitForLog((l) => l.event === 'rejected' && l.check === 'forwarding.junk');
+  assert.equal(rejected.reason, 'spam');
+  assert.equal(sink.rcpts.length, 0, 'the next hop saw nothing');
+});

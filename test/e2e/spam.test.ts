@@ -41,6 +41,8 @@ async function rig(t: TestContext): Promise<{ srv: TestServer; sink: Sink }> {
         // A failing sender is scored a little instead of refused, so the message is accepted.
         spf: { fail: 'score', failPoints: 0.5 },
       },
+      // These tests watch the next hop refuse forwarded spam: forward it (the default keeps it back).
+      forwarding: { junk: 'forwarded' },
       queue: { minBackoff: '1s', maxBackoff: '2s' },
       delivery: { mx: { port: sink.port }, timeouts: { connect: '2s', greeting: '2s', idle: '5s' } },
     },
