@@ -2,6 +2,7 @@
 // quotas, breakers and alerts (options of the `outbound-guard` check, also read by the guarded
 // transport and `mailward guard`). Safe defaults: an operator who configures nothing is protected.
 import { z } from 'zod';
+import { isNetworkProblem, readNetwork } from '../core/net.ts';
 import { Duration } from './units.ts';
 import { ConfigError, pathText, showValue } from './errors.ts';
 
@@ -163,7 +164,21 @@ export const GuardSchema = z
       })
       .prefault({}),
     /** Sources the breakers never trip for, e.g. "login:newsletter@example.org", "client:10.0.0.5". */
-    exempt: z.array(z.string().regex(SOURCE_RE, 'a source: login:<login>, sender:<address> or client:<address>')).default([]),
+    exempt: z
+      .array(z.string().regex(SOURCE_RE, 'a source: login:<login>, sender:<address> or client:<address>'))
+      .default([])
+      .superRefine((list, ctx) => {
+        // A client exemption is read by the one network parser (core/net.ts): "client:127.1" or a
+        // range would otherwise mean something else here than in every other setting.
+        list.forEach((e, i) => {
+          if (!/^client:/i.test(e)) return;
+          const n = readNetwork(e.slice(7));
+          const full = !isNetworkProblem(n) && n.prefix === (n.family === 4 ? 32 : 128);
+          if (full) return;
+          const why = isNetworkProblem(n) ? n.problem : `${JSON.stringify(e.slice(7))} is a range`;
+          ctx.addIssue({ code: 'custom', path: [i], input: e, message: `${why}; a client exemption is one address, e.g. client:192.0.2.10`, params: { fix: 'write one full address, e.g. client:192.0.2.10 or client:2001:db8::5' } });
+        });
+      }),
     /** A tripped breaker closes by itself after this long; default: it stays open until `mailward guard release`. */
     reopenAfter: Duration.optional(),
     alerts: z

@@ -227,3 +227,18 @@ test('defaults: every breaker is on with safe figures; no quota and no webhook u
   assert.equal(GuardSchema.safeParse({ exempt: ['alice@example.org'] }).error?.issues[0]?.message, 'a source: login:<login>, sender:<address> or client:<address>');
   assert.equal(GuardSchema.safeParse({ alerts: { webhook: 'ftp://x' } }).success, false);
 });
+
+test('exempt client: read by the network parser — a mapped spelling exempts the IPv4 client; ranges and odd spellings are refused', async (t) => {
+  for (const bad of ['client:127.1', 'client:010.0.0.5', 'client:10.0.0.0/8', 'client:fe80::1%eth0', 'client:::ffff:0.0.0.0/96']) {
+    const r = GuardSchema.safeParse({ exempt: [bad] });
+    assert.equal(r.success, false, `${bad} is refused`);
+    assert.match(r.error!.issues[0]!.message, /client exemption is one address/);
+  }
+  assert.equal(GuardSchema.safeParse({ exempt: ['client:::ffff:192.0.2.10', 'client:2001:db8::5', 'login:a@example.org'] }).success, true);
+  // The budget of a new source is `minimum`; the exempt client (written in mapped form) passes past it, another is held.
+  const { rcpt } = await setup(t, { ...ONLY, baseline: { sources: ['client'], minimum: 3 }, exempt: ['client:::ffff:192.0.2.10'] });
+  const stranger: Sender = { from: 'x@example.net', client: '192.0.2.10' };
+  const other: Sender = { from: 'y@example.net', client: '198.51.100.7' };
+  assert.equal(await seq(6, (i) => rcpt(`r${i}@d${i}.example`, stranger)), 'PPPPPP');
+  assert.equal(await seq(6, (i) => rcpt(`r${i}@d${i}.example`, other)), 'PPPDDD');
+});
