@@ -173,3 +173,21 @@ test('forward: a stranger\'s spam is not forwarded outside (local copies kept); 
   assert.equal(rejected.reason, 'spam');
   assert.equal(sink.rcpts.length, 0, 'the next hop saw nothing');
 });
+
+test('forward: the outbound guard counts a stranger\'s mail through a forwarding alias under forward:<alias>, and its breaker trips', async (t) => {
+  const sink = await startSink(t);
+  const dns = await startDns(t, { 'example.net': { MX: ['10 mx.example.net.'], names: { mx: { A: ['127.0.0.1'] } } } });
+  const srv = await startServer(t, {
+    users: [['alice@example.org', 'correct horse battery']],
+    aliases: [['fwd@example.org', ['someone@example.net']]],
+    config: {
+      dns: { servers: [dns.address], timeout: '1s', tries: 1 },
+      // A new source's budget is `minimum` relayed recipients an hour: the fourth forward trips it.
+      checks: { 'outbound-guard': { baseline: { sources: ['sender'], minimum: 3 }, domains: { enabled: false }, alerts: { postmaster: false } } },
+      delivery: { mx: { port: sink.port }, timeouts: { connect: '2s', greeting: '2s', idle: '5s' } },
+    },
+  });
+  for (let i = 0; i < 4; i++) await sendMail(srv.port('mx'), { helo: 'stranger.example.com', from: `pump${i}@example.com`, to: ['fwd@example.org'] });
+  const open = await srv.waitForLog((l) => l.event === 'breaker' && l.state === 'open');
+  assert.equal(open.breaker, 'sender:forward:fwd@example.org', 'one breaker for the alias, whatever sender the strangers use');
+});
