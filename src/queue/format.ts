@@ -1,7 +1,7 @@
 // The bytes of one spool file, without any I/O: a fixed-length text prefix (lengths and hashes), the
 // envelope as JSON, the message, then appended state records. docs/decisions/0002-spool-format.md
 // explains the layout; everything here must stay readable by every later version.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { envelopeProblem, isFinal, isRecipientState, PENDING, type Envelope, type RecipientState } from './envelope.ts';
 
 /**
@@ -17,7 +17,8 @@ const MAX_HEADER = 1_000_000;
 
 /** A short content hash: the first 64 bits of SHA-256, hex. Detects corruption, not malice. */
 export function shortHash(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex').slice(0, 16);
+  // One-shot hash: no Hash object per call (the start-up scan hashes two strings per file).
+  return hash('sha256', data, 'hex').slice(0, 16);
 }
 
 export interface Prefix {

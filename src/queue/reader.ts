@@ -126,14 +126,39 @@ export function loadMessageSync(path: string, id: string): LoadedMessage | undef
     throw err;
   }
   try {
-    const g = parse(path, id, fstatSync(fd).size, true);
-    let step = g.next();
-    while (!step.done) step = g.next(readAtSync(fd, step.value.length, step.value.position));
-    return step.value;
+    // One read first, and a stat only when the file fills it: most spool files are smaller, and
+    // on a local file system a short read means the end of the file, so the start-up scan saves
+    // a syscall per file. Should a read ever come back short before the end, the parse finds the
+    // file "truncated": it is then read again with its real size, so no good file is condemned.
+    const got = readSync(fd, firstScratch, 0, FIRST_READ, 0);
+    if (got < FIRST_READ) {
+      try {
+        return parseSync(fd, path, id, got, firstScratch.subarray(0, got));
+      } catch (err) {
+        if (!(err instanceof SpoolCorruptError)) throw err;
+      }
+    }
+    const size = fstatSync(fd).size;
+    return parseSync(fd, path, id, size, readAtSync(fd, Math.min(size, FIRST_READ), 0));
   } finally {
     closeSync(fd);
   }
 }
+
+/** Drives parse() with synchronous reads, `first` being the first min(size, FIRST_READ) bytes. */
+function parseSync(fd: number, path: string, id: string, size: number, first: Buffer): LoadedMessage {
+  const g = parse(path, id, size, true);
+  let step = g.next();
+  if (!step.done) step = g.next(first);
+  while (!step.done) step = g.next(readAtSync(fd, step.value.length, step.value.position));
+  return step.value;
+}
+
+/**
+ * The first read's buffer, shared by every synchronous load: parse() keeps nothing of it (it
+ * decodes to strings), and a synchronous load cannot interleave with another.
+ */
+const firstScratch = Buffer.allocUnsafe(FIRST_READ);
 
 /**
  * The message bytes of a spool file. Errors with SpoolCorruptError (after calling `onCorrupt`)

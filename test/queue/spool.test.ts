@@ -293,3 +293,19 @@ test('incoming leftovers are cleared when the spool opens', async (t) => {
   assert.deepEqual(await readdir(join(dir, 'incoming')), []);
   assert.equal(cap.events('spool-incoming-cleared')[0]?.files, 1);
 });
+
+test('listing reads messages smaller and larger than the first read alike, with their states', async (t) => {
+  const dir = await tempDir(t);
+  const cap = captureLog();
+  const spool = await Spool.open(dir, { log: cap.log });
+  t.after(() => spool.close());
+  // A small file is read once without a stat; one past 8 KiB takes the stat path.
+  const small = await queueMessage(spool, envelope(), 'Subject: small\r\n\r\nbody\r\n');
+  const large = await queueMessage(spool, envelope(), `Subject: large\r\n\r\n${'x'.repeat(20_000)}\r\n`);
+  const state = { status: 'deferred' as const, attempts: 1, nextAttemptAt: Date.now() + 60_000, lastReply: '451 try later' };
+  for (const id of [small, large]) await spool.markRecipient(id, 0, state);
+  const byId = new Map((await listAll(spool)).map((m) => [m.envelope.id, m]));
+  assert.deepEqual([...byId.keys()].sort(), [small, large].sort());
+  for (const id of [small, large]) assert.deepEqual(byId.get(id)!.states[0], state);
+  assert.deepEqual(await readdir(join(dir, 'corrupt')), []);
+});
