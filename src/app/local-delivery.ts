@@ -1,10 +1,10 @@
 // Builds the transport for local mailboxes from config delivery.local: Mailward's Maildir writer
 // (path template, vmail owner and group) and/or LMTP to Dovecot, chosen per domain.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/load.ts';
 import { BUILT_IN } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
+import { etcEntry } from '../core/etc-files.ts';
 import { parseLmtpAddress } from '../core/lmtp-address.ts';
 import { parseMaildirTemplate } from '../core/maildir-template.ts';
 import { LmtpTransport } from '../delivery/lmtp.ts';
@@ -18,19 +18,7 @@ import type { Logger } from '../observe/log.ts';
 type OwnerSetting = string | number;
 
 /** A name from /etc/passwd or /etc/group (field 3: uid/gid, field 4: the user's primary gid). */
-function lookupIds(file: string, name: string): string[] | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  for (const line of text.split('\n')) {
-    const f = line.split(':');
-    if (f[0] === name) return f;
-  }
-  return undefined;
-}
+const lookupIds = (file: string, name: string): string[] | undefined => etcEntry(file, 0, name);
 
 function fail(config: Config, key: string, message: string, fix: string): never {
   throw new ConfigError(config.source, [{ path: key, message, fix }]);

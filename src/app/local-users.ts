@@ -1,6 +1,6 @@
 // Maps a proven local uid to the login it submits as (sendmail.users, else
 // name@sendmail.defaultDomain when set) and to its provenance text, local:uid=33(www-data).
-import { readFileSync } from 'node:fs';
+import { etcEntry } from '../core/etc-files.ts';
 import type { Config } from '../config/load.ts';
 import type { LocalIdentity } from '../ingress/local-submit.ts';
 
@@ -9,17 +9,7 @@ export const EX_NOUSER = 67;
 
 /** The user name of `uid` from /etc/passwd (read at each call: users come and go), if any. */
 export function userName(uid: number, passwd = '/etc/passwd'): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(passwd, 'utf8');
-  } catch {
-    return undefined;
-  }
-  for (const line of text.split('\n')) {
-    const f = line.split(':');
-    if (f.length >= 3 && f[2] === String(uid) && f[0]) return f[0];
-  }
-  return undefined;
+  return etcEntry(passwd, 2, String(uid), (f) => f[0] !== '')?.[0];
 }
 
 export function localIdentifier(config: Config['sendmail'], passwd?: string): (uid: number) => LocalIdentity {

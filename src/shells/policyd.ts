@@ -2,7 +2,7 @@
 // connections kept open for many requests, answered in order, one `action=` per request.
 // Malformed input is answered with a DEFER (or the connection closed), never a crash or a DUNNO.
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { etcEntry } from '../core/etc-files.ts';
 import { chmod, chown, lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { compileNetworks } from '../core/net.ts';
@@ -240,16 +240,8 @@ function isAllowed(b: ReturnType<typeof compileNetworks>, address: string | unde
 function resolveGroup(g: string | number): number {
   if (typeof g === 'number') return g;
   if (/^\d+$/.test(g)) return Number(g);
-  let text = '';
-  try {
-    text = readFileSync('/etc/group', 'utf8');
-  } catch {
-    // Fall through to the error below.
-  }
-  for (const line of text.split('\n')) {
-    const [name, , gid] = line.split(':');
-    if (name === g && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
-  }
+  const entry = etcEntry('/etc/group', 0, g, (f) => /^\d+$/.test(f[2] ?? ''));
+  if (entry) return Number(entry[2]);
   throw new Error(`policyd.socketGroup: there is no group ${JSON.stringify(g)} in /etc/group; name an existing group (e.g. postfix) or give its number`);
 }
 
