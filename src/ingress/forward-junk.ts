@@ -5,6 +5,7 @@
 // outside copies are kept back; local recipients still get the message (in Junk).
 import type { RoutedRecipient } from './session.ts';
 import type { VerdictTag } from '../core/verdict.ts';
+import { FORWARD_REASON } from '../core/relay-reason.ts';
 
 export type ForwardJunk = 'not-forwarded' | 'forwarded';
 
@@ -16,16 +17,17 @@ export interface ForwardJunkInput {
   readonly contentClass: string | undefined;
   readonly tags: ReadonlySet<VerdictTag>;
   readonly routes: readonly RoutedRecipient[];
-  /** RCPT TO addresses of local aliases that forward outside. */
-  readonly forwards: ReadonlySet<string>;
+  /** The transaction's relay reasons: `forward:<address>` for each local alias that forwards outside. */
+  readonly relayReasons: ReadonlySet<string>;
 }
 
 /** The routes to keep and why the outside ones were dropped, or undefined to keep them all. */
 export function forwardsKeptBack(i: ForwardJunkInput): { keep: RoutedRecipient[]; dropped: RoutedRecipient[]; reason: string } | undefined {
-  if (i.policy === 'forwarded' || i.login !== undefined || i.forwards.size === 0) return undefined;
+  const forwards = new Set([...i.relayReasons].filter((r) => r.startsWith(FORWARD_REASON)).map((r) => r.slice(FORWARD_REASON.length)));
+  if (i.policy === 'forwarded' || i.login !== undefined || forwards.size === 0) return undefined;
   const reason = i.contentClass === 'spam' || i.contentClass === 'kill' ? 'spam' : i.tags.has('dmarc-failed') ? 'dmarc-failed' : undefined;
   if (!reason) return undefined;
-  const isForward = (r: RoutedRecipient): boolean => r.transport === 'remote' && i.forwards.has(r.address);
+  const isForward = (r: RoutedRecipient): boolean => r.transport === 'remote' && forwards.has(r.address);
   const dropped = i.routes.filter(isForward);
   if (dropped.length === 0) return undefined;
   return { keep: i.routes.filter((r) => !isForward(r)), dropped, reason };

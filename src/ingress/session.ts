@@ -98,8 +98,6 @@ interface Transaction {
   accepted: Mailbox[];
   routes: RoutedRecipient[];
   relayReasons: Set<string>;
-  /** Accepted local addresses (aliases, catch-alls) that forward outside. */
-  forwards: Set<string>;
   /** Header fields from rcpt-stage checks of accepted recipients (e.g. Received-SPF), once each. */
   headers: string[];
   discardReason?: string;
@@ -207,7 +205,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         mailEvent(log, 'rejected', { ...base(s), stage: 'mail', from: mail.path, reason: parsed.error, reply: replyText(r) });
         return r;
       }
-      tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set(), forwards: new Set(), headers: [], mailScore: NO_SCORE, tags: new Set() };
+      tx = { from: parsed.mailbox, mail, accepted: [], routes: [], relayReasons: new Set(), headers: [], mailScore: NO_SCORE, tags: new Set() };
       const from = parsed.mailbox;
       // A promise when the verdict is made elsewhere (acceptor processes) and matters here.
       await deps.tunnel?.observe(facts.clientAddress, facts.helo, from?.domain);
@@ -275,10 +273,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
       if (!localDomain) t.relayReasons.add(relay.reason);
       // An alias (or catch-all) that forwards outside is outbound mail too: it says so, so that
       // delivery does not sign it as ours and a refusal does not bounce to an unverified sender.
-      else if (routes.some((r) => r.transport === 'remote')) {
-        t.relayReasons.add(`${FORWARD_REASON}${to.address}`);
-        t.forwards.add(to.address);
-      }
+      else if (routes.some((r) => r.transport === 'remote')) t.relayReasons.add(`${FORWARD_REASON}${to.address}`);
       for (const r of routes) {
         if (!t.routes.some((x) => x.mailbox === r.mailbox && x.transport === r.transport)) t.routes.push(r);
       }
@@ -382,7 +377,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
           for (const tag of out.tags) t.tags.add(tag);
           const c = deps.content;
           const decision = decideContent(c, [connectScore, heloScore, t.mailScore, t.rcptScore ?? NO_SCORE, scoreOf(out)], t.tags);
-          const held = forwardsKeptBack({ policy: deps.forwardJunk ?? 'not-forwarded', login: facts.login, contentClass: decision.class, tags: t.tags, routes: draft.recipients, forwards: t.forwards });
+          const held = forwardsKeptBack({ policy: deps.forwardJunk ?? 'not-forwarded', login: facts.login, contentClass: decision.class, tags: t.tags, routes: draft.recipients, relayReasons: t.relayReasons });
           if (held) {
             const detail = { ...base(s), queueId: writer.id, from: draft.mailFrom, reason: held.reason, forwards: held.dropped.map((r) => `${r.address}->${r.mailbox}`) };
             if (held.keep.length === 0) {
