@@ -183,8 +183,9 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     // The spool scan starts once the listeners answer (below): new mail needs no old catalog.
     let loading: Promise<unknown> = Promise.resolve();
     cleanups.push(async () => {
-      queue.stop();
-      // The scan sees the stop at its next file; let it leave before the spool closes.
+      // The scan sees the stop at its next file; let it leave before the spool closes. Then the
+      // catalog snapshot: the next start reads the folder listings and it, not every file.
+      await queue.close().catch((err: unknown) => log.warn({ event: 'catalog-snapshot-error', err }, 'cannot write the catalog snapshot at shutdown; the next start reads every file'));
       await loading;
     });
     worker.start();

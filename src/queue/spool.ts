@@ -16,6 +16,7 @@ import { DeletionJournal, JOURNAL_BATCH } from './journal.ts';
 import { lockSpool } from './lock.ts';
 import { BodyStream, loadMessage, loadMessageSync, MemoryBodyStream, SpoolCorruptError, type LoadedMessage } from './reader.ts';
 import { Reaper } from './reaper.ts';
+import { CatalogSnapshots, type SnapshotMessage } from './snapshot.ts';
 import { isQueueId, queueIdTime } from '../core/ids.ts';
 import { SpoolWriter, type CommittedBytes } from './writer.ts';
 import { beginMessage, bucketDirs, bucketOf, BUCKETS, DEFAULT_MEMORY_LIMIT, SPOOL_AREAS, spoolPath, type IntakeSettings, type SpoolArea } from './intake.ts';
@@ -77,6 +78,9 @@ export interface SpooledMessage {
   readonly states: readonly RecipientState[];
 }
 
+/** What `list` gives: a file read, or (with `known`) a catalog snapshot's facts of a file listed. */
+export type ListedMessage = SpooledMessage | SnapshotMessage;
+
 export class SpoolNotFoundError extends Error {
   constructor(readonly id: string) {
     super(`message ${id} is not in the spool`);
@@ -100,12 +104,17 @@ export class Spool {
   /** Messages just committed from memory, for their first delivery pass (docs/decisions/0009). */
   readonly #fresh: FreshCache;
   readonly #intake: IntakeSettings;
+  /** The catalog snapshot and its change logs (snapshot.ts). */
+  readonly snapshots: CatalogSnapshots;
+  /** Ids whose last append failed: the file may hold bytes the catalog never heard of. */
+  readonly #suspect = new Set<string>();
   #bodiesFromMemory = 0;
   #bodiesFromFile = 0;
   #closed = false;
 
-  private constructor(dir: string, opts: SpoolOptions, release: () => Promise<void>, journal: DeletionJournal, deleted: Set<string>) {
+  private constructor(dir: string, opts: SpoolOptions, release: () => Promise<void>, journal: DeletionJournal, deleted: Set<string>, snapshots: CatalogSnapshots) {
     this.dir = dir;
+    this.snapshots = snapshots;
     this.#log = opts.log;
     this.#fsync = opts.fsync ?? true;
     this.#memoryLimit = opts.memoryLimit ?? DEFAULT_MEMORY_LIMIT;
@@ -150,6 +159,7 @@ export class Spool {
     await mkdir(root, { recursive: true, mode: 0o700 });
     const release = await lockSpool(root);
     let journal: DeletionJournal | undefined;
+    let snapshots: CatalogSnapshots | undefined;
     let spool: Spool;
     try {
       for (const sub of ['incoming', ...SPOOL_AREAS, 'corrupt']) await mkdir(join(root, sub), { recursive: true, mode: 0o700 });
@@ -166,12 +176,14 @@ export class Spool {
       const leftovers = await readdir(join(root, 'incoming'));
       for (const name of leftovers) await unlink(join(root, 'incoming', name)).catch(() => undefined);
       if (leftovers.length > 0) opts.log.info({ event: 'spool-incoming-cleared', dir: root, files: leftovers.length }, 'removed unfinished incoming files');
-      spool = new Spool(root, opts, release, journal, opened.ids);
+      snapshots = await CatalogSnapshots.open(root, { fsync: opts.fsync ?? true, log: opts.log });
+      spool = new Spool(root, opts, release, journal, opened.ids, snapshots);
       // 96 descriptors held for the spool's life: a commit's folder fsync is one call, not three.
       spool.#syncer.keepOpen(buckets);
       if (opened.ids.size > 0) await spool.#adoptJournal(opened.ids);
     } catch (err) {
       await journal?.close().catch(() => undefined);
+      await snapshots?.close().catch(() => undefined);
       await release();
       throw err;
     }
@@ -325,19 +337,36 @@ export class Spool {
    * `area: 'hold'` lists the messages on hold instead. `onFolder` hears as each folder begins
    * (progress of a long scan).
    */
-  async *list(area: SpoolArea = 'queue', opts: { readonly onFolder?: (done: number, total: number) => void } = {}): AsyncGenerator<SpooledMessage> {
+  list(area: SpoolArea = 'queue', opts: { readonly onFolder?: (done: number, total: number) => void } = {}): AsyncGenerator<SpooledMessage> {
+    // Without `known` every message yielded is a file read.
+    return this.scan(area, opts) as AsyncGenerator<SpooledMessage>;
+  }
+
+  /**
+   * `list`, but a listed file that `known` has facts of (a catalog snapshot's, snapshot.ts) is
+   * not read: those facts are yielded instead, marked `fromSnapshot`.
+   */
+  async *scan(area: SpoolArea, opts: { readonly onFolder?: (done: number, total: number) => void; readonly known?: (id: string) => SnapshotMessage | undefined } = {}): AsyncGenerator<ListedMessage> {
     let sliceStart = performance.now();
     let folders = 0;
-    for (const b of BUCKETS) {
+    // The next folder is listed (in the thread pool) while this one is read.
+    const listing = (b: string): Promise<string[]> => readdir(join(this.dir, area, b));
+    let next = listing(BUCKETS[0]!);
+    for (const [i, b] of [...BUCKETS].entries()) {
       opts.onFolder?.(folders++, BUCKETS.length);
       const dir = join(this.dir, area, b);
-      const names = (await readdir(dir)).sort();
+      const names = (await next).sort();
+      if (i + 1 < BUCKETS.length) next = listing(BUCKETS[i + 1]!);
+      let n = 0;
       for (const name of names) {
         if (this.#deleted.has(name)) continue;
-        const m = this.#listOne(dir, b, name);
+        // The snapshot's facts stand for the file only under a name the spool accepts.
+        const known = opts.known && isQueueId(name) && bucketOf(name) === b ? opts.known(name) : undefined;
+        const m = known ?? this.#listOne(dir, b, name);
         if (typeof m === 'string') await this.#quarantine(join(dir, name), m);
         else if (m) yield m;
-        if (performance.now() - sliceStart > LIST_SLICE_MS) {
+        // A file read takes microseconds, a snapshot entry less: the clock is read less often then.
+        if ((!known || (++n & 63) === 0) && performance.now() - sliceStart > LIST_SLICE_MS) {
           await new Promise<void>((r) => setImmediate(r));
           sliceStart = performance.now();
         }
@@ -393,6 +422,9 @@ export class Spool {
     return this.#serial(id, async () => {
       // A deleted message is gone for delivery, even while its file waits for removal.
       if (this.#deleted.has(id)) throw new SpoolNotFoundError(id);
+      // Named in the snapshot's change log before the file changes: a start after a crash reads
+      // this file rather than trust an older snapshot of it.
+      await this.snapshots.note(id);
       let fh;
       try {
         // No O_CREAT: a state record must never bring back a removed message.
@@ -406,11 +438,22 @@ export class Spool {
         if (bytesWritten !== record.length) throw new Error(`short write of a state record to ${path}`);
         // fdatasync also persists the new file size; the folder entry is unchanged.
         if (this.#fsync) await fh.datasync();
+      } catch (err) {
+        this.#suspect.add(id);
+        throw err;
       } finally {
         await fh.close();
       }
       this.#emitChange({ kind: 'states', id, updates });
     });
+  }
+
+  /**
+   * True when the catalog's facts of `id` may go into a snapshot: no operation on its file is
+   * under way (its change is told once its append is durable) and no append of it failed.
+   */
+  settled(id: string): boolean {
+    return !this.#busy.has(id) && !this.#suspect.has(id) && !this.#deleted.has(id);
   }
 
   /**
@@ -518,6 +561,7 @@ export class Spool {
     this.#fresh.clear();
     await this.#syncer.close();
     await this.#journal.close();
+    await this.snapshots.close();
     await this.#release();
   }
 
