@@ -4,7 +4,7 @@
 import type { Logger } from '../observe/log.ts';
 import type { Spool, SpoolArea, SpoolChange } from './spool.ts';
 import { defaultRetryPolicy, messageDueAt, type RetryPolicy } from './schedule.ts';
-import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type Selected } from './catalog.ts';
+import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type RowFacts, type Selected } from './catalog.ts';
 import type { QueueFilter } from './filter.ts';
 import { SnapshotEncoder, type LoadedSnapshot } from './snapshot.ts';
 
@@ -429,6 +429,12 @@ export class Queue {
   lookup(id: string): Selected | undefined {
     const slot = this.#cat.slot(id);
     return slot === undefined ? undefined : this.#cat.describe(slot);
+  }
+
+  /** What the catalog holds of a message (what a snapshot of it keeps); undefined when not catalogued. */
+  facts(id: string): RowFacts | undefined {
+    const slot = this.#cat.slot(id);
+    return slot === undefined ? undefined : this.#cat.facts(slot);
   }
 
   /**

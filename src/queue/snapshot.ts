@@ -303,7 +303,10 @@ export class CatalogSnapshots {
   }
 
   async #drain(): Promise<void> {
-    while (this.#writing) await this.#writing.catch(() => undefined);
+    // Always one turn first, so note() has stored this promise before it is let go below; then
+    // after the write under way, if any: this batch is written after it.
+    do await this.#writing?.catch(() => undefined);
+    while (this.#writing);
     this.#next = undefined;
     const ids = this.#batch.splice(0);
     const fh = this.#fh!;
