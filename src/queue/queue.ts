@@ -57,12 +57,17 @@ export interface ScanOptions {
    * point without depending on timing.
    */
   readonly scanned?: (count: number) => Promise<void> | void;
-  /** How often the catalog snapshot is written while changes come (default 5 minutes). */
+  /**
+   * How often the catalog snapshot is written while changes come (default 5 minutes); the first
+   * one comes `snapshotFirstMs` after the scan (default 10 s: delivery of the old mail starts first).
+   */
   readonly snapshotEveryMs?: number;
+  readonly snapshotFirstMs?: number;
 }
 
 const SCAN_PROGRESS_MS = 2_000;
 const SNAPSHOT_EVERY_MS = 5 * 60_000;
+const SNAPSHOT_FIRST_MS = 10_000;
 
 // Longest single timer; setTimeout overflows beyond 2^31-1 ms.
 const MAX_TIMER = 2 ** 31 - 1;
@@ -198,8 +203,11 @@ export class Queue {
     for (const w of this.#loadWaiters.splice(0)) w();
     // Files read: a snapshot now spares the next start from reading them again.
     if (p.read > 0 || (snap && snap.size !== p.fromSnapshot)) this.#changes++;
-    this.#snapshotSoon();
-    this.#snapshotTimer = setInterval(() => this.#snapshotSoon(), opts.snapshotEveryMs ?? SNAPSHOT_EVERY_MS);
+    this.#snapshotTimer = setTimeout(() => {
+      this.#snapshotSoon();
+      this.#snapshotTimer = setInterval(() => this.#snapshotSoon(), opts.snapshotEveryMs ?? SNAPSHOT_EVERY_MS);
+      this.#snapshotTimer.unref();
+    }, opts.snapshotFirstMs ?? SNAPSHOT_FIRST_MS);
     this.#snapshotTimer.unref();
     return { scheduled: p.scheduled, removed: p.removed };
   }
@@ -216,8 +224,10 @@ export class Queue {
    * no operation is changing; the others are left out, so the next start reads them), then the
    * file, atomically. Also when the queue is stopped (the server's clean shutdown).
    */
-  saveSnapshot(): Promise<void> {
-    if (this.#progress.state !== 'loaded' || this.#changes === 0) return this.#saving ?? Promise.resolve();
+  async saveSnapshot(): Promise<void> {
+    // One under way may have captured before the latest changes: then one more.
+    if (this.#saving) await this.#saving.catch(() => undefined);
+    if (this.#progress.state !== 'loaded' || this.#changes === 0) return;
     this.#saving ??= this.#save().finally(() => (this.#saving = undefined));
     return this.#saving;
   }
@@ -443,7 +453,8 @@ export class Queue {
    */
   stop(): void {
     this.#stopped = true;
-    if (this.#snapshotTimer) clearInterval(this.#snapshotTimer);
+    // clearTimeout clears an interval as well.
+    if (this.#snapshotTimer) clearTimeout(this.#snapshotTimer);
     this.#clearTimer();
     for (const w of this.#loadWaiters.splice(0)) w();
     for (const w of this.#waiters.splice(0)) w(undefined);

@@ -169,6 +169,9 @@ export class CatalogSnapshots {
   #batch: string[] = [];
   #next: Promise<void> | undefined;
   #writing: Promise<void> | undefined;
+  #closed = false;
+  /** Rotations and snapshot writes under way: close() waits for them. */
+  readonly #ops = new Set<Promise<unknown>>();
 
   private constructor(root: string, fsync: boolean, log: Logger) {
     this.#root = root;
@@ -329,7 +332,21 @@ export class CatalogSnapshots {
    * Starts a new change log (durably) and returns its number: a snapshot captured from now on
    * takes that number, and every change after its capture is noted in that log.
    */
-  async rotate(): Promise<number> {
+  rotate(): Promise<number> {
+    return this.#op(() => this.#rotate());
+  }
+
+  /** Runs a rotation or a write unless closed; close() waits for it. */
+  #op<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new Error(`the spool at ${this.#root} is closed; no catalog snapshot written`));
+    const p = fn();
+    const settled = p.catch(() => undefined);
+    this.#ops.add(settled);
+    void settled.then(() => this.#ops.delete(settled));
+    return p;
+  }
+
+  async #rotate(): Promise<number> {
     const seq = Math.max(this.#fhSeq, this.#seq ?? 0, ...(await this.#logs())) + 1;
     const fh = await open(join(this.#root, logName(seq)), 'a');
     if (this.#fsync) {
@@ -344,7 +361,11 @@ export class CatalogSnapshots {
   }
 
   /** Writes snapshot `seq` atomically (temp file, fsync, rename, folder fsync), then drops older logs. */
-  async write(seq: number, bytes: Buffer): Promise<void> {
+  write(seq: number, bytes: Buffer): Promise<void> {
+    return this.#op(() => this.#write(seq, bytes));
+  }
+
+  async #write(seq: number, bytes: Buffer): Promise<void> {
     const tmp = join(this.#root, TMP_FILE);
     const fh = await open(tmp, 'w', 0o600);
     try {
@@ -362,6 +383,8 @@ export class CatalogSnapshots {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#ops);
     await this.#writing?.catch(() => undefined);
     for (const fh of [...this.#older.splice(0), ...(this.#fh ? [this.#fh] : [])]) await fh.close().catch(() => undefined);
     this.#fh = undefined;
