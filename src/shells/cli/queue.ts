@@ -77,7 +77,9 @@ function* matching(config: Config, filter: QueueFilter, areas?: readonly SpoolAr
 /** One line on the running server's start-up scan of the spool. */
 export function catalogLine(p: LoadProgress): string {
   const n = (x: number): string => x.toLocaleString('en-US');
-  if (p.state === 'loaded') return `catalog loaded: ${n(p.scanned)} message(s) scanned in ${((p.ms ?? 0) / 1000).toFixed(1)} s (${n(p.scheduled)} scheduled, ${n(p.held)} held, ${n(p.removed)} finished); ${n(p.catalogued)} catalogued now`;
+  // The snapshot counts are absent from a server of an older version.
+  const source = p.fromSnapshot ? `, ${n(p.fromSnapshot)} from the catalog snapshot and ${n(p.read ?? 0)} file(s) read` : '';
+  if (p.state === 'loaded') return `catalog loaded: ${n(p.scanned)} message(s) scanned in ${((p.ms ?? 0) / 1000).toFixed(1)} s${source} (${n(p.scheduled)} scheduled, ${n(p.held)} held, ${n(p.removed)} finished); ${n(p.catalogued)} catalogued now`;
   return `catalog ${p.state}: ${n(p.scanned)} message(s) scanned, ${Math.round(p.fraction * 100)}% of the spool's folders; ${n(p.catalogued)} catalogued (new mail included)`;
 }
 
