@@ -51,6 +51,7 @@ export interface Config {
   readonly dns: RawConfig['dns'];
   readonly delivery: RawConfig['delivery'];
   readonly auth: RawConfig['auth'];
+  readonly recipients: RawConfig['recipients'];
   readonly admin: RawConfig['admin'];
   /** Local submission (`mailward sendmail`); `socket` is absolute. */
   readonly sendmail: RawConfig['sendmail'];
@@ -208,6 +209,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     dns: raw.dns,
     delivery: raw.delivery,
     auth: raw.auth,
+    recipients: raw.recipients,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
     sendmail: { ...raw.sendmail, socket: path.resolve(dataDir, raw.sendmail.socket) },
     forwarding: { junk: raw.forwarding.junk, srs: { ...raw.forwarding.srs, domain: (raw.forwarding.srs.domain ?? raw.domains[0] ?? 'localhost').toLowerCase().replace(/\.$/, '') } },
