@@ -7,6 +7,7 @@ import { DeliverySchema } from './delivery-schema.ts';
 import { AdminSchema } from './admin-schema.ts';
 import { SendmailSchema } from './sendmail-schema.ts';
 import { ForwardingSchema } from './forwarding-schema.ts';
+import { RecipientsSchema } from './recipients-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
@@ -238,6 +239,8 @@ export const ConfigSchema = z
       .prefault({}),
     /** The operator's HTTP API, dashboard and /metrics (off by default; loopback; bearer token). */
     admin: AdminSchema.prefault({}),
+    /** Mailboxes the recipient check finds outside Mailward's own list: Dovecot's userdb (recipients-schema.ts). */
+    recipients: RecipientsSchema.prefault({}),
     /** Local submission for `mailward sendmail` (see sendmail-schema.ts). */
     sendmail: SendmailSchema.prefault({}),
     /** Aliases and catch-alls that forward outside: SRS, and spam/DMARC at a forward (forwarding-schema.ts). */
