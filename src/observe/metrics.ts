@@ -53,6 +53,7 @@ export class Metrics {
   readonly #latency: Histogram<'transport'>;
   readonly #breaker: Gauge<'name'>;
   readonly #tunnels: Counter;
+  readonly #warnings: Counter<'kind'>;
   readonly #queuedAt = new Map<string, number>();
   readonly #clock: () => number;
   /** Reads the figures the gauges of one scrape share (the queue's). */
@@ -79,6 +80,7 @@ export class Metrics {
       registers,
     });
     this.#breaker = new Gauge({ name: 'mailward_breaker_open', help: 'Outbound breakers: 1 while open (mail from the source is held or refused), 0 when closed.', labelNames: ['name'], registers });
+    this.#warnings = new Counter({ name: 'mailward_guard_warnings_total', help: 'Early warnings of the outbound guard (a source at half a breaker threshold, or 3 × its baseline), by the breaker kind it approaches.', labelNames: ['kind'], registers });
     this.#tunnels = new Counter({ name: 'mailward_tunnel_suspected_total', help: 'Client addresses found to carry many clients (many HELO names and sender domains): probably a tunnel or proxy.', registers });
     const source = opts.queueStats;
     if (source) {
@@ -189,6 +191,11 @@ export class Metrics {
   /** For the guard: a breaker opened (true) or closed (false). */
   setBreakerState(name: string, open: boolean): void {
     this.#breaker.set({ name }, open ? 1 : 0);
+  }
+
+  /** For the guard's watch: an early warning was raised (anywhere: the store is shared). */
+  guardWarning(kind: string): void {
+    this.#warnings.inc({ kind });
   }
 
   tunnelSuspected(): void {
