@@ -32,6 +32,8 @@ import { startAlertDispatcher } from '../guard/alerts.ts';
 import { spoolAlertMailer } from '../guard/mailer.ts';
 import { guardedTransport } from '../delivery/guarded-transport.ts';
 import { QueueAdmin } from '../queue/admin.ts';
+import { startGuardWatch } from './guard-watch.ts';
+import { startDigestJob } from '../guard/digest.ts';
 import { MailStats } from '../observe/stats.ts';
 import { Metrics } from '../observe/metrics.ts';
 import { TunnelDetector, type TunnelSuspect } from '../doctor/tunnel.ts';
@@ -200,6 +202,21 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       const spamJobs = startSpamJobs({ config, store, log, clock, spool, queue });
       cleanups.push(() => spamJobs.stop());
     }
+    // A trip puts the source's queued mail on hold at once, wherever the session ran.
+    const queueAdmin = new QueueAdmin(spool, queue, log);
+    const watch = startGuardWatch({
+      guard,
+      log,
+      clock,
+      hold: async (filter) => (await queueAdmin.run('hold', { filter })).changed,
+      onWarning: (w) => metrics.guardWarning(w.kind),
+    });
+    cleanups.push(() => watch.stop());
+    const guardSet = guard.settings;
+    if (guardSet.digest.enabled) {
+      const digest = startDigestJob({ store, alerter: guard.alerter, log, hour: guardSet.digest.hour, clock });
+      cleanups.push(() => digest.stop());
+    }
     const alerts = startAlertDispatcher({
       store,
       log,
@@ -210,6 +227,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         await queue.whenLoaded();
         return (await queue.select({}, ['hold'])).length;
       },
+      heldAtTrip: (a) => watch.heldAtTrip(a.name, a.at),
     });
     cleanups.push(() => alerts.stop());
     let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
@@ -220,7 +238,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         metrics,
         directory,
         queueStats: spoolQueueStats(config.paths.spool),
-        queueControl: queueControlFrom(new QueueAdmin(spool, queue, log)),
+        queueControl: queueControlFrom(queueAdmin),
         guardControl: guardControlFrom(guard),
         catalog: () => queue.loadProgress,
         warnings: () => live.config.warnings.map((w) => ({ setting: w.path, message: w.message, fix: w.fix })),

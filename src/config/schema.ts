@@ -88,7 +88,8 @@ export const DEFAULT_PIPELINE: Record<Stage, PipelineEntry[]> = {
   // Message rules count after sender-login (a refused message uses up no limit) and before
   // permit-login, which ends the list for a login: a stolen login must still be counted.
   // Content filter for mail from strangers; a login's own mail is not scored (permit ends the list).
-  data: ['sender-login', 'rate-limit', 'permit-login', 'spam'],
+  // The outbound guard again: the aggregate breaker may have opened since RCPT.
+  data: ['sender-login', 'outbound-guard', 'rate-limit', 'permit-login', 'spam'],
 };
 
 export const ConfigSchema = z

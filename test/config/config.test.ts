@@ -72,7 +72,7 @@ test('config: the built-in default is safe and complete', () => {
   assert.equal(c.paths.store, '/srv/data/state.sqlite');
   assert.deepEqual(c.listeners[0]!.pipeline.rcpt, ['recipient', 'outbound-guard', 'rate-limit']);
   assert.deepEqual(c.listeners[0]!.pipeline.mail, ['sender-login']);
-  assert.deepEqual(c.listeners[0]!.pipeline.data, ['sender-login', 'rate-limit', 'permit-login', 'spam']);
+  assert.deepEqual(c.listeners[0]!.pipeline.data, ['sender-login', 'outbound-guard', 'rate-limit', 'permit-login', 'spam']);
   assert.ok(Object.isFrozen(c.listeners[0]), 'the config is frozen');
 });
 
