@@ -15,8 +15,9 @@ import type { LocalDirectory } from '../pipeline/check.ts';
 import { Spool } from '../queue/spool.ts';
 import type { LoadProgress, Queue } from '../queue/queue.ts';
 import type { EnvelopeRecipient } from '../queue/envelope.ts';
-import { QueueAdmin, type AdminResult } from '../queue/admin.ts';
-import { controlRequest, controlStatus, ControlUnavailableError, isQuarantineRequest, quarantineOpOf, startControlServer, type CatalogState, type ControlRequest, type ControlServer } from '../queue/control.ts';
+import { QueueAdmin, type AdminResult, type QueueSummary } from '../queue/admin.ts';
+import type { QueueFilter } from '../queue/filter.ts';
+import { controlRequest, controlStatus, controlSummary, ControlUnavailableError, isQuarantineRequest, quarantineOpOf, startControlServer, type CatalogState, type ControlRequest, type ControlServer } from '../queue/control.ts';
 import { QuarantineAdmin } from '../queue/quarantine.ts';
 import { spoolOwner } from '../queue/lock.ts';
 import { buildLocalTransport } from './local-delivery.ts';
@@ -205,6 +206,13 @@ export async function serverCatalog(config: Config): Promise<LoadProgress | unde
   const dir = config.paths.spool;
   if ((await spoolOwner(dir)) === undefined) return undefined;
   return controlStatus(dir);
+}
+
+/** `queue list --summary` from the running server's catalog; undefined when no server runs. */
+export async function serverSummary(config: Config, filter: QueueFilter, top: number): Promise<QueueSummary | undefined> {
+  const dir = config.paths.spool;
+  if ((await spoolOwner(dir)) === undefined) return undefined;
+  return controlSummary(dir, { op: 'summary', filter, top });
 }
 
 /** The queue's start-up scan as the control socket reports it. */

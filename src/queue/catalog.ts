@@ -62,6 +62,19 @@ export interface Selected {
   readonly from: string;
 }
 
+/** What `summarize` counts (senders lower-cased, "<>" for bounces; domains of recipients to go). */
+export interface CatalogSummary {
+  messages: number;
+  held: number;
+  deferred: number;
+  pending: number;
+  /** Recipients not yet delivered or bounced. */
+  toGo: number;
+  readonly senders: Map<string, number>;
+  /** Messages with a recipient to go in each domain. */
+  readonly domains: Map<string, number>;
+}
+
 function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, rows: number, per = 1): T {
   const b = new (a.constructor as new (n: number) => T)(rows * per);
   b.set(a);
@@ -225,6 +238,63 @@ export class Catalog {
    * loop a turn every few milliseconds; a message that arrives meanwhile may or may not be chosen.
    */
   async select(filter: QueueFilter, areas: readonly string[], now: number = Date.now()): Promise<Selected[]> {
+    const out: Selected[] = [];
+    await this.#scan(filter, areas, now, (slot) => out.push(this.#selected(slot)));
+    return out;
+  }
+
+  /**
+   * Counts of the messages `select` would choose, as `queue list --summary` makes them from the
+   * files: by state, recipients to go, and by sender and by recipient domain (of the recipients
+   * still to go), from memory.
+   */
+  async summarize(filter: QueueFilter, areas: readonly string[], now: number = Date.now()): Promise<CatalogSummary> {
+    const sum: CatalogSummary = { messages: 0, held: 0, deferred: 0, pending: 0, toGo: 0, senders: new Map(), domains: new Map() };
+    const byDomain = new Map<number, number>();
+    const noDomain = new Map<string, number>();
+    const store = this.#addr;
+    const countDomain = (address: Int32Array, mailbox: Int32Array, at: number, seen: Set<number | string>): void => {
+      const col = mailbox[at + 1]! >= 0 ? mailbox : address;
+      const d = col[at + 2]!;
+      const key = d === NO_DOMAIN ? store.get(col, at).toLowerCase() : d;
+      if (seen.has(key)) return;
+      seen.add(key);
+      if (typeof key === 'string') noDomain.set(key, (noDomain.get(key) ?? 0) + 1);
+      else byDomain.set(key, (byDomain.get(key) ?? 0) + 1);
+    };
+    await this.#scan(filter, areas, now, (slot, held) => {
+      sum.messages++;
+      if (held) sum.held++;
+      else if (this.#anyDeferred(slot)) sum.deferred++;
+      else sum.pending++;
+      const from = this.#senderOf(slot);
+      const key = from === '' ? '<>' : from.toLowerCase();
+      sum.senders.set(key, (sum.senders.get(key) ?? 0) + 1);
+      const seen = new Set<number | string>();
+      const m = this.#multi[slot];
+      if (!m) {
+        if (!isFinalCode(this.#status[slot]!)) {
+          sum.toGo++;
+          countDomain(this.#address, this.#mailbox, slot * A, seen);
+        }
+        return;
+      }
+      for (let i = 0; i < m.status.length; i++) {
+        if (isFinalCode(m.status[i]!)) continue;
+        sum.toGo++;
+        countDomain(m.address, m.mailbox, i * A, seen);
+      }
+    });
+    for (const [d, n] of byDomain) {
+      const name = store.domains.get(d).toLowerCase();
+      sum.domains.set(name, (sum.domains.get(name) ?? 0) + n);
+    }
+    for (const [name, n] of noDomain) sum.domains.set(name, (sum.domains.get(name) ?? 0) + n);
+    return sum;
+  }
+
+  /** Calls `visit` for every indexed row in `areas` that matches `filter` (select's loop). */
+  async #scan(filter: QueueFilter, areas: readonly string[], now: number, visit: (slot: number, held: boolean) => void): Promise<void> {
     const p = filterParts(filter, now);
     const wantQueue = areas.includes('queue');
     const wantHold = areas.includes('hold');
@@ -237,7 +307,6 @@ export class Catalog {
       const domain = this.#tester(p.domain);
       const before = p.receivedBefore;
       const state = p.state;
-      const out: Selected[] = [];
       let sliceStart = performance.now();
       for (let slot = 0; slot < this.#high; slot++) {
         if ((slot & 511) === 511 && performance.now() - sliceStart > SELECT_SLICE_MS) {
@@ -253,9 +322,8 @@ export class Catalog {
         if (recipient && !this.#anyRecipient(slot, recipient)) continue;
         if (domain && !this.#anyRecipient(slot, domain)) continue;
         if (state !== undefined && state !== (held ? 'held' : this.#anyDeferred(slot) ? 'deferred' : 'pending')) continue;
-        out.push(this.#selected(slot));
+        visit(slot, held);
       }
-      return out;
     } finally {
       domains.unpin();
     }

@@ -4,11 +4,11 @@
 import type { Logger } from '../observe/log.ts';
 import type { Spool, SpoolArea, SpoolChange } from './spool.ts';
 import { defaultRetryPolicy, messageDueAt, type RetryPolicy } from './schedule.ts';
-import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type RowFacts, type Selected } from './catalog.ts';
+import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type CatalogSummary, type RowFacts, type Selected } from './catalog.ts';
 import type { QueueFilter } from './filter.ts';
 import { SnapshotEncoder, type LoadedSnapshot } from './snapshot.ts';
 
-export type { Selected } from './catalog.ts';
+export type { CatalogSummary, Selected } from './catalog.ts';
 
 export interface QueueOptions extends RetryPolicy {
   /** Messages delivered at the same time. */
@@ -169,6 +169,8 @@ export class Queue {
           if (area === 'hold') {
             const slot = this.#cat.open(id);
             this.#cat.index(slot, m.envelope, m.states, true);
+            // Kept for a release (holds.ts): when it is due again, without reading its file.
+            this.#cat.due[slot] = messageDueAt(m.states, now) ?? now;
             this.#cat.settle(slot);
             p.held++;
           } else {
@@ -267,7 +269,7 @@ export class Queue {
    * `flush` makes the pass try deferred recipients before their retry time (an operator's flush).
    */
   enqueue(id: string, dueAt: number = Date.now(), recovered = false, flush = false): void {
-    if (this.#stopped || this.#spool.isDeleted(id)) return;
+    if (this.#stopped || this.#spool.isDeleted(id) || this.#spool.isMarkedHeld(id)) return;
     const c = this.#cat;
     const slot = c.open(id);
     const f = c.flags[slot]!;
@@ -435,6 +437,11 @@ export class Queue {
     return this.#cat.select(filter, areas, now);
   }
 
+  /** Counts of what `select` would choose (`queue list --summary` on a running server). */
+  summarize(filter: QueueFilter, areas: readonly SpoolArea[], now: number = Date.now()): Promise<CatalogSummary> {
+    return this.#cat.summarize(filter, areas, now);
+  }
+
   /** A catalogued message's area (queue/ or hold/) and sender; undefined when the queue does not know it. */
   lookup(id: string): Selected | undefined {
     const slot = this.#cat.slot(id);
@@ -507,6 +514,19 @@ export class Queue {
           c.unindex(slot);
           this.#unschedule(slot);
           c.settle(slot);
+        }
+        return;
+      }
+      case 'held': {
+        // Marked held or released in place (holds.ts); the caller withdrew them from the schedule.
+        const now = Date.now();
+        for (const id of ch.ids) {
+          const slot = c.slot(id);
+          if (slot === undefined || !c.isIndexed(slot)) continue;
+          c.setHeld(slot, ch.held);
+          if (ch.held) continue;
+          // Released: due when it was (a past time is now; delivery checks each recipient's own).
+          this.enqueue(id, c.due[slot]! > 0 ? c.due[slot] : now);
         }
         return;
       }
