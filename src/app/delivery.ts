@@ -29,7 +29,7 @@ import { DkimKeyError, DkimKeys } from '../delivery/dkim-sign.ts';
 import type { SmtpClientOptions } from '../delivery/smtp-client.ts';
 import type { Store } from '../store/store.ts';
 
-export { dkimRecordValue, dkimZoneRecord, generateDkimKey, keyFileName, SELECTOR_RE, isDkimDomain, type DkimKeyType } from '../delivery/dkim-sign.ts';
+export { dkimKeyFiles, dkimRecordValue, dkimZoneRecord, generateDkimKey, keyFileName, SELECTOR_RE, isDkimDomain, type DkimKeyType } from '../delivery/dkim-sign.ts';
 
 export interface DeliveryDeps {
   readonly config: Config;
