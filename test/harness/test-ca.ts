@@ -4,10 +4,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { isIP } from 'node:net';
 
 export interface TestCa {
   readonly caPem: string;
-  /** A server certificate for `names` (the first is the CN), signed by this CA. */
+  /** A server certificate for `names` (DNS names or IP addresses; the first is the CN), signed by this CA. */
   issue(names: readonly string[], opts?: { readonly expired?: boolean }): { certPem: string; keyPem: string };
 }
 
@@ -27,7 +28,7 @@ export function startCa(t: { after(fn: () => void): void }): TestCa {
     caPem: readFileSync(path.join(dir, 'ca.pem'), 'utf8'),
     issue(names, opts = {}) {
       const base = `leaf${++n}`;
-      run(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((x) => `DNS:${x}`).join(',')}`]);
+      run(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((x) => (isIP(x) ? `IP:${x}` : `DNS:${x}`)).join(',')}`]);
       const dates = opts.expired ? ['-startdate', '20200101000000Z', '-enddate', '20200201000000Z'] : ['-days', '30'];
       run(['ca', '-batch', '-notext', '-config', 'ca.cnf', '-cert', 'ca.pem', '-keyfile', 'ca.key', '-in', `${base}.csr`, '-out', `${base}.pem`, ...dates]);
       return { certPem: readFileSync(path.join(dir, `${base}.pem`), 'utf8'), keyPem: readFileSync(path.join(dir, `${base}.key`), 'utf8') };
