@@ -45,6 +45,8 @@ import { loadTlsContext, sessionHostOptions, spoolPortOf, type SessionParts } fr
 import { startAdmin } from '../shells/admin/server.ts';
 import { guardControlFrom, queueControlFrom } from '../shells/admin/controls.ts';
 import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
+import { startMtaStsServer, type MtaStsServer } from './mta-sts-server.ts';
+import type { ReportRun } from '../delivery/tls-policy/tls-rpt.ts';
 
 export interface RunningServer {
   readonly config: Config;
@@ -52,6 +54,10 @@ export interface RunningServer {
   port(listener: string): number;
   /** The admin HTTP port, when admin.enabled. */
   adminPort(): number | undefined;
+  /** The MTA-STS policy host's port, when mtaSts.serve.enabled. */
+  mtaStsPort(): number | undefined;
+  /** Sends the TLS-RPT reports of a UTC day (default: yesterday) now; the server also does it daily. */
+  sendTlsReports(day?: string): Promise<ReportRun[]>;
   /**
    * Applies a new config to what can change without a restart (check lists and their options,
    * relay networks, login limits). Throws ConfigError, keeping the old, when it cannot be used.
@@ -249,6 +255,23 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       log.info({ event: 'listening', listener: 'admin', address: admin.address, port: admin.port }, `admin API on http://${admin.address}:${admin.port}/`);
     }
 
+    let mtaSts: MtaStsServer | undefined;
+    if (config.mtaSts.serve.enabled) {
+      const served = await startMtaStsServer(config, () => secureContext, log);
+      mtaSts = served;
+      cleanups.push(() => served.close());
+    }
+    // TLS-RPT (RFC 8460 §3): yesterday's reports, once; an hourly look is enough, and the store
+    // remembers what was sent, so a restart or a second node sends nothing twice.
+    const sendReports = delivery.sendTlsReports;
+    if (sendReports) {
+      const timer = setInterval(() => {
+        sendReports().catch((err: unknown) => log.warn({ event: 'tlsrpt-failed', err: String(err) }, 'TLS-RPT reports could not be sent'));
+      }, 3_600_000);
+      timer.unref();
+      cleanups.push(() => clearInterval(timer));
+    }
+
     // With more than one worker the sessions run in acceptor processes (acceptors.ts); this
     // process keeps the sockets, the limits, the queue and delivery. The listeners open without
     // waiting for the children to load the application: until the first acceptor serves, this
@@ -359,6 +382,11 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         return l.port;
       },
       adminPort: () => admin?.port,
+      mtaStsPort: () => mtaSts?.port,
+      sendTlsReports: async (day) => {
+        await delivery.tlsCountsFlushed();
+        return sendReports ? sendReports(day) : [];
+      },
       reload(next) {
         const restartNeeded = needsRestart(live.config, next);
         if (restartNeeded.includes('listeners')) {

@@ -50,6 +50,8 @@ export interface Config {
   readonly store: RawConfig['store'];
   readonly dns: RawConfig['dns'];
   readonly delivery: RawConfig['delivery'];
+  readonly mtaSts: RawConfig['mtaSts'];
+  readonly reports: RawConfig['reports'];
   readonly auth: RawConfig['auth'];
   readonly recipients: RawConfig['recipients'];
   readonly admin: RawConfig['admin'];
@@ -208,6 +210,8 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     store: raw.store,
     dns: raw.dns,
     delivery: raw.delivery,
+    mtaSts: raw.mtaSts,
+    reports: raw.reports,
     auth: raw.auth,
     recipients: raw.recipients,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },

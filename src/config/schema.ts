@@ -8,6 +8,7 @@ import { AdminSchema } from './admin-schema.ts';
 import { SendmailSchema } from './sendmail-schema.ts';
 import { ForwardingSchema } from './forwarding-schema.ts';
 import { RecipientsSchema } from './recipients-schema.ts';
+import { MtaStsServeSchema, ReportsSchema } from './transport-security-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
@@ -248,6 +249,10 @@ export const ConfigSchema = z
     forwarding: ForwardingSchema.prefault({}),
     /** Outbound delivery: routing, smarthost, direct MX (see delivery-schema.ts). */
     delivery: DeliverySchema.prefault({}),
+    /** The MTA-STS policy served for the local domains (transport-security-schema.ts). */
+    mtaSts: MtaStsServeSchema.prefault({}),
+    /** Where DMARC and TLS-RPT reports about the local domains go (`mailward dns records`). */
+    reports: ReportsSchema.prefault({}),
     dns: z
       .object({
         /** DNS servers to ask ("127.0.0.1", "[::1]:5353", "10.0.0.2:53"); empty: the system's. */

@@ -54,6 +54,7 @@ export class Metrics {
   readonly #breaker: Gauge<'name'>;
   readonly #tunnels: Counter;
   readonly #warnings: Counter<'kind'>;
+  readonly #tlsPolicy: Counter<'policy' | 'mode' | 'result'>;
   readonly #queuedAt = new Map<string, number>();
   readonly #clock: () => number;
   /** Reads the figures the gauges of one scrape share (the queue's). */
@@ -82,6 +83,12 @@ export class Metrics {
     this.#breaker = new Gauge({ name: 'mailward_breaker_open', help: 'Outbound breakers: 1 while open (mail from the source is held or refused), 0 when closed.', labelNames: ['name'], registers });
     this.#warnings = new Counter({ name: 'mailward_guard_warnings_total', help: 'Early warnings of the outbound guard (a source at half a breaker threshold, or 3 × its baseline), by the breaker kind it approaches.', labelNames: ['kind'], registers });
     this.#tunnels = new Counter({ name: 'mailward_tunnel_suspected_total', help: 'Client addresses found to carry many clients (many HELO names and sender domains): probably a tunnel or proxy.', registers });
+    this.#tlsPolicy = new Counter({
+      name: 'mailward_tls_policy_decisions_total',
+      help: 'Outbound TLS policy (MTA-STS) decisions per MX session or host: success, an RFC 8460 failure type (a skipped MX is validation-failure), or a policy fetch failure; by policy type and mode.',
+      labelNames: ['policy', 'mode', 'result'],
+      registers,
+    });
     const source = opts.queueStats;
     if (source) {
       let last: QueueFigures | undefined;
@@ -166,6 +173,7 @@ export class Metrics {
         }
       }
     }
+    if (e.event === 'tls-policy') this.#tlsPolicy.inc({ policy: str(f.policy), mode: str(f.mode), result: str(f.result, 'unknown') });
     if (e.event === 'auth') this.#auth.inc({ result: str(f.result, 'unknown'), listener });
     if (e.event === 'breaker') {
       const name = typeof f.breaker === 'string' ? f.breaker : typeof f.name === 'string' ? f.name : undefined;

@@ -19,6 +19,7 @@ import { registerSystemdUnit } from './systemd-unit.ts';
 import { SAFE_UMASK } from '../../app/privileges.ts';
 import { registerSrs } from './srs.ts';
 import { registerBackup } from './backup.ts';
+import { registerDns } from './dns.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -69,6 +70,7 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerSrs(program);
   registerSendmail(program);
   registerBackup(program);
+  registerDns(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);
