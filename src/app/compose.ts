@@ -39,7 +39,8 @@ import { AcceptorPool } from './acceptors.ts';
 import { Teardown } from './teardown.ts';
 import { prepareDataDir } from './preflight.ts';
 import { useQueueIdSlice } from '../core/ids.ts';
-import { loadTlsContext, sessionHostOptions, spoolPortOf, type SessionParts } from './sessions.ts';
+import { watchCertificateFiles } from './certificates.ts';
+import { loadCertificateHolder, sessionHostOptions, spoolPortOf, type SessionParts } from './sessions.ts';
 import { startAdmin } from '../shells/admin/server.ts';
 import { guardControlFrom, queueControlFrom } from '../shells/admin/controls.ts';
 import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
@@ -134,7 +135,10 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
   const cleanups = new Teardown(log);
   const stopAll = (): Promise<void> => cleanups.run();
   try {
-    const secureContext = await loadTlsContext(config, log);
+    // Swapped without a restart: the watched tls.cert/tls.key files, SIGHUP, ACME renewals.
+    const certificates = await loadCertificateHolder(config, log);
+    const certificateFiles = config.tls.cert && config.tls.key ? watchCertificateFiles({ holder: certificates, cert: config.tls.cert, key: config.tls.key, log }) : undefined;
+    if (certificateFiles) cleanups.push(() => certificateFiles.close());
     const hashPool = openHashPool(config);
     cleanups.push(() => hashPool.close());
     const directory = openDirectory(config, { hashPool });
@@ -251,8 +255,10 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         observed: (client, helo, domain) => tunnels.observe(client, helo, domain),
         strays: (since) => spool.adoptStray(since, (id) => queue.lookup(id) !== undefined || queue.isInFlight(id)),
         suspects: () => tunnels.suspects(),
+        certificate: () => certificates.pair,
       });
       acceptors = pool;
+      certificates.onSwap((pair) => pool.certificate(pair));
       cleanups.push(() => pool.stop());
       ready.then(
         async () => {
@@ -277,7 +283,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     });
     for (const l of config.listeners) {
       const pool = acceptors;
-      const hostOptions = sessionHostOptions(l, parts, secureContext);
+      const hostOptions = sessionHostOptions(l, parts, certificates);
       let serve: ((socket: Socket, admitted: AdmittedConnection) => Promise<void>) | undefined;
       if (pool) {
         const here = createSessionHost(hostOptions);
@@ -302,7 +308,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     if (localChecks) {
       const local = await startLocalSubmit({
         socketPath: config.sendmail.socket,
-        host: createSessionHost(sessionHostOptions(localChecks, parts, secureContext)),
+        host: createSessionHost(sessionHostOptions(localChecks, parts, certificates)),
         identify: localIdentifier(config.sendmail),
         maxConnections: config.limits.maxConnectionsPerClient,
         onEvent: (event, detail) => log.info({ event: 'listener', listener: 'sendmail', kind: event, ...detail }, event),
@@ -349,6 +355,8 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         }
         live = buildLive(next, shared);
         acceptors?.reload(next);
+        // certbot renewed and ran `systemctl reload`: read the files now rather than at the watch.
+        certificateFiles?.reload('SIGHUP');
         logConfigWarnings(next, log);
         log.info({ event: 'reload', applied: true, config: next.source, restartNeeded }, restartNeeded.length > 0 ? `config reloaded; restart to apply: ${restartNeeded.join(', ')}` : 'config reloaded');
         return { restartNeeded };

@@ -10,7 +10,7 @@ import type { Config } from '../config/load.ts';
 import { ConfigError, type ConfigProblem } from '../config/errors.ts';
 import type { Logger } from '../observe/log.ts';
 import { silentLogger } from '../observe/log.ts';
-import { loadTlsContext } from './sessions.ts';
+import { readConfiguredPair } from './sessions.ts';
 import { checkSmarthostFiles, loadDkimKeys } from './delivery.ts';
 
 const code = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? String(err);
@@ -108,7 +108,7 @@ export function preflight(config: Config, log: Logger = silentLogger()): void {
     }
   };
   // Configured certificate and key: read and paired now (the self-signed pair is made at start).
-  if (config.tls.cert && config.tls.key) collect(() => loadTlsContext(config, log, { quiet: true }));
+  if (config.tls.cert && config.tls.key) collect(() => readConfiguredPair(config));
   collect(() => checkSmarthostFiles(config, log));
   collect(() => loadDkimKeys(config, log));
   if (problems.length > 0) throw new ConfigError(config.source, problems);
