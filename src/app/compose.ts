@@ -28,7 +28,8 @@ import { openDirectory, openHashPool } from './accounts.ts';
 import { buildLive, needsRestart, type LiveState } from './live.ts';
 import { guardSettings } from '../config/guard-schema.ts';
 import { OutboundGuard } from '../guard/guard.ts';
-import { startAlertDispatcher } from '../guard/alerts.ts';
+import { Alerter, startAlertDispatcher } from '../guard/alerts.ts';
+import { acmeFiles, startAcme } from './acme.ts';
 import { spoolAlertMailer } from '../guard/mailer.ts';
 import { guardedTransport } from '../delivery/guarded-transport.ts';
 import { QueueAdmin } from '../queue/admin.ts';
@@ -57,6 +58,8 @@ export interface RunningServer {
    * `restartNeeded` names the changed settings that wait for a restart.
    */
   reload(next: Config): { restartNeeded: string[] };
+  /** The port of the ACME http-01 listener (tls.acme), when there is one. */
+  acmeHttpPort(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -137,6 +140,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
   try {
     // Swapped without a restart: the watched tls.cert/tls.key files, SIGHUP, ACME renewals.
     const certificates = await loadCertificateHolder(config, log);
+    let acmeHttpPort: number | undefined;
     const certificateFiles = config.tls.cert && config.tls.key ? watchCertificateFiles({ holder: certificates, cert: config.tls.cert, key: config.tls.key, log }) : undefined;
     if (certificateFiles) cleanups.push(() => certificateFiles.close());
     const hashPool = openHashPool(config);
@@ -316,6 +320,19 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       cleanups.push(() => local.close());
       log.info({ event: 'listening', listener: 'sendmail', kind: 'local', address: local.path }, `local submission (sendmail) on ${local.path}`);
     }
+    // ACME (tls.acme): the http-01 listener and the renewal timer; the listeners above serve the
+    // stored certificate (or a self-signed one) until the first is issued, then each renewal.
+    const acmeSettings = config.tls.acme;
+    if (acmeSettings) {
+      const alerts = guardSettings(config.checks, config.source).alerts;
+      const alerter = new Alerter({ log, store, clock, hostname: config.hostname, mail: alerts.postmaster, ...(alerts.webhook ? { webhook: { url: alerts.webhook, timeoutMs: alerts.webhookTimeout } } : {}) });
+      const manager = await startAcme({ settings: acmeSettings, files: acmeFiles(config.paths.tls), holder: certificates, log, clock, alert: (a) => alerter.raise(a) });
+      cleanups.push(async () => {
+        await manager.stop();
+        await alerter.idle();
+      });
+      acmeHttpPort = manager.httpPort;
+    }
     // Time since the process began (module loading included) and its CPU time so far: what
     // start-up costs before mail is answered (bench/startup, docs/decisions/0018-startup.md).
     const cpu = process.cpuUsage();
@@ -346,6 +363,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         return l.port;
       },
       adminPort: () => admin?.port,
+      acmeHttpPort: () => acmeHttpPort,
       reload(next) {
         const restartNeeded = needsRestart(live.config, next);
         if (restartNeeded.includes('listeners')) {

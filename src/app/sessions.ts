@@ -18,6 +18,7 @@ import type { NewEnvelope } from '../queue/envelope.ts';
 import type { SpoolWriter } from '../queue/writer.ts';
 import type { TlsContextSource } from '../ingress/smtp/tls.ts';
 import { CertificateHolder, certificateFacts, type PemPair } from './certificates.ts';
+import { acmeFiles, storedCertificate } from './acme.ts';
 
 function protocolOptions(config: Config, l: ListenerConfig, secureContext: tls.SecureContext | TlsContextSource): ProtocolOptions {
   return {
@@ -115,8 +116,12 @@ function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandle
 export async function loadTlsPair(config: Config, log: Logger, opts: { readonly quiet?: boolean } = {}): Promise<PemPair & { readonly context: tls.SecureContext }> {
   const configured = readConfiguredPair(config);
   if (configured) return configured;
+  const acme = config.tls.acme;
+  const stored = acme ? storedCertificate(acmeFiles(config.paths.tls), acme.hostnames) : undefined;
+  if (stored) return { ...stored.pair, context: stored.context };
   const { certPath, keyPath, created } = await ensureSelfSignedCertificate(config.paths.tls, config.hostname);
-  if (!opts.quiet) log.warn({ event: 'tls-self-signed', cert: certPath, created }, `no tls.cert configured: using a self-signed certificate for ${config.hostname} (fine for testing; set tls.cert and tls.key for the internet)`);
+  if (!opts.quiet && acme) log.info({ event: 'tls-self-signed', cert: certPath, created }, `no ACME certificate stored yet: a self-signed certificate for ${config.hostname} is used until it is issued`);
+  else if (!opts.quiet) log.warn({ event: 'tls-self-signed', cert: certPath, created }, `no tls.cert configured: using a self-signed certificate for ${config.hostname} (fine for testing; set tls.cert and tls.key for the internet)`);
   const pair = { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') };
   return { ...pair, context: tls.createSecureContext({ ...pair, minVersion: 'TLSv1.2' }) };
 }

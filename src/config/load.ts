@@ -1,6 +1,7 @@
 // Reads the one config file (YAML), validates it against the schema and the invariants, fills
 // per-listener defaults and resolves paths, and returns a deep-frozen Config. This is the only
 // module that reads config files or the environment.
+import type { AcmeSettings } from './acme-schema.ts';
 import { readFileSync, existsSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
@@ -38,7 +39,7 @@ export interface Config {
   readonly workers: RawConfig['workers'];
   readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly directory: string; readonly store: string; readonly srsKeys: string };
   readonly log: RawConfig['log'];
-  readonly tls: { readonly cert?: string; readonly key?: string };
+  readonly tls: { readonly cert?: string; readonly key?: string; readonly acme?: AcmeSettings };
   /** Enabled listeners only. */
   readonly listeners: readonly ListenerConfig[];
   readonly limits: RawConfig['limits'];
@@ -176,9 +177,10 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
         pipeline: Object.fromEntries(STAGES.map((s) => [s, l.pipeline?.[s] ?? globalPipeline[s]])) as Record<Stage, PipelineEntry[]>,
       };
     });
-  const tls: { cert?: string; key?: string } = {};
+  const tls: { cert?: string; key?: string; acme?: AcmeSettings } = {};
   if (raw.tls.cert) tls.cert = abs(raw.tls.cert);
   if (raw.tls.key) tls.key = abs(raw.tls.key);
+  if (raw.tls.acme) tls.acme = { ...raw.tls.acme, ...(raw.tls.acme.directoryCa ? { directoryCa: abs(raw.tls.acme.directoryCa) } : {}) };
   return {
     source,
     hostname: raw.hostname ?? osHostname(),

@@ -8,8 +8,9 @@ import { mailEvent } from '../observe/maillog.ts';
 import type { Store } from '../store/store.ts';
 
 export interface GuardAlert {
-  /** open: a breaker tripped; warning: the quota passed its warning mark. */
-  readonly state: 'open' | 'warning';
+  /** open: a breaker tripped; warning: the quota passed its warning mark; notice: another part of
+   *  the server needs the operator (a certificate that cannot be renewed), `reason` says what. */
+  readonly state: 'open' | 'warning' | 'notice';
   /** The breaker ("global", "login:alice@example.org") or "quota". */
   readonly name: string;
   readonly kind: string;
@@ -73,13 +74,14 @@ function holdSentence(name: string): string {
 }
 
 export function alertSubject(a: GuardAlert, hostname: string): string {
+  if (a.state === 'notice') return `[mailward ${hostname}] ${a.kind}: ${a.name}`;
   return a.state === 'warning' ? `[mailward ${hostname}] outbound quota warning: ${a.reason}` : `[mailward ${hostname}] outbound breaker open: ${a.name}`;
 }
 
 /** The postmaster mail's text; `held`: messages on hold when it was written, when known. */
 export function alertText(a: GuardAlert, hostname: string, held?: number): string {
   const lines = [
-    a.state === 'warning' ? `The outbound quota of ${hostname} passed its warning mark.` : `The outbound breaker "${a.name}" of ${hostname} tripped (${a.kind}).`,
+    a.state === 'notice' ? `${a.kind} on ${hostname}: ${a.name}.` : a.state === 'warning' ? `The outbound quota of ${hostname} passed its warning mark.` : `The outbound breaker "${a.name}" of ${hostname} tripped (${a.kind}).`,
     '',
     `Why: ${a.reason}`,
     `When: ${new Date(a.at).toISOString()}`,
@@ -110,7 +112,8 @@ export class Alerter {
 
   /** Logs at once, starts the webhook POST, and queues the postmaster mail. Never rejects. */
   async raise(a: GuardAlert): Promise<void> {
-    mailEvent(this.o.log, 'breaker', { state: a.state, breaker: a.name, kind: a.kind, reason: a.reason, ...a.figures });
+    // A notice's sender logs its own line; a breaker's state change is a mail event.
+    if (a.state !== 'notice') mailEvent(this.o.log, 'breaker', { state: a.state, breaker: a.name, kind: a.kind, reason: a.reason, ...a.figures });
     if (this.o.webhook) {
       const p = this.#post(this.o.webhook, a).finally(() => this.#pending.delete(p));
       this.#pending.add(p);
@@ -158,7 +161,7 @@ export class Alerter {
 /** The webhook's JSON: the alert's fields, plus `text` so Slack/Mattermost-style receivers show it. */
 export function webhookPayload(a: GuardAlert, hostname: string): Record<string, unknown> {
   return {
-    type: a.state === 'open' ? 'breaker-open' : 'quota-warning',
+    type: a.state === 'open' ? 'breaker-open' : a.state === 'notice' ? a.kind : 'quota-warning',
     server: hostname,
     breaker: a.name,
     kind: a.kind,

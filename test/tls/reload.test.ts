@@ -10,7 +10,8 @@ import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { startServer, testConfig, type TestServer } from '../harness/server.ts';
-import { dial, type Dialog } from '../harness/dial.ts';
+import type { Dialog } from '../harness/dial.ts';
+import { starttls } from './starttls.ts';
 import { createSelfSignedCertificate } from '../../src/ingress/selfsigned.ts';
 
 interface Live {
@@ -46,16 +47,10 @@ function certbotLayout(t: { after(fn: () => void): void }): Live {
 
 const fingerprint = (pem: string): string => new X509Certificate(pem).fingerprint256;
 
-/** Opens a session on the MX listener and upgrades it with STARTTLS; returns the server's certificate fingerprint. */
-async function starttls(srv: TestServer): Promise<{ c: Dialog; seen: string }> {
-  const c = await dial(srv.port('mx'));
-  await c.expect('220');
-  await c.say('EHLO client.example.net').expect('250');
-  await c.say('STARTTLS').expect('220');
-  await c.startTls();
-  const seen = (c.socket as TLSSocket).getPeerCertificate().fingerprint256;
-  await c.say('EHLO client.example.net').expect('250');
-  return { c, seen };
+/** A STARTTLS session on the MX listener and the fingerprint of the certificate it got. */
+async function upgrade(srv: TestServer): Promise<{ c: Dialog; seen: string }> {
+  const { c, fingerprint } = await starttls(srv.port('mx'));
+  return { c, seen: fingerprint };
 }
 
 for (const workers of [1, 2]) {
@@ -67,12 +62,12 @@ for (const workers of [1, 2]) {
     const srv = await startServer(t, { config: { workers, tls: { cert: le.cert, key: le.key } } });
     if (workers > 1) await srv.waitForLog((l) => l.event === 'acceptors');
 
-    const first = await starttls(srv);
+    const first = await upgrade(srv);
     assert.equal(first.seen, fingerprint(a.certPem));
 
     le.install(2, b);
     await srv.waitForLog((l) => l.event === 'tls-reloaded' && l.fingerprint === fingerprint(b.certPem));
-    const second = await starttls(srv);
+    const second = await upgrade(srv);
     assert.equal(second.seen, fingerprint(b.certPem), 'a new STARTTLS session gets the new certificate');
 
     // The session begun before the swap still speaks SMTP over its old TLS session.
@@ -95,7 +90,7 @@ test('a certificate that does not match its key is refused, naming the file, and
   const refused = await srv.waitForLog((l) => l.event === 'tls-reload' && l.applied === false);
   assert.equal(refused.file, le.key, 'the key file is named');
   assert.match(String(refused.err), /does not belong to the certificate/);
-  const { c, seen } = await starttls(srv);
+  const { c, seen } = await upgrade(srv);
   assert.equal(seen, fingerprint(a.certPem), 'the running certificate stays in force');
   await c.say('QUIT').expect('221');
 });
@@ -116,7 +111,7 @@ test('SIGHUP (reload) reads the certificate files again', async (t) => {
   srv.server.reload(testConfig(srv.dataDir, { tls: { cert, key } }));
   const swapped = await srv.waitForLog((l) => l.event === 'tls-reloaded' && l.fingerprint === fingerprint(b.certPem));
   assert.ok(swapped.origin === 'SIGHUP' || swapped.origin === 'file change');
-  const { c, seen } = await starttls(srv);
+  const { c, seen } = await upgrade(srv);
   assert.equal(seen, fingerprint(b.certPem));
   await c.say('QUIT').expect('221');
 });
