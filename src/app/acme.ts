@@ -24,8 +24,7 @@ export interface AcmeFiles {
   readonly key: string;
 }
 
-export const acmeFiles = (tlsDir: string): AcmeFiles => {
-  const dir = path.join(tlsDir, 'acme');
+export const acmeFiles = (dir: string): AcmeFiles => {
   return { dir, accountKey: path.join(dir, 'account.key'), cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem') };
 };
 

@@ -326,7 +326,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     if (acmeSettings) {
       const alerts = guardSettings(config.checks, config.source).alerts;
       const alerter = new Alerter({ log, store, clock, hostname: config.hostname, mail: alerts.postmaster, ...(alerts.webhook ? { webhook: { url: alerts.webhook, timeoutMs: alerts.webhookTimeout } } : {}) });
-      const manager = await startAcme({ settings: acmeSettings, files: acmeFiles(config.paths.tls), holder: certificates, log, clock, alert: (a) => alerter.raise(a) });
+      const manager = await startAcme({ settings: acmeSettings, files: acmeFiles(config.paths.acme), holder: certificates, log, clock, alert: (a) => alerter.raise(a) });
       cleanups.push(async () => {
         await manager.stop();
         await alerter.idle();

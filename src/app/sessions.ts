@@ -117,7 +117,7 @@ export async function loadTlsPair(config: Config, log: Logger, opts: { readonly 
   const configured = readConfiguredPair(config);
   if (configured) return configured;
   const acme = config.tls.acme;
-  const stored = acme ? storedCertificate(acmeFiles(config.paths.tls), acme.hostnames) : undefined;
+  const stored = acme ? storedCertificate(acmeFiles(config.paths.acme), acme.hostnames) : undefined;
   if (stored) return { ...stored.pair, context: stored.context };
   const { certPath, keyPath, created } = await ensureSelfSignedCertificate(config.paths.tls, config.hostname);
   if (!opts.quiet && acme) log.info({ event: 'tls-self-signed', cert: certPath, created }, `no ACME certificate stored yet: a self-signed certificate for ${config.hostname} is used until it is issued`);

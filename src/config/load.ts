@@ -37,7 +37,7 @@ export interface Config {
   readonly group?: string;
   /** Acceptor processes ("auto": one per core); see compose.ts workerCount. */
   readonly workers: RawConfig['workers'];
-  readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly directory: string; readonly store: string; readonly srsKeys: string };
+  readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly acme: string; readonly directory: string; readonly store: string; readonly srsKeys: string };
   readonly log: RawConfig['log'];
   readonly tls: { readonly cert?: string; readonly key?: string; readonly acme?: AcmeSettings };
   /** Enabled listeners only. */
@@ -193,6 +193,8 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
       spool: path.join(dataDir, 'spool'),
       mail: path.join(dataDir, 'mail'),
       tls: path.join(dataDir, 'tls'),
+      // ACME account key and certificate (tls.acme), 0600 in a 0700 folder.
+      acme: path.join(dataDir, 'tls', 'acme'),
       directory: path.join(dataDir, 'directory.sqlite'),
       srsKeys: path.join(dataDir, 'srs-keys'),
       store: raw.store.sqlite.path ? abs(raw.store.sqlite.path) : path.join(dataDir, 'state.sqlite'),
