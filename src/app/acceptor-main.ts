@@ -14,7 +14,8 @@ import { openDirectory, openHashPool } from './accounts.ts';
 import { openStore } from './store.ts';
 import { buildLive, type LiveState } from './live.ts';
 import { createResolver } from './compose.ts';
-import { loadTlsContext, sessionHostOptions, spoolPortOf } from './sessions.ts';
+import { sessionHostOptions, spoolPortOf } from './sessions.ts';
+import { CertificateHolder, validatePair, type PemPair } from './certificates.ts';
 import type { AcceptorBatch, FromAcceptor, ToAcceptor } from './acceptors.ts';
 import { Teardown } from './teardown.ts';
 
@@ -127,6 +128,7 @@ interface Running {
   readonly log: Logger;
   readonly hosts: Map<string, SessionHost>;
   readonly tunnels: TunnelDetector;
+  readonly certificates: CertificateHolder;
   setConfig(next: Config): void;
   stop(): Promise<void>;
 }
@@ -142,15 +144,15 @@ function forAcceptor(config: Config): Config {
   return { ...config, checks: { ...config.checks, spam: { ...(spam ?? {}), workers: 0 } } };
 }
 
-async function start(given: Config, logLevel: string): Promise<Running> {
+async function start(given: Config, logLevel: string, certificate: PemPair): Promise<Running> {
   const config = forAcceptor(given);
   const log = createForwardingLogger(logLevel, { write: (line) => outbox.log(line) });
   mailEvents.subscribe((e) => outbox.event([e.event, e.fields, e.at]));
   const cleanups = new Teardown(log);
   const stopAll = (): Promise<void> => cleanups.run();
   try {
-    // The primary made the certificate (when self-signed) before it started us: read it quietly.
-    const secureContext = await loadTlsContext(config, log, { quiet: true });
+    // The certificate is the primary's (configured, renewed or self-signed): it sends every new one.
+    const certificates = CertificateHolder.of(certificate);
     const hashPool = openHashPool(config);
     cleanups.push(() => hashPool.close());
     const directory = openDirectory(config, { hashPool });
@@ -182,12 +184,13 @@ async function start(given: Config, logLevel: string): Promise<Running> {
       live: () => live,
     };
     const hosts = new Map<string, SessionHost>();
-    for (const l of config.listeners) hosts.set(l.name, createSessionHost(sessionHostOptions(l, parts, secureContext)));
+    for (const l of config.listeners) hosts.set(l.name, createSessionHost(sessionHostOptions(l, parts, certificates)));
     cleanups.push(() => Promise.all([...hosts.values()].map((h) => h.close())));
     return {
       log,
       hosts,
       tunnels,
+      certificates,
       setConfig: (next) => {
         live = buildLive(forAcceptor(next), shared);
       },
@@ -219,7 +222,7 @@ process.on('message', (m: ToAcceptor, handle?: Socket) => {
   switch (m.t) {
     case 'init':
       useQueueIdSlice(m.slice.index, m.slice.count);
-      start(m.config, m.logLevel).then(
+      start(m.config, m.logLevel, m.tls).then(
         (r) => {
           running = r;
           send({ t: 'ready' });
@@ -251,6 +254,14 @@ process.on('message', (m: ToAcceptor, handle?: Socket) => {
         running?.setConfig(m.config);
       } catch (err) {
         running?.log.error({ event: 'reload', applied: false, err: err instanceof Error ? err.message : String(err) }, 'acceptor could not apply the reloaded config; the running config stays in force');
+      }
+      return;
+    case 'tls':
+      try {
+        const { context, facts } = validatePair(m.pair);
+        if (running?.certificates.swap(m.pair, context, facts)) running.log.debug({ event: 'tls-swapped', fingerprint: facts.fingerprint }, 'acceptor uses the new certificate');
+      } catch (err) {
+        running?.log.error({ event: 'tls-reload', applied: false, err: err instanceof Error ? err.message : String(err) }, 'acceptor could not use the new certificate; it keeps the running one');
       }
       return;
     case 'suspect':

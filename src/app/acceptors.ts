@@ -20,12 +20,15 @@ import type { AdmittedConnection } from '../ingress/listener.ts';
 import { refuse, TEMP_FAILURE } from '../ingress/listener.ts';
 import { heldLockFds } from '../queue/lock.ts';
 import type { ConnectionInfo } from '../ingress/smtp/types.ts';
+import type { PemPair } from './certificates.ts';
 
 /** Primary → acceptor. */
 export type ToAcceptor =
-  | { readonly t: 'init'; readonly config: Config; readonly logLevel: string; readonly slice: { readonly index: number; readonly count: number } }
+  | { readonly t: 'init'; readonly config: Config; readonly logLevel: string; readonly slice: { readonly index: number; readonly count: number }; readonly tls: PemPair }
   | { readonly t: 'conn'; readonly listener: string; readonly info: ConnectionInfo; readonly rest?: string; readonly refusal?: AdmittedConnection['refusal'] }
   | { readonly t: 'reload'; readonly config: Config }
+  /** The certificate changed (renewed, reloaded): new sessions of the acceptor use this pair. */
+  | { readonly t: 'tls'; readonly pair: PemPair }
   | { readonly t: 'suspect'; readonly suspect: TunnelSuspect }
   /** The observations of this acceptor up to `seq` are counted (AcceptorBatch.countedUpTo). */
   | { readonly t: 'counted'; readonly seq: number }
@@ -57,6 +60,8 @@ export interface AcceptorPoolOptions {
    * announce (Spool.adoptStray), so that no acknowledged message waits for a restart.
    */
   strays(since: number): Promise<number>;
+  /** The certificate in use now: an acceptor starts with it (and gets every later one by `certificate`). */
+  certificate(): PemPair;
   /** Tunnel suspects now, for an acceptor that starts (or restarts) late. */
   suspects(): TunnelSuspect[];
   /** One MAIL FROM seen by an acceptor (TunnelDetector.observe). */
@@ -189,6 +194,11 @@ export class AcceptorPool {
     this.#broadcast({ t: 'reload', config });
   }
 
+  /** A new certificate (the primary validated it): every acceptor swaps it in for new sessions. */
+  certificate(pair: PemPair): void {
+    this.#broadcast({ t: 'tls', pair });
+  }
+
   /** A tunnel suspect found here: acceptors judge relaying with it too. */
   suspect(suspect: TunnelSuspect): void {
     this.#broadcast({ t: 'suspect', suspect });
@@ -242,6 +252,8 @@ export class AcceptorPool {
           a.ready = true;
           // What it missed while starting: broadcasts go to ready acceptors only.
           if (a.config !== this.#config) this.#send(a, { t: 'reload', config: this.#config });
+          // A renewal while it started: the acceptor ignores a pair it already holds.
+          this.#send(a, { t: 'tls', pair: this.#o.certificate() });
           for (const suspect of this.#o.suspects()) this.#send(a, { t: 'suspect', suspect });
           this.#o.log.info({ event: 'acceptor-ready', acceptor: index, pid: child.pid }, `acceptor process ${index} (pid ${child.pid}) serves`);
           resolve();
@@ -270,7 +282,7 @@ export class AcceptorPool {
           );
         }, wait).unref();
       });
-      this.#send(a, { t: 'init', config: this.#config, logLevel: this.#o.log.level, slice: { index: index + 1, count: this.#acceptors.length + 1 } });
+      this.#send(a, { t: 'init', config: this.#config, logLevel: this.#o.log.level, slice: { index: index + 1, count: this.#acceptors.length + 1 }, tls: this.#o.certificate() });
     });
   }
 

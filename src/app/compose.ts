@@ -28,7 +28,8 @@ import { openDirectory, openHashPool } from './accounts.ts';
 import { buildLive, needsRestart, type LiveState } from './live.ts';
 import { guardSettings } from '../config/guard-schema.ts';
 import { OutboundGuard } from '../guard/guard.ts';
-import { startAlertDispatcher } from '../guard/alerts.ts';
+import { Alerter, startAlertDispatcher } from '../guard/alerts.ts';
+import { acmeFiles, startAcme } from './acme.ts';
 import { spoolAlertMailer } from '../guard/mailer.ts';
 import { guardedTransport } from '../delivery/guarded-transport.ts';
 import { QueueAdmin } from '../queue/admin.ts';
@@ -41,7 +42,8 @@ import { AcceptorPool } from './acceptors.ts';
 import { Teardown } from './teardown.ts';
 import { prepareDataDir } from './preflight.ts';
 import { useQueueIdSlice } from '../core/ids.ts';
-import { loadTlsContext, sessionHostOptions, spoolPortOf, type SessionParts } from './sessions.ts';
+import { watchCertificateFiles } from './certificates.ts';
+import { loadCertificateHolder, sessionHostOptions, spoolPortOf, type SessionParts } from './sessions.ts';
 import { startAdmin } from '../shells/admin/server.ts';
 import { guardControlFrom, queueControlFrom } from '../shells/admin/controls.ts';
 import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
@@ -64,6 +66,8 @@ export interface RunningServer {
    * `restartNeeded` names the changed settings that wait for a restart.
    */
   reload(next: Config): { restartNeeded: string[] };
+  /** The port of the ACME http-01 listener (tls.acme), when there is one. */
+  acmeHttpPort(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -142,7 +146,11 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
   const cleanups = new Teardown(log);
   const stopAll = (): Promise<void> => cleanups.run();
   try {
-    const secureContext = await loadTlsContext(config, log);
+    // Swapped without a restart: the watched tls.cert/tls.key files, SIGHUP, ACME renewals.
+    const certificates = await loadCertificateHolder(config, log);
+    let acmeHttpPort: number | undefined;
+    const certificateFiles = config.tls.cert && config.tls.key ? watchCertificateFiles({ holder: certificates, cert: config.tls.cert, key: config.tls.key, log }) : undefined;
+    if (certificateFiles) cleanups.push(() => certificateFiles.close());
     const hashPool = openHashPool(config);
     cleanups.push(() => hashPool.close());
     const directory = openDirectory(config, { hashPool });
@@ -257,7 +265,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
 
     let mtaSts: MtaStsServer | undefined;
     if (config.mtaSts.serve.enabled) {
-      const served = await startMtaStsServer(config, () => secureContext, log);
+      const served = await startMtaStsServer(config, () => certificates.current(), log);
       mtaSts = served;
       cleanups.push(() => served.close());
     }
@@ -293,8 +301,10 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         observed: (client, helo, domain) => tunnels.observe(client, helo, domain),
         strays: (since) => spool.adoptStray(since, (id) => queue.lookup(id) !== undefined || queue.isInFlight(id)),
         suspects: () => tunnels.suspects(),
+        certificate: () => certificates.pair,
       });
       acceptors = pool;
+      certificates.onSwap((pair) => pool.certificate(pair));
       cleanups.push(() => pool.stop());
       ready.then(
         async () => {
@@ -319,7 +329,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     });
     for (const l of config.listeners) {
       const pool = acceptors;
-      const hostOptions = sessionHostOptions(l, parts, secureContext);
+      const hostOptions = sessionHostOptions(l, parts, certificates);
       let serve: ((socket: Socket, admitted: AdmittedConnection) => Promise<void>) | undefined;
       if (pool) {
         const here = createSessionHost(hostOptions);
@@ -344,13 +354,26 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     if (localChecks) {
       const local = await startLocalSubmit({
         socketPath: config.sendmail.socket,
-        host: createSessionHost(sessionHostOptions(localChecks, parts, secureContext)),
+        host: createSessionHost(sessionHostOptions(localChecks, parts, certificates)),
         identify: localIdentifier(config.sendmail),
         maxConnections: config.limits.maxConnectionsPerClient,
         onEvent: (event, detail) => log.info({ event: 'listener', listener: 'sendmail', kind: event, ...detail }, event),
       });
       cleanups.push(() => local.close());
       log.info({ event: 'listening', listener: 'sendmail', kind: 'local', address: local.path }, `local submission (sendmail) on ${local.path}`);
+    }
+    // ACME (tls.acme): the http-01 listener and the renewal timer; the listeners above serve the
+    // stored certificate (or a self-signed one) until the first is issued, then each renewal.
+    const acmeSettings = config.tls.acme;
+    if (acmeSettings) {
+      const alerts = guardSettings(config.checks, config.source).alerts;
+      const alerter = new Alerter({ log, store, clock, hostname: config.hostname, mail: alerts.postmaster, ...(alerts.webhook ? { webhook: { url: alerts.webhook, timeoutMs: alerts.webhookTimeout } } : {}) });
+      const manager = await startAcme({ settings: acmeSettings, files: acmeFiles(config.paths.acme), holder: certificates, log, clock, alert: (a) => alerter.raise(a) });
+      cleanups.push(async () => {
+        await manager.stop();
+        await alerter.idle();
+      });
+      acmeHttpPort = manager.httpPort;
     }
     // Time since the process began (module loading included) and its CPU time so far: what
     // start-up costs before mail is answered (bench/startup, docs/decisions/0018-startup.md).
@@ -387,6 +410,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         await delivery.tlsCountsFlushed();
         return sendReports ? sendReports(day) : [];
       },
+      acmeHttpPort: () => acmeHttpPort,
       reload(next) {
         const restartNeeded = needsRestart(live.config, next);
         if (restartNeeded.includes('listeners')) {
@@ -396,6 +420,8 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         }
         live = buildLive(next, shared);
         acceptors?.reload(next);
+        // certbot renewed and ran `systemctl reload`: read the files now rather than at the watch.
+        certificateFiles?.reload('SIGHUP');
         logConfigWarnings(next, log);
         log.info({ event: 'reload', applied: true, config: next.source, restartNeeded }, restartNeeded.length > 0 ? `config reloaded; restart to apply: ${restartNeeded.join(', ')}` : 'config reloaded');
         return { restartNeeded };

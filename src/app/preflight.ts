@@ -4,13 +4,14 @@
 // folders under it; the TLS certificate and key (readable, and a pair); the smarthost password
 // and CA files; the DKIM keys. Every problem is a ConfigError naming the setting, the value and
 // the fix — never a raw EACCES/EEXIST/ENOTDIR from deep inside the start-up.
-import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import type { Config } from '../config/load.ts';
 import { ConfigError, type ConfigProblem } from '../config/errors.ts';
 import type { Logger } from '../observe/log.ts';
 import { silentLogger } from '../observe/log.ts';
-import { loadTlsContext } from './sessions.ts';
+import { readConfiguredPair } from './sessions.ts';
 import { checkSmarthostFiles, loadDkimKeys } from './delivery.ts';
 
 const code = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? String(err);
@@ -108,8 +109,20 @@ export function preflight(config: Config, log: Logger = silentLogger()): void {
     }
   };
   // Configured certificate and key: read and paired now (the self-signed pair is made at start).
-  if (config.tls.cert && config.tls.key) collect(() => loadTlsContext(config, log, { quiet: true }));
+  if (config.tls.cert && config.tls.key) collect(() => readConfiguredPair(config));
+  const ca = config.tls.acme?.directoryCa;
+  if (ca) collect(() => readableCa(config, ca));
   collect(() => checkSmarthostFiles(config, log));
   collect(() => loadDkimKeys(config, log));
   if (problems.length > 0) throw new ConfigError(config.source, problems);
+}
+
+/** tls.acme.directoryCa must be a PEM certificate the server can read. */
+function readableCa(config: Config, file: string): void {
+  try {
+    new X509Certificate(readFileSync(file));
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err));
+    throw new ConfigError(config.source, [{ path: 'tls.acme.directoryCa', message: `cannot use ${JSON.stringify(file)} as the CA of the ACME directory: ${why}`, fix: 'point it at the PEM certificate of the CA that signs your ACME server\'s HTTPS certificate, or remove it for a public CA' }]);
+  }
 }

@@ -16,8 +16,11 @@ import { srsFromConfig } from './srs-keys.ts';
 import type { SessionHostOptions } from '../ingress/listener.ts';
 import type { NewEnvelope } from '../queue/envelope.ts';
 import type { SpoolWriter } from '../queue/writer.ts';
+import type { TlsContextSource } from '../ingress/smtp/tls.ts';
+import { CertificateHolder, certificateFacts, type PemPair } from './certificates.ts';
+import { acmeFiles, storedCertificate } from './acme.ts';
 
-function protocolOptions(config: Config, l: ListenerConfig, secureContext: tls.SecureContext): ProtocolOptions {
+function protocolOptions(config: Config, l: ListenerConfig, secureContext: tls.SecureContext | TlsContextSource): ProtocolOptions {
   return {
     hostname: config.hostname,
     banner: 'Mailward',
@@ -54,7 +57,7 @@ export interface SessionParts {
 }
 
 /** The session side of listener `l` — the same in this process and in an acceptor. */
-export function sessionHostOptions(l: ListenerConfig, p: SessionParts, secureContext: tls.SecureContext): SessionHostOptions {
+export function sessionHostOptions(l: ListenerConfig, p: SessionParts, secureContext: tls.SecureContext | TlsContextSource): SessionHostOptions {
   return {
     name: l.name,
     protocol: protocolOptions(p.config, l, secureContext),
@@ -110,24 +113,41 @@ function sessionFactory(l: ListenerConfig, p: SessionParts): () => SessionHandle
  * The certificate the listeners offer: tls.cert and tls.key, or a self-signed pair made once in
  * dataDir (`quiet`: an acceptor reading the pair its primary made does not warn again).
  */
-export function loadTlsContext(config: Config, log: Logger, opts: { readonly quiet?: boolean } = {}): Promise<tls.SecureContext> | tls.SecureContext {
+export async function loadTlsPair(config: Config, log: Logger, opts: { readonly quiet?: boolean } = {}): Promise<PemPair & { readonly context: tls.SecureContext }> {
+  const configured = readConfiguredPair(config);
+  if (configured) return configured;
+  const acme = config.tls.acme;
+  const stored = acme ? storedCertificate(acmeFiles(config.paths.acme), acme.hostnames) : undefined;
+  if (stored) return { ...stored.pair, context: stored.context };
+  const { certPath, keyPath, created } = await ensureSelfSignedCertificate(config.paths.tls, config.hostname);
+  if (!opts.quiet && acme) log.info({ event: 'tls-self-signed', cert: certPath, created }, `no ACME certificate stored yet: a self-signed certificate for ${config.hostname} is used until it is issued`);
+  else if (!opts.quiet) log.warn({ event: 'tls-self-signed', cert: certPath, created }, `no tls.cert configured: using a self-signed certificate for ${config.hostname} (fine for testing; set tls.cert and tls.key for the internet)`);
+  const pair = { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') };
+  return { ...pair, context: tls.createSecureContext({ ...pair, minVersion: 'TLSv1.2' }) };
+}
+
+/** tls.cert and tls.key read and paired (undefined when not configured); ConfigError names the setting. */
+export function readConfiguredPair(config: Config): (PemPair & { readonly context: tls.SecureContext }) | undefined {
   if (config.tls.cert && config.tls.key) {
-    const read = (file: string, key: 'tls.cert' | 'tls.key'): Buffer => {
+    const read = (file: string, key: 'tls.cert' | 'tls.key'): string => {
       try {
-        return readFileSync(file);
+        return readFileSync(file, 'utf8');
       } catch (err) {
         throw new ConfigError(config.source, [{ path: key, message: `cannot read ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, fix: 'point it at a readable PEM file' }]);
       }
     };
+    const pair = { cert: read(config.tls.cert, 'tls.cert'), key: read(config.tls.key, 'tls.key') };
     try {
-      return tls.createSecureContext({ cert: read(config.tls.cert, 'tls.cert'), key: read(config.tls.key, 'tls.key'), minVersion: 'TLSv1.2' });
+      return { ...pair, context: tls.createSecureContext({ ...pair, minVersion: 'TLSv1.2' }) };
     } catch (err) {
-      if (err instanceof ConfigError) throw err;
       throw new ConfigError(config.source, [{ path: 'tls.cert', message: `the certificate and key cannot be used together: ${String(err)}`, fix: 'give the certificate chain and its private key, both PEM' }]);
     }
   }
-  return ensureSelfSignedCertificate(config.paths.tls, config.hostname).then(({ certPath, keyPath, created }) => {
-    if (!opts.quiet) log.warn({ event: 'tls-self-signed', cert: certPath, created }, `no tls.cert configured: using a self-signed certificate for ${config.hostname} (fine for testing; set tls.cert and tls.key for the internet)`);
-    return tls.createSecureContext({ cert: readFileSync(certPath), key: readFileSync(keyPath), minVersion: 'TLSv1.2' });
-  });
+  return undefined;
+}
+
+/** The swappable holder the listeners read, filled by loadTlsPair. */
+export async function loadCertificateHolder(config: Config, log: Logger, opts: { readonly quiet?: boolean } = {}): Promise<CertificateHolder> {
+  const { context, ...pair } = await loadTlsPair(config, log, opts);
+  return new CertificateHolder(pair, context, certificateFacts(pair.cert));
 }

@@ -110,6 +110,12 @@ export function checkInvariants(c: RawConfig): ConfigProblem[] {
     const missing = c.tls.cert === undefined ? 'cert' : 'key';
     problems.push({ path: `tls.${missing}`, message: `tls.${missing === 'cert' ? 'key' : 'cert'} is set but tls.${missing} is not`, fix: 'set both tls.cert and tls.key to PEM files, or neither (a self-signed pair is then made)' });
   }
+  if (c.tls.acme && (c.tls.cert !== undefined || c.tls.key !== undefined)) {
+    problems.push({ path: 'tls.acme', message: 'tls.acme is set together with tls.cert/tls.key: the certificate would have two sources', fix: 'remove tls.cert and tls.key to let the server obtain the certificate, or remove tls.acme to use your files (certbot)' });
+  }
+  if (c.tls.acme && c.tls.acme.maxRetry < c.tls.acme.retry) {
+    problems.push({ path: 'tls.acme.maxRetry', message: `${c.tls.acme.maxRetry} ms is shorter than tls.acme.retry (${c.tls.acme.retry} ms)`, fix: 'make maxRetry at least as long as retry, e.g. retry: 10m, maxRetry: 12h' });
+  }
   const ports = new Map<string, string>();
   for (const [name, l] of Object.entries(c.listeners)) {
     if (!l.enabled) continue;

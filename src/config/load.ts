@@ -1,6 +1,7 @@
 // Reads the one config file (YAML), validates it against the schema and the invariants, fills
 // per-listener defaults and resolves paths, and returns a deep-frozen Config. This is the only
 // module that reads config files or the environment.
+import type { AcmeSettings } from './acme-schema.ts';
 import { readFileSync, existsSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import path from 'node:path';
@@ -36,9 +37,9 @@ export interface Config {
   readonly group?: string;
   /** Acceptor processes ("auto": one per core); see compose.ts workerCount. */
   readonly workers: RawConfig['workers'];
-  readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly directory: string; readonly store: string; readonly srsKeys: string };
+  readonly paths: { readonly spool: string; readonly mail: string; readonly tls: string; readonly acme: string; readonly directory: string; readonly store: string; readonly srsKeys: string };
   readonly log: RawConfig['log'];
-  readonly tls: { readonly cert?: string; readonly key?: string };
+  readonly tls: { readonly cert?: string; readonly key?: string; readonly acme?: AcmeSettings };
   /** Enabled listeners only. */
   readonly listeners: readonly ListenerConfig[];
   readonly limits: RawConfig['limits'];
@@ -179,9 +180,10 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
         pipeline: Object.fromEntries(STAGES.map((s) => [s, l.pipeline?.[s] ?? globalPipeline[s]])) as Record<Stage, PipelineEntry[]>,
       };
     });
-  const tls: { cert?: string; key?: string } = {};
+  const tls: { cert?: string; key?: string; acme?: AcmeSettings } = {};
   if (raw.tls.cert) tls.cert = abs(raw.tls.cert);
   if (raw.tls.key) tls.key = abs(raw.tls.key);
+  if (raw.tls.acme) tls.acme = { ...raw.tls.acme, ...(raw.tls.acme.directoryCa ? { directoryCa: abs(raw.tls.acme.directoryCa) } : {}) };
   return {
     source,
     hostname: raw.hostname ?? osHostname(),
@@ -194,6 +196,8 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
       spool: path.join(dataDir, 'spool'),
       mail: path.join(dataDir, 'mail'),
       tls: path.join(dataDir, 'tls'),
+      // ACME account key and certificate (tls.acme), 0600 in a 0700 folder.
+      acme: path.join(dataDir, 'tls', 'acme'),
       directory: path.join(dataDir, 'directory.sqlite'),
       srsKeys: path.join(dataDir, 'srs-keys'),
       store: raw.store.sqlite.path ? abs(raw.store.sqlite.path) : path.join(dataDir, 'state.sqlite'),

@@ -9,6 +9,7 @@ import { SendmailSchema } from './sendmail-schema.ts';
 import { ForwardingSchema } from './forwarding-schema.ts';
 import { RecipientsSchema } from './recipients-schema.ts';
 import { MtaStsServeSchema, ReportsSchema } from './transport-security-schema.ts';
+import { AcmeSchema } from './acme-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
@@ -132,6 +133,8 @@ export const ConfigSchema = z
         /** PEM certificate chain and key files. Without them a self-signed pair is made in dataDir. */
         cert: z.string().min(1).optional(),
         key: z.string().min(1).optional(),
+        /** Certificates from an ACME CA (Let's Encrypt), obtained and renewed by the server. */
+        acme: AcmeSchema.optional(),
       })
       .strict()
       .prefault({}),

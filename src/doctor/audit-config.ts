@@ -175,8 +175,20 @@ function auditForwarded(l: ListenerConfig, key: string, out: Finding[]): void {
   });
 }
 
+function auditAcme(config: Config, out: Finding[]): void {
+  const a = config.tls.acme;
+  if (!a) return;
+  if (!a.hostnames.includes(config.hostname)) {
+    out.push({ id: 'acme-hostname-missing', severity: 'warning', setting: 'tls.acme.hostnames', message: `tls.acme.hostnames (${a.hostnames.join(', ')}) does not list this server's hostname ${JSON.stringify(config.hostname)}: the certificate will not name the host that the EHLO greeting and the MX record give`, fix: `add ${config.hostname} to tls.acme.hostnames` });
+  }
+  if (a.http.port !== 80) {
+    out.push({ id: 'acme-http-port', severity: 'info', setting: 'tls.acme.http.port', message: `the http-01 listener is on port ${a.http.port}, but the CA always connects to port 80 of each name`, fix: `forward port 80 to ${a.http.port} (firewall or load balancer), or set tls.acme.http.port to 80` });
+  }
+}
+
 function auditTls(config: Config, out: Finding[]): void {
-  if (config.tls.cert) return; // the file itself is read by the machine audit
+  auditAcme(config, out);
+  if (config.tls.cert || config.tls.acme) return; // the file itself is read by the machine audit
   const exposed = config.listeners.filter((l) => !isLoopbackHost(l.host) && (l.starttls || l.implicitTls));
   if (exposed.length === 0) return;
   out.push({

@@ -306,31 +306,45 @@ export async function auditClock(config: Config, now: number, sync: () => Promis
 
 const DAY = 86_400_000;
 
-export function certFindings(cert: X509Certificate, file: string, hostname: string, now: number): Finding[] {
+/** Where the certificate comes from, for the findings' setting and fix. */
+interface CertSource {
+  readonly setting: 'tls.cert' | 'tls.acme';
+  readonly renew: string;
+}
+
+const CERTBOT: CertSource = { setting: 'tls.cert', renew: 'renew it (e.g. certbot renew): Mailward reads the new files by itself (or on SIGHUP), no restart needed' };
+const ACME: CertSource = { setting: 'tls.acme', renew: 'the server renews it itself: read the acme-failed lines in the log for why it cannot, and fix that (port 80 reachable from the internet, DNS names pointing here)' };
+
+export function certFindings(cert: X509Certificate, file: string, hostname: string, now: number, source: CertSource = CERTBOT): Finding[] {
   const out: Finding[] = [];
   const until = Date.parse(cert.validTo);
+  const setting = source.setting;
   if (until < now) {
-    out.push({ id: 'tls-cert-expired', severity: 'error', setting: 'tls.cert', message: `the certificate ${file} expired on ${new Date(until).toISOString()}: clients and servers that verify refuse TLS, and submission clients cannot connect`, fix: 'renew it (e.g. certbot renew) and restart Mailward' });
+    out.push({ id: 'tls-cert-expired', severity: 'error', setting, message: `the certificate ${file} expired on ${new Date(until).toISOString()}: clients and servers that verify refuse TLS, and submission clients cannot connect`, fix: source.renew });
   } else if (until - now < 14 * DAY) {
-    out.push({ id: 'tls-cert-expiring', severity: 'warning', setting: 'tls.cert', message: `the certificate ${file} expires on ${new Date(until).toISOString()}, in ${Math.floor((until - now) / DAY)} day(s)`, fix: 'renew it now (e.g. certbot renew) and restart Mailward' });
+    out.push({ id: 'tls-cert-expiring', severity: 'warning', setting, message: `the certificate ${file} expires on ${new Date(until).toISOString()}, in ${Math.floor((until - now) / DAY)} day(s)`, fix: source.renew });
   }
   if (cert.checkHost(hostname) === undefined) {
-    out.push({ id: 'tls-cert-name-mismatch', severity: 'warning', setting: 'tls.cert', message: `the certificate ${file} is not valid for the hostname ${q(hostname)} (subject: ${cert.subject.replace(/\n/g, ', ')})`, fix: 'use a certificate that names this server, or set hostname to a name the certificate covers' });
+    out.push({ id: 'tls-cert-name-mismatch', severity: 'warning', setting, message: `the certificate ${file} is not valid for the hostname ${q(hostname)} (subject: ${cert.subject.replace(/\n/g, ', ')})`, fix: setting === 'tls.acme' ? `add ${q(hostname)} to tls.acme.hostnames, or set hostname to a name listed there` : 'use a certificate that names this server, or set hostname to a name the certificate covers' });
   }
   return out;
 }
 
 export function auditCertificate(config: Config, now: number): Finding[] {
-  const file = config.tls.cert;
+  const acme = config.tls.acme !== undefined && !config.tls.cert;
+  const file = config.tls.cert ?? (acme ? path.join(config.paths.acme, 'cert.pem') : undefined);
   if (!file) return [];
+  if (acme && !existsSync(file)) {
+    return [{ id: 'tls-acme-pending', severity: 'info', setting: 'tls.acme', message: `no ACME certificate is stored yet (${file}): the server orders one when it starts and uses a self-signed certificate until then`, fix: 'start the server and look for the acme-issued (or acme-failed) line in its log' }];
+  }
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(readFileSync(file));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    return [{ id: 'tls-cert-unreadable', severity: 'error', setting: 'tls.cert', message: `cannot use ${file}: ${code ?? (err instanceof Error ? err.message : String(err))}`, fix: 'point tls.cert at a readable PEM certificate chain' }];
+    return [{ id: 'tls-cert-unreadable', severity: 'error', setting: acme ? 'tls.acme' : 'tls.cert', message: `cannot use ${file}: ${code ?? (err instanceof Error ? err.message : String(err))}`, fix: acme ? `remove ${file} and its key.pem beside it: the server then orders a new certificate` : 'point tls.cert at a readable PEM certificate chain' }];
   }
-  return certFindings(cert, file, config.hostname, now);
+  return certFindings(cert, file, config.hostname, now, acme ? ACME : CERTBOT);
 }
 
 // ---- Files holding secrets or mail ---------------------------------------------------------

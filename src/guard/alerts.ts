@@ -11,9 +11,11 @@ export interface GuardAlert {
   /**
    * open: a breaker tripped; warning: the quota passed its warning mark, or a source reached an
    * early-warning mark (warnings.ts); held: the queued mail of a tripped breaker's source was put
-   * on hold (figures.held says how many); digest: the daily outbound volume per login.
+   * on hold (figures.held says how many); digest: the daily outbound volume per login; notice:
+   * another part of the server needs the operator (a certificate that cannot be renewed), `reason`
+   * says what.
    */
-  readonly state: 'open' | 'warning' | 'held' | 'digest';
+  readonly state: 'open' | 'warning' | 'held' | 'digest' | 'notice';
   /** The breaker ("global", "aggregate", "login:alice@example.org"), "quota", or "digest". */
   readonly name: string;
   readonly kind: string;
@@ -94,6 +96,8 @@ export function alertSubject(a: GuardAlert, hostname: string): string {
       return `${head} outbound breaker ${a.name}: ${a.figures.held ?? 0} queued message(s) put on hold`;
     case 'digest':
       return `${head} outbound digest: ${a.reason}`;
+    case 'notice':
+      return `${head} ${a.kind}: ${a.name}`;
     case 'open':
       return `${head} outbound breaker open: ${a.name}`;
   }
@@ -104,6 +108,7 @@ const FIRST_LINE: Record<GuardAlert['state'], (a: GuardAlert, hostname: string) 
   open: (a, h) => `The outbound breaker "${a.name}" of ${h} tripped (${a.kind}).`,
   held: (a, h) => `The queued outbound mail of "${a.name}" on ${h} was put on hold at the trip.`,
   digest: (_a, h) => `Outbound volume of ${h} per login.`,
+  notice: (a, h) => `${a.kind} on ${h}: ${a.name}.`,
 };
 
 /**
@@ -144,9 +149,10 @@ export class Alerter {
 
   /** Logs at once, starts the webhook POST, and queues the postmaster mail. Never rejects. */
   async raise(a: GuardAlert): Promise<void> {
-    // The digest is no decision on mail: a plain log line, not a breaker event.
+    // The digest is no decision on mail: a plain log line, not a breaker event. A notice's sender
+    // logs its own line.
     if (a.state === 'digest') this.o.log.info({ event: 'guard-digest', reason: a.reason, logins: a.figures }, `outbound digest: ${a.reason}`);
-    else mailEvent(this.o.log, 'breaker', { state: a.state, breaker: a.name, kind: a.kind, reason: a.reason, ...a.figures });
+    else if (a.state !== 'notice') mailEvent(this.o.log, 'breaker', { state: a.state, breaker: a.name, kind: a.kind, reason: a.reason, ...a.figures });
     if (this.o.webhook) {
       const p = this.#post(this.o.webhook, a).finally(() => this.#pending.delete(p));
       this.#pending.add(p);
@@ -193,7 +199,7 @@ export class Alerter {
 }
 
 /** The webhook's JSON: the alert's fields, plus `text` so Slack/Mattermost-style receivers show it. */
-const WEBHOOK_TYPE = (a: GuardAlert): string => ({ open: 'breaker-open', held: 'breaker-held', digest: 'digest', warning: a.name === 'quota' ? 'quota-warning' : 'early-warning' })[a.state];
+const WEBHOOK_TYPE = (a: GuardAlert): string => ({ open: 'breaker-open', held: 'breaker-held', digest: 'digest', notice: a.kind, warning: a.name === 'quota' ? 'quota-warning' : 'early-warning' })[a.state];
 
 export function webhookPayload(a: GuardAlert, hostname: string): Record<string, unknown> {
   return {

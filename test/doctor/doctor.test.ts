@@ -325,11 +325,40 @@ test('doctor: TLS certificate — none (self-signed), unreadable, for another na
   const cert = new X509Certificate(CERT.certPem);
   const until = Date.parse(cert.validTo);
   assert.deepEqual(certFindings(cert, 'c.pem', 'mx.example.org', until + 86_400_000), [
-    { id: 'tls-cert-expired', severity: 'error', setting: 'tls.cert', message: `the certificate c.pem expired on ${new Date(until).toISOString()}: clients and servers that verify refuse TLS, and submission clients cannot connect`, fix: 'renew it (e.g. certbot renew) and restart Mailward' },
+    { id: 'tls-cert-expired', severity: 'error', setting: 'tls.cert', message: `the certificate c.pem expired on ${new Date(until).toISOString()}: clients and servers that verify refuse TLS, and submission clients cannot connect`, fix: 'renew it (e.g. certbot renew): Mailward reads the new files by itself (or on SIGHUP), no restart needed' },
   ]);
   assert.deepEqual(certFindings(cert, 'c.pem', 'mx.example.org', until - 3.5 * 86_400_000), [
-    { id: 'tls-cert-expiring', severity: 'warning', setting: 'tls.cert', message: `the certificate c.pem expires on ${new Date(until).toISOString()}, in 3 day(s)`, fix: 'renew it now (e.g. certbot renew) and restart Mailward' },
+    { id: 'tls-cert-expiring', severity: 'warning', setting: 'tls.cert', message: `the certificate c.pem expires on ${new Date(until).toISOString()}, in 3 day(s)`, fix: 'renew it (e.g. certbot renew): Mailward reads the new files by itself (or on SIGHUP), no restart needed' },
   ]);
+});
+
+test('doctor: ACME — no certificate yet, the hostname not listed, the http-01 port not 80, a stored certificate near expiry', async (t) => {
+  const s = setup(t);
+  const acme = { hostnames: ['mx.example.org'], http: { port: 80 } };
+  const c = config(s, { tls: { acme } });
+  await expectOnly(c, {
+    id: 'tls-acme-pending',
+    severity: 'info',
+    setting: 'tls.acme',
+    message: `no ACME certificate is stored yet (${path.join(c.paths.acme, 'cert.pem')}): the server orders one when it starts and uses a self-signed certificate until then`,
+    fix: 'start the server and look for the acme-issued (or acme-failed) line in its log',
+  });
+  // A stored certificate: the machine audit reads it, with fixes that point at the ACME log.
+  mkdirSync(c.paths.acme, { recursive: true });
+  writeFileSync(path.join(c.paths.acme, 'cert.pem'), CERT.certPem);
+  assert.deepEqual(await doctor(c), []);
+  const findings = await doctor(config(s, { tls: { acme: { hostnames: ['other.example.org'], http: { port: 8080 } } } }));
+  assert.deepEqual(
+    findings.map((f) => [f.id, f.setting]),
+    [
+      ['acme-hostname-missing', 'tls.acme.hostnames'],
+      ['acme-http-port', 'tls.acme.http.port'],
+    ],
+  );
+  const cert = new X509Certificate(CERT.certPem);
+  const until = Date.parse(cert.validTo);
+  const [expiring] = certFindings(cert, 'cert.pem', 'mx.example.org', until - 3.5 * 86_400_000, { setting: 'tls.acme', renew: 'x' });
+  assert.equal(expiring?.setting, 'tls.acme');
 });
 
 const SMARTHOST = { host: 'email-smtp.example.net', port: 587, tls: 'starttls', auth: { user: 'AKIA', passwordEnv: 'SES_PASSWORD' } };

@@ -6,6 +6,20 @@ import type { Socket } from 'node:net';
 /** Upper bound for a handshake, whatever the command time-out. */
 export const HANDSHAKE_TIMEOUT_MS = 30_000;
 
+/**
+ * Where a listener takes its certificate from at each handshake: a holder whose context is
+ * swapped when the certificate is renewed, so new sessions get the new one and sessions under
+ * way keep the one they negotiated (app/certificates.ts).
+ */
+export interface TlsContextSource {
+  current(): SecureContext;
+}
+
+/** The context to hand to the next handshake. */
+export function contextOf(tls: SecureContext | TlsContextSource): SecureContext {
+  return typeof (tls as Partial<TlsContextSource>).current === 'function' ? (tls as TlsContextSource).current() : (tls as SecureContext);
+}
+
 export class TlsHandshakeError extends Error {
   constructor(readonly reason: string) {
     super(`TLS handshake failed: ${reason}`);
@@ -17,9 +31,9 @@ export class TlsHandshakeError extends Error {
  * Wraps `socket` in a server TLSSocket and waits for the handshake. Bytes already buffered in
  * `socket`'s readable state (e.g. unshifted after a PROXY header) are fed to TLS by Node.
  */
-export function upgradeToTls(socket: Socket, secureContext: SecureContext, timeoutMs: number): Promise<TLSSocket> {
+export function upgradeToTls(socket: Socket, tls: SecureContext | TlsContextSource, timeoutMs: number): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext, requestCert: false, rejectUnauthorized: false });
+    const tlsSocket = new TLSSocket(socket, { isServer: true, secureContext: contextOf(tls), requestCert: false, rejectUnauthorized: false });
     let settled = false;
     const settle = (err?: Error): void => {
       if (settled) return;

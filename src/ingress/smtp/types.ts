@@ -3,6 +3,7 @@
 // (src/ingress/session.ts, which owns every decision). The engine never decides policy: it asks
 // the handler at every stage and sends what the handler answers.
 import type { TLSSocket, SecureContext } from 'node:tls';
+import type { TlsContextSource } from './tls.ts';
 import type { SmtpReply } from '../../core/reply.ts';
 
 /** Where a connection really comes from, after any trusted PROXY header was applied. */
@@ -123,8 +124,8 @@ export interface ProtocolOptions {
   readonly hostname: string;
   /** Text after the hostname in the 220 greeting. */
   readonly banner: string;
-  /** TLS material; without it STARTTLS is not offered and implicit TLS is impossible. */
-  readonly tls?: SecureContext;
+  /** TLS material (fixed, or a holder swapped on renewal); without it STARTTLS is not offered and implicit TLS is impossible. */
+  readonly tls?: SecureContext | TlsContextSource;
   /** Implicit TLS from the first byte (port 465 style, RFC 8314). */
   readonly implicitTls: boolean;
   /** Offer STARTTLS (RFC 3207) on a plain connection. */
