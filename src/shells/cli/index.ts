@@ -18,6 +18,7 @@ import { registerQuarantine } from './quarantine.ts';
 import { registerSystemdUnit } from './systemd-unit.ts';
 import { SAFE_UMASK } from '../../app/privileges.ts';
 import { registerSrs } from './srs.ts';
+import { registerImport } from './import.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -66,6 +67,7 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerQuarantine(program);
   registerSystemdUnit(program);
   registerSrs(program);
+  registerImport(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);
