@@ -8,7 +8,7 @@ export type PolicyKind = 'greylist' | 'spf' | 'unknown';
 
 export function policyServiceKind(s: PostfixSettings, target: string): PolicyKind {
   const t = target.split(',')[0]!.trim().toLowerCase();
-  const text = [t, spawnArgv(s, t)].join(' ');
+  const text = `${t} ${spawnArgv(s, t)}`.trim();
   if (/postgrey|greylist|sqlgrey|:10023$/.test(text)) return 'greylist';
   if (/spf/.test(text)) return 'spf';
   return 'unknown';

@@ -84,14 +84,16 @@ export function readRecipients(s: PostfixSettings, report: Report): Recipients {
   if (r.users.length > 0) report.mapped(s.source('virtual_mailbox_maps'), `virtual_mailbox_maps: ${r.users.length} mailboxes`, 'mailboxes in the user list (mailward user add), each with a random password: set real ones with mailward user passwd, or let auth.backend: dovecot check them');
 
   // Unix accounts as mailboxes of the first local domain (local(8) delivery).
-  const first = localDomains[0];
+  // Postfix's local users answer in every local domain; their mailbox lives in $mydomain when it is one.
+  const mydomain = s.get('mydomain').toLowerCase();
+  const first = localDomains.includes(mydomain) ? mydomain : localDomains[0];
   const unixUsers = s.list('local_recipient_maps').some((m) => m.replace(/^(proxy:)+/, '') === 'unix:passwd.byname') && first ? readPasswd(underRoot(s.root, '/etc/passwd')) : [];
   for (const u of unixUsers) {
     r.users.push(`${u.name}@${first}`);
-    for (const d of localDomains.slice(1)) addAlias(`${u.name}@${d}`, [`${u.name}@${first}`]);
+    for (const d of localDomains.filter((x) => x !== first)) addAlias(`${u.name}@${d}`, [`${u.name}@${first}`]);
   }
   if (unixUsers.length > 0) {
-    report.mapped(s.source('local_recipient_maps'), `local_recipient_maps (unix:passwd.byname): ${unixUsers.map((u) => u.name).join(', ')} (uid 1000 and up)`, `mailboxes ${unixUsers.map((u) => `${u.name}@${first}`).join(', ')}${localDomains.length > 1 ? `, and aliases for them in ${localDomains.slice(1).join(', ')}` : ''}; random passwords (set them with mailward user passwd)`);
+    report.mapped(s.source('local_recipient_maps'), `local_recipient_maps (unix:passwd.byname): ${unixUsers.map((u) => u.name).join(', ')} (uid 1000 and up)`, `mailboxes ${unixUsers.map((u) => `${u.name}@${first}`).join(', ')}${localDomains.length > 1 ? `, and aliases for them in ${localDomains.filter((x) => x !== first).join(', ')}` : ''}; random passwords (set them with mailward user passwd)`);
   }
   const localName = (t: string, domain: string): string => (t.includes('@') ? t : `${t.toLowerCase()}@${domain}`);
 

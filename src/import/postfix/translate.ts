@@ -42,7 +42,7 @@ export function planImport(src: PostfixSources): ImportPlan {
   config.dataDir = './data';
   config.listeners = Object.fromEntries(
     listeners.map((l) => {
-      const lists = l.service ? translateLists(s, l.service, quiet(report, l.service.overrides.size === 0), checks, trusted) : global;
+      const lists = l.service ? serviceLists(s, l.service, report, checks, trusted) : global;
       const out: Record<string, unknown> = { kind: l.kind, host: l.host, port: l.port, ...l.settings };
       if (lists.requireAuth) out.requireAuth = true;
       if (!same(lists, global)) out.pipeline = { mail: lists.mail, rcpt: lists.rcpt };
@@ -63,10 +63,15 @@ export function planImport(src: PostfixSources): ImportPlan {
   return { config, users: recipients.users, aliases: recipients.aliases, secrets: delivery.secrets, report, defaultsFrom: s.defaults.origin };
 }
 
-/** A service without -o lists says the same as the global ones: do not report it twice. */
-function quiet(report: Report, silent: boolean): Report {
-  return silent ? new Report() : report;
+/** A service's lists; only what its own -o lines say is reported (main.cf's lists were, once). */
+function serviceLists(s: PostfixSettings, svc: NonNullable<ListenerPlanService>, report: Report, checks: CheckOptions, trusted: readonly string[]): Lists {
+  const own = new Report();
+  const lists = translateLists(s, svc, own, checks, trusted);
+  for (const item of own.items) if (item.source.endsWith('(-o)')) report.add(item);
+  return lists;
 }
+
+type ListenerPlanService = Parameters<typeof translateLists>[1];
 
 function usedChecks(global: Lists, listeners: Record<string, { pipeline?: { mail: PipelineEntry[]; rcpt: PipelineEntry[] } }>): Set<string> {
   const names = new Set<string>();
