@@ -15,6 +15,9 @@ import { Code, DOMAIN, inRanges, listLookup, v4, ZoneName, type Query } from './
 
 const NAME = 'uribl';
 
+// zod's own text says what is wrong, not what a mask is.
+const MASK = { message: 'is a bit mask of the last octet of the answer, 1–255; write e.g. 8 (SURBL phishing) or 216 (8+16+64+128)' };
+
 const Zone = z
   .object({
     /** The list's DNS zone, e.g. dbl.spamhaus.org, multi.surbl.org, multi.uribl.com. */
@@ -26,7 +29,7 @@ const Zone = z
     /** For lists that answer a bit field in the last octet of 127.0.0.x (SURBL multi: 8 phishing,
      * 16 malware, 64 abuse, 128 cracked; URIBL multi: 2 black, 4 grey, 8 red): listed when the
      * answer has one of these bits. */
-    mask: z.number().int().min(1).max(255).optional(),
+    mask: z.number().int().min(1, MASK).max(255, MASK).optional(),
     points: z.number().finite().default(3),
     /** Ask this zone about domains (DBL, SURBL, URIBL); false for an address list. */
     domains: z.boolean().default(true),
@@ -42,7 +45,7 @@ const Zone = z
   })
   .strict()
   .superRefine((z0, ctx) => {
-    if (!z0.domains && !z0.ips) ctx.addIssue({ code: 'custom', path: ['domains'], message: `zone ${z0.zone} is asked about neither domains nor IPs; set domains: true or ips: true` });
+    if (!z0.domains && !z0.ips) ctx.addIssue({ code: 'custom', path: ['domains'], message: `zone ${z0.zone} is asked about neither domains nor IPs; set domains: true or ips: true`, input: false });
   });
 
 const Options = z
