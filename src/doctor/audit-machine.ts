@@ -15,7 +15,7 @@ const q = (s: string): string => JSON.stringify(s);
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A path from the config, relative to the config file's folder (as the server reads it). */
-function configPath(config: Config, p: string): string {
+export function configPath(config: Config, p: string): string {
   const base = config.source === BUILT_IN ? process.cwd() : path.dirname(path.resolve(config.source));
   return path.resolve(base, p);
 }
