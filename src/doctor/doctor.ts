@@ -4,7 +4,7 @@
 import { loadConfig, type Config } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
 import { auditConfig, type ConfigAuditOptions } from './audit-config.ts';
-import { auditCertificate, auditClock, auditDisk, auditDkim, auditDnsbl, auditPermissions, timedatectl, DEFAULT_DISK, type DiskThresholds, type TimeSync } from './audit-machine.ts';
+import { auditCertificate, auditClock, auditDisk, auditDkim, auditDnsbl, auditPermissions, auditUribl, timedatectl, DEFAULT_DISK, type DiskThresholds, type TimeSync } from './audit-machine.ts';
 import { auditPostmaster, type OpenDirectory } from './audit-postmaster.ts';
 import { auditVirus } from './audit-virus.ts';
 import { auditDns } from './audit-dns.ts';
@@ -28,9 +28,9 @@ export interface DoctorOptions extends ConfigAuditOptions {
 export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promise<Finding[]> {
   const now = (opts.now ?? Date.now)();
   const findings = [...auditConfig(config, opts), ...auditCertificate(config, now), ...auditDkim(config), ...auditPermissions(config), ...auditDisk(config, opts.disk ?? DEFAULT_DISK), ...auditPostmaster(config, opts.directory)];
-  const [dnsbl, clock, virus] = await Promise.all([auditDnsbl(config, opts.dnsTimeoutMs ?? 2000), auditClock(config, now, opts.timeSync ?? (() => timedatectl())), auditVirus(config, opts.clamdTimeoutMs ?? 2000)]);
+  const [dnsbl, uribl, clock, virus] = await Promise.all([auditDnsbl(config, opts.dnsTimeoutMs ?? 2000), auditUribl(config, opts.dnsTimeoutMs ?? 2000), auditClock(config, now, opts.timeSync ?? (() => timedatectl())), auditVirus(config, opts.clamdTimeoutMs ?? 2000)]);
   const live = opts.liveDns ? await auditDns(config) : [];
-  return sortFindings([...findings, ...dnsbl, ...clock, ...virus, ...live]);
+  return sortFindings([...findings, ...dnsbl, ...uribl, ...clock, ...virus, ...live]);
 }
 
 /** Exit codes: 0 nothing wrong (warnings allowed), 1 an error-level finding, 2 the config does not load. */
