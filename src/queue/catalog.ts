@@ -132,6 +132,12 @@ export class Catalog {
     return slot;
   }
 
+  /** Makes room for `rows` rows at once (a start from a snapshot knows how many are coming). */
+  reserve(rows: number): void {
+    if (rows > this.#capacity) this.#growTo(rows);
+    this.#ids.reserve(rows);
+  }
+
   /** Lets the row go once nothing holds it (no flag left). */
   settle(slot: number): void {
     if (this.flags[slot] !== 0 || this.#used[slot] !== 1) return;

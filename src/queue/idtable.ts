@@ -76,6 +76,14 @@ export class IdTable {
     this.#count++;
   }
 
+  /** Makes room for `rows` ids at once (a start that knows how many are coming rehashes once). */
+  reserve(rows: number): void {
+    if (rows > this.#ka.length) this.#growRows(rows);
+    let cap = this.#table.length;
+    while (rows * 10 > cap * 7) cap *= 2;
+    if (cap !== this.#table.length) this.#rehash(cap);
+  }
+
   /** Forgets the id of `row`. */
   deleteRow(row: number): void {
     const other = this.#otherIds.get(row);

@@ -137,6 +137,8 @@ export class Queue {
     const every = opts.progressEveryMs ?? SCAN_PROGRESS_MS;
     const ticker = setInterval(() => this.#log.info({ event: 'queue-loading', ...this.loadProgress }, `loading the queue catalog: ${p.scanned} message(s) scanned, ${Math.round(p.fraction * 100)}% of folders`), every);
     ticker.unref();
+    // Listed from now on (after the subscription): the folders are listed while the snapshot loads.
+    const listings = { queue: this.#spool.listFolders('queue'), hold: this.#spool.listFolders('hold') };
     // Facts of files not appended to since the snapshot; a file listed but not in it is read.
     let snap: LoadedSnapshot | undefined;
     try {
@@ -145,6 +147,7 @@ export class Queue {
       this.#log.warn({ event: 'catalog-snapshot-invalid', path: this.#spool.snapshots.path, err }, 'catalog snapshot not used; the queue is read from its files');
     }
     const known = snap ? (id: string) => snap.get(id) : undefined;
+    if (snap) this.#cat.reserve(this.#cat.size + snap.size);
     const now = Date.now();
     try {
       for (const area of ['queue', 'hold'] as const) {
@@ -153,7 +156,7 @@ export class Queue {
         const onFolder = (done: number, total: number): void => {
           p.fraction = base + (share * done) / total;
         };
-        for await (const m of this.#spool.scan(area, { onFolder, ...(known ? { known } : {}) })) {
+        for await (const m of this.#spool.scan(area, { onFolder, listings: listings[area], ...(known ? { known } : {}) })) {
           if (this.#stopped) return { scheduled: p.scheduled, removed: p.removed };
           p.scanned++;
           if ('fromSnapshot' in m) p.fromSnapshot++;
@@ -507,7 +510,12 @@ export class Queue {
         const slot = c.slot(ch.id);
         if (ch.to === 'queue' || ch.to === 'hold') {
           if (slot !== undefined && c.isIndexed(slot)) c.setHeld(slot, ch.to === 'hold');
-          else void this.#learn(ch.id, ch.to);
+          else {
+            // Its old place may be listed already: the scan must not take it from there (the
+            // snapshot's facts would bring it back where it was), #learn reads it where it is.
+            if (this.#progress.state === 'loading') this.#gone.add(ch.id);
+            void this.#learn(ch.id, ch.to);
+          }
         } else {
           if (this.#progress.state === 'loading') this.#gone.add(ch.id);
           if (slot === undefined) return;

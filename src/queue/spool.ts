@@ -411,7 +411,10 @@ export class Spool {
    * `list`, but a listed file that `known` has facts of (a catalog snapshot's, snapshot.ts) is
    * not read: those facts are yielded instead, marked `fromSnapshot`.
    */
-  async *scan(area: SpoolArea, opts: { readonly onFolder?: (done: number, total: number) => void; readonly known?: (id: string) => SnapshotMessage | undefined } = {}): AsyncGenerator<ListedMessage> {
+  async *scan(
+    area: SpoolArea,
+    opts: { readonly onFolder?: (done: number, total: number) => void; readonly known?: (id: string) => SnapshotMessage | undefined; readonly listings?: ReadonlyArray<Promise<string[]>> } = {},
+  ): AsyncGenerator<ListedMessage> {
     let sliceStart = performance.now();
     let folders = 0;
     const marked = new Map<string, string[]>();
@@ -422,14 +425,11 @@ export class Spool {
         else marked.set(bucketOf(id), [id]);
       }
     }
-    // The next folder is listed (in the thread pool) while this one is read.
-    const listing = (b: string): Promise<string[]> => readdir(join(this.dir, area, b));
-    let next = listing(BUCKETS[0]!);
+    const listings = opts.listings ?? this.listFolders(area);
     for (const [i, b] of [...BUCKETS].entries()) {
       opts.onFolder?.(folders++, BUCKETS.length);
       const dir = join(this.dir, area, b);
-      const names = (await next).sort();
-      if (i + 1 < BUCKETS.length) next = listing(BUCKETS[i + 1]!);
+      const names = (await listings[i]!).sort();
       const entries: Array<readonly [string, string]> = names.map((n) => [dir, n] as const);
       for (const id of (marked.get(b) ?? []).sort()) entries.push([join(this.dir, 'queue', b), id]);
       let n = 0;
@@ -449,6 +449,19 @@ export class Spool {
         }
       }
     }
+  }
+
+  /**
+   * Lists every folder of `area` at once (in the thread pool), for `scan`: the listings come in
+   * while the main thread works. A listing that fails fails the scan when it gets to it.
+   */
+  listFolders(area: SpoolArea): Array<Promise<string[]>> {
+    return [...BUCKETS].map((b) => {
+      const p = readdir(join(this.dir, area, b));
+      // Handled where it is awaited; this only keeps a scan left early from an unhandled rejection.
+      p.catch(() => undefined);
+      return p;
+    });
   }
 
   /** One message's envelope and states; undefined when it is not (or no longer) queued. */
