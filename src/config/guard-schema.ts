@@ -139,8 +139,8 @@ export const GuardSchema = z
         enabled: z.boolean().default(true),
         /** Trip when a figure of the last hour exceeds factor × its baseline (hourly, same half-life as `baseline`) … */
         factor: z.number().gt(1).default(5),
-        /** … or this floor, whichever is higher: relayed recipients an hour (3 new logins' worth). */
-        recipients: z.number().int().min(1).default(300),
+        /** … or this floor, whichever is higher: relayed recipients an hour (two new logins' budget). */
+        recipients: z.number().int().min(1).default(200),
         /** Recipient domains never relayed to before (in the last 30 days) an hour. */
         newDomains: z.number().int().min(1).default(150),
         /** Permanent delivery failures (5xx from the next hop) as a share of the hour's attempts … */
