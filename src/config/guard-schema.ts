@@ -74,7 +74,9 @@ export const RuleSchema = RuleInput.transform((r) => ({ ...r, name: r.name ?? `$
 export type RateRule = z.output<typeof RuleSchema>;
 
 /**
- * Safe defaults: a login may relay 200 recipients an hour and 1,000 a day (warning at 80%).
+ * Safe defaults: the ceiling of any login, however high its baseline — 200 relayed recipients an
+ * hour and 1,000 a day (warning at 80%). A new login meets the baseline breaker first, at
+ * `baseline.minimum` (100) in its first hour (docs/decisions/0024-aggregate-breaker.md).
  * An operator who lists rules replaces these.
  */
 export const DEFAULT_RULES: ReadonlyArray<z.input<typeof RuleSchema>> = [
