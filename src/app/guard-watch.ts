@@ -41,7 +41,8 @@ export function startGuardWatch(o: {
   const warned = new Set<string>();
   let running: Promise<void> | undefined;
 
-  const holdFor = async (name: string, kind: string): Promise<number | undefined> => {
+  const startedAt = clock();
+  const holdFor = async (name: string, kind: string, trippedAt: number): Promise<number | undefined> => {
     const filter = holdFilter(name);
     if (!filter) return undefined;
     let n: number;
@@ -51,6 +52,9 @@ export function startGuardWatch(o: {
       o.log.error({ event: 'guard-hold-failed', breaker: name, err: String(err) }, `could not put the queued mail of ${name} on hold; it is held when its delivery comes up`);
       return undefined;
     }
+    // A breaker open since before this process started (a restart) was told already; its hold
+    // here only catches what the last process left queued, and is told only when there was some.
+    if (trippedAt < startedAt && n === 0) return n;
     // The one summary line of the hold (event "breaker", state "held"), and the alert channels.
     await o.guard.alerter.raise({ state: 'held', name, kind, reason: `${n} queued message(s) of ${name} put on hold at the trip`, figures: { held: n, sender: filter.sender ?? '' }, at: clock() });
     return n;
@@ -63,7 +67,7 @@ export function startGuardWatch(o: {
           const key = `${b.name}@${b.trippedAt}`;
           if (trips.has(key)) continue;
           trips.set(key, undefined);
-          trips.set(key, await holdFor(b.name, b.kind));
+          trips.set(key, await holdFor(b.name, b.kind, b.trippedAt));
         }
         if (o.onWarning) {
           for (const w of await o.guard.warnings.list(clock())) {

@@ -74,7 +74,9 @@ export const RuleSchema = RuleInput.transform((r) => ({ ...r, name: r.name ?? `$
 export type RateRule = z.output<typeof RuleSchema>;
 
 /**
- * Safe defaults: a login may relay 200 recipients an hour and 1,000 a day (warning at 80%).
+ * Safe defaults: the ceiling of any login, however high its baseline — 200 relayed recipients an
+ * hour and 1,000 a day (warning at 80%). A new login meets the baseline breaker first, at
+ * `baseline.minimum` (100) in its first hour (docs/decisions/0024-aggregate-breaker.md).
  * An operator who lists rules replaces these.
  */
 export const DEFAULT_RULES: ReadonlyArray<z.input<typeof RuleSchema>> = [
@@ -139,8 +141,8 @@ export const GuardSchema = z
         enabled: z.boolean().default(true),
         /** Trip when a figure of the last hour exceeds factor × its baseline (hourly, same half-life as `baseline`) … */
         factor: z.number().gt(1).default(5),
-        /** … or this floor, whichever is higher: relayed recipients an hour (3 new logins' worth). */
-        recipients: z.number().int().min(1).default(300),
+        /** … or this floor, whichever is higher: relayed recipients an hour (two new logins' budget). */
+        recipients: z.number().int().min(1).default(200),
         /** Recipient domains never relayed to before (in the last 30 days) an hour. */
         newDomains: z.number().int().min(1).default(150),
         /** Permanent delivery failures (5xx from the next hop) as a share of the hour's attempts … */

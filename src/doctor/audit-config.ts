@@ -203,11 +203,11 @@ function auditTls(config: Config, out: Finding[]): void {
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Names of the checks placed in any stage list of any listener. */
-export function placedChecks(config: Config): Set<string> {
+export function placedChecks(config: Config, stage?: string): Set<string> {
   const names = new Set<string>();
   for (const l of config.listeners) {
-    for (const list of Object.values(l.pipeline)) {
-      for (const e of list) names.add(entryCheck(e));
+    for (const [at, list] of Object.entries(l.pipeline)) {
+      if (stage === undefined || at === stage) for (const e of list) names.add(entryCheck(e));
     }
   }
   return names;
@@ -242,7 +242,8 @@ function auditOutbound(config: Config, out: Finding[]): void {
   if (smarthosts.length === 0) return;
   const names = smarthosts.map((s) => `"${s.name}"`).join(', ');
   // The breakers and the quota are the outbound-guard check's (docs/decisions/0007-outbound-guard.md).
-  if (!placedChecks(config).has('outbound-guard')) {
+  // At RCPT, where it counts and judges recipients (at DATA it only refuses while the aggregate is open).
+  if (!placedChecks(config, 'rcpt').has('outbound-guard')) {
     out.push({
       id: 'smarthost-without-guard',
       severity: 'error',

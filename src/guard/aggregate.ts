@@ -80,6 +80,11 @@ export class Aggregate {
     return out;
   }
 
+  /** Takes back one recipient counted by recipient() (it was refused by a source's breaker). */
+  async takeBack(now: number): Promise<void> {
+    await this.#recipients.record(RECIPIENTS, -1, now);
+  }
+
   #measure(kind: BreakerKind, r: BaselineReading, what: string, floor: number): Measurement {
     return {
       name: AGGREGATE,

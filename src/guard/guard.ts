@@ -181,7 +181,13 @@ export class OutboundGuard {
     // One trip per recipient: the first finding decides (a source before the aggregate, so the
     // reply names the source); the others stay as evidence in the store.
     const first = measured.find((m) => m.value > m.limit);
-    if (first) return this.#trip(first.name, first.kind, first.reason, { ...first.figures }, now, first.name === AGGREGATE ? [] : related);
+    if (first) {
+      // The refused recipient is taken back from the counts of the breakers it did not trip, so
+      // it uses up no one else's budget (the aggregate's after a login's trip, and the reverse).
+      if (first.name === AGGREGATE) await Promise.all(baselineSources.map((src) => this.baselines.record(src, -1, now)));
+      else if (inAggregate) await this.aggregate.takeBack(now);
+      return this.#trip(first.name, first.kind, first.reason, { ...first.figures }, now, first.name === AGGREGATE ? [] : related);
+    }
     await this.warnings.judge(measured, now);
     return { ok: true };
   }

@@ -175,9 +175,10 @@ test('admin API: token required, and every endpoint after real traffic', async (
   assert.deepEqual((await get('/api/breakers')).body, {
     available: true,
     breakers: [{ name: 'login:alice@example.org', open: true, reason: '300 relayed recipients in the last hour, 10× the baseline', since: trippedAt, detail: { lastHour: 300 } }],
+    warnings: [],
   });
   assert.deepEqual((await get(`/api/breakers/${encodeURIComponent('login:alice@example.org')}/release`, { method: 'POST' })).body, { released: 'login:alice@example.org' });
-  assert.deepEqual((await get('/api/breakers')).body, { available: true, breakers: [] });
+  assert.deepEqual((await get('/api/breakers')).body, { available: true, breakers: [], warnings: [] });
   assert.deepEqual(await get('/api/breakers/global/release', { method: 'POST' }).then((r) => [r.status, r.body]), [404, { error: 'no breaker named "global"' }]);
   // The release went out as a mail event: in the decisions and the breaker gauge.
   const released = ((await get('/api/decisions?limit=5')).body as { decisions: Array<Record<string, unknown>> }).decisions.find((d) => d.event === 'breaker' && d.breaker === 'login:alice@example.org');

@@ -223,7 +223,7 @@ test('defaults: every breaker is on with safe figures; no quota and no webhook u
     domains: { enabled: true, limit: 50 },
     trustedNetwork: { enabled: true, limit: 300, window: HOUR },
     bounces: { enabled: true, perAddress: 100, window: HOUR },
-    aggregate: { enabled: true, factor: 5, recipients: 300, newDomains: 150, failureRate: 0.5, failureMinimum: 100 },
+    aggregate: { enabled: true, factor: 5, recipients: 200, newDomains: 150, failureRate: 0.5, failureMinimum: 100 },
     earlyWarning: { enabled: true, share: 0.5, baselineFactor: 3, minimum: 20 },
     digest: { enabled: true, hour: 7 },
     quota: { window: 24 * HOUR, warnAt: 0.8, stopAt: 0.95 },

@@ -82,6 +82,7 @@ test('guard status: breakers, breaker rules, quota, sources and rate limits with
       '  domains         trips a source above 50 distinct recipient domains in a clock hour',
       '  trusted-network trips a client relaying without a login above 300 recipients in 1h',
       '  bounces         trips a sender above 100 bounces in 1h',
+      "  aggregate       trips for all non-exempt sources together above 5 × the installation's hourly baseline, at least 200 recipients or 150 new domains an hour, or 50% permanent failures of 100+ attempts",
       '  exempt          login:newsletter@example.org',
       '',
       'quota (global outbound)',
@@ -89,6 +90,14 @@ test('guard status: breakers, breaker rules, quota, sources and rate limits with
       '',
       'sources relaying this hour (rate / limit, baseline, distinct domains)',
       '  login:alice@example.org  4 / 3, baseline 0.00/h, 4 domains',
+      '',
+      'all sources together (aggregate: rate / limit, baseline)',
+      '  recipients   4 / 200, baseline 0.00/h',
+      '  new domains  4 / 150, baseline 0.00/h',
+      '  deliveries   0 permanent failures of 0 answered attempts',
+      '',
+      'early warnings (this hour and the last)',
+      "  2026-01-05T12:00:00Z  login:alice@example.org  2 of 3 (50% of the breaker's threshold, baseline) — 2 relayed recipients in the last hour, limit 3 (10 × baseline 0, at least 3)",
       '',
       'rate limits',
       '  login-hour  200 recipients per login in 1h, outbound',
@@ -121,7 +130,7 @@ test('guard release and trip: by name, with the state they had; bad names are us
     ].join('\n'),
   );
   assert.equal(await run('release', 'Login:Carol@Example.org'), 'login:carol@example.org was not open; its recent counts were cleared\n');
-  await assert.rejects(run('release', 'alice'), { message: '"alice" is not a breaker name; write "global", login:<login>, sender:<address> or client:<address>, as guard status shows them', exitCode: 2 });
+  await assert.rejects(run('release', 'alice'), { message: '"alice" is not a breaker name; write "global", "aggregate", login:<login>, sender:<address> or client:<address>, as guard status shows them', exitCode: 2 });
 });
 
 test('guard release: counts the mail on hold in the spool (no server running) and names the commands for the source', async (t) => {

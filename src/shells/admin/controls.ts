@@ -34,6 +34,8 @@ export interface GuardControl {
   status(): Promise<readonly BreakerStatus[]>;
   /** Reopens the named breaker; false (or a throw) when there is no such breaker. */
   release(name: string): Promise<void | boolean>;
+  /** The guard's early warnings of this hour and the last, newest first (src/guard/warnings.ts). */
+  warnings?(): Promise<ReadonlyArray<{ readonly name: string; readonly kind: string; readonly reason: string; readonly at: number }>>;
 }
 
 /** The users list (the directory's `listUsers`). */
@@ -55,8 +57,11 @@ export function queueControlFrom(admin: { run(op: 'hold' | 'release' | 'delete' 
 export function guardControlFrom(guard: {
   status(): Promise<{ readonly breakers: ReadonlyArray<{ readonly name: string; readonly reason: string; readonly trippedAt: number; readonly figures: Readonly<Record<string, number | string>> }> }>;
   release(name: string, by?: string): Promise<unknown>;
+  readonly warnings?: { list(now: number): Promise<ReadonlyArray<{ readonly name: string; readonly kind: string; readonly reason: string; readonly at: number }>> };
 }): GuardControl {
+  const w = guard.warnings;
   return {
+    ...(w ? { warnings: () => w.list(Date.now()) } : {}),
     status: async () => (await guard.status()).breakers.map((b) => ({ name: b.name, open: true, reason: b.reason, since: b.trippedAt, detail: b.figures })),
     release: async (name) => (await guard.release(name, 'admin-api')) !== undefined,
   };

@@ -85,9 +85,10 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
     return { ...f, oldestAgeSeconds: f.oldestReceivedAt === null ? null : Math.max(0, Math.round((clock() - f.oldestReceivedAt) / 1000)) };
   };
 
-  const breakers = async (): Promise<{ available: boolean; breakers: unknown[] }> => {
+  const breakers = async (): Promise<{ available: boolean; breakers: unknown[]; warnings?: unknown[] }> => {
     if (!deps.guardControl) return { available: false, breakers: [] };
-    return { available: true, breakers: [...(await deps.guardControl.status())] };
+    const warnings = deps.guardControl.warnings ? { warnings: [...(await deps.guardControl.warnings())] } : {};
+    return { available: true, breakers: [...(await deps.guardControl.status())], ...warnings };
   };
 
   const queueAction = async (op: 'hold' | 'release' | 'delete' | 'flush', id?: string): Promise<unknown> => {
