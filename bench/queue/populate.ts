@@ -17,6 +17,11 @@ export interface PopulateOptions {
    * of three have one, as in a queue stuck for hours.
    */
   readonly allDeferred?: boolean;
+  /**
+   * State records on each deferred message (default 1): a queue stuck for days has one per retry,
+   * and every reader of the file replays them all.
+   */
+  readonly records?: number;
 }
 
 export function body(i: number, from: string, to: string): Buffer {
@@ -56,7 +61,10 @@ export function populate(spoolDir: string, total: number, opts: PopulateOptions 
     const msg = body(i, from, to);
     const parts = [encodePrefix({ headerLength: header.length, bodyLength: msg.length, headerHash: shortHash(header), bodyHash: shortHash(msg) }), header, Buffer.from('\n'), msg];
     // Most of a stuck queue has been tried before: one state record on two messages of three.
-    if (opts.allDeferred || i % 3 !== 0) parts.push(encodeStateRecord([{ index: 0, state: { status: 'deferred', attempts: 3, nextAttemptAt: now + 3_600_000, lastReply: '451 4.7.1 Try again later', updatedAt: now } }]));
+    if (opts.allDeferred || i % 3 !== 0) {
+      const records = opts.records ?? 1;
+      for (let a = 1; a <= records; a++) parts.push(encodeStateRecord([{ index: 0, state: { status: 'deferred', attempts: records === 1 ? 3 : a, nextAttemptAt: now + 3_600_000, lastReply: '451 4.7.1 Try again later', updatedAt: now - (records - a) * 60_000 } }]));
+    }
     const file = Buffer.concat(parts);
     bytes += file.length;
     writeFileSync(path.join(spoolDir, 'queue', id[7]!, id), file);
