@@ -23,6 +23,7 @@ import { policyText } from '../../src/core/mta-sts.ts';
 import { startDns, type TestDns } from '../harness/dns.ts';
 import { startCa, type TestCa } from '../harness/test-ca.ts';
 import { captureLog } from '../queue/helpers.ts';
+import { Metrics } from '../../src/observe/metrics.ts';
 import { startSink, type Sink } from './sink.ts';
 
 const CLIENT = { heloName: 'mx.example.org', connectTimeoutMs: 3000, greetingTimeoutMs: 3000, socketTimeoutMs: 5000 };
@@ -147,6 +148,8 @@ const deliver = async (r: Rig, sink: Sink | number, to: string): Promise<{ outco
 
 test('MTA-STS enforce: verified TLS to a listed MX delivers; a wrong, expired or missing certificate, no STARTTLS, or a stripping proxy defers with nothing handed over', async (t) => {
   const r = await rig(t);
+  const metrics = new Metrics({ processMetrics: false });
+  t.after(metrics.attach());
   const good = await tlsSink(t, r.ca, ['mx.good.example']);
   const ok = await deliver(r, good, 'bob@good.example');
   assert.equal(ok.outcome, 'ok', ok.reply);
@@ -172,6 +175,9 @@ test('MTA-STS enforce: verified TLS to a listed MX delivers; a wrong, expired or
   // Every decision is a log line with its result, and is counted for TLS-RPT.
   const results = r.log.events('tls-policy').map((l) => `${String(l.domain)} ${String(l.mode)} ${String(l.result)}`);
   assert.deepEqual(results, ['good.example enforce success', 'wrongname.example enforce certificate-host-mismatch', 'expired.example enforce certificate-expired', 'plain.example enforce starttls-not-supported', 'strip.example enforce starttls-not-supported']);
+  const exposed = await metrics.registry.getSingleMetricAsString('mailward_tls_policy_decisions_total');
+  assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="sts",mode="enforce",result="success"\} 1$/m);
+  assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="sts",mode="enforce",result="starttls-not-supported"\} 2$/m);
   await r.counter.flushed();
   const day = new Date().toISOString().slice(0, 10);
   assert.deepEqual(await r.store.hgetall(`tlsrpt:counts:${day}:good.example`), new Map([['success', 1]]));

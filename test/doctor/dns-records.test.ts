@@ -104,7 +104,7 @@ async function goodZone(t: TestContext, config: Config): Promise<TestDns> {
 test('doctor --dns: no finding when the zone publishes every record; each wrong one is named with its fix', async (t) => {
   const first = setup(t);
   const dns = await goodZone(t, first.config);
-  const { config } = setup(t, dns.address);
+  const { config, file } = setup(t, dns.address);
   const audit = async (): Promise<string[]> => (await auditDns(config, undefined, { addresses: [IP] })).map((f) => `${f.severity} ${f.id} at ${f.setting}: ${f.message}. Fix: ${f.fix}`);
   assert.deepEqual(await audit(), []);
 
@@ -125,6 +125,12 @@ test('doctor --dns: no finding when the zone publishes every record; each wrong 
     `error dns-tlsa-mismatch at DNS _25._tcp.mx.example.org TLSA: the TLSA records (3 1 1 ${spki(OTHER.certPem)}) match no key of the current certificate: senders using DANE refuse to deliver. Fix: replace them with _25._tcp.mx.example.org. IN TLSA 3 1 1 ${spki(CERT.certPem)} (and publish the next key before each renewal)`,
     'warning dns-dmarc-missing at DNS _dmarc.example.org TXT: no DMARC record: big receivers junk or refuse mail from domains without one. Fix: publish _dmarc.example.org. IN TXT "v=DMARC1; p=quarantine; rua=mailto:reports@example.org"',
   ]);
+
+  // The command: `doctor --dns` adds the same findings to the report, and exits 1.
+  const cli = await runMailward(['doctor', '--dns', '--json', '--config', file]);
+  assert.equal(cli.code, 1, cli.stderr);
+  const ids = (JSON.parse(cli.stdout) as { findings: Array<{ id: string }> }).findings.map((f) => f.id);
+  for (const id of ['dns-mx-missing', 'dns-dkim-mismatch', 'dns-mta-sts-stale-id', 'dns-tlsa-mismatch']) assert.ok(ids.includes(id), `${id} in ${ids.join(', ')}`);
 
   // A server that does not answer: each record says it was not checked, never "fine".
   dns.setMode('example.org', 'servfail');
