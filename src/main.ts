@@ -14,5 +14,5 @@ const SENDMAIL_NAMES = new Map([
 ]);
 const invokedAs = SENDMAIL_NAMES.get(path.basename(process.argv[1] ?? '').replace(/\.[cm]?[jt]s$/, ''));
 if (invokedAs) process.exitCode = await runSendmail(process.argv.slice(2), invokedAs, runCli);
-else if (process.argv[2] === 'sendmail') process.exitCode = await runSendmail(process.argv.slice(3), 'sendmail', runCli);
+else if (process.argv[2] === 'sendmail' && !['-h', '--help'].includes(process.argv[3] ?? '')) process.exitCode = await runSendmail(process.argv.slice(3), 'sendmail', runCli);
 else process.exitCode = await runCli(process.argv);

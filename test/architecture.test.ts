@@ -36,8 +36,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   delivery: ['queue', 'config', 'core', 'observe', 'store', 'guard'],
   policyd: ['pipeline', 'core', 'config', 'observe', 'store', 'checks'],
   doctor: ['config', 'core', 'observe', 'store', 'queue', 'checks', 'delivery'],
+  // The importer writes mailboxes through app/accounts (as the CLI does) and audits with doctor.
+  import: ['config', 'core', 'checks', 'doctor', 'app'],
   app: ['*'],
-  shells: ['app', 'core', 'config', 'observe', 'store', 'queue', 'spam', 'doctor', 'guard', 'policyd', 'directory', 'delivery', 'ingress', 'pipeline', 'checks'],
+  shells: ['app', 'core', 'config', 'observe', 'store', 'queue', 'spam', 'doctor', 'guard', 'policyd', 'directory', 'delivery', 'ingress', 'pipeline', 'checks', 'import'],
   main: ['shells'],
 };
 

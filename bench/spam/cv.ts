@@ -48,7 +48,7 @@ export interface CvOptions {
   readonly log: (line: string) => void;
 }
 
-interface OutOfFold {
+export interface OutOfFold {
   readonly m: Message;
   readonly probability: number;
   /** Points of the rules that fired (everything but the Bayes band). */
@@ -134,7 +134,15 @@ function headerFacts(raw: Buffer): string {
   return flags.filter((f) => f !== '').join(', ');
 }
 
-async function mailwardOutOfFold(o: CvOptions, byFold: readonly Message[][]): Promise<OutOfFold[]> {
+/** Every learned message's out-of-fold Bayes probability and rules: Mailward learns k−1 folds in
+ * a fresh database and scores the k-th, for each k (the held-out part is never read). */
+export async function learnedOutOfFold(o: Pick<CvOptions, 'dir' | 'train' | 'folds' | 'log'>): Promise<OutOfFold[]> {
+  const byFold: Message[][] = Array.from({ length: o.folds }, () => []);
+  for (const m of o.train) byFold[foldOf(m, o.folds)]!.push(m);
+  return mailwardOutOfFold(o, byFold);
+}
+
+async function mailwardOutOfFold(o: Pick<CvOptions, 'dir' | 'train' | 'folds' | 'log'>, byFold: readonly Message[][]): Promise<OutOfFold[]> {
   // Each message is read once; learning and scoring in every fold reuse the reading.
   const reader = new SpamFilter({ store: new SqliteStore({ path: ':memory:' }, silentLogger()) });
   const analyses = new Map<Message, Analysis>();

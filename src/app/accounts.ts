@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { Config } from '../config/load.ts';
 import { availableParallelism } from 'node:os';
 import { HashPool } from '../core/password.ts';
-import { Directory } from '../directory/directory.ts';
+import { Directory, type OutsideMailboxes } from '../directory/directory.ts';
+import { DovecotUserdb } from '../directory/dovecot-userdb.ts';
 
 export type { Directory };
 
@@ -16,7 +17,16 @@ export function openDirectory(config: Config, opts: { readonly hashPool?: HashPo
     domains: [...config.domains],
     ...(config.recipientDelimiter ? { recipientDelimiter: config.recipientDelimiter } : {}),
     ...(opts.hashPool ? { hashPool: opts.hashPool } : {}),
+    ...(outsideMailboxes(config) ?? {}),
   });
+}
+
+/** recipients.dovecot: the users of Dovecot's userdb are mailboxes of the domains it names. */
+function outsideMailboxes(config: Config): { outside: OutsideMailboxes } | undefined {
+  const d = config.recipients.dovecot;
+  if (!d) return undefined;
+  const userdb = new DovecotUserdb({ socket: d.socket, service: d.service, timeoutMs: d.timeout, positiveTtlMs: d.positiveTtl, negativeTtlMs: d.negativeTtl });
+  return { outside: { domains: d.domains, exists: (mailbox, signal) => userdb.exists(mailbox, signal) } };
 }
 
 /**

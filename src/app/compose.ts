@@ -33,6 +33,8 @@ import { acmeFiles, startAcme } from './acme.ts';
 import { spoolAlertMailer } from '../guard/mailer.ts';
 import { guardedTransport } from '../delivery/guarded-transport.ts';
 import { QueueAdmin } from '../queue/admin.ts';
+import { startGuardWatch } from './guard-watch.ts';
+import { startDigestJob } from '../guard/digest.ts';
 import { MailStats } from '../observe/stats.ts';
 import { Metrics } from '../observe/metrics.ts';
 import { TunnelDetector, type TunnelSuspect } from '../doctor/tunnel.ts';
@@ -45,6 +47,8 @@ import { loadCertificateHolder, sessionHostOptions, spoolPortOf, type SessionPar
 import { startAdmin } from '../shells/admin/server.ts';
 import { guardControlFrom, queueControlFrom } from '../shells/admin/controls.ts';
 import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
+import { startMtaStsServer, type MtaStsServer } from './mta-sts-server.ts';
+import type { ReportRun } from '../delivery/tls-policy/tls-rpt.ts';
 
 export interface RunningServer {
   readonly config: Config;
@@ -52,6 +56,10 @@ export interface RunningServer {
   port(listener: string): number;
   /** The admin HTTP port, when admin.enabled. */
   adminPort(): number | undefined;
+  /** The MTA-STS policy host's port, when mtaSts.serve.enabled. */
+  mtaStsPort(): number | undefined;
+  /** Sends the TLS-RPT reports of a UTC day (default: yesterday) now; the server also does it daily. */
+  sendTlsReports(day?: string): Promise<ReportRun[]>;
   /**
    * Applies a new config to what can change without a restart (check lists and their options,
    * relay networks, login limits). Throws ConfigError, keeping the old, when it cannot be used.
@@ -191,8 +199,9 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     // The spool scan starts once the listeners answer (below): new mail needs no old catalog.
     let loading: Promise<unknown> = Promise.resolve();
     cleanups.push(async () => {
-      queue.stop();
-      // The scan sees the stop at its next file; let it leave before the spool closes.
+      // The scan sees the stop at its next file; let it leave before the spool closes. Then the
+      // catalog snapshot: the next start reads the folder listings and it, not every file.
+      await queue.close().catch((err: unknown) => log.warn({ event: 'catalog-snapshot-error', err }, 'cannot write the catalog snapshot at shutdown; the next start reads every file'));
       await loading;
     });
     worker.start();
@@ -207,6 +216,21 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       const spamJobs = startSpamJobs({ config, store, log, clock, spool, queue });
       cleanups.push(() => spamJobs.stop());
     }
+    // A trip puts the source's queued mail on hold at once, wherever the session ran.
+    const queueAdmin = new QueueAdmin(spool, queue, log);
+    const watch = startGuardWatch({
+      guard,
+      log,
+      clock,
+      hold: async (filter) => (await queueAdmin.run('hold', { filter })).changed,
+      onWarning: (w) => metrics.guardWarning(w.kind),
+    });
+    cleanups.push(() => watch.stop());
+    const guardSet = guard.settings;
+    if (guardSet.digest.enabled) {
+      const digest = startDigestJob({ store, alerter: guard.alerter, log, hour: guardSet.digest.hour, clock });
+      cleanups.push(() => digest.stop());
+    }
     const alerts = startAlertDispatcher({
       store,
       log,
@@ -217,6 +241,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         await queue.whenLoaded();
         return (await queue.select({}, ['hold'])).length;
       },
+      heldAtTrip: (a) => watch.heldAtTrip(a.name, a.at),
     });
     cleanups.push(() => alerts.stop());
     let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
@@ -227,7 +252,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         metrics,
         directory,
         queueStats: spoolQueueStats(config.paths.spool),
-        queueControl: queueControlFrom(new QueueAdmin(spool, queue, log)),
+        queueControl: queueControlFrom(queueAdmin),
         guardControl: guardControlFrom(guard),
         catalog: () => queue.loadProgress,
         warnings: () => live.config.warnings.map((w) => ({ setting: w.path, message: w.message, fix: w.fix })),
@@ -236,6 +261,23 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       const a = admin;
       cleanups.push(() => a.close());
       log.info({ event: 'listening', listener: 'admin', address: admin.address, port: admin.port }, `admin API on http://${admin.address}:${admin.port}/`);
+    }
+
+    let mtaSts: MtaStsServer | undefined;
+    if (config.mtaSts.serve.enabled) {
+      const served = await startMtaStsServer(config, () => certificates.current(), log);
+      mtaSts = served;
+      cleanups.push(() => served.close());
+    }
+    // TLS-RPT (RFC 8460 §3): yesterday's reports, once; an hourly look is enough, and the store
+    // remembers what was sent, so a restart or a second node sends nothing twice.
+    const sendReports = delivery.sendTlsReports;
+    if (sendReports) {
+      const timer = setInterval(() => {
+        sendReports().catch((err: unknown) => log.warn({ event: 'tlsrpt-failed', err: String(err) }, 'TLS-RPT reports could not be sent'));
+      }, 3_600_000);
+      timer.unref();
+      cleanups.push(() => clearInterval(timer));
     }
 
     // With more than one worker the sessions run in acceptor processes (acceptors.ts); this
@@ -363,6 +405,11 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         return l.port;
       },
       adminPort: () => admin?.port,
+      mtaStsPort: () => mtaSts?.port,
+      sendTlsReports: async (day) => {
+        await delivery.tlsCountsFlushed();
+        return sendReports ? sendReports(day) : [];
+      },
       acmeHttpPort: () => acmeHttpPort,
       reload(next) {
         const restartNeeded = needsRestart(live.config, next);

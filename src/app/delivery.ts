@@ -15,8 +15,9 @@ import type { LocalDirectory } from '../pipeline/check.ts';
 import { Spool } from '../queue/spool.ts';
 import type { LoadProgress, Queue } from '../queue/queue.ts';
 import type { EnvelopeRecipient } from '../queue/envelope.ts';
-import { QueueAdmin, type AdminResult } from '../queue/admin.ts';
-import { controlRequest, controlStatus, ControlUnavailableError, isQuarantineRequest, quarantineOpOf, startControlServer, type CatalogState, type ControlRequest, type ControlServer } from '../queue/control.ts';
+import { QueueAdmin, type AdminResult, type QueueSummary } from '../queue/admin.ts';
+import type { QueueFilter } from '../queue/filter.ts';
+import { controlRequest, controlStatus, controlSummary, ControlUnavailableError, isQuarantineRequest, quarantineOpOf, startControlServer, type CatalogState, type ControlRequest, type ControlServer } from '../queue/control.ts';
 import { QuarantineAdmin } from '../queue/quarantine.ts';
 import { spoolOwner } from '../queue/lock.ts';
 import { buildLocalTransport } from './local-delivery.ts';
@@ -28,8 +29,10 @@ import { Bouncer } from '../delivery/dsn.ts';
 import { DkimKeyError, DkimKeys } from '../delivery/dkim-sign.ts';
 import type { SmtpClientOptions } from '../delivery/smtp-client.ts';
 import type { Store } from '../store/store.ts';
+import { MtaStsPolicies, trustedCas } from '../delivery/tls-policy/mta-sts.ts';
+import { sendTlsReports, StoreTlsCounter, type ReportRun } from '../delivery/tls-policy/tls-rpt.ts';
 
-export { dkimRecordValue, dkimZoneRecord, generateDkimKey, keyFileName, SELECTOR_RE, isDkimDomain, type DkimKeyType } from '../delivery/dkim-sign.ts';
+export { dkimKeyFiles, dkimRecordValue, dkimZoneRecord, generateDkimKey, keyFileName, SELECTOR_RE, isDkimDomain, type DkimKeyType } from '../delivery/dkim-sign.ts';
 
 export interface DeliveryDeps {
   readonly config: Config;
@@ -52,6 +55,10 @@ export interface Delivery {
   /** By recipient transport name, for the worker. */
   readonly transports: Record<string, Transport>;
   readonly bouncer: Bouncer;
+  /** Sends the TLS-RPT reports of a UTC day (default yesterday); undefined when delivery.tlsRpt is off. */
+  readonly sendTlsReports?: (day?: string) => Promise<ReportRun[]>;
+  /** Resolves when every TLS-RPT count so far is stored. */
+  readonly tlsCountsFlushed: () => Promise<unknown>;
   /** Opens the control socket (when a queue was given). */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -148,9 +155,12 @@ export function buildDelivery(d: DeliveryDeps): Delivery {
     socketTimeoutMs: dc.timeouts.idle,
   };
   const local = buildLocalTransport({ config, log, syncer: d.spool.syncer, client });
+  const extraCa = dc.mtaSts.caFile ? readCa(config, 'delivery.mtaSts.caFile', dc.mtaSts.caFile).toString('utf8') : undefined;
+  const mtaSts = dc.mtaSts.enabled ? new MtaStsPolicies({ dns: d.dns, store: d.store, log, fetchTimeoutMs: dc.mtaSts.fetchTimeout, addresses: dc.mtaSts.addresses, ...(extraCa ? { extraCa } : {}) }) : undefined;
+  const tlsCounter = dc.tlsRpt.enabled ? new StoreTlsCounter({ store: d.store, log }) : undefined;
   const routeTransports: Record<string, Transport> = {
     local,
-    mx: new MxTransport({ dns: d.dns, port: dc.mx.port, client, concurrencyPerDomain: dc.mx.concurrencyPerDomain, ownNames: [config.hostname, client.heloName], log }),
+    mx: new MxTransport({ dns: d.dns, port: dc.mx.port, client, concurrencyPerDomain: dc.mx.concurrencyPerDomain, ownNames: [config.hostname, client.heloName], log, ...(mtaSts ? { mtaSts } : {}), ...(tlsCounter ? { tlsReports: tlsCounter } : {}) }),
   };
   for (const [name, s] of Object.entries(dc.smarthosts)) {
     routeTransports[`smarthost:${name}`] = new SmarthostTransport({
@@ -180,9 +190,17 @@ export function buildDelivery(d: DeliveryDeps): Delivery {
     log,
   });
   let control: ControlServer | undefined;
+  const reportFrom = dc.tlsRpt.from ?? `postmaster@${config.domains[0] ?? config.hostname}`;
   return {
     transports: { local, remote: router },
     bouncer,
+    ...(tlsCounter
+      ? {
+          sendTlsReports: (day?: string) =>
+            sendTlsReports({ store: d.store, dns: d.dns, spool: d.spool, log, hostname: config.hostname, from: reportFrom, route: senderRouter(config, d.directory), ca: trustedCas(extraCa), timeoutMs: dc.mtaSts.fetchTimeout }, day),
+        }
+      : {}),
+    tlsCountsFlushed: () => tlsCounter?.flushed() ?? Promise.resolve(),
     async start() {
       if (!d.queue || control) return;
       try {
@@ -205,6 +223,13 @@ export async function serverCatalog(config: Config): Promise<LoadProgress | unde
   const dir = config.paths.spool;
   if ((await spoolOwner(dir)) === undefined) return undefined;
   return controlStatus(dir);
+}
+
+/** `queue list --summary` from the running server's catalog; undefined when no server runs. */
+export async function serverSummary(config: Config, filter: QueueFilter, top: number): Promise<QueueSummary | undefined> {
+  const dir = config.paths.spool;
+  if ((await spoolOwner(dir)) === undefined) return undefined;
+  return controlSummary(dir, { op: 'summary', filter, top });
 }
 
 /** The queue's start-up scan as the control socket reports it. */

@@ -19,6 +19,7 @@ import { spf } from './spf.ts';
 import { rateLimit } from './rate-limit.ts';
 import { outboundGuard } from './outbound-guard.ts';
 import { virus } from './virus.ts';
+import { uribl } from './uribl.ts';
 
 export const ALL_CHECKS: readonly CheckDefinition[] = [
   recipient,
@@ -35,6 +36,7 @@ export const ALL_CHECKS: readonly CheckDefinition[] = [
   spf,
   dkimDmarc,
   spam,
+  uribl,
   virus,
   greylist,
   rateLimit,

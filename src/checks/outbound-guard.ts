@@ -1,8 +1,9 @@
 // The outbound breaker at RCPT: a relayed recipient is refused with a 4xx while a breaker of the
 // login, sender or client is open (while only the global one is, it is taken and then held in
 // hold/ by the guarded transport), and is counted towards them (baseline, distinct domains,
-// trusted-network burst); bounces to our addresses are counted too, and so is mail an alias
-// forwards outside.
+// trusted-network burst, and the installation-wide aggregate); bounces to our addresses are
+// counted too, and so is mail an alias forwards outside. At DATA a message with relayed
+// recipients is refused while the aggregate breaker is open (it may have opened since RCPT).
 import { defer, pass } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
 import { FORWARD_REASON } from '../core/relay-reason.ts';
@@ -11,7 +12,7 @@ import { OutboundGuard } from '../guard/guard.ts';
 
 export const outboundGuard = defineCheck({
   name: 'outbound-guard',
-  stages: ['rcpt'],
+  stages: ['rcpt', 'data'],
   options: GuardSchema,
   create: (opts, env) => {
     // Creating the guard touches nothing; the store is first used at the first recipient.
@@ -36,6 +37,13 @@ export const outboundGuard = defineCheck({
         }
         const login = ctx.session.login;
         const d = await guard.relayedRecipient({ ...(login ? { login } : {}), sender: from?.address ?? null, client: ctx.session.clientAddress, domain: rcpt.domain });
+        return d.ok ? pass() : defer(d.reply, d.reason);
+      },
+      data: async (ctx) => {
+        const relayed = (ctx.tx?.recipients ?? []).some((r) => !env.directory.isLocalDomain(r.domain));
+        if (!relayed) return pass();
+        const login = ctx.session.login;
+        const d = await guard.relayedMessage({ ...(login ? { login } : {}), sender: ctx.tx?.mailFrom?.address ?? null, client: ctx.session.clientAddress });
         return d.ok ? pass() : defer(d.reply, d.reason);
       },
     };

@@ -3,11 +3,13 @@
 // must never receive mail from outside (refused, or silently discarded if the operator prefers).
 // Recipients in other domains pass through: the relay gate alone decides about them.
 import { z } from 'zod';
-import { perm } from '../core/reply.ts';
-import { discard, pass, reject } from '../core/verdict.ts';
+import { perm, temp } from '../core/reply.ts';
+import { defer, discard, pass, reject, type Verdict } from '../core/verdict.ts';
 import { defineCheck } from '../pipeline/check.ts';
 
 const unknownUser = perm('5.1.1', 'User unknown in local recipient table');
+// RFC 3463 §3.4 (X.3.0 other mail system status): the mailbox directory cannot answer now.
+const inDoubt = temp('4.3.0', 'Recipient lookup failed, try again later', 451);
 
 // Accounts of a Unix system that have no business receiving mail (Debian's base passwd, plus
 // common daemons). root, postmaster and abuse are absent on purpose: RFC 2142 wants them reachable.
@@ -27,9 +29,18 @@ export const recipient = defineCheck({
     })
     .strict(),
   create: (opts, env) => {
+    /** A mailbox kept outside (Dovecot's userdb): NOTFOUND is 550; no answer or FAIL is 451 (in doubt, defer). */
+    const confirm = async (mailbox: string, signal: AbortSignal): Promise<Verdict | undefined> => {
+      try {
+        if (await (env.directory.confirmMailbox?.(mailbox, signal) ?? Promise.resolve(false))) return undefined;
+        return reject(unknownUser, `Dovecot's userdb has no ${mailbox} (recipients.dovecot)`);
+      } catch (err) {
+        return defer(inDoubt, `${err instanceof Error ? err.message : String(err)}; check Dovecot and recipients.dovecot.socket`);
+      }
+    };
     const system = new Set(opts.systemAccounts.map((a) => a.toLowerCase()));
     return {
-      rcpt: async (_ctx, rcpt) => {
+      rcpt: async (ctx, rcpt) => {
         if (!env.directory.isLocalDomain(rcpt.domain)) return pass();
         // Routing characters in a local part of ours are never a mailbox: `a%b@ours`, `b!a@ours`
         // and quoted `"a@b"@ours` are classic ways to make a server forward mail elsewhere.
@@ -41,8 +52,12 @@ export const recipient = defineCheck({
           return opts.systemAccountAction === 'discard' ? discard(why) : reject(unknownUser, why);
         }
         const r = env.directory.resolveRecipient(rcpt.address);
-        if (r.kind === 'local') return pass();
-        return reject(unknownUser, `no mailbox or alias ${rcpt.address}`);
+        if (r.kind !== 'local') return reject(unknownUser, `no mailbox or alias ${rcpt.address}`);
+        for (const m of r.confirm ?? []) {
+          const v = await confirm(m, ctx.signal);
+          if (v) return v;
+        }
+        return pass();
       },
     };
   },

@@ -112,7 +112,8 @@ export const GuardSchema = z
         sources: z.array(z.enum(SOURCE_KINDS)).min(1).default(['login', 'sender', 'client']),
         /** Trip when the last hour's relayed recipients exceed factor × the source's baseline … */
         factor: z.number().gt(1).default(10),
-        /** … but never below this many recipients an hour (a new source has no baseline yet). */
+        /** … but never below this many recipients an hour: a new source (no baseline yet) may relay
+         *  exactly this many in its first hour, the next is refused and trips the breaker. */
         minimum: z.number().int().min(1).default(100),
         /** The baseline is an hourly rate averaged with this half-life (exponential weighting). */
         halfLife: Duration.default(24 * HOUR),
@@ -124,6 +125,50 @@ export const GuardSchema = z
       .object({
         enabled: z.boolean().default(true),
         limit: z.number().int().min(1).default(50),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * The installation-wide breaker: all relayed mail of every non-exempt source together, each
+     * figure against the installation's own baseline (factor ×) and never below its floor. N stolen
+     * logins together trip it like one. Its breaker is "aggregate": new relayed mail from
+     * non-exempt sources gets a 4xx at RCPT and DATA, and queued outbound mail is held.
+     */
+    aggregate: z
+      .object({
+        enabled: z.boolean().default(true),
+        /** Trip when a figure of the last hour exceeds factor × its baseline (hourly, same half-life as `baseline`) … */
+        factor: z.number().gt(1).default(5),
+        /** … or this floor, whichever is higher: relayed recipients an hour (3 new logins' worth). */
+        recipients: z.number().int().min(1).default(300),
+        /** Recipient domains never relayed to before (in the last 30 days) an hour. */
+        newDomains: z.number().int().min(1).default(150),
+        /** Permanent delivery failures (5xx from the next hop) as a share of the hour's attempts … */
+        failureRate: Fraction.default(0.5),
+        /** … once the hour has this many attempts (fewer say nothing about a rate). */
+        failureMinimum: z.number().int().min(1).default(100),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * Early warning, once per source and clock hour (alert channels, log, dashboard, metric): when
+     * a source reaches `share` of a breaker's threshold, or sends `baselineFactor` × its baseline
+     * (and at least `minimum` recipients that hour).
+     */
+    earlyWarning: z
+      .object({
+        enabled: z.boolean().default(true),
+        share: Fraction.default(0.5),
+        baselineFactor: z.number().gt(1).default(3),
+        minimum: z.number().int().min(1).default(20),
+      })
+      .strict()
+      .prefault({}),
+    /** The daily digest of outbound volume per login (one alert-channel message a day, at this UTC hour). */
+    digest: z
+      .object({
+        enabled: z.boolean().default(true),
+        hour: z.number().int().min(0).max(23).default(7),
       })
       .strict()
       .prefault({}),

@@ -51,7 +51,10 @@ export interface Config {
   readonly store: RawConfig['store'];
   readonly dns: RawConfig['dns'];
   readonly delivery: RawConfig['delivery'];
+  readonly mtaSts: RawConfig['mtaSts'];
+  readonly reports: RawConfig['reports'];
   readonly auth: RawConfig['auth'];
+  readonly recipients: RawConfig['recipients'];
   readonly admin: RawConfig['admin'];
   /** Local submission (`mailward sendmail`); `socket` is absolute. */
   readonly sendmail: RawConfig['sendmail'];
@@ -211,12 +214,24 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     store: raw.store,
     dns: raw.dns,
     delivery: raw.delivery,
+    mtaSts: raw.mtaSts,
+    reports: raw.reports,
     auth: raw.auth,
+    recipients: raw.recipients,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
-    sendmail: { ...raw.sendmail, socket: path.resolve(dataDir, raw.sendmail.socket) },
+    // Under the shipped systemd unit (RuntimeDirectory=mailward) systemd names /run/mailward in
+    // RUNTIME_DIRECTORY: the default socket goes there, where every local user reaches it and
+    // where `mailward sendmail` looks first; elsewhere it stays in dataDir.
+    sendmail: { ...raw.sendmail, socket: path.resolve(runtimeDirectory() ?? dataDir, raw.sendmail.socket) },
     forwarding: { junk: raw.forwarding.junk, srs: { ...raw.forwarding.srs, domain: (raw.forwarding.srs.domain ?? raw.domains[0] ?? 'localhost').toLowerCase().replace(/\.$/, '') } },
     warnings: raw.relay.allowLocalTrust === undefined ? [] : localTrustProblems(raw),
   };
+}
+
+/** systemd's RuntimeDirectory= folder of this service (the first, when several are named). */
+function runtimeDirectory(): string | undefined {
+  const first = process.env.RUNTIME_DIRECTORY?.split(':')[0];
+  return first && path.isAbsolute(first) ? first : undefined;
 }
 
 function deepFreeze<T>(o: T): T {

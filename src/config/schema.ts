@@ -7,6 +7,8 @@ import { DeliverySchema } from './delivery-schema.ts';
 import { AdminSchema } from './admin-schema.ts';
 import { SendmailSchema } from './sendmail-schema.ts';
 import { ForwardingSchema } from './forwarding-schema.ts';
+import { RecipientsSchema } from './recipients-schema.ts';
+import { MtaStsServeSchema, ReportsSchema } from './transport-security-schema.ts';
 import { AcmeSchema } from './acme-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
@@ -88,7 +90,8 @@ export const DEFAULT_PIPELINE: Record<Stage, PipelineEntry[]> = {
   // Message rules count after sender-login (a refused message uses up no limit) and before
   // permit-login, which ends the list for a login: a stolen login must still be counted.
   // Content filter for mail from strangers; a login's own mail is not scored (permit ends the list).
-  data: ['sender-login', 'rate-limit', 'permit-login', 'spam'],
+  // The outbound guard again: the aggregate breaker may have opened since RCPT.
+  data: ['sender-login', 'outbound-guard', 'rate-limit', 'permit-login', 'spam'],
 };
 
 export const ConfigSchema = z
@@ -241,12 +244,18 @@ export const ConfigSchema = z
       .prefault({}),
     /** The operator's HTTP API, dashboard and /metrics (off by default; loopback; bearer token). */
     admin: AdminSchema.prefault({}),
+    /** Mailboxes the recipient check finds outside Mailward's own list: Dovecot's userdb (recipients-schema.ts). */
+    recipients: RecipientsSchema.prefault({}),
     /** Local submission for `mailward sendmail` (see sendmail-schema.ts). */
     sendmail: SendmailSchema.prefault({}),
     /** Aliases and catch-alls that forward outside: SRS, and spam/DMARC at a forward (forwarding-schema.ts). */
     forwarding: ForwardingSchema.prefault({}),
     /** Outbound delivery: routing, smarthost, direct MX (see delivery-schema.ts). */
     delivery: DeliverySchema.prefault({}),
+    /** The MTA-STS policy served for the local domains (transport-security-schema.ts). */
+    mtaSts: MtaStsServeSchema.prefault({}),
+    /** Where DMARC and TLS-RPT reports about the local domains go (`mailward dns records`). */
+    reports: ReportsSchema.prefault({}),
     dns: z
       .object({
         /** DNS servers to ask ("127.0.0.1", "[::1]:5353", "10.0.0.2:53"); empty: the system's. */

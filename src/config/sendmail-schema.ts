@@ -7,8 +7,8 @@ export const SendmailSchema = z
   .object({
     /** Accept local submissions from `mailward sendmail` on a unix socket. */
     enabled: z.boolean().default(true),
-    /** The socket, relative to dataDir unless absolute. Its folder must be reachable by the
-     *  submitting users (dataDir is 0750: use e.g. /run/mailward/submit.sock for all users). */
+    /** The socket, unless absolute relative to systemd's RuntimeDirectory (/run/mailward under
+     *  the shipped unit: every local user reaches it), else to dataDir (0750: its group only). */
     socket: z.string().min(1).default('submit.sock'),
     /** Unix user (name or numeric uid) → the login it submits as: { "www-data": "webmaster@example.org" }. */
     users: z.record(z.string().min(1), z.email()).default({}),

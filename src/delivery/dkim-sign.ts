@@ -162,6 +162,21 @@ export function generateDkimKey(type: DkimKeyType = 'rsa', bits = 2048): string 
   return generateKeyPairSync('rsa', { modulusLength: bits }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 }
 
+/** The key files of `domain` in `dir` (<domain>.<selector>.key), newest first: the first signs. */
+export function dkimKeyFiles(dir: string, domain: string): Array<{ readonly selector: string; readonly file: string }> {
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    // no keys yet
+  }
+  const prefix = `${domain.toLowerCase()}.`;
+  return names
+    .filter((n) => n.startsWith(prefix) && n.endsWith('.key') && SELECTOR_RE.test(n.slice(prefix.length, -4)))
+    .map((n) => ({ selector: n.slice(prefix.length, -4), file: join(dir, n) }))
+    .sort((a, b) => statSync(b.file).mtimeMs - statSync(a.file).mtimeMs);
+}
+
 /** The TXT record value to publish at <selector>._domainkey.<domain> for a private key. */
 export function dkimRecordValue(privateKeyPem: string): string {
   const pub = createPublicKey(createPrivateKey(privateKeyPem));

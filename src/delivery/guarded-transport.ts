@@ -36,8 +36,12 @@ export function guardedTransport(inner: Transport, guard: OutboundGuard, log: Lo
         throw err;
       }
       // What did not reach the next hop does not count against the provider's quota.
-      const unsent = indexes.length - outcomes.filter((o) => o.outcome !== 'temporary' && indexes.includes(o.index)).length;
+      const answered = outcomes.filter((o) => o.outcome !== 'temporary' && indexes.includes(o.index));
+      const unsent = indexes.length - answered.length;
       if (admitted.reserved > 0 && unsent > 0) await guard.settle(Math.min(unsent, admitted.reserved)).catch(() => undefined);
+      // The installation's failure share (the aggregate breaker): permanent refusals of the answered.
+      const failed = answered.filter((o) => o.outcome === 'permanent').length;
+      await guard.delivered(env, answered.length, failed).catch((err: unknown) => log.warn({ event: 'guard-unavailable', queueId: env.id, err: String(err) }, 'could not count the delivery for the outbound guard'));
       return outcomes;
     },
   };

@@ -1,14 +1,19 @@
 // Direct delivery to the recipient domain's mail exchangers: MX lookup through the configured DNS,
 // then A/AAAA of each host by preference, falling back to the next address and host when one
 // cannot be reached; a null MX (RFC 7505) bounces; no MX means the domain's own A/AAAA (RFC 5321
-// §5.1). STARTTLS whenever offered (opportunistic, RFC 7435). A concurrency limit per domain.
+// §5.1). STARTTLS whenever offered (opportunistic, RFC 7435), unless the domain's MTA-STS policy
+// (RFC 8461) asks for verified TLS to listed MX hosts. A concurrency limit per domain.
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
 import type { MxRecord } from 'node:dns';
 import type { Logger } from '../observe/log.ts';
 import { deliverInBatches, type BatchReplies, type DeliverableMessage, type DeliveryOutcome, type RecipientOutcome, type Transport } from './transport.ts';
 import { KeyedLimit } from './limit.ts';
-import { sendMessage, type SmtpClientOptions, type SmtpTarget } from './smtp-client.ts';
+import { sendMessage, type SendResult, type SmtpClientOptions, type SmtpTarget } from './smtp-client.ts';
+import { matchingPattern } from '../core/mta-sts.ts';
+import { mailEvent } from '../observe/maillog.ts';
+import type { CachedPolicy, PolicyLookup } from './tls-policy/mta-sts.ts';
+import type { TlsOutcomeRecorder, TlsResult } from './tls-policy/tls-rpt.ts';
 
 /** What is asked of the DNS (node's dns/promises Resolver fits). */
 export interface MxResolver {
@@ -115,6 +120,10 @@ export interface MxTransportOptions {
   /** This server's names, for the loop check. */
   readonly ownNames: readonly string[];
   readonly log: Logger;
+  /** Recipient domains' MTA-STS policies (delivery.mtaSts.enabled). */
+  readonly mtaSts?: { policyFor(domain: string): Promise<PolicyLookup>; readonly ca: readonly string[] };
+  /** Counts each policy outcome for TLS-RPT. */
+  readonly tlsReports?: TlsOutcomeRecorder;
 }
 
 /** Addresses tried per message and domain before giving up until the next retry (Postfix: 5 hosts). */
@@ -151,15 +160,40 @@ export class MxTransport implements Transport {
       this.#o.log.info({ event: 'mx-plan', queueId: env.id, domain, reply: plan.reply }, 'no MX host to try');
       return indexes.map((index) => ({ index, outcome: plan.outcome, reply: plan.reply }));
     }
-    return deliverInBatches(msg, indexes, (batch) => this.#tryHosts(msg, domain, plan.hosts, batch, keepUntil));
+    const sts = this.#o.mtaSts ? await this.#o.mtaSts.policyFor(domain) : ({ kind: 'none' } as const);
+    if (sts.kind === 'failed') this.#decide(env.id, domain, undefined, { result: sts.failure, reason: sts.reason });
+    const policy = sts.kind === 'policy' && sts.policy.mode !== 'none' ? sts.policy : undefined;
+    return deliverInBatches(msg, indexes, (batch) => this.#tryHosts(msg, domain, plan.hosts, batch, keepUntil, policy));
   }
 
-  /** Tries the hosts in order until one takes the transaction; every address gets a reply. */
-  async #tryHosts(msg: DeliverableMessage, domain: string, hosts: readonly MxHost[], batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void): Promise<BatchReplies> {
+  /** One MTA-STS decision: logged, counted (metrics), and recorded for TLS-RPT. */
+  #decide(queueId: string, domain: string, policy: CachedPolicy | undefined, d: { result: TlsResult | 'skipped'; host?: string; address?: string; reason?: string }): void {
+    mailEvent(this.#o.log, 'tls-policy', { queueId, domain, policy: policy ? 'sts' : 'no-policy-found', mode: policy?.mode ?? 'none', result: d.result, ...(d.host ? { host: d.host } : {}), ...(d.address ? { address: d.address } : {}), ...(d.reason ? { reason: d.reason } : {}) });
+    if (d.result !== 'skipped') this.#o.tlsReports?.record({ domain, ...(policy ? { policy } : {}), result: d.result, ...(d.host ? { mxHost: d.host } : {}), ...(d.address ? { address: d.address } : {}) });
+  }
+
+  /**
+   * Tries the hosts in order until one takes the transaction; every address gets a reply. Under an
+   * MTA-STS policy (RFC 8461 §5) a host must match the policy's MX patterns and the session must
+   * run over STARTTLS with a certificate valid for the host's name: in enforce mode a host that
+   * fails is skipped; in testing mode the failure is only reported and delivery goes on (§5.2).
+   */
+  async #tryHosts(msg: DeliverableMessage, domain: string, hosts: readonly MxHost[], batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, policy?: CachedPolicy): Promise<BatchReplies> {
     const env = msg.envelope;
     let last = `451 4.4.1 no MX host of ${domain} could be reached`;
     let tried = 0;
+    const enforce = policy?.mode === 'enforce';
     for (const host of hosts) {
+      let verify = policy !== undefined;
+      if (policy && !matchingPattern(policy, host.name)) {
+        this.#decide(env.id, domain, policy, { result: 'validation-failure', host: host.name, reason: `${host.name} matches no mx of the policy (${policy.mx.join(', ')})` });
+        // RFC 8461 §4.1: an MX the policy does not list is not a candidate when enforced.
+        if (enforce) {
+          last = `451 4.7.5 MTA-STS policy of ${domain} does not list MX host ${host.name}`;
+          continue;
+        }
+        verify = false;
+      }
       const addrs = await hostAddresses(this.#o.dns, host);
       if (!Array.isArray(addrs)) {
         const why = addrs as { temporary: boolean; reason: string };
@@ -168,8 +202,24 @@ export class MxTransport implements Transport {
       }
       for (const address of addrs as readonly string[]) {
         if (tried++ >= MAX_ADDRESSES) break;
-        const target: SmtpTarget = { address, port: this.#o.port, name: host.name, tls: 'opportunistic', verifyCertificate: false };
-        const res = await sendMessage(target, this.#o.client, { from: env.mailFrom, to: batch, size: env.size, eightBit: env.body !== '7BIT' }, msg.body, keepUntil);
+        const plain: SmtpTarget = { address, port: this.#o.port, name: host.name, tls: 'opportunistic', verifyCertificate: false };
+        let res: SendResult;
+        if (verify) {
+          res = await this.#send(msg, { ...plain, tls: 'starttls', verifyCertificate: true, ca: this.#o.mtaSts!.ca }, batch, keepUntil);
+          if (res.kind === 'unreachable' && res.tlsFailure) {
+            this.#decide(env.id, domain, policy, { result: res.tlsFailure, host: host.name, address, reason: res.reply });
+            if (enforce) {
+              last = `451 4.7.5 MTA-STS policy of ${domain} requires TLS with a valid certificate for ${host.name}: ${res.tlsFailure} (${res.reply})`;
+              continue;
+            }
+            // Testing mode: reported above; the message goes as it would without a policy.
+            res = await this.#send(msg, plain, batch, keepUntil);
+          } else if (res.kind === 'sent') {
+            this.#decide(env.id, domain, policy, { result: 'success', host: host.name, address });
+          }
+        } else {
+          res = await this.#send(msg, plain, batch, keepUntil);
+        }
         if (res.kind === 'unreachable') {
           this.#o.log.info({ event: 'mx-unreachable', queueId: env.id, domain, host: host.name, address, reply: res.reply }, 'MX host not usable; trying the next');
           last = res.reply;
@@ -179,6 +229,12 @@ export class MxTransport implements Transport {
         return new Map(batch.map((a) => [a, { ...res.replies.get(a)!, remoteMta: host.name }]));
       }
     }
+    if (enforce) this.#o.log.warn({ event: 'mta-sts-deferred', queueId: env.id, domain, reply: last }, `no MX host of ${domain} satisfies its MTA-STS policy; deferred`);
     return new Map(batch.map((a) => [a, { outcome: 'temporary' as const, reply: last }]));
+  }
+
+  #send(msg: DeliverableMessage, target: SmtpTarget, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void): Promise<SendResult> {
+    const env = msg.envelope;
+    return sendMessage(target, this.#o.client, { from: env.mailFrom, to: batch, size: env.size, eightBit: env.body !== '7BIT' }, msg.body, keepUntil);
   }
 }

@@ -26,7 +26,7 @@ export interface SmtpTarget {
   readonly tls: TlsMode;
   /** Check the server certificate (against `ca`, or the system's CAs). Off for opportunistic MX TLS. */
   readonly verifyCertificate: boolean;
-  readonly ca?: Buffer;
+  readonly ca?: Buffer | readonly string[];
   /** AUTH credentials (smarthost only; only ever sent over TLS). */
   readonly auth?: { readonly user: string; readonly pass: string };
   /** Speak LMTP (RFC 2033: LHLO, then one reply per accepted recipient after DATA). */
@@ -60,9 +60,12 @@ export interface RecipientReply {
   readonly reply: string;
 }
 
+/** Why TLS failed, in RFC 8460 §4.3 result types (TLS-RPT reports them; MTA-STS decides on them). */
+export type TlsFailureType = 'starttls-not-supported' | 'certificate-host-mismatch' | 'certificate-expired' | 'certificate-not-trusted' | 'validation-failure';
+
 export type SendResult =
   /** Nothing was handed over (connection, greeting, TLS or AUTH failed): another host may be tried. */
-  | { readonly kind: 'unreachable'; readonly reply: string }
+  | { readonly kind: 'unreachable'; readonly reply: string; readonly tlsFailure?: TlsFailureType }
   /** The transaction ran: an outcome for every recipient address. */
   | { readonly kind: 'sent'; readonly replies: ReadonlyMap<string, RecipientReply>; readonly tls: boolean };
 
@@ -101,10 +104,23 @@ function unreachable(t: SmtpTarget, err: SmtpError, stage: 'connect' | 'auth'): 
   if (stage === 'auth') return { kind: 'unreachable', reply: `454 4.7.0 authentication failed at ${where}${server}` };
   // Certificate and handshake failures surface as socket errors carrying OpenSSL's code.
   const tlsFailure = err.code === 'ETLS' || /CERT|SSL|TLS|UNABLE_TO_(GET|VERIFY)/.test(err.originalCode ?? '');
-  if (tlsFailure) return { kind: 'unreachable', reply: `454 4.7.5 TLS failed with ${where}${server || `: ${err.originalCode ?? err.message}`}` };
+  if (tlsFailure) return { kind: 'unreachable', reply: `454 4.7.5 TLS failed with ${where}${server || `: ${err.originalCode ?? err.message}`}`, tlsFailure: tlsFailureType(err) };
+  // requireTLS against a server that answers EHLO with an error and HELO cannot do STARTTLS.
+  if (/does not support required STARTTLS/.test(err.message)) return { kind: 'unreachable', reply: `454 4.7.5 ${where} offers no STARTTLS${server}`, tlsFailure: 'starttls-not-supported' };
   if (err.response) return { kind: 'unreachable', reply: `451 4.4.1 ${where} refused to talk to me${server}` };
   // RFC 3463 X.4.1: no answer from host; X.4.2: bad connection.
   return { kind: 'unreachable', reply: `451 4.4.1 connect to ${where}: ${sys ?? err.message}` };
+}
+
+/** The RFC 8460 result type of a failed STARTTLS or handshake, from nodemailer's error. */
+function tlsFailureType(err: SmtpError): TlsFailureType {
+  // The server refused the STARTTLS command (it offers none, or a proxy stripped it).
+  if (err.response && (err.command === 'STARTTLS' || /STARTTLS/.test(err.message))) return 'starttls-not-supported';
+  const text = `${err.originalCode ?? ''} ${err.message}`;
+  if (/altname|does not match certificate|HOSTNAME_MISMATCH/i.test(text)) return 'certificate-host-mismatch';
+  if (/expired|CERT_HAS_EXPIRED|not yet valid/i.test(text)) return 'certificate-expired';
+  if (/self[- ]signed|unable to (get|verify)|UNABLE_TO|not trusted|unknown ca|SELF_SIGNED/i.test(text)) return 'certificate-not-trusted';
+  return 'validation-failure';
 }
 
 /**
@@ -131,7 +147,7 @@ export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: Ou
       greetingTimeout: opts.greetingTimeoutMs,
       socketTimeout: opts.socketTimeoutMs,
       socketCloseTimeout: 1000,
-      tls: { rejectUnauthorized: target.verifyCertificate, minVersion: 'TLSv1.2', ...(target.ca ? { ca: target.ca } : {}) },
+      tls: { rejectUnauthorized: target.verifyCertificate, minVersion: 'TLSv1.2', ...(target.ca ? { ca: Buffer.isBuffer(target.ca) ? target.ca : [...target.ca] } : {}) },
       // Never hand the session (it carries AUTH) to a logger.
       logger: false,
       debug: false,

@@ -4,7 +4,7 @@
 import type Database from 'better-sqlite3';
 import { isValidDomain, normaliseDomain } from '../core/address.ts';
 import { hashPassword, verifyPassword, type HashPool } from '../core/password.ts';
-import { addressKey, isAddressKey, type AddressKey } from './address-key.ts';
+import { addressKey, isAddressKey, subaddressBase, type AddressKey } from './address-key.ts';
 import { expand, type Entry, type Lookup } from './resolve.ts';
 import { openDatabase } from './schema.ts';
 
@@ -15,6 +15,16 @@ export interface DirectoryOptions {
   readonly recipientDelimiter?: string;
   /** Threads that verify logins (config auth.hashThreads); unset: node's scrypt on libuv's pool. */
   readonly hashPool?: HashPool;
+  /** Mailboxes kept outside this file (Dovecot's userdb, config recipients.dovecot): an address
+   *  of one of `domains` (empty: every local domain) that nothing here answers for resolves to
+   *  itself, to be confirmed through `exists` before RCPT is accepted. */
+  readonly outside?: OutsideMailboxes;
+}
+
+export interface OutsideMailboxes {
+  readonly domains: readonly string[];
+  /** True: the mailbox exists; false: it does not; rejects when the answer is in doubt. */
+  exists(mailbox: string, signal?: AbortSignal): Promise<boolean>;
 }
 
 export type Resolution =
@@ -26,6 +36,8 @@ export type Resolution =
       readonly external: string[];
       /** Alias targets that led nowhere, for the log. */
       readonly dropped: string[];
+      /** Mailboxes kept outside (Dovecot's userdb) whose existence confirmMailbox must prove. */
+      readonly confirm?: string[];
     }
   | { readonly kind: 'unknown' }
   | { readonly kind: 'foreign' };
@@ -53,12 +65,16 @@ export class Directory {
   private readonly lookup: Lookup;
   private readonly stmt;
   private readonly hashPool: HashPool | undefined;
+  private readonly outside: OutsideMailboxes | undefined;
+  private readonly outsideDomains: ReadonlySet<string>;
 
   private constructor(
     private readonly db: Database.Database,
     opts: DirectoryOptions,
   ) {
     this.hashPool = opts.hashPool;
+    this.outside = opts.outside;
+    this.outsideDomains = new Set((opts.outside?.domains.length ? opts.outside.domains : opts.domains).map(normaliseDomain));
     this.domains = new Set(opts.domains.map(normaliseDomain));
     this.stmt = {
       user: db.prepare<[string], UserRow>('SELECT password, disabled FROM users WHERE address = ?'),
@@ -87,6 +103,12 @@ export class Directory {
     opts.domains.forEach((d, i) => {
       if (!isValidDomain(d)) {
         throw new Error(`config error at domains[${i}]: "${d}" is not a valid domain name; write a name such as example.org`);
+      }
+    });
+    const ours = new Set(opts.domains.map(normaliseDomain));
+    opts.outside?.domains.forEach((d, i) => {
+      if (!ours.has(normaliseDomain(d))) {
+        throw new Error(`config error at recipients.dovecot.domains[${i}]: "${d}" is not one of \`domains\`; list only local domains, or leave it empty for all of them`);
       }
     });
     const delim = opts.recipientDelimiter;
@@ -199,8 +221,23 @@ export class Directory {
     if (!isAddressKey(k)) return { kind: 'unknown' };
     if (!this.domains.has(k.domain)) return { kind: 'foreign' };
     const x = expand(this.lookup, k);
-    if (!x || (x.mailboxes.length === 0 && x.external.length === 0)) return { kind: 'unknown' };
+    if (!x) return this.outsideMailbox(k);
+    if (x.mailboxes.length === 0 && x.external.length === 0) return { kind: 'unknown' };
     return { kind: 'local', ...x };
+  }
+
+  /** Whether a mailbox kept outside (see DirectoryOptions.outside) exists; rejects when in doubt. */
+  confirmMailbox(mailbox: string, signal?: AbortSignal): Promise<boolean> {
+    return this.outside ? this.outside.exists(mailbox, signal) : Promise.resolve(false);
+  }
+
+  /** Nothing here answers for k: in a domain whose users live outside, the mailbox to confirm. */
+  private outsideMailbox(k: AddressKey): Resolution {
+    if (!this.outside || !this.outsideDomains.has(k.domain)) return { kind: 'unknown' };
+    // `user+tag` is user's mailbox; a disabled mailbox of ours stays refused, whatever Dovecot says.
+    const mailbox = subaddressBase(k, this.lookup.delimiters) ?? k.key;
+    if (this.entry(mailbox)) return { kind: 'unknown' };
+    return { kind: 'local', mailboxes: [mailbox], external: [], dropped: [], confirm: [mailbox] };
   }
 
   /**

@@ -15,7 +15,7 @@ const q = (s: string): string => JSON.stringify(s);
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A path from the config, relative to the config file's folder (as the server reads it). */
-function configPath(config: Config, p: string): string {
+export function configPath(config: Config, p: string): string {
   const base = config.source === BUILT_IN ? process.cwd() : path.dirname(path.resolve(config.source));
   return path.resolve(base, p);
 }
@@ -69,30 +69,47 @@ export interface DnsblZone {
   readonly zone: string;
 }
 
+/** The zones of a DNS list check (dnsbl, uribl) when it is placed in a check list. */
+function listZones(config: Config, check: 'dnsbl' | 'uribl'): Array<DnsblZone & { readonly testName?: string }> {
+  if (!placedChecks(config).has(check)) return [];
+  const o = config.checks[check];
+  if (!isObj(o) || !Array.isArray(o.zones)) return [];
+  return o.zones.flatMap((z: unknown, index) =>
+    isObj(z) && typeof z.zone === 'string' ? [{ index, zone: z.zone.trim().toLowerCase().replace(/\.$/, ''), ...(typeof z.testName === 'string' ? { testName: z.testName.trim().toLowerCase().replace(/\.$/, '') } : {}) }] : [],
+  );
+}
+
 /** The zones of the dnsbl check when it is placed in a check list. */
 export function dnsblZones(config: Config): DnsblZone[] {
-  if (!placedChecks(config).has('dnsbl')) return [];
-  const o = config.checks.dnsbl;
-  if (!isObj(o) || !Array.isArray(o.zones)) return [];
-  return o.zones.flatMap((z: unknown, index) => (isObj(z) && typeof z.zone === 'string' ? [{ index, zone: z.zone.trim().toLowerCase().replace(/\.$/, '') }] : []));
+  return listZones(config, 'dnsbl');
 }
 
 const isListCode = (a: string): boolean => /^127\./.test(a) && !/^127\.255\.255\./.test(a);
 
+interface ListProbe {
+  readonly setting: string;
+  readonly zone: string;
+  /** The name asked: the list's test entry under its zone. */
+  readonly name: string;
+  /** How the test entry is named in a message: "test address 127.0.0.2", "test entry \"test\"". */
+  readonly entry: string;
+  /** The config key the zone can be removed from. */
+  readonly list: string;
+  /** Answers that count as the test entry being listed. */
+  readonly listing: (a: string) => boolean;
+}
+
 /**
- * Asks each zone for its test entry (RFC 5782 §5: 127.0.0.2 must be listed), through the
- * configured DNS servers. A zone that is silent, lists nothing or answers with an error code
- * never lists a client: the check then protects nothing while the operator thinks it does.
+ * Asks each zone for its test entry through the configured DNS servers. A zone that is silent,
+ * lists nothing or answers with an error code never lists anything: the check then protects
+ * nothing while the operator thinks it does.
  */
-export async function auditDnsbl(config: Config, timeoutMs: number): Promise<Finding[]> {
-  const zones = dnsblZones(config);
-  if (zones.length === 0) return [];
+async function probeLists(config: Config, timeoutMs: number, probes: readonly ListProbe[]): Promise<Finding[]> {
+  if (probes.length === 0) return [];
   const resolver = new Resolver({ timeout: timeoutMs, tries: 1 });
   if (config.dns.servers.length > 0) resolver.setServers([...config.dns.servers]);
   const results = await Promise.all(
-    zones.map(async ({ index, zone }): Promise<Finding | undefined> => {
-      const name = `2.0.0.127.${zone}`;
-      const setting = `checks.dnsbl.zones[${index}]`;
+    probes.map(async ({ setting, zone, name, entry, list, listing }): Promise<Finding | undefined> => {
       let answers: string[];
       try {
         answers = await resolver.resolve4(name);
@@ -103,8 +120,8 @@ export async function auditDnsbl(config: Config, timeoutMs: number): Promise<Fin
             id: 'dnsbl-zone-no-test-entry',
             severity: 'warning',
             setting,
-            message: `zone ${q(zone)} does not list its test address 127.0.0.2 (${name}: ${code}): the zone name is wrong or the list is gone, so it lists no one`,
-            fix: `check the zone name in the list's documentation, or remove it from checks.dnsbl.zones`,
+            message: `zone ${q(zone)} does not list its ${entry} (${name}: ${code}): the zone name is wrong or the list is gone, so it lists no one`,
+            fix: `check the zone name in the list's documentation, or remove it from ${list}`,
           };
         }
         return {
@@ -112,11 +129,11 @@ export async function auditDnsbl(config: Config, timeoutMs: number): Promise<Fin
           severity: 'warning',
           setting,
           message: `zone ${q(zone)} did not answer the test query ${name} within ${timeoutMs} ms (${code}): each lookup waits for the time-out and then counts as not listed`,
-          fix: 'check dns.servers and that this host may reach them, or remove the zone from checks.dnsbl.zones',
+          fix: `check dns.servers and that this host may reach them, or remove the zone from ${list}`,
         };
       }
-      if (answers.some(isListCode)) return undefined;
-      const refused = answers.find((a) => /^127\.255\.255\./.test(a));
+      if (answers.some(listing)) return undefined;
+      const refused = answers.find((a) => /^127\.255\.255\./.test(a) || a === '127.0.0.1');
       if (refused) {
         return {
           id: 'dnsbl-zone-refused',
@@ -136,6 +153,33 @@ export async function auditDnsbl(config: Config, timeoutMs: number): Promise<Fin
     }),
   );
   return results.filter((f): f is Finding => f !== undefined);
+}
+
+/** DNS blocklists of client addresses: RFC 5782 §5, 127.0.0.2 must be listed. */
+export async function auditDnsbl(config: Config, timeoutMs: number): Promise<Finding[]> {
+  const probes = dnsblZones(config).map(({ index, zone }) => ({
+    setting: `checks.dnsbl.zones[${index}]`,
+    zone,
+    name: `2.0.0.127.${zone}`,
+    entry: 'test address 127.0.0.2',
+    list: 'checks.dnsbl.zones',
+    listing: isListCode,
+  }));
+  return probeLists(config, timeoutMs, probes);
+}
+
+/** URI blocklists: RFC 5782 §5, a domain list must list the name TEST (or the list's own test
+ * domain, `testName`). URIBL answers 127.0.0.1 when it refuses a resolver. */
+export async function auditUribl(config: Config, timeoutMs: number): Promise<Finding[]> {
+  const probes = listZones(config, 'uribl').map(({ index, zone, testName = 'test' }) => ({
+    setting: `checks.uribl.zones[${index}]`,
+    zone,
+    name: `${testName}.${zone}`,
+    entry: `test entry ${q(testName)}`,
+    list: 'checks.uribl.zones',
+    listing: (a: string) => isListCode(a) && a !== '127.0.0.1',
+  }));
+  return probeLists(config, timeoutMs, probes);
 }
 
 // ---- Disk ----------------------------------------------------------------------------------

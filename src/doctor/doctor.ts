@@ -4,9 +4,10 @@
 import { loadConfig, type Config } from '../config/load.ts';
 import { ConfigError } from '../config/errors.ts';
 import { auditConfig, type ConfigAuditOptions } from './audit-config.ts';
-import { auditCertificate, auditClock, auditDisk, auditDkim, auditDnsbl, auditPermissions, timedatectl, DEFAULT_DISK, type DiskThresholds, type TimeSync } from './audit-machine.ts';
+import { auditCertificate, auditClock, auditDisk, auditDkim, auditDnsbl, auditPermissions, auditUribl, timedatectl, DEFAULT_DISK, type DiskThresholds, type TimeSync } from './audit-machine.ts';
 import { auditPostmaster, type OpenDirectory } from './audit-postmaster.ts';
 import { auditVirus } from './audit-virus.ts';
+import { auditDns } from './audit-dns.ts';
 import { countBySeverity, formatReport, sortFindings, type Finding } from './finding.ts';
 
 export interface DoctorOptions extends ConfigAuditOptions {
@@ -20,13 +21,16 @@ export interface DoctorOptions extends ConfigAuditOptions {
   readonly now?: () => number;
   /** Opens the directory, for the postmaster audit (the CLI passes app/accounts.ts's openDirectory); without it that audit is skipped. */
   readonly directory?: OpenDirectory;
+  /** Also check the published DNS records against the ones `mailward dns records` prints (--dns). */
+  readonly liveDns?: boolean;
 }
 
 export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promise<Finding[]> {
   const now = (opts.now ?? Date.now)();
   const findings = [...auditConfig(config, opts), ...auditCertificate(config, now), ...auditDkim(config), ...auditPermissions(config), ...auditDisk(config, opts.disk ?? DEFAULT_DISK), ...auditPostmaster(config, opts.directory)];
-  const [dnsbl, clock, virus] = await Promise.all([auditDnsbl(config, opts.dnsTimeoutMs ?? 2000), auditClock(config, now, opts.timeSync ?? (() => timedatectl())), auditVirus(config, opts.clamdTimeoutMs ?? 2000)]);
-  return sortFindings([...findings, ...dnsbl, ...clock, ...virus]);
+  const [dnsbl, uribl, clock, virus] = await Promise.all([auditDnsbl(config, opts.dnsTimeoutMs ?? 2000), auditUribl(config, opts.dnsTimeoutMs ?? 2000), auditClock(config, now, opts.timeSync ?? (() => timedatectl())), auditVirus(config, opts.clamdTimeoutMs ?? 2000)]);
+  const live = opts.liveDns ? await auditDns(config) : [];
+  return sortFindings([...findings, ...dnsbl, ...uribl, ...clock, ...virus, ...live]);
 }
 
 /** Exit codes: 0 nothing wrong (warnings allowed), 1 an error-level finding, 2 the config does not load. */

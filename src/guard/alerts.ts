@@ -8,10 +8,15 @@ import { mailEvent } from '../observe/maillog.ts';
 import type { Store } from '../store/store.ts';
 
 export interface GuardAlert {
-  /** open: a breaker tripped; warning: the quota passed its warning mark; notice: another part of
-   *  the server needs the operator (a certificate that cannot be renewed), `reason` says what. */
-  readonly state: 'open' | 'warning' | 'notice';
-  /** The breaker ("global", "login:alice@example.org") or "quota". */
+  /**
+   * open: a breaker tripped; warning: the quota passed its warning mark, or a source reached an
+   * early-warning mark (warnings.ts); held: the queued mail of a tripped breaker's source was put
+   * on hold (figures.held says how many); digest: the daily outbound volume per login; notice:
+   * another part of the server needs the operator (a certificate that cannot be renewed), `reason`
+   * says what.
+   */
+  readonly state: 'open' | 'warning' | 'held' | 'digest' | 'notice';
+  /** The breaker ("global", "aggregate", "login:alice@example.org"), "quota", or "digest". */
   readonly name: string;
   readonly kind: string;
   readonly reason: string;
@@ -51,14 +56,21 @@ export interface HeldMailCommands {
 }
 
 /**
+ * The envelope sender that names a breaker's queued mail: a sender's own, or a login's that is an
+ * address (sender-login keeps a login's senders its own). A client's, the aggregate's or the
+ * global breaker's mail is named by no sender.
+ */
+export function holdSender(name: string): string | undefined {
+  const m = /^(login|sender):(.+)$/.exec(name);
+  return m && m[2]!.includes('@') ? m[2] : undefined;
+}
+
+/**
  * The commands for a breaker's held mail. For a sender (or a login that is an address) the
  * delete names it, so the attack's mail goes and other held mail stays.
  */
 export function heldMailCommands(name: string): HeldMailCommands {
-  const colon = name.indexOf(':');
-  const kind = name.slice(0, colon);
-  const id = name.slice(colon + 1);
-  const sender = (kind === 'sender' || kind === 'login') && id.includes('@') ? id : undefined;
+  const sender = holdSender(name);
   return {
     list: 'mailward queue list --state held',
     release: 'mailward queue release ID...',
@@ -68,20 +80,44 @@ export function heldMailCommands(name: string): HeldMailCommands {
 
 /** How an open breaker treats outbound mail, in one sentence. */
 function holdSentence(name: string): string {
-  return name === 'global'
-    ? 'All outbound mail is held in the queue: relayed mail is still accepted, and each queued message is put on hold (the hold area) when its delivery comes up; local delivery carries on.'
-    : `New outbound mail from ${name} is refused with a 4xx and its queued outbound mail is put on hold (the hold area) when its delivery comes up; local delivery carries on.`;
+  if (name === 'global') return 'All outbound mail is held in the queue: relayed mail is still accepted, and each queued message is put on hold (the hold area) when its delivery comes up; local delivery carries on.';
+  if (name === 'aggregate') return 'Outbound mail of every non-exempt source is stopped: new relayed mail is refused with a 4xx, and queued outbound mail is put on hold (the hold area) when its delivery comes up; local delivery and exempt sources carry on.';
+  return holdSender(name)
+    ? `New outbound mail from ${name} is refused with a 4xx, and its queued outbound mail is put on hold (the hold area) at once; local delivery carries on.`
+    : `New outbound mail from ${name} is refused with a 4xx, and its queued outbound mail is put on hold (the hold area) when its delivery comes up; local delivery carries on.`;
 }
 
 export function alertSubject(a: GuardAlert, hostname: string): string {
-  if (a.state === 'notice') return `[mailward ${hostname}] ${a.kind}: ${a.name}`;
-  return a.state === 'warning' ? `[mailward ${hostname}] outbound quota warning: ${a.reason}` : `[mailward ${hostname}] outbound breaker open: ${a.name}`;
+  const head = `[mailward ${hostname}]`;
+  switch (a.state) {
+    case 'warning':
+      return a.name === 'quota' ? `${head} outbound quota warning: ${a.reason}` : `${head} outbound early warning: ${a.name}`;
+    case 'held':
+      return `${head} outbound breaker ${a.name}: ${a.figures.held ?? 0} queued message(s) put on hold`;
+    case 'digest':
+      return `${head} outbound digest: ${a.reason}`;
+    case 'notice':
+      return `${head} ${a.kind}: ${a.name}`;
+    case 'open':
+      return `${head} outbound breaker open: ${a.name}`;
+  }
 }
 
-/** The postmaster mail's text; `held`: messages on hold when it was written, when known. */
-export function alertText(a: GuardAlert, hostname: string, held?: number): string {
+const FIRST_LINE: Record<GuardAlert['state'], (a: GuardAlert, hostname: string) => string> = {
+  warning: (a, h) => (a.name === 'quota' ? `The outbound quota of ${h} passed its warning mark.` : `Early warning: ${a.name} on ${h} is on its way to a breaker (${a.kind}); nothing is stopped yet.`),
+  open: (a, h) => `The outbound breaker "${a.name}" of ${h} tripped (${a.kind}).`,
+  held: (a, h) => `The queued outbound mail of "${a.name}" on ${h} was put on hold at the trip.`,
+  digest: (_a, h) => `Outbound volume of ${h} per login.`,
+  notice: (a, h) => `${a.kind} on ${h}: ${a.name}.`,
+};
+
+/**
+ * The postmaster mail's text; `held`: messages on hold when it was written, when known;
+ * `heldAtTrip`: the source's queued messages put on hold at the trip, when known.
+ */
+export function alertText(a: GuardAlert, hostname: string, held?: number, heldAtTrip?: number): string {
   const lines = [
-    a.state === 'notice' ? `${a.kind} on ${hostname}: ${a.name}.` : a.state === 'warning' ? `The outbound quota of ${hostname} passed its warning mark.` : `The outbound breaker "${a.name}" of ${hostname} tripped (${a.kind}).`,
+    FIRST_LINE[a.state](a, hostname),
     '',
     `Why: ${a.reason}`,
     `When: ${new Date(a.at).toISOString()}`,
@@ -91,6 +127,7 @@ export function alertText(a: GuardAlert, hostname: string, held?: number): strin
   if (a.state === 'open') {
     const c = heldMailCommands(a.name);
     lines.push(holdSentence(a.name));
+    if (heldAtTrip !== undefined) lines.push(`${heldAtTrip} queued message(s) of ${a.name} were put on hold at the trip.`);
     if (held !== undefined) lines.push(`${held} message(s) are on hold now.`);
     lines.push(
       '',
@@ -112,13 +149,16 @@ export class Alerter {
 
   /** Logs at once, starts the webhook POST, and queues the postmaster mail. Never rejects. */
   async raise(a: GuardAlert): Promise<void> {
-    // A notice's sender logs its own line; a breaker's state change is a mail event.
-    if (a.state !== 'notice') mailEvent(this.o.log, 'breaker', { state: a.state, breaker: a.name, kind: a.kind, reason: a.reason, ...a.figures });
+    // The digest is no decision on mail: a plain log line, not a breaker event. A notice's sender
+    // logs its own line.
+    if (a.state === 'digest') this.o.log.info({ event: 'guard-digest', reason: a.reason, logins: a.figures }, `outbound digest: ${a.reason}`);
+    else if (a.state !== 'notice') mailEvent(this.o.log, 'breaker', { state: a.state, breaker: a.name, kind: a.kind, reason: a.reason, ...a.figures });
     if (this.o.webhook) {
       const p = this.#post(this.o.webhook, a).finally(() => this.#pending.delete(p));
       this.#pending.add(p);
     }
-    if (this.o.mail) {
+    // A hold is told in the trip's own mail (its count is added when the mail is written).
+    if (this.o.mail && a.state !== 'held') {
       try {
         await enqueueAlertMail(this.o.store, a, this.o.clock());
       } catch (err) {
@@ -159,9 +199,11 @@ export class Alerter {
 }
 
 /** The webhook's JSON: the alert's fields, plus `text` so Slack/Mattermost-style receivers show it. */
+const WEBHOOK_TYPE = (a: GuardAlert): string => ({ open: 'breaker-open', held: 'breaker-held', digest: 'digest', notice: a.kind, warning: a.name === 'quota' ? 'quota-warning' : 'early-warning' })[a.state];
+
 export function webhookPayload(a: GuardAlert, hostname: string): Record<string, unknown> {
   return {
-    type: a.state === 'open' ? 'breaker-open' : a.state === 'notice' ? a.kind : 'quota-warning',
+    type: WEBHOOK_TYPE(a),
     server: hostname,
     breaker: a.name,
     kind: a.kind,
@@ -198,6 +240,8 @@ export function startAlertDispatcher(o: {
   intervalMs?: number;
   /** Messages on hold now (the server's queue catalog), for the mail's text; left out when it fails. */
   held?: () => Promise<number>;
+  /** The source's queued messages put on hold at the trip (the server's breaker watch), for an open alert's text. */
+  heldAtTrip?: (a: GuardAlert) => Promise<number | undefined>;
 }): AlertDispatcher {
   const clock = o.clock ?? Date.now;
   const done = new Set<string>();
@@ -228,7 +272,8 @@ export function startAlertDispatcher(o: {
           }
           try {
             const held = item.alert.state === 'open' && o.held ? await o.held().catch(() => undefined) : undefined;
-            await o.mailer.send(alertSubject(item.alert, o.hostname), alertText(item.alert, o.hostname, held));
+            const atTrip = item.alert.state === 'open' && o.heldAtTrip ? await o.heldAtTrip(item.alert).catch(() => undefined) : undefined;
+            await o.mailer.send(alertSubject(item.alert, o.hostname), alertText(item.alert, o.hostname, held, atTrip));
             done.add(item.id);
             sent++;
           } catch (err) {

@@ -3,7 +3,7 @@
 // breaker is the one that raises the alert (once, however many nodes saw the same excess).
 import type { Store } from '../store/store.ts';
 
-export type BreakerKind = 'quota' | 'baseline' | 'domains' | 'trusted-network' | 'bounces' | 'manual';
+export type BreakerKind = 'quota' | 'baseline' | 'domains' | 'trusted-network' | 'bounces' | 'manual' | 'new-domains' | 'failures';
 
 export interface BreakerState {
   /** "global", or a source such as "login:alice@example.org". */

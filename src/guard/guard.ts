@@ -6,10 +6,12 @@ import { temp, type SmtpReply } from '../core/reply.ts';
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
 import type { Store } from '../store/store.ts';
+import { AGGREGATE, Aggregate, AGGREGATE_COUNTS, type AggregateFigures, type Measurement } from './aggregate.ts';
 import { Alerter } from './alerts.ts';
 import { Baselines, HOUR, type BaselineReading } from './baseline.ts';
 import { Breakers, type BreakerKind, type BreakerState } from './breaker.ts';
 import { GLOBAL, source, sourcesOf, type SenderFacts, type SourceKind } from './sources.ts';
+import { EarlyWarnings, type EarlyWarning } from './warnings.ts';
 import { SlidingCounter } from './window.ts';
 
 export interface OutboundGuardDeps {
@@ -44,9 +46,22 @@ export interface GuardStatus {
   readonly sources: readonly SourceFigures[];
   readonly trusted: ReadonlyArray<{ readonly subject: string; readonly count: number }>;
   readonly bounces: ReadonlyArray<{ readonly subject: string; readonly count: number }>;
+  /** The installation-wide figures (absent when the aggregate breaker is off). */
+  readonly aggregate?: AggregateFigures;
+  /** Early warnings of this hour and the last, newest first. */
+  readonly warnings: readonly EarlyWarning[];
 }
 
-const heldSource = temp('4.7.1', 'Outbound mail from this sender is suspended, contact your postmaster');
+/**
+ * The reply while a breaker refuses: short, and naming the source suspended (the client learns
+ * which of its identities, never why; the log has the reason). RFC 3463 4.7.1: delivery not
+ * authorized; RFC 5321 §4.2.2 451: try again later.
+ */
+export function suspendedReply(name: string): SmtpReply {
+  if (name === AGGREGATE || name === GLOBAL) return temp('4.7.1', 'outbound sending suspended on this server (outbound guard)', 451);
+  const colon = name.indexOf(':');
+  return temp('4.7.1', `sending suspended for ${name.slice(0, colon)} ${name.slice(colon + 1)} (outbound guard)`, 451);
+}
 const QUOTA_TRIPPED = 'guard:quota:tripped';
 const QUOTA_WARNED = 'guard:quota:warned';
 const ALL_BOUNCES = '*';
@@ -65,6 +80,8 @@ export class OutboundGuard {
   readonly #bounces: SlidingCounter;
   readonly #quota: SlidingCounter;
   readonly #exempt: Set<string>;
+  readonly aggregate: Aggregate;
+  readonly warnings: EarlyWarnings;
   /** The tail of the quota's admissions, run one at a time (see admitDelivery). */
   #quotaTurn: Promise<unknown> = Promise.resolve();
 
@@ -91,6 +108,27 @@ export class OutboundGuard {
         mail: s.alerts.postmaster,
         ...(s.alerts.webhook ? { webhook: { url: s.alerts.webhook, timeoutMs: s.alerts.webhookTimeout } } : {}),
       });
+    this.aggregate = new Aggregate(d.store, s);
+    this.warnings = new EarlyWarnings(d.store, this.alerter, s.earlyWarning);
+  }
+
+  /**
+   * Whether the mail answers to an exempt source: its login, or without one its sender or
+   * client (the sources the breakers judge it by). Exempt mail is not counted in the aggregate
+   * and not stopped by it.
+   */
+  #isExempt(f: SenderFacts): boolean {
+    const accountable = f.login ? sourcesOf(f, ['login']) : sourcesOf(f, ['sender', 'client']);
+    return accountable.some((x) => this.#exempt.has(x));
+  }
+
+  /**
+   * The breakers that stop the mail of `f`. With a login: the login's and its sender's, never the
+   * client's — other users log in from behind the same address (a NAT, a tunnel, 127.0.0.1).
+   */
+  #stoppers(f: SenderFacts): string[] {
+    const own = f.login ? sourcesOf(f, ['login', 'sender']) : sourcesOf(f);
+    return this.settings.aggregate.enabled && !this.#isExempt(f) ? [...own, AGGREGATE] : own;
   }
 
   /**
@@ -100,7 +138,7 @@ export class OutboundGuard {
    */
   async relayedRecipient(f: SenderFacts & { readonly domain: string }): Promise<GuardDecision> {
     const now = this.#clock();
-    const open = await this.breakers.firstOpen(sourcesOf(f));
+    const open = await this.breakers.firstOpen(this.#stoppers(f));
     if (open) return this.#refusal(open);
     const s = this.settings;
     // Who answers for the mail: a login when there is one (sender-login keeps its senders its
@@ -113,31 +151,73 @@ export class OutboundGuard {
     const trustedSource = !f.login && s.trustedNetwork.enabled ? judged(['client'])[0] : undefined;
     const baselineSources = s.baseline.enabled ? judged(s.baseline.sources) : [];
     const domainSources = s.domains.enabled ? related : [];
-    const [trusted, readings, domains] = await Promise.all([
+    const inAggregate = s.aggregate.enabled && !this.#isExempt(f);
+    const [trusted, readings, domains, total] = await Promise.all([
       trustedSource ? this.#trusted.addAndSum(trustedSource, 1, now) : Promise.resolve(0),
       Promise.all(baselineSources.map((src) => this.baselines.record(src, 1, now))),
       Promise.all(domainSources.map((src) => this.#addDomain(src, f.domain, now))),
+      inAggregate ? this.aggregate.recipient(f.domain, now) : Promise.resolve([]),
     ]);
 
-    // One trip per recipient: the first finding decides; the others stay as evidence in the store.
-    type Finding = { name: string; kind: BreakerKind; reason: string; figures: Record<string, number> };
-    const findings: Finding[] = [];
-    if (trustedSource && trusted > s.trustedNetwork.limit) {
+    // Each figure and its limit; a figure trips when it is above its limit, so a limit of N lets
+    // exactly N recipients through (the one that would be N + 1 is refused).
+    const measured: Measurement[] = [];
+    if (trustedSource) {
       const reason = `${trusted} relayed recipients in ${windowWords(s.trustedNetwork.window)} from a trusted network without a login, limit ${s.trustedNetwork.limit}`;
-      findings.push({ name: trustedSource, kind: 'trusted-network', reason, figures: { count: trusted, limit: s.trustedNetwork.limit, windowMs: s.trustedNetwork.window } });
+      measured.push({ name: trustedSource, kind: 'trusted-network', value: trusted, limit: s.trustedNetwork.limit, reason, figures: { count: trusted, limit: s.trustedNetwork.limit, windowMs: s.trustedNetwork.window } });
     }
     baselineSources.forEach((src, i) => {
       const r = readings[i]!;
-      if (r.rate <= r.limit) return;
       const reason = `${fmt(r.rate)} relayed recipients in the last hour, limit ${fmt(r.limit)} (${s.baseline.factor} × baseline ${fmt(r.baseline)}, at least ${s.baseline.minimum})`;
-      findings.push({ name: src, kind: 'baseline', reason, figures: { rate: Number(fmt(r.rate)), baseline: Number(r.baseline.toFixed(2)), limit: Number(fmt(r.limit)) } });
+      measured.push({ name: src, kind: 'baseline', value: r.rate, limit: r.limit, baseline: r.baseline, reason, figures: { rate: Number(fmt(r.rate)), baseline: Number(r.baseline.toFixed(2)), limit: Number(fmt(r.limit)) } });
     });
     domainSources.forEach((src, i) => {
       const n = domains[i]!;
-      if (n > s.domains.limit) findings.push({ name: src, kind: 'domains', reason: `${n} distinct recipient domains this hour, limit ${s.domains.limit}`, figures: { domains: n, limit: s.domains.limit } });
+      // 0: the domain was not new this hour, the count did not move.
+      if (n > 0) measured.push({ name: src, kind: 'domains', value: n, limit: s.domains.limit, reason: `${n} distinct recipient domains this hour, limit ${s.domains.limit}`, figures: { domains: n, limit: s.domains.limit } });
     });
-    const first = findings[0];
-    return first ? this.#trip(first.name, first.kind, first.reason, first.figures, now, related) : { ok: true };
+    measured.push(...total);
+
+    // One trip per recipient: the first finding decides (a source before the aggregate, so the
+    // reply names the source); the others stay as evidence in the store.
+    const first = measured.find((m) => m.value > m.limit);
+    if (first) return this.#trip(first.name, first.kind, first.reason, { ...first.figures }, now, first.name === AGGREGATE ? [] : related);
+    await this.warnings.judge(measured, now);
+    return { ok: true };
+  }
+
+  /**
+   * After a delivery attempt of relayed mail: counts the recipients the next hop answered and,
+   * of them, the permanent failures, for the aggregate's failure share; trips it when the share
+   * is too high. Our own notices (null sender) and exempt sources are not counted.
+   */
+  async delivered(env: { readonly mailFrom: string; readonly client: { readonly address: string; readonly login?: string } }, answered: number, failed: number): Promise<void> {
+    const f = this.#facts(env);
+    if (!this.settings.aggregate.enabled || env.mailFrom === '' || this.#isExempt(f)) return;
+    const now = this.#clock();
+    const m = await this.aggregate.outcomes(answered, failed, now);
+    if (!m) return;
+    if (m.value > m.limit) {
+      if (!(await this.breakers.get(AGGREGATE))) await this.#trip(AGGREGATE, m.kind, m.reason, { ...m.figures }, now);
+      return;
+    }
+    await this.warnings.judge([m], now);
+  }
+
+  #facts(env: { readonly mailFrom: string; readonly client: { readonly address: string; readonly login?: string } }): SenderFacts {
+    return { sender: env.mailFrom === '' ? null : env.mailFrom, client: env.client.address, ...(env.client.login ? { login: env.client.login } : {}) };
+  }
+
+  /**
+   * At DATA, for a message with relayed recipients from a non-exempt source: refused while the
+   * aggregate breaker is open (it may have tripped, by another source's recipient, since this
+   * message's were taken). A source's own breaker does not refuse here: the recipients it took
+   * before its trip are within its budget, so a limit of N lets exactly N through.
+   */
+  async relayedMessage(f: SenderFacts): Promise<GuardDecision> {
+    if (!this.settings.aggregate.enabled || this.#isExempt(f)) return { ok: true };
+    const open = await this.breakers.get(AGGREGATE);
+    return open ? this.#refusal(open) : { ok: true };
   }
 
   /** A null-sender message (a bounce, a DSN) for one of our addresses, at RCPT. */
@@ -164,8 +244,8 @@ export class OutboundGuard {
   async admitDelivery(env: { readonly mailFrom: string; readonly client: { readonly address: string; readonly login?: string } }, count: number): Promise<Admission> {
     const now = this.#clock();
     // Our own notices (null sender from 127.0.0.1) are judged by the global breaker only.
-    const facts: SenderFacts = { sender: env.mailFrom === '' ? null : env.mailFrom, client: env.client.address, ...(env.client.login ? { login: env.client.login } : {}) };
-    const names = [GLOBAL, ...(env.mailFrom === '' ? sourcesOf(facts, ['login']) : sourcesOf(facts))];
+    const facts = this.#facts(env);
+    const names = [GLOBAL, ...(env.mailFrom === '' ? sourcesOf(facts, ['login']) : this.#stoppers(facts))];
     const open = await this.breakers.firstOpen(names);
     if (open) return { ok: false, reply: temp('4.3.2', `Held by the outbound breaker (${open.name})`, 451), reason: `breaker ${open.name} is open (${open.kind})`, breaker: open.name };
     const limit = this.settings.quota.limit;
@@ -219,6 +299,8 @@ export class OutboundGuard {
     const state = await this.breakers.release(name);
     if (name === GLOBAL) {
       await this.#bounces.clear(ALL_BOUNCES, now);
+    } else if (name === AGGREGATE) {
+      await this.aggregate.clear(now);
     } else {
       // The evidence of the sources that sent the same mail goes too: else the sender of a
       // released login would trip on its next recipient with the very same counts.
@@ -247,6 +329,7 @@ export class OutboundGuard {
     }
     const sources: SourceFigures[] = [];
     for (const src of names) {
+      if (AGGREGATE_COUNTS.has(src)) continue;
       const [reading, domains] = await Promise.all([this.baselines.read(src, now), this.#store.scard(`guard:d:${hour}:${src}`)]);
       sources.push({ source: src, reading, domains });
     }
@@ -260,6 +343,8 @@ export class OutboundGuard {
       sources,
       trusted: list(await this.#trusted.subjects(now)),
       bounces: list(await this.#bounces.subjects(now)),
+      ...(this.settings.aggregate.enabled ? { aggregate: await this.aggregate.read(now) } : {}),
+      warnings: await this.warnings.list(now),
     };
   }
 
@@ -300,7 +385,7 @@ export class OutboundGuard {
   }
 
   #refusal(b: BreakerState): GuardDecision {
-    return { ok: false, reply: heldSource, reason: `breaker ${b.name} is open (${b.kind}): ${b.reason}`, breaker: b };
+    return { ok: false, reply: suspendedReply(b.name), reason: `breaker ${b.name} is open (${b.kind}): ${b.reason}`, breaker: b };
   }
 }
 

@@ -8,6 +8,8 @@ export type { SourceKind };
 
 /** The name of the global breaker, which holds all outbound mail. */
 export const GLOBAL = 'global';
+/** The name of the installation-wide breaker (aggregate.ts), which stops non-exempt outbound mail. */
+export const AGGREGATE = 'aggregate';
 
 /** A client as the guard counts it: an IPv4 address, or the /64 of an IPv6 address. */
 export function clientKey(address: string): string {
@@ -46,6 +48,7 @@ export function sourcesOf(f: SenderFacts, kinds: readonly SourceKind[] = ['login
 export function parseBreakerName(name: string): string | undefined {
   const n = name.trim();
   if (n.toLowerCase() === GLOBAL) return GLOBAL;
+  if (n.toLowerCase() === AGGREGATE) return AGGREGATE;
   const m = /^(login|sender|client):(.+)$/i.exec(n);
   if (!m) return undefined;
   return source(m[1]!.toLowerCase() as SourceKind, m[2]!);

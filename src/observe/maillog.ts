@@ -17,6 +17,8 @@ export type MailEvent =
   | 'delivered'
   | 'bounced'
   | 'breaker'
+  /** An outbound TLS policy (MTA-STS) decision: a session verified, failed, or an MX skipped. */
+  | 'tls-policy'
   | 'protocol';
 
 export interface MailEventFields {

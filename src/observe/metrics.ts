@@ -53,8 +53,12 @@ export class Metrics {
   readonly #latency: Histogram<'transport'>;
   readonly #breaker: Gauge<'name'>;
   readonly #tunnels: Counter;
+  readonly #warnings: Counter<'kind'>;
+  readonly #tlsPolicy: Counter<'policy' | 'mode' | 'result'>;
   readonly #queuedAt = new Map<string, number>();
   readonly #clock: () => number;
+  /** Reads the figures the gauges of one scrape share (the queue's). */
+  #beforeScrape: () => Promise<void> = () => Promise.resolve();
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -77,30 +81,38 @@ export class Metrics {
       registers,
     });
     this.#breaker = new Gauge({ name: 'mailward_breaker_open', help: 'Outbound breakers: 1 while open (mail from the source is held or refused), 0 when closed.', labelNames: ['name'], registers });
+    this.#warnings = new Counter({ name: 'mailward_guard_warnings_total', help: 'Early warnings of the outbound guard (a source at half a breaker threshold, or 3 × its baseline), by the breaker kind it approaches.', labelNames: ['kind'], registers });
     this.#tunnels = new Counter({ name: 'mailward_tunnel_suspected_total', help: 'Client addresses found to carry many clients (many HELO names and sender domains): probably a tunnel or proxy.', registers });
+    this.#tlsPolicy = new Counter({
+      name: 'mailward_tls_policy_decisions_total',
+      help: 'Outbound TLS policy (MTA-STS) decisions per MX session or host: success, an RFC 8460 failure type (a skipped MX is validation-failure), or a policy fetch failure; by policy type and mode.',
+      labelNames: ['policy', 'mode', 'result'],
+      registers,
+    });
     const source = opts.queueStats;
     if (source) {
       let last: QueueFigures | undefined;
       const clock = this.#clock;
-      const read = async (): Promise<QueueFigures | undefined> => {
+      // Read once before each scrape (text()), and the gauges set from it synchronously:
+      // prom-client runs the collectors of one scrape together, not in order, so a gauge that
+      // read the figures another collector was still awaiting showed 0 or the last scrape's.
+      this.#beforeScrape = async () => {
         try {
           last = await source();
         } catch {
           // A failed read keeps the last figures: a scrape must not fail because the spool is busy.
         }
-        return last;
       };
       new Gauge({
         name: 'mailward_queue_messages',
         help: 'Messages in the queue by state: queued (waiting or being delivered), deferred (of those, waiting for a retry), held.',
         labelNames: ['state'],
         registers,
-        async collect() {
-          const f = await read();
-          if (!f) return;
-          this.set({ state: 'queued' }, f.depth);
-          this.set({ state: 'deferred' }, f.deferred);
-          this.set({ state: 'held' }, f.held);
+        collect() {
+          if (!last) return;
+          this.set({ state: 'queued' }, last.depth);
+          this.set({ state: 'deferred' }, last.deferred);
+          this.set({ state: 'held' }, last.held);
         },
       });
       new Gauge({
@@ -108,7 +120,6 @@ export class Metrics {
         help: 'Age of the oldest queued or held message; 0 when the queue is empty.',
         registers,
         collect() {
-          // Read by the gauge above in the same scrape (collectors run in registration order).
           this.set(last?.oldestReceivedAt ? Math.max(0, (clock() - last.oldestReceivedAt) / 1000) : 0);
         },
       });
@@ -162,6 +173,7 @@ export class Metrics {
         }
       }
     }
+    if (e.event === 'tls-policy') this.#tlsPolicy.inc({ policy: str(f.policy), mode: str(f.mode), result: str(f.result, 'unknown') });
     if (e.event === 'auth') this.#auth.inc({ result: str(f.result, 'unknown'), listener });
     if (e.event === 'breaker') {
       const name = typeof f.breaker === 'string' ? f.breaker : typeof f.name === 'string' ? f.name : undefined;
@@ -189,6 +201,11 @@ export class Metrics {
     this.#breaker.set({ name }, open ? 1 : 0);
   }
 
+  /** For the guard's watch: an early warning was raised (anywhere: the store is shared). */
+  guardWarning(kind: string): void {
+    this.#warnings.inc({ kind });
+  }
+
   tunnelSuspected(): void {
     this.#tunnels.inc();
   }
@@ -198,7 +215,8 @@ export class Metrics {
   }
 
   /** The Prometheus text exposition of every metric. */
-  text(): Promise<string> {
+  async text(): Promise<string> {
+    await this.#beforeScrape();
     return this.registry.metrics();
   }
 }

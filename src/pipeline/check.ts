@@ -45,7 +45,10 @@ export interface MessageFacts {
 /** Where local domains, mailboxes and aliases are looked up. */
 export interface LocalDirectory {
   isLocalDomain(domain: string): boolean;
-  resolveRecipient(address: string): { kind: 'local'; mailboxes: string[]; external: string[] } | { kind: 'unknown' } | { kind: 'foreign' };
+  /** `confirm`: mailboxes kept outside (Dovecot's userdb) that confirmMailbox must prove exist. */
+  resolveRecipient(address: string): { kind: 'local'; mailboxes: string[]; external: string[]; confirm?: string[] } | { kind: 'unknown' } | { kind: 'foreign' };
+  /** True when a mailbox kept outside exists, false when not; rejects when the answer is in doubt. */
+  confirmMailbox?(mailbox: string, signal?: AbortSignal): Promise<boolean>;
   /** The addresses a login owns: its own and the aliases that deliver to it (lower-case). */
   sendAsAllowed(login: string): string[];
 }

@@ -1,6 +1,8 @@
 // The operator's queue commands (postsuper-style): hold, release, delete, flush and requeue, by id,
 // filter or all. In the server they select from the queue's catalog; without one, the CLI reads the
-// spool. Deletes go through the deletion journal (docs/decisions/0011-queue-delete-at-scale.md).
+// spool. Deletes go through the deletion journal (docs/decisions/0011-queue-delete-at-scale.md),
+// holds through hold marks (holds.ts, docs/decisions/0025-queue-control.md); each command logs one
+// summary line (count, selector, operator), not one line per message.
 import { setImmediate as turn } from 'node:timers/promises';
 import type { Logger } from '../observe/log.ts';
 import { isQueueId } from '../core/ids.ts';
@@ -19,6 +21,8 @@ export interface Selection {
   readonly ids?: readonly string[];
   readonly filter?: QueueFilter;
   readonly all?: boolean;
+  /** Who asked (for the log line): a user name and uid from the CLI, or the dashboard's caller. */
+  readonly operator?: string;
 }
 
 export interface AdminResult {
@@ -33,6 +37,19 @@ export interface AdminResult {
    * returned (they are deleted: hidden, never delivered). Absent when there are none.
    */
   removing?: number;
+}
+
+/** `queue list --summary` as the server answers it: counts, and the top senders and recipient domains. */
+export interface QueueSummary {
+  readonly messages: number;
+  readonly held: number;
+  readonly deferred: number;
+  readonly pending: number;
+  readonly toGo: number;
+  readonly senders: ReadonlyArray<readonly [string, number]>;
+  readonly sendersTotal: number;
+  readonly domains: ReadonlyArray<readonly [string, number]>;
+  readonly domainsTotal: number;
 }
 
 /** Where each command finds its messages: hold only from the queue, release only from hold. */
@@ -59,8 +76,8 @@ const PARALLEL = 64;
 const STEP = 4_096;
 /** A delete of at most this many removes the files before it returns; more go in the background. */
 const REMOVE_INLINE = 256;
-/** Audit lines logged before the event loop gets a turn (300,000 lines take about a second). */
-const LOG_SLICE = 1_000;
+/** Ids named in the summary line when the operator named at most this many. */
+const LOG_IDS = 100;
 const PROGRESS_EVERY_MS = 500;
 
 /** One message a command works on: where it is, and what is known of it already. */
@@ -102,6 +119,19 @@ export class QueueAdmin {
     });
   }
 
+  /**
+   * `queue list --summary` from the running server's catalog: no file read. The `top` entries of
+   * each list; beside a command under way (it reads memory only).
+   */
+  async summarize(filter: QueueFilter, top: number): Promise<QueueSummary> {
+    const q = this.#queue;
+    if (!q) throw new Error('no running queue to summarize; read the spool instead');
+    await q.whenLoaded();
+    const s = await q.summarize(filter, ['queue', 'hold']);
+    const best = (m: Map<string, number>): Array<[string, number]> => [...m].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, top);
+    return { messages: s.messages, held: s.held, deferred: s.deferred, pending: s.pending, toGo: s.toGo, senders: best(s.senders), sendersTotal: s.senders.size, domains: best(s.domains), domainsTotal: s.domains.size };
+  }
+
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
     // Selections come from the catalog, so a command waits for the start-up scan to complete
     // (docs/decisions/0018-startup.md); the control socket tells the operator meanwhile.
@@ -119,9 +149,12 @@ export class QueueAdmin {
   async #run(op: AdminOp, sel: Selection, progress?: (r: AdminResult) => void): Promise<AdminResult> {
     const result: AdminResult = { matched: 0, changed: 0, missing: 0 };
     const batches = this.#targets(op, sel, result);
+    const t0 = performance.now();
     if (op === 'delete') await this.#delete(batches, result, progress);
+    else if (op === 'hold') await this.#hold(batches, result, progress);
     else await this.#each(op, batches, result, progress);
-    this.#log.info({ event: 'queue-admin', op, ...result, ...(sel.ids ? { ids: sel.ids.length } : {}), ...(sel.filter ? { filter: sel.filter } : {}) }, `queue ${op}: ${result.changed} of ${result.matched} message(s)`);
+    const selector = { ...(sel.ids ? { ids: sel.ids.length <= LOG_IDS ? sel.ids : sel.ids.length } : {}), ...(sel.filter ? { filter: sel.filter } : {}), ...(sel.all ? { all: true } : {}) };
+    this.#log.info({ event: 'queue-admin', op, ...result, selector, operator: sel.operator ?? 'unknown', ms: Math.round(performance.now() - t0) }, `queue ${op}: ${result.changed} of ${result.matched} message(s) by ${sel.operator ?? 'an unnamed operator'}`);
     return result;
   }
 
@@ -202,7 +235,6 @@ export class QueueAdmin {
       // Each step above is a few ms of work in memory: commits of arriving mail get a turn.
       await turn();
       if (!inline) background += batch.length;
-      await this.#audit(batch);
       progress?.({ ...result });
     }
     if (!q) {
@@ -214,22 +246,45 @@ export class QueueAdmin {
     if (removing > 0) result.removing = removing;
   }
 
-  /** One log line per deleted message (the audit trail), in slices that leave the server responsive. */
-  async #audit(batch: readonly Target[]): Promise<void> {
-    // The fields every line shares are serialised once.
-    const log = this.#log.child({ event: 'queue-admin', op: 'delete' });
-    for (let i = 0; i < batch.length; i++) {
-      const t = batch[i]!;
-      log.info({ queueId: t.id, from: t.from }, 'deleted by the operator');
-      if (i % LOG_SLICE === LOG_SLICE - 1) await turn();
+  /**
+   * Holds with marks (holds.ts): per batch, the messages are withdrawn from the schedule (waiting
+   * for passes under way), marked with one append and one fsync, and restored (held: not scheduled).
+   */
+  async #hold(batches: AsyncGenerator<Target[]>, result: AdminResult, progress?: (r: AdminResult) => void): Promise<void> {
+    const q = this.#queue;
+    for await (const batch of batches) {
+      result.matched += batch.length;
+      const ids = batch.map((t) => t.id);
+      if (q) await q.withdrawMany(ids);
+      try {
+        result.changed += await this.#spool.holdMany(ids);
+      } finally {
+        if (q) for (const id of ids) q.restore(id);
+      }
+      await turn();
+      progress?.({ ...result });
     }
   }
 
-  /** hold, release, flush and requeue: one message at a time each, up to PARALLEL at once. */
+  /**
+   * release, flush and requeue: one message at a time each, up to PARALLEL at once. A release of
+   * messages held by marks ends them per batch (one append and one fsync); the queue schedules
+   * them again when the change is told.
+   */
   async #each(op: AdminOp, batches: AsyncGenerator<Target[]>, result: AdminResult, progress?: (r: AdminResult) => void): Promise<void> {
     const gate = createGate(PARALLEL);
     let lastProgress = Date.now();
-    for await (const batch of batches) {
+    for await (const all of batches) {
+      let batch = all;
+      if (op === 'release') {
+        const marked = all.filter((t) => this.#spool.isMarkedHeld(t.id)).map((t) => t.id);
+        if (marked.length > 0) {
+          batch = all.filter((t) => !this.#spool.isMarkedHeld(t.id));
+          result.matched += marked.length;
+          result.changed += await this.#spool.releaseMany(marked);
+          await turn();
+        }
+      }
       for (const t of batch) {
         result.matched++;
         await gate.run(() =>
@@ -253,25 +308,11 @@ export class QueueAdmin {
     const { id } = t;
     const q = this.#queue;
     switch (op) {
-      case 'hold': {
-        // No delivery pass may be under way while the file moves: its state records would be
-        // lost and its recipients delivered again.
-        await q?.withdraw(id);
-        try {
-          const done = await this.#spool.move(id, 'queue', 'hold');
-          if (done) this.#log.info({ event: 'queue-admin', op, queueId: id, from: t.from }, 'put on hold');
-          return done;
-        } finally {
-          // Held now: restore does not schedule it; still queued (the move failed): it does.
-          q?.restore(id);
-        }
-      }
       case 'release': {
         const m = t.message ?? (await this.#spool.get(id, 'hold'));
         if (!m) return false;
         const done = await this.#spool.move(id, 'hold', 'queue');
         if (done) {
-          this.#log.info({ event: 'queue-admin', op, queueId: id }, 'released from hold');
           const due = messageDueAt(m.states, Date.now());
           if (due !== undefined) q?.enqueue(id, due);
         }
@@ -301,8 +342,9 @@ export class QueueAdmin {
           if (found) q?.enqueue(id, Date.now());
         }
       }
+      case 'hold':
       case 'delete':
-        throw new Error('delete goes through the journal');
+        throw new Error(`${op} goes through its journal`);
     }
   }
 

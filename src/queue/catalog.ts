@@ -37,7 +37,22 @@ interface Multi {
   readonly address: Int32Array;
   readonly mailbox: Int32Array;
   readonly status: Uint8Array;
+  /** Each recipient's `nextAttemptAt` (NaN: none), kept for the catalog snapshot. */
+  readonly next: Float64Array;
 }
+
+/** What the catalog keeps of an envelope. */
+export type IndexedEnvelope = Pick<Envelope, 'receivedAt' | 'mailFrom'> & { readonly recipients: ReadonlyArray<{ readonly address: string; readonly mailbox?: string | undefined }> };
+
+/** What the catalog snapshot keeps of one indexed message (snapshot.ts). */
+export interface RowFacts {
+  readonly held: boolean;
+  readonly receivedAt: number;
+  readonly mailFrom: string;
+  readonly recipients: ReadonlyArray<{ readonly address: string; readonly mailbox: string | undefined; readonly status: RecipientStatus; readonly next: number }>;
+}
+
+const STATUS_NAME: readonly RecipientStatus[] = ['pending', 'deferred', 'delivered', 'bounced'];
 
 /** A message chosen by a filter. */
 export interface Selected {
@@ -45,6 +60,19 @@ export interface Selected {
   readonly area: 'queue' | 'hold';
   /** The envelope sender, for the operator's log line. */
   readonly from: string;
+}
+
+/** What `summarize` counts (senders lower-cased, "<>" for bounces; domains of recipients to go). */
+export interface CatalogSummary {
+  messages: number;
+  held: number;
+  deferred: number;
+  pending: number;
+  /** Recipients not yet delivered or bounced. */
+  toGo: number;
+  readonly senders: Map<string, number>;
+  /** Messages with a recipient to go in each domain. */
+  readonly domains: Map<string, number>;
 }
 
 function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, rows: number, per = 1): T {
@@ -67,6 +95,7 @@ export class Catalog {
   due = new Float64Array(0);
   #received = new Float64Array(0);
   #status = new Uint8Array(0);
+  #next = new Float64Array(0);
   #sender = new Int32Array(0);
   #address = new Int32Array(0);
   #mailbox = new Int32Array(0);
@@ -112,7 +141,7 @@ export class Catalog {
   }
 
   /** Keeps (or replaces) the facts of a message in queue/ (`held` false) or hold/. */
-  index(slot: number, env: Envelope, states: readonly RecipientState[], held: boolean): void {
+  index(slot: number, env: IndexedEnvelope, states: readonly RecipientState[], held: boolean): void {
     if (this.flags[slot]! & F_INDEXED) this.#dropFacts(slot);
     else this.#indexed++;
     const store = this.#addr;
@@ -125,12 +154,14 @@ export class Catalog {
       store.put(r.address, this.#address, slot * A);
       this.#putMailbox(r.address, r.mailbox, this.#mailbox, slot * A);
       this.#status[slot] = code(0);
+      this.#next[slot] = states[0]?.nextAttemptAt ?? NaN;
     } else {
-      const m: Multi = { address: new Int32Array(n * A), mailbox: new Int32Array(n * A), status: new Uint8Array(n) };
+      const m: Multi = { address: new Int32Array(n * A), mailbox: new Int32Array(n * A), status: new Uint8Array(n), next: new Float64Array(n) };
       env.recipients.forEach((r, i) => {
         store.put(r.address, m.address, i * A);
         this.#putMailbox(r.address, r.mailbox, m.mailbox, i * A);
         m.status[i] = code(i);
+        m.next[i] = states[i]?.nextAttemptAt ?? NaN;
       });
       this.#multi[slot] = m;
     }
@@ -159,18 +190,46 @@ export class Catalog {
     this.flags[slot] = held ? this.flags[slot]! | F_HELD : this.flags[slot]! & ~F_HELD;
   }
 
-  /** Applies a state record as replay does: a final state never changes again. */
+  /** Applies a state record as replay does (format.ts decodeTail): a final state never changes again. */
   applyStates(slot: number, updates: readonly StateUpdate[]): void {
     if (!this.isIndexed(slot)) return;
     const m = this.#multi[slot];
     for (const u of updates) {
       const c = STATUS_CODE[u.state.status];
+      const next = u.state.nextAttemptAt ?? NaN;
       if (m) {
-        if (u.index < m.status.length && !isFinalCode(m.status[u.index]!)) m.status[u.index] = c;
+        if (u.index < m.status.length && !isFinalCode(m.status[u.index]!)) {
+          m.status[u.index] = c;
+          m.next[u.index] = next;
+        }
       } else if (u.index === 0 && !isFinalCode(this.#status[slot]!)) {
         this.#status[slot] = c;
+        this.#next[slot] = next;
       }
     }
+  }
+
+  /** An indexed row's facts as a replay of its file gives them, for the catalog snapshot. */
+  facts(slot: number): RowFacts | undefined {
+    if (!this.isIndexed(slot)) return undefined;
+    const store = this.#addr;
+    const mailbox = (col: Int32Array, at: number, address: string): string | undefined => {
+      const kind = col[at + 1]!;
+      if (kind === MAILBOX_NONE) return undefined;
+      return kind === MAILBOX_SAME ? address : store.get(col, at);
+    };
+    const m = this.#multi[slot];
+    const recipients = [];
+    if (m) {
+      for (let i = 0; i < m.status.length; i++) {
+        const address = store.get(m.address, i * A);
+        recipients.push({ address, mailbox: mailbox(m.mailbox, i * A, address), status: STATUS_NAME[m.status[i]!]!, next: m.next[i]! });
+      }
+    } else {
+      const address = store.get(this.#address, slot * A);
+      recipients.push({ address, mailbox: mailbox(this.#mailbox, slot * A, address), status: STATUS_NAME[this.#status[slot]!]!, next: this.#next[slot]! });
+    }
+    return { held: this.isHeld(slot), receivedAt: this.#received[slot]!, mailFrom: store.get(this.#sender, slot * A), recipients };
   }
 
   /**
@@ -179,6 +238,63 @@ export class Catalog {
    * loop a turn every few milliseconds; a message that arrives meanwhile may or may not be chosen.
    */
   async select(filter: QueueFilter, areas: readonly string[], now: number = Date.now()): Promise<Selected[]> {
+    const out: Selected[] = [];
+    await this.#scan(filter, areas, now, (slot) => out.push(this.#selected(slot)));
+    return out;
+  }
+
+  /**
+   * Counts of the messages `select` would choose, as `queue list --summary` makes them from the
+   * files: by state, recipients to go, and by sender and by recipient domain (of the recipients
+   * still to go), from memory.
+   */
+  async summarize(filter: QueueFilter, areas: readonly string[], now: number = Date.now()): Promise<CatalogSummary> {
+    const sum: CatalogSummary = { messages: 0, held: 0, deferred: 0, pending: 0, toGo: 0, senders: new Map(), domains: new Map() };
+    const byDomain = new Map<number, number>();
+    const noDomain = new Map<string, number>();
+    const store = this.#addr;
+    const countDomain = (address: Int32Array, mailbox: Int32Array, at: number, seen: Set<number | string>): void => {
+      const col = mailbox[at + 1]! >= 0 ? mailbox : address;
+      const d = col[at + 2]!;
+      const key = d === NO_DOMAIN ? store.get(col, at).toLowerCase() : d;
+      if (seen.has(key)) return;
+      seen.add(key);
+      if (typeof key === 'string') noDomain.set(key, (noDomain.get(key) ?? 0) + 1);
+      else byDomain.set(key, (byDomain.get(key) ?? 0) + 1);
+    };
+    await this.#scan(filter, areas, now, (slot, held) => {
+      sum.messages++;
+      if (held) sum.held++;
+      else if (this.#anyDeferred(slot)) sum.deferred++;
+      else sum.pending++;
+      const from = this.#senderOf(slot);
+      const key = from === '' ? '<>' : from.toLowerCase();
+      sum.senders.set(key, (sum.senders.get(key) ?? 0) + 1);
+      const seen = new Set<number | string>();
+      const m = this.#multi[slot];
+      if (!m) {
+        if (!isFinalCode(this.#status[slot]!)) {
+          sum.toGo++;
+          countDomain(this.#address, this.#mailbox, slot * A, seen);
+        }
+        return;
+      }
+      for (let i = 0; i < m.status.length; i++) {
+        if (isFinalCode(m.status[i]!)) continue;
+        sum.toGo++;
+        countDomain(m.address, m.mailbox, i * A, seen);
+      }
+    });
+    for (const [d, n] of byDomain) {
+      const name = store.domains.get(d).toLowerCase();
+      sum.domains.set(name, (sum.domains.get(name) ?? 0) + n);
+    }
+    for (const [name, n] of noDomain) sum.domains.set(name, (sum.domains.get(name) ?? 0) + n);
+    return sum;
+  }
+
+  /** Calls `visit` for every indexed row in `areas` that matches `filter` (select's loop). */
+  async #scan(filter: QueueFilter, areas: readonly string[], now: number, visit: (slot: number, held: boolean) => void): Promise<void> {
     const p = filterParts(filter, now);
     const wantQueue = areas.includes('queue');
     const wantHold = areas.includes('hold');
@@ -191,7 +307,6 @@ export class Catalog {
       const domain = this.#tester(p.domain);
       const before = p.receivedBefore;
       const state = p.state;
-      const out: Selected[] = [];
       let sliceStart = performance.now();
       for (let slot = 0; slot < this.#high; slot++) {
         if ((slot & 511) === 511 && performance.now() - sliceStart > SELECT_SLICE_MS) {
@@ -207,9 +322,8 @@ export class Catalog {
         if (recipient && !this.#anyRecipient(slot, recipient)) continue;
         if (domain && !this.#anyRecipient(slot, domain)) continue;
         if (state !== undefined && state !== (held ? 'held' : this.#anyDeferred(slot) ? 'deferred' : 'pending')) continue;
-        out.push(this.#selected(slot));
+        visit(slot, held);
       }
-      return out;
     } finally {
       domains.unpin();
     }
@@ -219,6 +333,18 @@ export class Catalog {
   describe(slot: number): Selected | undefined {
     if (!this.isIndexed(slot)) return undefined;
     return this.#selected(slot);
+  }
+
+  /** Calls `fn` for every indexed row, giving the event loop a turn every few milliseconds. */
+  async eachIndexed(fn: (slot: number, id: string) => void): Promise<void> {
+    let sliceStart = performance.now();
+    for (let slot = 0; slot < this.#high; slot++) {
+      if ((slot & 511) === 511 && performance.now() - sliceStart > SELECT_SLICE_MS) {
+        await turn();
+        sliceStart = performance.now();
+      }
+      if (this.flags[slot]! & F_INDEXED) fn(slot, this.#ids.idOf(slot));
+    }
   }
 
   /** Calls `fn` for every row with any of `mask`'s flags. */
@@ -350,6 +476,7 @@ export class Catalog {
     this.due = grow(this.due, n);
     this.#received = grow(this.#received, n);
     this.#status = grow(this.#status, n);
+    this.#next = grow(this.#next, n);
     this.#sender = grow(this.#sender, n, A);
     this.#address = grow(this.#address, n, A);
     this.#mailbox = grow(this.#mailbox, n, A);

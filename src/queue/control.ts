@@ -8,7 +8,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from '../observe/log.ts';
 import type { LoadProgress } from './queue.ts';
-import { ADMIN_OPS, type AdminOp, type AdminResult, type QueueAdmin, type Selection } from './admin.ts';
+import { ADMIN_OPS, type AdminOp, type AdminResult, type QueueAdmin, type QueueSummary, type Selection } from './admin.ts';
 import { MESSAGE_STATES, type MessageState, type QueueFilter } from './filter.ts';
 import { QUARANTINE_OPS, type QuarantineAdmin, type QuarantineOp, type QuarantineSelection } from './quarantine.ts';
 
@@ -23,6 +23,13 @@ export interface QuarantineControlRequest extends QuarantineSelection {
   readonly op: `quarantine-${QuarantineOp}`;
 }
 
+/** `queue list --summary` answered from the server's catalog. */
+export interface SummaryControlRequest {
+  readonly op: 'summary';
+  readonly filter?: QueueFilter;
+  readonly top?: number;
+}
+
 /** How far the server's start-up scan of the spool is (`mailward queue status`). */
 export interface StatusControlRequest {
   readonly op: 'status';
@@ -30,7 +37,7 @@ export interface StatusControlRequest {
 
 export type ControlRequest = QueueControlRequest | QuarantineControlRequest;
 /** Everything the socket takes. */
-export type AnyControlRequest = ControlRequest | StatusControlRequest;
+export type AnyControlRequest = ControlRequest | StatusControlRequest | SummaryControlRequest;
 
 export const isQuarantineRequest = (r: ControlRequest): r is QuarantineControlRequest => r.op.startsWith('quarantine-');
 
@@ -44,7 +51,8 @@ export type ControlReply =
   | { readonly error: string }
   /** The catalog is still loading: the command waits for it (sent once a second meanwhile). */
   | { readonly loading: LoadProgress }
-  | { readonly status: LoadProgress };
+  | { readonly status: LoadProgress }
+  | { readonly summary: QueueSummary };
 
 /** The running queue's start-up scan, as the control socket reports it. */
 export interface CatalogState {
@@ -80,9 +88,19 @@ function parseIdsAndAll(v: Record<string, unknown>, out: { ids?: string[]; all?:
 export function parseControlRequest(v: unknown): AnyControlRequest | string {
   if (!isObj(v)) return 'request is not an object';
   if (v.op === 'status') return { op: 'status' };
+  if (v.op === 'summary') {
+    const top = v.top === undefined ? 10 : v.top;
+    if (typeof top !== 'number' || !Number.isInteger(top) || top < 1) return 'top must be a whole number of at least 1';
+    const filter = v.filter === undefined ? {} : parseFilter(v.filter);
+    return typeof filter === 'string' ? filter : { op: 'summary', filter, top };
+  }
   if (typeof v.op === 'string' && v.op.startsWith('quarantine-')) return parseQuarantineRequest(v);
   if (typeof v.op !== 'string' || !(ADMIN_OPS as readonly string[]).includes(v.op)) return `unknown op ${JSON.stringify(v.op)}`;
-  const out: { op: AdminOp; ids?: string[]; filter?: QueueFilter; all?: boolean; countOnly?: boolean } = { op: v.op as AdminOp };
+  const out: { op: AdminOp; ids?: string[]; filter?: QueueFilter; all?: boolean; countOnly?: boolean; operator?: string } = { op: v.op as AdminOp };
+  if (v.operator !== undefined) {
+    if (typeof v.operator !== 'string' || v.operator.length > 200) return 'operator must be a string of at most 200 characters';
+    out.operator = v.operator;
+  }
   if (v.countOnly !== undefined) {
     if (typeof v.countOnly !== 'boolean') return 'countOnly must be true or false';
     out.countOnly = v.countOnly;
@@ -90,26 +108,31 @@ export function parseControlRequest(v: unknown): AnyControlRequest | string {
   const sel = parseIdsAndAll(v, out);
   if (sel) return sel;
   if (v.filter !== undefined) {
-    const f = v.filter;
-    if (!isObj(f)) return 'filter must be an object';
-    const filter: { -readonly [K in keyof QueueFilter]: QueueFilter[K] } = {};
-    for (const k of ['sender', 'recipient', 'domain'] as const) {
-      if (f[k] === undefined) continue;
-      if (typeof f[k] !== 'string') return `filter.${k} must be a string`;
-      filter[k] = f[k];
-    }
-    if (f.olderThanMs !== undefined) {
-      if (typeof f.olderThanMs !== 'number' || !(f.olderThanMs >= 0)) return 'filter.olderThanMs must be a number of milliseconds';
-      filter.olderThanMs = f.olderThanMs;
-    }
-    if (f.state !== undefined) {
-      if (typeof f.state !== 'string' || !(MESSAGE_STATES as readonly string[]).includes(f.state)) return `filter.state must be one of ${MESSAGE_STATES.join(', ')}`;
-      filter.state = f.state as MessageState;
-    }
+    const filter = parseFilter(v.filter);
+    if (typeof filter === 'string') return filter;
     out.filter = filter;
   }
   if ((out.ids === undefined || out.ids.length === 0) && !out.all && !out.filter) return 'no messages selected: give ids, a filter, or all';
   return out;
+}
+
+function parseFilter(f: unknown): QueueFilter | string {
+  if (!isObj(f)) return 'filter must be an object';
+  const filter: { -readonly [K in keyof QueueFilter]: QueueFilter[K] } = {};
+  for (const k of ['sender', 'recipient', 'domain'] as const) {
+    if (f[k] === undefined) continue;
+    if (typeof f[k] !== 'string') return `filter.${k} must be a string`;
+    filter[k] = f[k];
+  }
+  if (f.olderThanMs !== undefined) {
+    if (typeof f.olderThanMs !== 'number' || !(f.olderThanMs >= 0)) return 'filter.olderThanMs must be a number of milliseconds';
+    filter.olderThanMs = f.olderThanMs;
+  }
+  if (f.state !== undefined) {
+    if (typeof f.state !== 'string' || !(MESSAGE_STATES as readonly string[]).includes(f.state)) return `filter.state must be one of ${MESSAGE_STATES.join(', ')}`;
+    filter.state = f.state as MessageState;
+  }
+  return filter;
 }
 
 function parseQuarantineRequest(v: Record<string, unknown>): QuarantineControlRequest | string {
@@ -181,6 +204,20 @@ export async function startControlServer(opts: { readonly spoolDir: string; read
         sock.end();
         return;
       }
+      if (req.op === 'summary') {
+        // From memory, beside any command under way.
+        void opts.admin.summarize(req.filter ?? {}, req.top ?? 10).then(
+          (summary) => {
+            send({ summary });
+            sock.end();
+          },
+          (err: unknown) => {
+            send({ error: err instanceof Error ? err.message : String(err) });
+            sock.end();
+          },
+        );
+        return;
+      }
       const request = req;
       const cat = opts.catalog;
       if (cat && !isQuarantineRequest(request) && cat.progress().state === 'loading') {
@@ -196,7 +233,7 @@ export async function startControlServer(opts: { readonly spoolDir: string; read
         log.info({ event: 'quarantine-admin-request', op: request.op, ids: request.ids?.length, all: request.all, receivedBefore: request.receivedBefore }, `${request.op} requested`);
         work = () => (q ? q.run(quarantineOpOf(request), request, progress) : Promise.reject(new Error('this server does not manage a quarantine')));
       } else {
-        log.info({ event: 'queue-admin-request', op: request.op, ids: request.ids?.length, filter: request.filter, all: request.all, ...(request.countOnly ? { countOnly: true } : {}) }, `queue ${request.op} requested`);
+        log.info({ event: 'queue-admin-request', op: request.op, ids: request.ids?.length, filter: request.filter, all: request.all, operator: request.operator, ...(request.countOnly ? { countOnly: true } : {}) }, `queue ${request.op} requested`);
         // A count answers from the live catalog: no file is read, so it is quick at any size.
         work = request.countOnly ? async () => ({ matched: await opts.admin.count(request.op, request), changed: 0, missing: 0 }) : () => opts.admin.run(request.op, request, progress);
       }
@@ -259,6 +296,20 @@ export async function controlStatus(spoolDir: string): Promise<LoadProgress | un
     throw err;
   });
   return status;
+}
+
+/** `queue list --summary` from the running server; undefined when no server answers on the socket. */
+export async function controlSummary(spoolDir: string, req: SummaryControlRequest): Promise<QueueSummary | undefined> {
+  let summary: QueueSummary | undefined;
+  await exchange(spoolDir, req, (msg) => {
+    if ('summary' in msg) summary = msg.summary;
+    else if ('error' in msg) throw new Error(`the server refused the summary: ${msg.error}`);
+    return 'summary' in msg || 'error' in msg;
+  }).catch((err: unknown) => {
+    if (err instanceof ControlUnavailableError) return;
+    throw err;
+  });
+  return summary;
 }
 
 /**

@@ -7,13 +7,14 @@ import { join } from 'node:path';
 import { isQueueId } from '../core/ids.ts';
 import type { Envelope, RecipientState } from './envelope.ts';
 import { readJournalSync } from './journal.ts';
+import { readHoldsSync } from './holds.ts';
 import { loadMessageSync, SpoolCorruptError } from './reader.ts';
 import type { SpoolArea } from './spool.ts';
 
 export interface InspectedMessage {
   readonly envelope: Envelope;
   readonly states: readonly RecipientState[];
-  /** On hold (in hold/): never scheduled until released. */
+  /** On hold (in hold/, or marked in held.log): never scheduled until released. */
   readonly held: boolean;
 }
 
@@ -29,7 +30,10 @@ export function* inspectSpool(dir: string, areas: readonly SpoolArea[] = AREAS):
   // Read before the folders: an id journaled later is one whose file may still be listed, as if
   // the listing had come a moment earlier.
   const deleted = readJournalSync(dir);
-  for (const area of areas) {
+  const marked = readHoldsSync(dir);
+  // queue/ also holds the files of messages held by a mark.
+  const walk: readonly SpoolArea[] = areas.includes('hold') && !areas.includes('queue') && marked.size > 0 ? [...areas, 'queue'] : areas;
+  for (const area of walk) {
     const areaDir = join(dir, area);
     if (!existsSync(areaDir)) continue;
     for (const bucket of readdirSync(areaDir).sort()) {
@@ -42,7 +46,10 @@ export function* inspectSpool(dir: string, areas: readonly SpoolArea[] = AREAS):
       }
       for (const name of names) {
         if (deleted.has(name)) continue;
-        const entry = inspectFile(join(bdir, name), name, area === 'hold');
+        // A file held by a mark is in queue/ but listed as held (with hold/ when both are asked).
+        const held = area === 'hold' || marked.has(name);
+        if (!areas.includes(held ? 'hold' : 'queue')) continue;
+        const entry = inspectFile(join(bdir, name), name, held);
         if (entry) yield entry;
       }
     }
@@ -55,7 +62,7 @@ export function inspectMessage(dir: string, id: string): InspectEntry | undefine
   for (const area of AREAS) {
     // The bucket is the id's 8th character (see spool.ts); a file elsewhere is not a message.
     const path = join(dir, area, id[7]!, id);
-    if (existsSync(path)) return inspectFile(path, id, area === 'hold');
+    if (existsSync(path)) return inspectFile(path, id, area === 'hold' || readHoldsSync(dir).has(id));
   }
   return undefined;
 }

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isQueueId } from '../core/ids.ts';
+import { AppendFile } from './append-file.ts';
 
 export const JOURNAL_FILE = 'deleted.log';
 
@@ -35,19 +36,14 @@ export function readJournalSync(spoolDir: string): ReadonlySet<string> {
 /** Ids per append: a batch is one write and one fsync, and at most ~1.2 MB. */
 export const JOURNAL_BATCH = 65_536;
 
-export class DeletionJournal {
-  readonly path: string;
-  readonly #fh: FileHandle;
+// Appends and truncation run one after another: a truncation must never drop a batch that is
+// being written.
+export class DeletionJournal extends AppendFile {
   readonly #fsync: boolean;
-  // Appends and truncation run one after another: a truncation must never drop a batch that is
-  // being written.
-  #tail: Promise<unknown> = Promise.resolve();
   #bytes: number;
-  #closed = false;
 
   private constructor(path: string, fh: FileHandle, fsync: boolean, bytes: number) {
-    this.path = path;
-    this.#fh = fh;
+    super(path, fh);
     this.#fsync = fsync;
     this.#bytes = bytes;
   }
@@ -77,16 +73,12 @@ export class DeletionJournal {
   append(ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return Promise.resolve();
     for (const id of ids) if (!isQueueId(id)) return Promise.reject(new Error(`not a queue id: ${JSON.stringify(id)}`));
-    return this.#serial(async () => {
+    return this.serial(async () => {
       const data = Buffer.from(`\n${ids.join('\n')}\n`, 'latin1');
-      // O_APPEND: the write goes to the end whatever the position; loop over short writes.
-      for (let off = 0; off < data.length; ) {
-        const { bytesWritten } = await this.#fh.write(data, off, data.length - off);
-        off += bytesWritten;
-      }
+      await this.writeAll(data);
       this.#bytes += data.length;
       // fdatasync persists the new size too; the folder entry does not change.
-      if (this.#fsync) await this.#fh.datasync();
+      if (this.#fsync) await this.fh.datasync();
     });
   }
 
@@ -95,26 +87,12 @@ export class DeletionJournal {
    * before it). The caller makes sure every file it named is durably gone first.
    */
   truncateIf(stillNeeded: () => boolean): Promise<boolean> {
-    return this.#serial(async () => {
+    return this.serial(async () => {
       if (stillNeeded() || this.#bytes === 0) return false;
-      await this.#fh.truncate(0);
-      if (this.#fsync) await this.#fh.sync();
+      await this.fh.truncate(0);
+      if (this.#fsync) await this.fh.sync();
       this.#bytes = 0;
       return true;
     });
-  }
-
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#tail.catch(() => undefined);
-    await this.#fh.close();
-  }
-
-  #serial<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#closed) return Promise.reject(new Error(`deletion journal ${this.path} is closed`));
-    const p = this.#tail.then(fn);
-    this.#tail = p.catch(() => undefined);
-    return p;
   }
 }

@@ -4,10 +4,11 @@
 import type { Logger } from '../observe/log.ts';
 import type { Spool, SpoolArea, SpoolChange } from './spool.ts';
 import { defaultRetryPolicy, messageDueAt, type RetryPolicy } from './schedule.ts';
-import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type Selected } from './catalog.ts';
+import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type CatalogSummary, type RowFacts, type Selected } from './catalog.ts';
 import type { QueueFilter } from './filter.ts';
+import { SnapshotEncoder, type LoadedSnapshot } from './snapshot.ts';
 
-export type { Selected } from './catalog.ts';
+export type { CatalogSummary, Selected } from './catalog.ts';
 
 export interface QueueOptions extends RetryPolicy {
   /** Messages delivered at the same time. */
@@ -43,6 +44,9 @@ export interface LoadProgress {
   readonly startedAt?: number;
   /** How long the scan took, once loaded. */
   readonly ms?: number;
+  /** Messages taken from the catalog snapshot (not read), and message files read. */
+  readonly fromSnapshot: number;
+  readonly read: number;
 }
 
 export interface ScanOptions {
@@ -53,9 +57,17 @@ export interface ScanOptions {
    * point without depending on timing.
    */
   readonly scanned?: (count: number) => Promise<void> | void;
+  /**
+   * How often the catalog snapshot is written while changes come (default 5 minutes); the first
+   * one comes `snapshotFirstMs` after the scan (default 10 s: delivery of the old mail starts first).
+   */
+  readonly snapshotEveryMs?: number;
+  readonly snapshotFirstMs?: number;
 }
 
 const SCAN_PROGRESS_MS = 2_000;
+const SNAPSHOT_EVERY_MS = 5 * 60_000;
+const SNAPSHOT_FIRST_MS = 10_000;
 
 // Longest single timer; setTimeout overflows beyond 2^31-1 ms.
 const MAX_TIMER = 2 ** 31 - 1;
@@ -80,7 +92,11 @@ export class Queue {
   #unsubscribe: (() => void) | undefined;
   #stopped = false;
   #loading: Promise<{ scheduled: number; removed: number }> | undefined;
-  #progress: { -readonly [K in keyof LoadProgress]: LoadProgress[K] } = { state: 'waiting', scanned: 0, scheduled: 0, removed: 0, held: 0, catalogued: 0, fraction: 0 };
+  #progress: { -readonly [K in keyof LoadProgress]: LoadProgress[K] } = { state: 'waiting', scanned: 0, scheduled: 0, removed: 0, held: 0, catalogued: 0, fraction: 0, fromSnapshot: 0, read: 0 };
+  /** Spool changes heard since the last snapshot was captured. */
+  #changes = 0;
+  #saving: Promise<void> | undefined;
+  #snapshotTimer: NodeJS.Timeout | undefined;
   readonly #loadWaiters: Array<() => void> = [];
   // Ids removed while the scan runs: a file the scan read just before its removal is not revived.
   readonly #gone = new Set<string>();
@@ -121,6 +137,14 @@ export class Queue {
     const every = opts.progressEveryMs ?? SCAN_PROGRESS_MS;
     const ticker = setInterval(() => this.#log.info({ event: 'queue-loading', ...this.loadProgress }, `loading the queue catalog: ${p.scanned} message(s) scanned, ${Math.round(p.fraction * 100)}% of folders`), every);
     ticker.unref();
+    // Facts of files not appended to since the snapshot; a file listed but not in it is read.
+    let snap: LoadedSnapshot | undefined;
+    try {
+      snap = await this.#spool.snapshots.load();
+    } catch (err) {
+      this.#log.warn({ event: 'catalog-snapshot-invalid', path: this.#spool.snapshots.path, err }, 'catalog snapshot not used; the queue is read from its files');
+    }
+    const known = snap ? (id: string) => snap.get(id) : undefined;
     const now = Date.now();
     try {
       for (const area of ['queue', 'hold'] as const) {
@@ -129,9 +153,11 @@ export class Queue {
         const onFolder = (done: number, total: number): void => {
           p.fraction = base + (share * done) / total;
         };
-        for await (const m of this.#spool.list(area, { onFolder })) {
+        for await (const m of this.#spool.scan(area, { onFolder, ...(known ? { known } : {}) })) {
           if (this.#stopped) return { scheduled: p.scheduled, removed: p.removed };
           p.scanned++;
+          if ('fromSnapshot' in m) p.fromSnapshot++;
+          else p.read++;
           const id = m.envelope.id;
           // Heard of since the subscription (a commit, a move in, a removal): the live change is
           // newer than this read and has catalogued and scheduled it (or dropped it) already.
@@ -143,6 +169,8 @@ export class Queue {
           if (area === 'hold') {
             const slot = this.#cat.open(id);
             this.#cat.index(slot, m.envelope, m.states, true);
+            // Kept for a release (holds.ts): when it is due again, without reading its file.
+            this.#cat.due[slot] = messageDueAt(m.states, now) ?? now;
             this.#cat.settle(slot);
             p.held++;
           } else {
@@ -170,9 +198,59 @@ export class Queue {
     p.fraction = 1;
     p.state = 'loaded';
     p.ms = Math.round(performance.now() - t0);
-    this.#log.info({ event: 'queue-loaded', scheduled: p.scheduled, removed: p.removed, held: p.held, scanned: p.scanned, ms: p.ms }, 'queue loaded from spool');
+    this.#log.info(
+      { event: 'queue-loaded', scheduled: p.scheduled, removed: p.removed, held: p.held, scanned: p.scanned, fromSnapshot: p.fromSnapshot, read: p.read, snapshotChanged: snap?.changed, ms: p.ms },
+      'queue loaded from spool',
+    );
     for (const w of this.#loadWaiters.splice(0)) w();
+    // Files read: a snapshot now spares the next start from reading them again.
+    if (p.read > 0 || (snap && snap.size !== p.fromSnapshot)) this.#changes++;
+    this.#snapshotTimer = setTimeout(() => {
+      this.#snapshotSoon();
+      this.#snapshotTimer = setInterval(() => this.#snapshotSoon(), opts.snapshotEveryMs ?? SNAPSHOT_EVERY_MS);
+      this.#snapshotTimer.unref();
+    }, opts.snapshotFirstMs ?? SNAPSHOT_FIRST_MS);
+    this.#snapshotTimer.unref();
     return { scheduled: p.scheduled, removed: p.removed };
+  }
+
+  /** Writes a snapshot in the background if there is news for it (errors are logged). */
+  #snapshotSoon(): void {
+    if (this.#changes === 0 || this.#saving || this.#stopped) return;
+    this.saveSnapshot().catch((err: unknown) => this.#log.warn({ event: 'catalog-snapshot-error', path: this.#spool.snapshots.path, err }, 'cannot write the catalog snapshot; the next start reads more files'));
+  }
+
+  /**
+   * Writes the catalog snapshot (snapshot.ts) when the catalog is complete and changed since the
+   * last one: a new change log first, then the facts of every settled message (one whose file
+   * no operation is changing; the others are left out, so the next start reads them), then the
+   * file, atomically. Also when the queue is stopped (the server's clean shutdown).
+   */
+  async saveSnapshot(): Promise<void> {
+    // One under way may have captured before the latest changes: then one more.
+    if (this.#saving) await this.#saving.catch(() => undefined);
+    if (this.#progress.state !== 'loaded' || this.#changes === 0) return;
+    this.#saving ??= this.#save().finally(() => (this.#saving = undefined));
+    return this.#saving;
+  }
+
+  async #save(): Promise<void> {
+    const t0 = performance.now();
+    const snaps = this.#spool.snapshots;
+    const changes = this.#changes;
+    const seq = await snaps.rotate();
+    const enc = new SnapshotEncoder();
+    let left = 0;
+    await this.#cat.eachIndexed((slot, id) => {
+      if (!this.#spool.settled(id)) {
+        left++;
+        return;
+      }
+      enc.add(id, this.#cat.facts(slot)!);
+    });
+    await snaps.write(seq, enc.finish(seq, Date.now()));
+    this.#changes -= changes;
+    this.#log.info({ event: 'catalog-snapshot', path: snaps.path, messages: enc.entries, left, ms: Math.round(performance.now() - t0) }, 'catalog snapshot written');
   }
 
   /** How far the start-up scan is (counts so far; `fraction` is of the spool's folders). */
@@ -191,7 +269,7 @@ export class Queue {
    * `flush` makes the pass try deferred recipients before their retry time (an operator's flush).
    */
   enqueue(id: string, dueAt: number = Date.now(), recovered = false, flush = false): void {
-    if (this.#stopped || this.#spool.isDeleted(id)) return;
+    if (this.#stopped || this.#spool.isDeleted(id) || this.#spool.isMarkedHeld(id)) return;
     const c = this.#cat;
     const slot = c.open(id);
     const f = c.flags[slot]!;
@@ -359,17 +437,31 @@ export class Queue {
     return this.#cat.select(filter, areas, now);
   }
 
+  /** Counts of what `select` would choose (`queue list --summary` on a running server). */
+  summarize(filter: QueueFilter, areas: readonly SpoolArea[], now: number = Date.now()): Promise<CatalogSummary> {
+    return this.#cat.summarize(filter, areas, now);
+  }
+
   /** A catalogued message's area (queue/ or hold/) and sender; undefined when the queue does not know it. */
   lookup(id: string): Selected | undefined {
     const slot = this.#cat.slot(id);
     return slot === undefined ? undefined : this.#cat.describe(slot);
   }
 
-  /** Stops handing out work; pending `take` calls resolve undefined. */
+  /** What the catalog holds of a message (what a snapshot of it keeps); undefined when not catalogued. */
+  facts(id: string): RowFacts | undefined {
+    const slot = this.#cat.slot(id);
+    return slot === undefined ? undefined : this.#cat.facts(slot);
+  }
+
+  /**
+   * Stops handing out work; pending `take` calls resolve undefined. The catalog still follows the
+   * spool's changes until `close`, so a snapshot written after the stop holds every one of them.
+   */
   stop(): void {
     this.#stopped = true;
-    this.#unsubscribe?.();
-    this.#unsubscribe = undefined;
+    // clearTimeout clears an interval as well.
+    if (this.#snapshotTimer) clearTimeout(this.#snapshotTimer);
     this.#clearTimer();
     for (const w of this.#loadWaiters.splice(0)) w();
     for (const w of this.#waiters.splice(0)) w(undefined);
@@ -377,9 +469,25 @@ export class Queue {
     this.#idle.clear();
   }
 
+  /**
+   * The clean end: stops, waits for the start-up scan to leave, writes the catalog snapshot (when
+   * the scan had finished: a half catalog is not the spool) and stops following the spool.
+   */
+  async close(): Promise<void> {
+    this.stop();
+    await this.#loading?.catch(() => undefined);
+    try {
+      await this.saveSnapshot();
+    } finally {
+      this.#unsubscribe?.();
+      this.#unsubscribe = undefined;
+    }
+  }
+
   /** Keeps the catalog in step with the spool (and drops what is gone from the schedule). */
   #changed(ch: SpoolChange): void {
     const c = this.#cat;
+    this.#changes++;
     switch (ch.kind) {
       case 'committed': {
         if (ch.area !== 'queue' && ch.area !== 'hold') return;
@@ -406,6 +514,19 @@ export class Queue {
           c.unindex(slot);
           this.#unschedule(slot);
           c.settle(slot);
+        }
+        return;
+      }
+      case 'held': {
+        // Marked held or released in place (holds.ts); the caller withdrew them from the schedule.
+        const now = Date.now();
+        for (const id of ch.ids) {
+          const slot = c.slot(id);
+          if (slot === undefined || !c.isIndexed(slot)) continue;
+          c.setHeld(slot, ch.held);
+          if (ch.held) continue;
+          // Released: due when it was (a past time is now; delivery checks each recipient's own).
+          this.enqueue(id, c.due[slot]! > 0 ? c.due[slot] : now);
         }
         return;
       }

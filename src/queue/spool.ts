@@ -2,7 +2,8 @@
 // per-recipient state appended to the same file), hold/<bucket>/<id> (put on hold by an operator,
 // never scheduled), quarantine/<bucket>/<id> (kill-level spam kept for review, never scheduled),
 // corrupt/ (moved aside, never delivered), deleted.log (ids an operator deleted whose files are
-// still being removed: hidden from every reader, never delivered).
+// still being removed: hidden from every reader, never delivered), held.log (messages an operator
+// put on hold without moving their files: listed with hold/, never scheduled; holds.ts).
 // Format and reasons: docs/decisions/0002-spool-format.md, 0006-outbound-delivery.md and 0011.
 import { constants } from 'node:fs';
 import { access, mkdir, open, readdir, rename, unlink } from 'node:fs/promises';
@@ -13,9 +14,11 @@ import { DirSyncer, fsyncPath } from './dirsync.ts';
 import { encodeStateRecord, type StateUpdate } from './format.ts';
 import { DEFAULT_FRESH_CACHE_BYTES, FreshCache } from './fresh.ts';
 import { DeletionJournal, JOURNAL_BATCH } from './journal.ts';
+import { HoldJournal } from './holds.ts';
 import { lockSpool } from './lock.ts';
 import { BodyStream, loadMessage, loadMessageSync, MemoryBodyStream, SpoolCorruptError, type LoadedMessage } from './reader.ts';
 import { Reaper } from './reaper.ts';
+import { CatalogSnapshots, type SnapshotMessage } from './snapshot.ts';
 import { isQueueId, queueIdTime } from '../core/ids.ts';
 import { SpoolWriter, type CommittedBytes } from './writer.ts';
 import { beginMessage, bucketDirs, bucketOf, BUCKETS, DEFAULT_MEMORY_LIMIT, SPOOL_AREAS, spoolPath, type IntakeSettings, type SpoolArea } from './intake.ts';
@@ -69,13 +72,18 @@ export type SpoolChange =
   | { readonly kind: 'states'; readonly id: string; readonly updates: readonly StateUpdate[] }
   | { readonly kind: 'moved'; readonly id: string; readonly from: SpoolArea; readonly to: SpoolArea }
   /** Gone for readers: removed, moved aside as corrupt, or deleted (journaled). */
-  | { readonly kind: 'removed'; readonly ids: readonly string[] };
+  | { readonly kind: 'removed'; readonly ids: readonly string[] }
+  /** Put on hold (`held`) or released by a hold mark (held.log); the files stay in queue/. */
+  | { readonly kind: 'held'; readonly ids: readonly string[]; readonly held: boolean };
 
 export interface SpooledMessage {
   readonly envelope: Envelope;
   /** One state per recipient, in envelope order. */
   readonly states: readonly RecipientState[];
 }
+
+/** What `list` gives: a file read, or (with `known`) a catalog snapshot's facts of a file listed. */
+export type ListedMessage = SpooledMessage | SnapshotMessage;
 
 export class SpoolNotFoundError extends Error {
   constructor(readonly id: string) {
@@ -97,15 +105,23 @@ export class Spool {
   /** Deleted ids whose removal is not yet durable: hidden from every reader, never delivered. */
   readonly #deleted: Set<string>;
   readonly #reaper: Reaper;
+  readonly #holdJournal: HoldJournal;
+  /** Messages held by a mark in held.log (their files are in queue/). */
+  readonly #holds: Set<string>;
   /** Messages just committed from memory, for their first delivery pass (docs/decisions/0009). */
   readonly #fresh: FreshCache;
   readonly #intake: IntakeSettings;
+  /** The catalog snapshot and its change logs (snapshot.ts). */
+  readonly snapshots: CatalogSnapshots;
+  /** Ids whose last append failed: the file may hold bytes the catalog never heard of. */
+  readonly #suspect = new Set<string>();
   #bodiesFromMemory = 0;
   #bodiesFromFile = 0;
   #closed = false;
 
-  private constructor(dir: string, opts: SpoolOptions, release: () => Promise<void>, journal: DeletionJournal, deleted: Set<string>) {
+  private constructor(dir: string, opts: SpoolOptions, release: () => Promise<void>, journal: DeletionJournal, deleted: Set<string>, holds: { journal: HoldJournal; ids: Set<string> }, snapshots: CatalogSnapshots) {
     this.dir = dir;
+    this.snapshots = snapshots;
     this.#log = opts.log;
     this.#fsync = opts.fsync ?? true;
     this.#memoryLimit = opts.memoryLimit ?? DEFAULT_MEMORY_LIMIT;
@@ -113,6 +129,8 @@ export class Spool {
     this.#release = release;
     this.#journal = journal;
     this.#deleted = deleted;
+    this.#holdJournal = holds.journal;
+    this.#holds = holds.ids;
     this.#fresh = new FreshCache(opts.freshCacheBytes ?? DEFAULT_FRESH_CACHE_BYTES);
     this.#intake = {
       root: dir,
@@ -150,6 +168,8 @@ export class Spool {
     await mkdir(root, { recursive: true, mode: 0o700 });
     const release = await lockSpool(root);
     let journal: DeletionJournal | undefined;
+    let holds: { journal: HoldJournal; ids: Set<string> } | undefined;
+    let snapshots: CatalogSnapshots | undefined;
     let spool: Spool;
     try {
       for (const sub of ['incoming', ...SPOOL_AREAS, 'corrupt']) await mkdir(join(root, sub), { recursive: true, mode: 0o700 });
@@ -157,21 +177,25 @@ export class Spool {
       for (const d of buckets) await mkdir(d, { recursive: true, mode: 0o700 });
       const opened = await DeletionJournal.open(root, { fsync: opts.fsync ?? true });
       journal = opened.journal;
+      holds = await HoldJournal.open(root, { fsync: opts.fsync ?? true });
       if (opts.fsync ?? true) {
         for (const area of SPOOL_AREAS) await fsyncPath(join(root, area));
-        // Also makes a new deleted.log's folder entry durable.
+        // Also makes a new deleted.log's and held.log's folder entries durable.
         await fsyncPath(root);
       }
       // Whatever is in incoming/ was never acknowledged (no 250 was sent for it).
       const leftovers = await readdir(join(root, 'incoming'));
       for (const name of leftovers) await unlink(join(root, 'incoming', name)).catch(() => undefined);
       if (leftovers.length > 0) opts.log.info({ event: 'spool-incoming-cleared', dir: root, files: leftovers.length }, 'removed unfinished incoming files');
-      spool = new Spool(root, opts, release, journal, opened.ids);
+      snapshots = await CatalogSnapshots.open(root, { fsync: opts.fsync ?? true, log: opts.log });
+      spool = new Spool(root, opts, release, journal, opened.ids, holds, snapshots);
       // 96 descriptors held for the spool's life: a commit's folder fsync is one call, not three.
       spool.#syncer.keepOpen(buckets);
       if (opened.ids.size > 0) await spool.#adoptJournal(opened.ids);
     } catch (err) {
       await journal?.close().catch(() => undefined);
+      await holds?.journal.close().catch(() => undefined);
+      await snapshots?.close().catch(() => undefined);
       await release();
       throw err;
     }
@@ -213,9 +237,62 @@ export class Spool {
     return this.#syncer;
   }
 
-  /** Where a message lives (in queue/, or in hold/ when `area` says so); for tests and operators. */
+  /**
+   * Where a message lives (in queue/, or in hold/ when `area` says so); for tests and operators.
+   * A message held by a mark is in hold/ for every caller, its file in queue/.
+   */
   messagePath(id: string, area: SpoolArea = 'queue'): string {
-    return spoolPath(this.dir, id, area);
+    return spoolPath(this.dir, id, area === 'hold' && this.#holds.has(id) ? 'queue' : area);
+  }
+
+  /** True while `id` is held by a mark in held.log (not by its file being in hold/). */
+  isMarkedHeld(id: string): boolean {
+    return this.#holds.has(id);
+  }
+
+  /** Messages held by a mark now. */
+  get markedHeld(): number {
+    return this.#holds.size;
+  }
+
+  /**
+   * Puts messages of queue/ on hold with marks in held.log: one write and one fsync per batch,
+   * no file moved; resolves once durable. From the call on they are listed as held and never
+   * scheduled. The caller makes sure no delivery pass of them is under way. Resolves how many
+   * were not held already.
+   */
+  async holdMany(ids: readonly string[]): Promise<number> {
+    this.#assertOpen();
+    const fresh = ids.filter((id) => !this.#holds.has(id) && !this.#deleted.has(id));
+    for (const id of fresh) {
+      this.#holds.add(id);
+      this.#fresh.delete(id);
+    }
+    try {
+      await this.#holdJournal.append('+', fresh);
+    } catch (err) {
+      // Not durable: not held (a torn line that reached the disk holds it at the next start).
+      for (const id of fresh) this.#holds.delete(id);
+      throw err;
+    }
+    if (fresh.length > 0) this.#emitChange({ kind: 'held', ids: fresh, held: true });
+    return fresh.length;
+  }
+
+  /** Ends holds made by marks (holdMany); resolves how many of `ids` were so held, once durable. */
+  async releaseMany(ids: readonly string[]): Promise<number> {
+    this.#assertOpen();
+    const marked = [...new Set(ids)].filter((id) => this.#holds.has(id));
+    await this.#holdJournal.append('-', marked);
+    for (const id of marked) this.#holds.delete(id);
+    if (marked.length > 0) this.#emitChange({ kind: 'held', ids: marked, held: false });
+    return marked.length;
+  }
+
+  /** Forgets the marks of messages that are gone; the lines need no fsync (a dead mark is harmless). */
+  #dropMarks(ids: readonly string[]): void {
+    const gone = ids.filter((id) => this.#holds.delete(id));
+    if (gone.length > 0) this.#holdJournal.append('-', gone, false).catch((err: unknown) => this.#log.warn({ event: 'spool-hold-mark-error', err }, 'could not record released hold marks; they are dropped at the next start'));
   }
 
   /**
@@ -322,22 +399,51 @@ export class Spool {
    * folder by folder; the order is by id within a folder, not overall. Corrupt files are moved
    * aside and skipped. Headers are read with synchronous calls in slices of a few milliseconds,
    * yielding to the event loop between slices (see the decision record for the figures).
-   * `area: 'hold'` lists the messages on hold instead. `onFolder` hears as each folder begins
-   * (progress of a long scan).
+   * `area: 'hold'` lists the messages on hold instead: hold/ and those held by a mark (whose
+   * files queue/ lists no more). `onFolder` hears as each folder begins (progress of a long scan).
    */
-  async *list(area: SpoolArea = 'queue', opts: { readonly onFolder?: (done: number, total: number) => void } = {}): AsyncGenerator<SpooledMessage> {
+  list(area: SpoolArea = 'queue', opts: { readonly onFolder?: (done: number, total: number) => void } = {}): AsyncGenerator<SpooledMessage> {
+    // Without `known` every message yielded is a file read.
+    return this.scan(area, opts) as AsyncGenerator<SpooledMessage>;
+  }
+
+  /**
+   * `list`, but a listed file that `known` has facts of (a catalog snapshot's, snapshot.ts) is
+   * not read: those facts are yielded instead, marked `fromSnapshot`.
+   */
+  async *scan(area: SpoolArea, opts: { readonly onFolder?: (done: number, total: number) => void; readonly known?: (id: string) => SnapshotMessage | undefined } = {}): AsyncGenerator<ListedMessage> {
     let sliceStart = performance.now();
     let folders = 0;
-    for (const b of BUCKETS) {
+    const marked = new Map<string, string[]>();
+    if (area === 'hold') {
+      for (const id of this.#holds) {
+        const list = marked.get(bucketOf(id));
+        if (list) list.push(id);
+        else marked.set(bucketOf(id), [id]);
+      }
+    }
+    // The next folder is listed (in the thread pool) while this one is read.
+    const listing = (b: string): Promise<string[]> => readdir(join(this.dir, area, b));
+    let next = listing(BUCKETS[0]!);
+    for (const [i, b] of [...BUCKETS].entries()) {
       opts.onFolder?.(folders++, BUCKETS.length);
       const dir = join(this.dir, area, b);
-      const names = (await readdir(dir)).sort();
-      for (const name of names) {
-        if (this.#deleted.has(name)) continue;
-        const m = this.#listOne(dir, b, name);
-        if (typeof m === 'string') await this.#quarantine(join(dir, name), m);
+      const names = (await next).sort();
+      if (i + 1 < BUCKETS.length) next = listing(BUCKETS[i + 1]!);
+      const entries: Array<readonly [string, string]> = names.map((n) => [dir, n] as const);
+      for (const id of (marked.get(b) ?? []).sort()) entries.push([join(this.dir, 'queue', b), id]);
+      let n = 0;
+      for (const [d, name] of entries) {
+        if (this.#deleted.has(name) || (area === 'queue' && this.#holds.has(name))) continue;
+        // The snapshot's facts stand for the file only under a name the spool accepts, and only
+        // for a file in the folder listed (a mark's file in queue/ is read: its area differs).
+        const known = d === dir && opts.known && isQueueId(name) && bucketOf(name) === b ? opts.known(name) : undefined;
+        const m = known ?? this.#listOne(d, b, name);
+        if (typeof m === 'string') await this.#quarantine(join(d, name), m);
         else if (m) yield m;
-        if (performance.now() - sliceStart > LIST_SLICE_MS) {
+        else if (d !== dir) this.#dropMarks([name]); // a mark whose file is gone
+        // A file read takes microseconds, a snapshot entry less: the clock is read less often then.
+        if ((!known || (++n & 63) === 0) && performance.now() - sliceStart > LIST_SLICE_MS) {
           await new Promise<void>((r) => setImmediate(r));
           sliceStart = performance.now();
         }
@@ -393,6 +499,9 @@ export class Spool {
     return this.#serial(id, async () => {
       // A deleted message is gone for delivery, even while its file waits for removal.
       if (this.#deleted.has(id)) throw new SpoolNotFoundError(id);
+      // Named in the snapshot's change log before the file changes: a start after a crash reads
+      // this file rather than trust an older snapshot of it.
+      await this.snapshots.note(id);
       let fh;
       try {
         // No O_CREAT: a state record must never bring back a removed message.
@@ -406,11 +515,22 @@ export class Spool {
         if (bytesWritten !== record.length) throw new Error(`short write of a state record to ${path}`);
         // fdatasync also persists the new file size; the folder entry is unchanged.
         if (this.#fsync) await fh.datasync();
+      } catch (err) {
+        this.#suspect.add(id);
+        throw err;
       } finally {
         await fh.close();
       }
       this.#emitChange({ kind: 'states', id, updates });
     });
+  }
+
+  /**
+   * True when the catalog's facts of `id` may go into a snapshot: no operation on its file is
+   * under way (its change is told once its append is durable) and no append of it failed.
+   */
+  settled(id: string): boolean {
+    return !this.#busy.has(id) && !this.#suspect.has(id) && !this.#deleted.has(id);
   }
 
   /**
@@ -461,6 +581,8 @@ export class Spool {
    */
   move(id: string, from: SpoolArea, to: SpoolArea): Promise<boolean> {
     this.#assertOpen();
+    // Held by a mark: a release ends the mark; the file is in queue/ already.
+    if (this.#holds.has(id)) return from === 'hold' && to === 'queue' ? this.releaseMany([id]).then((n) => n > 0) : Promise.resolve(false);
     const src = this.messagePath(id, from);
     const dst = this.messagePath(id, to);
     let moved = false;
@@ -518,6 +640,8 @@ export class Spool {
     this.#fresh.clear();
     await this.#syncer.close();
     await this.#journal.close();
+    await this.#holdJournal.close();
+    await this.snapshots.close();
     await this.#release();
   }
 
@@ -541,6 +665,7 @@ export class Spool {
   }
 
   #emitChange(c: SpoolChange): void {
+    if (c.kind === 'removed') this.#dropMarks(c.ids);
     for (const fn of this.#changeListeners) {
       try {
         fn(c);

@@ -47,6 +47,13 @@ test('cli: --help on every command, found by walking the command tree', async ()
   const r = mailward(['user', 'add', '--help']);
   assert.equal(r.code, 0);
   assert.match(r.stdout, /^Usage: mailward user add \[options\] <address>/);
+  // The sendmail entry point is listed, and its own help is commander's, not a sendmail usage error.
+  const top = mailward(['--help']);
+  assert.equal(top.code, 0);
+  assert.match(top.stdout, /\n {2}sendmail \[args\.\.\.\] +sendmail\(8\) for local programs/);
+  const own = mailward(['sendmail', '--help']);
+  assert.equal(own.code, 0, own.stderr);
+  assert.match(own.stdout, /^Usage: mailward sendmail \[options\] \[args\.\.\.\]/);
 });
 
 test('cli: check-config names the key, the value and the fix, exit 2', (t) => {

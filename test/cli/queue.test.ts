@@ -126,6 +126,10 @@ test('cli queue: the same commands reach a running server over its control socke
   assert.equal(flushed.stdout, '3 message(s) flushed by the running server\n');
   const retried = await srv.waitForLog((l) => l.event === 'deferred' && l.queueId === good[1]);
   assert.equal(retried.attempts, 3, 'tried at once after the flush, not in an hour');
+  // The summary comes from the server's catalog, with no file read.
+  const summary = await runMailward(['queue', 'list', '--summary', '--config', config]);
+  assert.match(summary.stdout, /\n {10}3 {2}spammer@bad\.example\n/);
+  assert.match(summary.stdout, /\nheld 2, deferred 3, pending 0; \d+ recipient\(s\) to go\n5 message\(s\) queued \(counted by the running server\)\n$/);
   // The confirmation's count comes from the server's catalog (held messages included).
   const no = await runMailward(['queue', 'delete', '--sender', 'spammer@bad.example', '--config', config], 'n\n');
   assert.equal(no.stderr, 'delete 3 message(s)? [y/N] ');
@@ -135,6 +139,9 @@ test('cli queue: the same commands reach a running server over its control socke
   assert.equal(del.stdout, '5 message(s) deleted by the running server\n');
   const empty = await runMailward(['queue', 'list', '--config', config]);
   assert.equal(empty.stdout, '0 message(s) queued\n');
-  const audit = srv.logs.filter((l) => l.event === 'queue-admin' && l.op === 'delete' && l.queueId);
-  assert.equal(audit.length, 5, 'each deleted message is logged');
+  // One summary line per command, naming the operator; none per message.
+  const audit = srv.logs.filter((l) => l.event === 'queue-admin' && l.op === 'delete');
+  assert.deepEqual(audit.map((l) => [l.changed, l.selector]), [[5, { all: true }]]);
+  assert.match(String(audit[0]!.operator), /\(uid \d+, cli\)$/);
+  assert.equal(srv.logs.filter((l) => l.event === 'queue-admin' && l.queueId !== undefined).length, 0);
 });

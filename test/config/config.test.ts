@@ -76,7 +76,7 @@ test('config: the built-in default is safe and complete', () => {
   assert.equal(c.paths.store, '/srv/data/state.sqlite');
   assert.deepEqual(c.listeners[0]!.pipeline.rcpt, ['recipient', 'outbound-guard', 'rate-limit']);
   assert.deepEqual(c.listeners[0]!.pipeline.mail, ['sender-login']);
-  assert.deepEqual(c.listeners[0]!.pipeline.data, ['sender-login', 'rate-limit', 'permit-login', 'spam']);
+  assert.deepEqual(c.listeners[0]!.pipeline.data, ['sender-login', 'outbound-guard', 'rate-limit', 'permit-login', 'spam']);
   assert.ok(Object.isFrozen(c.listeners[0]), 'the config is frozen');
 });
 
@@ -121,4 +121,19 @@ test('config: a check that cannot use its options is a config error naming the s
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const c = buildConfig({ pipeline: { mail: ['sender-access'] }, checks: { 'sender-access': { file: path.join(dir, 'missing') } } }, 'test.yaml', dir);
   assert.throws(() => compileChecks(c), (e: Error) => e instanceof ConfigError && e.message.startsWith('config error at checks.sender-access.file: cannot read ') && / Fix: create the file \(it may be empty\) or correct the path$/.test(e.message));
+});
+
+test('config: sendmail.socket defaults to dataDir, and to systemd\'s RuntimeDirectory under the shipped unit', () => {
+  const saved = process.env.RUNTIME_DIRECTORY;
+  try {
+    delete process.env.RUNTIME_DIRECTORY;
+    assert.equal(buildConfig({ dataDir: '/srv/data' }, 'test.yaml', '/srv').sendmail.socket, '/srv/data/submit.sock');
+    // RuntimeDirectory=mailward in contrib/mailward.service: systemd sets RUNTIME_DIRECTORY=/run/mailward.
+    process.env.RUNTIME_DIRECTORY = '/run/mailward';
+    assert.equal(buildConfig({ dataDir: '/srv/data' }, 'test.yaml', '/srv').sendmail.socket, '/run/mailward/submit.sock');
+    assert.equal(buildConfig({ dataDir: '/srv/data', sendmail: { socket: '/var/run/x.sock' } }, 'test.yaml', '/srv').sendmail.socket, '/var/run/x.sock');
+  } finally {
+    if (saved === undefined) delete process.env.RUNTIME_DIRECTORY;
+    else process.env.RUNTIME_DIRECTORY = saved;
+  }
 });

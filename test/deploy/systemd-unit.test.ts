@@ -53,6 +53,9 @@ test('systemd unit: the command prints contrib/mailward.service, with its harden
     'CapabilityBoundingSet=CAP_NET_BIND_SERVICE',
     'AmbientCapabilities=CAP_NET_BIND_SERVICE',
     'UMask=0027',
+    // /run/mailward for the sendmail socket every local user reaches (sendmail.socket's default under the unit).
+    'RuntimeDirectory=mailward',
+    'RuntimeDirectoryMode=0755',
   ]) {
     assert.ok(out.stdout.split('\n').includes(line), `missing ${line}`);
   }

@@ -550,6 +550,34 @@ test('doctor: DNS blocklists are asked for their test entry through the configur
   assert.deepEqual(await doctor(unplaced), []);
 });
 
+test('doctor: URI blocklists are asked for their test entry ("test" or their own), and 127.0.0.1 is a refusal', async (t) => {
+  const s = setup(t);
+  const dns = await startDns(t, {
+    'dbl.example': { names: { 'dbltest.com': { A: ['127.0.1.2'] } } },
+    'multi.example': { names: { test: { A: ['127.0.0.14'] } } },
+    'refusing.example': { names: { test: { A: ['127.0.0.1'] } } },
+    'empty.example': {},
+  });
+  const withZones = (zones: unknown[]): Config => config(s, { dns: { servers: [dns.address] }, pipeline: { data: ['uribl'] }, checks: { uribl: { zones } } });
+  assert.deepEqual(await doctor(withZones([{ zone: 'dbl.example', testName: 'dbltest.com' }, { zone: 'multi.example', mask: 2 }])), []);
+  assert.equal(dns.queries('dbltest.com.dbl.example', 'A'), 1);
+  assert.equal(dns.queries('test.multi.example', 'A'), 1);
+  await expectOnly(withZones([{ zone: 'empty.example' }]), {
+    id: 'dnsbl-zone-no-test-entry',
+    severity: 'warning',
+    setting: 'checks.uribl.zones[0]',
+    message: 'zone "empty.example" does not list its test entry "test" (test.empty.example: ENOTFOUND): the zone name is wrong or the list is gone, so it lists no one',
+    fix: "check the zone name in the list's documentation, or remove it from checks.uribl.zones",
+  });
+  await expectOnly(withZones([{ zone: 'refusing.example' }]), {
+    id: 'dnsbl-zone-refused',
+    severity: 'warning',
+    setting: 'checks.uribl.zones[0]',
+    message: 'zone "refusing.example" answered the test query with 127.0.0.1, an error code: the list refuses queries from your DNS resolver (public resolvers are often blocked), so it lists no one',
+    fix: "use your own recursive resolver (e.g. unbound on this host) in dns.servers, or the list's registered data feed",
+  });
+});
+
 test('doctor: the virus check asks clamd for PONG; onError: pass with a scan time-out past the deadline is a warning', async (t) => {
   const s = setup(t);
   // Something on loopback that answers PING as clamd does (`man clamd`: zPING → "PONG\0").

@@ -218,7 +218,7 @@ test('incident over a smarthost: a stolen login sends 10,000 messages to 5,000 d
   else assert.ok(accepted >= BUDGET && accepted <= BUDGET + 10, `accepted ${accepted}`);
   const refusals = srv.logs.filter((l) => l.event === 'deferred' && l.check === 'outbound-guard');
   assert.equal(refusals.length, ATTACK_MESSAGES - accepted);
-  assert.deepEqual(new Set(refusals.map((l) => l.reply)), new Set(['450 4.7.1 Outbound mail from this sender is suspended, contact your postmaster']));
+  assert.deepEqual(new Set(refusals.map((l) => l.reply)), new Set(['451 4.7.1 sending suspended for login victim@example.org (outbound guard)']));
   assert.deepEqual(normalCodes, Array<number>(7).fill(250));
 
   // The sink: once every accepted attack message was tried, at most the budget reached it (the
@@ -269,7 +269,7 @@ test('incident over a smarthost: a stolen login sends 10,000 messages to 5,000 d
   // While open: the victim's relayed mail is refused, local mail still accepted — and mail to
   // local aliases that forward outside is accepted, and its outside copy put on hold, not sent.
   const v = await login(srv, VICTIM);
-  assert.equal((await sendOne(v, VICTIM, 'someone@elsewhere.example')).raw, '450 4.7.1 Outbound mail from this sender is suspended, contact your postmaster\r\n');
+  assert.equal((await sendOne(v, VICTIM, 'someone@elsewhere.example')).raw, '451 4.7.1 sending suspended for login victim@example.org (outbound guard)\r\n');
   assert.equal((await sendOne(v, VICTIM, NORMAL)).code, 250);
   for (const f of FORWARDS) assert.equal((await sendOne(v, VICTIM, f)).code, 250);
   v.close();
@@ -405,7 +405,7 @@ for (const backend of ['sqlite', 'redis'] as const) {
       queue: { fsync: false, minBackoff: '1h', maxBackoff: '1h' },
       store,
       checks: {
-        'outbound-guard': { baseline: { minimum: 1000 }, quota: { limit: 40, window: '24h', warnAt: '50%', stopAt: '75%' }, alerts: { webhook: hook.url } },
+        'outbound-guard': { baseline: { minimum: 1000 }, quota: { limit: 40, window: '24h', warnAt: '50%', stopAt: '75%' }, earlyWarning: { enabled: false }, alerts: { webhook: hook.url } },
         'rate-limit': { rules: [{ name: 'local-hour', key: 'login', direction: 'inbound', window: '1h', limit: 3 }] },
       },
     };

@@ -131,6 +131,6 @@ test('alert text: the global breaker says all outbound mail is held in the queue
   assert.equal(await failing.tick(), 1);
   assert.equal(mails.length, 2);
   assert.ok(!mails[1]!.includes('on hold now'));
-  assert.match(mails[1]!, /\nNew outbound mail from sender:spam@example\.org is refused with a 4xx and its queued outbound mail is put on hold \(the hold area\) when its delivery comes up; local delivery carries on\.\n/);
+  assert.match(mails[1]!, /\nNew outbound mail from sender:spam@example\.org is refused with a 4xx, and its queued outbound mail is put on hold \(the hold area\) at once; local delivery carries on\.\n/);
   assert.match(mails[1]!, /\nDelete held mail: {4}mailward queue delete --state held --sender spam@example\.org {3}\(or ID\.\.\.\)$/);
 });

@@ -18,7 +18,7 @@ import { startWebhook } from './helpers.ts';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
-const HELD_SOURCE = { code: 450, enhanced: '4.7.1', text: 'Outbound mail from this sender is suspended, contact your postmaster' };
+const suspended = (kind: string, id: string) => ({ code: 451, enhanced: '4.7.1', text: `sending suspended for ${kind} ${id} (outbound guard)` });
 
 type Sender = { login?: string; from?: string | null; client?: string };
 
@@ -44,7 +44,7 @@ async function seq(n: number, f: (i: number) => Promise<Verdict>): Promise<strin
 const alice: Sender = { login: 'alice@example.org', client: '192.0.2.10' };
 const bob: Sender = { login: 'bob@example.org', client: '198.51.100.20' };
 // Only the breaker under test: the others off unless a test turns them on.
-const ONLY = { domains: { enabled: false }, trustedNetwork: { enabled: false }, bounces: { enabled: false }, alerts: { postmaster: false } };
+const ONLY = { domains: { enabled: false }, trustedNetwork: { enabled: false }, bounces: { enabled: false }, aggregate: { enabled: false }, earlyWarning: { enabled: false }, alerts: { postmaster: false } };
 
 /** 48 hours of 10 relayed recipients an hour at the top of each hour: with a 24 h half-life the baseline is 10 × (1 − ¼) = 7.5. */
 async function history(rcpt: (to: string, s: Sender) => Promise<Verdict>, clock: { advance(ms: number): void }, who: Sender): Promise<void> {
@@ -64,7 +64,7 @@ test('baseline: a login far above its own hourly rate trips its breaker; the ale
   const tripped = await rcpt('victim21@spam21.example', alice);
   assert.deepEqual(tripped, {
     kind: 'defer',
-    reply: HELD_SOURCE,
+    reply: suspended('login', 'alice@example.org'),
     reason: 'breaker login:alice@example.org is open (baseline): 31 relayed recipients in the last hour, limit 30 (4 × baseline 7.5, at least 20)',
   });
   assert.equal(await seq(5, (i) => rcpt(`more${i}@spam.example`, alice)), 'DDDDD');
@@ -88,7 +88,7 @@ test('baseline: a login far above its own hourly rate trips its breaker; the ale
     heldMail: { list: 'mailward queue list --state held', release: 'mailward queue release ID...', delete: 'mailward queue delete --state held --sender alice@example.org' },
     text:
       '[mailward mx.example.org] outbound breaker open: login:alice@example.org — 31 relayed recipients in the last hour, limit 30 (4 × baseline 7.5, at least 20). ' +
-      'New outbound mail from login:alice@example.org is refused with a 4xx and its queued outbound mail is put on hold (the hold area) when its delivery comes up; local delivery carries on. ' +
+      'New outbound mail from login:alice@example.org is refused with a 4xx, and its queued outbound mail is put on hold (the hold area) at once; local delivery carries on. ' +
       'Held mail: mailward queue list --state held',
     _method: 'POST',
     _type: 'application/json',
@@ -132,15 +132,18 @@ test('domains: more distinct recipient domains in an hour than the limit trips t
   assert.equal((await rcpt('u@d7.example', bob)).kind, 'pass');
 });
 
-test('trusted network: a burst relayed without a login trips the client; the same client with a login is held too', async (t) => {
+test('trusted network: a burst relayed without a login trips the client; logged-in users behind the same address are not held by it', async (t) => {
   const { rcpt, guard } = await setup(t, { ...ONLY, baseline: { enabled: false }, trustedNetwork: { limit: 5, window: '10m' } });
   const app: Sender = { client: '10.0.0.5', from: 'noreply@example.org' };
   assert.equal(await seq(5, (i) => rcpt(`c${i}@customers.example`, app)), 'PPPPP');
   const v = await rcpt('c6@customers.example', app);
   assert.equal(v.kind === 'defer' && v.reason, 'breaker client:10.0.0.5 is open (trusted-network): 6 relayed recipients in 10 min from a trusted network without a login, limit 5');
-  // Logins are not counted by this breaker, but a held client is held for everyone on it.
+  assert.deepEqual(v.kind === 'defer' && v.reply, suspended('client', '10.0.0.5'));
+  // Logins are not counted by this breaker, and a login is judged by its own breaker, not its
+  // client's: other users log in from behind the same address (a NAT, a tunnel).
   assert.equal((await rcpt('x@far.example', { login: 'carol@example.org', client: '10.0.0.6' })).kind, 'pass');
-  assert.equal((await rcpt('x@far.example', { login: 'carol@example.org', client: '10.0.0.5' })).kind, 'defer');
+  assert.equal((await rcpt('x@far.example', { login: 'carol@example.org', client: '10.0.0.5' })).kind, 'pass');
+  assert.equal((await rcpt('c7@customers.example', app)).kind, 'defer');
   assert.deepEqual((await guard.breakers.list()).map((b) => b.name), ['client:10.0.0.5']);
 });
 
@@ -153,7 +156,7 @@ test('bounce storm: bounces to one address hold mail sent as it; past the total 
     ['sender:alice@example.org', 'bounces', '4 bounces to alice@example.org in the last hour, limit 3: its outbound mail is bouncing'],
   ]);
   const v = await rcpt('x@far.example', { login: 'alice@example.org', from: 'alice@example.org' });
-  assert.deepEqual(v.kind === 'defer' && v.reply, HELD_SOURCE);
+  assert.deepEqual(v.kind === 'defer' && v.reply, suspended('sender', 'alice@example.org'));
   assert.equal((await rcpt('x@far.example', bob)).kind, 'pass');
   // Two more bounces, to bob: 6 in the hour, over the total of 5.
   assert.equal(await seq(2, () => rcpt('bob@example.org', dsn)), 'PP');
@@ -165,7 +168,7 @@ test('bounce storm: bounces to one address hold mail sent as it; past the total 
   assert.equal((await rcpt('y@far.example', bob)).kind, 'pass');
   // A source's own breaker still refuses at RCPT while the global one is open.
   const s = await rcpt('z@far.example', { login: 'alice@example.org', from: 'alice@example.org' });
-  assert.deepEqual(s.kind === 'defer' && [s.reply, s.reason], [HELD_SOURCE, 'breaker sender:alice@example.org is open (bounces): 4 bounces to alice@example.org in the last hour, limit 3: its outbound mail is bouncing']);
+  assert.deepEqual(s.kind === 'defer' && [s.reply, s.reason], [suspended('sender', 'alice@example.org'), 'breaker sender:alice@example.org is open (bounces): 4 bounces to alice@example.org in the last hour, limit 3: its outbound mail is bouncing']);
   assert.equal((await rcpt('alice@example.org', bob)).kind, 'pass');
 });
 
@@ -220,6 +223,9 @@ test('defaults: every breaker is on with safe figures; no quota and no webhook u
     domains: { enabled: true, limit: 50 },
     trustedNetwork: { enabled: true, limit: 300, window: HOUR },
     bounces: { enabled: true, perAddress: 100, window: HOUR },
+    aggregate: { enabled: true, factor: 5, recipients: 300, newDomains: 150, failureRate: 0.5, failureMinimum: 100 },
+    earlyWarning: { enabled: true, share: 0.5, baselineFactor: 3, minimum: 20 },
+    digest: { enabled: true, hour: 7 },
     quota: { window: 24 * HOUR, warnAt: 0.8, stopAt: 0.95 },
     exempt: [],
     alerts: { webhookTimeout: 5000, postmaster: true },

@@ -206,7 +206,7 @@ test('rate-limit in the default lists: messages per client are counted at end of
     { name: 'login-messages', count: 'messages', key: 'login', window: '1h', limit: 1 },
   ];
   const srv = await startServer(t, { users: [['bob@example.org', 'hunter2hunter2']], config: { checks: { 'rate-limit': { rules } } } });
-  assert.deepEqual(srv.config.listeners[0]!.pipeline.data, ['sender-login', 'rate-limit', 'permit-login', 'spam']);
+  assert.deepEqual(srv.config.listeners[0]!.pipeline.data, ['sender-login', 'outbound-guard', 'rate-limit', 'permit-login', 'spam']);
   const send = async (c: Dialog, from: string, to: string): Promise<string> => {
     await c.say(`MAIL FROM:<${from}>`).expect('250');
     await c.say(`RCPT TO:<${to}>`).expect('250');

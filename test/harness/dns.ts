@@ -1,11 +1,11 @@
 // A small authoritative DNS server on 127.0.0.1 (UDP and TCP on one free port) for tests: zone
-// data in memory (A, AAAA, MX, TXT, PTR, CNAME with TTLs), NXDOMAIN for unknown names inside a
+// data in memory (A, AAAA, MX, TXT, PTR, CNAME, TLSA with TTLs), NXDOMAIN for unknown names inside a
 // zone, and zones that never answer or answer SERVFAIL. Wire format per RFC 1035 §4.
 import { createSocket, type Socket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 
-export type RrType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'PTR' | 'CNAME';
+export type RrType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'PTR' | 'CNAME' | 'TLSA';
 export type ZoneMode = 'answer' | 'timeout' | 'servfail' | 'refused';
 
 /** Records of one name. TXT entries: a string (split into 255-byte strings) or the strings. */
@@ -17,6 +17,8 @@ export interface NameRecords {
   TXT?: Array<string | string[]>;
   PTR?: string[];
   CNAME?: string;
+  /** "3 1 1 <hex>": usage, selector, matching type, association data (RFC 6698 §2.1). */
+  TLSA?: string[];
   /** TTL of every record of this name, in seconds (default: the zone's, else 300). */
   ttl?: number;
 }
@@ -48,7 +50,7 @@ interface AfterHook {
   after(fn: () => unknown): void;
 }
 
-const TYPE_CODES: Record<RrType, number> = { A: 1, CNAME: 5, PTR: 12, MX: 15, TXT: 16, AAAA: 28 };
+const TYPE_CODES: Record<RrType, number> = { A: 1, CNAME: 5, PTR: 12, MX: 15, TXT: 16, AAAA: 28, TLSA: 52 };
 const CODE_TYPES = new Map<number, RrType>(Object.entries(TYPE_CODES).map(([k, v]) => [v, k as RrType]));
 const T_SOA = 6;
 const T_OPT = 41;
@@ -164,6 +166,10 @@ function rdata(type: RrType, value: string): Buffer {
     case 'PTR':
     case 'CNAME':
       return encodeName(value);
+    case 'TLSA': {
+      const [usage = '3', selector = '1', mtype = '1', hex = ''] = value.trim().split(/\s+/);
+      return Buffer.concat([Buffer.from([Number(usage), Number(selector), Number(mtype)]), Buffer.from(hex, 'hex')]);
+    }
   }
 }
 

@@ -5,7 +5,9 @@ import { test } from 'node:test';
 import { parseMessage } from '../../src/spam/mime.ts';
 import { runRules, type RuleContext } from '../../src/spam/rules.ts';
 import { MODERN_RULES } from '../../src/spam/rules/index.ts';
-import { base58Decode, cryptoAddresses, isBase58CheckAddress, isBech32Address } from '../../src/spam/rules/crypto-address.ts';
+import { base58Decode, cryptoAddresses, cryptoShaped, ethereumAddress, isBase58CheckAddress, isBech32Address, isMoneroAddress } from '../../src/spam/rules/crypto-address.ts';
+import { keccak256 } from '../../src/spam/keccak.ts';
+import { createHash, randomBytes } from 'node:crypto';
 import { paymentDemand } from '../../src/spam/rules/payment-demand.ts';
 import { extortionThemes, isExtortion } from '../../src/spam/rules/extortion.ts';
 import { tokenize } from '../../src/spam/tokenize.ts';
@@ -27,8 +29,91 @@ test('Bitcoin addresses count only with a valid checksum (Base58Check, bech32, b
   assert.deepEqual([...base58Decode('1112')!], [0, 0, 0, 1]);
   assert.deepEqual(cryptoAddresses('Send the ETH to 0x52908400098527886E0F7030069857D2E4169EE7 today'), ['eth']);
   assert.deepEqual(cryptoAddresses('build 0x52908400098527886E0F7030069857D2E4169EE7 failed'), [], 'a hex id without the currency named');
-  assert.deepEqual(cryptoAddresses(`XMR: 4${'A'.repeat(94)}`), ['xmr']);
+  assert.deepEqual(cryptoAddresses(`XMR: 4${'A'.repeat(94)}`), [], 'Monero shape, no checksum');
+  assert.ok(cryptoShaped(`XMR: 4${'A'.repeat(94)}`), 'but shaped like one where Monero is named (EXTORTION_DEMAND)');
   assert.deepEqual(cryptoAddresses('tracking id 1BoatSLRHtKNngkdXEeobR76b53LETtpyU'), [], 'right shape, wrong checksum');
+});
+
+test('Keccak-256 (Ethereum, Monero): the known digests, and the same permutation as Node\'s SHA3-256 at every length', () => {
+  const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+  assert.equal(hex(keccak256(new Uint8Array())), 'c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470');
+  assert.equal(hex(keccak256(Buffer.from('abc'))), '4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45');
+  // SHA3-256 is Keccak with another padding byte: lengths around the 136-byte block edge included.
+  for (let n = 0; n < 300; n += 1) {
+    const d = randomBytes(n);
+    assert.equal(hex(keccak256(d, 0x06)), createHash('sha3-256').update(d).digest('hex'), `length ${n}`);
+  }
+});
+
+/** EIP-55 written independently of the rule: upper case where the hash nibble is 8 or more. */
+function eip55(lowerHex: string): string {
+  const h = Buffer.from(keccak256(Buffer.from(lowerHex, 'latin1'))).toString('hex');
+  return '0x' + [...lowerHex].map((c, i) => (parseInt(h[i]!, 16) >= 8 ? c.toUpperCase() : c)).join('');
+}
+
+test('Ethereum: EIP-55 mixed case is verified; one-case addresses are valid without a checksum', () => {
+  // The examples of EIP-55 itself.
+  for (const a of ['0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed', '0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359', '0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB', '0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb']) {
+    assert.equal(ethereumAddress(a), 'checksummed', a);
+  }
+  assert.equal(ethereumAddress('0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD'), undefined, 'last letter\'s case flipped');
+  assert.equal(ethereumAddress('0x52908400098527886e0f7030069857d2e4169ee7'), 'plain');
+  for (let i = 0; i < 20; i++) {
+    const a = eip55(randomBytes(20).toString('hex'));
+    if (a === a.toLowerCase()) continue; // no letters in upper case: nothing to check
+    assert.equal(ethereumAddress(a), 'checksummed', a);
+    // A checksummed address counts without the currency named; a broken one does not.
+    assert.deepEqual(cryptoAddresses(`send it to ${a} today`), ['eth']);
+    const broken = a.replace(/[a-f]/, (c) => c.toUpperCase());
+    if (broken !== a) assert.deepEqual(cryptoAddresses(`send it to ${broken} today`), []);
+  }
+  // One case: an address only where the text says Ethereum (a 40-digit hex id otherwise).
+  assert.deepEqual(cryptoAddresses('USDT (ERC20) wallet 0x52908400098527886e0f7030069857d2e4169ee7'), ['eth']);
+  assert.deepEqual(cryptoAddresses('object 0x52908400098527886e0f7030069857d2e4169ee7 freed'), []);
+});
+
+const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
+/** Monero's block-wise Base58 (8 bytes → 11 characters; a last block of n bytes → [0,2,3,5,6,7,9,10,11][n]). */
+function moneroEncode(b: Uint8Array): string {
+  let out = '';
+  for (let at = 0; at < b.length; at += 8) {
+    const block = b.subarray(at, at + 8);
+    let n = 0n;
+    for (const x of block) n = n * 256n + BigInt(x);
+    let s = '';
+    for (let i = 0; i < [0, 2, 3, 5, 6, 7, 9, 10, 11][block.length]!; i++) {
+      s = B58[Number(n % 58n)]! + s;
+      n /= 58n;
+    }
+    out += s;
+  }
+  return out;
+}
+function moneroAddress(prefix: number, payload: number): string {
+  const body = Buffer.concat([Buffer.from([prefix]), randomBytes(payload)]);
+  return moneroEncode(Buffer.concat([body, Buffer.from(keccak256(body).subarray(0, 4))]));
+}
+
+test('Monero: standard, subaddress and integrated addresses with their Keccak checksum', () => {
+  // Published addresses of the Monero project (general fund, donations).
+  assert.ok(isMoneroAddress('44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A'));
+  assert.ok(isMoneroAddress('888tNkZrPN6JsEgekjMnABU4TBzc2Dt29EPAvkRxbANsAnjyPbb3iQ1YBRk1UXcdRsiKc9dhwMVgN5S9cQUiyoogDavup3H'));
+  for (let i = 0; i < 10; i++) {
+    const standard = moneroAddress(18, 64);
+    const sub = moneroAddress(42, 64);
+    const integrated = moneroAddress(19, 72);
+    assert.equal(standard.length, 95);
+    assert.match(standard, /^4/);
+    assert.match(sub, /^8/);
+    assert.equal(integrated.length, 106);
+    for (const a of [standard, sub, integrated]) {
+      assert.ok(isMoneroAddress(a), a);
+      assert.deepEqual(cryptoAddresses(`wallet: ${a}`), ['xmr'], 'the checksum is enough, no need to name Monero');
+      const j = 40;
+      const changed = a.slice(0, j) + (a[j] === 'z' ? 'y' : 'z') + a.slice(j + 1);
+      assert.ok(!isMoneroAddress(changed), 'one character changed');
+    }
+  }
 });
 
 test('CRYPTO_ADDRESS', () => {

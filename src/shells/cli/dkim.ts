@@ -1,10 +1,10 @@
 // `mailward dkim keygen DOMAIN` makes a signing key in dataDir/dkim/<domain>.<selector>.key and
 // prints the DNS TXT record to publish; `mailward dkim record DOMAIN` prints it again for a key
 // that exists. The server reads the keys at start.
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { dkimRecordValue, dkimZoneRecord, generateDkimKey, isDkimDomain, keyFileName, SELECTOR_RE } from '../../app/delivery.ts';
+import { dkimKeyFiles, dkimRecordValue, dkimZoneRecord, generateDkimKey, isDkimDomain, keyFileName, SELECTOR_RE } from '../../app/delivery.ts';
 import { CliError, configFrom, EXIT } from './index.ts';
 
 /** A selector that sorts by date, so a new key gets a new name: "mw202507". */
@@ -66,21 +66,9 @@ export function registerDkim(program: Command): void {
       const config = configFrom(cmd);
       const domain = checkDomain(domainArg);
       const dir = path.join(config.dataDir, 'dkim');
-      let names: string[] = [];
-      try {
-        names = readdirSync(dir);
-      } catch {
-        // no keys yet
-      }
-      const prefix = `${domain}.`;
-      const files = names
-        .filter((n) => n.startsWith(prefix) && n.endsWith('.key') && SELECTOR_RE.test(n.slice(prefix.length, -4)))
-        .filter((n) => opts.selector === undefined || n === keyFileName(domain, opts.selector))
-        .map((n) => path.join(dir, n))
-        .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-      const file = files[0];
-      if (!file) throw new CliError(`no DKIM key for ${domain}${opts.selector ? ` with selector ${opts.selector}` : ''} in ${dir}; create one with "mailward dkim keygen ${domain}"`);
-      const selector = path.basename(file).slice(prefix.length, -4);
+      const found = dkimKeyFiles(dir, domain).find((k) => opts.selector === undefined || k.selector === opts.selector);
+      if (!found) throw new CliError(`no DKIM key for ${domain}${opts.selector ? ` with selector ${opts.selector}` : ''} in ${dir}; create one with "mailward dkim keygen ${domain}"`);
+      const { selector, file } = found;
       printRecord(domain, selector, readFileSync(file, 'utf8'));
     });
 }

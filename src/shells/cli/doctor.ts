@@ -10,9 +10,10 @@ export function registerDoctor(program: Command): void {
     .command('doctor')
     .description('audit the config and this machine: open-relay shapes, TLS, outbound guard, DKIM, DNS blocklists, disk, clock')
     .option('--json', 'print the findings as JSON')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
+    .option('--dns', 'also ask the DNS for every record "mailward dns records" prints, and name each missing or wrong one')
+    .action(async (opts: { json?: boolean; dns?: boolean }, cmd: Command) => {
       const { config } = cmd.optsWithGlobals<{ config?: string }>();
-      const run = await runDoctorCli(config, opts.json === true, { directory: openDirectory });
+      const run = await runDoctorCli(config, opts.json === true, { directory: openDirectory, liveDns: opts.dns === true });
       process.stdout.write(run.output);
       process.exitCode = run.code;
     });

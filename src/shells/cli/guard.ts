@@ -15,6 +15,7 @@ import { OutboundGuard, type GuardStatus } from '../../guard/guard.ts';
 import { RateLimits, type LimitFigure } from '../../guard/limits.ts';
 import { parseBreakerName } from '../../guard/sources.ts';
 import { heldMailCommands, releaseCommand } from '../../guard/alerts.ts';
+import { digestReason, outboundDigest, sendDigest } from '../../guard/digest.ts';
 import { runQueueCommand } from '../../app/delivery.ts';
 import { CliError, EXIT, configFrom } from './index.ts';
 
@@ -65,7 +66,7 @@ export function registerGuard(program: Command, io: GuardIo = defaultIo): void {
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       const config = configFrom(cmd);
       const canonical = parseBreakerName(name);
-      if (!canonical) throw new CliError(`${JSON.stringify(name)} is not a breaker name; write "global", login:<login>, sender:<address> or client:<address>, as guard status shows them`, EXIT.usage);
+      if (!canonical) throw new CliError(`${JSON.stringify(name)} is not a breaker name; write "global", "aggregate", login:<login>, sender:<address> or client:<address>, as guard status shows them`, EXIT.usage);
       await withGuard(config, io, async (g) => {
         const was = await g.release(canonical);
         io.out(was ? `released ${canonical} (open since ${new Date(was.trippedAt).toISOString()}, ${was.kind}: ${was.reason})\n` : `${canonical} was not open; its recent counts were cleared\n`);
@@ -81,10 +82,23 @@ export function registerGuard(program: Command, io: GuardIo = defaultIo): void {
     .action(async (name: string, opts: { reason: string }, cmd: Command) => {
       const config = configFrom(cmd);
       const canonical = parseBreakerName(name);
-      if (!canonical) throw new CliError(`${JSON.stringify(name)} is not a breaker name; write "global", login:<login>, sender:<address> or client:<address>`, EXIT.usage);
+      if (!canonical) throw new CliError(`${JSON.stringify(name)} is not a breaker name; write "global", "aggregate", login:<login>, sender:<address> or client:<address>`, EXIT.usage);
       await withGuard(config, io, async (g) => {
         const fresh = await g.tripManually(canonical, opts.reason);
         io.out(fresh ? `${canonical} is open; reopen it with: ${releaseCommand(canonical)}\n` : `${canonical} was open already\n`);
+      });
+    });
+  guard
+    .command('digest')
+    .description('show the outbound volume per login of the last 24 hours (the daily digest); --send sends it on the alert channels now')
+    .option('--send', 'send it now: the webhook, and the postmaster mail (queued by the running server)')
+    .action(async (opts: { send?: boolean }, cmd: Command) => {
+      const config = configFrom(cmd);
+      await withGuard(config, io, async (g, _limits, store) => {
+        const now = (io.clock ?? Date.now)();
+        const d = opts.send ? await sendDigest(store, g.alerter, now) : await outboundDigest(store, now);
+        if (opts.send) await g.alerter.idle();
+        io.out([digestReason(d), ...d.logins.map((l) => `  ${l.login}  ${l.recipients}`), ...(opts.send ? ['sent on the alert channels'] : []), ''].join('\n'));
       });
     });
 }
@@ -153,6 +167,8 @@ export function formatStatus(s: GuardStatus, limits: readonly LimitFigure[], set
     `  trusted-network ${settings.trustedNetwork.enabled ? `trips a client relaying without a login above ${settings.trustedNetwork.limit} recipients in ${windowText(settings.trustedNetwork.window)}` : 'off'}`,
     `  bounces         ${settings.bounces.enabled ? `trips a sender above ${settings.bounces.perAddress} bounces in ${windowText(settings.bounces.window)}${settings.bounces.total !== undefined ? `, all outbound above ${settings.bounces.total}` : ''}` : 'off'}`,
   );
+  const ag = settings.aggregate;
+  lines.push(`  aggregate       ${ag.enabled ? `trips for all non-exempt sources together above ${ag.factor} × the installation's hourly baseline, at least ${ag.recipients} recipients or ${ag.newDomains} new domains an hour, or ${Math.round(ag.failureRate * 100)}% permanent failures of ${ag.failureMinimum}+ attempts` : 'off'}`);
   if (settings.exempt.length > 0) lines.push(`  exempt          ${settings.exempt.join(', ')}`);
   lines.push('', 'quota (global outbound)');
   if (s.quota) {
@@ -166,6 +182,14 @@ export function formatStatus(s: GuardStatus, limits: readonly LimitFigure[], set
   for (const src of s.sources.slice(0, 20)) {
     lines.push(`  ${src.source}  ${num(src.reading.rate)} / ${num(src.reading.limit)}, baseline ${src.reading.baseline.toFixed(2)}/h, ${src.domains} domains`);
   }
+  if (s.aggregate) {
+    const a = s.aggregate;
+    lines.push('', 'all sources together (aggregate: rate / limit, baseline)');
+    lines.push(`  recipients   ${num(a.recipients.rate)} / ${num(a.recipients.limit)}, baseline ${a.recipients.baseline.toFixed(2)}/h`);
+    lines.push(`  new domains  ${num(a.newDomains.rate)} / ${num(a.newDomains.limit)}, baseline ${a.newDomains.baseline.toFixed(2)}/h`);
+    lines.push(`  deliveries   ${num(a.failures)} permanent failures of ${num(a.attempts)} answered attempts`);
+  }
+  if (s.warnings.length > 0) lines.push('', 'early warnings (this hour and the last)', ...s.warnings.slice(0, 20).map((w) => `  ${iso(w.at)}  ${w.name}  ${w.reason}`));
   if (s.trusted.length > 0) lines.push('', `trusted-network relays in ${windowText(settings.trustedNetwork.window)}`, ...s.trusted.slice(0, 10).map((x) => `  ${x.subject}  ${x.count} / ${settings.trustedNetwork.limit}`));
   if (s.bounces.length > 0) lines.push('', `bounces received in ${windowText(settings.bounces.window)}`, ...s.bounces.slice(0, 10).map((x) => `  ${x.subject}  ${x.count}`));
   lines.push('', 'rate limits');

@@ -18,6 +18,9 @@ import { registerQuarantine } from './quarantine.ts';
 import { registerSystemdUnit } from './systemd-unit.ts';
 import { SAFE_UMASK } from '../../app/privileges.ts';
 import { registerSrs } from './srs.ts';
+import { registerBackup } from './backup.ts';
+import { registerDns } from './dns.ts';
+import { registerImport } from './import.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -66,11 +69,34 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerQuarantine(program);
   registerSystemdUnit(program);
   registerSrs(program);
+  registerSendmail(program);
+  registerBackup(program);
+  registerDns(program);
+  registerImport(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);
   });
   return program;
+}
+
+/**
+ * Listed for --help; `mailward sendmail ...` itself is taken by main.ts before the parser, so
+ * that sendmail's own options (-t, -f, -bs) never meet commander's. Reached here only after a
+ * global option (`mailward -c file sendmail ...`): the rest of the line goes to it unparsed.
+ */
+function registerSendmail(program: Command): void {
+  program
+    .command('sendmail')
+    .description("sendmail(8) for local programs (cron, PHP mail(), mail(1)): submits over the server's local socket as the calling Unix user; also installed as mailward-sendmail (docs/guide/sendmail.md)")
+    .argument('[args...]', 'sendmail options and recipients: -t -i -f sender -F name -bs -bp')
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action(async (_args: string[], _opts: unknown, cmd: Command) => {
+      const { runSendmail } = await import('./sendmail.ts');
+      const config = cmd.optsWithGlobals<GlobalOptions>().config;
+      process.exitCode = await runSendmail([...(config ? ['-C', config] : []), ...cmd.args], 'sendmail', runCli);
+    });
 }
 
 export async function runCli(argv: readonly string[]): Promise<number> {

@@ -8,7 +8,8 @@ import { inspectMessage, inspectSpool, type InspectedMessage } from '../../queue
 import { compileFilter, isEmptyFilter, messageState, MESSAGE_STATES, type MessageState, type QueueFilter } from '../../queue/filter.ts';
 import type { AdminOp } from '../../queue/admin.ts';
 import type { SpoolArea } from '../../queue/spool.ts';
-import { runQueueCommand, serverCatalog } from '../../app/delivery.ts';
+import { userInfo } from 'node:os';
+import { runQueueCommand, serverCatalog, serverSummary } from '../../app/delivery.ts';
 import type { LoadProgress } from '../../queue/queue.ts';
 import { age, olderThanMs } from './age.ts';
 import { confirm } from './confirm.ts';
@@ -77,7 +78,9 @@ function* matching(config: Config, filter: QueueFilter, areas?: readonly SpoolAr
 /** One line on the running server's start-up scan of the spool. */
 export function catalogLine(p: LoadProgress): string {
   const n = (x: number): string => x.toLocaleString('en-US');
-  if (p.state === 'loaded') return `catalog loaded: ${n(p.scanned)} message(s) scanned in ${((p.ms ?? 0) / 1000).toFixed(1)} s (${n(p.scheduled)} scheduled, ${n(p.held)} held, ${n(p.removed)} finished); ${n(p.catalogued)} catalogued now`;
+  // The snapshot counts are absent from a server of an older version.
+  const source = p.fromSnapshot ? `, ${n(p.fromSnapshot)} from the catalog snapshot and ${n(p.read ?? 0)} file(s) read` : '';
+  if (p.state === 'loaded') return `catalog loaded: ${n(p.scanned)} message(s) scanned in ${((p.ms ?? 0) / 1000).toFixed(1)} s${source} (${n(p.scheduled)} scheduled, ${n(p.held)} held, ${n(p.removed)} finished); ${n(p.catalogued)} catalogued now`;
   return `catalog ${p.state}: ${n(p.scanned)} message(s) scanned, ${Math.round(p.fraction * 100)}% of the spool's folders; ${n(p.catalogued)} catalogued (new mail included)`;
 }
 
@@ -85,6 +88,18 @@ export function catalogLine(p: LoadProgress): string {
 const waitingForCatalog = (p: LoadProgress): void => {
   process.stderr.write(`waiting for the server to finish loading its queue: ${catalogLine(p)}\n`);
 };
+
+/** Who runs the command, for the server's summary line (the socket admits only the server's user and root). */
+function operatorName(): string {
+  const uid = process.getuid?.() ?? -1;
+  let name = String(uid);
+  try {
+    name = userInfo().username;
+  } catch {
+    // no passwd entry for this uid: the number is all there is
+  }
+  return `${name} (uid ${uid}, cli)`;
+}
 
 const DONE: Record<AdminOp, string> = { hold: 'put on hold', release: 'released', delete: 'deleted', flush: 'flushed', requeue: 'requeued' };
 
@@ -124,7 +139,7 @@ function registerChange(queue: Command, op: AdminOp, description: string): void 
     const progress = createProgress({ verb: DONE[op] });
     if (total !== undefined) progress.setTotal(total);
     const note = (p: { matched: number }): string => `- ${p.matched.toLocaleString('en-US')} matched`;
-    const r = await runQueueCommand(config, { op, ...(ids.length > 0 ? { ids } : {}), ...(hasFilter ? { filter } : {}), ...(all ? { all: true } : {}) }, (p) => progress.update(p.changed, note(p)), waitingForCatalog);
+    const r = await runQueueCommand(config, { op, operator: operatorName(), ...(ids.length > 0 ? { ids } : {}), ...(hasFilter ? { filter } : {}), ...(all ? { all: true } : {}) }, (p) => progress.update(p.changed, note(p)), waitingForCatalog);
     progress.update(r.changed, note(r));
     progress.finish();
     const by = r.via === 'server' ? 'by the running server' : 'in the spool (no server running)';
@@ -150,6 +165,20 @@ export function registerQueue(program: Command): void {
     const now = Date.now();
     const n = Number.parseInt(opts.top, 10);
     if (!(n >= 1)) throw new CliError(`--top ${JSON.stringify(opts.top)}: give a number of at least 1`, EXIT.usage);
+    if (opts.summary && !opts.json) {
+      // A running server answers from its catalog, without reading a file.
+      const s = await serverSummary(config, filter, n);
+      if (s) {
+        const rows = (list: ReadonlyArray<readonly [string, number]>): string[] => list.map(([k, v]) => `  ${String(v).padStart(9)}  ${k}`);
+        if (s.messages > 0) {
+          process.stdout.write(['top senders:', ...rows(s.senders), 'top recipient domains (messages):', ...rows(s.domains)].join('\n') + '\n');
+          process.stdout.write(`held ${s.held}, deferred ${s.deferred}, pending ${s.pending}; ${s.toGo} recipient(s) to go\n`);
+        }
+        process.stdout.write(`${s.messages} message(s) queued (counted by the running server)\n`);
+        return;
+      }
+      process.stderr.write('no server running: counting from the spool files (slower)\n');
+    }
     let count = 0;
     let toGo = 0;
     let bytes = 0;

@@ -77,10 +77,16 @@ class LineReader {
   }
 }
 
-/** The socket to use: -C's config, else the system socket, else ./mailward.yaml's (or the default). */
+/**
+ * The socket to use: -C's config, else the system socket, else ./mailward.yaml's (or the
+ * default). A config whose socket is the default one is read here without systemd's
+ * RUNTIME_DIRECTORY, so it names dataDir's socket; under the shipped unit the server listens in
+ * /run/mailward instead: that one is used when the config's does not exist.
+ */
 function socketPath(args: SendmailArgs): string {
   if (args.config === undefined && existsSync(SYSTEM_SOCKET)) return SYSTEM_SOCKET;
-  return loadConfig(args.config).sendmail.socket;
+  const configured = loadConfig(args.config).sendmail.socket;
+  return !existsSync(configured) && existsSync(SYSTEM_SOCKET) ? SYSTEM_SOCKET : configured;
 }
 
 function connect(file: string): Promise<net.Socket> {

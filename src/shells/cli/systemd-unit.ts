@@ -62,7 +62,11 @@ NoNewPrivileges=yes
 # The whole file system read-only but for the data folder.
 ProtectSystem=strict
 ReadWritePaths=${dataDir}
-${state ? `StateDirectory=${state}\nStateDirectoryMode=0750\n` : ''}ProtectHome=yes
+${state ? `StateDirectory=${state}\nStateDirectoryMode=0750\n` : ''}# /run/mailward, for the sendmail socket every local user may reach (sendmail.socket's default
+# under this unit; docs/guide/sendmail.md). Removed when the service stops.
+RuntimeDirectory=mailward
+RuntimeDirectoryMode=0755
+ProtectHome=yes
 PrivateTmp=yes
 PrivateDevices=yes
 ProtectKernelTunables=yes

@@ -1,10 +1,12 @@
 // CRYPTO_ADDRESS: a cryptocurrency address to pay to. Extortion and "investment" spam must name
-// one; ordinary mail seldom does. Bitcoin addresses carry a checksum, so a string of the right
-// shape is counted only when its checksum holds (a random tracking id or base64 run does not
-// pass); Ethereum and Monero addresses are taken by their shape, and only when the text names
-// the currency (their checksums need Keccak, which Node's crypto lacks).
+// one; ordinary mail seldom does. The addresses carry checksums, so a string of the right shape
+// is counted only when its checksum holds (a random tracking id or base64 run does not pass):
+// Bitcoin's Base58Check and bech32/bech32m, Ethereum's EIP-55 mixed-case checksum, Monero's
+// Keccak checksum. An Ethereum address written in one case carries no checksum (EIP-55 keeps
+// those valid): it counts only when the text names the currency.
 import { createHash } from 'node:crypto';
 import type { Rule } from '../rules.ts';
+import { keccak256 } from '../keccak.ts';
 
 const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
 const B58_INDEX = new Map([...B58].map((c, i) => [c, i]));
@@ -73,23 +75,81 @@ export function isBech32Address(s: string): boolean {
   return version === 0 ? check === 1 : version <= 16 && check === 0x2bc830a3;
 }
 
+/** An Ethereum address ("0x" + 40 hex digits): "checksummed" when its mixed case passes EIP-55
+ * (a hex letter is upper case exactly when the same nibble of Keccak-256 of the lower-case hex is
+ * 8 or more), "plain" when written in one case (valid, without a checksum), undefined when the
+ * case is mixed and wrong (a typo or not an address). */
+export function ethereumAddress(s: string): 'checksummed' | 'plain' | undefined {
+  if (!/^0x[0-9a-fA-F]{40}$/.test(s)) return undefined;
+  const hex = s.slice(2);
+  if (hex === hex.toLowerCase() || hex === hex.toUpperCase()) return 'plain';
+  const hash = keccak256(Buffer.from(hex.toLowerCase(), 'latin1'));
+  for (let i = 0; i < 40; i++) {
+    const c = hex.charCodeAt(i);
+    if (c < 0x41) continue; // a digit has no case
+    const nibble = (hash[i >> 1]! >> (i % 2 === 0 ? 4 : 0)) & 0xf;
+    if ((c <= 0x46) !== nibble >= 8) return undefined;
+  }
+  return 'checksummed';
+}
+
+// Monero's Base58 (the Bitcoin alphabet) works on blocks: every 8 bytes are 11 characters, a
+// shorter last block of n bytes is MONERO_BLOCK[n] characters.
+const MONERO_BLOCK = [0, 2, 3, 5, 6, 7, 9, 10, 11];
+
+/** Monero's block-wise Base58 to bytes, or undefined when a block does not decode to its size. */
+export function moneroBase58Decode(s: string): Uint8Array | undefined {
+  const out: number[] = [];
+  for (let at = 0; at < s.length; at += 11) {
+    const chunk = s.slice(at, at + 11);
+    const size = MONERO_BLOCK.indexOf(chunk.length);
+    if (size < 0) return undefined;
+    let n = 0n;
+    for (const ch of chunk) {
+      const v = B58_INDEX.get(ch);
+      if (v === undefined) return undefined;
+      n = n * 58n + BigInt(v);
+    }
+    if (n >> BigInt(8 * size) !== 0n) return undefined;
+    for (let i = size - 1; i >= 0; i--) out.push(Number((n >> BigInt(8 * i)) & 0xffn));
+  }
+  return Uint8Array.from(out);
+}
+
+// Main-network address prefixes: 18 standard ("4…", 95 characters), 19 integrated ("4…", 106,
+// with an 8-byte payment id), 42 subaddress ("8…", 95).
+const MONERO_LENGTHS: Readonly<Record<number, number>> = { 18: 69, 19: 77, 42: 69 };
+
+/** A Monero main-network address whose checksum (the first 4 bytes of Keccak-256 over the prefix
+ * and keys) holds. */
+export function isMoneroAddress(s: string): boolean {
+  const b = moneroBase58Decode(s);
+  if (!b || MONERO_LENGTHS[b[0]!] !== b.length) return false;
+  const sum = keccak256(b.subarray(0, b.length - 4));
+  const end = b.length - 4;
+  return sum[0] === b[end] && sum[1] === b[end + 1] && sum[2] === b[end + 2] && sum[3] === b[end + 3];
+}
+
 const BASE58_RUN = /(?<![0-9A-Za-z])[13][1-9A-HJ-NP-Za-km-z]{25,34}(?![0-9A-Za-z])/g;
 const BECH32_RUN = /(?<![0-9A-Za-z])(?:bc1|BC1)[02-9ac-hj-np-zAC-HJ-NP-Z]{11,87}(?![0-9A-Za-z])/g;
-const ETHEREUM = /(?<![0-9A-Za-z])0x[0-9a-fA-F]{40}(?![0-9A-Za-z])/;
-const MONERO = /(?<![0-9A-Za-z])[48][1-9A-HJ-NP-Za-km-z]{94}(?![0-9A-Za-z])/;
+const ETHEREUM_RUN = /(?<![0-9A-Za-z])0x[0-9a-fA-F]{40}(?![0-9A-Za-z])/g;
+const MONERO_RUN = /(?<![0-9A-Za-z])(?:[48][1-9A-HJ-NP-Za-km-z]{94}|4[1-9A-HJ-NP-Za-km-z]{105})(?![0-9A-Za-z])/g;
 const NAMES_ETH = /\b(?:ethereum|ether|eth|usdt|erc-?20)\b/i;
 const NAMES_XMR = /\b(?:monero|xmr)\b/i;
+const NAMES_BTC = /\b(?:bitcoins?|btc)\b/i;
 
-/** The kinds of payable address in a text: "btc" (checksum verified), "eth", "xmr". */
 // Candidates whose checksum is computed, at most: a text made of thousands of address-shaped
-// strings would otherwise cost a decode and two SHA-256 each.
+// strings would otherwise cost a decode and a hash each.
 const MAX_CANDIDATES = 50;
 
+/** The kinds of payable address in a text, each with its checksum verified: "btc", "eth"
+ * (or an unchecksummed one-case address in a text that names Ethereum), "xmr". */
 export function cryptoAddresses(text: string): string[] {
   const kinds: string[] = [];
   if (someMatch(text, BASE58_RUN, isBase58CheckAddress) || someMatch(text, BECH32_RUN, isBech32Address)) kinds.push('btc');
-  if (ETHEREUM.test(text) && NAMES_ETH.test(text)) kinds.push('eth');
-  if (MONERO.test(text) && NAMES_XMR.test(text)) kinds.push('xmr');
+  const named = NAMES_ETH.test(text);
+  if (someMatch(text, ETHEREUM_RUN, (a) => { const e = ethereumAddress(a); return e === 'checksummed' || (e === 'plain' && named); })) kinds.push('eth');
+  if (someMatch(text, MONERO_RUN, isMoneroAddress)) kinds.push('xmr');
   return kinds;
 }
 
@@ -102,18 +162,22 @@ function someMatch(text: string, re: RegExp, ok: (s: string) => boolean): boolea
   return false;
 }
 
-const NAMES_BTC = /\b(?:bitcoins?|btc)\b/i;
+const shaped = (re: RegExp, text: string): boolean => new RegExp(re.source).test(text);
 
-/** A string shaped like a Bitcoin address in a text that names Bitcoin, checksum or not (made-up
+/** A string shaped like an address in a text that names its currency, checksum or not (made-up
  * addresses in hand-written extortion still mean "pay here"): for EXTORTION_DEMAND only. */
-export function bitcoinShaped(text: string): boolean {
-  return NAMES_BTC.test(text) && (new RegExp(BASE58_RUN.source).test(text) || new RegExp(BECH32_RUN.source).test(text));
+export function cryptoShaped(text: string): boolean {
+  return (
+    (NAMES_BTC.test(text) && (shaped(BASE58_RUN, text) || shaped(BECH32_RUN, text))) ||
+    (NAMES_ETH.test(text) && shaped(ETHEREUM_RUN, text)) ||
+    (NAMES_XMR.test(text) && shaped(MONERO_RUN, text))
+  );
 }
 
 export const CRYPTO_ADDRESS: Rule = {
   name: 'CRYPTO_ADDRESS',
   // Alone it stays far below the threshold: a donation address in a newsletter is ham.
   points: 1.5,
-  description: 'A cryptocurrency address to pay to (Bitcoin with a valid checksum, Ethereum or Monero named as such)',
+  description: 'A cryptocurrency address to pay to, its checksum verified (Bitcoin, Ethereum EIP-55, Monero)',
   test: (_m, f) => cryptoAddresses(f.text).length > 0,
 };

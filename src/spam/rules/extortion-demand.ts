@@ -3,7 +3,7 @@
 // conjunction rule, as SpamAssassin's meta rules: its points are what Bayes trained on older mail
 // cannot give (it puts this class at BAYES_00, -2.0, often).
 import type { Rule } from '../rules.ts';
-import { bitcoinShaped, cryptoAddresses } from './crypto-address.ts';
+import { cryptoShaped, cryptoAddresses } from './crypto-address.ts';
 import { isExtortion } from './extortion.ts';
 import { paymentDemand } from './payment-demand.ts';
 
@@ -11,5 +11,5 @@ export const EXTORTION_DEMAND: Rule = {
   name: 'EXTORTION_DEMAND',
   points: 2.5,
   description: 'Extortion story with a payment address or an amount and deadline',
-  test: (_m, f) => isExtortion(f.text, f) && (cryptoAddresses(f.text).length > 0 || paymentDemand(f.text) || bitcoinShaped(f.text)),
+  test: (_m, f) => isExtortion(f.text, f) && (cryptoAddresses(f.text).length > 0 || paymentDemand(f.text) || cryptoShaped(f.text)),
 };

@@ -1,0 +1,154 @@
+// The whole translation: the old server's settings in, one Mailward config (as plain data), the
+// mailboxes and aliases to create, the secret files to write, and the report out. Pure apart from
+// reading the old server's files; writing is write.ts.
+import type { PipelineEntry } from '../../config/schema.ts';
+import { readDelivery } from './delivery.ts';
+import { listenHosts, readListeners } from './listeners.ts';
+import { readMynetworks } from './networks.ts';
+import { readRecipients } from './recipients.ts';
+import { Report } from './report.ts';
+import { emptyChecks, translateLists, usesMynetworks, type CheckOptions, type Lists } from './restrictions.ts';
+import { PostfixSettings, type PostfixSources } from './settings.ts';
+
+export interface ImportPlan {
+  readonly config: Record<string, unknown>;
+  readonly users: readonly string[];
+  readonly aliases: ReadonlyMap<string, readonly string[]>;
+  /** Files to write beside the config (mode 0600): smarthost passwords. */
+  readonly secrets: ReadonlyMap<string, string>;
+  readonly report: Report;
+  readonly defaultsFrom: string;
+}
+
+const same = (a: Lists, b: Lists): boolean => JSON.stringify([a.mail, a.rcpt]) === JSON.stringify([b.mail, b.rcpt]);
+
+export function planImport(src: PostfixSources): ImportPlan {
+  const s = new PostfixSettings(src);
+  const report = new Report();
+  report.info('defaults', 'postconf', `defaults from ${s.defaults.origin}`, `main.cf ${s.main.size} settings, master.cf ${s.services.length} services`);
+  const listeners = readListeners(s, report);
+  const used = usesMynetworks(s, [undefined, ...listeners.map((l) => l.service)]);
+  const { trusted } = readMynetworks(s, listenHosts(s, new Report()), report, used);
+  const checks = emptyChecks();
+  const global = translateLists(s, undefined, report, checks, trusted);
+  const recipients = readRecipients(s, report);
+  const delivery = readDelivery(s, report, recipients.mailboxPaths);
+
+  const config: Record<string, unknown> = {};
+  const hostname = s.get('myhostname');
+  if (hostname && s.isSet('myhostname')) config.hostname = hostname;
+  if (recipients.domains.length > 0) config.domains = recipients.domains;
+  else report.untranslated('no-domains', s.source('mydestination'), 'no mail domain found', 'domains: [localhost] (the default)', 'set domains to the domains this server receives mail for');
+  config.dataDir = './data';
+  config.listeners = Object.fromEntries(
+    listeners.map((l) => {
+      const lists = l.service ? serviceLists(s, l.service, report, checks, trusted) : global;
+      const out: Record<string, unknown> = { kind: l.kind, host: l.host, port: l.port, ...l.settings };
+      if (lists.requireAuth) out.requireAuth = true;
+      if (!same(lists, global)) out.pipeline = { mail: lists.mail, rcpt: lists.rcpt };
+      return [l.name, out];
+    }),
+  );
+  if (trusted.length > 0) config.relay = { trustedNetworks: trusted };
+  config.pipeline = { mail: global.mail, rcpt: global.rcpt };
+  config.checks = checkSection(checks, recipients.sendAs, usedChecks(global, config.listeners as Record<string, { pipeline?: { mail: PipelineEntry[]; rcpt: PipelineEntry[] } }>));
+  limitsAndTls(s, report, config);
+  authSection(s, report, config);
+  const d: Record<string, unknown> = {};
+  if (Object.keys(delivery.local).length > 0) d.local = delivery.local;
+  if (Object.keys(delivery.smarthosts).length > 0) d.smarthosts = delivery.smarthosts;
+  if (Object.keys(delivery.routes).length > 0) d.routes = delivery.routes;
+  if (Object.keys(d).length > 0) config.delivery = d;
+  others(s, report);
+  return { config, users: recipients.users, aliases: recipients.aliases, secrets: delivery.secrets, report, defaultsFrom: s.defaults.origin };
+}
+
+/** A service's lists; only what its own -o lines say is reported (main.cf's lists were, once). */
+function serviceLists(s: PostfixSettings, svc: NonNullable<ListenerPlanService>, report: Report, checks: CheckOptions, trusted: readonly string[]): Lists {
+  const own = new Report();
+  const lists = translateLists(s, svc, own, checks, trusted);
+  for (const item of own.items) if (item.source.endsWith('(-o)')) report.add(item);
+  return lists;
+}
+
+type ListenerPlanService = Parameters<typeof translateLists>[1];
+
+function usedChecks(global: Lists, listeners: Record<string, { pipeline?: { mail: PipelineEntry[]; rcpt: PipelineEntry[] } }>): Set<string> {
+  const names = new Set<string>();
+  const add = (l: readonly PipelineEntry[]): void => l.forEach((e) => names.add(typeof e === 'string' ? e : e.check));
+  add(global.mail);
+  add(global.rcpt);
+  for (const l of Object.values(listeners)) {
+    if (!l.pipeline) continue;
+    add(l.pipeline.mail);
+    add(l.pipeline.rcpt);
+  }
+  return names;
+}
+
+function checkSection(c: CheckOptions, sendAs: Record<string, string[]>, placed: ReadonlySet<string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const name of ['client-access', 'helo-access', 'sender-access', 'recipient-access'] as const) {
+    if (placed.has(name)) out[name] = { entries: c[name].entries };
+  }
+  if (placed.has('dnsbl')) out.dnsbl = { zones: c.dnsbl.zones };
+  if (placed.has('helo') && c.helo.requireFqdn) out.helo = { requireFqdn: true };
+  if (Object.keys(sendAs).length > 0) out['sender-login'] = { sendAs };
+  return out;
+}
+
+function limitsAndTls(s: PostfixSettings, report: Report, config: Record<string, unknown>): void {
+  const limits: Record<string, unknown> = {};
+  if (s.isSet('message_size_limit')) {
+    const n = Number(s.get('message_size_limit'));
+    if (n > 0) limits.maxMessageSize = n;
+    report.mapped(s.source('message_size_limit'), `message_size_limit = ${s.get('message_size_limit')}`, n > 0 ? `limits.maxMessageSize: ${n}` : 'no limit in Postfix; Mailward keeps its 25 MB default');
+  }
+  if (s.isSet('smtpd_recipient_limit')) {
+    const n = Number(s.get('smtpd_recipient_limit'));
+    limits.maxRecipients = n;
+    report.mapped(s.source('smtpd_recipient_limit'), `smtpd_recipient_limit = ${s.get('smtpd_recipient_limit')}`, `limits.maxRecipients: ${n}`);
+  }
+  if (Object.keys(limits).length > 0) config.limits = limits;
+  if (s.isSet('recipient_delimiter')) {
+    const d = s.get('recipient_delimiter');
+    config.recipientDelimiter = d.slice(0, 1);
+    report.mapped(s.source('recipient_delimiter'), `recipient_delimiter = ${d}`, `recipientDelimiter: "${d.slice(0, 1)}"${d.length > 1 ? ' (Mailward takes one character)' : ''}`);
+  }
+  const cert = s.get('smtpd_tls_cert_file');
+  const key = s.get('smtpd_tls_key_file');
+  if (cert && key && !/snakeoil/.test(cert)) {
+    config.tls = { cert, key };
+    report.mapped(s.source('smtpd_tls_cert_file'), `smtpd_tls_cert_file/key_file = ${cert}, ${key}`, 'tls.cert, tls.key (the user Mailward runs as must be able to read the key)');
+  } else if (cert) report.info('tls-snakeoil', s.source('smtpd_tls_cert_file'), `smtpd_tls_cert_file = ${cert}`, 'not copied: a self-signed pair; Mailward makes its own in dataDir/tls');
+}
+
+function authSection(s: PostfixSettings, report: Report, config: Record<string, unknown>): void {
+  const usesSasl = s.yes('smtpd_sasl_auth_enable') || s.services.some((v) => v.overrides.has('smtpd_sasl_auth_enable') && s.yes('smtpd_sasl_auth_enable', v));
+  if (!usesSasl) return;
+  const svc = s.services.find((v) => v.overrides.has('smtpd_sasl_type') || v.overrides.has('smtpd_sasl_path'));
+  const type = s.get('smtpd_sasl_type', svc);
+  const p = s.get('smtpd_sasl_path', svc);
+  if (type === 'dovecot' && !/^inet:/.test(p)) {
+    const socket = s.socketPath(p);
+    config.auth = { backend: 'dovecot', dovecot: { socket } };
+    report.mapped(s.source('smtpd_sasl_type', svc), `smtpd_sasl_type = dovecot, smtpd_sasl_path = ${p}`, `auth.backend: dovecot, auth.dovecot.socket: ${socket}`);
+  } else {
+    report.untranslated('sasl', s.source('smtpd_sasl_type', svc), `smtpd_sasl_type = ${type}, smtpd_sasl_path = ${p}`, 'logins are checked against Mailward\'s own user list', type === 'dovecot' ? 'Dovecot over inet: is not supported; give Dovecot a unix auth-client listener and set auth.dovecot.socket' : 'set each user\'s password with mailward user passwd (Cyrus SASL databases cannot be read), or let Dovecot check them (auth.backend: dovecot)');
+  }
+}
+
+function others(s: PostfixSettings, report: Report): void {
+  for (const p of ['content_filter', 'smtpd_milters', 'non_smtpd_milters']) {
+    const v = s.get(p);
+    if (v) report.untranslated(p, s.source(p), `${p} = ${v}`, 'not translated: Mailward scans mail in its own pipeline', 'place "spam" (built in) and "virus" (clamd) in pipeline.data; DKIM signing is delivery.dkim; drop Amavis/OpenDKIM/milters once they are covered');
+  }
+  for (const p of ['relay_domains', 'relay_recipient_maps']) {
+    const v = s.get(p);
+    if (!v || (p === 'relay_domains' && v === s.get('mydestination'))) continue;
+    report.untranslated(p, s.source(p), `${p} = ${v}`, 'not translated: Mailward is no backup MX; mail for those domains will be refused', 'make them local domains with their mailboxes, or keep the backup MX on another server');
+  }
+  const postscreenSites = s.list('postscreen_dnsbl_sites');
+  if (postscreenSites.length > 0) report.untranslated('postscreen-dnsbl', s.source('postscreen_dnsbl_sites'), `postscreen_dnsbl_sites = ${postscreenSites.join(' ')}`, 'not translated: weights and a threshold have no equivalent', 'add the zones to checks.dnsbl.zones (action reject or score) and place "dnsbl" in pipeline.rcpt');
+  if (s.get('smtpd_tls_security_level') === 'encrypt') report.info('tls-encrypt', s.source('smtpd_tls_security_level'), 'smtpd_tls_security_level = encrypt', 'kept per listener as requireTls (on the MX port RFC 3207 §4 says a public server must not require TLS)');
+}

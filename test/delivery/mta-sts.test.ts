@@ -1,0 +1,237 @@
+// MTA-STS (RFC 8461) on direct MX delivery, against real loopback programs: a DNS server, an
+// HTTPS policy server with a certificate from a test CA, and SMTP sinks playing the MX hosts —
+// with a valid certificate, a certificate for another name, an expired one, no STARTTLS, and
+// behind a proxy that strips STARTTLS. Enforce mode refuses each failure (4xx, nothing handed
+// over); testing mode reports it and delivers; every decision is counted for TLS-RPT.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import type { Envelope } from '../../src/queue/envelope.ts';
+import { MxTransport } from '../../src/delivery/mx.ts';
+import type { DeliverableMessage } from '../../src/delivery/transport.ts';
+import { MtaStsPolicies } from '../../src/delivery/tls-policy/mta-sts.ts';
+import { StoreTlsCounter } from '../../src/delivery/tls-policy/tls-rpt.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
+import { silentLogger } from '../../src/observe/log.ts';
+import { policyText } from '../../src/core/mta-sts.ts';
+import { startDns, type TestDns } from '../harness/dns.ts';
+import { startCa, type TestCa } from '../harness/test-ca.ts';
+import { captureLog } from '../queue/helpers.ts';
+import { startSink, type Sink } from './sink.ts';
+
+const CLIENT = { heloName: 'mx.example.org', connectTimeoutMs: 3000, greetingTimeoutMs: 3000, socketTimeoutMs: 5000 };
+
+function message(to: string): DeliverableMessage {
+  const bytes = Buffer.from('From: a@example.org\r\nSubject: t\r\n\r\nhello\r\n');
+  const envelope: Envelope = {
+    id: '1k8fn2k50f5t0l8a1',
+    receivedAt: Date.now(),
+    mailFrom: 'a@example.org',
+    recipients: [{ address: to, mailbox: to, transport: 'remote' }],
+    client: { address: '192.0.2.1', listener: 'submission', sessionId: 's', login: 'a@example.org' },
+    smtputf8: false,
+    body: '8BITMIME',
+    size: bytes.length,
+  };
+  return { envelope, body: () => Readable.from([bytes]), recovered: false };
+}
+
+interface PolicyServer {
+  readonly port: number;
+  /** Policy text by domain (served at mta-sts.<domain>); absent: 404. */
+  readonly policies: Map<string, string>;
+  readonly requests: string[];
+  contentType: string;
+}
+
+async function startPolicyServer(t: TestContext, ca: TestCa, domains: readonly string[]): Promise<PolicyServer> {
+  const { certPem, keyPem } = ca.issue(domains.map((d) => `mta-sts.${d}`));
+  const state: PolicyServer = { port: 0, policies: new Map(), requests: [], contentType: 'text/plain' };
+  const srv = https.createServer({ cert: certPem, key: keyPem }, (req, res) => {
+    const host = String(req.headers.host ?? '');
+    state.requests.push(`${host}${req.url ?? ''}`);
+    const text = host.startsWith('mta-sts.') && req.url === '/.well-known/mta-sts.txt' ? state.policies.get(host.slice('mta-sts.'.length)) : undefined;
+    if (text === undefined) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': state.contentType }).end(text);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  (state as { port: number }).port = (srv.address() as net.AddressInfo).port;
+  t.after(() => new Promise<void>((resolve) => srv.close(() => resolve())));
+  return state;
+}
+
+/** A TCP proxy to `port` that hides STARTTLS: removed from EHLO replies, the command garbled (as a downgrading middlebox does). */
+async function startStrippingProxy(t: TestContext, port: number): Promise<number> {
+  const socks = new Set<net.Socket>();
+  const srv = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    socks.add(client).add(upstream);
+    client.on('data', (d: Buffer) => upstream.write(Buffer.from(d.toString('latin1').replace(/STARTTLS/gi, 'XXXXXXXX'), 'latin1')));
+    upstream.on('data', (d: Buffer) => client.write(Buffer.from(d.toString('latin1').replace(/250([ -])STARTTLS/gi, '250$1XXXXXXXX'), 'latin1')));
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of socks) s.destroy();
+    return new Promise<void>((resolve) => srv.close(() => resolve()));
+  });
+  return (srv.address() as net.AddressInfo).port;
+}
+
+const DOMAINS = ['good.example', 'wrongname.example', 'expired.example', 'plain.example', 'strip.example', 'wild.example', 'testing.example', 'broken.example'];
+
+interface Rig {
+  ca: TestCa;
+  dns: TestDns;
+  policy: PolicyServer;
+  store: SqliteStore;
+  counter: StoreTlsCounter;
+  policies: MtaStsPolicies;
+  log: ReturnType<typeof captureLog>;
+  /** A transport whose MX port is `port` (each case has its own sink). */
+  transport(port: number): MxTransport;
+}
+
+async function rig(t: TestContext): Promise<Rig> {
+  const ca = startCa(t);
+  const zones: Record<string, object> = {};
+  for (const d of DOMAINS) {
+    zones[d] = { MX: [`10 mx.${d}.`], names: { mx: { A: ['127.0.0.1'] }, '_mta-sts': { TXT: ['v=STSv1; id=1'] }, 'a.b': { A: ['127.0.0.1'] } } };
+  }
+  const dns = await startDns(t, zones);
+  const policy = await startPolicyServer(t, ca, DOMAINS);
+  for (const d of DOMAINS) policy.policies.set(d, policyText({ mode: 'enforce', mx: [`mx.${d}`], maxAge: 86400 }));
+  const dir = mkdtempSync(path.join(tmpdir(), 'mailward-sts-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new SqliteStore({ path: path.join(dir, 'state.sqlite') }, silentLogger());
+  t.after(() => store.close());
+  const log = captureLog();
+  const addresses = Object.fromEntries(DOMAINS.map((d) => [`mta-sts.${d}`, `127.0.0.1:${policy.port}`]));
+  const policies = new MtaStsPolicies({ dns: dns.resolver(), store, log: log.log, extraCa: ca.caPem, addresses, fetchTimeoutMs: 5000 });
+  const counter = new StoreTlsCounter({ store, log: log.log });
+  return {
+    ca,
+    dns,
+    policy,
+    store,
+    counter,
+    policies,
+    log,
+    transport: (port) => new MxTransport({ dns: dns.resolver(), port, client: CLIENT, concurrencyPerDomain: 5, ownNames: [], log: log.log, mtaSts: policies, tlsReports: counter }),
+  };
+}
+
+const tlsSink = (t: TestContext, ca: TestCa, names: string[], expired = false): Promise<Sink> => {
+  const { certPem, keyPem } = ca.issue(names, { expired });
+  return startSink(t, { tls: tls.createSecureContext({ cert: certPem, key: keyPem }) });
+};
+
+const deliver = async (r: Rig, sink: Sink | number, to: string): Promise<{ outcome: string; reply: string }> => {
+  const [res] = await r.transport(typeof sink === 'number' ? sink : sink.port).deliver(message(to), [0]);
+  return { outcome: res!.outcome, reply: res!.reply };
+};
+
+test('MTA-STS enforce: verified TLS to a listed MX delivers; a wrong, expired or missing certificate, no STARTTLS, or a stripping proxy defers with nothing handed over', async (t) => {
+  const r = await rig(t);
+  const good = await tlsSink(t, r.ca, ['mx.good.example']);
+  const ok = await deliver(r, good, 'bob@good.example');
+  assert.equal(ok.outcome, 'ok', ok.reply);
+  assert.equal(good.messages.length, 1);
+  assert.equal(good.messages[0]!.secure, true);
+
+  const cases: Array<[string, Sink | number, RegExp]> = [
+    ['wrongname.example', await tlsSink(t, r.ca, ['mx.other.example']), /certificate-host-mismatch/],
+    ['expired.example', await tlsSink(t, r.ca, ['mx.expired.example'], true), /certificate-expired/],
+    ['plain.example', await startSink(t), /starttls-not-supported/],
+  ];
+  const behindProxy = await tlsSink(t, r.ca, ['mx.strip.example']);
+  cases.push(['strip.example', await startStrippingProxy(t, behindProxy.port), /starttls-not-supported/]);
+  for (const [domain, sink, why] of cases) {
+    const res = await deliver(r, sink, `bob@${domain}`);
+    assert.equal(res.outcome, 'temporary', `${domain}: ${res.reply}`);
+    assert.match(res.reply, new RegExp(`^451 4\\.7\\.5 MTA-STS policy of ${domain.replace('.', '\\.')} requires TLS with a valid certificate for mx\\.${domain.replace('.', '\\.')}: `));
+    assert.match(res.reply, why);
+    if (typeof sink !== 'number') assert.equal(sink.messages.length, 0, `${domain}: nothing may be handed over`);
+  }
+  assert.equal(behindProxy.messages.length, 0, 'the stripped session carried no mail in clear');
+
+  // Every decision is a log line with its result, and is counted for TLS-RPT.
+  const results = r.log.events('tls-policy').map((l) => `${String(l.domain)} ${String(l.mode)} ${String(l.result)}`);
+  assert.deepEqual(results, ['good.example enforce success', 'wrongname.example enforce certificate-host-mismatch', 'expired.example enforce certificate-expired', 'plain.example enforce starttls-not-supported', 'strip.example enforce starttls-not-supported']);
+  await r.counter.flushed();
+  const day = new Date().toISOString().slice(0, 10);
+  assert.deepEqual(await r.store.hgetall(`tlsrpt:counts:${day}:good.example`), new Map([['success', 1]]));
+  assert.deepEqual(await r.store.hgetall(`tlsrpt:counts:${day}:strip.example`), new Map([['failure\tstarttls-not-supported\tmx.strip.example\t127.0.0.1', 1]]));
+});
+
+test('MTA-STS: MX patterns per RFC 8461 §4.1 (a wildcard covers one label); an unlisted MX is skipped in enforce mode', async (t) => {
+  const r = await rig(t);
+  r.dns.set('wild.example', 'MX', ['10 a.b.wild.example.', '20 mx.wild.example.']);
+  r.policy.policies.set('wild.example', policyText({ mode: 'enforce', mx: ['*.wild.example'], maxAge: 86400 }));
+  const sink = await tlsSink(t, r.ca, ['mx.wild.example', 'a.b.wild.example']);
+  const res = await deliver(r, sink, 'bob@wild.example');
+  assert.equal(res.outcome, 'ok', res.reply);
+  assert.equal(sink.connections, 1, 'a.b.wild.example was never connected to');
+  const skipped = r.log.events('tls-policy').find((l) => l.host === 'a.b.wild.example');
+  assert.equal(skipped?.result, 'validation-failure');
+
+  // Only unlisted hosts: nothing is tried.
+  r.dns.set('wild.example', 'MX', ['10 a.b.wild.example.']);
+  const none = await deliver(r, sink, 'bob@wild.example');
+  assert.deepEqual(none, { outcome: 'temporary', reply: '451 4.7.5 MTA-STS policy of wild.example does not list MX host a.b.wild.example' });
+  assert.equal(sink.connections, 1);
+});
+
+test('MTA-STS testing mode: a failure is reported and the mail still goes (RFC 8461 §5.2)', async (t) => {
+  const r = await rig(t);
+  r.policy.policies.set('testing.example', policyText({ mode: 'testing', mx: ['mx.testing.example'], maxAge: 86400 }));
+  const plain = await startSink(t);
+  const res = await deliver(r, plain, 'bob@testing.example');
+  assert.equal(res.outcome, 'ok', res.reply);
+  assert.equal(plain.messages.length, 1);
+  assert.equal(plain.messages[0]!.secure, false);
+  assert.deepEqual(
+    r.log.events('tls-policy').map((l) => `${String(l.mode)} ${String(l.result)}`),
+    ['testing starttls-not-supported'],
+  );
+});
+
+test('MTA-STS policy cache: fetched once per id, refetched when the id changes; a failed fetch with nothing cached is no policy, and reported', async (t) => {
+  const r = await rig(t);
+  const good = await tlsSink(t, r.ca, ['mx.good.example']);
+  for (let i = 0; i < 2; i++) assert.equal((await deliver(r, good, 'bob@good.example')).outcome, 'ok');
+  const fetches = (): number => r.policy.requests.filter((q) => q.startsWith('mta-sts.good.example')).length;
+  assert.equal(fetches(), 1);
+  // A new id: the policy is fetched again, and its new mode applies at once.
+  r.policy.policies.set('good.example', policyText({ mode: 'enforce', mx: ['mx2.good.example'], maxAge: 86400 }));
+  r.dns.set('_mta-sts.good.example', 'TXT', ['v=STSv1; id=2']);
+  const res = await deliver(r, good, 'bob@good.example');
+  assert.equal(fetches(), 2);
+  assert.equal(res.reply, '451 4.7.5 MTA-STS policy of good.example does not list MX host mx.good.example');
+  // The TXT record gone: the cached (unexpired) policy still applies (RFC 8461 §5.1).
+  r.dns.set('_mta-sts.good.example', 'TXT', []);
+  assert.equal((await deliver(r, good, 'bob@good.example')).outcome, 'temporary');
+
+  // Announced, but served as text/html: not a policy; with none cached, delivery is opportunistic.
+  r.policy.contentType = 'text/html';
+  const plain = await startSink(t);
+  const broken = await deliver(r, plain, 'bob@broken.example');
+  assert.equal(broken.outcome, 'ok', broken.reply);
+  const ev = r.log.events('tls-policy').find((l) => l.domain === 'broken.example');
+  assert.equal(ev?.result, 'sts-policy-invalid');
+  assert.equal(ev?.policy, 'no-policy-found');
+});
