@@ -78,7 +78,10 @@ export interface AcmeManager {
 export async function startAcme(o: AcmeManagerOptions): Promise<AcmeManager> {
   const s = o.settings;
   const clock = o.clock ?? Date.now;
-  const http: Http01Listener = await startHttp01({ host: s.http.host, port: s.http.port, log: o.log });
+  const http: Http01Listener = await startHttp01({ host: s.http.host, port: s.http.port, log: o.log }).catch((err: NodeJS.ErrnoException) => {
+    const fix = err.code === 'EACCES' ? 'port 80 needs CAP_NET_BIND_SERVICE (the shipped systemd unit grants it) or root' : err.code === 'EADDRINUSE' ? 'stop the web server on it, or let it forward /.well-known/acme-challenge/ to another tls.acme.http.port' : 'check tls.acme.http.host and port';
+    throw new Error(`tls.acme.http: cannot listen on ${s.http.host}:${s.http.port} for ACME http-01 (${err.code ?? err.message}); ${fix}`);
+  });
   o.log.info({ event: 'listening', listener: 'acme-http-01', address: http.address, port: http.port }, `ACME http-01 answers on ${http.address}:${http.port}`);
   mkdirSync(o.files.dir, { recursive: true, mode: 0o700 });
   // No request to the CA may hang the renewal timer (or the stop) for good.
