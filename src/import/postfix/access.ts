@@ -2,7 +2,7 @@
 // translated one by one; whatever means something else in Mailward is reported, never guessed.
 // Postfix's parent_domain_matches_subdomains default includes smtpd_access_maps, so a domain key
 // "example.com" also matches its subdomains: the result lists ".example.com" beside it.
-import { parseAction } from '../../checks/lib/access-map.ts';
+import { parseAction, parseMapFile } from '../../checks/lib/access-map.ts';
 import { parseNetwork } from '../../core/net.ts';
 import { literalKey, readMap, type MapEntry } from './maps.ts';
 import type { Report } from './report.ts';
@@ -69,6 +69,12 @@ export function accessEntries(
     const parsed = parseAction(stored);
     if (typeof parsed === 'string') {
       report.untranslated('access-action', e.source, `${e.key} ${e.value}`, `not imported into checks.${check}`, parsed);
+      continue;
+    }
+    // The matcher's own parser has the last word: an entry it would refuse at start is reported here.
+    const refused = key.keys.map((k) => parseMapFile(`${k} ${stored}`, kind).problems[0]).find((p) => p !== undefined);
+    if (refused) {
+      report.untranslated('access-entry', e.source, `${e.key} ${e.value}`, `not imported into checks.${check}`, refused.replace(/^line 1: /, ''));
       continue;
     }
     if (parsed.kind === 'ok') oks++;

@@ -122,6 +122,10 @@ export function readDelivery(s: PostfixSettings, report: Report, mailboxPaths: R
 }
 
 function transportEntry(s: PostfixSettings, key: string, value: string, source: string, d: Delivery, report: Report, addSmarthost: (name: string, text: string, source: string) => string | undefined): void {
+  if (key !== '*' && !/^\.?(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/.test(key)) {
+    report.untranslated('transport-key', source, `${key} ${value}`, 'not translated: delivery.routes are keyed by recipient domain', 'route the domain (or "*"), not a single address');
+    return;
+  }
   const [transport = '', ...rest] = value.split(':');
   const nexthop = rest.join(':');
   if (/^(smtp|relay)$/.test(transport) && nexthop) {

@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { readMap, readPasswd, splitTargets, underRoot, type MapEntry } from './maps.ts';
 import { literalKey } from './maps.ts';
+import { isValidDomain } from '../../core/address.ts';
 import type { Report } from './report.ts';
 import type { PostfixSettings } from './settings.ts';
 
@@ -65,7 +66,11 @@ export function readRecipients(s: PostfixSettings, report: Report): Recipients {
   if (localDomains.length < mydest.length) report.info('localhost', s.source('mydestination'), `${mydest.filter((d) => LOCALHOST.test(d)).join(', ')} in mydestination`, 'left out: local programs hand mail to "mailward sendmail", not to a localhost domain');
   const virtualAlias = domainList(s, 'virtual_alias_domains', report);
   const virtualMailbox = domainList(s, 'virtual_mailbox_domains', report);
-  r.domains = [...new Set([...localDomains, ...virtualAlias, ...virtualMailbox])];
+  r.domains = [...new Set([...localDomains, ...virtualAlias, ...virtualMailbox])].filter((d) => {
+    if (isValidDomain(d)) return true;
+    report.untranslated('domain-invalid', s.source('mydestination'), `domain ${JSON.stringify(d)}`, 'left out of domains: not a domain name', 'write the domain names this server receives mail for in domains');
+    return false;
+  });
   const inDomains = (a: string): boolean => r.domains.includes(a.slice(a.lastIndexOf('@') + 1));
   const addAlias = (from: string, targets: string[]): void => {
     const list = r.aliases.get(from) ?? [];

@@ -241,7 +241,11 @@ function translateList(ctx: Ctx, listName: string, elements: readonly string[], 
 
 function dnsblZone(ctx: Ctx, arg: string, source: string, what: string, warn: boolean): void {
   const [zoneRaw, codes] = arg.split('=');
-  const zone = zoneRaw!.toLowerCase();
+  const zone = zoneRaw!.toLowerCase().replace(/\.$/, '');
+  if (!/^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)+$/.test(zone)) {
+    ctx.report.untranslated('dnsbl-zone', source, what, 'not translated: not a DNS zone name', 'add the zone to checks.dnsbl.zones by hand');
+    return;
+  }
   const entry: CheckOptions['dnsbl']['zones'][number] = { zone };
   if (codes) {
     const m = /^(\d+\.\d+\.\d+\.)(?:\[(\d+)\.\.(\d+)\]|(\d+))$/.exec(codes);

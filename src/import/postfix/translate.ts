@@ -105,15 +105,18 @@ function limitsAndTls(s: PostfixSettings, report: Report, config: Record<string,
     report.mapped(s.source('message_size_limit'), `message_size_limit = ${s.get('message_size_limit')}`, n > 0 ? `limits.maxMessageSize: ${n}` : 'no limit in Postfix; Mailward keeps its 25 MB default');
   }
   if (s.isSet('smtpd_recipient_limit')) {
-    const n = Number(s.get('smtpd_recipient_limit'));
+    const n = Math.max(1, Number(s.get('smtpd_recipient_limit')) || 1000);
     limits.maxRecipients = n;
     report.mapped(s.source('smtpd_recipient_limit'), `smtpd_recipient_limit = ${s.get('smtpd_recipient_limit')}`, `limits.maxRecipients: ${n}`);
   }
   if (Object.keys(limits).length > 0) config.limits = limits;
   if (s.isSet('recipient_delimiter')) {
     const d = s.get('recipient_delimiter');
-    config.recipientDelimiter = d.slice(0, 1);
-    report.mapped(s.source('recipient_delimiter'), `recipient_delimiter = ${d}`, `recipientDelimiter: "${d.slice(0, 1)}"${d.length > 1 ? ' (Mailward takes one character)' : ''}`);
+    // The directory takes only these characters as a delimiter (directory.ts DELIMITER_CHARS).
+    if (/^[-+=_~#$&*^!]/.test(d)) {
+      config.recipientDelimiter = d.slice(0, 1);
+      report.mapped(s.source('recipient_delimiter'), `recipient_delimiter = ${d}`, `recipientDelimiter: "${d.slice(0, 1)}"${d.length > 1 ? ' (Mailward takes one character)' : ''}`);
+    } else report.untranslated('delimiter', s.source('recipient_delimiter'), `recipient_delimiter = ${d}`, 'not translated', 'Mailward takes one of + - = _ ~ # $ & * ^ ! as recipientDelimiter');
   }
   const cert = s.get('smtpd_tls_cert_file');
   const key = s.get('smtpd_tls_key_file');
