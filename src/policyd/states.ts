@@ -33,7 +33,7 @@ export const STAGES_OF: Readonly<Record<PolicyList, readonly Stage[]>> = {
 
 /** Checks that judge the message content. Postfix sends a policy service no content (a milter
  *  gets it), so at END-OF-MESSAGE they could only fail; they are refused at load. */
-export const CONTENT_CHECKS: ReadonlySet<string> = new Set(['dkim-dmarc', 'spam']);
+export const CONTENT_CHECKS: ReadonlySet<string> = new Set(['dkim-dmarc', 'spam', 'uribl']);
 
 /** The stage a check runs at in a list, or undefined when it has none of the list's stages. */
 export function stageFor(list: PolicyList, checkStages: readonly Stage[]): Stage | undefined {

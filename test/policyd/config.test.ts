@@ -78,6 +78,7 @@ test('policyd config: placement errors per protocol state', async (t) => {
     await compileError(t, { pipeline: { 'END-OF-MESSAGE': ['dkim-dmarc'] } }),
     'config error at policyd.pipeline.END-OF-MESSAGE[0]: check "dkim-dmarc" reads the message content, which Postfix does not send to a policy service (in mailward.yaml). Fix: remove it here; run it as a milter or in Mailward\'s own server',
   );
+  assert.match(await compileError(t, { pipeline: { 'END-OF-MESSAGE': ['uribl'] } }), /^config error at policyd\.pipeline\.END-OF-MESSAGE\[0\]: check "uribl" reads the message content/);
   assert.match(await compileError(t, { pipeline: { RCPT: ['spf', 'postgrey'] } }), /^config error at policyd\.pipeline\.RCPT\[1\]: there is no check named "postgrey" \(in mailward\.yaml\)\. Fix: use one of: recipient, permit-login, sender-login, /);
   // The checks' own options are validated as for the server, under checks.<name>.
   assert.match(await compileError(t, { pipeline: { RCPT: ['greylist'] } }, { greylist: { delay: 'soon' } }), /^config error at checks\.greylist\.delay: "soon" is not a duration/);
