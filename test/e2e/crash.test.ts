@@ -15,6 +15,7 @@ import { dial } from '../harness/dial.ts';
 import { maildirPath, readMaildir } from '../harness/server.ts';
 import { buildConfig } from '../../src/config/load.ts';
 import { openDirectory } from '../../src/app/accounts.ts';
+import { seededRandom } from '../harness/seeded-random.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -94,17 +95,7 @@ const KILLS = Math.max(1, envInt('MAILWARD_CRASH_KILLS', 4));
 const MESSAGES = Math.max(KILLS, envInt('MAILWARD_CRASH_MESSAGES', 400));
 const SEED = envInt('MAILWARD_CRASH_SEED', Math.floor(Math.random() * 2 ** 31));
 
-/** mulberry32: a small seeded generator, so a failing run's kill points can be repeated. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+const random = seededRandom;
 
 /** Sends messages one after another on new connections; records each id that got a 250. */
 async function client(port: number, name: string, count: number, acked: Set<string>, stop: { now: boolean }): Promise<void> {

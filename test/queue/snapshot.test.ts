@@ -11,18 +11,9 @@ import { join } from 'node:path';
 import { Spool, type RecipientState, type SpoolArea } from '../../src/queue/spool.ts';
 import { Queue } from '../../src/queue/queue.ts';
 import { captureLog, envelope, queueMessage, tempDir } from './helpers.ts';
+import { seededRandom } from '../harness/seeded-random.ts';
 
-/** A small seeded generator (mulberry32): a failing seed can be run again. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 const DAY = 86_400_000;
 
