@@ -2,7 +2,7 @@
 // it) that answers GET /.well-known/acme-challenge/TOKEN with the key authorization while an
 // order is pending, and 404 to everything else. It serves nothing else, so it is no web server.
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import type { Logger } from '../observe/log.ts';
 
 const PREFIX = '/.well-known/acme-challenge/';
@@ -32,14 +32,7 @@ export async function startHttp01(o: { readonly host: string; readonly port: num
   });
   server.headersTimeout = 10_000;
   server.requestTimeout = 15_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
+  const addr = await listenOn(server, o.host, o.port);
   return {
     address: addr.address,
     port: addr.port,
@@ -51,4 +44,15 @@ export async function startHttp01(o: { readonly host: string; readonly port: num
         server.close(() => resolve());
       }),
   };
+}
+
+/** Listens on host:port; rejects with the listen error (EACCES, EADDRINUSE) for the caller to explain. */
+export function listenOn(server: Server, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
 }

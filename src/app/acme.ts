@@ -11,7 +11,8 @@ import type { AcmeSettings } from '../config/acme-schema.ts';
 import type { Logger } from '../observe/log.ts';
 import type { GuardAlert } from '../guard/alerts.ts';
 import { CertificateError, logSwap, readPair, validatePair, type CertificateFacts, type CertificateHolder, type PemPair } from './certificates.ts';
-import { startHttp01, type Http01Listener } from './acme-http.ts';
+import { startHttp01 } from './acme-http.ts';
+import { startTlsAlpn01 } from './acme-alpn.ts';
 
 const DAY = 86_400_000;
 /** setTimeout's limit (2^31 - 1 ms, ~24.8 days): a later renewal is looked at again then. */
@@ -54,6 +55,42 @@ export function storedCertificate(files: AcmeFiles, hostnames: readonly string[]
 /** When a certificate is due for renewal: renewAt of its lifetime after notBefore (RFC 8555 leaves it to the client). */
 export const renewalDue = (facts: Pick<CertificateFacts, 'notBefore' | 'notAfter'>, renewAt: number): number => facts.notBefore + Math.round(renewAt * (facts.notAfter - facts.notBefore));
 
+/** The listener that answers the CA's challenge, whichever tls.acme.challenge is. */
+interface Responder {
+  readonly port: number;
+  set(authz: acme.Authorization, token: string, keyAuthorization: string): Promise<void>;
+  remove(authz: acme.Authorization, token: string): void;
+  close(): Promise<void>;
+}
+
+async function startResponder(s: AcmeSettings, log: Logger): Promise<Responder> {
+  const alpn = s.challenge === 'tls-alpn-01';
+  const where = alpn ? s.alpn : s.http;
+  const setting = alpn ? 'tls.acme.alpn' : 'tls.acme.http';
+  try {
+    if (alpn) {
+      const l = await startTlsAlpn01({ ...where, log });
+      log.info({ event: 'listening', listener: 'acme-tls-alpn-01', address: l.address, port: l.port }, `ACME tls-alpn-01 answers on ${l.address}:${l.port}`);
+      return {
+        port: l.port,
+        async set(authz, _token, keyAuthorization) {
+          const [key, cert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
+          l.set(authz.identifier.value, { cert: cert.toString(), key: key.toString() });
+        },
+        remove: (authz) => l.remove(authz.identifier.value),
+        close: () => l.close(),
+      };
+    }
+    const l = await startHttp01({ ...where, log });
+    log.info({ event: 'listening', listener: 'acme-http-01', address: l.address, port: l.port }, `ACME http-01 answers on ${l.address}:${l.port}`);
+    return { port: l.port, set: async (_authz, token, keyAuthorization) => l.set(token, keyAuthorization), remove: (_authz, token) => l.remove(token), close: () => l.close() };
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const fix = err.code === 'EACCES' ? `port ${where.port} needs CAP_NET_BIND_SERVICE (the shipped systemd unit grants it) or root` : err.code === 'EADDRINUSE' ? `stop what listens there, or set ${setting}.port and forward port ${alpn ? 443 : 80} to it` : `check ${setting}.host and port`;
+    throw new Error(`${setting}: cannot listen on ${where.host}:${where.port} for ACME ${s.challenge} (${err.code ?? err.message}); ${fix}`);
+  }
+}
+
 export interface AcmeManagerOptions {
   readonly settings: AcmeSettings;
   readonly files: AcmeFiles;
@@ -67,7 +104,8 @@ export interface AcmeManagerOptions {
 export interface AcmeManager {
   /** Resolves when the ACME timer and the http-01 listener are stopped. */
   stop(): Promise<void>;
-  readonly httpPort: number;
+  /** The port of the challenge listener (http-01 or tls-alpn-01). */
+  readonly port: number;
 }
 
 /**
@@ -78,11 +116,7 @@ export interface AcmeManager {
 export async function startAcme(o: AcmeManagerOptions): Promise<AcmeManager> {
   const s = o.settings;
   const clock = o.clock ?? Date.now;
-  const http: Http01Listener = await startHttp01({ host: s.http.host, port: s.http.port, log: o.log }).catch((err: NodeJS.ErrnoException) => {
-    const fix = err.code === 'EACCES' ? 'port 80 needs CAP_NET_BIND_SERVICE (the shipped systemd unit grants it) or root' : err.code === 'EADDRINUSE' ? 'stop the web server on it, or let it forward /.well-known/acme-challenge/ to another tls.acme.http.port' : 'check tls.acme.http.host and port';
-    throw new Error(`tls.acme.http: cannot listen on ${s.http.host}:${s.http.port} for ACME http-01 (${err.code ?? err.message}); ${fix}`);
-  });
-  o.log.info({ event: 'listening', listener: 'acme-http-01', address: http.address, port: http.port }, `ACME http-01 answers on ${http.address}:${http.port}`);
+  const responder = await startResponder(s, o.log);
   mkdirSync(o.files.dir, { recursive: true, mode: 0o700 });
   // No request to the CA may hang the renewal timer (or the stop) for good.
   acme.axios.defaults.timeout = 30_000;
@@ -115,12 +149,12 @@ export async function startAcme(o: AcmeManagerOptions): Promise<AcmeManager> {
       csr,
       ...(s.email ? { email: s.email } : {}),
       termsOfServiceAgreed: true,
-      challengePriority: ['http-01'],
+      challengePriority: [s.challenge],
       // The CA checks from outside; a self-check from here would ask our own resolver and may
       // not reach our public address (NAT). RFC 8555 §8.3: the CA's fetch is what counts.
       skipChallengeVerification: true,
-      challengeCreateFn: async (_authz, challenge, keyAuthorization) => http.set(challenge.token, keyAuthorization),
-      challengeRemoveFn: async (_authz, challenge) => http.remove(challenge.token),
+      challengeCreateFn: (authz, challenge, keyAuthorization) => responder.set(authz, challenge.token, keyAuthorization),
+      challengeRemoveFn: async (authz, challenge) => responder.remove(authz, challenge.token),
     });
     const pair: PemPair = { cert, key: key.toString() };
     // Validated before it is stored: a broken answer never replaces a good stored pair.
@@ -186,13 +220,13 @@ export async function startAcme(o: AcmeManagerOptions): Promise<AcmeManager> {
   schedule(ours ? renewalDue(ours, s.renewAt) : clock());
   if (ours) o.log.info({ event: 'acme-stored', names: ours.names, fingerprint: ours.fingerprint, renewAt: new Date(renewalDue(ours, s.renewAt)).toISOString() }, `using the stored ACME certificate for ${ours.names.join(', ')}`);
   return {
-    httpPort: http.port,
+    port: responder.port,
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
       // An order under way ends within the request time-out; do not hold the stop for longer.
       await Promise.race([running?.catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
-      await http.close();
+      await responder.close();
     },
   };
 }

@@ -66,8 +66,8 @@ export interface RunningServer {
    * `restartNeeded` names the changed settings that wait for a restart.
    */
   reload(next: Config): { restartNeeded: string[] };
-  /** The port of the ACME http-01 listener (tls.acme), when there is one. */
-  acmeHttpPort(): number | undefined;
+  /** The port of the ACME challenge listener (tls.acme), when there is one. */
+  acmePort(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -148,7 +148,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
   try {
     // Swapped without a restart: the watched tls.cert/tls.key files, SIGHUP, ACME renewals.
     const certificates = await loadCertificateHolder(config, log);
-    let acmeHttpPort: number | undefined;
+    let acmePort: number | undefined;
     const certificateFiles = config.tls.cert && config.tls.key ? watchCertificateFiles({ holder: certificates, cert: config.tls.cert, key: config.tls.key, log }) : undefined;
     if (certificateFiles) cleanups.push(() => certificateFiles.close());
     const hashPool = openHashPool(config);
@@ -362,7 +362,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       cleanups.push(() => local.close());
       log.info({ event: 'listening', listener: 'sendmail', kind: 'local', address: local.path }, `local submission (sendmail) on ${local.path}`);
     }
-    // ACME (tls.acme): the http-01 listener and the renewal timer; the listeners above serve the
+    // ACME (tls.acme): the challenge listener and the renewal timer; the listeners above serve the
     // stored certificate (or a self-signed one) until the first is issued, then each renewal.
     const acmeSettings = config.tls.acme;
     if (acmeSettings) {
@@ -373,7 +373,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         await manager.stop();
         await alerter.idle();
       });
-      acmeHttpPort = manager.httpPort;
+      acmePort = manager.port;
     }
     // Time since the process began (module loading included) and its CPU time so far: what
     // start-up costs before mail is answered (bench/startup, docs/decisions/0018-startup.md).
@@ -410,7 +410,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         await delivery.tlsCountsFlushed();
         return sendReports ? sendReports(day) : [];
       },
-      acmeHttpPort: () => acmeHttpPort,
+      acmePort: () => acmePort,
       reload(next) {
         const restartNeeded = needsRestart(live.config, next);
         if (restartNeeded.includes('listeners')) {

@@ -19,13 +19,22 @@ export const AcmeSchema = z
     email: z.email().optional(),
     /** The names on the certificate (one certificate for all): the MX name, mta-sts.<domain>, ... */
     hostnames: z.array(HostName).min(1, 'list at least one host name, e.g. [mx.example.org]'),
-    /** How the CA checks that we hold the names (RFC 8555 §8.3): a file served on port 80. */
-    challenge: z.enum(['http-01']).default('http-01'),
+    /** How the CA checks that we hold the names: http-01, a file served on port 80 (RFC 8555
+     *  §8.3); or tls-alpn-01, a special certificate on port 443 (RFC 8737). */
+    challenge: z.enum(['http-01', 'tls-alpn-01']).default('http-01'),
     /** The listener that answers http-01 (port 80 as the CA connects to it); nothing else is served there. */
     http: z
       .object({
         host: z.string().min(1).default('0.0.0.0'),
         port: z.number().int().min(0).max(65535).default(80),
+      })
+      .strict()
+      .prefault({}),
+    /** The listener that answers tls-alpn-01 (port 443); only handshakes for "acme-tls/1" succeed there. */
+    alpn: z
+      .object({
+        host: z.string().min(1).default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(443),
       })
       .strict()
       .prefault({}),

@@ -181,8 +181,9 @@ function auditAcme(config: Config, out: Finding[]): void {
   if (!a.hostnames.includes(config.hostname)) {
     out.push({ id: 'acme-hostname-missing', severity: 'warning', setting: 'tls.acme.hostnames', message: `tls.acme.hostnames (${a.hostnames.join(', ')}) does not list this server's hostname ${JSON.stringify(config.hostname)}: the certificate will not name the host that the EHLO greeting and the MX record give`, fix: `add ${config.hostname} to tls.acme.hostnames` });
   }
-  if (a.http.port !== 80) {
-    out.push({ id: 'acme-http-port', severity: 'info', setting: 'tls.acme.http.port', message: `the http-01 listener is on port ${a.http.port}, but the CA always connects to port 80 of each name`, fix: `forward port 80 to ${a.http.port} (firewall or load balancer), or set tls.acme.http.port to 80` });
+  const [key, listener, standard] = a.challenge === 'tls-alpn-01' ? (['alpn', a.alpn, 443] as const) : (['http', a.http, 80] as const);
+  if (listener.port !== standard) {
+    out.push({ id: `acme-${key}-port`, severity: 'info', setting: `tls.acme.${key}.port`, message: `the ${a.challenge} listener is on port ${listener.port}, but the CA always connects to port ${standard} of each name`, fix: `forward port ${standard} to ${listener.port} (firewall or load balancer), or set tls.acme.${key}.port to ${standard}` });
   }
 }
 

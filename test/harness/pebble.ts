@@ -40,9 +40,9 @@ function get(url: string, ca: string): Promise<string> {
 
 /**
  * Starts pebble. `dns`: "127.0.0.1:PORT" of the test DNS server that resolves the names to
- * 127.0.0.1; `httpPort`: where our http-01 listener answers. Killed in `t`'s after hook.
+ * 127.0.0.1; `httpPort`/`tlsPort`: where our http-01/tls-alpn-01 listener answers. Killed in `t`'s after hook.
  */
-export async function startPebble(t: ProcessOwner, o: { readonly dns: string; readonly httpPort: number }): Promise<TestPebble> {
+export async function startPebble(t: ProcessOwner, o: { readonly dns: string; readonly httpPort: number; readonly tlsPort?: number }): Promise<TestPebble> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mailward-pebble-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const { certPem, keyPem } = createSelfSignedCertificate('localhost');
@@ -59,7 +59,7 @@ export async function startPebble(t: ProcessOwner, o: { readonly dns: string; re
         certificate: caFile,
         privateKey: path.join(dir, 'key.pem'),
         httpPort: o.httpPort,
-        tlsPort: await freePort(),
+        tlsPort: o.tlsPort ?? (await freePort()),
         ocspResponderURL: '',
         externalAccountBindingRequired: false,
       },
