@@ -40,6 +40,11 @@ export class Strings {
     return i;
   }
 
+  /** The number of `s` while it is kept; undefined when it is not. */
+  find(s: string): number | undefined {
+    return this.#ids.get(s);
+  }
+
   release(i: number): void {
     if (--this.#refs[i]! > 0) return;
     this.#ids.delete(this.#values[i]!);

@@ -50,6 +50,9 @@ export interface QueueSummary {
   readonly sendersTotal: number;
   readonly domains: ReadonlyArray<readonly [string, number]>;
   readonly domainsTotal: number;
+  /** By submitting login ("" for mail without one). */
+  readonly logins: ReadonlyArray<readonly [string, number]>;
+  readonly loginsTotal: number;
 }
 
 /** Where each command finds its messages: hold only from the queue, release only from hold. */
@@ -129,7 +132,7 @@ export class QueueAdmin {
     await q.whenLoaded();
     const s = await q.summarize(filter, ['queue', 'hold']);
     const best = (m: Map<string, number>): Array<[string, number]> => [...m].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, top);
-    return { messages: s.messages, held: s.held, deferred: s.deferred, pending: s.pending, toGo: s.toGo, senders: best(s.senders), sendersTotal: s.senders.size, domains: best(s.domains), domainsTotal: s.domains.size };
+    return { messages: s.messages, held: s.held, deferred: s.deferred, pending: s.pending, toGo: s.toGo, senders: best(s.senders), sendersTotal: s.senders.size, domains: best(s.domains), domainsTotal: s.domains.size, logins: best(s.logins), loginsTotal: s.logins.size };
   }
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -5,7 +5,7 @@ import { setImmediate as turn } from 'node:timers/promises';
 import type { Envelope, RecipientState, RecipientStatus } from './envelope.ts';
 import type { StateUpdate } from './format.ts';
 import { filterParts, type AddressTest, type QueueFilter } from './filter.ts';
-import { AddressStore, NO_DOMAIN } from './addresses.ts';
+import { AddressStore, NO_DOMAIN, Strings } from './addresses.ts';
 import { IdTable } from './idtable.ts';
 
 /** Row flags (one byte a row). The first six are the schedule's (queue.ts). */
@@ -73,6 +73,8 @@ export interface CatalogSummary {
   readonly senders: Map<string, number>;
   /** Messages with a recipient to go in each domain. */
   readonly domains: Map<string, number>;
+  /** Messages by submitting login ("" for none). */
+  readonly logins: Map<string, number>;
 }
 
 function grow<T extends Int32Array | Uint8Array | Float64Array>(a: T, rows: number, per = 1): T {
@@ -100,6 +102,9 @@ export class Catalog {
   #address = new Int32Array(0);
   #mailbox = new Int32Array(0);
   #multi: Array<Multi | undefined> = [];
+  /** The submitting login, interned lower-cased (-1: none). */
+  readonly #logins = new Strings();
+  #login = new Int32Array(0);
   #indexed = 0;
 
   /** Rows (messages indexed, plus ids only scheduled). */
@@ -153,6 +158,7 @@ export class Catalog {
     const store = this.#addr;
     store.put(env.mailFrom, this.#sender, slot * A);
     this.#received[slot] = env.receivedAt;
+    this.#login[slot] = env.client.login ? this.#logins.intern(env.client.login.toLowerCase()) : -1;
     const code = (i: number): number => STATUS_CODE[states[i]?.status ?? 'pending'];
     const n = env.recipients.length;
     if (n === 1) {
@@ -255,7 +261,8 @@ export class Catalog {
    * still to go), from memory.
    */
   async summarize(filter: QueueFilter, areas: readonly string[], now: number = Date.now()): Promise<CatalogSummary> {
-    const sum: CatalogSummary = { messages: 0, held: 0, deferred: 0, pending: 0, toGo: 0, senders: new Map(), domains: new Map() };
+    const sum: CatalogSummary = { messages: 0, held: 0, deferred: 0, pending: 0, toGo: 0, senders: new Map(), domains: new Map(), logins: new Map() };
+    const byLogin = new Map<number, number>();
     const byDomain = new Map<number, number>();
     const noDomain = new Map<string, number>();
     const store = this.#addr;
@@ -276,6 +283,7 @@ export class Catalog {
       const from = this.#senderOf(slot);
       const key = from === '' ? '<>' : from.toLowerCase();
       sum.senders.set(key, (sum.senders.get(key) ?? 0) + 1);
+      byLogin.set(this.#login[slot]!, (byLogin.get(this.#login[slot]!) ?? 0) + 1);
       const seen = new Set<number | string>();
       const m = this.#multi[slot];
       if (!m) {
@@ -296,6 +304,7 @@ export class Catalog {
       sum.domains.set(name, (sum.domains.get(name) ?? 0) + n);
     }
     for (const [name, n] of noDomain) sum.domains.set(name, (sum.domains.get(name) ?? 0) + n);
+    for (const [l, n] of byLogin) sum.logins.set(l < 0 ? '' : this.#logins.get(l), n);
     return sum;
   }
 
@@ -307,12 +316,15 @@ export class Catalog {
     const domains = this.#addr.domains;
     // Domain numbers are not reused while pinned, so an answer kept per number stays right.
     domains.pin();
+    this.#logins.pin();
     try {
       const sender = this.#tester(p.sender);
       const recipient = this.#tester(p.recipient);
       const domain = this.#tester(p.domain);
       const before = p.receivedBefore;
       const state = p.state;
+      // A login nobody used matches no message; "" asks for mail without a login.
+      const login = p.login === undefined ? undefined : p.login === '' ? -1 : (this.#logins.find(p.login) ?? -2);
       let sliceStart = performance.now();
       for (let slot = 0; slot < this.#high; slot++) {
         if ((slot & 511) === 511 && performance.now() - sliceStart > SELECT_SLICE_MS) {
@@ -324,6 +336,7 @@ export class Catalog {
         const held = (f & F_HELD) !== 0;
         if (held ? !wantHold : !wantQueue) continue;
         if (before !== undefined && !(this.#received[slot]! < before)) continue;
+        if (login !== undefined && this.#login[slot] !== login) continue;
         if (sender && !sender(this.#sender, slot * A)) continue;
         if (recipient && !this.#anyRecipient(slot, recipient)) continue;
         if (domain && !this.#anyRecipient(slot, domain)) continue;
@@ -332,6 +345,7 @@ export class Catalog {
       }
     } finally {
       domains.unpin();
+      this.#logins.unpin();
     }
   }
 
@@ -439,6 +453,8 @@ export class Catalog {
   }
 
   #dropFacts(slot: number): void {
+    if (this.#login[slot]! >= 0) this.#logins.release(this.#login[slot]!);
+    this.#login[slot] = -1;
     const store = this.#addr;
     store.drop(this.#sender, slot * A);
     const m = this.#multi[slot];
@@ -481,6 +497,7 @@ export class Catalog {
     this.flags = grow(this.flags, n);
     this.due = grow(this.due, n);
     this.#received = grow(this.#received, n);
+    this.#login = grow(this.#login, n);
     this.#status = grow(this.#status, n);
     this.#next = grow(this.#next, n);
     this.#sender = grow(this.#sender, n, A);

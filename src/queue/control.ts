@@ -119,7 +119,7 @@ export function parseControlRequest(v: unknown): AnyControlRequest | string {
 function parseFilter(f: unknown): QueueFilter | string {
   if (!isObj(f)) return 'filter must be an object';
   const filter: { -readonly [K in keyof QueueFilter]: QueueFilter[K] } = {};
-  for (const k of ['sender', 'recipient', 'domain'] as const) {
+  for (const k of ['sender', 'recipient', 'domain', 'login'] as const) {
     if (f[k] === undefined) continue;
     if (typeof f[k] !== 'string') return `filter.${k} must be a string`;
     filter[k] = f[k];

@@ -18,6 +18,8 @@ export interface QueueFilter {
   /** Received longer ago than this (ms). */
   readonly olderThanMs?: number;
   readonly state?: MessageState;
+  /** The SMTP AUTH login that submitted it (case-insensitive; "" for mail without one). */
+  readonly login?: string;
 }
 
 /** Held when on hold; else deferred when any recipient still to go has been tried; else pending. */
@@ -74,6 +76,8 @@ export interface FilterParts {
   /** Only messages received before this time (ms since the epoch). */
   readonly receivedBefore?: number;
   readonly state?: MessageState;
+  /** The login, lower-cased ("" for none). */
+  readonly login?: string;
 }
 
 export function filterParts(f: QueueFilter, now: number = Date.now()): FilterParts {
@@ -87,6 +91,7 @@ export function filterParts(f: QueueFilter, now: number = Date.now()): FilterPar
   }
   if (f.olderThanMs !== undefined) parts.receivedBefore = now - f.olderThanMs;
   if (f.state !== undefined) parts.state = f.state;
+  if (f.login !== undefined) parts.login = lower(f.login.trim());
   return parts;
 }
 
@@ -96,15 +101,16 @@ export type MessagePredicate = (env: Envelope, states: readonly RecipientState[]
 export function compileFilter(f: QueueFilter, now: number = Date.now()): MessagePredicate {
   const p = filterParts(f, now);
   const tests: MessagePredicate[] = [];
-  const { sender, recipient, domain, receivedBefore, state } = p;
+  const { sender, recipient, domain, receivedBefore, state, login } = p;
   if (sender) tests.push((env) => sender(env.mailFrom));
   if (recipient) tests.push((env) => env.recipients.some((r) => recipient(r.address) || (r.mailbox !== undefined && recipient(r.mailbox))));
   if (domain) tests.push((env) => env.recipients.some((r) => domain(r.address) || (r.mailbox !== undefined && domain(r.mailbox))));
   if (receivedBefore !== undefined) tests.push((env) => env.receivedAt < receivedBefore);
   if (state !== undefined) tests.push((_env, states, held) => messageState(states, held) === state);
+  if (login !== undefined) tests.push((env) => lower(env.client.login ?? '') === login);
   return (env, states, held) => tests.every((t) => t(env, states, held));
 }
 
 /** True when the filter selects nothing in particular (every message). */
 export const isEmptyFilter = (f: QueueFilter): boolean =>
-  f.sender === undefined && f.recipient === undefined && f.domain === undefined && f.olderThanMs === undefined && f.state === undefined;
+  f.sender === undefined && f.recipient === undefined && f.domain === undefined && f.olderThanMs === undefined && f.state === undefined && f.login === undefined;

@@ -11,6 +11,7 @@ import { Spool } from '../../src/queue/spool.ts';
 import { Queue } from '../../src/queue/queue.ts';
 import { QueueAdmin } from '../../src/queue/admin.ts';
 import { inspectSpool } from '../../src/queue/inspect.ts';
+import { compileFilter } from '../../src/queue/filter.ts';
 import { controlSummary, startControlServer } from '../../src/queue/control.ts';
 import { silentLogger } from '../../src/observe/log.ts';
 import { captureLog, envelope, queueMessage, runUntilLines, tempDir } from './helpers.ts';
@@ -20,7 +21,7 @@ const SPAMMER = 'bulk@spam.example';
 
 async function fill(spool: Spool, spam: number, other: number): Promise<{ spam: string[]; other: string[] }> {
   const out = { spam: [] as string[], other: [] as string[] };
-  for (let i = 0; i < spam; i++) out.spam.push(await queueMessage(spool, envelope({ mailFrom: SPAMMER, recipients: [rcpt(`v${i}@dest${i % 3}.example`)] }), 'Subject: buy\r\n\r\nx\r\n'));
+  for (let i = 0; i < spam; i++) out.spam.push(await queueMessage(spool, envelope({ mailFrom: SPAMMER, recipients: [rcpt(`v${i}@dest${i % 3}.example`)], client: { address: '192.0.2.7', listener: 'submission', sessionId: `s${i}`, login: 'Stolen@Example.org' } }), 'Subject: buy\r\n\r\nx\r\n'));
   for (let i = 0; i < other; i++) out.other.push(await queueMessage(spool, envelope({ mailFrom: `user${i}@example.org`, recipients: [rcpt(`r${i}@example.net`), rcpt(`s${i}@Example.COM`)] }), 'Subject: hi\r\n\r\nx\r\n'));
   return out;
 }
@@ -140,7 +141,17 @@ test('the control socket answers `queue list --summary` from the catalog: the sa
       ['dest0.example', 3],
     ],
     domainsTotal: 5,
+    logins: [
+      ['stolen@example.org', 9],
+      ['', 4],
+    ],
+    loginsTotal: 2,
   });
   const held = await controlSummary(dir, { op: 'summary', filter: { state: 'held' }, top: 10 });
   assert.equal(held?.messages, 3);
+  // By login, as the catalog and the files see it.
+  assert.equal((await controlSummary(dir, { op: 'summary', filter: { login: 'STOLEN@example.org' } }))?.messages, 9);
+  assert.equal((await controlSummary(dir, { op: 'summary', filter: { login: 'nobody@example.org' } }))?.messages, 0);
+  const onDisk = compileFilter({ login: 'stolen@example.ORG' });
+  assert.equal([...inspectSpool(dir)].filter((e) => e.ok && onDisk(e.message.envelope, e.message.states, e.message.held)).length, 9);
 });

@@ -22,6 +22,7 @@ interface FilterOptions {
   domain?: string;
   olderThan?: string;
   state?: string;
+  login?: string;
 }
 
 function addFilterOptions(c: Command): Command {
@@ -30,7 +31,8 @@ function addFilterOptions(c: Command): Command {
     .option('--recipient <address>', 'a recipient: an address or "@domain"')
     .option('--domain <domain>', 'a recipient domain')
     .option('--older-than <age>', 'received longer ago than this, e.g. 30m, 6h, 2d')
-    .option('--state <state>', `message state: ${MESSAGE_STATES.join(', ')}`);
+    .option('--state <state>', `message state: ${MESSAGE_STATES.join(', ')}`)
+    .option('--login <login>', 'the SMTP AUTH login that submitted it ("" for mail without one)');
 }
 
 function filterFrom(o: FilterOptions): QueueFilter {
@@ -41,6 +43,7 @@ function filterFrom(o: FilterOptions): QueueFilter {
   if (o.olderThan !== undefined) {
     f.olderThanMs = olderThanMs(o.olderThan, '30m, 6h or 2d');
   }
+  if (o.login !== undefined) f.login = o.login;
   if (o.state !== undefined) {
     if (!(MESSAGE_STATES as readonly string[]).includes(o.state)) throw new CliError(`--state ${JSON.stringify(o.state)} is not a state; use one of ${MESSAGE_STATES.join(', ')}`, EXIT.usage);
     f.state = o.state as MessageState;
