@@ -228,6 +228,11 @@ test('MTA-STS policy cache: fetched once per id, refetched when the id changes; 
   const res = await deliver(r, good, 'bob@good.example');
   assert.equal(fetches(), 2);
   assert.equal(res.reply, '451 4.7.5 MTA-STS policy of good.example does not list MX host mx.good.example');
+  // A day later, same id: fetched again, so the cache's max_age starts anew.
+  const now = Date.now() + 86_400_000 + 60_000;
+  const later = new MtaStsPolicies({ dns: r.dns.resolver(), store: r.store, log: r.log.log, extraCa: r.ca.caPem, addresses: { 'mta-sts.good.example': `127.0.0.1:${r.policy.port}` }, fetchTimeoutMs: 5000, clock: () => now });
+  assert.equal((await later.policyFor('good.example')).kind, 'policy');
+  assert.equal(fetches(), 3);
   // The TXT record gone: the cached (unexpired) policy still applies (RFC 8461 §5.1).
   r.dns.set('_mta-sts.good.example', 'TXT', []);
   assert.equal((await deliver(r, good, 'bob@good.example')).outcome, 'temporary');

@@ -47,6 +47,7 @@ export interface MtaStsOptions {
 }
 
 const MAX_POLICY_BYTES = 64 * 1024;
+const REFRESH_MS = 86_400_000;
 const KEY = (domain: string): string => `mta-sts:policy:${domain}`;
 
 class FetchError extends Error {
@@ -118,7 +119,9 @@ export class MtaStsPolicies {
     }
     // §3.1/§5.1: no TXT record, but a cached policy that has not expired still applies.
     if (id === undefined) return cached ? { kind: 'policy', policy: cached, source: 'cache' } : { kind: 'none' };
-    if (cached && cached.id === id) return { kind: 'policy', policy: cached, source: 'cache' };
+    // Same id: the cached copy, unless a day old — then it is fetched again, so a policy in use
+    // never runs out of max_age while its domain still publishes it (RFC 8461 §5.1, §10.2).
+    if (cached && cached.id === id && this.#clock() - cached.fetchedAt < REFRESH_MS) return { kind: 'policy', policy: cached, source: 'cache' };
     let text: string;
     let policy: { mode: MtaStsMode; mx?: string[]; maxAge: number };
     try {
