@@ -52,6 +52,7 @@ export interface Config {
   readonly delivery: RawConfig['delivery'];
   readonly auth: RawConfig['auth'];
   readonly recipients: RawConfig['recipients'];
+  readonly selfProbe: RawConfig['selfProbe'];
   readonly admin: RawConfig['admin'];
   /** Local submission (`mailward sendmail`); `socket` is absolute. */
   readonly sendmail: RawConfig['sendmail'];
@@ -210,6 +211,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     delivery: raw.delivery,
     auth: raw.auth,
     recipients: raw.recipients,
+    selfProbe: raw.selfProbe,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
     // Under the shipped systemd unit (RuntimeDirectory=mailward) systemd names /run/mailward in
     // RUNTIME_DIRECTORY: the default socket goes there, where every local user reaches it and

@@ -8,6 +8,7 @@ import { AdminSchema } from './admin-schema.ts';
 import { SendmailSchema } from './sendmail-schema.ts';
 import { ForwardingSchema } from './forwarding-schema.ts';
 import { RecipientsSchema } from './recipients-schema.ts';
+import { SelfProbeSchema } from './self-probe-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
@@ -241,6 +242,8 @@ export const ConfigSchema = z
     admin: AdminSchema.prefault({}),
     /** Mailboxes the recipient check finds outside Mailward's own list: Dovecot's userdb (recipients-schema.ts). */
     recipients: RecipientsSchema.prefault({}),
+    /** The relay self-probe: relay-test against our own listeners on a schedule and after reloads (self-probe-schema.ts). */
+    selfProbe: SelfProbeSchema.prefault({}),
     /** Local submission for `mailward sendmail` (see sendmail-schema.ts). */
     sendmail: SendmailSchema.prefault({}),
     /** Aliases and catch-alls that forward outside: SRS, and spam/DMARC at a forward (forwarding-schema.ts). */

@@ -8,8 +8,9 @@ import { mailEvent } from '../observe/maillog.ts';
 import type { Store } from '../store/store.ts';
 
 export interface GuardAlert {
-  /** open: a breaker tripped; warning: the quota passed its warning mark. */
-  readonly state: 'open' | 'warning';
+  /** open: a breaker tripped; warning: the quota passed its warning mark; alarm: a finding that
+   *  needs the operator now, not about one source (e.g. the relay self-probe found an open relay). */
+  readonly state: 'open' | 'warning' | 'alarm';
   /** The breaker ("global", "login:alice@example.org") or "quota". */
   readonly name: string;
   readonly kind: string;
@@ -73,13 +74,18 @@ function holdSentence(name: string): string {
 }
 
 export function alertSubject(a: GuardAlert, hostname: string): string {
+  if (a.state === 'alarm') return `[mailward ${hostname}] ALARM ${a.name}: ${a.reason}`;
   return a.state === 'warning' ? `[mailward ${hostname}] outbound quota warning: ${a.reason}` : `[mailward ${hostname}] outbound breaker open: ${a.name}`;
 }
 
 /** The postmaster mail's text; `held`: messages on hold when it was written, when known. */
 export function alertText(a: GuardAlert, hostname: string, held?: number): string {
   const lines = [
-    a.state === 'warning' ? `The outbound quota of ${hostname} passed its warning mark.` : `The outbound breaker "${a.name}" of ${hostname} tripped (${a.kind}).`,
+    a.state === 'alarm'
+      ? `${a.name} on ${hostname} raised an alarm (${a.kind}).`
+      : a.state === 'warning'
+        ? `The outbound quota of ${hostname} passed its warning mark.`
+        : `The outbound breaker "${a.name}" of ${hostname} tripped (${a.kind}).`,
     '',
     `Why: ${a.reason}`,
     `When: ${new Date(a.at).toISOString()}`,
@@ -158,7 +164,7 @@ export class Alerter {
 /** The webhook's JSON: the alert's fields, plus `text` so Slack/Mattermost-style receivers show it. */
 export function webhookPayload(a: GuardAlert, hostname: string): Record<string, unknown> {
   return {
-    type: a.state === 'open' ? 'breaker-open' : 'quota-warning',
+    type: a.state === 'open' ? 'breaker-open' : a.state === 'alarm' ? 'alarm' : 'quota-warning',
     server: hostname,
     breaker: a.name,
     kind: a.kind,

@@ -53,6 +53,7 @@ export class Metrics {
   readonly #latency: Histogram<'transport'>;
   readonly #breaker: Gauge<'name'>;
   readonly #tunnels: Counter;
+  readonly #selfProbe: Gauge<'target'>;
   readonly #queuedAt = new Map<string, number>();
   readonly #clock: () => number;
 
@@ -77,6 +78,7 @@ export class Metrics {
       registers,
     });
     this.#breaker = new Gauge({ name: 'mailward_breaker_open', help: 'Outbound breakers: 1 while open (mail from the source is held or refused), 0 when closed.', labelNames: ['name'], registers });
+    this.#selfProbe = new Gauge({ name: 'mailward_self_probe_relayed', help: 'Relay tricks the last relay self-probe of a target got accepted without a login (selfProbe): anything above 0 is an open relay.', labelNames: ['target'], registers });
     this.#tunnels = new Counter({ name: 'mailward_tunnel_suspected_total', help: 'Client addresses found to carry many clients (many HELO names and sender domains): probably a tunnel or proxy.', registers });
     const source = opts.queueStats;
     if (source) {
@@ -187,6 +189,11 @@ export class Metrics {
   /** For the guard: a breaker opened (true) or closed (false). */
   setBreakerState(name: string, open: boolean): void {
     this.#breaker.set({ name }, open ? 1 : 0);
+  }
+
+  /** The relay self-probe's last result for one target. */
+  selfProbe(target: string, relayed: number): void {
+    this.#selfProbe.set({ target }, relayed);
   }
 
   tunnelSuspected(): void {
