@@ -49,3 +49,14 @@ test('self-probe: a reload that trusts loopback raises the open-relay alarm (log
   const [mail] = await srv.waitForMail('postmaster@example.org');
   assert.match(mail!, /^Subject: \[mailward mx\.example\.org\] ALARM relay-self-probe: OPEN RELAY/m);
 });
+
+test('self-probe: on its schedule, without a reload, and off when selfProbe.enabled is false', async (t) => {
+  const open = { relay: { trustedNetworks: ['127.0.0.1/32'] } };
+  const srv = await startServer(t, { config: { ...open, selfProbe: { interval: '1s' } } });
+  const alarm = await srv.waitForLog((l) => l.event === 'breaker' && l.state === 'alarm');
+  assert.equal(alarm.why, 'schedule');
+  const off = await startServer(t, { config: { ...open, selfProbe: { enabled: false } } });
+  off.server.reload(testConfig(off.dataDir, { ...open, selfProbe: { enabled: false } }));
+  await off.waitForLog((l) => l.event === 'reload' && l.applied === true);
+  assert.ok(!off.logs.some((l) => l.event === 'self-probe'), 'no probe when it is off');
+});
