@@ -53,6 +53,7 @@ export interface Config {
   readonly auth: RawConfig['auth'];
   readonly recipients: RawConfig['recipients'];
   readonly selfProbe: RawConfig['selfProbe'];
+  readonly hygiene: RawConfig['hygiene'];
   readonly admin: RawConfig['admin'];
   /** Local submission (`mailward sendmail`); `socket` is absolute. */
   readonly sendmail: RawConfig['sendmail'];
@@ -212,6 +213,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     auth: raw.auth,
     recipients: raw.recipients,
     selfProbe: raw.selfProbe,
+    hygiene: raw.hygiene,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
     // Under the shipped systemd unit (RuntimeDirectory=mailward) systemd names /run/mailward in
     // RUNTIME_DIRECTORY: the default socket goes there, where every local user reaches it and

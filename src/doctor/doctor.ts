@@ -7,6 +7,7 @@ import { auditConfig, type ConfigAuditOptions } from './audit-config.ts';
 import { auditCertificate, auditClock, auditDisk, auditDkim, auditDnsbl, auditPermissions, timedatectl, DEFAULT_DISK, type DiskThresholds, type TimeSync } from './audit-machine.ts';
 import { auditPostmaster, type OpenDirectory } from './audit-postmaster.ts';
 import { auditVirus } from './audit-virus.ts';
+import { auditAccounts } from './audit-accounts.ts';
 import { countBySeverity, formatReport, sortFindings, type Finding } from './finding.ts';
 
 export interface DoctorOptions extends ConfigAuditOptions {
@@ -24,7 +25,7 @@ export interface DoctorOptions extends ConfigAuditOptions {
 
 export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promise<Finding[]> {
   const now = (opts.now ?? Date.now)();
-  const findings = [...auditConfig(config, opts), ...auditCertificate(config, now), ...auditDkim(config), ...auditPermissions(config), ...auditDisk(config, opts.disk ?? DEFAULT_DISK), ...auditPostmaster(config, opts.directory)];
+  const findings = [...auditConfig(config, opts), ...auditCertificate(config, now), ...auditDkim(config), ...auditPermissions(config), ...auditDisk(config, opts.disk ?? DEFAULT_DISK), ...auditPostmaster(config, opts.directory), ...auditAccounts(config, opts.directory, now)];
   const [dnsbl, clock, virus] = await Promise.all([auditDnsbl(config, opts.dnsTimeoutMs ?? 2000), auditClock(config, now, opts.timeSync ?? (() => timedatectl())), auditVirus(config, opts.clamdTimeoutMs ?? 2000)]);
   return sortFindings([...findings, ...dnsbl, ...clock, ...virus]);
 }
