@@ -84,7 +84,9 @@ export function alertText(a: GuardAlert, hostname: string, held?: number): strin
     a.state === 'alarm'
       ? `${a.name} on ${hostname} raised an alarm (${a.kind}).`
       : a.state === 'warning'
-        ? `The outbound quota of ${hostname} passed its warning mark.`
+        ? a.kind.endsWith('-projection')
+          ? `At its current rate the outbound mail of ${hostname} would pass its ${a.kind === 'budget-projection' ? 'budget' : 'quota'}'s warning mark.`
+          : `The outbound quota of ${hostname} passed its warning mark.`
         : `The outbound breaker "${a.name}" of ${hostname} tripped (${a.kind}).`,
     '',
     `Why: ${a.reason}`,
