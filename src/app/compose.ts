@@ -37,6 +37,7 @@ import { Metrics } from '../observe/metrics.ts';
 import { TunnelDetector, type TunnelSuspect } from '../doctor/tunnel.ts';
 import { AcceptorPool } from './acceptors.ts';
 import { startSelfProbe } from './self-probe.ts';
+import { sendHygieneDigest } from './hygiene-digest.ts';
 import { Teardown } from './teardown.ts';
 import { prepareDataDir } from './preflight.ts';
 import { useQueueIdSlice } from '../core/ids.ts';
@@ -311,6 +312,12 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         })
       : undefined;
     if (probe) cleanups.push(() => probe.stop());
+    // The daily hygiene digest: what doctor names about accounts and credentials, on the alert channels.
+    if (config.hygiene.digest > 0) {
+      const digest = setInterval(() => void sendHygieneDigest(live.config, (a) => guard.alerter.raise(a), clock, log), config.hygiene.digest);
+      digest.unref();
+      cleanups.push(() => clearInterval(digest));
+    }
     const localChecks = config.sendmail.enabled ? localListener(config) : undefined;
     if (config.sendmail.enabled && !localChecks) log.warn({ event: 'sendmail-off', setting: 'sendmail.checksOf' }, 'no submission listener: local submission (sendmail) is off; add a submission listener or set sendmail.checksOf');
     if (localChecks) {

@@ -14,6 +14,8 @@ export const HygieneSchema = z
     /** A smarthost credential (its passwordFile) older than this is named; 90 days is AWS's
      *  advice for access keys (SES SMTP credentials are derived from one). */
     credentialAge: Duration.default(90 * 86_400_000),
+    /** How often the server sends these findings as a digest on the guard's alert channels (0: never). */
+    digest: Duration.default(86_400_000),
   })
   .strict();
 export type HygieneSettings = z.output<typeof HygieneSchema>;

@@ -61,3 +61,15 @@ test('directory schema v2: an older file gains password dates from its users\' c
   assert.equal(u!.passwordSet.getTime(), 1_600_000_000_000);
   assert.equal(u!.lastLogin, undefined);
 });
+
+test('hygiene digest: the server sends doctor\'s account findings on the alert channels by itself', async (t) => {
+  const first = await startServer(t, { users: [['carol@example.org', 'carol pass 1']] });
+  await first.stop();
+  const db = new Database(first.config.paths.directory);
+  db.prepare('UPDATE users SET created = ?, password_set = ?').run(Date.now() - 200 * DAY, Date.now() - 200 * DAY);
+  db.close();
+  const srv = await startServer(t, { dataDir: first.dataDir, config: { hygiene: { digest: '1s' } } });
+  const line = await srv.waitForLog((l) => l.event === 'breaker' && l.kind === 'daily-digest');
+  assert.equal(line.reason, '1 account or credential finding(s): login-unused');
+  assert.match(String(line['1. login-unused']), /carol@example\.org has never logged in \(created 200 days ago\).*Fix: mailward user del carol@example\.org/);
+});
