@@ -39,6 +39,8 @@ import { MailStats } from '../observe/stats.ts';
 import { Metrics } from '../observe/metrics.ts';
 import { TunnelDetector, type TunnelSuspect } from '../doctor/tunnel.ts';
 import { AcceptorPool } from './acceptors.ts';
+import { startSelfProbe } from './self-probe.ts';
+import { sendHygieneDigest } from './hygiene-digest.ts';
 import { Teardown } from './teardown.ts';
 import { prepareDataDir } from './preflight.ts';
 import { useQueueIdSlice } from '../core/ids.ts';
@@ -349,6 +351,25 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       listeners.set(l.name, listener);
       log.info({ event: 'listening', listener: l.name, kind: l.kind, address: listener.address, port: listener.port }, `${l.name} listening on ${listener.address}:${listener.port}`);
     }
+    // The relay self-probe: every selfProbe.interval and after each reload (not at start: a
+    // start is not a change, and the first interval comes soon enough).
+    const probe = config.selfProbe.enabled
+      ? startSelfProbe({
+          config: () => live.config,
+          listeners: () => config.listeners.map((l) => ({ name: l.name, address: listeners.get(l.name)!.address, port: listeners.get(l.name)!.port, implicitTls: l.implicitTls })),
+          log,
+          clock,
+          raise: (a) => guard.alerter.raise(a),
+          observe: (target, relayed) => metrics.selfProbe(target, relayed),
+        })
+      : undefined;
+    if (probe) cleanups.push(() => probe.stop());
+    // The daily hygiene digest: what doctor names about accounts and credentials, on the alert channels.
+    if (config.hygiene.digest > 0) {
+      const digest = setInterval(() => void sendHygieneDigest(live.config, (a) => guard.alerter.raise(a), clock, log), config.hygiene.digest);
+      digest.unref();
+      cleanups.push(() => clearInterval(digest));
+    }
     const localChecks = config.sendmail.enabled ? localListener(config) : undefined;
     if (config.sendmail.enabled && !localChecks) log.warn({ event: 'sendmail-off', setting: 'sendmail.checksOf' }, 'no submission listener: local submission (sendmail) is off; add a submission listener or set sendmail.checksOf');
     if (localChecks) {
@@ -423,6 +444,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         // certbot renewed and ran `systemctl reload`: read the files now rather than at the watch.
         certificateFiles?.reload('SIGHUP');
         logConfigWarnings(next, log);
+        if (probe && next.selfProbe.enabled && next.selfProbe.afterReload) void probe.run('reload');
         log.info({ event: 'reload', applied: true, config: next.source, restartNeeded }, restartNeeded.length > 0 ? `config reloaded; restart to apply: ${restartNeeded.join(', ')}` : 'config reloaded');
         return { restartNeeded };
       },

@@ -204,6 +204,13 @@ export const GuardSchema = z
         warnAt: Fraction.default(0.8),
         /** Hold all outbound mail (and trip the global breaker) at this share: before the provider's own limit. */
         stopAt: Fraction.default(0.95),
+        /** Also warn when the last hour's rate, carried over the window, would pass warnAt (off: a
+         *  newsletter hour would warn every time; the budget projection below is always on). */
+        project: z.boolean().default(false),
+        /** The smarthost's price per 1,000 recipients (Amazon SES: 0.10 USD), for the projected cost. */
+        pricePer1000: z.number().min(0).optional(),
+        /** The most you will spend per window, in the currency of pricePer1000. */
+        budget: z.number().min(0).optional(),
       })
       .strict()
       .superRefine((q, ctx) => {

@@ -55,6 +55,8 @@ export interface Config {
   readonly reports: RawConfig['reports'];
   readonly auth: RawConfig['auth'];
   readonly recipients: RawConfig['recipients'];
+  readonly selfProbe: RawConfig['selfProbe'];
+  readonly hygiene: RawConfig['hygiene'];
   readonly admin: RawConfig['admin'];
   /** Local submission (`mailward sendmail`); `socket` is absolute. */
   readonly sendmail: RawConfig['sendmail'];
@@ -218,6 +220,8 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     reports: raw.reports,
     auth: raw.auth,
     recipients: raw.recipients,
+    selfProbe: raw.selfProbe,
+    hygiene: raw.hygiene,
     admin: { ...raw.admin, ...(raw.admin.tokenFile ? { tokenFile: abs(raw.admin.tokenFile) } : {}) },
     // Under the shipped systemd unit (RuntimeDirectory=mailward) systemd names /run/mailward in
     // RUNTIME_DIRECTORY: the default socket goes there, where every local user reaches it and

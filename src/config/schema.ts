@@ -10,6 +10,8 @@ import { ForwardingSchema } from './forwarding-schema.ts';
 import { RecipientsSchema } from './recipients-schema.ts';
 import { MtaStsServeSchema, ReportsSchema } from './transport-security-schema.ts';
 import { AcmeSchema } from './acme-schema.ts';
+import { SelfProbeSchema } from './self-probe-schema.ts';
+import { HygieneSchema } from './hygiene-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
@@ -246,6 +248,10 @@ export const ConfigSchema = z
     admin: AdminSchema.prefault({}),
     /** Mailboxes the recipient check finds outside Mailward's own list: Dovecot's userdb (recipients-schema.ts). */
     recipients: RecipientsSchema.prefault({}),
+    /** The relay self-probe: relay-test against our own listeners on a schedule and after reloads (self-probe-schema.ts). */
+    selfProbe: SelfProbeSchema.prefault({}),
+    /** What doctor names: unused logins, old passwords and smarthost credentials (hygiene-schema.ts). */
+    hygiene: HygieneSchema.prefault({}),
     /** Local submission for `mailward sendmail` (see sendmail-schema.ts). */
     sendmail: SendmailSchema.prefault({}),
     /** Aliases and catch-alls that forward outside: SRS, and spam/DMARC at a forward (forwarding-schema.ts). */

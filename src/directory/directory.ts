@@ -46,7 +46,14 @@ export interface UserInfo {
   readonly address: string;
   readonly created: Date;
   readonly disabled: boolean;
+  /** When the password was last set (`user add`, `user passwd`). */
+  readonly passwordSet: Date;
+  /** The last successful login (recorded at most once an hour per process); undefined: never. */
+  readonly lastLogin?: Date;
 }
+
+/** Logins are recorded at most this often per login and process: one write an hour, not one per AUTH. */
+const LOGIN_RECORD_MS = 3_600_000;
 
 export interface AliasInfo {
   readonly address: string;
@@ -67,6 +74,7 @@ export class Directory {
   private readonly hashPool: HashPool | undefined;
   private readonly outside: OutsideMailboxes | undefined;
   private readonly outsideDomains: ReadonlySet<string>;
+  private readonly recorded = new Map<string, number>();
 
   private constructor(
     private readonly db: Database.Database,
@@ -79,14 +87,15 @@ export class Directory {
     this.stmt = {
       user: db.prepare<[string], UserRow>('SELECT password, disabled FROM users WHERE address = ?'),
       alias: db.prepare<[string], { targets: string }>('SELECT targets FROM aliases WHERE address = ?'),
-      insertUser: db.prepare<[string, string, number]>('INSERT INTO users (address, password, created) VALUES (?, ?, ?)'),
+      insertUser: db.prepare<[string, string, number, number]>('INSERT INTO users (address, password, created, password_set) VALUES (?, ?, ?, ?)'),
       insertAlias: db.prepare<[string, string, number]>('INSERT INTO aliases (address, targets, created) VALUES (?, ?, ?)'),
       deleteUser: db.prepare<[string]>('DELETE FROM users WHERE address = ?'),
       deleteAlias: db.prepare<[string]>('DELETE FROM aliases WHERE address = ?'),
-      setPassword: db.prepare<[string, string]>('UPDATE users SET password = ? WHERE address = ?'),
+      setPassword: db.prepare<[string, number, string]>('UPDATE users SET password = ?, password_set = ? WHERE address = ?'),
+      setLastLogin: db.prepare<[number, string]>('UPDATE users SET last_login = ? WHERE address = ?'),
       setDisabled: db.prepare<[number, string]>('UPDATE users SET disabled = ? WHERE address = ?'),
-      listUsers: db.prepare<[], { address: string; created: number; disabled: number }>(
-        'SELECT address, created, disabled FROM users ORDER BY address',
+      listUsers: db.prepare<[], { address: string; created: number; disabled: number; password_set: number; last_login: number | null }>(
+        'SELECT address, created, disabled, password_set, last_login FROM users ORDER BY address',
       ),
       listAliases: db.prepare<[], { address: string; targets: string }>('SELECT address, targets FROM aliases ORDER BY address'),
       aliasNames: db.prepare<[], { address: string }>("SELECT address FROM aliases WHERE address NOT LIKE '@%' ORDER BY address"),
@@ -138,7 +147,8 @@ export class Directory {
     // Checked again inside the transaction: another process may have added it while we hashed.
     this.db.transaction(() => {
       this.assertFree(k.key, 'mailbox');
-      this.stmt.insertUser.run(k.key, hash, Date.now());
+      const now = Date.now();
+      this.stmt.insertUser.run(k.key, hash, now, now);
     }).immediate();
   }
 
@@ -150,7 +160,7 @@ export class Directory {
   async setPassword(address: string, password: string): Promise<void> {
     const k = this.parse(address);
     const hash = await hashPassword(password);
-    if (this.stmt.setPassword.run(hash, k.key).changes === 0) throw noSuchUser(k.key);
+    if (this.stmt.setPassword.run(hash, Date.now(), k.key).changes === 0) throw noSuchUser(k.key);
   }
 
   /** A disabled mailbox cannot log in and receives no mail (it resolves as unknown). */
@@ -160,7 +170,13 @@ export class Directory {
   }
 
   listUsers(): UserInfo[] {
-    return this.stmt.listUsers.all().map((r) => ({ address: r.address, created: new Date(r.created), disabled: r.disabled !== 0 }));
+    return this.stmt.listUsers.all().map((r) => ({
+      address: r.address,
+      created: new Date(r.created),
+      disabled: r.disabled !== 0,
+      passwordSet: new Date(r.password_set),
+      ...(r.last_login !== null ? { lastLogin: new Date(r.last_login) } : {}),
+    }));
   }
 
   /**
@@ -171,7 +187,19 @@ export class Directory {
     const k = addressKey(login);
     const row = isAddressKey(k) ? this.stmt.user.get(k.key) : undefined;
     const ok = await verifyPassword(password, row?.password, this.hashPool);
+    if (ok && row?.disabled === 0 && isAddressKey(k)) this.recordLogin(k.key);
     return ok && row?.disabled === 0;
+  }
+
+  /** Notes a successful login for doctor's unused-login finding; never fails the login. */
+  recordLogin(address: string, now = Date.now()): void {
+    if ((this.recorded.get(address) ?? -Infinity) > now - LOGIN_RECORD_MS) return;
+    try {
+      this.stmt.setLastLogin.run(now, address);
+      this.recorded.set(address, now);
+    } catch {
+      // A busy or read-only file: the next login tries again.
+    }
   }
 
   // ── aliases ──────────────────────────────────────────────────────────────

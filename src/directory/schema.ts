@@ -5,7 +5,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 // Addresses are stored in canonical form (see keys.ts); an alias whose address is "@domain" is
 // the catch-all of that domain. Alias targets are a JSON array of addresses.
@@ -21,6 +21,15 @@ CREATE TABLE IF NOT EXISTS aliases (
   targets TEXT NOT NULL,
   created INTEGER NOT NULL
 ) STRICT;
+`;
+
+// v2: when each password was set (doctor names old ones; existing users count from `created`)
+// and the last successful login (doctor names logins unused for long: the seed's incident was a
+// forgotten account's stolen password).
+const SCHEMA_V2 = `
+ALTER TABLE users ADD COLUMN password_set INTEGER NOT NULL DEFAULT 0;
+UPDATE users SET password_set = created;
+ALTER TABLE users ADD COLUMN last_login INTEGER;
 `;
 
 /** How long a statement waits for another process's write lock before failing with SQLITE_BUSY. */
@@ -56,9 +65,8 @@ function migrate(db: Database.Database, path: string): void {
         `directory ${path} has schema version ${version}, newer than this Mailward knows (${SCHEMA_VERSION}); upgrade Mailward or point the directory setting at another file`,
       );
     }
-    if (version < 1) {
-      db.exec(SCHEMA_V1);
-      db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    }
+    if (version < 1) db.exec(SCHEMA_V1);
+    if (version < 2) db.exec(SCHEMA_V2);
+    if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
   }).immediate();
 }

@@ -13,6 +13,8 @@ export interface RecipientDirectory {
   resolveRecipient(address: string): { readonly kind: string };
   /** Every alias and catch-all ("@domain") with its targets. */
   listAliases(): ReadonlyArray<{ readonly address: string; readonly targets: readonly string[] }>;
+  /** Every mailbox with its dates (audit-accounts.ts). */
+  listUsers(): ReadonlyArray<{ readonly address: string; readonly disabled: boolean; readonly created: Date; readonly passwordSet: Date; readonly lastLogin?: Date }>;
   close(): void;
 }
 

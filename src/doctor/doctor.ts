@@ -8,6 +8,7 @@ import { auditCertificate, auditClock, auditDisk, auditDkim, auditDnsbl, auditPe
 import { auditPostmaster, type OpenDirectory } from './audit-postmaster.ts';
 import { auditVirus } from './audit-virus.ts';
 import { auditDns } from './audit-dns.ts';
+import { auditAccounts } from './audit-accounts.ts';
 import { countBySeverity, formatReport, sortFindings, type Finding } from './finding.ts';
 
 export interface DoctorOptions extends ConfigAuditOptions {
@@ -27,7 +28,7 @@ export interface DoctorOptions extends ConfigAuditOptions {
 
 export async function runDoctor(config: Config, opts: DoctorOptions = {}): Promise<Finding[]> {
   const now = (opts.now ?? Date.now)();
-  const findings = [...auditConfig(config, opts), ...auditCertificate(config, now), ...auditDkim(config), ...auditPermissions(config), ...auditDisk(config, opts.disk ?? DEFAULT_DISK), ...auditPostmaster(config, opts.directory)];
+  const findings = [...auditConfig(config, opts), ...auditCertificate(config, now), ...auditDkim(config), ...auditPermissions(config), ...auditDisk(config, opts.disk ?? DEFAULT_DISK), ...auditPostmaster(config, opts.directory), ...auditAccounts(config, opts.directory, now)];
   const [dnsbl, uribl, clock, virus] = await Promise.all([auditDnsbl(config, opts.dnsTimeoutMs ?? 2000), auditUribl(config, opts.dnsTimeoutMs ?? 2000), auditClock(config, now, opts.timeSync ?? (() => timedatectl())), auditVirus(config, opts.clamdTimeoutMs ?? 2000)]);
   const live = opts.liveDns ? await auditDns(config) : [];
   return sortFindings([...findings, ...dnsbl, ...uribl, ...clock, ...virus, ...live]);

@@ -9,14 +9,16 @@ import type { Store } from '../store/store.ts';
 
 export interface GuardAlert {
   /**
-   * open: a breaker tripped; warning: the quota passed its warning mark, or a source reached an
-   * early-warning mark (warnings.ts); held: the queued mail of a tripped breaker's source was put
-   * on hold (figures.held says how many); digest: the daily outbound volume per login; notice:
-   * another part of the server needs the operator (a certificate that cannot be renewed), `reason`
-   * says what.
+   * open: a breaker tripped; warning: the quota passed its warning mark (or would, at the current
+   * rate: kind quota-projection / budget-projection), or a source reached an early-warning mark
+   * (warnings.ts); held: the queued mail of a tripped breaker's source was put on hold
+   * (figures.held says how many); digest: the daily outbound volume per login; notice: another part
+   * of the server needs the operator (a certificate that cannot be renewed, account hygiene),
+   * `reason` says what; alarm: a finding that needs the operator now, not about one source (the
+   * relay self-probe found an open relay).
    */
-  readonly state: 'open' | 'warning' | 'held' | 'digest' | 'notice';
-  /** The breaker ("global", "aggregate", "login:alice@example.org"), "quota", or "digest". */
+  readonly state: 'open' | 'warning' | 'held' | 'digest' | 'notice' | 'alarm';
+  /** The breaker ("global", "aggregate", "login:alice@example.org"), "quota", "digest", or what raised it. */
   readonly name: string;
   readonly kind: string;
   readonly reason: string;
@@ -98,17 +100,25 @@ export function alertSubject(a: GuardAlert, hostname: string): string {
       return `${head} outbound digest: ${a.reason}`;
     case 'notice':
       return `${head} ${a.kind}: ${a.name}`;
+    case 'alarm':
+      return `${head} ALARM ${a.name}: ${a.reason}`;
     case 'open':
       return `${head} outbound breaker open: ${a.name}`;
   }
 }
 
 const FIRST_LINE: Record<GuardAlert['state'], (a: GuardAlert, hostname: string) => string> = {
-  warning: (a, h) => (a.name === 'quota' ? `The outbound quota of ${h} passed its warning mark.` : `Early warning: ${a.name} on ${h} is on its way to a breaker (${a.kind}); nothing is stopped yet.`),
+  warning: (a, h) =>
+    a.name !== 'quota'
+      ? `Early warning: ${a.name} on ${h} is on its way to a breaker (${a.kind}); nothing is stopped yet.`
+      : a.kind.endsWith('-projection')
+        ? `At its current rate the outbound mail of ${h} would pass its ${a.kind === 'budget-projection' ? 'budget' : 'quota'}'s warning mark.`
+        : `The outbound quota of ${h} passed its warning mark.`,
   open: (a, h) => `The outbound breaker "${a.name}" of ${h} tripped (${a.kind}).`,
   held: (a, h) => `The queued outbound mail of "${a.name}" on ${h} was put on hold at the trip.`,
   digest: (_a, h) => `Outbound volume of ${h} per login.`,
   notice: (a, h) => `${a.kind} on ${h}: ${a.name}.`,
+  alarm: (a, h) => `${a.name} on ${h} raised an alarm (${a.kind}).`,
 };
 
 /**
@@ -199,7 +209,7 @@ export class Alerter {
 }
 
 /** The webhook's JSON: the alert's fields, plus `text` so Slack/Mattermost-style receivers show it. */
-const WEBHOOK_TYPE = (a: GuardAlert): string => ({ open: 'breaker-open', held: 'breaker-held', digest: 'digest', notice: a.kind, warning: a.name === 'quota' ? 'quota-warning' : 'early-warning' })[a.state];
+const WEBHOOK_TYPE = (a: GuardAlert): string => ({ open: 'breaker-open', held: 'breaker-held', digest: 'digest', notice: a.kind, alarm: 'alarm', warning: a.name === 'quota' ? 'quota-warning' : 'early-warning' })[a.state];
 
 export function webhookPayload(a: GuardAlert, hostname: string): Record<string, unknown> {
   return {

@@ -64,6 +64,9 @@ export function suspendedReply(name: string): SmtpReply {
 }
 const QUOTA_TRIPPED = 'guard:quota:tripped';
 const QUOTA_WARNED = 'guard:quota:warned';
+const QUOTA_PROJECTED = 'guard:quota:projected';
+const BUDGET_PROJECTED = 'guard:quota:budget';
+const HOUR_MS = 3_600_000;
 const ALL_BOUNCES = '*';
 
 const fmt = (n: number): string => String(Math.round(n * 10) / 10);
@@ -79,6 +82,8 @@ export class OutboundGuard {
   readonly #trusted: SlidingCounter;
   readonly #bounces: SlidingCounter;
   readonly #quota: SlidingCounter;
+  /** The quota's last hour: the current rate, projected over the window. */
+  readonly #lastHour: SlidingCounter;
   readonly #exempt: Set<string>;
   readonly aggregate: Aggregate;
   readonly warnings: EarlyWarnings;
@@ -96,6 +101,7 @@ export class OutboundGuard {
     this.#trusted = new SlidingCounter(d.store, 'guard:t', s.trustedNetwork.window);
     this.#bounces = new SlidingCounter(d.store, 'guard:b', s.bounces.window);
     this.#quota = new SlidingCounter(d.store, 'guard:q', s.quota.window);
+    this.#lastHour = new SlidingCounter(d.store, 'guard:qh', HOUR_MS);
     // A client exemption is read as the client's own key ("client:::ffff:10.0.0.5" is "client:10.0.0.5"), the form sources are counted under.
     this.#exempt = new Set(s.exempt.map((e) => (/^client:/i.test(e) ? source('client', e.slice(7)) : e.toLowerCase())));
     this.alerter =
@@ -281,12 +287,40 @@ export class OutboundGuard {
     if (used >= warn && (await this.#markOnce(QUOTA_WARNED, q.window, now))) {
       await this.alerter.raise({ state: 'warning', name: 'quota', kind: 'quota', reason: `${used} of ${limit} recipients sent in ${windowWords(q.window)} (warning at ${warn}, stop at ${stop})`, figures: { used, limit, warn, stop }, at: now });
     }
+    await this.#project(limit, used, count, now);
     return { ok: true, reserved: count };
+  }
+
+  /**
+   * The last hour's rate carried over the whole window: a warning while the quota (or the budget,
+   * with pricePer1000) is still far, once the rate would reach its warning mark. The seed's owner
+   * learnt of the cost from the bill; this says so hours before the stop.
+   */
+  async #project(limit: number, used: number, count: number, now: number): Promise<void> {
+    const q = this.settings.quota;
+    const budgeted = q.pricePer1000 !== undefined && q.budget !== undefined;
+    if (!q.project && !budgeted) return;
+    const rate = await this.#lastHour.addAndSum('global', count, now);
+    const projected = Math.round((rate * q.window) / HOUR_MS);
+    const warn = Math.floor(limit * q.warnAt);
+    const figures = { lastHour: rate, projected, limit, used };
+    if (q.project && used < warn && projected >= warn && (await this.#markOnce(QUOTA_PROJECTED, q.window, now))) {
+      await this.alerter.raise({ state: 'warning', name: 'quota', kind: 'quota-projection', reason: `at the last hour's rate (${rate} recipients) ${projected} of ${limit} would be sent in ${windowWords(q.window)}: the quota's warning mark (${warn}) would be passed`, figures, at: now });
+    }
+    if (q.pricePer1000 === undefined || q.budget === undefined) return;
+    const cost = (projected / 1000) * q.pricePer1000;
+    const spent = (used / 1000) * q.pricePer1000;
+    if (spent < q.budget * q.warnAt && cost >= q.budget * q.warnAt && (await this.#markOnce(BUDGET_PROJECTED, q.window, now))) {
+      await this.alerter.raise({ state: 'warning', name: 'quota', kind: 'budget-projection', reason: `at the last hour's rate the smarthost would cost ${cost.toFixed(2)} in ${windowWords(q.window)}, over ${Math.round(q.warnAt * 100)}% of the budget ${q.budget} (spent so far ${spent.toFixed(2)})`, figures: { ...figures, cost: Number(cost.toFixed(2)), budget: q.budget }, at: now });
+    }
   }
 
   /** Gives back quota for recipients that did not reach the next hop (a temporary failure). */
   async settle(unsent: number): Promise<void> {
-    if (unsent > 0 && this.settings.quota.limit !== undefined) await this.#quota.add('global', -unsent, this.#clock());
+    if (unsent > 0 && this.settings.quota.limit !== undefined) {
+      await this.#quota.add('global', -unsent, this.#clock());
+      await this.#lastHour.add('global', -unsent, this.#clock());
+    }
   }
 
   /** Opens a breaker by hand ("mailward guard trip"). True when it was not open yet. */

@@ -55,6 +55,7 @@ export class Metrics {
   readonly #tunnels: Counter;
   readonly #warnings: Counter<'kind'>;
   readonly #tlsPolicy: Counter<'policy' | 'mode' | 'result'>;
+  readonly #selfProbe: Gauge<'target'>;
   readonly #queuedAt = new Map<string, number>();
   readonly #clock: () => number;
   /** Reads the figures the gauges of one scrape share (the queue's). */
@@ -82,6 +83,7 @@ export class Metrics {
     });
     this.#breaker = new Gauge({ name: 'mailward_breaker_open', help: 'Outbound breakers: 1 while open (mail from the source is held or refused), 0 when closed.', labelNames: ['name'], registers });
     this.#warnings = new Counter({ name: 'mailward_guard_warnings_total', help: 'Early warnings of the outbound guard (a source at half a breaker threshold, or 3 × its baseline), by the breaker kind it approaches.', labelNames: ['kind'], registers });
+    this.#selfProbe = new Gauge({ name: 'mailward_self_probe_relayed', help: 'Relay tricks the last relay self-probe of a target got accepted without a login (selfProbe): anything above 0 is an open relay.', labelNames: ['target'], registers });
     this.#tunnels = new Counter({ name: 'mailward_tunnel_suspected_total', help: 'Client addresses found to carry many clients (many HELO names and sender domains): probably a tunnel or proxy.', registers });
     this.#tlsPolicy = new Counter({
       name: 'mailward_tls_policy_decisions_total',
@@ -204,6 +206,11 @@ export class Metrics {
   /** For the guard's watch: an early warning was raised (anywhere: the store is shared). */
   guardWarning(kind: string): void {
     this.#warnings.inc({ kind });
+  }
+
+  /** The relay self-probe's last result for one target. */
+  selfProbe(target: string, relayed: number): void {
+    this.#selfProbe.set({ target }, relayed);
   }
 
   tunnelSuspected(): void {

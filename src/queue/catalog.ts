@@ -42,13 +42,15 @@ interface Multi {
 }
 
 /** What the catalog keeps of an envelope. */
-export type IndexedEnvelope = Pick<Envelope, 'receivedAt' | 'mailFrom'> & { readonly recipients: ReadonlyArray<{ readonly address: string; readonly mailbox?: string | undefined }> };
+export type IndexedEnvelope = Pick<Envelope, 'receivedAt' | 'mailFrom'> & { readonly client: { readonly login?: string | undefined } } & { readonly recipients: ReadonlyArray<{ readonly address: string; readonly mailbox?: string | undefined }> };
 
 /** What the catalog snapshot keeps of one indexed message (snapshot.ts). */
 export interface RowFacts {
   readonly held: boolean;
   readonly receivedAt: number;
   readonly mailFrom: string;
+  /** The SMTP AUTH login, lower-cased, when there was one. */
+  readonly login?: string | undefined;
   readonly recipients: ReadonlyArray<{ readonly address: string; readonly mailbox: string | undefined; readonly status: RecipientStatus; readonly next: number }>;
 }
 
@@ -241,7 +243,8 @@ export class Catalog {
       const address = store.get(this.#address, slot * A);
       recipients.push({ address, mailbox: mailbox(this.#mailbox, slot * A, address), status: STATUS_NAME[this.#status[slot]!]!, next: this.#next[slot]! });
     }
-    return { held: this.isHeld(slot), receivedAt: this.#received[slot]!, mailFrom: store.get(this.#sender, slot * A), recipients };
+    const login = this.#login[slot]!;
+    return { held: this.isHeld(slot), receivedAt: this.#received[slot]!, mailFrom: store.get(this.#sender, slot * A), login: login < 0 ? undefined : this.#logins.get(login), recipients };
   }
 
   /**

@@ -14,14 +14,18 @@ import { fsyncPath } from './dirsync.ts';
 export const SNAPSHOT_FILE = 'catalog.snap';
 const TMP_FILE = 'catalog.snap.tmp';
 const LOG_PREFIX = 'catalog.changed.';
-const MAGIC = 'MWCATALOG1 ';
+// Version 2 added the login cell; a version-1 snapshot is discarded (bad magic) and the files are read.
+const MAGIC = 'MWCATALOG2 ';
 const ID_LENGTH = 17;
 const STATUS: readonly RecipientStatus[] = ['pending', 'deferred', 'delivered', 'bounced'];
 const STATUS_CODE: Record<RecipientStatus, number> = { pending: 0, deferred: 1, delivered: 2, bounced: 3 };
-// A message's cells: held, receivedAt, sender, recipient count; then per recipient: address,
+// A message's cells: held, receivedAt, sender, login (-1 none), recipient count; then per recipient: address,
 // mailbox (-1 none, -2 the address), status, nextAttemptAt (NaN: none).
 const MAILBOX_NONE = -1;
 const MAILBOX_SAME = -2;
+const LOGIN_NONE = -1;
+/** Cells before the first recipient's. */
+const HEAD = 5;
 
 interface Meta {
   readonly seq: number;
@@ -39,6 +43,7 @@ export interface SnapshotMessage {
     readonly id: string;
     readonly receivedAt: number;
     readonly mailFrom: string;
+    readonly client: { readonly login?: string };
     readonly recipients: ReadonlyArray<{ readonly address: string; readonly mailbox?: string }>;
   };
   readonly states: readonly RecipientState[];
@@ -74,17 +79,19 @@ export class LoadedSnapshot {
     if (at === undefined) return undefined;
     const c = this.#cells;
     const s = this.#strings;
-    const n = c[at + 3]!;
+    const n = c[at + 4]!;
     const recipients: Array<{ address: string; mailbox?: string }> = [];
     const states: RecipientState[] = [];
-    for (let i = 0, p = at + 4; i < n; i++, p += 4) {
+    for (let i = 0, p = at + HEAD; i < n; i++, p += 4) {
       const address = s[c[p]!]!;
       const mb = c[p + 1]!;
       recipients.push(mb === MAILBOX_NONE ? { address } : { address, mailbox: mb === MAILBOX_SAME ? address : s[mb]! });
       const next = c[p + 3]!;
       states.push(Number.isNaN(next) ? { status: STATUS[c[p + 2]!]!, attempts: 0 } : { status: STATUS[c[p + 2]!]!, attempts: 0, nextAttemptAt: next });
     }
-    return { envelope: { id, receivedAt: c[at + 1]!, mailFrom: s[c[at + 2]!]!, recipients }, states, fromSnapshot: true };
+    const login = c[at + 3]!;
+    const client = login === LOGIN_NONE ? {} : { login: s[login]! };
+    return { envelope: { id, receivedAt: c[at + 1]!, mailFrom: s[c[at + 2]!]!, client, recipients }, states, fromSnapshot: true };
   }
 }
 
@@ -108,7 +115,7 @@ export class SnapshotEncoder {
   add(id: string, f: RowFacts): void {
     this.#ids.push(id);
     const c = this.#cells;
-    c.push(f.held ? 1 : 0, f.receivedAt, this.#str(f.mailFrom), f.recipients.length);
+    c.push(f.held ? 1 : 0, f.receivedAt, this.#str(f.mailFrom), f.login === undefined ? LOGIN_NONE : this.#str(f.login), f.recipients.length);
     for (const r of f.recipients) {
       c.push(this.#str(r.address), r.mailbox === undefined ? MAILBOX_NONE : r.mailbox === r.address ? MAILBOX_SAME : this.#str(r.mailbox), STATUS_CODE[r.status], r.next);
     }
@@ -275,10 +282,10 @@ export class CatalogSnapshots {
     const ids = payload.toString('latin1', 0, meta.idBytes);
     for (let i = 0, p = 0; i < meta.entries; i++) {
       const id = ids.slice(i * ID_LENGTH, (i + 1) * ID_LENGTH);
-      if (p + 4 > cells.length) return void (await this.#discard('cells end early'));
-      const n = cells[p + 3]!;
+      if (p + HEAD > cells.length) return void (await this.#discard('cells end early'));
+      const n = cells[p + 4]!;
       if (!changed.has(id)) at.set(id, p);
-      p += 4 + 4 * n;
+      p += HEAD + 4 * n;
     }
     return new LoadedSnapshot(this.path, meta.writtenAt, at, cells, strings, changed.size);
   }

@@ -47,7 +47,7 @@ void describe('opening', () => {
     const raw = new Database(path, { readonly: true });
     t.after(() => raw.close());
     assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
-    assert.equal(raw.pragma('user_version', { simple: true }), 1);
+    assert.equal(raw.pragma('user_version', { simple: true }), 2);
   });
 
   void test('refuses a file from a newer schema', (t) => {
@@ -57,7 +57,7 @@ void describe('opening', () => {
     raw.pragma('user_version = 7');
     raw.close();
     assert.throws(() => Directory.open(path, { domains: DOMAINS }), {
-      message: `directory ${path} has schema version 7, newer than this Mailward knows (1); upgrade Mailward or point the directory setting at another file`,
+      message: `directory ${path} has schema version 7, newer than this Mailward knows (2); upgrade Mailward or point the directory setting at another file`,
     });
   });
 

@@ -105,5 +105,5 @@ test('quota: settings are checked: warnAt must be below stopAt', () => {
   const r = GuardSchema.safeParse({ quota: { limit: 54000, warnAt: '96%', stopAt: '95%' } });
   assert.equal(r.success, false);
   assert.equal(r.error?.issues[0]?.message, 'warnAt (0.96) is not below stopAt (0.95); warn before the stop, e.g. warnAt: 80%, stopAt: 95%');
-  assert.deepEqual(GuardSchema.parse({ quota: { limit: 54000 } }).quota, { limit: 54000, window: 24 * HOUR, warnAt: 0.8, stopAt: 0.95 });
+  assert.deepEqual(GuardSchema.parse({ quota: { limit: 54000 } }).quota, { limit: 54000, window: 24 * HOUR, warnAt: 0.8, stopAt: 0.95, project: false });
 });

@@ -15,10 +15,7 @@ import { freePort } from '../harness/ports.ts';
 import { starttls } from './starttls.ts';
 import { pebbleInstalled, startPebble } from '../harness/pebble.ts';
 
-// Known defect, open in issue 23: two copies of @peculiar/asn1-schema (mailauth's pin and
-// acme-client's) make every CSR fail ("Cannot get schema for 'CertificationRequestInfo'"), so no
-// certificate is issued; skipped with this reason until one copy is installed.
-const skip = !pebbleInstalled() ? 'pebble (Debian package) is not installed' : 'known defect: two @peculiar/asn1-schema copies break the CSR (issue 23 note)';
+const skip = pebbleInstalled() ? false : 'pebble (Debian package) is not installed';
 
 async function peerCertificate(srv: TestServer): Promise<{ fingerprint: string; issuer: string }> {
   const { c, fingerprint, issuer } = await starttls(srv.port('mx'));
