@@ -1,5 +1,6 @@
 // `mailward outbound stop|start|status`: the running server's switch over its control socket, or,
 // when no server runs, the persisted state in dataDir, which the next start obeys.
+import { mkdir } from 'node:fs/promises';
 import type { Config } from '../config/load.ts';
 import { controlOutbound } from '../queue/control.ts';
 import { spoolOwner } from '../queue/lock.ts';
@@ -20,6 +21,8 @@ export async function outboundCommand(config: Config, action: 'stop' | 'start' |
   }
   if (action === 'status') return { state: readOutboundState(config.dataDir), via: 'file' };
   const state: OutboundState = { stopped: action === 'stop', since: Date.now(), by: operator, ...(reason ? { reason } : {}) };
+  // A server never started here: the folder it will use (0700, as its start-up makes it).
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   await writeOutboundState(config.dataDir, state);
   return { state, via: 'file' };
 }
