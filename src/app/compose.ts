@@ -47,7 +47,9 @@ import { useQueueIdSlice } from '../core/ids.ts';
 import { watchCertificateFiles } from './certificates.ts';
 import { loadCertificateHolder, sessionHostOptions, spoolPortOf, type SessionParts } from './sessions.ts';
 import { startAdmin } from '../shells/admin/server.ts';
-import { guardControlFrom, queueControlFrom } from '../shells/admin/controls.ts';
+import { guardControlFrom, queueConsoleFrom, queueControlFrom } from '../shells/admin/controls.ts';
+import { OutboundSwitch, switchedTransport } from '../delivery/outbound-switch.ts';
+import { messageDetail } from '../queue/message-detail.ts';
 import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
 import { startMtaStsServer, type MtaStsServer } from './mta-sts-server.ts';
 import type { ReportRun } from '../delivery/tls-policy/tls-rpt.ts';
@@ -192,7 +194,9 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       maxAgeMs: config.queue.maxAge,
       concurrency: config.queue.concurrency,
     });
-    const delivery = buildDelivery({ config, log, spool, store, dns, directory, queue });
+    // "Stop all outbound" (persisted in dataDir): wraps every route to another server, never local.
+    const outbound = new OutboundSwitch({ dataDir: config.dataDir, log, clock, onChange: (stopped) => metrics.outboundStopped(stopped), flush: async () => queue.flushAll() });
+    const delivery = buildDelivery({ config, log, spool, store, dns, directory, queue, outbound, wrapOutbound: (t) => switchedTransport(t, outbound) });
     // The outbound guard holds relayed mail in the queue while a breaker is open; local
     // delivery never passes through it.
     const guard = new OutboundGuard({ store, clock, log, hostname: config.hostname, settings: guardSettings(config.checks, config.source) });
@@ -255,6 +259,8 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         directory,
         queueStats: spoolQueueStats(config.paths.spool),
         queueControl: queueControlFrom(queueAdmin),
+        queueConsole: queueConsoleFrom(queueAdmin, (id) => messageDetail(spool, id)),
+        outbound,
         guardControl: guardControlFrom(guard),
         catalog: () => queue.loadProgress,
         warnings: () => live.config.warnings.map((w) => ({ setting: w.path, message: w.message, fix: w.fix })),

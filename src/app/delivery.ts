@@ -17,7 +17,7 @@ import type { LoadProgress, Queue } from '../queue/queue.ts';
 import type { EnvelopeRecipient } from '../queue/envelope.ts';
 import { QueueAdmin, type AdminResult, type QueueSummary } from '../queue/admin.ts';
 import type { QueueFilter } from '../queue/filter.ts';
-import { controlRequest, controlStatus, controlSummary, ControlUnavailableError, isQuarantineRequest, quarantineOpOf, startControlServer, type CatalogState, type ControlRequest, type ControlServer } from '../queue/control.ts';
+import { controlRequest, controlStatus, controlSummary, ControlUnavailableError, isQuarantineRequest, quarantineOpOf, startControlServer, type CatalogState, type ControlRequest, type OutboundSwitchHandle, type ControlServer } from '../queue/control.ts';
 import { QuarantineAdmin } from '../queue/quarantine.ts';
 import { spoolOwner } from '../queue/lock.ts';
 import { buildLocalTransport } from './local-delivery.ts';
@@ -49,6 +49,8 @@ export interface DeliveryDeps {
    * outbound guard; routes to `local` are never wrapped.
    */
   readonly wrapOutbound?: (transport: Transport, route: string) => Transport;
+  /** "Stop all outbound", for `mailward outbound` over the control socket. */
+  readonly outbound?: OutboundSwitchHandle;
 }
 
 export interface Delivery {
@@ -204,7 +206,7 @@ export function buildDelivery(d: DeliveryDeps): Delivery {
     async start() {
       if (!d.queue || control) return;
       try {
-        control = await startControlServer({ spoolDir: d.spool.dir, admin: new QueueAdmin(d.spool, d.queue, log), quarantine: new QuarantineAdmin(d.spool, d.queue, log), catalog: catalogStateOf(d.queue), log });
+        control = await startControlServer({ spoolDir: d.spool.dir, admin: new QueueAdmin(d.spool, d.queue, log), quarantine: new QuarantineAdmin(d.spool, d.queue, log), catalog: catalogStateOf(d.queue), ...(d.outbound ? { outbound: d.outbound } : {}), log });
       } catch (err) {
         // Mail flows without it; only `mailward queue hold|delete|...` cannot reach this server.
         log.error({ event: 'control-socket-error', dir: d.spool.dir, err: String(err) }, 'cannot open the queue control socket; queue commands will not reach this server');

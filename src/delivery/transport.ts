@@ -36,6 +36,11 @@ export interface RecipientOutcome {
    * while held), and the message moves to hold/ until an operator releases or deletes it.
    */
   readonly hold?: HoldRequest;
+  /**
+   * Not tried at all (all outbound mail is stopped, outbound-switch.ts): not an attempt, no
+   * back-off; the recipient is looked at again after this many ms (or when outbound starts).
+   */
+  readonly pausedMs?: number;
 }
 
 /** Why a transport asks for the message to be put on hold. */

@@ -191,6 +191,13 @@ export class Worker {
           updates.push({ index: o.index, state, transport: name, outcome: o });
           continue;
         }
+        if (o.pausedMs !== undefined) {
+          // Not an attempt either (outbound stopped): the attempts stay; deferred until a recheck
+          // (a pending recipient would be due again at once and spin the worker).
+          const state: RecipientState = { ...prev, status: 'deferred', lastReply: o.reply, updatedAt: at, nextAttemptAt: at + o.pausedMs };
+          updates.push({ index: o.index, state, transport: name, outcome: o });
+          continue;
+        }
         let state = nextState(prev, o.outcome, o.reply, env.receivedAt, at, this.#queue.options);
         if (prev.warned === true && state.status === 'deferred') state = { ...state, warned: true };
         updates.push({ index: o.index, state, transport: name, outcome: o });
@@ -209,7 +216,9 @@ export class Worker {
       );
     for (const u of updates) {
       // A held recipient has the message's one held-by-guard line instead.
-      if (!u.outcome.hold) this.#logOutcome(env.id, env.recipients[u.index]!, u, env.receivedAt);
+      // A paused one (outbound stopped) made no attempt: a debug line, not a mail event.
+      if (u.outcome.pausedMs !== undefined) this.#log.debug({ event: 'outbound-paused', queueId: env.id, rcpt: env.recipients[u.index]!.address, nextAttemptAt: u.state.nextAttemptAt }, 'outbound stopped: not sent');
+      else if (!u.outcome.hold) this.#logOutcome(env.id, env.recipients[u.index]!, u, env.receivedAt);
     }
     return { states, ...(hold ? { hold } : {}), ...(removed ? { removed } : {}) };
   }
@@ -225,7 +234,7 @@ export class Worker {
     const env = msg.envelope;
     const warnAfter = bouncer.delayWarningAfterMs;
     // Held recipients wait for an operator, not for a retry: no delay warning for them.
-    const late = warnAfter !== undefined && at - env.receivedAt >= warnAfter ? updates.filter((u) => !u.outcome.hold && u.state.status === 'deferred' && u.state.warned !== true) : [];
+    const late = warnAfter !== undefined && at - env.receivedAt >= warnAfter ? updates.filter((u) => !u.outcome.hold && u.outcome.pausedMs === undefined && u.state.status === 'deferred' && u.state.warned !== true) : [];
     const bounced = updates.filter((u) => u.state.status === 'bounced');
     if (bounced.length > 0) {
       try {

@@ -56,6 +56,7 @@ export class Metrics {
   readonly #warnings: Counter<'kind'>;
   readonly #tlsPolicy: Counter<'policy' | 'mode' | 'result'>;
   readonly #selfProbe: Gauge<'target'>;
+  readonly #outboundStopped: Gauge;
   readonly #queuedAt = new Map<string, number>();
   readonly #clock: () => number;
   /** Reads the figures the gauges of one scrape share (the queue's). */
@@ -84,6 +85,7 @@ export class Metrics {
     this.#breaker = new Gauge({ name: 'mailward_breaker_open', help: 'Outbound breakers: 1 while open (mail from the source is held or refused), 0 when closed.', labelNames: ['name'], registers });
     this.#warnings = new Counter({ name: 'mailward_guard_warnings_total', help: 'Early warnings of the outbound guard (a source at half a breaker threshold, or 3 × its baseline), by the breaker kind it approaches.', labelNames: ['kind'], registers });
     this.#selfProbe = new Gauge({ name: 'mailward_self_probe_relayed', help: 'Relay tricks the last relay self-probe of a target got accepted without a login (selfProbe): anything above 0 is an open relay.', labelNames: ['target'], registers });
+    this.#outboundStopped = new Gauge({ name: 'mailward_outbound_stopped', help: 'The operator\'s "stop all outbound" switch: 1 while all mail to other servers is kept queued (mailward outbound start), 0 when it flows.', registers });
     this.#tunnels = new Counter({ name: 'mailward_tunnel_suspected_total', help: 'Client addresses found to carry many clients (many HELO names and sender domains): probably a tunnel or proxy.', registers });
     this.#tlsPolicy = new Counter({
       name: 'mailward_tls_policy_decisions_total',
@@ -211,6 +213,11 @@ export class Metrics {
   /** The relay self-probe's last result for one target. */
   selfProbe(target: string, relayed: number): void {
     this.#selfProbe.set({ target }, relayed);
+  }
+
+  /** The "stop all outbound" switch changed (or was read at start). */
+  outboundStopped(stopped: boolean): void {
+    this.#outboundStopped.set(stopped ? 1 : 0);
   }
 
   tunnelSuspected(): void {

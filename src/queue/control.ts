@@ -35,9 +35,31 @@ export interface StatusControlRequest {
   readonly op: 'status';
 }
 
+/** `mailward outbound stop|start|status`: the "stop all outbound" switch of the running server. */
+export interface OutboundControlRequest {
+  readonly op: 'outbound';
+  readonly action: 'stop' | 'start' | 'status';
+  readonly operator?: string;
+  readonly reason?: string;
+}
+
+/** The switch as the socket sees it (delivery/outbound-switch.ts; the queue does not import delivery). */
+export interface OutboundSwitchState {
+  readonly stopped: boolean;
+  readonly since?: number;
+  readonly by?: string;
+  readonly reason?: string;
+}
+
+export interface OutboundSwitchHandle {
+  status(): OutboundSwitchState;
+  stop(by: string, reason?: string): Promise<OutboundSwitchState>;
+  start(by: string): Promise<OutboundSwitchState>;
+}
+
 export type ControlRequest = QueueControlRequest | QuarantineControlRequest;
 /** Everything the socket takes. */
-export type AnyControlRequest = ControlRequest | StatusControlRequest | SummaryControlRequest;
+export type AnyControlRequest = ControlRequest | StatusControlRequest | SummaryControlRequest | OutboundControlRequest;
 
 export const isQuarantineRequest = (r: ControlRequest): r is QuarantineControlRequest => r.op.startsWith('quarantine-');
 
@@ -52,7 +74,8 @@ export type ControlReply =
   /** The catalog is still loading: the command waits for it (sent once a second meanwhile). */
   | { readonly loading: LoadProgress }
   | { readonly status: LoadProgress }
-  | { readonly summary: QueueSummary };
+  | { readonly summary: QueueSummary }
+  | { readonly outbound: OutboundSwitchState };
 
 /** The running queue's start-up scan, as the control socket reports it. */
 export interface CatalogState {
@@ -88,6 +111,11 @@ function parseIdsAndAll(v: Record<string, unknown>, out: { ids?: string[]; all?:
 export function parseControlRequest(v: unknown): AnyControlRequest | string {
   if (!isObj(v)) return 'request is not an object';
   if (v.op === 'status') return { op: 'status' };
+  if (v.op === 'outbound') {
+    if (v.action !== 'stop' && v.action !== 'start' && v.action !== 'status') return 'action must be stop, start or status';
+    for (const k of ['operator', 'reason'] as const) if (v[k] !== undefined && (typeof v[k] !== 'string' || v[k].length > 200)) return `${k} must be a string of at most 200 characters`;
+    return { op: 'outbound', action: v.action, ...(typeof v.operator === 'string' ? { operator: v.operator } : {}), ...(typeof v.reason === 'string' ? { reason: v.reason } : {}) };
+  }
   if (v.op === 'summary') {
     const top = v.top === undefined ? 10 : v.top;
     if (typeof top !== 'number' || !Number.isInteger(top) || top < 1) return 'top must be a whole number of at least 1';
@@ -155,7 +183,7 @@ export interface ControlServer {
 }
 
 /** Listens on the spool's control socket. Commands run one after another, in arrival order. */
-export async function startControlServer(opts: { readonly spoolDir: string; readonly admin: QueueAdmin; readonly quarantine?: QuarantineAdmin; readonly catalog?: CatalogState; readonly log: Logger }): Promise<ControlServer> {
+export async function startControlServer(opts: { readonly spoolDir: string; readonly admin: QueueAdmin; readonly quarantine?: QuarantineAdmin; readonly catalog?: CatalogState; readonly outbound?: OutboundSwitchHandle; readonly log: Logger }): Promise<ControlServer> {
   const path = controlSocketPath(opts.spoolDir);
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
     throw new Error(`the control socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes; choose a shorter dataDir`);
@@ -173,6 +201,10 @@ export async function startControlServer(opts: { readonly spoolDir: string; read
     let started = false;
     const send = (r: ControlReply): void => {
       if (!sock.destroyed) sock.write(`${JSON.stringify(r)}\n`);
+    };
+    /** One answer line (or the error), then the end of the connection. */
+    const answer = (work: Promise<ControlReply>): void => {
+      void work.then(send, (err: unknown) => send({ error: err instanceof Error ? err.message : String(err) })).then(() => sock.end());
     };
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
@@ -204,18 +236,16 @@ export async function startControlServer(opts: { readonly spoolDir: string; read
         sock.end();
         return;
       }
+      if (req.op === 'outbound') {
+        const sw = opts.outbound;
+        const by = req.operator ?? 'control socket';
+        const work = !sw ? Promise.reject(new Error('this server has no outbound switch')) : req.action === 'status' ? Promise.resolve(sw.status()) : req.action === 'stop' ? sw.stop(by, req.reason) : sw.start(by);
+        answer(work.then((outbound) => ({ outbound })));
+        return;
+      }
       if (req.op === 'summary') {
         // From memory, beside any command under way.
-        void opts.admin.summarize(req.filter ?? {}, req.top ?? 10).then(
-          (summary) => {
-            send({ summary });
-            sock.end();
-          },
-          (err: unknown) => {
-            send({ error: err instanceof Error ? err.message : String(err) });
-            sock.end();
-          },
-        );
+        answer(opts.admin.summarize(req.filter ?? {}, req.top ?? 10).then((summary) => ({ summary })));
         return;
       }
       const request = req;
@@ -310,6 +340,20 @@ export async function controlSummary(spoolDir: string, req: SummaryControlReques
     throw err;
   });
   return summary;
+}
+
+/** The switch of the running server after `req`; undefined when no server answers on the socket. */
+export async function controlOutbound(spoolDir: string, req: OutboundControlRequest): Promise<OutboundSwitchState | undefined> {
+  let state: OutboundSwitchState | undefined;
+  await exchange(spoolDir, req, (msg) => {
+    if ('outbound' in msg) state = msg.outbound;
+    else if ('error' in msg) throw new Error(`the server refused: ${msg.error}`);
+    return 'outbound' in msg || 'error' in msg;
+  }).catch((err: unknown) => {
+    if (err instanceof ControlUnavailableError) return;
+    throw err;
+  });
+  return state;
 }
 
 /**

@@ -119,7 +119,7 @@ test('admin API: token required, and every endpoint after real traffic', async (
   assert.equal(hour % 3_600_000, 0);
   assert.ok(Date.now() - hour < 3_600_000);
   assert.deepEqual(summary.tunnels, []);
-  assert.deepEqual(summary.actions, { queue: true, breakers: true });
+  assert.deepEqual(summary.actions, { queue: true, breakers: true, console: false, outbound: false });
 
   // Top senders: by login, and by client address (here everything came from 127.0.0.1).
   const top = (await get('/api/top?hours=24&limit=5')).body as Record<string, Array<Record<string, unknown>>>;

@@ -1,6 +1,10 @@
 // The boundaries the admin API acts through, implemented elsewhere and handed in by the
 // composition root: queue actions (the queue's own admin commands) and the outbound guard's
 // breakers. Without them the API still shows everything, and its action endpoints answer 501.
+import type { QueueSummary } from '../../queue/admin.ts';
+import type { QueueFilter } from '../../queue/filter.ts';
+import type { MessageDetail } from '../../queue/message-detail.ts';
+import type { OutboundState } from '../../delivery/outbound-switch.ts';
 
 /** What a queue action did (the shape of the queue admin's result). */
 export interface QueueActionResult {
@@ -65,4 +69,38 @@ export function guardControlFrom(guard: {
     status: async () => (await guard.status()).breakers.map((b) => ({ name: b.name, open: true, reason: b.reason, since: b.trippedAt, detail: b.figures })),
     release: async (name) => (await guard.release(name, 'admin-api')) !== undefined,
   };
+}
+
+/** The incident console's view of the queue: groups from the catalog, counts, bulk commands, one message. */
+export interface QueueConsole {
+  summarize(filter: QueueFilter, top: number): Promise<QueueSummary>;
+  /** How many messages `op` would work on (the confirmation), changing nothing. */
+  count(op: 'hold' | 'release' | 'delete', filter: QueueFilter): Promise<number>;
+  /** One bulk command; the queue logs one summary line naming `operator`. */
+  bulk(op: 'hold' | 'release' | 'delete', filter: QueueFilter, operator: string): Promise<QueueActionResult>;
+  message(id: string): Promise<MessageDetail | undefined>;
+}
+
+/** The queue admin (src/queue/admin.ts) and one-message reads as the console's QueueConsole. */
+export function queueConsoleFrom(
+  admin: {
+    summarize(filter: QueueFilter, top: number): Promise<QueueSummary>;
+    count(op: 'hold' | 'release' | 'delete', sel: { filter: QueueFilter }): Promise<number>;
+    run(op: 'hold' | 'release' | 'delete', sel: { filter: QueueFilter; operator: string }): Promise<QueueActionResult>;
+  },
+  message: (id: string) => Promise<MessageDetail | undefined>,
+): QueueConsole {
+  return {
+    summarize: (filter, top) => admin.summarize(filter, top),
+    count: (op, filter) => admin.count(op, { filter }),
+    bulk: (op, filter, operator) => admin.run(op, { filter, operator }),
+    message,
+  };
+}
+
+/** "Stop all outbound" (src/delivery/outbound-switch.ts): one persisted state, changed and logged there. */
+export interface OutboundControl {
+  status(): Promise<OutboundState> | OutboundState;
+  stop(by: string, reason?: string): Promise<OutboundState>;
+  start(by: string): Promise<OutboundState>;
 }

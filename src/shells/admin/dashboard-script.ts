@@ -1,11 +1,13 @@
-// The dashboard's browser script, served as /dashboard.js: it keeps the token in the tab's
-// session storage, asks the API every 15 s, and draws the charts as SVG. Every value from the
+// The dashboard's browser script, served as /dashboard.js: it trades the token once for a session
+// (an HttpOnly cookie and a request token kept only in this page's memory; the token itself is
+// not kept), asks the API every 15 s, and draws the charts as SVG. Every value from the
 // API is put in the page as text (textContent), never as markup: logins, addresses and HELO
 // names are chosen by strangers. Written without template literals, as it lives in one.
 
 export const DASHBOARD_JS = String.raw`'use strict';
 (function () {
-  var KEY = 'mailward.adminToken';
+  var csrf = null;
+  var renderHooks = [];
   var SVGNS = 'http://www.w3.org/2000/svg';
   var REFRESH_MS = 15000;
   var timer = null;
@@ -42,13 +44,27 @@ export const DASHBOARD_JS = String.raw`'use strict';
 
   function takeTokenFromFragment() {
     var m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-    if (!m) return;
-    sessionStorage.setItem(KEY, decodeURIComponent(m[1]));
+    if (!m) return null;
     // Out of the address bar and the history, so it is not shared with a copied link.
     history.replaceState(null, '', location.pathname + location.search);
+    return decodeURIComponent(m[1]);
   }
 
-  function token() { return sessionStorage.getItem(KEY); }
+  // The token goes to the server once, for a session; then only the cookie and the request token.
+  function signIn(tok) {
+    return fetch('/api/session', { method: 'POST', headers: { Authorization: 'Bearer ' + tok }, cache: 'no-store', credentials: 'same-origin' })
+      .then(function (r) {
+        if (r.status === 401) { csrf = null; showLogin('The token was refused.'); return false; }
+        if (!r.ok) throw new Error('HTTP ' + r.status);
+        return r.json().then(function (b) { csrf = b.csrf; return true; });
+      });
+  }
+
+  // After a reload: the session the cookie names, if it is still open.
+  function resume() {
+    return fetch('/api/session', { cache: 'no-store', credentials: 'same-origin' })
+      .then(function (r) { return r.ok ? r.json().then(function (b) { csrf = b.csrf; return true; }) : false; });
+  }
 
   function showLogin(message) {
     if (timer) { clearTimeout(timer); timer = null; }
@@ -62,7 +78,9 @@ export const DASHBOARD_JS = String.raw`'use strict';
   function Unauthorized() {}
 
   function api(path, method) {
-    return fetch(path, { method: method || 'GET', headers: { Authorization: 'Bearer ' + token() }, cache: 'no-store', credentials: 'omit' })
+    var m = method || 'GET';
+    var headers = m === 'GET' ? {} : { 'X-Mailward-CSRF': csrf || '' };
+    return fetch(path, { method: m, headers: headers, cache: 'no-store', credentials: 'same-origin' })
       .then(function (r) {
         if (r.status === 401) throw new Unauthorized();
         if (!r.ok) return r.json().then(function (b) { throw new Error(b && b.error ? b.error : ('HTTP ' + r.status)); }, function () { throw new Error('HTTP ' + r.status); });
@@ -274,7 +292,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
           btn.disabled = true;
           api('/api/breakers/' + encodeURIComponent(x.name) + '/release', 'POST').then(refresh, function (e) {
             btn.disabled = false;
-            if (e instanceof Unauthorized) showLogin('The token was refused.');
+            if (e instanceof Unauthorized) showLogin('The session ended; sign in again.');
             else $('status').textContent = 'release failed: ' + e.message;
           });
         });
@@ -317,35 +335,49 @@ export const DASHBOARD_JS = String.raw`'use strict';
     drawRelayed(relayed.relayed);
     drawDecisions(decisions.decisions);
     $('status').textContent = 'updated ' + hhmm(Date.now()) + ':' + pad(new Date().getSeconds());
-    document.body.setAttribute('data-renders', String(Number(document.body.getAttribute('data-renders') || '0') + 1));
+    // The incident console (console.js) draws its parts from the same summary, then counts as drawn.
+    return Promise.all(renderHooks.map(function (h) { return h(s); })).then(function () {
+      document.body.setAttribute('data-renders', String(Number(document.body.getAttribute('data-renders') || '0') + 1));
+    });
   }
 
   function refresh() {
     if (timer) { clearTimeout(timer); timer = null; }
     return Promise.all([api('/api/summary'), api('/api/top?hours=24&limit=10'), api('/api/relayed?limit=50'), api('/api/decisions?limit=50'), api('/api/breakers')])
       .then(render, function (e) {
-        if (e instanceof Unauthorized) { sessionStorage.removeItem(KEY); showLogin('The token was refused.'); return; }
+        if (e instanceof Unauthorized) { csrf = null; showLogin('The session ended; sign in again.'); return; }
         $('status').textContent = 'cannot reach the server: ' + e.message;
       })
-      .then(function () { if (token() && $('login').hidden) timer = setTimeout(refresh, REFRESH_MS); });
+      .then(function () { if (csrf && $('login').hidden) timer = setTimeout(refresh, REFRESH_MS); });
   }
+
+  function start(ok) { if (ok) refresh(); }
+  function failed(e) { $('login-error').textContent = 'cannot reach the server: ' + e.message; }
 
   $('login').addEventListener('submit', function (ev) {
     ev.preventDefault();
-    sessionStorage.setItem(KEY, $('token-input').value.trim());
+    var tok = $('token-input').value.trim();
     $('token-input').value = '';
-    refresh();
+    signIn(tok).then(start, failed);
   });
-  $('logout').addEventListener('click', function () { sessionStorage.removeItem(KEY); showLogin(''); });
+  $('logout').addEventListener('click', function () {
+    fetch('/api/session', { method: 'DELETE', headers: { 'X-Mailward-CSRF': csrf || '' }, credentials: 'same-origin' }).then(function () { csrf = null; showLogin(''); }, function () { csrf = null; showLogin(''); });
+  });
 
   // A link with #token=… opened on a page already showing: take it, and show with it.
   window.addEventListener('hashchange', function () {
-    if (!/token=/.test(location.hash)) return;
-    takeTokenFromFragment();
-    refresh();
+    var tok = takeTokenFromFragment();
+    if (tok) signIn(tok).then(start, failed);
   });
 
-  takeTokenFromFragment();
-  if (token()) refresh(); else showLogin('');
+  // What the incident console (console.js) shares with this script.
+  window.MailwardUi = {
+    api: api, el: el, clear: clear, row: row, fillTable: fillTable, stamp: stamp, refresh: refresh,
+    isUnauthorized: function (e) { return e instanceof Unauthorized; },
+    onRender: function (h) { renderHooks.push(h); }
+  };
+
+  var fragment = takeTokenFromFragment();
+  (fragment ? signIn(fragment) : resume().then(function (ok) { if (!ok) showLogin(''); return ok; })).then(start, failed);
 })();
 `;

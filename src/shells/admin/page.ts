@@ -24,6 +24,11 @@ export const DASHBOARD_HTML = `<!doctype html>
   <p id="login-error" role="alert"></p>
 </form>
 <main id="main" hidden>
+  <section id="outbound" aria-label="Outbound mail" hidden>
+    <div id="outbound-stopped" class="stopped" role="alert" hidden><strong>ALL OUTBOUND MAIL IS STOPPED</strong> <span id="outbound-reason"></span> <button id="outbound-start" type="button">Start outbound</button></div>
+    <div id="outbound-flowing" hidden>Outbound mail flows. <button id="outbound-stop" type="button" class="danger">Stop all outbound</button></div>
+  </section>
+  <div id="confirm" class="confirm" role="alertdialog" aria-labelledby="confirm-text" hidden><span id="confirm-text"></span> <button id="confirm-yes" type="button" class="danger">Yes, do it</button> <button id="confirm-no" type="button">Cancel</button></div>
   <section id="alerts" aria-label="Warnings"></section>
   <section id="cards" class="cards" aria-label="Figures"></section>
   <section>
@@ -44,6 +49,15 @@ export const DASHBOARD_HTML = `<!doctype html>
       <div id="top-clients" class="top"></div>
     </div>
   </section>
+  <section id="queue-console" hidden>
+    <h2>Queue by <span role="group" id="group-by"><button type="button" data-by="sender" class="group-by active">sender</button> <button type="button" data-by="login" class="group-by">login</button> <button type="button" data-by="domain" class="group-by">recipient domain</button> <button type="button" data-by="state" class="group-by">state</button></span></h2>
+    <form id="queue-filter"><select id="filter-field" aria-label="Filter on"><option value="sender">sender</option><option value="login">login</option><option value="domain">recipient domain</option><option value="recipient">recipient</option><option value="state">state</option></select> <input id="filter-value" size="28" aria-label="Filter value" placeholder="address, @domain, login or state"> <button type="submit">Filter</button> <span id="filter-shown"></span></form>
+    <p id="queue-total"></p>
+    <p id="console-status" aria-live="polite"></p>
+    <table id="queue-groups"><thead><tr><th>Group</th><th>Messages</th><th>On every message of the group (asks first)</th></tr></thead><tbody></tbody></table>
+    <form id="message-form"><label for="message-id">Message (queue id)</label> <input id="message-id" size="20" required> <button id="message-show" type="submit">Show</button></form>
+    <div id="message-detail" hidden></div>
+  </section>
   <section>
     <h2>Outbound breakers</h2>
     <table id="breakers"><thead><tr><th>Breaker</th><th>State</th><th>Since</th><th>Why</th><th></th></tr></thead><tbody></tbody></table>
@@ -58,6 +72,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   </section>
 </main>
 <script src="/dashboard.js"></script>
+<script src="/console.js"></script>
 </body>
 </html>
 `;
@@ -115,4 +130,13 @@ td.state-open { color: var(--bounced); font-weight: 600; }
 td.state-closed { color: var(--delivered); }
 .empty { color: var(--muted); font-style: italic; }
 button { cursor: pointer; }
+#outbound .stopped { background: #c92a2a; color: #fff; font-size: 18px; padding: 10px 14px; border-radius: 4px; }
+button.danger { background: #c92a2a; color: #fff; border: 1px solid #a51111; border-radius: 3px; }
+button.group-by.active { font-weight: 700; }
+button.bulk { margin-right: 4px; }
+.confirm { position: sticky; top: 0; z-index: 2; background: #fff9db; border: 1px solid #fcc419; padding: 8px 12px; border-radius: 4px; margin: 6px 0; font-weight: 600; }
+#message-detail pre { white-space: pre-wrap; background: var(--bg); padding: 6px; font-size: 12px; }
+#message-detail dl { display: grid; grid-template-columns: 120px 1fr; gap: 2px 8px; }
+#message-detail dt { color: var(--muted); }
+#queue-filter, #message-form { padding: 8px 0 0; margin: 0; max-width: none; display: block; }
 `;

@@ -1,7 +1,8 @@
 // The admin HTTP server (node:http, loopback by default): the dashboard page, a JSON API for the
-// queue, breakers, recent decisions, top senders and users, and /metrics for Prometheus. Every
-// API call needs the bearer token; the token travels only in the Authorization header, never in
-// a URL, a cookie or a log line, so a web page elsewhere cannot ride on it (no CSRF).
+// queue, breakers, recent decisions, top senders and users, the incident console (console-api.ts)
+// and /metrics for Prometheus. Every API call needs the bearer token (Authorization header, never
+// a URL or a log line) or a dashboard session made with it; a POST must also pass the forgery
+// checks of session.ts. GETs change nothing (docs/decisions/0031-incident-console.md).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from '../../config/admin-schema.ts';
@@ -12,7 +13,10 @@ import { isQueueId } from '../../core/ids.ts';
 import { loadToken } from './token.ts';
 import { DASHBOARD_CSS, DASHBOARD_HTML } from './page.ts';
 import { DASHBOARD_JS } from './dashboard-script.ts';
-import type { GuardControl, QueueControl, UserList } from './controls.ts';
+import { CONSOLE_JS } from './console-script.ts';
+import type { GuardControl, OutboundControl, QueueConsole, QueueControl, UserList } from './controls.ts';
+import { ApiError as HttpError, consoleRoute } from './console-api.ts';
+import { checkForgery, CLEAR_COOKIE, Sessions, type Session } from './session.ts';
 
 import type { LoadProgress } from '../../queue/queue.ts';
 
@@ -27,6 +31,10 @@ export interface AdminDeps {
   readonly queueStats?: QueueStatsSource;
   readonly queueControl?: QueueControl;
   readonly guardControl?: GuardControl;
+  /** The incident console: the queue by group, bulk commands, one message. */
+  readonly queueConsole?: QueueConsole;
+  /** "Stop all outbound". */
+  readonly outbound?: OutboundControl;
   /** The queue's start-up scan: how far it is (shown while it runs). */
   readonly catalog?: () => LoadProgress;
   /** Risks the running config acknowledges (relay.allowLocalTrust), shown as alerts. */
@@ -39,15 +47,6 @@ export interface RunningAdmin {
   readonly port: number;
   readonly address: string;
   close(): Promise<void>;
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 // The page loads only its own script and style sheet and talks only to this server.
@@ -63,6 +62,7 @@ const STATIC: Record<string, { type: string; body: string }> = {
   '/': { type: 'text/html; charset=utf-8', body: DASHBOARD_HTML },
   '/dashboard.js': { type: 'text/javascript; charset=utf-8', body: DASHBOARD_JS },
   '/dashboard.css': { type: 'text/css; charset=utf-8', body: DASHBOARD_CSS },
+  '/console.js': { type: 'text/javascript; charset=utf-8', body: CONSOLE_JS },
 };
 
 function intParam(url: URL, name: string, dflt: number, max: number): number {
@@ -101,9 +101,12 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
     return r;
   };
 
-  /** The JSON API; undefined when no route matches. */
-  const route = async (method: string, url: URL): Promise<unknown> => {
+  const sessions = new Sessions(clock);
+  /** The JSON API; undefined when no route matches. `who` names the caller in log lines. */
+  const route = async (method: string, url: URL, who: string): Promise<unknown> => {
     const p = url.pathname;
+    const answered = await consoleRoute({ console: deps.queueConsole, outbound: deps.outbound, log }, method, url, who);
+    if (answered !== undefined) return answered;
     if (method === 'GET') {
       switch (p) {
         case '/api/summary':
@@ -117,7 +120,8 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
             hours168: stats.hourly(168),
             tunnels: stats.tunnels(),
             warnings: deps.warnings?.() ?? [],
-            actions: { queue: deps.queueControl !== undefined, breakers: deps.guardControl !== undefined },
+            actions: { queue: deps.queueControl !== undefined, breakers: deps.guardControl !== undefined, console: deps.queueConsole !== undefined, outbound: deps.outbound !== undefined },
+            outbound: deps.outbound ? await deps.outbound.status() : null,
           };
         case '/api/decisions':
           return { decisions: stats.decisions(intParam(url, 'limit', 50, 500)) };
@@ -152,7 +156,7 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
         }
         const ok = await deps.guardControl.release(name);
         if (ok === false) throw new HttpError(404, `no breaker named ${JSON.stringify(name)}`);
-        log.warn({ event: 'breaker-released', breaker: name, by: 'admin-api' }, `breaker ${name} released from the admin API`);
+        log.warn({ event: 'breaker-released', breaker: name, by: who }, `breaker ${name} released from the admin API by ${who}`);
         return { released: name };
       }
     }
@@ -178,7 +182,19 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
       return 200;
     }
     const isMetrics = url.pathname === '/metrics';
-    if ((!isMetrics || config.metricsRequireToken) && !token.check(req.headers.authorization)) {
+    const bearer = token.check(req.headers.authorization);
+    // The session cookie (Path=/api) stands in for the token on the API, never on /metrics.
+    const session: Session | undefined = isMetrics ? undefined : sessions.of(req);
+    if (method !== 'GET' && method !== 'HEAD') {
+      const forged = checkForgery(req, session, method === 'POST' && url.pathname === '/api/session');
+      if (forged) {
+        log.warn({ event: 'admin-forgery-refused', remote: req.socket.remoteAddress, path: url.pathname, why: forged }, `admin POST refused: ${forged}`);
+        json(res, 403, { error: `refused: ${forged}` });
+        return 403;
+      }
+    }
+    if (url.pathname === '/api/session') return sessionRoute(req, res, method, bearer, session);
+    if ((!isMetrics || config.metricsRequireToken) && !bearer && !session) {
       log.warn({ event: 'admin-auth-failed', remote: req.socket.remoteAddress, method, path: url.pathname }, 'admin request without a valid token');
       json(res, 401, { error: 'a valid bearer token is required (Authorization: Bearer <token from admin.tokenFile>)' }, { 'WWW-Authenticate': 'Bearer realm="mailward"' });
       return 401;
@@ -191,8 +207,9 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
       send(res, 200, metrics.contentType, await metrics.text());
       return 200;
     }
+    const who = session ? `dashboard session ${session.tag} (${session.remote})` : `admin-api token (${req.socket.remoteAddress ?? 'unknown address'})`;
     try {
-      const body = await route(method, url);
+      const body = await route(method, url, who);
       if (body === undefined) {
         json(res, 404, { error: `no such endpoint: ${method} ${url.pathname}` });
         return 404;
@@ -208,6 +225,40 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
       json(res, 500, { error: 'internal error; see the server log' });
       return 500;
     }
+  };
+
+  /**
+   * POST /api/session: the bearer token once, for a session cookie and its request token. GET:
+   * the request token of the session the cookie names (a reload). DELETE: sign out.
+   */
+  const sessionRoute = (req: http.IncomingMessage, res: http.ServerResponse, method: string, bearer: boolean, session: Session | undefined): number => {
+    if (method === 'POST') {
+      if (!bearer) {
+        log.warn({ event: 'admin-auth-failed', remote: req.socket.remoteAddress, method, path: '/api/session' }, 'dashboard sign-in without a valid token');
+        json(res, 401, { error: 'a valid bearer token is required (Authorization: Bearer <token from admin.tokenFile>)' }, { 'WWW-Authenticate': 'Bearer realm="mailward"' });
+        return 401;
+      }
+      const opened = sessions.open(req.socket.remoteAddress ?? 'unknown address');
+      log.info({ event: 'admin-session', session: opened.session.tag, remote: opened.session.remote }, `dashboard session ${opened.session.tag} opened from ${opened.session.remote}`);
+      json(res, 200, { csrf: opened.session.csrf, session: opened.session.tag }, { 'Set-Cookie': opened.cookie });
+      return 200;
+    }
+    if (!session) {
+      json(res, 401, { error: 'no dashboard session; sign in with the token' });
+      return 401;
+    }
+    if (method === 'GET') {
+      json(res, 200, { csrf: session.csrf, session: session.tag });
+      return 200;
+    }
+    if (method === 'DELETE') {
+      // A DELETE is never sent cross-site without a CORS preflight, which this server never grants.
+      sessions.close(session);
+      json(res, 200, { closed: session.tag }, { 'Set-Cookie': CLEAR_COOKIE });
+      return 200;
+    }
+    json(res, 405, { error: 'method not allowed' }, { Allow: 'GET, POST, DELETE' });
+    return 405;
   };
 
   const server = http.createServer((req, res) => {

@@ -11,6 +11,7 @@ import { registerStore } from './store.ts';
 import { registerRelayTest } from './relay-test.ts';
 import { registerDoctor } from './doctor.ts';
 import { registerGuard } from './guard.ts';
+import { registerOutbound } from './outbound.ts';
 import { registerPolicyd } from './policyd.ts';
 import { registerDkim } from './dkim.ts';
 import { registerLearn, registerSpam } from './spam.ts';
@@ -62,6 +63,7 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerRelayTest(program);
   registerDoctor(program);
   registerGuard(program);
+  registerOutbound(program);
   registerPolicyd(program);
   registerDkim(program);
   registerLearn(program);
