@@ -3,7 +3,7 @@
 // the queue looks there. A new breaker's queued mail is put on hold at once — one queue operation
 // over the catalog and one summary line — instead of staying "deferred" until its next retry;
 // new early warnings are counted for /metrics.
-import { holdSender } from '../guard/alerts.ts';
+import { holdSelection } from '../guard/alerts.ts';
 import type { OutboundGuard } from '../guard/guard.ts';
 import type { EarlyWarning } from '../guard/warnings.ts';
 import type { Logger } from '../observe/log.ts';
@@ -20,10 +20,12 @@ export interface GuardWatch {
   stop(): Promise<void>;
 }
 
-/** Which queued messages a breaker stands for, as a queue selection (alerts.ts holdSender). */
+/**
+ * Which queued messages a breaker stands for, as a queue selection (alerts.ts holdSelection): a
+ * login's by the login that submitted them, whatever envelope sender they carry.
+ */
 export function holdFilter(name: string): QueueFilter | undefined {
-  const sender = holdSender(name);
-  return sender === undefined ? undefined : { sender };
+  return holdSelection(name);
 }
 
 export function startGuardWatch(o: {
@@ -56,7 +58,7 @@ export function startGuardWatch(o: {
     // here only catches what the last process left queued, and is told only when there was some.
     if (trippedAt < startedAt && n === 0) return n;
     // The one summary line of the hold (event "breaker", state "held"), and the alert channels.
-    await o.guard.alerter.raise({ state: 'held', name, kind, reason: `${n} queued message(s) of ${name} put on hold at the trip`, figures: { held: n, sender: filter.sender ?? '' }, at: clock() });
+    await o.guard.alerter.raise({ state: 'held', name, kind, reason: `${n} queued message(s) of ${name} put on hold at the trip`, figures: { held: n, ...(filter.login !== undefined ? { login: filter.login } : { sender: filter.sender ?? '' }) }, at: clock() });
     return n;
   };
 

@@ -1,7 +1,7 @@
 // Delivers what the queue hands out: recipients due now, grouped by transport; the outcomes of a
 // pass are recorded durably in the spool (one append) before the next pass can see them, and the
-// message is removed when every recipient is final, or moved to hold/ when a transport asks (the
-// outbound guard). A bounce notice is queued before the bounce is recorded, so a crash repeats an
+// message is removed when every recipient is final, or put on hold (a mark in held.log, as the
+// operator's `queue hold` does) when a transport asks (the outbound guard). A bounce notice is queued before the bounce is recorded, so a crash repeats an
 // attempt rather than losing a notice. One log line per outcome.
 import type { Logger } from '../observe/log.ts';
 import { mailEvent } from '../observe/maillog.ts';
@@ -105,8 +105,8 @@ export class Worker {
         await this.#spool.remove(id);
         this.#queue.release(id);
       } else if (result.hold) {
-        // Moved here, while the pass still holds the message: an operator's hold, release or
-        // delete waits for the pass to end (Queue.withdraw), so nothing moves it under us.
+        // Held here, while the pass still holds the message: an operator's hold, release or
+        // delete waits for the pass to end (Queue.withdraw), so nothing changes it under us.
         await this.#hold(msg, result.hold, result.states);
         this.#queue.release(id);
       } else {
@@ -125,12 +125,12 @@ export class Worker {
   }
 
   /**
-   * Moves a message a transport refused to hold/, its states recorded already: never scheduled
+   * Puts a message a transport refused on hold, its states recorded already: never scheduled
    * (also not after a restart) until an operator releases it. One log line per message.
    */
   async #hold(msg: SpooledMessage, hold: HoldRequest, states: readonly RecipientState[]): Promise<void> {
     const env = msg.envelope;
-    if (!(await this.#spool.move(env.id, 'queue', 'hold'))) return; // deleted meanwhile
+    if (!(await this.#markHeld(env.id))) return; // deleted meanwhile
     const waiting = env.recipients.filter((_r, i) => states[i]?.status === 'pending' || states[i]?.status === 'deferred');
     this.#log.info(
       {
@@ -144,6 +144,15 @@ export class Worker {
       },
       `held by the outbound guard (${hold.breaker}); "mailward queue release ${env.id}" sends it, "mailward queue delete ${env.id}" drops it`,
     );
+  }
+
+  /**
+   * The one way to hold: a mark in held.log (queue/holds.ts), as `queue hold` and the hold at a
+   * breaker's trip make, so `queue list --state held` and `queue release` treat every held message
+   * alike; the file stays in queue/. False when the message was deleted meanwhile.
+   */
+  async #markHeld(id: string): Promise<boolean> {
+    return (await this.#spool.holdMany([id])) > 0;
   }
 
   /** Delivers the due recipients; resolves the new states, or undefined if the message turned out corrupt. */

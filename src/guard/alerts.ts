@@ -58,25 +58,33 @@ export interface HeldMailCommands {
 }
 
 /**
- * The envelope sender that names a breaker's queued mail: a sender's own, or a login's that is an
- * address (sender-login keeps a login's senders its own). A client's, the aggregate's or the
- * global breaker's mail is named by no sender.
+ * Which queued messages a breaker stands for: a login's by the login that submitted them (the
+ * catalog keeps it; a login may send as several addresses, sender-login sendAs), a sender's by
+ * the envelope sender. A client's, the aggregate's or the global breaker's mail is named by none
+ * of these (held when its delivery comes up).
  */
-export function holdSender(name: string): string | undefined {
+export function holdSelection(name: string): { readonly login: string } | { readonly sender: string } | undefined {
   const m = /^(login|sender):(.+)$/.exec(name);
-  return m && m[2]!.includes('@') ? m[2] : undefined;
+  if (!m) return undefined;
+  return m[1] === 'login' ? { login: m[2]! } : m[2]!.includes('@') ? { sender: m[2]! } : undefined;
 }
 
+/** The queue command options that select a breaker's mail ("--login alice@example.org"). */
+const selectionOptions = (name: string): string | undefined => {
+  const sel = holdSelection(name);
+  return sel === undefined ? undefined : 'login' in sel ? `--login ${sel.login}` : `--sender ${sel.sender}`;
+};
+
 /**
- * The commands for a breaker's held mail. For a sender (or a login that is an address) the
- * delete names it, so the attack's mail goes and other held mail stays.
+ * The commands for a breaker's held mail. For a login or a sender the delete names it, so the
+ * attack's mail goes and other held mail stays.
  */
 export function heldMailCommands(name: string): HeldMailCommands {
-  const sender = holdSender(name);
+  const opts = selectionOptions(name);
   return {
     list: 'mailward queue list --state held',
     release: 'mailward queue release ID...',
-    delete: sender ? `mailward queue delete --state held --sender ${sender}` : 'mailward queue delete --state held',
+    delete: opts ? `mailward queue delete --state held ${opts}` : 'mailward queue delete --state held',
   };
 }
 
@@ -84,7 +92,7 @@ export function heldMailCommands(name: string): HeldMailCommands {
 function holdSentence(name: string): string {
   if (name === 'global') return 'All outbound mail is held in the queue: relayed mail is still accepted, and each queued message is put on hold (the hold area) when its delivery comes up; local delivery carries on.';
   if (name === 'aggregate') return 'Outbound mail of every non-exempt source is stopped: new relayed mail is refused with a 4xx, and queued outbound mail is put on hold (the hold area) when its delivery comes up; local delivery and exempt sources carry on.';
-  return holdSender(name)
+  return holdSelection(name)
     ? `New outbound mail from ${name} is refused with a 4xx, and its queued outbound mail is put on hold (the hold area) at once; local delivery carries on.`
     : `New outbound mail from ${name} is refused with a 4xx, and its queued outbound mail is put on hold (the hold area) when its delivery comes up; local delivery carries on.`;
 }

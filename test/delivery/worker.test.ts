@@ -193,7 +193,7 @@ function guarded(t: TestContext, dir: string, inner: Transport): { guard: Outbou
   return { guard, remote: guardedTransport(inner, guard, log) };
 }
 
-test('held by the guard: the local recipient is delivered, the message moves to hold/ and is never retried; released, only the remote recipient goes', async (t) => {
+test('held by the guard: the local recipient is delivered, the message is held by a mark in held.log and is never retried; released, only the remote recipient goes', async (t) => {
   const dir = await tempDir(t);
   const cap = captureLog();
   const root = join(dir, 'mail');
@@ -207,8 +207,11 @@ test('held by the guard: the local recipient is delivered, the message moves to 
   await waitFor('the hold', () => cap.events('held-by-guard').length === 1 && rig.queue.inFlight === 0);
   const h = cap.events('held-by-guard')[0]!;
   assert.deepEqual([h.queueId, h.breaker, h.reason, h.from, h.recipients], [id, 'global', 'breaker global is open (manual)', 'alice@example.org', 1]);
-  assert.equal(await rig.spool.get(id, 'queue'), undefined);
-  const held = await rig.spool.get(id, 'hold');
+  // Held as the operator's `queue hold` holds: a mark, the file left in queue/.
+  assert.equal(rig.spool.isMarkedHeld(id), true);
+  assert.match(await readFile(join(dir, 'spool', 'held.log'), 'latin1'), new RegExp(`^\\+${id}$`, 'm'));
+  assert.deepEqual((await readdir(join(dir, 'spool', 'hold'), { recursive: true, withFileTypes: true })).filter((e) => e.isFile()), [], 'no file moved to hold/');
+  const held = await rig.spool.get(id, 'queue');
   assert.deepEqual(
     held?.states.map((s) => [s.status, s.attempts, s.lastReply]),
     [
@@ -259,7 +262,7 @@ test('held by the guard: an old message is not bounced while held, stays held ac
   assert.deepEqual(second.queue.lookup(id), { id, area: 'hold', from: 'alice@example.org' });
   const admin = new QueueAdmin(second.spool, second.queue, cap.log);
   assert.deepEqual(await admin.run('delete', { filter: { state: 'held', sender: 'alice@example.org' } }), { matched: 1, changed: 1, missing: 0 });
-  assert.equal(await second.spool.get(id, 'hold'), undefined);
+  assert.equal(await second.spool.get(id), undefined);
   assert.equal(inner.calls.length, 0);
   assert.deepEqual(cap.events('bounced'), []);
 });

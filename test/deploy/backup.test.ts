@@ -3,7 +3,7 @@
 // message and the user (with her password) are still there.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { dial } from '../harness/dial.ts';
@@ -44,6 +44,10 @@ test('backup: mailward backup of a running server, restored with cp -a, keeps qu
   await c.say('QUIT').expect('221');
   await first.waitForLog((l) => l.event === 'deferred' && l.queueId === id);
 
+  // Held by the operator (a mark in spool/held.log): it must stay held after the restore.
+  const hold = await runMailward(['--config', configFile, 'queue', 'hold', id]);
+  assert.equal(hold.code, 0, hold.stderr);
+
   // 1. The backup, while the server runs.
   const b = await runMailward(['--config', configFile, 'backup', backup]);
   assert.equal(b.code, 0, b.stderr);
@@ -54,6 +58,12 @@ test('backup: mailward backup of a running server, restored with cp -a, keeps qu
   const again = await runMailward(['--config', configFile, 'backup', backup]);
   assert.equal(again.code, 1);
   assert.match(again.stderr, /is not empty; give a new or empty folder/);
+  assert.ok(existsSync(path.join(backup, 'spool', 'held.log')), 'the hold marks are in the copy');
+  assert.deepEqual(
+    readdirSync(path.join(backup, 'spool')).filter((n) => n.startsWith('catalog.')),
+    [],
+    'the catalog snapshot is left out (rebuilt from the files at start)',
+  );
 
   // 2. Restore: stop, replace dataDir with the copy, start.
   await first.stop();
@@ -67,6 +77,8 @@ test('backup: mailward backup of a running server, restored with cp -a, keeps qu
   const queue = await runMailward(['--config', configFile, 'queue', 'list']);
   assert.equal(queue.code, 0, queue.stderr);
   assert.ok(queue.stdout.includes(id), `the queued message ${id} survived:\n${queue.stdout}`);
+  const held = await runMailward(['--config', configFile, 'queue', 'list', '--state', 'held']);
+  assert.ok(held.stdout.includes(id), `the message ${id} is still on hold after the restore:\n${held.stdout}`);
   // The password hash came along: alice still logs in.
   const l = await dial(second.port('submissions'), { tls: true });
   await l.expect('220');

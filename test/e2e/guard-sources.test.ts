@@ -6,6 +6,9 @@ import { test, type TestContext } from 'node:test';
 import { dial, type Dialog } from '../harness/dial.ts';
 import { startDns } from '../harness/dns.ts';
 import { startServer } from '../harness/server.ts';
+import { runMailward } from '../harness/cli.ts';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 
 const ALICE = 'alice@example.org';
 const BOB = 'bob@example.org';
@@ -82,4 +85,65 @@ test('a breaker on a client address does not stop the logged-in users behind it;
   b.close();
   await srv.waitForLog((l) => l.event === 'deferred' && l.queueId === sent.id);
   assert.deepEqual(srv.logs.filter((l) => l.event === 'held-by-guard' && l.queueId === sent.id), []);
+});
+
+test("a login's trip holds the mail that login submitted, whatever its sender, and not another login's", async (t) => {
+  // Alice may also send as sales@: mail chosen by envelope sender would leave that one queued.
+  const srv = await start(t, {
+    checks: {
+      'sender-login': { sendAs: { [ALICE]: ['sales@example.org'] } },
+      'outbound-guard': { baseline: { minimum: 3 }, earlyWarning: { enabled: false }, alerts: { postmaster: false } },
+    },
+  });
+  const a = await session(srv.port('submissions'), ALICE);
+  const b = await session(srv.port('submissions'), BOB);
+  const bobIds = [(await sendOne(b, BOB, 'b0@far.example')).id!, (await sendOne(b, BOB, 'b1@far.example')).id!];
+  const aliceIds = [(await sendOne(a, ALICE, 'r0@far.example')).id!, (await sendOne(a, 'sales@example.org', 'r1@far.example')).id!, (await sendOne(a, 'sales@example.org', 'r2@far.example')).id!];
+  for (const id of [...bobIds, ...aliceIds]) await srv.waitForLog((l) => l.event === 'deferred' && l.queueId === id);
+  // The fourth of Alice's trips her login's breaker; Bob's stays closed.
+  assert.equal((await sendOne(a, ALICE, 'r3@far.example')).reply, '451 4.7.1 sending suspended for login alice@example.org (outbound guard)\r\n');
+  a.close();
+  b.close();
+
+  const held = await srv.waitForLog((l) => l.event === 'breaker' && l.state === 'held');
+  assert.deepEqual([held.breaker, held.held, held.login], [`login:${ALICE}`, 3, ALICE]);
+  const list = await queueList(srv.dataDir, '--state', 'held');
+  assert.deepEqual(heldIdsOf(list.stdout).sort(), [...aliceIds].sort(), list.stdout);
+  const bobs = await queueList(srv.dataDir, '--login', BOB);
+  assert.match(bobs.stdout, new RegExp(`^${bobIds[0]}  deferred`, 'm'));
+  assert.match(bobs.stdout, new RegExp(`^${bobIds[1]}  deferred`, 'm'));
+});
+
+/** `mailward ARGS` as an operator runs it against the running server's dataDir; must succeed. */
+async function mailward(dataDir: string, ...args: string[]): Promise<{ stdout: string }> {
+  const file = path.join(dataDir, 'cli.yaml');
+  writeFileSync(file, `hostname: mx.example.org\ndomains: [example.org]\ndataDir: ${JSON.stringify(dataDir)}\nlog: { level: silent }\n`);
+  const r = await runMailward(['-c', file, ...args]);
+  assert.equal(r.code, 0, `mailward ${args.join(' ')}: ${r.stderr}`);
+  return r;
+}
+
+const queueList = (dataDir: string, ...args: string[]): Promise<{ stdout: string }> => mailward(dataDir, 'queue', 'list', ...args);
+
+const heldIdsOf = (out: string): string[] => [...out.matchAll(/^(\S+) {2}held /gm)].map((m) => m[1]!);
+
+test('held at delivery is held as `queue hold` holds: listed by `queue list --state held`, sent on by `queue release`', async (t) => {
+  const srv = await start(t, { checks: { 'outbound-guard': { earlyWarning: { enabled: false }, alerts: { postmaster: false } } } });
+  // The global breaker holds queued outbound mail when its delivery comes up (not at the trip).
+  await mailward(srv.dataDir, 'guard', 'trip', 'global', '--reason', 'looking into a complaint');
+  const c = await session(srv.port('submissions'), ALICE);
+  const { id } = await sendOne(c, ALICE, 'partner@far.example');
+  c.close();
+  await srv.waitForLog((l) => l.event === 'held-by-guard' && l.queueId === id);
+
+  assert.deepEqual(heldIdsOf((await queueList(srv.dataDir, '--state', 'held')).stdout), [id]);
+  // One way to hold: a mark in held.log, the file left in queue/ (no move into hold/).
+  assert.match(readFileSync(path.join(srv.dataDir, 'spool', 'held.log'), 'latin1'), new RegExp(`^\\+${id}$`, 'm'));
+  // Released by the operator (the breaker reopened first): delivery is tried again at once
+  // (deferred here by the DNS), and it is no longer on hold.
+  await mailward(srv.dataDir, 'guard', 'release', 'global');
+  const released = await mailward(srv.dataDir, 'queue', 'release', id!);
+  assert.match(released.stdout, /1/);
+  await srv.waitForLog((l) => l.event === 'deferred' && l.queueId === id);
+  assert.deepEqual(heldIdsOf((await queueList(srv.dataDir, '--state', 'held')).stdout), []);
 });

@@ -165,7 +165,7 @@ test('incident: a stolen login sending 2,000 messages to 1,000 domains is stoppe
   assert.match(out.join(''), /^released login:alice@example\.org \(open since .*, baseline: /);
   // It counts the held mail through the running server and names the commands for it.
   assert.ok(out.join('').includes(`\n  ${held.length} message(s) on hold\n  look at it:     mailward queue list --state held\n`), out.join(''));
-  assert.ok(out.join('').includes(`\n  delete it:      mailward queue delete --state held --sender ${ALICE}   (or ID...)\n`));
+  assert.ok(out.join('').includes(`\n  delete it:      mailward queue delete --state held --login ${ALICE}   (or ID...)\n`));
   assert.equal(await sendOne(a, ALICE, 'someone@elsewhere.example'), 250);
   a.close();
 });

@@ -259,7 +259,7 @@ test('incident over a smarthost: a stolen login sends 10,000 messages to 5,000 d
   assert.equal(alert!.breaker, `login:${VICTIM}`);
   assert.equal(alert!.kind, 'baseline');
   assert.equal(alert!.release, `mailward guard release login:${VICTIM}`);
-  assert.deepEqual(alert!.heldMail, { list: 'mailward queue list --state held', release: 'mailward queue release ID...', delete: `mailward queue delete --state held --sender ${VICTIM}` });
+  assert.deepEqual(alert!.heldMail, { list: 'mailward queue list --state held', release: 'mailward queue release ID...', delete: `mailward queue delete --state held --login ${VICTIM}` });
   if (sameHour) {
     assert.deepEqual(alert!.figures, { rate: BUDGET + 1, baseline: 7.29, limit: BUDGET });
     assert.equal(alert!.reason, `${BUDGET + 1} relayed recipients in the last hour, limit ${BUDGET} (10 × baseline 7.3, at least ${BUDGET})`);
@@ -278,7 +278,7 @@ test('incident over a smarthost: a stolen login sends 10,000 messages to 5,000 d
   assert.match(alerts[0]!, /\r\n\r\nThe outbound breaker "login:victim@example\.org" of mx\.example\.org tripped \(baseline\)\.\r\n/);
   assert.match(alerts[0]!, /\r\nSee the held mail: {3}mailward queue list --state held\r\n/);
   assert.match(alerts[0]!, /\r\nReopen when safe: {4}mailward guard release login:victim@example\.org\r\n/);
-  assert.match(alerts[0]!, /\r\nDelete held mail: {4}mailward queue delete --state held --sender victim@example\.org {3}\(or ID\.\.\.\)\r\n/);
+  assert.match(alerts[0]!, /\r\nDelete held mail: {4}mailward queue delete --state held --login victim@example\.org {3}\(or ID\.\.\.\)\r\n/);
   assert.ok(box.some((m) => m.includes(`\r\nFrom: <${NORMAL}>\r\n`)));
 
   // While open: the victim's relayed mail is refused, local mail still accepted — and mail to
@@ -327,7 +327,7 @@ test('incident over a smarthost: a stolen login sends 10,000 messages to 5,000 d
         `  ${heldIds.length} message(s) on hold`,
         '  look at it:     mailward queue list --state held',
         '  send some:      mailward queue release ID...   (or --sender ADDRESS, or --all)',
-        `  delete it:      mailward queue delete --state held --sender ${VICTIM}   (or ID...)`,
+        `  delete it:      mailward queue delete --state held --login ${VICTIM}   (or ID...)`,
         '',
       ].join('\n'),
     ),
