@@ -1,7 +1,8 @@
 // DANE (RFC 7672) on direct MX delivery, against real loopback programs: unbound as the validating
 // resolver over a zone signed in the test (its DS the trust anchor), an unsigned zone beside it,
 // and SMTP sinks playing the MX hosts with a self-signed certificate whose key the TLSA records
-// name. A match delivers over TLS; a mismatch, a host without STARTTLS and a bogus signature
+// name, and a private CA for DANE-TA. A match delivers over TLS (a DANE-TA chain only for the MX
+// host's name); a mismatch, a host without STARTTLS and a bogus signature
 // defer with nothing handed over; an unsigned domain gets opportunistic TLS as before.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,8 @@ import { DaneResolver } from '../../src/delivery/tls-policy/dane.ts';
 import { Metrics } from '../../src/observe/metrics.ts';
 import { captureLog } from '../queue/helpers.ts';
 import { startUnbound } from '../harness/unbound.ts';
+import tls from 'node:tls';
+import { startCa } from '../harness/test-ca.ts';
 import { localhostCert, outboundMessage, startSink, type Sink } from './sink.ts';
 
 const CLIENT = { heloName: 'mx.example.org', connectTimeoutMs: 3000, greetingTimeoutMs: 3000, socketTimeoutMs: 5000 };
@@ -23,6 +26,13 @@ test('DANE: a TLSA match delivers over TLS; a mismatch, no STARTTLS or a bogus s
   const x = new X509Certificate(cert.certPem);
   const spki256 = createHash('sha256').update(x.publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
   const full512 = createHash('sha512').update(x.raw).digest('hex');
+  // DANE-TA: a private CA named by its certificate's SHA-256; the server sends it in its chain.
+  const ca = startCa(t);
+  const caDigest = createHash('sha256').update(new X509Certificate(ca.caPem).raw).digest('hex');
+  const taSink = (name: string): Promise<Sink> => {
+    const leaf = ca.issue([name]);
+    return startSink(t, { tls: tls.createSecureContext({ cert: leaf.certPem + ca.caPem, key: leaf.keyPem }) });
+  };
   const unbound = await startUnbound(t, [
     {
       name: 'dane.test',
@@ -34,6 +44,8 @@ test('DANE: a TLSA match delivers over TLS; a mismatch, no STARTTLS or a bogus s
         ...host('plain', `3 1 1 ${spki256}`),
         ...host('pkix', `1 1 1 ${spki256}`),
         ...host('bogus', `3 1 1 ${spki256}`),
+        ...host('ta', `2 0 1 ${caDigest}`),
+        ...host('taname', `2 0 1 ${caDigest}`),
       ],
       // A changed record under its old signature: bogus (RFC 4035 §5.5), SERVFAIL from unbound.
       tamper: (text) => text.replace(new RegExp(`(_25\\._tcp\\.mx\\.bogus\\.dane\\.test\\.\\s+\\d+\\s+IN\\s+TLSA\\s+3 1 1 )${spki256}`, 'i'), `$1${'11'.repeat(32)}`),
@@ -62,6 +74,17 @@ test('DANE: a TLSA match delivers over TLS; a mismatch, no STARTTLS or a bogus s
     assert.equal(s.messages[0]!.secure, true, `${d}: delivered over TLS`);
   }
 
+  const ta = await taSink('mx.ta.dane.test');
+  const taOk = await deliver(ta, 'bob@ta.dane.test');
+  assert.equal(taOk.outcome, 'ok', taOk.reply);
+  assert.equal(ta.messages[0]!.secure, true);
+  // DANE-TA checks the name (RFC 7672 §3.2.2): the CA's certificate for another host does not do.
+  const taOther = await taSink('mx.elsewhere.example');
+  const taName = await deliver(taOther, 'bob@taname.dane.test');
+  assert.equal(taName.outcome, 'temporary', taName.reply);
+  assert.match(taName.reply, /not issued for mx\.taname\.dane\.test/);
+  assert.equal(taOther.messages.length, 0);
+
   const bad = await tlsSink();
   const mismatch = await deliver(bad, 'bob@bad.dane.test');
   assert.equal(mismatch.outcome, 'temporary', mismatch.reply);
@@ -86,10 +109,10 @@ test('DANE: a TLSA match delivers over TLS; a mismatch, no STARTTLS or a bogus s
   assert.equal(open.messages[0]!.secure, false, 'opportunistic: no STARTTLS offered, clear text as before');
 
   const results = log.events('tls-policy').map((l) => `${String(l.domain)} ${String(l.result)}`);
-  assert.deepEqual(results, ['good.dane.test success', 'full.dane.test success', 'pkix.dane.test success', 'bad.dane.test tlsa-invalid', 'plain.dane.test starttls-not-supported', 'bogus.dane.test dnssec-invalid', 'open.insecure.test skipped']);
+  assert.deepEqual(results, ['good.dane.test success', 'full.dane.test success', 'pkix.dane.test success', 'ta.dane.test success', 'taname.dane.test tlsa-invalid', 'bad.dane.test tlsa-invalid', 'plain.dane.test starttls-not-supported', 'bogus.dane.test dnssec-invalid', 'open.insecure.test skipped']);
   const exposed = await metrics.registry.getSingleMetricAsString('mailward_tls_policy_decisions_total');
-  assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="tlsa",mode="dane",result="success"\} 3$/m);
-  assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="tlsa",mode="dane",result="tlsa-invalid"\} 1$/m);
+  assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="tlsa",mode="dane",result="success"\} 4$/m);
+  assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="tlsa",mode="dane",result="tlsa-invalid"\} 2$/m);
 });
 
 test('DANE: the AD bit of a resolver that is neither on loopback nor listed is not believed', () => {
