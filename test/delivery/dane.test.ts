@@ -13,6 +13,8 @@ import { DaneResolver } from '../../src/delivery/tls-policy/dane.ts';
 import { Metrics } from '../../src/observe/metrics.ts';
 import { captureLog } from '../queue/helpers.ts';
 import { startUnbound } from '../harness/unbound.ts';
+import { buildConfig } from '../../src/config/load.ts';
+import { ConfigError } from '../../src/config/errors.ts';
 import tls from 'node:tls';
 import { startCa } from '../harness/test-ca.ts';
 import { localhostCert, outboundMessage, startSink, type Sink } from './sink.ts';
@@ -122,4 +124,9 @@ test('DANE: the AD bit of a resolver that is neither on loopback nor listed is n
   const listed = new DaneResolver({ servers: ['192.0.2.53:53'], trustedResolvers: ['192.0.2.53'], timeoutMs: 1000, log: log.log });
   assert.equal(listed.trusted, true);
   assert.equal(new DaneResolver({ servers: ['[::1]:5353'], trustedResolvers: [], timeoutMs: 1000, log: log.log }).trusted, true);
+});
+
+test('DANE config: off by default; a trusted resolver must be an IP address', () => {
+  assert.deepEqual(buildConfig({}, 'test.yaml', '/srv').delivery.dane, { enabled: false, trustedResolvers: [] });
+  assert.throws(() => buildConfig({ delivery: { dane: { enabled: true, trustedResolvers: ['resolver.example'] } } }, 'test.yaml', '/srv'), (e: unknown) => e instanceof ConfigError && /delivery\.dane\.trustedResolvers\[0\]/.test(e.message) && /an IP address/.test(e.message));
 });
