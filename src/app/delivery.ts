@@ -30,6 +30,7 @@ import { DkimKeyError, DkimKeys } from '../delivery/dkim-sign.ts';
 import type { SmtpClientOptions } from '../delivery/smtp-client.ts';
 import type { Store } from '../store/store.ts';
 import { MtaStsPolicies, trustedCas } from '../delivery/tls-policy/mta-sts.ts';
+import { DaneResolver } from '../delivery/tls-policy/dane.ts';
 import { sendTlsReports, StoreTlsCounter, type ReportRun } from '../delivery/tls-policy/tls-rpt.ts';
 
 export { dkimKeyFiles, dkimRecordValue, dkimZoneRecord, generateDkimKey, keyFileName, SELECTOR_RE, isDkimDomain, type DkimKeyType } from '../delivery/dkim-sign.ts';
@@ -160,9 +161,13 @@ export function buildDelivery(d: DeliveryDeps): Delivery {
   const extraCa = dc.mtaSts.caFile ? readCa(config, 'delivery.mtaSts.caFile', dc.mtaSts.caFile).toString('utf8') : undefined;
   const mtaSts = dc.mtaSts.enabled ? new MtaStsPolicies({ dns: d.dns, store: d.store, log, fetchTimeoutMs: dc.mtaSts.fetchTimeout, addresses: dc.mtaSts.addresses, ...(extraCa ? { extraCa } : {}) }) : undefined;
   const tlsCounter = dc.tlsRpt.enabled ? new StoreTlsCounter({ store: d.store, log }) : undefined;
+  const dane = dc.dane.enabled ? new DaneResolver({ servers: config.dns.servers, trustedResolvers: dc.dane.trustedResolvers, timeoutMs: config.dns.timeout, log }) : undefined;
+  if (dane && !dane.trusted) {
+    log.warn({ event: 'dane-untrusted-resolver', server: dane.server }, `delivery.dane.enabled: the resolver ${dane.server} (dns.servers) is not on loopback nor in delivery.dane.trustedResolvers, so its DNSSEC answers are not believed and DANE never applies; run a validating resolver (e.g. unbound) on 127.0.0.1 and list it in dns.servers, or add its address to delivery.dane.trustedResolvers`);
+  }
   const routeTransports: Record<string, Transport> = {
     local,
-    mx: new MxTransport({ dns: d.dns, port: dc.mx.port, client, concurrencyPerDomain: dc.mx.concurrencyPerDomain, ownNames: [config.hostname, client.heloName], log, ...(mtaSts ? { mtaSts } : {}), ...(tlsCounter ? { tlsReports: tlsCounter } : {}) }),
+    mx: new MxTransport({ dns: d.dns, port: dc.mx.port, client, concurrencyPerDomain: dc.mx.concurrencyPerDomain, ownNames: [config.hostname, client.heloName], log, ...(mtaSts ? { mtaSts } : {}), ...(tlsCounter ? { tlsReports: tlsCounter } : {}), ...(dane ? { dane } : {}) }),
   };
   for (const [name, s] of Object.entries(dc.smarthosts)) {
     routeTransports[`smarthost:${name}`] = new SmarthostTransport({

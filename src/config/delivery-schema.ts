@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { Duration } from './units.ts';
 import { parseLmtpAddress } from '../core/lmtp-address.ts';
 import { parseMaildirTemplate } from '../core/maildir-template.ts';
-import { DeliveryMtaStsSchema, DeliveryTlsRptSchema } from './transport-security-schema.ts';
+import { DeliveryDaneSchema, DeliveryMtaStsSchema, DeliveryTlsRptSchema } from './transport-security-schema.ts';
 
 const Port = z.number().int().min(1).max(65535);
 const NAME_RE = /^[a-z][a-z0-9_-]*$/;
@@ -165,6 +165,8 @@ export const DeliverySchema = z
       .prefault({}),
     /** Other domains' MTA-STS policies (RFC 8461) on direct MX delivery. */
     mtaSts: DeliveryMtaStsSchema.prefault({}),
+    /** DANE (RFC 7672): TLSA records of recipient MX hosts, from a validating resolver. */
+    dane: DeliveryDaneSchema.prefault({}),
     /** TLS-RPT reports (RFC 8460) on the outcome of MTA-STS to the domains that ask for them. */
     tlsRpt: DeliveryTlsRptSchema.prefault({}),
   })

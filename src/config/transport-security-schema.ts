@@ -2,6 +2,7 @@
 // (`mtaSts`, RFC 8461 §3.3), where reports about them go (`reports`: the DMARC and TLS-RPT `rua`
 // printed by `mailward dns records`), and how outbound delivery honours other domains' MTA-STS
 // policies and sends TLS-RPT reports (`delivery.mtaSts`, `delivery.tlsRpt`). Plugged into schema.ts.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { Duration } from './units.ts';
 
@@ -63,5 +64,16 @@ export const DeliveryTlsRptSchema = z
     enabled: z.boolean().default(true),
     /** The sender of reports (RFC 8460 §3: a contact); default postmaster@<first domain>. */
     from: z.string().regex(/^[^@\s]+@[^@\s]+$/, 'an e-mail address, e.g. postmaster@example.org').optional(),
+  })
+  .strict();
+
+export const DeliveryDaneSchema = z
+  .object({
+    /** Honour recipient MX hosts' DNSSEC-signed TLSA records (DANE, RFC 7672): STARTTLS required
+     *  and the certificate must match them. Needs a validating resolver in dns.servers. */
+    enabled: z.boolean().default(false),
+    /** Resolver addresses (besides loopback ones, always trusted) whose DNSSEC "AD" bit is
+     *  believed. List one only when the path to it is protected (same host or a secured link). */
+    trustedResolvers: z.array(z.string().refine((s) => isIP(s) !== 0, 'an IP address, e.g. 10.0.0.53')).default([]),
   })
   .strict();

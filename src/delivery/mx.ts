@@ -2,7 +2,9 @@
 // then A/AAAA of each host by preference, falling back to the next address and host when one
 // cannot be reached; a null MX (RFC 7505) bounces; no MX means the domain's own A/AAAA (RFC 5321
 // §5.1). STARTTLS whenever offered (opportunistic, RFC 7435), unless the domain's MTA-STS policy
-// (RFC 8461) asks for verified TLS to listed MX hosts. A concurrency limit per domain.
+// (RFC 8461) asks for verified TLS to listed MX hosts, or DNSSEC-signed TLSA records (DANE, RFC
+// 7672) ask for TLS authenticated by them — DANE first where both apply (RFC 8461 §2). A
+// concurrency limit per domain.
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
 import type { MxRecord } from 'node:dns';
@@ -14,6 +16,8 @@ import { matchingPattern } from '../core/mta-sts.ts';
 import { mailEvent } from '../observe/maillog.ts';
 import type { CachedPolicy, PolicyLookup } from './tls-policy/mta-sts.ts';
 import type { TlsOutcomeRecorder, TlsResult } from './tls-policy/tls-rpt.ts';
+import type { DaneResolver, HostDane } from './tls-policy/dane.ts';
+import { matchChain, peerChain } from './tls-policy/tlsa.ts';
 
 /** What is asked of the DNS (node's dns/promises Resolver fits). */
 export interface MxResolver {
@@ -124,7 +128,11 @@ export interface MxTransportOptions {
   readonly mtaSts?: { policyFor(domain: string): Promise<PolicyLookup>; readonly ca: readonly string[] };
   /** Counts each policy outcome for TLS-RPT. */
   readonly tlsReports?: TlsOutcomeRecorder;
+  /** DNSSEC lookups for DANE (delivery.dane.enabled). */
+  readonly dane?: Pick<DaneResolver, 'mx' | 'host'>;
 }
+
+type DaneHost = Extract<HostDane, { kind: 'dane' }>;
 
 /** Addresses tried per message and domain before giving up until the next retry (Postfix: 5 hosts). */
 const MAX_ADDRESSES = 10;
@@ -160,16 +168,65 @@ export class MxTransport implements Transport {
       this.#o.log.info({ event: 'mx-plan', queueId: env.id, domain, reply: plan.reply }, 'no MX host to try');
       return indexes.map((index) => ({ index, outcome: plan.outcome, reply: plan.reply }));
     }
+    let dane = false;
+    if (this.#o.dane && !domain.startsWith('[')) {
+      const m = await this.#o.dane.mx(domain);
+      // RFC 7672 §2.2.1: a failed or bogus MX lookup is no reason to deliver with less: defer.
+      if (m.kind === 'failed') {
+        this.#decide(env.id, domain, undefined, { result: 'dnssec-invalid', reason: m.reason, tlsa: [] });
+        const reply = `451 4.7.5 DNSSEC lookup of the MX records of ${domain} failed`;
+        return indexes.map((index) => ({ index, outcome: 'temporary' as const, reply }));
+      }
+      dane = m.kind === 'secure';
+      if (!dane) this.#decide(env.id, domain, undefined, { result: 'skipped', reason: `the MX records of ${domain} are not DNSSEC-signed (or the resolver is not trusted)`, tlsa: [] });
+    }
     const sts = this.#o.mtaSts ? await this.#o.mtaSts.policyFor(domain) : ({ kind: 'none' } as const);
     if (sts.kind === 'failed') this.#decide(env.id, domain, undefined, { result: sts.failure, reason: sts.reason });
     const policy = sts.kind === 'policy' && sts.policy.mode !== 'none' ? sts.policy : undefined;
-    return deliverInBatches(msg, indexes, (batch) => this.#tryHosts(msg, domain, plan.hosts, batch, keepUntil, policy));
+    return deliverInBatches(msg, indexes, (batch) => this.#tryHosts(msg, domain, plan.hosts, batch, keepUntil, policy, dane));
   }
 
-  /** One MTA-STS decision: logged, counted (metrics), and recorded for TLS-RPT. */
-  #decide(queueId: string, domain: string, policy: CachedPolicy | undefined, d: { result: TlsResult | 'skipped'; host?: string; address?: string; reason?: string }): void {
-    mailEvent(this.#o.log, 'tls-policy', { queueId, domain, policy: policy ? 'sts' : 'no-policy-found', mode: policy?.mode ?? 'none', result: d.result, ...(d.host ? { host: d.host } : {}), ...(d.address ? { address: d.address } : {}), ...(d.reason ? { reason: d.reason } : {}) });
-    if (d.result !== 'skipped') this.#o.tlsReports?.record({ domain, ...(policy ? { policy } : {}), result: d.result, ...(d.host ? { mxHost: d.host } : {}), ...(d.address ? { address: d.address } : {}) });
+  /**
+   * One TLS policy decision: logged, counted (metrics), and recorded for TLS-RPT. `tlsa` set: a
+   * DANE decision (policy "tlsa", RFC 8460 §4.4), with the host's TLSA records.
+   */
+  #decide(queueId: string, domain: string, policy: CachedPolicy | undefined, d: { result: TlsResult | 'skipped'; host?: string; address?: string; reason?: string; tlsa?: readonly string[] }): void {
+    const kind = d.tlsa ? { policy: 'tlsa', mode: 'dane' } : { policy: policy ? 'sts' : 'no-policy-found', mode: policy?.mode ?? 'none' };
+    mailEvent(this.#o.log, 'tls-policy', { queueId, domain, ...kind, result: d.result, ...(d.host ? { host: d.host } : {}), ...(d.address ? { address: d.address } : {}), ...(d.reason ? { reason: d.reason } : {}) });
+    if (d.result !== 'skipped') this.#o.tlsReports?.record({ domain, ...(policy ? { policy } : {}), ...(d.tlsa ? { tlsa: d.tlsa } : {}), result: d.result, ...(d.host ? { mxHost: d.host } : {}), ...(d.address ? { address: d.address } : {}) });
+  }
+
+  /**
+   * A host with DNSSEC-signed TLSA records (RFC 7672 §2.2): STARTTLS is required and never given
+   * up for clear text; with usable records the server must match them (§3), checked before MAIL.
+   * A string is the reply when no address of the host would do.
+   */
+  async #daneHost(msg: DeliverableMessage, domain: string, host: MxHost, dane: DaneHost, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, tried: { n: number }): Promise<BatchReplies | string> {
+    const env = msg.envelope;
+    const addrs = await hostAddresses(this.#o.dns, host);
+    if (!Array.isArray(addrs)) return `451 4.4.3 MX host ${host.name}: ${(addrs as { reason: string }).reason}`;
+    const verifyPeer =
+      dane.usable.length > 0
+        ? (sock: Parameters<NonNullable<SmtpTarget['verifyPeer']>>[0]): string | undefined => {
+            const m = matchChain(peerChain(sock), dane.usable, host.name);
+            return m.ok ? undefined : m.reason;
+          }
+        : undefined;
+    let last = `451 4.4.1 MX host ${host.name} could not be reached`;
+    for (const address of addrs as readonly string[]) {
+      if (tried.n++ >= MAX_ADDRESSES) break;
+      const res = await this.#send(msg, { address, port: this.#o.port, name: host.name, tls: 'starttls', verifyCertificate: false, ...(verifyPeer ? { verifyPeer } : {}) }, batch, keepUntil);
+      if (res.kind === 'unreachable') {
+        if (res.tlsFailure) {
+          this.#decide(env.id, domain, undefined, { result: res.tlsFailure, host: host.name, address, reason: res.reply, tlsa: dane.records });
+          last = `451 4.7.5 DANE: ${host.name} publishes TLSA records and failed TLS authentication: ${res.tlsFailure} (${res.reply})`;
+        } else last = res.reply;
+        continue;
+      }
+      this.#decide(env.id, domain, undefined, { result: 'success', host: host.name, address, reason: dane.usable.length > 0 ? 'TLSA match' : 'no usable TLSA record: TLS without authentication (RFC 7672 §2.2)', tlsa: dane.records });
+      return new Map(batch.map((a) => [a, { ...res.replies.get(a)!, remoteMta: host.name }]));
+    }
+    return last;
   }
 
   /**
@@ -178,12 +235,30 @@ export class MxTransport implements Transport {
    * run over STARTTLS with a certificate valid for the host's name: in enforce mode a host that
    * fails is skipped; in testing mode the failure is only reported and delivery goes on (§5.2).
    */
-  async #tryHosts(msg: DeliverableMessage, domain: string, hosts: readonly MxHost[], batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, policy?: CachedPolicy): Promise<BatchReplies> {
+  async #tryHosts(msg: DeliverableMessage, domain: string, hosts: readonly MxHost[], batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, policy?: CachedPolicy, dane = false): Promise<BatchReplies> {
     const env = msg.envelope;
     let last = `451 4.4.1 no MX host of ${domain} could be reached`;
-    let tried = 0;
+    const tried = { n: 0 };
     const enforce = policy?.mode === 'enforce';
+    let daneDeferred = false;
     for (const host of hosts) {
+      const hd = dane && this.#o.dane ? await this.#o.dane.host(host.name) : undefined;
+      if (hd?.kind === 'failed') {
+        // §2.1.1: a host whose TLSA (or address) lookup fails is not used; the next may be.
+        this.#decide(env.id, domain, undefined, { result: 'dnssec-invalid', host: host.name, reason: hd.reason, tlsa: [] });
+        last = `451 4.7.5 DNSSEC lookup for MX host ${host.name} failed`;
+        daneDeferred = true;
+        continue;
+      }
+      if (hd?.kind === 'dane') {
+        // RFC 8461 §2: DANE applies instead of MTA-STS where the host has secure TLSA records.
+        const r = await this.#daneHost(msg, domain, host, hd, batch, keepUntil, tried);
+        if (typeof r !== 'string') return r;
+        last = r;
+        daneDeferred = true;
+        continue;
+      }
+      if (hd) this.#decide(env.id, domain, undefined, { result: 'skipped', host: host.name, reason: hd.reason, tlsa: [] });
       let verify = policy !== undefined;
       if (policy && !matchingPattern(policy, host.name)) {
         this.#decide(env.id, domain, policy, { result: 'validation-failure', host: host.name, reason: `${host.name} matches no mx of the policy (${policy.mx.join(', ')})` });
@@ -201,7 +276,7 @@ export class MxTransport implements Transport {
         continue;
       }
       for (const address of addrs as readonly string[]) {
-        if (tried++ >= MAX_ADDRESSES) break;
+        if (tried.n++ >= MAX_ADDRESSES) break;
         const plain: SmtpTarget = { address, port: this.#o.port, name: host.name, tls: 'opportunistic', verifyCertificate: false };
         let res: SendResult;
         if (verify) {
@@ -230,6 +305,7 @@ export class MxTransport implements Transport {
       }
     }
     if (enforce) this.#o.log.warn({ event: 'mta-sts-deferred', queueId: env.id, domain, reply: last }, `no MX host of ${domain} satisfies its MTA-STS policy; deferred`);
+    if (daneDeferred) this.#o.log.warn({ event: 'dane-deferred', queueId: env.id, domain, reply: last }, `no MX host of ${domain} satisfies its DANE TLSA records; deferred`);
     return new Map(batch.map((a) => [a, { outcome: 'temporary' as const, reply: last }]));
   }
 

@@ -3,6 +3,7 @@
 // per recipient: 2xx delivered, 4xx temporary, 5xx permanent (RFC 5321 §4.2.1), or "unreachable"
 // when nothing was handed over and the caller may try the next host.
 import { connect as netConnect, isIP } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { DeliveryOutcome } from './transport.ts';
@@ -33,6 +34,11 @@ export interface SmtpTarget {
   readonly lmtp?: boolean;
   /** Connect to this unix socket instead of address:port (a local LMTP server). */
   readonly socketPath?: string;
+  /**
+   * Checks the TLS session before MAIL FROM (DANE, RFC 7672 §3): a string is why the server is
+   * not authenticated, and nothing is sent. Needs tls 'starttls' or 'implicit'.
+   */
+  readonly verifyPeer?: (socket: TLSSocket) => string | undefined;
 }
 
 export interface SmtpClientOptions {
@@ -61,7 +67,7 @@ export interface RecipientReply {
 }
 
 /** Why TLS failed, in RFC 8460 §4.3 result types (TLS-RPT reports them; MTA-STS decides on them). */
-export type TlsFailureType = 'starttls-not-supported' | 'certificate-host-mismatch' | 'certificate-expired' | 'certificate-not-trusted' | 'validation-failure';
+export type TlsFailureType = 'starttls-not-supported' | 'certificate-host-mismatch' | 'certificate-expired' | 'certificate-not-trusted' | 'validation-failure' | 'tlsa-invalid' | 'dnssec-invalid' | 'dane-required';
 
 export type SendResult =
   /** Nothing was handed over (connection, greeting, TLS or AUTH failed): another host may be tried. */
@@ -214,6 +220,15 @@ export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: Ou
       });
     };
     conn.connect(() => {
+      if (target.verifyPeer) {
+        // nodemailer keeps the upgraded socket here; the check runs after STARTTLS and EHLO, before MAIL.
+        const sock = (conn as unknown as { _socket?: unknown })._socket;
+        const why = conn.secure && sock instanceof TLSSocket ? target.verifyPeer(sock) : 'the session is not encrypted';
+        if (why !== undefined) {
+          finish({ kind: 'unreachable', reply: `454 4.7.5 TLS authentication of ${hostText(target)} failed: ${why}`, tlsFailure: 'tlsa-invalid' });
+          return;
+        }
+      }
       if (!target.auth) return send();
       stage = 'auth';
       conn.login({ user: target.auth.user, pass: target.auth.pass }, (err) => {

@@ -11,10 +11,7 @@ import tls from 'node:tls';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import type { Envelope } from '../../src/queue/envelope.ts';
 import { MxTransport } from '../../src/delivery/mx.ts';
-import type { DeliverableMessage } from '../../src/delivery/transport.ts';
 import { MtaStsPolicies } from '../../src/delivery/tls-policy/mta-sts.ts';
 import { StoreTlsCounter } from '../../src/delivery/tls-policy/tls-rpt.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
@@ -24,24 +21,9 @@ import { startDns, type TestDns } from '../harness/dns.ts';
 import { startCa, type TestCa } from '../harness/test-ca.ts';
 import { captureLog } from '../queue/helpers.ts';
 import { Metrics } from '../../src/observe/metrics.ts';
-import { startSink, type Sink } from './sink.ts';
+import { outboundMessage, startSink, type Sink } from './sink.ts';
 
 const CLIENT = { heloName: 'mx.example.org', connectTimeoutMs: 3000, greetingTimeoutMs: 3000, socketTimeoutMs: 5000 };
-
-function message(to: string): DeliverableMessage {
-  const bytes = Buffer.from('From: a@example.org\r\nSubject: t\r\n\r\nhello\r\n');
-  const envelope: Envelope = {
-    id: '1k8fn2k50f5t0l8a1',
-    receivedAt: Date.now(),
-    mailFrom: 'a@example.org',
-    recipients: [{ address: to, mailbox: to, transport: 'remote' }],
-    client: { address: '192.0.2.1', listener: 'submission', sessionId: 's', login: 'a@example.org' },
-    smtputf8: false,
-    body: '8BITMIME',
-    size: bytes.length,
-  };
-  return { envelope, body: () => Readable.from([bytes]), recovered: false };
-}
 
 interface PolicyServer {
   readonly port: number;
@@ -142,7 +124,7 @@ const tlsSink = (t: TestContext, ca: TestCa, names: string[], expired = false): 
 };
 
 const deliver = async (r: Rig, sink: Sink | number, to: string): Promise<{ outcome: string; reply: string }> => {
-  const [res] = await r.transport(typeof sink === 'number' ? sink : sink.port).deliver(message(to), [0]);
+  const [res] = await r.transport(typeof sink === 'number' ? sink : sink.port).deliver(outboundMessage(to), [0]);
   return { outcome: res!.outcome, reply: res!.reply };
 };
 

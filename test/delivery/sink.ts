@@ -4,6 +4,9 @@
 import tls from 'node:tls';
 import net from 'node:net';
 import type { TestContext } from 'node:test';
+import { Readable } from 'node:stream';
+import type { Envelope } from '../../src/queue/envelope.ts';
+import type { DeliverableMessage } from '../../src/delivery/transport.ts';
 import { reply, type SmtpReply } from '../../src/core/reply.ts';
 import { startListener } from '../../src/ingress/listener.ts';
 import { createSelfSignedCertificate } from '../../src/ingress/selfsigned.ts';
@@ -200,4 +203,20 @@ export function hasBareLineEnding(b: Buffer): boolean {
     if (b[i] === 0x0a && b[i - 1] !== 0x0d) return true;
   }
   return false;
+}
+
+/** A small queued message from a local user to `to`, as the MX transport is handed it. */
+export function outboundMessage(to: string, id = '1k8fn2k50f5t0l8a1'): DeliverableMessage {
+  const bytes = Buffer.from('From: a@example.org\r\nSubject: t\r\n\r\nhello\r\n');
+  const envelope: Envelope = {
+    id,
+    receivedAt: Date.now(),
+    mailFrom: 'a@example.org',
+    recipients: [{ address: to, mailbox: to, transport: 'remote' }],
+    client: { address: '192.0.2.1', listener: 'submission', sessionId: 's', login: 'a@example.org' },
+    smtputf8: false,
+    body: '8BITMIME',
+    size: bytes.length,
+  };
+  return { envelope, body: () => Readable.from([bytes]), recovered: false };
 }

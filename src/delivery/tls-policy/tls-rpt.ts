@@ -20,6 +20,8 @@ export interface TlsOutcome {
   readonly domain: string;
   /** The policy that applied; none for a policy that could not be fetched. */
   readonly policy?: CachedPolicy;
+  /** A DANE outcome: the host's TLSA records (policy-type "tlsa", RFC 8460 §4.4). */
+  readonly tlsa?: readonly string[];
   readonly result: TlsResult;
   readonly mxHost?: string;
   readonly address?: string;
@@ -56,7 +58,7 @@ export class StoreTlsCounter implements TlsOutcomeRecorder {
     const work = (async () => {
       await this.#store.sadd(DOMAINS(d), [o.domain], KEEP_MS);
       await this.#store.hincrMany(COUNTS(d, o.domain), [[field, 1]], KEEP_MS);
-      const policy = o.policy ? { type: 'sts', lines: policyLines(o.policy.text), mx: o.policy.mx } : { type: 'no-policy-found', lines: [], mx: [] };
+      const policy = o.tlsa ? { type: 'tlsa', lines: [...o.tlsa], mx: o.mxHost ? [o.mxHost] : [] } : o.policy ? { type: 'sts', lines: policyLines(o.policy.text), mx: o.policy.mx } : { type: 'no-policy-found', lines: [], mx: [] };
       await this.#store.set(POLICY(d, o.domain), JSON.stringify(policy), KEEP_MS);
     })().catch((err: unknown) => this.#log.warn({ event: 'tlsrpt-count-failed', domain: o.domain, err: String(err) }, 'cannot count a TLS-RPT outcome'));
     this.#pending = this.#pending.then(() => work);

@@ -1,13 +1,12 @@
-// TLSA lookups (RFC 6698 §2) straight to the configured DNS server over UDP: node's resolver has
-// no TLSA type before Node 22.15 and never shows the AD bit, which DANE needs (RFC 7672 §2.1).
-// One question, wire format per RFC 1035 §4; the answer's AD flag is returned for the caller to
-// trust only from a validating resolver it trusts.
-import { createSocket } from 'node:dgram';
+// TLSA records (RFC 6698 §2) and how a server's certificate chain is matched against them for
+// SMTP (RFC 7672 §3, RFC 7671): only DANE-TA(2) and DANE-EE(3) are usable — PKIX-TA(0) and
+// PKIX-EE(1) are not, since MX hosts have no agreed public CA set (RFC 7672 §3.1.3); selectors
+// Cert(0) and SPKI(1); matching Full(0), SHA2-256(1), SHA2-512(2).
+import { createHash, X509Certificate } from 'node:crypto';
 import { getServers } from 'node:dns';
-import { randomBytes } from 'node:crypto';
-import { isIPv6 } from 'node:net';
+import { queryWire, T_TLSA, tlsaText } from './dns-wire.ts';
 
-const T_TLSA = 52;
+export { parseServer } from './dns-wire.ts';
 
 export interface TlsaAnswer {
   /** RFC 1035 §4.1.1 RCODE: 0 NOERROR, 3 NXDOMAIN, … */
@@ -18,94 +17,86 @@ export interface TlsaAnswer {
   readonly records: readonly string[];
 }
 
-/** "127.0.0.1:5353", "[::1]:53", "10.0.0.2" → address and port. */
-export function parseServer(s: string): { address: string; port: number } {
-  const v6 = /^\[([^\]]+)\](?::(\d+))?$/.exec(s);
-  if (v6) return { address: v6[1]!, port: Number(v6[2] ?? 53) };
-  if (isIPv6(s)) return { address: s, port: 53 };
-  const [address = s, port = '53'] = s.split(':');
-  return { address, port: Number(port) };
-}
-
-function encodeName(name: string): Buffer {
-  const parts: Buffer[] = [];
-  for (const label of name.replace(/\.$/, '').split('.')) {
-    const b = Buffer.from(label, 'ascii');
-    parts.push(Buffer.from([b.length]), b);
-  }
-  parts.push(Buffer.from([0]));
-  return Buffer.concat(parts);
-}
-
-/** The offset just past the name at `off` (labels or a compression pointer, RFC 1035 §4.1.4). */
-function skipName(msg: Buffer, off: number): number {
-  for (;;) {
-    const len = msg[off];
-    if (len === undefined) throw new Error('truncated name');
-    if ((len & 0xc0) === 0xc0) return off + 2;
-    if (len === 0) return off + 1;
-    off += 1 + len;
-  }
-}
-
-function query(name: string): { id: number; msg: Buffer } {
-  const id = randomBytes(2).readUInt16BE(0);
-  const h = Buffer.alloc(12);
-  h.writeUInt16BE(id, 0);
-  h.writeUInt16BE(0x0100, 2); // RD
-  h.writeUInt16BE(1, 4);
-  h.writeUInt16BE(1, 10); // one OPT record
-  const q = Buffer.alloc(4);
-  q.writeUInt16BE(T_TLSA, 0);
-  q.writeUInt16BE(1, 2);
-  // EDNS0 with the DO bit (RFC 6891 §6.1, RFC 3225): a validating resolver then sets AD.
-  const opt = Buffer.from([0, 0, 41, 0x10, 0x00, 0, 0, 0x80, 0x00, 0, 0]);
-  return { id, msg: Buffer.concat([h, encodeName(name), q, opt]) };
-}
-
-function parse(msg: Buffer, id: number): TlsaAnswer | undefined {
-  if (msg.length < 12 || msg.readUInt16BE(0) !== id) return undefined;
-  const flags = msg.readUInt16BE(2);
-  const qd = msg.readUInt16BE(4);
-  const an = msg.readUInt16BE(6);
-  let off = 12;
-  for (let i = 0; i < qd; i++) off = skipName(msg, off) + 4;
-  const records: string[] = [];
-  for (let i = 0; i < an; i++) {
-    off = skipName(msg, off);
-    const type = msg.readUInt16BE(off);
-    const len = msg.readUInt16BE(off + 8);
-    const data = msg.subarray(off + 10, off + 10 + len);
-    off += 10 + len;
-    if (type === T_TLSA && data.length >= 3) records.push(`${data[0]} ${data[1]} ${data[2]} ${data.subarray(3).toString('hex')}`);
-  }
-  return { rcode: flags & 0x000f, ad: (flags & 0x0020) !== 0, records };
-}
-
 /** Asks the first of `servers` (default: the system's) for the TLSA records of `name`. */
-export function resolveTlsa(name: string, servers: readonly string[], timeoutMs: number): Promise<TlsaAnswer> {
-  const server = parseServer(servers[0] ?? getServers()[0] ?? '127.0.0.1');
-  const { id, msg } = query(name);
-  return new Promise((resolve, reject) => {
-    const sock = createSocket(isIPv6(server.address) ? 'udp6' : 'udp4');
-    const timer = setTimeout(() => done(new Error(`no answer from ${server.address}:${server.port} within ${timeoutMs} ms`)), timeoutMs);
-    const done = (err: Error | undefined, a?: TlsaAnswer): void => {
-      clearTimeout(timer);
-      sock.close();
-      if (err) reject(err);
-      else resolve(a!);
-    };
-    sock.on('error', (err) => done(err));
-    sock.on('message', (m) => {
-      let a: TlsaAnswer | undefined;
-      try {
-        a = parse(m, id);
-      } catch (err) {
-        done(err as Error);
-        return;
-      }
-      if (a) done(undefined, a);
-    });
-    sock.send(msg, server.port, server.address);
-  });
+export async function resolveTlsa(name: string, servers: readonly string[], timeoutMs: number): Promise<TlsaAnswer> {
+  const a = await queryWire(servers[0] ?? getServers()[0] ?? '127.0.0.1', name, T_TLSA, timeoutMs);
+  return { rcode: a.rcode, ad: a.ad, records: a.answers.filter((r) => r.type === T_TLSA && r.data.length >= 3).map(tlsaText) };
+}
+
+export interface Tlsa {
+  readonly usage: number;
+  readonly selector: number;
+  readonly matching: number;
+  readonly data: Buffer;
+}
+
+const DIGEST_LENGTH: Readonly<Record<number, number>> = { 1: 32, 2: 64 };
+
+/** "3 1 1 <hex>" → a record; undefined when malformed. */
+export function parseTlsa(text: string): Tlsa | undefined {
+  const m = /^(\d+) (\d+) (\d+) ([0-9a-f]*)$/i.exec(text.trim());
+  if (!m || m[4]!.length % 2 !== 0) return undefined;
+  return { usage: Number(m[1]), selector: Number(m[2]), matching: Number(m[3]), data: Buffer.from(m[4]!, 'hex') };
+}
+
+/**
+ * Whether a record can authenticate an SMTP server (RFC 7672 §3.1): usage 2 or 3, a known selector
+ * and matching type, and a digest of the right length (a truncated digest matches nothing).
+ */
+export function usable(r: Tlsa): boolean {
+  if (r.usage !== 2 && r.usage !== 3) return false;
+  if (r.selector !== 0 && r.selector !== 1) return false;
+  if (r.matching === 0) return r.data.length > 0;
+  return DIGEST_LENGTH[r.matching] === r.data.length;
+}
+
+/** The certificate association data of `cert` for a record's selector and matching type (RFC 6698 §2.1.2-3). */
+function association(cert: X509Certificate, selector: number, matching: number): Buffer {
+  const selected = selector === 0 ? cert.raw : cert.publicKey.export({ type: 'spki', format: 'der' });
+  if (matching === 1) return createHash('sha256').update(selected).digest();
+  if (matching === 2) return createHash('sha512').update(selected).digest();
+  return selected;
+}
+
+const matches = (cert: X509Certificate, r: Tlsa): boolean => association(cert, r.selector, r.matching).equals(r.data);
+
+export type DaneMatch = { readonly ok: true; readonly usage: 2 | 3 } | { readonly ok: false; readonly reason: string };
+
+/**
+ * Checks the chain the server presented (leaf first) against the usable records. DANE-EE: the leaf
+ * matches; no name, expiry or chain checks (RFC 7672 §3.1.1). DANE-TA: a certificate of the chain
+ * above the leaf matches, the leaf chains up to it by signatures, is within its validity, and is
+ * issued for the MX host name (RFC 7672 §3.1.2, §3.2.2; a wildcard covers one label, §3.2.3).
+ */
+export function matchChain(chain: readonly X509Certificate[], records: readonly Tlsa[], mxHost: string, now = new Date()): DaneMatch {
+  const leaf = chain[0];
+  if (!leaf) return { ok: false, reason: 'the server sent no certificate' };
+  if (records.some((r) => r.usage === 3 && matches(leaf, r))) return { ok: true, usage: 3 };
+  const ta = records.filter((r) => r.usage === 2);
+  for (let i = 1; i < chain.length && ta.length > 0; i++) {
+    if (!ta.some((r) => matches(chain[i]!, r))) continue;
+    for (let j = 0; j < i; j++) {
+      if (!chain[j]!.checkIssued(chain[j + 1]!) || !chain[j]!.verify(chain[j + 1]!.publicKey)) return { ok: false, reason: `certificate ${j} of the chain is not signed by the next one under the DANE-TA trust anchor` };
+    }
+    if (now < new Date(leaf.validFrom) || now > new Date(leaf.validTo)) return { ok: false, reason: `the certificate is outside its validity (${leaf.validFrom} – ${leaf.validTo})` };
+    if (leaf.checkHost(mxHost, { wildcards: true, partialWildcards: false }) === undefined) return { ok: false, reason: `the certificate is not issued for ${mxHost}` };
+    return { ok: true, usage: 2 };
+  }
+  return { ok: false, reason: 'no TLSA record matches the certificate chain' };
+}
+
+/** The chain a TLS server presented, leaf first, as X509Certificate objects. */
+export function peerChain(socket: { getPeerCertificate(detailed: true): { raw?: Buffer; issuerCertificate?: unknown } }): X509Certificate[] {
+  const out: X509Certificate[] = [];
+  const seen = new Set<string>();
+  let c = socket.getPeerCertificate(true) as { raw?: Buffer; issuerCertificate?: unknown } | undefined;
+  while (c?.raw && out.length < 16) {
+    const x = new X509Certificate(c.raw);
+    // The root's issuerCertificate is itself: stop at the first repeat.
+    if (seen.has(x.fingerprint256)) break;
+    seen.add(x.fingerprint256);
+    out.push(x);
+    c = c.issuerCertificate as typeof c;
+  }
+  return out;
 }

@@ -1,0 +1,132 @@
+// DANE (RFC 7672) on direct MX delivery, against real loopback programs: unbound as the validating
+// resolver over a zone signed in the test (its DS the trust anchor), an unsigned zone beside it,
+// and SMTP sinks playing the MX hosts with a self-signed certificate whose key the TLSA records
+// name, and a private CA for DANE-TA. A match delivers over TLS (a DANE-TA chain only for the MX
+// host's name); a mismatch, a host without STARTTLS and a bogus signature
+// defer with nothing handed over; an unsigned domain gets opportunistic TLS as before.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Resolver } from 'node:dns/promises';
+import { X509Certificate, createHash } from 'node:crypto';
+import { MxTransport } from '../../src/delivery/mx.ts';
+import { DaneResolver } from '../../src/delivery/tls-policy/dane.ts';
+import { Metrics } from '../../src/observe/metrics.ts';
+import { captureLog } from '../queue/helpers.ts';
+import { startUnbound } from '../harness/unbound.ts';
+import { buildConfig } from '../../src/config/load.ts';
+import { ConfigError } from '../../src/config/errors.ts';
+import tls from 'node:tls';
+import { startCa } from '../harness/test-ca.ts';
+import { localhostCert, outboundMessage, startSink, type Sink } from './sink.ts';
+
+const CLIENT = { heloName: 'mx.example.org', connectTimeoutMs: 3000, greetingTimeoutMs: 3000, socketTimeoutMs: 5000 };
+
+const host = (label: string, tlsa: string): string[] => [`${label} IN MX 10 mx.${label}`, `mx.${label} IN A 127.0.0.1`, `_25._tcp.mx.${label} IN TLSA ${tlsa}`];
+
+test('DANE: a TLSA match delivers over TLS; a mismatch, no STARTTLS or a bogus signature defers; an unsigned domain is opportunistic', async (t) => {
+  const cert = localhostCert();
+  const x = new X509Certificate(cert.certPem);
+  const spki256 = createHash('sha256').update(x.publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+  const full512 = createHash('sha512').update(x.raw).digest('hex');
+  // DANE-TA: a private CA named by its certificate's SHA-256; the server sends it in its chain.
+  const ca = startCa(t);
+  const caDigest = createHash('sha256').update(new X509Certificate(ca.caPem).raw).digest('hex');
+  const taSink = (name: string): Promise<Sink> => {
+    const leaf = ca.issue([name]);
+    return startSink(t, { tls: tls.createSecureContext({ cert: leaf.certPem + ca.caPem, key: leaf.keyPem }) });
+  };
+  const unbound = await startUnbound(t, [
+    {
+      name: 'dane.test',
+      signed: true,
+      records: [
+        ...host('good', `3 1 1 ${spki256}`),
+        ...host('full', `3 0 2 ${full512}`),
+        ...host('bad', `3 1 1 ${'00'.repeat(32)}`),
+        ...host('plain', `3 1 1 ${spki256}`),
+        ...host('pkix', `1 1 1 ${spki256}`),
+        ...host('bogus', `3 1 1 ${spki256}`),
+        ...host('ta', `2 0 1 ${caDigest}`),
+        ...host('taname', `2 0 1 ${caDigest}`),
+      ],
+      // A changed record under its old signature: bogus (RFC 4035 §5.5), SERVFAIL from unbound.
+      tamper: (text) => text.replace(new RegExp(`(_25\\._tcp\\.mx\\.bogus\\.dane\\.test\\.\\s+\\d+\\s+IN\\s+TLSA\\s+3 1 1 )${spki256}`, 'i'), `$1${'11'.repeat(32)}`),
+    },
+    { name: 'insecure.test', signed: false, records: ['open IN MX 10 mx.open', 'mx.open IN A 127.0.0.1'] },
+  ]);
+  const dns = new Resolver({ timeout: 3000, tries: 1 });
+  dns.setServers([unbound.server]);
+  const log = captureLog();
+  const metrics = new Metrics({ processMetrics: false });
+  t.after(metrics.attach());
+  const dane = new DaneResolver({ servers: [unbound.server], trustedResolvers: [], timeoutMs: 3000, log: log.log });
+  assert.equal(dane.trusted, true, 'a resolver on loopback is trusted');
+  const deliver = async (sink: Sink, to: string): Promise<{ outcome: string; reply: string }> => {
+    const tr = new MxTransport({ dns, port: sink.port, client: CLIENT, concurrencyPerDomain: 5, ownNames: [], log: log.log, dane });
+    const [res] = await tr.deliver(outboundMessage(to), [0]);
+    return { outcome: res!.outcome, reply: res!.reply };
+  };
+  const tlsSink = (): Promise<Sink> => startSink(t, { tls: cert.context });
+
+  for (const d of ['good', 'full', 'pkix']) {
+    const s = await tlsSink();
+    const ok = await deliver(s, `bob@${d}.dane.test`);
+    assert.equal(ok.outcome, 'ok', `${d}: ${ok.reply}`);
+    assert.equal(s.messages.length, 1);
+    assert.equal(s.messages[0]!.secure, true, `${d}: delivered over TLS`);
+  }
+
+  const ta = await taSink('mx.ta.dane.test');
+  const taOk = await deliver(ta, 'bob@ta.dane.test');
+  assert.equal(taOk.outcome, 'ok', taOk.reply);
+  assert.equal(ta.messages[0]!.secure, true);
+  // DANE-TA checks the name (RFC 7672 §3.2.2): the CA's certificate for another host does not do.
+  const taOther = await taSink('mx.elsewhere.example');
+  const taName = await deliver(taOther, 'bob@taname.dane.test');
+  assert.equal(taName.outcome, 'temporary', taName.reply);
+  assert.match(taName.reply, /not issued for mx\.taname\.dane\.test/);
+  assert.equal(taOther.messages.length, 0);
+
+  const bad = await tlsSink();
+  const mismatch = await deliver(bad, 'bob@bad.dane.test');
+  assert.equal(mismatch.outcome, 'temporary', mismatch.reply);
+  assert.match(mismatch.reply, /^451 4\.7\.5 DANE: mx\.bad\.dane\.test .*tlsa-invalid/);
+  assert.equal(bad.messages.length, 0, 'nothing handed over to a server the TLSA records do not name');
+
+  const plain = await startSink(t);
+  const noTls = await deliver(plain, 'bob@plain.dane.test');
+  assert.equal(noTls.outcome, 'temporary', noTls.reply);
+  assert.match(noTls.reply, /starttls-not-supported/);
+  assert.equal(plain.messages.length, 0, 'no clear-text fallback under DANE');
+
+  const bogusSink = await tlsSink();
+  const bogus = await deliver(bogusSink, 'bob@bogus.dane.test');
+  assert.equal(bogus.outcome, 'temporary', bogus.reply);
+  assert.match(bogus.reply, /^451 4\.7\.5 DNSSEC lookup for MX host mx\.bogus\.dane\.test failed/);
+  assert.equal(bogusSink.connections, 0, 'a host with bogus TLSA records is not even connected to');
+
+  const open = await startSink(t);
+  const insecure = await deliver(open, 'bob@open.insecure.test');
+  assert.equal(insecure.outcome, 'ok', insecure.reply);
+  assert.equal(open.messages[0]!.secure, false, 'opportunistic: no STARTTLS offered, clear text as before');
+
+  const results = log.events('tls-policy').map((l) => `${String(l.domain)} ${String(l.result)}`);
+  assert.deepEqual(results, ['good.dane.test success', 'full.dane.test success', 'pkix.dane.test success', 'ta.dane.test success', 'taname.dane.test tlsa-invalid', 'bad.dane.test tlsa-invalid', 'plain.dane.test starttls-not-supported', 'bogus.dane.test dnssec-invalid', 'open.insecure.test skipped']);
+  const exposed = await metrics.registry.getSingleMetricAsString('mailward_tls_policy_decisions_total');
+  assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="tlsa",mode="dane",result="success"\} 4$/m);
+  assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="tlsa",mode="dane",result="tlsa-invalid"\} 2$/m);
+});
+
+test('DANE: the AD bit of a resolver that is neither on loopback nor listed is not believed', () => {
+  const log = captureLog();
+  const far = new DaneResolver({ servers: ['192.0.2.53'], trustedResolvers: [], timeoutMs: 1000, log: log.log });
+  assert.equal(far.trusted, false);
+  const listed = new DaneResolver({ servers: ['192.0.2.53:53'], trustedResolvers: ['192.0.2.53'], timeoutMs: 1000, log: log.log });
+  assert.equal(listed.trusted, true);
+  assert.equal(new DaneResolver({ servers: ['[::1]:5353'], trustedResolvers: [], timeoutMs: 1000, log: log.log }).trusted, true);
+});
+
+test('DANE config: off by default; a trusted resolver must be an IP address', () => {
+  assert.deepEqual(buildConfig({}, 'test.yaml', '/srv').delivery.dane, { enabled: false, trustedResolvers: [] });
+  assert.throws(() => buildConfig({ delivery: { dane: { enabled: true, trustedResolvers: ['resolver.example'] } } }, 'test.yaml', '/srv'), (e: unknown) => e instanceof ConfigError && /delivery\.dane\.trustedResolvers\[0\]/.test(e.message) && /an IP address/.test(e.message));
+});
