@@ -1,6 +1,5 @@
 // DMARC aggregate reports (RFC 7489 §7.2): sending them to the domains whose mail we receive
-// (`dmarcReports.send`), and reading the ones others send to our `reports.address`
-// (`dmarcReports.read`). Plugged into schema.ts; see docs/guide/dmarc-reports.md.
+// (`dmarcReports.send`). Plugged into schema.ts; see docs/guide/dmarc-reports.md.
 import { z } from 'zod';
 import { Duration } from './units.ts';
 
@@ -20,14 +19,6 @@ export const DmarcReportsSchema = z
         from: Email.optional(),
         /** The report's org_name; default the server's hostname. */
         organization: z.string().min(1).optional(),
-      })
-      .strict()
-      .prefault({}),
-    read: z
-      .object({
-        /** Parse aggregate reports delivered to `reports.address` (default postmaster@<each domain>) and
-         *  keep them in dataDir/dmarc-reports.db for `mailward dmarc report`. The mail is delivered as usual. */
-        enabled: z.boolean().default(true),
       })
       .strict()
       .prefault({}),
