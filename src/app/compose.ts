@@ -53,6 +53,7 @@ import { messageDetail } from '../queue/message-detail.ts';
 import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
 import { startMtaStsServer, type MtaStsServer } from './mta-sts-server.ts';
 import type { ReportRun } from '../delivery/tls-policy/tls-rpt.ts';
+import { startDmarcReports, type DmarcReportRun } from './dmarc-jobs.ts';
 
 export interface RunningServer {
   readonly config: Config;
@@ -64,6 +65,8 @@ export interface RunningServer {
   mtaStsPort(): number | undefined;
   /** Sends the TLS-RPT reports of a UTC day (default: yesterday) now; the server also does it daily. */
   sendTlsReports(day?: string): Promise<ReportRun[]>;
+  /** Sends the DMARC aggregate reports of the periods ended by `now` (default: now); the server also does it each period. */
+  sendDmarcReports(now?: number): Promise<DmarcReportRun[]>;
   /**
    * Applies a new config to what can change without a restart (check lists and their options,
    * relay networks, login limits). Throws ConfigError, keeping the old, when it cannot be used.
@@ -288,6 +291,9 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       cleanups.push(() => clearInterval(timer));
     }
 
+    const dmarc = startDmarcReports({ config, store, dns, spool, directory, log, clock });
+    cleanups.push(() => dmarc.stop());
+
     // With more than one worker the sessions run in acceptor processes (acceptors.ts); this
     // process keeps the sockets, the limits, the queue and delivery. The listeners open without
     // waiting for the children to load the application: until the first acceptor serves, this
@@ -437,6 +443,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         await delivery.tlsCountsFlushed();
         return sendReports ? sendReports(day) : [];
       },
+      sendDmarcReports: (now) => dmarc.run(now ?? clock()),
       acmePort: () => acmePort,
       reload(next) {
         const restartNeeded = needsRestart(live.config, next);

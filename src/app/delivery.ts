@@ -136,7 +136,7 @@ export function checkSmarthostFiles(config: Config, log: Logger): void {
 }
 
 /** Where a notice to `address` goes: local mailboxes (through aliases) or out. */
-function senderRouter(config: Config, directory: LocalDirectory | undefined): (address: string) => EnvelopeRecipient[] {
+export function senderRouter(config: Config, directory: LocalDirectory | undefined): (address: string) => EnvelopeRecipient[] {
   return (address) => {
     const domain = address.slice(address.lastIndexOf('@') + 1).toLowerCase();
     const local = directory ? directory.isLocalDomain(domain) : config.domains.includes(domain);

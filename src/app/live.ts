@@ -35,7 +35,7 @@ export interface Shared {
 
 /** Builds the live parts; throws ConfigError when a check refuses its options. */
 export function buildLive(config: Config, shared: Shared): LiveState {
-  const env: CheckEnv = { log: shared.log, clock: shared.clock, hostname: config.hostname, domains: config.domains, recipientDelimiter: config.recipientDelimiter, directory: shared.directory, dns: shared.dns, store: shared.store, trustedNetworks: config.relay.trustedNetworks };
+  const env: CheckEnv = { log: shared.log, clock: shared.clock, hostname: config.hostname, domains: config.domains, recipientDelimiter: config.recipientDelimiter, directory: shared.directory, dns: shared.dns, store: shared.store, trustedNetworks: config.relay.trustedNetworks, ...(config.dmarcReports.send.enabled ? { dmarcReports: { intervalMs: config.dmarcReports.send.interval } } : {}) };
   const pipeline = compilePipeline(config, createRegistry(ALL_CHECKS), env);
   // A trusted network stops counting for an address that looks like a collapsed tunnel.
   const relay = withTunnelGuard(createRelayPolicy(config.relay.trustedNetworks), shared.tunnels);

@@ -10,6 +10,7 @@ import { mailauthResolver } from './lib/dns.ts';
 import { headerField } from './lib/header.ts';
 import { headerBlockEnd } from '../core/header-block.ts';
 import { evaluateSpf, loadMailauth, spfIdentity } from './lib/spf-eval.ts';
+import { publishedPolicy, recordEvaluation, type Disposition } from './lib/dmarc-record.ts';
 
 const NAME = 'dkim-dmarc';
 
@@ -120,6 +121,36 @@ export const dkimDmarc = defineCheck({
       return headerField('Authentication-Results', parts.join('; '));
     };
 
+    // RFC 7489 §7.2: the facts of the aggregate report's row, counted when reports are sent
+    // (config dmarcReports.send) and the sender's record asks for them (rua). A store outage costs
+    // the count, never the message.
+    const report = async (ctx: CheckContext, r: Results, disposition: Disposition): Promise<void> => {
+      const dm = r.dmarc;
+      const rep = env.dmarcReports;
+      if (!rep || !dm || !dm.rr || (dm.status.result !== 'pass' && dm.status.result !== 'fail')) return;
+      const policy = publishedPolicy(dm.domain, dm.rr);
+      if (!policy) return;
+      try {
+        await recordEvaluation(
+          env.store,
+          policy,
+          {
+            sourceIp: ctx.session.clientAddress,
+            headerFrom: ((dm.status.header as { d?: string } | undefined)?.d ?? dm.domain).toLowerCase(),
+            envelopeFrom: ctx.tx?.mailFrom?.domain.toLowerCase() ?? '',
+            disposition,
+            dkimAligned: Boolean(dm.alignment.dkim.result),
+            spfAligned: Boolean(dm.alignment.spf.result),
+            dkim: r.dkim.results.filter((d) => d.signingDomain).map((d) => ({ domain: d.signingDomain, selector: d.selector ?? '', result: d.status.result })),
+            ...(r.spf ? { spf: { domain: r.spf.domain, result: r.spf.status.result } } : {}),
+          },
+          { intervalMs: rep.intervalMs, now: env.clock() },
+        );
+      } catch (err) {
+        env.log.warn({ check: NAME, event: 'dmarc-record-failed', domain: dm.domain, err: String(err) }, 'cannot count a DMARC evaluation for the aggregate report');
+      }
+    };
+
     return {
       data: async (ctx, message: MessageFacts): Promise<Verdict> => {
         if (opts.skipLogins && ctx.session.login !== undefined) return pass();
@@ -135,7 +166,10 @@ export const dkimDmarc = defineCheck({
         const verified = senderVerified(r, ctx.tx?.mailFrom?.domain);
         const ok = (v: Verdict): Verdict => (verified ? tagged(v, 'sender-verified') : v);
         const dm = r.dmarc;
-        if (!dm || dm.status.result !== 'fail') return ok(pass(headers));
+        if (!dm || dm.status.result !== 'fail') {
+          await report(ctx, r, 'none');
+          return ok(pass(headers));
+        }
         let policy = dm.policy;
         // RFC 7489 §6.6.4: with pct below 100, the rest of the failing mail gets the next milder policy.
         if (typeof dm.pct === 'number' && dm.pct < 100 && Math.random() * 100 >= dm.pct) {
@@ -143,6 +177,8 @@ export const dkimDmarc = defineCheck({
         }
         const domain = (dm.status.header as { from?: string } | undefined)?.from ?? dm.domain;
         const why = `DMARC fail for ${domain} (p=${policy}): ${dm.info}`;
+        // The policy applied (RFC 7489 appendix C, PolicyEvaluatedType's disposition).
+        await report(ctx, r, opts.enforce && (policy === 'reject' || policy === 'quarantine') ? policy : 'none');
         // Whatever the policy, the From domain failed: the sender is likely forged, so no bounce.
         if (!opts.enforce) {
           if (policy !== 'none') env.log.info({ check: NAME, domain, policy }, 'DMARC failed; not enforced (checks.dkim-dmarc.enforce is off)');

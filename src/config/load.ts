@@ -53,6 +53,7 @@ export interface Config {
   readonly delivery: RawConfig['delivery'];
   readonly mtaSts: RawConfig['mtaSts'];
   readonly reports: RawConfig['reports'];
+  readonly dmarcReports: RawConfig['dmarcReports'];
   readonly auth: RawConfig['auth'];
   readonly recipients: RawConfig['recipients'];
   readonly selfProbe: RawConfig['selfProbe'];
@@ -218,6 +219,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     delivery: raw.delivery,
     mtaSts: raw.mtaSts,
     reports: raw.reports,
+    dmarcReports: raw.dmarcReports,
     auth: raw.auth,
     recipients: raw.recipients,
     selfProbe: raw.selfProbe,

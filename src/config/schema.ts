@@ -12,6 +12,7 @@ import { MtaStsServeSchema, ReportsSchema } from './transport-security-schema.ts
 import { AcmeSchema } from './acme-schema.ts';
 import { SelfProbeSchema } from './self-probe-schema.ts';
 import { HygieneSchema } from './hygiene-schema.ts';
+import { DmarcReportsSchema } from './dmarc-schema.ts';
 
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
@@ -262,6 +263,8 @@ export const ConfigSchema = z
     mtaSts: MtaStsServeSchema.prefault({}),
     /** Where DMARC and TLS-RPT reports about the local domains go (`mailward dns records`). */
     reports: ReportsSchema.prefault({}),
+    /** DMARC aggregate reports sent and read (dmarc-schema.ts). */
+    dmarcReports: DmarcReportsSchema.prefault({}),
     dns: z
       .object({
         /** DNS servers to ask ("127.0.0.1", "[::1]:5353", "10.0.0.2:53"); empty: the system's. */

@@ -70,6 +70,8 @@ export interface CheckEnv {
   readonly recipientDelimiter?: string;
   /** Shared state (SQLite or Redis); operations reject with StoreUnavailableError when it is down. */
   readonly store: Store;
+  /** Count DMARC evaluations for aggregate reports (config dmarcReports.send), per period of this length. */
+  readonly dmarcReports?: { readonly intervalMs: number };
 }
 
 export interface CheckContext {
