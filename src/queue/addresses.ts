@@ -40,6 +40,11 @@ export class Strings {
     return i;
   }
 
+  /** One more use of the kept string number `i` (a number `intern` gave and not yet released). */
+  ref(i: number): void {
+    this.#refs[i]!++;
+  }
+
   /** The number of `s` while it is kept; undefined when it is not. */
   find(s: string): number | undefined {
     return this.#ids.get(s);
@@ -64,6 +69,58 @@ export class Strings {
     if (--this.#pins > 0) return;
     for (const i of this.#later) this.#free.push(i);
     this.#later = [];
+  }
+}
+
+const UNPREPARED = -2;
+
+/**
+ * A table of strings (a catalog snapshot's) split into domain and local bytes once each, so that
+ * storing one of them for the 300,000th time copies bytes and counts a use, without parsing,
+ * encoding or a Map lookup. It holds one use of every domain it prepared until `release`, so a
+ * domain number it remembers is never let go and given to another domain meanwhile.
+ */
+export class AddressTable {
+  readonly domain: Int32Array;
+  readonly offset: Int32Array;
+  readonly length: Int32Array;
+  bytes = Buffer.alloc(4096);
+  #used = 0;
+  readonly #held: number[] = [];
+  constructor(
+    readonly strings: readonly string[],
+    readonly domains: Strings,
+  ) {
+    this.domain = new Int32Array(strings.length).fill(UNPREPARED);
+    this.offset = new Int32Array(strings.length);
+    this.length = new Int32Array(strings.length);
+  }
+
+  /** Splits string `i` (as AddressStore.put does) and returns its domain number. */
+  prepare(i: number): number {
+    const address = this.strings[i]!;
+    const at = address.lastIndexOf('@');
+    const local = at < 0 ? address : address.slice(0, at);
+    const d = at < 0 ? NO_DOMAIN : this.domains.intern(address.slice(at + 1));
+    if (d !== NO_DOMAIN) this.#held.push(d);
+    const utf16 = SURROGATE.test(local);
+    const n = Buffer.byteLength(local, utf16 ? 'utf16le' : 'utf8');
+    if (this.#used + n > this.bytes.length) {
+      const next = Buffer.alloc(Math.max(this.bytes.length * 2, this.#used + n));
+      this.bytes.copy(next, 0, 0, this.#used);
+      this.bytes = next;
+    }
+    this.bytes.write(local, this.#used, n, utf16 ? 'utf16le' : 'utf8');
+    this.offset[i] = this.#used;
+    this.length[i] = utf16 ? n | UTF16 : n;
+    this.#used += n;
+    this.domain[i] = d;
+    return d;
+  }
+
+  /** Lets go of the domains held (the load is over). */
+  release(): void {
+    for (const d of this.#held.splice(0)) this.domains.release(d);
   }
 }
 
@@ -94,6 +151,27 @@ export class AddressStore {
     this.#buf.write(local, this.#used, n, utf16 ? 'utf16le' : 'utf8');
     col[at] = this.#used;
     col[at + 1] = utf16 ? n | UTF16 : n;
+    this.#used += n;
+  }
+
+  /** Stores string `i` of `table` (made with this store's domains) as `put` would store it. */
+  putFrom(table: AddressTable, i: number, col: Int32Array, at: number): void {
+    let d = table.domain[i]!;
+    if (d === UNPREPARED) d = table.prepare(i);
+    if (d !== NO_DOMAIN) this.domains.ref(d);
+    const len = table.length[i]!;
+    const n = len & ~UTF16;
+    this.#reserve(n);
+    const src = table.bytes;
+    const dst = this.#buf;
+    const from = table.offset[i]!;
+    const to = this.#used;
+    // Local parts are short: a loop beats a native copy's call.
+    if (n <= 32) for (let k = 0; k < n; k++) dst[to + k] = src[from + k]!;
+    else src.copy(dst, to, from, from + n);
+    col[at] = to;
+    col[at + 1] = len;
+    col[at + 2] = d;
     this.#used += n;
   }
 

@@ -4,7 +4,7 @@
 import type { Logger } from '../observe/log.ts';
 import type { Spool, SpoolArea, SpoolChange } from './spool.ts';
 import { defaultRetryPolicy, messageDueAt, type RetryPolicy } from './schedule.ts';
-import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type CatalogSummary, type RowFacts, type Selected } from './catalog.ts';
+import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type CatalogSummary, type RowFacts, type Selected, type SnapshotLoader } from './catalog.ts';
 import type { QueueFilter } from './filter.ts';
 import { SnapshotEncoder, type LoadedSnapshot } from './snapshot.ts';
 
@@ -53,8 +53,8 @@ export interface ScanOptions {
   /** Interval of the `queue-loading` progress line (default 2 s). */
   readonly progressEveryMs?: number;
   /**
-   * Called after each file scanned, and awaited: only tests use it, to hold the scan at a known
-   * point without depending on timing.
+   * Called after each file read, and awaited: only tests use it, to hold the scan at a known
+   * point without depending on timing (messages taken from the catalog snapshot do not call it).
    */
   readonly scanned?: (count: number) => Promise<void> | void;
   /**
@@ -146,9 +146,9 @@ export class Queue {
     } catch (err) {
       this.#log.warn({ event: 'catalog-snapshot-invalid', path: this.#spool.snapshots.path, err }, 'catalog snapshot not used; the queue is read from its files');
     }
-    const known = snap ? (id: string) => snap.get(id) : undefined;
     if (snap) this.#cat.reserve(this.#cat.size + snap.size);
     const now = Date.now();
+    const loader = snap ? this.#cat.snapshotLoader(snap.cells, snap.strings) : undefined;
     try {
       for (const area of ['queue', 'hold'] as const) {
         const base = area === 'queue' ? 0 : 0.9;
@@ -156,11 +156,12 @@ export class Queue {
         const onFolder = (done: number, total: number): void => {
           p.fraction = base + (share * done) / total;
         };
+        // A listed file the snapshot has goes straight from its cells into the catalog's columns.
+        const known = snap && loader ? (id: string): boolean => this.#fromSnapshot(snap, loader, id, area, now) : undefined;
         for await (const m of this.#spool.scan(area, { onFolder, listings: listings[area], ...(known ? { known } : {}) })) {
           if (this.#stopped) return { scheduled: p.scheduled, removed: p.removed };
           p.scanned++;
-          if ('fromSnapshot' in m) p.fromSnapshot++;
-          else p.read++;
+          p.read++;
           const id = m.envelope.id;
           // Heard of since the subscription (a commit, a move in, a removal): the live change is
           // newer than this read and has catalogued and scheduled it (or dropped it) already.
@@ -193,9 +194,12 @@ export class Queue {
           }
           if (opts.scanned) await opts.scanned(p.scanned);
         }
+        // The snapshot's rows are taken without a yield: a stop is seen here, before "loaded".
+        if (this.#stopped) return { scheduled: p.scheduled, removed: p.removed };
       }
     } finally {
       clearInterval(ticker);
+      loader?.done();
       this.#gone.clear();
     }
     p.fraction = 1;
@@ -215,6 +219,35 @@ export class Queue {
     }, opts.snapshotFirstMs ?? SNAPSHOT_FIRST_MS);
     this.#snapshotTimer.unref();
     return { scheduled: p.scheduled, removed: p.removed };
+  }
+
+  /**
+   * Takes a listed file's facts from the snapshot (the scan's rules for a file read, on the
+   * snapshot's cells); false when the file must be read: the snapshot lacks it, or every one of
+   * its recipients is final (it is read, and removed, as a file would be).
+   */
+  #fromSnapshot(snap: LoadedSnapshot, loader: SnapshotLoader, id: string, area: 'queue' | 'hold', now: number): boolean {
+    const at = snap.offset(id);
+    if (at === undefined) return false;
+    const due = snap.dueAt(at, now);
+    if (area === 'queue' && due === undefined) return false;
+    const p = this.#progress;
+    p.scanned++;
+    p.fromSnapshot++;
+    const c = this.#cat;
+    const known = c.slot(id);
+    if (this.#stopped || this.#gone.has(id) || (known !== undefined && c.isIndexed(known))) return true;
+    const slot = c.open(id);
+    loader.index(slot, at, area === 'hold');
+    if (area === 'hold') {
+      c.due[slot] = due ?? now;
+      c.settle(slot);
+      p.held++;
+    } else if (!(c.flags[slot]! & F_IN_FLIGHT)) {
+      this.enqueue(id, due, true);
+      p.scheduled++;
+    }
+    return true;
   }
 
   /** Writes a snapshot in the background if there is news for it (errors are logged). */

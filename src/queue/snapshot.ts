@@ -7,8 +7,8 @@ import { open, readdir, readFile, rename, unlink, type FileHandle } from 'node:f
 import { join } from 'node:path';
 import { isQueueId } from '../core/ids.ts';
 import type { Logger } from '../observe/log.ts';
-import type { RecipientState, RecipientStatus } from './envelope.ts';
 import type { RowFacts } from './catalog.ts';
+import { C_COUNT, DEFERRED, HEAD, LOGIN_NONE, MAILBOX_NONE, MAILBOX_SAME, PENDING, PER_RECIPIENT, STATUS_CODE } from './snapshot-layout.ts';
 import { fsyncPath } from './dirsync.ts';
 
 export const SNAPSHOT_FILE = 'catalog.snap';
@@ -17,15 +17,7 @@ const LOG_PREFIX = 'catalog.changed.';
 // Version 2 added the login cell; a version-1 snapshot is discarded (bad magic) and the files are read.
 const MAGIC = 'MWCATALOG2 ';
 const ID_LENGTH = 17;
-const STATUS: readonly RecipientStatus[] = ['pending', 'deferred', 'delivered', 'bounced'];
-const STATUS_CODE: Record<RecipientStatus, number> = { pending: 0, deferred: 1, delivered: 2, bounced: 3 };
-// A message's cells: held, receivedAt, sender, login (-1 none), recipient count; then per recipient: address,
-// mailbox (-1 none, -2 the address), status, nextAttemptAt (NaN: none).
-const MAILBOX_NONE = -1;
-const MAILBOX_SAME = -2;
-const LOGIN_NONE = -1;
-/** Cells before the first recipient's. */
-const HEAD = 5;
+// A message's cells: snapshot-layout.ts.
 
 interface Meta {
   readonly seq: number;
@@ -37,61 +29,46 @@ interface Meta {
   readonly sha: string;
 }
 
-/** What a snapshot gives the scan for one message: the catalog's facts, as its file would. */
-export interface SnapshotMessage {
-  readonly envelope: {
-    readonly id: string;
-    readonly receivedAt: number;
-    readonly mailFrom: string;
-    readonly client: { readonly login?: string };
-    readonly recipients: ReadonlyArray<{ readonly address: string; readonly mailbox?: string }>;
-  };
-  readonly states: readonly RecipientState[];
-  readonly fromSnapshot: true;
-}
-
-/** A snapshot read back: its messages by id, less those a change log names. */
+/**
+ * A snapshot read back: where each message's cells start, less the messages a change log names.
+ * The catalog loads a row straight from the cells (Catalog.snapshotLoader): no object per message.
+ */
 export class LoadedSnapshot {
   readonly #at: Map<string, number>;
-  readonly #cells: Float64Array;
-  readonly #strings: readonly string[];
   constructor(
     readonly path: string,
     readonly writtenAt: number,
     at: Map<string, number>,
-    cells: Float64Array,
-    strings: readonly string[],
+    readonly cells: Float64Array,
+    readonly strings: readonly string[],
     /** Ids named by a change log: their files are read. */
     readonly changed: number,
   ) {
     this.#at = at;
-    this.#cells = cells;
-    this.#strings = strings;
   }
 
   get size(): number {
     return this.#at.size;
   }
 
-  /** The facts of `id`, if the snapshot has them and no change log names it. */
-  get(id: string): SnapshotMessage | undefined {
-    const at = this.#at.get(id);
-    if (at === undefined) return undefined;
-    const c = this.#cells;
-    const s = this.#strings;
-    const n = c[at + 4]!;
-    const recipients: Array<{ address: string; mailbox?: string }> = [];
-    const states: RecipientState[] = [];
-    for (let i = 0, p = at + HEAD; i < n; i++, p += 4) {
-      const address = s[c[p]!]!;
-      const mb = c[p + 1]!;
-      recipients.push(mb === MAILBOX_NONE ? { address } : { address, mailbox: mb === MAILBOX_SAME ? address : s[mb]! });
-      const next = c[p + 3]!;
-      states.push(Number.isNaN(next) ? { status: STATUS[c[p + 2]!]!, attempts: 0 } : { status: STATUS[c[p + 2]!]!, attempts: 0, nextAttemptAt: next });
+  /** Where the cells of `id` start, if the snapshot has it and no change log names it. */
+  offset(id: string): number | undefined {
+    return this.#at.get(id);
+  }
+
+  /** When the message at `at` is due (schedule.ts messageDueAt on its cells); undefined: every recipient final. */
+  dueAt(at: number, now: number): number | undefined {
+    const c = this.cells;
+    let due: number | undefined;
+    for (let i = 0, p = at + HEAD, n = c[at + C_COUNT]!; i < n; i++, p += PER_RECIPIENT) {
+      const status = c[p + 2]!;
+      if (status === PENDING) return now;
+      if (status === DEFERRED) {
+        const next = c[p + 3]!;
+        due = Math.min(due ?? Infinity, Number.isNaN(next) ? now : next);
+      }
     }
-    const login = c[at + 3]!;
-    const client = login === LOGIN_NONE ? {} : { login: s[login]! };
-    return { envelope: { id, receivedAt: c[at + 1]!, mailFrom: s[c[at + 2]!]!, client, recipients }, states, fromSnapshot: true };
+    return due;
   }
 }
 
@@ -283,9 +260,9 @@ export class CatalogSnapshots {
     for (let i = 0, p = 0; i < meta.entries; i++) {
       const id = ids.slice(i * ID_LENGTH, (i + 1) * ID_LENGTH);
       if (p + HEAD > cells.length) return void (await this.#discard('cells end early'));
-      const n = cells[p + 4]!;
+      const n = cells[p + C_COUNT]!;
       if (!changed.has(id)) at.set(id, p);
-      p += HEAD + 4 * n;
+      p += HEAD + PER_RECIPIENT * n;
     }
     return new LoadedSnapshot(this.path, meta.writtenAt, at, cells, strings, changed.size);
   }

@@ -18,7 +18,7 @@ import { HoldJournal } from './holds.ts';
 import { lockSpool } from './lock.ts';
 import { BodyStream, loadMessage, loadMessageSync, MemoryBodyStream, SpoolCorruptError, type LoadedMessage } from './reader.ts';
 import { Reaper } from './reaper.ts';
-import { CatalogSnapshots, type SnapshotMessage } from './snapshot.ts';
+import { CatalogSnapshots } from './snapshot.ts';
 import { isQueueId, queueIdTime } from '../core/ids.ts';
 import { SpoolWriter, type CommittedBytes } from './writer.ts';
 import { beginMessage, bucketDirs, bucketOf, BUCKETS, DEFAULT_MEMORY_LIMIT, SPOOL_AREAS, spoolPath, type IntakeSettings, type SpoolArea } from './intake.ts';
@@ -82,8 +82,6 @@ export interface SpooledMessage {
   readonly states: readonly RecipientState[];
 }
 
-/** What `list` gives: a file read, or (with `known`) a catalog snapshot's facts of a file listed. */
-export type ListedMessage = SpooledMessage | SnapshotMessage;
 
 export class SpoolNotFoundError extends Error {
   constructor(readonly id: string) {
@@ -403,18 +401,18 @@ export class Spool {
    * files queue/ lists no more). `onFolder` hears as each folder begins (progress of a long scan).
    */
   list(area: SpoolArea = 'queue', opts: { readonly onFolder?: (done: number, total: number) => void } = {}): AsyncGenerator<SpooledMessage> {
-    // Without `known` every message yielded is a file read.
-    return this.scan(area, opts) as AsyncGenerator<SpooledMessage>;
+    return this.scan(area, opts);
   }
 
   /**
-   * `list`, but a listed file that `known` has facts of (a catalog snapshot's, snapshot.ts) is
-   * not read: those facts are yielded instead, marked `fromSnapshot`.
+   * `list`, but each listed file is first offered to `known` (synchronously, by its id): when it
+   * returns true the caller has taken the file's facts from elsewhere (the catalog snapshot,
+   * snapshot.ts), and the file is neither read nor yielded.
    */
   async *scan(
     area: SpoolArea,
-    opts: { readonly onFolder?: (done: number, total: number) => void; readonly known?: (id: string) => SnapshotMessage | undefined; readonly listings?: ReadonlyArray<Promise<string[]>> } = {},
-  ): AsyncGenerator<ListedMessage> {
+    opts: { readonly onFolder?: (done: number, total: number) => void; readonly known?: (id: string) => boolean; readonly listings?: ReadonlyArray<Promise<string[]>> } = {},
+  ): AsyncGenerator<SpooledMessage> {
     let sliceStart = performance.now();
     let folders = 0;
     const marked = new Map<string, string[]>();
@@ -437,11 +435,13 @@ export class Spool {
         if (this.#deleted.has(name) || (area === 'queue' && this.#holds.has(name))) continue;
         // The snapshot's facts stand for the file only under a name the spool accepts, and only
         // for a file in the folder listed (a mark's file in queue/ is read: its area differs).
-        const known = d === dir && opts.known && isQueueId(name) && bucketOf(name) === b ? opts.known(name) : undefined;
-        const m = known ?? this.#listOne(d, b, name);
-        if (typeof m === 'string') await this.#quarantine(join(d, name), m);
-        else if (m) yield m;
-        else if (d !== dir) this.#dropMarks([name]); // a mark whose file is gone
+        const known = d === dir && opts.known !== undefined && isQueueId(name) && bucketOf(name) === b && opts.known(name);
+        if (!known) {
+          const m = this.#listOne(d, b, name);
+          if (typeof m === 'string') await this.#quarantine(join(d, name), m);
+          else if (m) yield m;
+          else if (d !== dir) this.#dropMarks([name]); // a mark whose file is gone
+        }
         // A file read takes microseconds, a snapshot entry less: the clock is read less often then.
         if ((!known || (++n & 63) === 0) && performance.now() - sliceStart > LIST_SLICE_MS) {
           await new Promise<void>((r) => setImmediate(r));

@@ -1,0 +1,49 @@
+// The start-up scan alone: `Queue.start()` on a spool of N queued messages, from its catalog
+// snapshot (written by a first scan and a clean close), timing wall and CPU (user + system) of
+// the scan itself. Reuses the spool in --dir if it is there (no new files written).
+// Run: node --import tsx bench/startup/scan.ts [--messages N] [--runs N] [--dir /tmp/x]
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { populate } from '../queue/populate.ts';
+import { Spool } from '../../src/queue/spool.ts';
+import { Queue } from '../../src/queue/queue.ts';
+
+const arg = (name: string): string | undefined => {
+  const i = process.argv.indexOf(name);
+  return i === -1 ? undefined : process.argv[i + 1];
+};
+const MESSAGES = Number(arg('--messages') ?? 400_000);
+const RUNS = Number(arg('--runs') ?? 3);
+const given = arg('--dir');
+const dir = given ?? mkdtempSync(path.join(tmpdir(), 'mailward-bench-scan-'));
+const spoolDir = path.join(dir, 'spool');
+const log = pino({ level: 'silent' });
+
+if (!existsSync(path.join(spoolDir, 'queue'))) {
+  mkdirSync(dir, { recursive: true });
+  process.stderr.write(`writing ${MESSAGES} messages in ${spoolDir}\n`);
+  populate(spoolDir, MESSAGES, { allDeferred: true });
+}
+
+async function once(): Promise<{ wall: number; cpu: number; fromSnapshot: number; read: number }> {
+  const spool = await Spool.open(spoolDir, { log, fsync: false });
+  const queue = new Queue(spool, { log, concurrency: 1 });
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  await queue.start();
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  const p = queue.loadProgress;
+  // A clean close writes the snapshot the next start reads.
+  await queue.close();
+  await spool.close();
+  return { wall, cpu: (c.user + c.system) / 1000, fromSnapshot: p.fromSnapshot, read: p.read };
+}
+
+for (let i = 0; i < RUNS + 1; i++) {
+  const r = await once();
+  process.stdout.write(`${i === 0 ? 'first ' : 'run ' + i}: wall ${Math.round(r.wall)} ms, cpu ${Math.round(r.cpu)} ms, from snapshot ${r.fromSnapshot}, read ${r.read}, load ${loadavg()[0]!.toFixed(1)}\n`);
+}
+if (!given) rmSync(dir, { recursive: true, force: true });
