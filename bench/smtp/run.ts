@@ -11,7 +11,7 @@
 // BENCH_MAILWARD_BASELINE=<folder>/dist/main.js to run a second build (e.g. the last commit's) with the
 // full pipeline in the same run, taking turns with the others, to compare CPU per message.
 import { chmodSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -179,10 +179,11 @@ async function main(): Promise<void> {
       }
       add('Mailward (full pipeline)', await startMailwardServer({ main: mailwardMain, root: dir('mailward'), dnsAddress: dns.address, nodeArgs }), PROFILE && !CELLS ? (c) => c.size === BAR.size && c.sessions === BAR.sessions : undefined);
     }
-    // The same server with one acceptor process per core (docs/decisions/0012), to show what they bring.
+    // The same server with one acceptor process per core (docs/decisions/0012), to show what they bring;
+    // a number, because "auto" means one process on 2 cores or fewer.
     if (want('mailward-acceptors') && !PROFILE) {
-      const many = await startMailwardServer({ main: mailwardMain, root: dir('mailward-acceptors'), dnsAddress: dns.address, extraConfig: { workers: 'auto' } });
-      add('Mailward (full pipeline, workers: auto)', { ...many, name: 'mailward-acceptors' });
+      const many = await startMailwardServer({ main: mailwardMain, root: dir('mailward-acceptors'), dnsAddress: dns.address, extraConfig: { workers: Math.max(2, availableParallelism()) } });
+      add('Mailward (full pipeline, one acceptor per core)', { ...many, name: 'mailward-acceptors' });
     }
     if (BASELINE && want('mailward') && !PROFILE) {
       const base = await startMailwardServer({ main: path.resolve(REPO, BASELINE), root: dir('mailward-baseline'), dnsAddress: dns.address });
