@@ -102,13 +102,122 @@ export function summarizeProfile(dir: string, top = 25): string {
   return lines.join('\n');
 }
 
+
+/** The phases of one message, in the order a message meets them. */
+export const PHASES = [
+  'accept + greeting',
+  'EHLO / TLS',
+  'SMTP commands (MAIL, RCPT, QUIT, replies)',
+  'checks (pipeline, DNS, store, spam)',
+  'DATA (framing, headers, Received)',
+  'spool write + fsync',
+  'delivery (Maildir)',
+  'logging',
+  'metrics',
+  'garbage collector',
+  'start-up (modules, config)',
+  'other (no Mailward frame)',
+] as const;
+export type Phase = (typeof PHASES)[number];
+
+// A Map, not an object: "constructor" must not find Object.prototype's.
+const CONNECTION_PHASE = new Map<string, Phase>([
+  ...['constructor', 'run', 'greet', 'SmtpConnection'].map((f): [string, Phase] => [f, 'accept + greeting']),
+  ...['helo', 'ehloReply', 'starttls', 'noteTls', 'tlsOffered', 'authOffered'].map((f): [string, Phase] => [f, 'EHLO / TLS']),
+  ...['data', 'receiveData', 'endMessage', 'bdat', 'readChunk', 'startDataTimer', 'stopDataTimer'].map((f): [string, Phase] => [f, 'DATA (framing, headers, Received)']),
+]);
+
+/**
+ * The phase of one stack frame, or undefined when the frame says nothing (Node's internals,
+ * natives): the innermost frame that says something decides, so fsync called by the spool writer
+ * is "spool", a DNS query made by a check is "checks", pino called by the session is "logging".
+ */
+function framePhase(url: string, functionName: string): Phase | undefined {
+  if (url === '' && functionName === '(garbage collector)') return 'garbage collector';
+  if (url.startsWith('node:internal/modules') || url.startsWith('node:internal/bootstrap')) return 'start-up (modules, config)';
+  if (/node_modules\/(pino|sonic-boom|fast-redact|@pinojs|pino-std-serializers|fast-safe-stringify|thread-stream)\//.test(url)) return 'logging';
+  if (/node_modules\/prom-client\//.test(url)) return 'metrics';
+  if (/node_modules\/(mailauth|tldts|better-sqlite3|ioredis|punycode|ipaddr\.js)\//.test(url)) return 'checks (pipeline, DNS, store, spam)';
+  if (/node_modules\/(zod|yaml|commander)\//.test(url)) return 'start-up (modules, config)';
+  const m = /\/(?:dist|src)\/(.+)\.[jt]s$/.exec(url);
+  if (!m || url.includes('node_modules')) return undefined;
+  const f = m[1]!;
+  if (/^observe\/(log|maillog|events|postfix-format)$/.test(f)) return 'logging';
+  if (/^observe\//.test(f)) return 'metrics';
+  if (/^(queue\/|core\/raw-file$|core\/ids$)/.test(f)) return 'spool write + fsync';
+  if (/^(delivery\/|app\/(delivery|local-delivery)$)/.test(f)) return 'delivery (Maildir)';
+  if (/^(checks|pipeline|spam|store|directory|policyd)\//.test(f) || /^core\/(dns|spf)/.test(f)) return 'checks (pipeline, DNS, store, spam)';
+  if (/^(config\/|app\/compose$|main$|shells\/)/.test(f)) return 'start-up (modules, config)';
+  if (/^(ingress\/smtp\/framing|core\/line-endings|core\/header-block|ingress\/content|ingress\/received|ingress\/forward-junk)$/.test(f)) return 'DATA (framing, headers, Received)';
+  if (/^ingress\/smtp\/tls$|^ingress\/selfsigned$/.test(f)) return 'EHLO / TLS';
+  if (/^(ingress\/listener|ingress\/proxy|ingress\/proxy-header|core\/net|app\/sessions|app\/acceptors)$/.test(f)) return 'accept + greeting';
+  if (f === 'ingress/smtp/connection') return CONNECTION_PHASE.get(functionName) ?? 'SMTP commands (MAIL, RCPT, QUIT, replies)';
+  if (f === 'ingress/session') {
+    if (functionName === 'connect') return 'accept + greeting';
+    if (functionName === 'helo' || functionName === 'ehlo') return 'EHLO / TLS';
+    if (functionName === 'data' || functionName === 'end') return 'DATA (framing, headers, Received)';
+    return 'SMTP commands (MAIL, RCPT, QUIT, replies)';
+  }
+  if (/^ingress\//.test(f)) return 'SMTP commands (MAIL, RCPT, QUIT, replies)';
+  return undefined;
+}
+
+/** Busy CPU time (ms) of the profiles in `dir` by phase of a message; idle and "(program)" left out. */
+export function phaseTimes(dir: string): Map<Phase, number> {
+  const out = new Map<Phase, number>(PHASES.map((p) => [p, 0]));
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.cpuprofile'))) {
+    const prof = JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as CpuProfile;
+    const byId = new Map<number, ProfileNode>();
+    const parent = new Map<number, number>();
+    for (const n of prof.nodes) {
+      byId.set(n.id, n);
+      for (const c of n.children ?? []) parent.set(c, n.id);
+    }
+    const sorted = [...prof.timeDeltas].sort((a, b) => a - b);
+    const interval = (sorted[Math.floor(sorted.length / 2)] ?? 1000) / 1000;
+    const memo = new Map<number, Phase | null>();
+    const phaseOf = (id: number): Phase | null => {
+      const known = memo.get(id);
+      if (known !== undefined) return known;
+      const { url, functionName } = byId.get(id)!.callFrame;
+      if (url === '' && (functionName === '(idle)' || functionName === '(program)' || functionName === '(root)')) return null;
+      const own = framePhase(url, functionName);
+      const up = parent.get(id);
+      const p = own ?? (up === undefined ? 'other (no Mailward frame)' : (phaseOf(up) ?? 'other (no Mailward frame)'));
+      memo.set(id, p);
+      return p;
+    };
+    for (const id of prof.samples) {
+      const p = phaseOf(id);
+      if (p) out.set(p, out.get(p)! + interval);
+    }
+  }
+  return out;
+}
+
+/** The phase table: ms per message (when `messages` is known) and share of busy time. */
+export function phaseTable(dir: string, messages?: number): string {
+  const t = phaseTimes(dir);
+  const busy = [...t.values()].reduce((a, b) => a + b, 0);
+  const perMessage = [...t].filter(([p]) => p !== 'start-up (modules, config)').reduce((a, [, v]) => a + v, 0);
+  const lines = ['| phase | CPU (ms) | ms per message | share of busy time |', '|---|---:|---:|---:|'];
+  for (const p of PHASES) {
+    const ms = t.get(p)!;
+    const per = messages && p !== 'start-up (modules, config)' ? (ms / messages).toFixed(3) : '–';
+    lines.push(`| ${p} | ${ms.toFixed(0)} | ${per} | ${busy > 0 ? ((100 * ms) / busy).toFixed(1) : '0'} % |`);
+  }
+  lines.push(`| **all but start-up** | ${perMessage.toFixed(0)} | ${messages ? (perMessage / messages).toFixed(3) : '–'} | |`);
+  return lines.join('\n');
+}
+
 // `node --import tsx bench/smtp/profile.ts DIR` summarises profiles written earlier.
 if (process.argv[1] && import.meta.url.endsWith(path.basename(process.argv[1]))) {
   const dir = process.argv[2];
   if (!dir) {
-    process.stderr.write('usage: node --import tsx bench/smtp/profile.ts <folder with .cpuprofile files>\n');
+    process.stderr.write('usage: node --import tsx bench/smtp/profile.ts <folder with .cpuprofile files> [messages profiled]\n');
     process.exitCode = 2;
   } else {
-    process.stdout.write(`${summarizeProfile(dir)}\n`);
+    const messages = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
+    process.stdout.write(`## By phase of a message\n\n${phaseTable(dir, messages)}\n\n${summarizeProfile(dir)}\n`);
   }
 }

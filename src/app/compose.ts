@@ -125,9 +125,14 @@ function logConfigWarnings(config: Config, log: Logger): void {
   for (const w of config.warnings) log.warn({ event: 'config-warning', setting: w.path }, `acknowledged risk at ${w.path}: ${w.message}. Fix: ${w.fix}`);
 }
 
-/** `workers` as a number: "auto" is one acceptor per core, and one core means no acceptors. */
-export function workerCount(config: Config): number {
-  return config.workers === 'auto' ? availableParallelism() : config.workers;
+/**
+ * `workers` as a number: "auto" is one acceptor per core, except on 2 cores or fewer, where it is
+ * 1 (no acceptors): there one process accepted more mail per second and spent less CPU per
+ * message than acceptors in every bench/smtp run (docs/decisions/0012, bench/results/smtp.md).
+ */
+export function workerCount(config: Pick<Config, 'workers'>, cores: number = availableParallelism()): number {
+  if (config.workers !== 'auto') return config.workers;
+  return cores <= 2 ? 1 : cores;
 }
 
 /**

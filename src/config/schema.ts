@@ -107,7 +107,7 @@ export const ConfigSchema = z
      * Processes that run SMTP sessions: 1 (the default) runs everything in one process; N > 1
      * forks N acceptor processes that run the sessions, their checks and the spool writes, while
      * this process keeps the listening sockets, the connection limits, the queue and delivery;
-     * "auto" is one per CPU core. On 2 cores one process accepts more mail per second than three
+     * "auto" is one per CPU core, and 1 on 2 cores or fewer: there one process accepts more mail per second than three
      * (docs/decisions/0012-acceptor-processes.md): measure with bench/smtp before raising it.
      */
     workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]).default(1),
