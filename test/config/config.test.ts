@@ -38,7 +38,7 @@ const cases: Array<[string, unknown, string]> = [
   ['acme without names', { tls: { acme: { hostnames: [] } } }, 'config error at tls.acme.hostnames: [] is too small (minimum 1) (in test.yaml). Fix: use at least 1'],
   ['acme wildcard', { tls: { acme: { hostnames: ['*.example.org'] } } }, 'config error at tls.acme.hostnames[0]: a fully qualified host name such as mx.example.org (no wildcards: http-01 cannot prove them) (got "*.example.org") (in test.yaml). Fix: see examples/mailward.yaml for the form this setting takes'],
   ['acme beside files', { tls: { cert: 'c.pem', key: 'k.pem', acme: { hostnames: ['mx.example.org'] } } }, 'config error at tls.acme: tls.acme is set together with tls.cert/tls.key: the certificate would have two sources (in test.yaml). Fix: remove tls.cert and tls.key to let the server obtain the certificate, or remove tls.acme to use your files (certbot)'],
-  ['acme unknown challenge', { tls: { acme: { hostnames: ['mx.example.org'], challenge: 'dns-01' } } }, 'config error at tls.acme.challenge: "dns-01" is not allowed (in test.yaml). Fix: use one of "http-01"'],
+  ['acme unknown challenge', { tls: { acme: { hostnames: ['mx.example.org'], challenge: 'dns-01' } } }, 'config error at tls.acme.challenge: "dns-01" is not allowed (in test.yaml). Fix: use one of "http-01", "tls-alpn-01"'],
   ['backoff upside down', { queue: { minBackoff: '2h', maxBackoff: '1h' } }, 'config error at queue.minBackoff: 7200000 ms is longer than queue.maxBackoff (3600000 ms) (in test.yaml). Fix: make minBackoff no longer than maxBackoff'],
 ];
 

@@ -85,7 +85,7 @@ test('baseline: a login far above its own hourly rate trips its breaker; the ale
     figures: { rate: 31, baseline: 7.5, limit: 30 },
     at: new Date(clock()).toISOString(),
     release: 'mailward guard release login:alice@example.org',
-    heldMail: { list: 'mailward queue list --state held', release: 'mailward queue release ID...', delete: 'mailward queue delete --state held --sender alice@example.org' },
+    heldMail: { list: 'mailward queue list --state held', release: 'mailward queue release ID...', delete: 'mailward queue delete --state held --login alice@example.org' },
     text:
       '[mailward mx.example.org] outbound breaker open: login:alice@example.org — 31 relayed recipients in the last hour, limit 30 (4 × baseline 7.5, at least 20). ' +
       'New outbound mail from login:alice@example.org is refused with a 4xx, and its queued outbound mail is put on hold (the hold area) at once; local delivery carries on. ' +
@@ -226,7 +226,7 @@ test('defaults: every breaker is on with safe figures; no quota and no webhook u
     aggregate: { enabled: true, factor: 5, recipients: 200, newDomains: 150, failureRate: 0.5, failureMinimum: 100 },
     earlyWarning: { enabled: true, share: 0.5, baselineFactor: 3, minimum: 20 },
     digest: { enabled: true, hour: 7 },
-    quota: { window: 24 * HOUR, warnAt: 0.8, stopAt: 0.95 },
+    quota: { window: 24 * HOUR, warnAt: 0.8, stopAt: 0.95, project: false },
     exempt: [],
     alerts: { webhookTimeout: 5000, postmaster: true },
   });

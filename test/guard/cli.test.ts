@@ -153,7 +153,7 @@ test('guard release: counts the mail on hold in the spool (no server running) an
       '  2 message(s) on hold',
       '  look at it:     mailward queue list --state held',
       '  send some:      mailward queue release ID...   (or --sender ADDRESS, or --all)',
-      '  delete it:      mailward queue delete --state held --sender alice@example.org   (or ID...)',
+      '  delete it:      mailward queue delete --state held --login alice@example.org   (or ID...)',
       '',
     ].join('\n'),
   );
