@@ -1,7 +1,9 @@
 // Local delivery by LMTP (RFC 2033) to a mail store such as Dovecot, over a unix socket or a
 // loopback TCP port. LMTP answers the message once per accepted recipient (§4.2), so one full
 // mailbox (4xx) defers that recipient alone while the others are delivered, once: the queue
-// records each recipient's outcome and retries only the deferred ones.
+// records each recipient's outcome and retries only the deferred ones. A 250 is handed to the
+// worker the moment it arrives (DeliverableMessage.accepted) and recorded durably then; what is
+// left is the window between Dovecot's commit and its reply (docs/guide/dovecot.md).
 import { Readable } from 'node:stream';
 import { Outage } from '../core/outage.ts';
 import { lmtpAddressText, type LmtpAddress } from '../core/lmtp-address.ts';
@@ -34,10 +36,10 @@ export class LmtpTransport implements Transport {
   }
 
   deliver(msg: DeliverableMessage, indexes: readonly number[]): Promise<RecipientOutcome[]> {
-    return deliverInBatches(msg, indexes, (batch) => this.#limit.run('lmtp', (keepUntil) => this.#send(msg, batch, keepUntil)));
+    return deliverInBatches(msg, indexes, (batch, accepted) => this.#limit.run('lmtp', (keepUntil) => this.#send(msg, batch, keepUntil, accepted)));
   }
 
-  async #send(msg: DeliverableMessage, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void): Promise<BatchReplies> {
+  async #send(msg: DeliverableMessage, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, accepted: (address: string, reply: string) => void): Promise<BatchReplies> {
     const o = this.#o;
     const env = msg.envelope;
     const generation = this.#outage.generation;
@@ -48,7 +50,7 @@ export class LmtpTransport implements Transport {
         : { address: a.host, port: a.port, name: this.#text, tls: 'none', verifyCertificate: false, lmtp: true };
     // The spool keeps the message as it came; LMTP, like SMTP, needs CRLF lines (RFC 2033 §4.2).
     const body = (): Readable => Readable.from(normalizeLineEndings(msg.body()));
-    const res = await sendMessage(target, o.client, { from: env.mailFrom, to: batch, size: env.size, eightBit: env.body !== '7BIT' }, body, keepUntil);
+    const res = await sendMessage(target, o.client, { from: env.mailFrom, to: batch, size: env.size, eightBit: env.body !== '7BIT' }, body, keepUntil, accepted);
     if (res.kind === 'unreachable') {
       if (this.#outage.fail(generation)) {
         o.log.error(

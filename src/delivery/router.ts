@@ -142,6 +142,7 @@ export class Router implements Transport {
     return {
       envelope: { ...env, size: env.size + head.length },
       recovered: msg.recovered,
+      ...(msg.accepted ? { accepted: msg.accepted } : {}),
       body: () => Readable.from(outboundBytes(head, msg)),
     };
   }

@@ -134,7 +134,14 @@ function tlsFailureType(err: SmtpError): TlsFailureType {
  * at most once, only when the envelope is being sent. `onClosed` gets a promise of the
  * connection's end (at most 2 s after the outcome).
  */
-export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: OutboundEnvelope, body: () => Readable, onClosed?: (closed: Promise<void>) => void): Promise<SendResult> {
+export function sendMessage(
+  target: SmtpTarget,
+  opts: SmtpClientOptions,
+  env: OutboundEnvelope,
+  body: () => Readable,
+  onClosed?: (closed: Promise<void>) => void,
+  onAccepted?: (address: string, reply: string) => void,
+): Promise<SendResult> {
   return new Promise((resolve) => {
     let settled = false;
     let stage: 'connect' | 'auth' | 'send' = 'connect';
@@ -187,6 +194,7 @@ export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: Ou
         conn.close();
       }
     };
+    if (target.lmtp && onAccepted) hearLmtpReplies(conn, onAccepted);
     const allTemporary = (reply: string): SendResult => ({ kind: 'sent', replies: new Map(env.to.map((a) => [a, { outcome: 'temporary', reply }])), tls: conn.secure });
     conn.on('error', (err: SmtpError) => {
       // In the send stage the send callback reports the same error with more detail.
@@ -237,6 +245,24 @@ export function sendMessage(target: SmtpTarget, opts: SmtpClientOptions, env: Ou
       });
     });
   });
+}
+
+/**
+ * nodemailer answers an LMTP DATA once, after the last recipient's reply; this hears each 2xx
+ * reply as it arrives (RFC 2033 §4.2), so the queue can record that recipient as delivered before
+ * the transaction (and the rest of the pass) ends. It wraps nodemailer's per-reply step of its
+ * LMTP data stage (an internal of the pinned version); without it, nothing breaks: the
+ * recipients are recorded with the pass, as before (test/dovecot/lmtp-crash.test.ts notices).
+ */
+function hearLmtpReplies(conn: SMTPConnection, onAccepted: (address: string, reply: string) => void): void {
+  type Step = (this: unknown, recipient: string, final: boolean, str: string, cb: unknown) => unknown;
+  const c = conn as unknown as { _actionLMTPStream?: Step };
+  const step = c._actionLMTPStream;
+  if (typeof step !== 'function') return;
+  c._actionLMTPStream = function (this: unknown, recipient, final, str, cb) {
+    if (str.startsWith('2')) onAccepted(recipient, oneLine(str));
+    return step.call(this, recipient, final, str, cb);
+  };
 }
 
 function addRejected(replies: Map<string, RecipientReply>, e: SmtpError): void {

@@ -20,6 +20,12 @@ export interface DeliverableMessage {
    * can tell whether a recipient already got it (Maildir) must check before delivering again.
    */
   readonly recovered: boolean;
+  /**
+   * A transport that hears a recipient's success before it returns (LMTP's reply per recipient)
+   * tells it here, and the worker records it durably at once, so a crash later in the pass does
+   * not deliver it again. The outcome must still be among those `deliver` resolves.
+   */
+  readonly accepted?: (outcomes: readonly RecipientOutcome[]) => void;
 }
 
 export interface RecipientOutcome {
@@ -77,7 +83,11 @@ export type BatchReplies = Map<string, Omit<RecipientOutcome, 'index'>>;
  * (two aliases forwarding to the same outside address) share one RCPT and its reply, which every
  * recipient index of that address gets. `send` must reply for every address of its batch.
  */
-export async function deliverInBatches(msg: DeliverableMessage, indexes: readonly number[], send: (batch: readonly string[]) => Promise<BatchReplies>): Promise<RecipientOutcome[]> {
+export async function deliverInBatches(
+  msg: DeliverableMessage,
+  indexes: readonly number[],
+  send: (batch: readonly string[], accepted: (address: string, reply: string) => void) => Promise<BatchReplies>,
+): Promise<RecipientOutcome[]> {
   const byAddress = new Map<string, number[]>();
   for (const i of indexes) {
     const r = msg.envelope.recipients[i];
@@ -89,7 +99,7 @@ export async function deliverInBatches(msg: DeliverableMessage, indexes: readonl
   const out: RecipientOutcome[] = [];
   for (let start = 0; start < addresses.length; start += MAX_RECIPIENTS_PER_TRANSACTION) {
     const batch = addresses.slice(start, start + MAX_RECIPIENTS_PER_TRANSACTION);
-    const replies = await send(batch);
+    const replies = await send(batch, (a, reply) => msg.accepted?.((byAddress.get(a) ?? []).map((index) => ({ index, outcome: 'ok' as const, reply }))));
     for (const a of batch) for (const index of byAddress.get(a)!) out.push({ index, ...replies.get(a)! });
   }
   return out;

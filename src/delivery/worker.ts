@@ -177,9 +177,31 @@ export class Worker {
       });
       return s;
     };
-    const deliverable: DeliverableMessage = { envelope: env, body, recovered: item.recovered };
-    // Every group finishes before anything is recorded; a transport never throws here.
+    // A success a transport hears early (LMTP's reply per recipient) is recorded at once, not
+    // with the pass: the pass may go on for minutes (another group, a slow MX), and a crash
+    // meanwhile would deliver that recipient again at the next start.
+    const early: Array<Promise<void>> = [];
+    const durable = new Set<number>();
+    const accepted = (outcomes: readonly RecipientOutcome[]): void => {
+      const ups = outcomes
+        .filter((o) => o.outcome === 'ok' && (states[o.index]!.status === 'pending' || states[o.index]!.status === 'deferred'))
+        .map((o) => ({ index: o.index, state: nextState(states[o.index]!, 'ok', o.reply, env.receivedAt, Date.now(), this.#queue.options) }));
+      if (ups.length === 0) return;
+      early.push(
+        this.#spool.markRecipients(env.id, ups).then(
+          () => {
+            for (const u of ups) durable.add(u.index);
+            this.#log.debug({ event: 'recipients-recorded', queueId: env.id, rcpts: ups.map((u) => env.recipients[u.index]!.address) }, 'recorded as delivered on the reply');
+          },
+          // Recorded with the rest of the pass instead.
+          (err: unknown) => this.#log.debug({ event: 'recipients-record-later', queueId: env.id, err }, 'could not record the reply at once; recorded with the pass'),
+        ),
+      );
+    };
+    const deliverable: DeliverableMessage = { envelope: env, body, recovered: item.recovered, accepted };
+    // A transport never throws here.
     const results = await Promise.all([...groups].map(async ([name, indexes]) => ({ name, outcomes: await this.#callTransport(name, deliverable, indexes) })));
+    await Promise.all(early);
     // The spool moved a corrupt message aside: there is nothing left to record.
     if (corrupt) {
       this.#log.error({ event: 'delivery-corrupt', queueId: env.id }, 'message bytes corrupt; not delivered (moved to corrupt/)');
@@ -221,7 +243,8 @@ export class Worker {
     else
       await this.#spool.markRecipients(
         env.id,
-        updates.map((u) => ({ index: u.index, state: u.state })),
+        // Those recorded on their reply already are final: a second record would change nothing.
+        updates.filter((u) => !durable.has(u.index)).map((u) => ({ index: u.index, state: u.state })),
       );
     for (const u of updates) {
       // A held recipient has the message's one held-by-guard line instead.

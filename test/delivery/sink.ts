@@ -32,8 +32,8 @@ export interface SinkOptions {
   readonly auth?: { readonly user: string; readonly pass: string };
   /** The reply to RCPT TO of `address`, its `n`-th time (1-based) at this sink; undefined: 250. */
   readonly rcpt?: (address: string, n: number) => SmtpReply | undefined;
-  /** The reply at end of DATA; undefined: 250. */
-  readonly data?: (m: SinkMessage) => SmtpReply | undefined;
+  /** The reply at end of DATA (a promise: the sink waits for it); undefined: 250. */
+  readonly data?: (m: SinkMessage) => SmtpReply | undefined | Promise<SmtpReply | undefined>;
   readonly name?: string;
 }
 
@@ -150,7 +150,7 @@ export async function startSink(t: TestContext | undefined, o: SinkOptions = {})
           abort: () => undefined,
           end: async (facts) => {
             const m: SinkMessage = { from: f, rcpts: to, body: Buffer.concat(parts), secure: s.secure, ...(login ? { login } : {}), ...(s.helo ? { helo: s.helo } : {}), facts };
-            const answer = o.data?.(m);
+            const answer = await o.data?.(m);
             if (answer && answer.code >= 300) return answer;
             messages.push(m);
             const w = waiters;
