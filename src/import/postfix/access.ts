@@ -3,7 +3,9 @@
 // Postfix's parent_domain_matches_subdomains default includes smtpd_access_maps, so a domain key
 // "example.com" also matches its subdomains: the result lists ".example.com" beside it.
 import { parseAction, parseMapFile } from '../../checks/lib/access-map.ts';
-import { parseNetwork } from '../../core/net.ts';
+import { isNetworkProblem, parseNetwork, readNetwork } from '../../core/net.ts';
+import { coversLoopback } from '../../doctor/networks.ts';
+import { TRAP_EXPLANATION, TRAP_FIX } from './networks.ts';
 import { literalKey, readMap, type MapEntry } from './maps.ts';
 import type { Report } from './report.ts';
 import type { PostfixSettings } from './settings.ts';
@@ -57,6 +59,11 @@ export function accessEntries(
     const action = e.value.trim();
     const verb = action.split(/\s+/)[0]!.toLowerCase();
     if (opts.classes.has(action.split(/\s+/)[0]!)) {
+      const cls = action.split(/\s+/)[0]!;
+      if (opts.relaying && s.list(cls).some((el) => /^(permit|permit_mynetworks|permit_auth_destination)$/i.test(el))) {
+        report.error('access-class-relays', e.source, `${e.key} ${e.value}`, `not imported into checks.${check}: the class ${cls} (${s.source(cls)}) permits, before reject_unauth_destination`, `in Postfix every client whose ${kind === 'network' ? 'address' : check === 'sender-access' ? 'MAIL FROM (free to forge)' : 'lookup key'} matched ${e.key} could relay through this server. Nothing to do in Mailward (only a login or relay.trustedNetworks relays); give that partner a login`);
+        continue;
+      }
       report.untranslated('access-class', e.source, `${e.key} ${e.value}`, `not imported into checks.${check}: the action is the restriction class ${verb}`, 'an access entry can only accept, refuse or defer in Mailward; place the checks of that class in the pipeline for everyone, or list these keys with the action you want');
       continue;
     }
@@ -78,6 +85,12 @@ export function accessEntries(
       continue;
     }
     if (parsed.kind === 'ok') oks++;
+    if (parsed.kind === 'ok' && opts.relaying && kind === 'network') {
+      const n = readNetwork(key.keys[0]!);
+      if (!isNetworkProblem(n) && coversLoopback(n)) {
+        report.error('access-ok-loopback', e.source, `${e.key} ${e.value}`, `imported as "ok" in checks.${check}, which never lets anyone relay in Mailward`, `${TRAP_EXPLANATION} — here through an "OK" for loopback before reject_unauth_destination. Fix: ${TRAP_FIX}`);
+      }
+    }
     for (const k of key.keys) into[k] ??= stored;
   }
   report.mapped(ref, `${map.entries.length} entries of ${ref}`, `checks.${check}.entries`);

@@ -57,7 +57,7 @@ export function readListeners(s: PostfixSettings, report: Report): ListenerPlan[
     out.push({ name, service: svc, kind, host, port: addr.port, settings });
     report.mapped(svc.source, `${svc.name} ${svc.type} ... ${svc.command}${svc.overrides.size ? ` (${[...svc.overrides.keys()].map((k) => `-o ${k}`).join(' ')})` : ''}`, `listeners.${name}: ${kind} on ${host}:${addr.port}${Object.keys(settings).length ? ` ${JSON.stringify(settings)}` : ''}`);
     if (svc.command === 'postscreen') {
-      report.info('postscreen', svc.source, 'postscreen', `listeners.${name} is a plain mx listener; postscreen's DNSBL sites become checks.dnsbl zones, its greet pause listeners.${name}.greetingDelay`);
+      report.info('postscreen', svc.source, 'postscreen', `listeners.${name} is a plain mx listener; postscreen's DNSBL sites are listed above (not translated: place them in checks.dnsbl by hand), its greet pause is listeners.${name}.greetingDelay`);
     }
   }
   for (const svc of s.services.filter((v) => v.type === 'unix' && /^(pipe)$/.test(v.command))) {

@@ -15,7 +15,7 @@ export function parseMainCf(text: string, file = 'main.cf'): Map<string, Param> 
   const params = new Map<string, Param>();
   let current: { name: string; value: string; line: number } | undefined;
   const flush = (): void => {
-    if (current) params.set(current.name, { name: current.name, value: current.value.trim(), source: `${file}:${current.line}` });
+    if (current) params.set(current.name, { name: current.name, value: current.value.trim().replace(/\s+/g, ' '), source: `${file}:${current.line}` }); // runs of white space read as one, as postconf prints them
     current = undefined;
   };
   text.split(/\r?\n/).forEach((raw, i) => {

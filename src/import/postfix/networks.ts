@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { inNetwork, isNetworkProblem, parseIp, readNetwork } from '../../core/net.ts';
 import { coversLoopback, overlaps, privateName, type Network } from '../../doctor/networks.ts';
-import { underRoot } from './maps.ts';
+import { readMap, underRoot } from './maps.ts';
 import type { Report } from './report.ts';
 import type { PostfixSettings } from './settings.ts';
 
@@ -46,13 +46,23 @@ export function readMynetworks(s: PostfixSettings, listenHosts: readonly string[
   const ownHits: string[] = [];
   let trapped = false;
   const own = listenHosts.map((h) => parseIp(h)).filter((ip) => ip !== undefined && !ip.bytes.every((b) => b === 0));
+  // Postfix matches mynetworks left to right and the first match wins, so "!a" before a range
+  // that holds a means a is not trusted. relay.trustedNetworks has no exclusions: a later range
+  // that overlaps one is left out, so the result never trusts what Postfix did not.
+  const excluded: Network[] = [];
   for (const raw of expandPatterns(s.list('mynetworks'), s, report, where)) {
     const shown = `mynetworks entry ${raw}`;
     if (raw.startsWith('!')) {
-      report.untranslated('mynetworks-exclusion', where, shown, 'not copied: relay.trustedNetworks has no exclusions', 'leave it out (the result trusts less, never more); list the remaining ranges by hand if they are wanted');
+      const x = readNetwork(raw.slice(1));
+      if (!isNetworkProblem(x)) excluded.push(x);
+      report.untranslated('mynetworks-exclusion', where, shown, 'not copied: relay.trustedNetworks has no exclusions', 'ranges after it that hold the excluded addresses are left out too (the result trusts less, never more); list the remaining parts by hand if they are wanted');
       continue;
     }
     const n = readNetwork(raw);
+    if (!isNetworkProblem(n) && excluded.some((x) => overlaps(n, x))) {
+      report.untranslated('mynetworks-excluded-overlap', where, shown, 'not copied: an earlier "!" entry excludes part of it, and relay.trustedNetworks cannot', 'list the parts of the range that Postfix trusted (without the excluded addresses) in relay.trustedNetworks by hand, or let those clients log in');
+      continue;
+    }
     if (isNetworkProblem(n)) {
       report.untranslated('mynetworks-unreadable', where, shown, `not copied: ${n.problem}`, n.fix);
       continue;
@@ -101,7 +111,13 @@ function expandPatterns(list: readonly string[], s: PostfixSettings, report: Rep
       if (existsSync(file)) out.push(...readFileSync(file, 'utf8').split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean).flatMap((l) => l.split(/[\s,]+/)));
       else report.untranslated('mynetworks-file', where, `mynetworks file ${p}`, 'not read: the file is not there', `copy it next to main.cf's folder and import again`);
     } else if (/^[a-z]+:/.test(p) && !p.startsWith('[')) {
-      report.untranslated('mynetworks-table', where, `mynetworks table ${p}`, 'not read: relay.trustedNetworks is a plain list', 'list the ranges in relay.trustedNetworks by hand (never loopback or this host\'s own addresses)');
+      // A table in a match list matches when the client address is found; the result is not
+      // used. cidr: keys are ranges, hash:-style keys addresses: both become patterns.
+      const m = readMap(p, s.root);
+      if (m.kind === 'cidr' || m.kind === 'table') {
+        out.push(...m.entries.map((e) => e.key));
+        report.info('mynetworks-table', where, `mynetworks table ${p} (${m.entries.length} entries)`, 'its keys are read as mynetworks entries (below)');
+      } else report.untranslated('mynetworks-table', where, `mynetworks table ${p}`, `not read${m.kind === 'unreadable' ? `: ${m.why}` : ''}`, 'list the ranges in relay.trustedNetworks by hand (never loopback or this host\'s own addresses)');
     } else out.push(p);
   }
   return out;

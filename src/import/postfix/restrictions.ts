@@ -51,6 +51,8 @@ interface Ctx {
   /** Ranges permit_mynetworks trusts in the result (the trap already taken out). */
   readonly trusted: readonly string[];
   readonly lists: Lists;
+  /** reject_unauth_destination (or defer_) was seen earlier in the current top-level list. */
+  unauthSeen: boolean;
 }
 
 const ACCESS: Record<string, { check: keyof CheckOptions & `${string}-access`; kind: AccessKind }> = {
@@ -124,15 +126,44 @@ export function usesMynetworks(s: PostfixSettings, services: readonly (Service |
 
 export function translateLists(s: PostfixSettings, svc: Service | undefined, report: Report, checks: CheckOptions, trusted: readonly string[]): Lists {
   const lists: Lists = { mail: ['sender-login'], rcpt: ['recipient', 'outbound-guard', 'rate-limit'], requireAuth: false };
-  const ctx: Ctx = { s, svc, report, checks, trusted, lists };
+  const ctx: Ctx = { s, svc, report, checks, trusted, lists, unauthSeen: false };
   if (!s.yes('smtpd_delay_reject', svc) && s.isSet('smtpd_delay_reject', svc)) {
     report.info('delay-reject', s.source('smtpd_delay_reject', svc), 'smtpd_delay_reject = no', 'every restriction is applied at RCPT, as with the Postfix default (the same verdicts, one stage later)');
   }
   if (!s.yes('smtpd_reject_unlisted_recipient', svc)) {
     report.info('unlisted-recipient', s.source('smtpd_reject_unlisted_recipient', svc), 'smtpd_reject_unlisted_recipient = no', 'Mailward refuses unknown local recipients anyway (check recipient): accepting them makes backscatter');
   }
-  for (const name of RESTRICTION_LISTS) translateList(ctx, name, s.list(name, svc), s.source(name, svc), new Set());
+  for (const name of RESTRICTION_LISTS) {
+    ctx.unauthSeen = false;
+    translateList(ctx, name, s.list(name, svc), s.source(name, svc), new Set());
+  }
+  noRelayRule(s, svc, report);
   return lists;
+}
+
+/** Any of these in the relay or recipient restrictions is what Postfix 2.10+ demands before it starts. */
+const RELAY_RULES = new Set(['reject_unauth_destination', 'defer_unauth_destination', 'reject', 'defer', 'defer_if_permit', 'check_relay_domains']);
+
+/**
+ * Postfix before 2.10 started with relay and recipient restrictions that never refuse relaying
+ * (2.10+ refuses to start): such a server was an open relay. Named as an error; Mailward's relay
+ * gate refuses it anyway.
+ */
+function noRelayRule(s: PostfixSettings, svc: Service | undefined, report: Report): void {
+  const classes = new Set(s.list('smtpd_restriction_classes'));
+  const seen = new Set<string>();
+  const walk = (els: readonly string[]): boolean => els.some((e) => RELAY_RULES.has(e.toLowerCase()) || (classes.has(e) && !seen.has(e) && (seen.add(e), walk(s.list(e)))));
+  const lists = ['smtpd_relay_restrictions', 'smtpd_recipient_restrictions'] as const;
+  if (lists.some((l) => walk(s.list(l, svc)))) return;
+  if (svc && !lists.some((l) => svc.overrides.has(l))) return; // main.cf's lists: reported once, for main.cf
+  const where = lists.map((l) => s.source(l, svc)).filter((x, i, a) => a.indexOf(x) === i).join(', ');
+  report.error(
+    'no-relay-rule',
+    where,
+    `smtpd_relay_restrictions = ${s.get('smtpd_relay_restrictions', svc) || '(empty)'}; smtpd_recipient_restrictions = ${s.get('smtpd_recipient_restrictions', svc) || '(empty)'}${svc ? ` (service ${svc.name})` : ''}`,
+    "not copied: Mailward's relay gate refuses mail for other domains without a login or relay.trustedNetworks",
+    'neither list holds reject_unauth_destination (or defer_unauth_destination, reject, defer): this Postfix relayed for anyone — an open relay (Postfix 2.10 and later refuse to start with it). Nothing to do in Mailward; check the old server\'s logs for mail it relayed'
+  );
 }
 
 function place(ctx: Ctx, stage: 'mail' | 'rcpt', check: string, warn: boolean): void {
@@ -177,7 +208,8 @@ function translateList(ctx: Ctx, listName: string, elements: readonly string[], 
         report.mapped(source, what, 'check permit-login in pipeline.rcpt (a login may relay through the relay gate; the checks after it are skipped for logins)');
         continue;
       case word === 'permit':
-        if (listName === 'smtpd_relay_restrictions' || (listName === 'smtpd_recipient_restrictions' && !elements.slice(0, i).some((e) => /_unauth_destination$/.test(e)))) {
+        // A class inlined here (listName "smtpd_relay_restrictions > cls") permits for the list it is in.
+        if (!ctx.unauthSeen && /^smtpd_(relay|recipient)_restrictions/.test(listName)) {
           report.error('relay-permit', source, what, 'not copied: Mailward\'s relay gate still refuses mail for other domains without a login', 'in Postfix this "permit" comes before reject_unauth_destination, so anyone could relay (an open relay). Nothing to do in Mailward');
         } else report.info('permit', source, what, 'the end of this list; Mailward goes on with the next check');
         return;
@@ -195,6 +227,7 @@ function translateList(ctx: Ctx, listName: string, elements: readonly string[], 
         translateList(ctx, `${listName} > ${el}`, listOf(s.get(el)), s.source(el), inClass);
         continue;
       case word in BUILT_IN:
+        if (/_unauth_destination$/.test(word)) ctx.unauthSeen = true;
         report.mapped(source, what, BUILT_IN[word]!);
         continue;
       case word === 'reject_unknown_sender_domain':
@@ -215,7 +248,7 @@ function translateList(ctx: Ctx, listName: string, elements: readonly string[], 
         continue;
       case word in ACCESS && arg !== undefined: {
         const a = ACCESS[word]!;
-        accessEntries(ctx.s, arg, a.kind, a.check, ctx.checks[a.check].entries, report, { relaying: /relay|recipient/.test(listName), classes });
+        accessEntries(ctx.s, arg, a.kind, a.check, ctx.checks[a.check].entries, report, { relaying: /relay|recipient/.test(listName) && !ctx.unauthSeen, classes });
         place(ctx, 'rcpt', a.check, w);
         report.mapped(source, what, `check ${a.check} in pipeline.rcpt with the entries of ${arg} (checks.${a.check}.entries)`);
         continue;

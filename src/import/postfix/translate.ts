@@ -115,7 +115,8 @@ function limitsAndTls(s: PostfixSettings, report: Report, config: Record<string,
     // The directory takes only these characters as a delimiter (directory.ts DELIMITER_CHARS).
     if (/^[-+=_~#$&*^!]/.test(d)) {
       config.recipientDelimiter = d.slice(0, 1);
-      report.mapped(s.source('recipient_delimiter'), `recipient_delimiter = ${d}`, `recipientDelimiter: "${d.slice(0, 1)}"${d.length > 1 ? ' (Mailward takes one character)' : ''}`);
+      if (d.length > 1) report.untranslated('delimiter-chars', s.source('recipient_delimiter'), `recipient_delimiter = ${d}`, `recipientDelimiter: "${d.slice(0, 1)}" only: mail to user${d.slice(1, 2)}tag is refused as an unknown recipient`, 'Mailward takes one delimiter character; tell the users of the others, or make aliases for the tagged addresses they use');
+      else report.mapped(s.source('recipient_delimiter'), `recipient_delimiter = ${d}`, `recipientDelimiter: "${d}"`);
     } else report.untranslated('delimiter', s.source('recipient_delimiter'), `recipient_delimiter = ${d}`, 'not translated', 'Mailward takes one of + - = _ ~ # $ & * ^ ! as recipientDelimiter');
   }
   const cert = s.get('smtpd_tls_cert_file');
