@@ -13,6 +13,7 @@ import type { Store } from '../store/store.ts';
 import type { EnvelopeRecipient } from '../queue/envelope.ts';
 import { queueGenerated, type SpoolBegin } from '../queue/generated.ts';
 import { AGG_PREFIX, parseRowField, policyKey, sentKey, type DmarcEvaluation, type PublishedPolicy } from '../checks/lib/dmarc-record.ts';
+import { base64Lines, reportHeaders } from '../delivery/report-mail.ts';
 
 export interface AggregateMeta {
   readonly organization: string;
@@ -90,13 +91,9 @@ export function aggregateMessage(o: { from: string; to: string; domain: string; 
   const boundary = `dmarc-${randomBytes(9).toString('base64url')}`;
   // filename = receiver "!" policy-domain "!" begin-timestamp "!" end-timestamp [ "!" unique-id ] "." extension
   const filename = `${o.submitter}!${o.domain}!${o.begin}!${o.end}!${o.reportId.replace(/[^A-Za-z0-9]/g, '')}.xml.gz`;
-  const b64 = o.gz.toString('base64').replace(/.{1,76}/g, (l) => `${l}\r\n`);
+  const b64 = base64Lines(o.gz);
   const lines = [
-    `From: <${o.from}>`,
-    `To: <${o.to}>`,
-    `Subject: Report Domain: ${o.domain} Submitter: ${o.submitter} Report-ID: <${o.reportId}>`,
-    `Date: ${o.date.toUTCString().replace('GMT', '+0000')}`,
-    `Message-ID: <${o.reportId}>`,
+    ...reportHeaders(o),
     'MIME-Version: 1.0',
     `Content-Type: multipart/mixed; boundary="${boundary}"`,
     'Auto-Submitted: auto-generated',

@@ -12,6 +12,7 @@ import { queueGenerated, type SpoolBegin } from '../../queue/generated.ts';
 import { tagList } from '../../core/mta-sts.ts';
 import type { TlsFailureType } from '../smtp-client.ts';
 import { policyLines, type CachedPolicy, type StsFetchFailure } from './mta-sts.ts';
+import { base64Lines, reportHeaders } from '../report-mail.ts';
 
 export type TlsResult = 'success' | TlsFailureType | StsFetchFailure;
 
@@ -150,13 +151,9 @@ export function reportMessage(o: { from: string; to: string; domain: string; sub
   const end = start + 86_399;
   // §5.3: filename = sender "!" policy-domain "!" begin-timestamp "!" end-timestamp [ "!" unique-id ] ".json.gz".
   const filename = `${o.submitter}!${o.domain}!${start}!${end}!${o.reportId.replace(/[^A-Za-z0-9._-]/g, '')}.json.gz`;
-  const b64 = o.gz.toString('base64').replace(/.{1,76}/g, (l) => `${l}\r\n`);
+  const b64 = base64Lines(o.gz);
   const lines = [
-    `From: <${o.from}>`,
-    `To: <${o.to}>`,
-    `Subject: Report Domain: ${o.domain} Submitter: ${o.submitter} Report-ID: <${o.reportId}>`,
-    `Date: ${o.date.toUTCString().replace('GMT', '+0000')}`,
-    `Message-ID: <${o.reportId}>`,
+    ...reportHeaders(o),
     `TLS-Report-Domain: ${o.domain}`,
     `TLS-Report-Submitter: ${o.submitter}`,
     'MIME-Version: 1.0',
