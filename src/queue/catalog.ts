@@ -6,7 +6,7 @@ import type { Envelope, RecipientState, RecipientStatus } from './envelope.ts';
 import type { StateUpdate } from './format.ts';
 import { filterParts, type AddressTest, type QueueFilter } from './filter.ts';
 import { AddressStore, AddressTable, NO_DOMAIN, Strings } from './addresses.ts';
-import { C_COUNT, C_LOGIN, C_RECEIVED, C_SENDER, HEAD, LOGIN_NONE, MAILBOX_NONE, MAILBOX_SAME, PER_RECIPIENT, STATUS_CODE, STATUS_NAME } from './snapshot-layout.ts';
+import { C_COUNT, C_LOGIN, C_RECEIVED, C_SENDER, DEFERRED, HEAD, LOGIN_NONE, MAILBOX_NONE, MAILBOX_SAME, PER_RECIPIENT, STATUS_CODE, STATUS_NAME } from './snapshot-layout.ts';
 import { IdTable } from './idtable.ts';
 
 /** Row flags (one byte a row). The first six are the schedule's (queue.ts). */
@@ -22,7 +22,6 @@ export const F_PARKED = 32;
 export const F_INDEXED = 64;
 export const F_HELD = 128;
 
-const DEFERRED = 1;
 const isFinalCode = (c: number): boolean => c >= 2;
 // An address is three numbers (addresses.ts); a mailbox column's length says "none" or "the same
 // as the address" (the common cases) instead, with the snapshot's codes (MAILBOX_NONE, MAILBOX_SAME).
