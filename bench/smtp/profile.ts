@@ -33,9 +33,24 @@ function file(url: string): string {
   return m ? m[1]! : url.replace(/^file:\/\//, '');
 }
 
-export function summarizeProfile(dir: string, top = 25): string {
-  const selfMs = new Map<number, number>();
+/** One .cpuprofile read back: its nodes by id, each node's parent, and the sampling interval (ms). */
+function readProfile(file: string): { prof: CpuProfile; byId: Map<number, ProfileNode>; parent: Map<number, number>; interval: number } {
+  const prof = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map<number, ProfileNode>();
+  const parent = new Map<number, number>();
+  for (const n of prof.nodes) {
+    byId.set(n.id, n);
+    for (const c of n.children ?? []) parent.set(c, n.id);
+  }
+  // Each sample counts for the usual sampling interval, not for the time since the previous one:
+  // on a loaded machine the thread is sometimes descheduled for 100 ms or more, and that gap
+  // would be charged to whatever function happened to run when it resumed.
+  const sorted = [...prof.timeDeltas].sort((a, b) => a - b);
+  const interval = (sorted[Math.floor(sorted.length / 2)] ?? 1000) / 1000;
+  return { prof, byId, parent, interval };
+}
+
+export function summarizeProfile(dir: string, top = 25): string {
   let totalMs = 0;
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
   if (files.length === 0) return `no .cpuprofile in ${dir} (did the server exit cleanly?)`;
@@ -43,19 +58,8 @@ export function summarizeProfile(dir: string, top = 25): string {
   const byFunction = new Map<string, number>();
   const byOurFile = new Map<string, number>();
   for (const f of files) {
-    const prof = JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as CpuProfile;
-    byId.clear();
-    selfMs.clear();
-    const parent = new Map<number, number>();
-    for (const n of prof.nodes) {
-      byId.set(n.id, n);
-      for (const c of n.children ?? []) parent.set(c, n.id);
-    }
-    // Each sample counts for the usual sampling interval, not for the time since the previous one:
-    // on a loaded machine the thread is sometimes descheduled for 100 ms or more, and that gap
-    // would be charged to whatever function happened to run when it resumed.
-    const sorted = [...prof.timeDeltas].sort((a, b) => a - b);
-    const interval = (sorted[Math.floor(sorted.length / 2)] ?? 1000) / 1000;
+    const { prof, byId, parent, interval } = readProfile(path.join(dir, f));
+    const selfMs = new Map<number, number>();
     prof.samples.forEach((id) => selfMs.set(id, (selfMs.get(id) ?? 0) + interval));
     for (const [id, ms] of selfMs) {
       const n = byId.get(id)!;
@@ -166,15 +170,7 @@ function framePhase(url: string, functionName: string): Phase | undefined {
 export function phaseTimes(dir: string): Map<Phase, number> {
   const out = new Map<Phase, number>(PHASES.map((p) => [p, 0]));
   for (const f of readdirSync(dir).filter((x) => x.endsWith('.cpuprofile'))) {
-    const prof = JSON.parse(readFileSync(path.join(dir, f), 'utf8')) as CpuProfile;
-    const byId = new Map<number, ProfileNode>();
-    const parent = new Map<number, number>();
-    for (const n of prof.nodes) {
-      byId.set(n.id, n);
-      for (const c of n.children ?? []) parent.set(c, n.id);
-    }
-    const sorted = [...prof.timeDeltas].sort((a, b) => a - b);
-    const interval = (sorted[Math.floor(sorted.length / 2)] ?? 1000) / 1000;
+    const { prof, byId, parent, interval } = readProfile(path.join(dir, f));
     const memo = new Map<number, Phase | null>();
     const phaseOf = (id: number): Phase | null => {
       const known = memo.get(id);
