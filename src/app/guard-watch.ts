@@ -37,9 +37,10 @@ export function startGuardWatch(o: {
   onWarning?: (w: EarlyWarning) => void;
 }): GuardWatch {
   const clock = o.clock ?? Date.now;
-  // name@trippedAt → the hold's count (undefined: nothing to select); kept for the process's life
-  // (a few entries per incident).
-  const trips = new Map<string, number | undefined>();
+  // name@trippedAt → the hold (its count; undefined: nothing to select), kept as a promise so an
+  // alert written while the hold runs waits for its count; kept for the process's life (a few
+  // entries per incident).
+  const trips = new Map<string, Promise<number | undefined>>();
   const warned = new Set<string>();
   let running: Promise<void> | undefined;
 
@@ -68,8 +69,9 @@ export function startGuardWatch(o: {
         for (const b of await o.guard.breakers.list()) {
           const key = `${b.name}@${b.trippedAt}`;
           if (trips.has(key)) continue;
-          trips.set(key, undefined);
-          trips.set(key, await holdFor(b.name, b.kind, b.trippedAt));
+          const hold = holdFor(b.name, b.kind, b.trippedAt);
+          trips.set(key, hold);
+          await hold;
         }
         if (o.onWarning) {
           for (const w of await o.guard.warnings.list(clock())) {
@@ -96,7 +98,7 @@ export function startGuardWatch(o: {
       const key = `${name}@${trippedAt}`;
       // A tick already under way may have listed the breakers before this one tripped.
       for (let i = 0; i < 2 && !trips.has(key); i++) await tick();
-      return trips.get(key);
+      return await trips.get(key);
     },
     async stop() {
       clearInterval(timer);

@@ -289,8 +289,9 @@ export function startAlertDispatcher(o: {
             continue;
           }
           try {
-            const held = item.alert.state === 'open' && o.held ? await o.held().catch(() => undefined) : undefined;
+            // The trip's hold first: "on hold now" then counts what it held.
             const atTrip = item.alert.state === 'open' && o.heldAtTrip ? await o.heldAtTrip(item.alert).catch(() => undefined) : undefined;
+            const held = item.alert.state === 'open' && o.held ? await o.held().catch(() => undefined) : undefined;
             await o.mailer.send(alertSubject(item.alert, o.hostname), alertText(item.alert, o.hostname, held, atTrip));
             done.add(item.id);
             sent++;
