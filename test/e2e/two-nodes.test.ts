@@ -6,12 +6,13 @@ import assert from 'node:assert/strict';
 import { dial } from '../harness/dial.ts';
 import { startRedis } from '../harness/redis.ts';
 import { startServer, type TestServer } from '../harness/server.ts';
+import { authPlain } from '../harness/auth.ts';
 
 async function rcpt(srv: TestServer, opts: { from: string; to: string; login?: [string, string] }): Promise<string> {
   const c = opts.login ? await dial(srv.port('submissions'), { tls: true }) : await dial(srv.port('mx'));
   await c.expect('220');
   await c.say('EHLO node-test').expect('250');
-  if (opts.login) await c.say('AUTH PLAIN ' + Buffer.from(`\0${opts.login[0]}\0${opts.login[1]}`).toString('base64')).expect('235');
+  if (opts.login) await c.say(authPlain(opts.login[0], opts.login[1])).expect('235');
   await c.say(`MAIL FROM:<${opts.from}>`).expect('250');
   const r = await c.say(`RCPT TO:<${opts.to}>`).read();
   c.close();
