@@ -9,6 +9,7 @@ import { readRecipients } from './recipients.ts';
 import { Report } from './report.ts';
 import { emptyChecks, translateLists, usesMynetworks, type CheckOptions, type Lists } from './restrictions.ts';
 import { PostfixSettings, type PostfixSources } from './settings.ts';
+import { listUnread } from './unread.ts';
 
 export interface ImportPlan {
   readonly config: Record<string, unknown>;
@@ -18,6 +19,17 @@ export interface ImportPlan {
   readonly secrets: ReadonlyMap<string, string>;
   readonly report: Report;
   readonly defaultsFrom: string;
+  /** Every explicit setting (main.cf lines, master.cf -o), and whether the translation read it. */
+  readonly params: readonly ExplicitParam[];
+}
+
+export interface ExplicitParam {
+  readonly name: string;
+  readonly value: string;
+  readonly source: string;
+  /** "submission/inet" for a master.cf -o (as postconf -P names it); absent for main.cf. */
+  readonly service?: string;
+  readonly read: boolean;
 }
 
 const same = (a: Lists, b: Lists): boolean => JSON.stringify([a.mail, a.rcpt]) === JSON.stringify([b.mail, b.rcpt]);
@@ -60,7 +72,12 @@ export function planImport(src: PostfixSources): ImportPlan {
   if (Object.keys(delivery.routes).length > 0) d.routes = delivery.routes;
   if (Object.keys(d).length > 0) config.delivery = d;
   others(s, report);
-  return { config, users: recipients.users, aliases: recipients.aliases, secrets: delivery.secrets, report, defaultsFrom: s.defaults.origin };
+  listUnread(s, report);
+  const params: ExplicitParam[] = [
+    ...s.mainLines.map((p) => ({ name: p.name, value: p.value, source: p.source, read: s.wasRead(p) })),
+    ...s.services.flatMap((v) => [...v.overrides.values()].map((p) => ({ name: p.name, value: p.value, source: p.source, service: `${v.name}/${v.type}`, read: s.wasRead(p) }))),
+  ];
+  return { config, users: recipients.users, aliases: recipients.aliases, secrets: delivery.secrets, report, defaultsFrom: s.defaults.origin, params };
 }
 
 /** A service's lists; only what its own -o lines say is reported (main.cf's lists were, once). */
