@@ -7,7 +7,7 @@ import { listenHosts, readListeners } from './listeners.ts';
 import { readMynetworks } from './networks.ts';
 import { readRecipients } from './recipients.ts';
 import { Report } from './report.ts';
-import { emptyChecks, translateLists, usesMynetworks, type CheckOptions, type Lists } from './restrictions.ts';
+import { anyListHas, emptyChecks, translateLists, usesMynetworks, type CheckOptions, type Lists } from './restrictions.ts';
 import { PostfixSettings, type PostfixSources } from './settings.ts';
 import { listUnread } from './unread.ts';
 
@@ -65,7 +65,7 @@ export function planImport(src: PostfixSources): ImportPlan {
   config.pipeline = { mail: global.mail, rcpt: global.rcpt };
   config.checks = checkSection(checks, recipients.sendAs, usedChecks(global, config.listeners as Record<string, { pipeline?: { mail: PipelineEntry[]; rcpt: PipelineEntry[] } }>));
   limitsAndTls(s, report, config);
-  authSection(s, report, config);
+  if (authSection(s, report, config)) senderLogins(s, report, [undefined, ...listeners.map((l) => l.service)]);
   const d: Record<string, unknown> = {};
   if (Object.keys(delivery.local).length > 0) d.local = delivery.local;
   if (Object.keys(delivery.smarthosts).length > 0) d.smarthosts = delivery.smarthosts;
@@ -144,9 +144,23 @@ function limitsAndTls(s: PostfixSettings, report: Report, config: Record<string,
   } else if (cert) report.info('tls-snakeoil', s.source('smtpd_tls_cert_file'), `smtpd_tls_cert_file = ${cert}`, 'not copied: a self-signed pair; Mailward makes its own in dataDir/tls');
 }
 
-function authSection(s: PostfixSettings, report: Report, config: Record<string, unknown>): void {
+/** Postfix lets a login use any sender unless a list says reject_*sender_login_mismatch (with smtpd_sender_login_maps); Mailward never does. */
+function senderLogins(s: PostfixSettings, report: Report, services: readonly (ListenerPlanService | undefined)[]): void {
+  const mismatch = anyListHas(s, services, (e) => /^reject_(authenticated_|known_)?sender_login_mismatch$/.test(e));
+  if (mismatch && s.get('smtpd_sender_login_maps')) return;
+  report.untranslated(
+    'sender-login-unrestricted',
+    mismatch ? s.source('smtpd_sender_login_maps') : s.source('smtpd_sender_restrictions'),
+    mismatch ? 'reject_sender_login_mismatch without smtpd_sender_login_maps' : 'no reject_sender_login_mismatch in any restriction list',
+    'not copied: in Postfix any login could send as any address (forged senders from a stolen password); Mailward\'s sender-login check lets a login send only as its own address, its aliases and checks.sender-login.sendAs',
+    'list the other addresses a login really sends as (shared mailboxes, old addresses) under checks.sender-login.sendAs["login@domain"], e.g. ["team@domain"] or ["@domain"]',
+  );
+}
+
+/** The login backend; true when the Postfix config took logins at all. */
+function authSection(s: PostfixSettings, report: Report, config: Record<string, unknown>): boolean {
   const usesSasl = s.yes('smtpd_sasl_auth_enable') || s.services.some((v) => v.overrides.has('smtpd_sasl_auth_enable') && s.yes('smtpd_sasl_auth_enable', v));
-  if (!usesSasl) return;
+  if (!usesSasl) return false;
   const svc = s.services.find((v) => v.overrides.has('smtpd_sasl_type') || v.overrides.has('smtpd_sasl_path'));
   const type = s.get('smtpd_sasl_type', svc);
   const p = s.get('smtpd_sasl_path', svc);
@@ -157,6 +171,7 @@ function authSection(s: PostfixSettings, report: Report, config: Record<string, 
   } else {
     report.untranslated('sasl', s.source('smtpd_sasl_type', svc), `smtpd_sasl_type = ${type}, smtpd_sasl_path = ${p}`, 'logins are checked against Mailward\'s own user list', type === 'dovecot' ? 'Dovecot over inet: is not supported; give Dovecot a unix auth-client listener and set auth.dovecot.socket' : 'set each user\'s password with mailward user passwd (Cyrus SASL databases cannot be read), or let Dovecot check them (auth.backend: dovecot)');
   }
+  return true;
 }
 
 function others(s: PostfixSettings, report: Report): void {
