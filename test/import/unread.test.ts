@@ -56,6 +56,10 @@ test('office-filters: unread parameters and ignored services are listed with the
     item(p, 'service-unknown', 'master.cf:62', 'warning');
     item(p, 'service-postfix', 'master.cf:63', 'info'); // Debian's stock maildrop example
     item(p, 'service-postfix', 'master.cf:20', 'info'); // pickup
+    // A listener's own -o mynetworks: the trap is an error there too; the rest cannot be per listener.
+    item(p, 'mynetworks-loopback', 'master.cf:67 (-o)', 'error');
+    item(p, 'mynetworks-listener', 'master.cf:67 (-o)', 'warning');
+    assert.deepEqual((p.config.relay as { trustedNetworks: string[] }).trustedNetworks, ['10.9.0.0/24'], "main.cf's mynetworks only");
     // Read and translated, so not listed as unread.
     assert.ok(!p.report.items.some((i) => i.id.startsWith('unread') && i.source === 'main.cf:41'), 'message_size_limit (the later line) is translated');
     assert.equal((p.config.limits as { maxMessageSize?: number }).maxMessageSize, 36700160);

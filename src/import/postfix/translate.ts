@@ -3,7 +3,7 @@
 // reading the old server's files; writing is write.ts.
 import type { PipelineEntry } from '../../config/schema.ts';
 import { readDelivery } from './delivery.ts';
-import { listenHosts, readListeners } from './listeners.ts';
+import { listenHosts, readListeners, type ListenerPlan } from './listeners.ts';
 import { readMynetworks } from './networks.ts';
 import { readRecipients } from './recipients.ts';
 import { Report } from './report.ts';
@@ -40,7 +40,9 @@ export function planImport(src: PostfixSources): ImportPlan {
   report.info('defaults', 'postconf', `defaults from ${s.defaults.origin}`, `main.cf ${s.main.size} settings, master.cf ${s.services.length} services`);
   const listeners = readListeners(s, report);
   const used = usesMynetworks(s, [undefined, ...listeners.map((l) => l.service)]);
-  const { trusted } = readMynetworks(s, listenHosts(s, new Report()), report, used);
+  const hosts = listenHosts(s, new Report());
+  const { trusted } = readMynetworks(s, hosts, report, used);
+  listenerMynetworks(s, listeners, hosts, report);
   const checks = emptyChecks();
   const global = translateLists(s, undefined, report, checks, trusted);
   const recipients = readRecipients(s, report);
@@ -78,6 +80,29 @@ export function planImport(src: PostfixSources): ImportPlan {
     ...s.services.flatMap((v) => [...v.overrides.values()].map((p) => ({ name: p.name, value: p.value, source: p.source, service: `${v.name}/${v.type}`, read: s.wasRead(p) }))),
   ];
   return { config, users: recipients.users, aliases: recipients.aliases, secrets: delivery.secrets, report, defaultsFrom: s.defaults.origin, params };
+}
+
+/**
+ * A listener's own -o mynetworks: Postfix trusted it on that listener only. Mailward's
+ * relay.trustedNetworks is one list for all listeners, so nothing is copied; the trap (loopback,
+ * own addresses) is an error as in main.cf, and the rest is named with what to do.
+ */
+function listenerMynetworks(s: PostfixSettings, listeners: readonly ListenerPlan[], hosts: readonly string[], report: Report): void {
+  for (const l of listeners) {
+    const svc = l.service;
+    if (!svc || !(svc.overrides.has('mynetworks') || (svc.overrides.has('mynetworks_style') && !s.isSet('mynetworks')))) continue;
+    const used = usesMynetworks(s, [svc]);
+    const own = new Report();
+    const { trusted } = readMynetworks(s, hosts, own, used, svc);
+    for (const i of own.items) if (i.level !== 'mapped') report.add(i);
+    report.untranslated(
+      'mynetworks-listener',
+      s.source(svc.overrides.has('mynetworks') ? 'mynetworks' : 'mynetworks_style', svc),
+      `mynetworks = ${s.get('mynetworks', svc)} (service ${svc.name} only)`,
+      `not copied: relay.trustedNetworks is one list for every listener${trusted.length ? `; in Postfix ${trusted.join(', ')} relayed through ${svc.name} only` : ''}`,
+      trusted.length ? `give those clients logins (listeners.${l.name} with auth), or, if they may relay through every listener, add ${trusted.join(', ')} to relay.trustedNetworks by hand` : 'nothing to do: nothing safe to trust was left',
+    );
+  }
 }
 
 /** A service's lists; only what its own -o lines say is reported (main.cf's lists were, once). */

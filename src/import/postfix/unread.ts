@@ -201,7 +201,6 @@ const KNOWN: Readonly<Record<string, Answer>> = {
   fallback_transport: none('Mailward delivers only to its own mailboxes: unknown local users are refused'),
   default_transport: none('delivery.routes "*" (smarthost:<name> or mx) is the default route; set it by hand when it is not mx'),
   relay_transport: none('delivery.routes decide how mail for other domains leaves'),
-  smtpd_data_restrictions: none('place the checks for DATA in pipeline.data by hand; reject_unauth_pipelining needs nothing (Mailward refuses early talkers)'),
   smtpd_end_of_data_restrictions: none('place the checks in pipeline.data by hand'),
   smtpd_etrn_restrictions: none('Mailward has no ETRN (it answers 502)'),
   smtpd_null_access_lookup_key: none('the null sender is "<>" in the access checks'),
@@ -213,6 +212,7 @@ const FAMILIES: ReadonlyArray<readonly [RegExp, Answer]> = [
   [/^tls_/, TLS_INTERNAL],
   [/^(qmgr|lmtp|local|virtual|pipe|error|retry|discard)_/, ok("a setting of a Postfix delivery agent Mailward does not have (local delivery is Maildir or LMTP, set in delivery.local)")],
   [/_destination_(concurrency|recipient)_limit$|_destination_rate_delay$|_process_limit$/, PROCESS],
+  [/_time_limit$/, ok("a spawn(8) service's time limit (e.g. policyd-spf_time_limit); the service itself is reported above")],
   [/_timeout$/, ok('Mailward has its own timeouts (limits.commandTimeout, limits.dataTimeout, delivery.timeouts); set them by hand if the old ones were changed on purpose')],
   [/^postscreen_/, POSTSCREEN],
   [/_reject_code$/, REPLY_CODES],
@@ -220,6 +220,10 @@ const FAMILIES: ReadonlyArray<readonly [RegExp, Answer]> = [
 
 /** Answers that depend on the value. */
 const BY_VALUE: Readonly<Record<string, (value: string) => Answer>> = {
+  smtpd_data_restrictions: (v) =>
+    v.split(/[\s,]+/).every((e) => /^(|permit|reject_unauth_pipelining)$/.test(e))
+      ? ok("reject_unauth_pipelining is Mailward's SMTP layer: a client that sends before the reply it must wait for is refused")
+      : none('place the checks for DATA in pipeline.data by hand (spam, virus); reject_unauth_pipelining needs nothing'),
   smtpd_banner: (v) =>
     /^\$\{?myhostname\}? ESMTP\b/.test(v)
       ? ok('Mailward greets with "220 <hostname> ESMTP" (RFC 5321 §4.2), the same start; it never names the software')
