@@ -57,15 +57,24 @@ export async function start(t: TestContext, imp: Imported, config: Record<string
   return startServer(t, { config, dataDir: path.join(imp.dir, 'data') });
 }
 
-/** Sets a mailbox's password as `mailward user passwd` does (imported mailboxes get random ones). */
-export async function setPassword(imp: Imported, srv: TestServer, address: string, password: string): Promise<void> {
+async function withDirectory(srv: TestServer, fn: (dir: ReturnType<typeof openDirectory>) => Promise<unknown>): Promise<void> {
   const dir = openDirectory(srv.config);
   try {
-    await dir.setPassword(address, password);
+    await fn(dir);
   } finally {
     dir.close();
   }
+}
+
+/** Sets a mailbox's password as `mailward user passwd` does (imported mailboxes get random ones). */
+export async function setPassword(imp: Imported, srv: TestServer, address: string, password: string): Promise<void> {
+  await withDirectory(srv, (dir) => dir.setPassword(address, password));
   void imp;
+}
+
+/** Adds a mailbox as `mailward user add` does. */
+export async function addUser(srv: TestServer, address: string, password: string): Promise<void> {
+  await withDirectory(srv, (dir) => dir.addUser(address, password));
 }
 
 /** EHLO, then MAIL FROM; resolves with the dialog ready for RCPT. */

@@ -64,7 +64,7 @@ export function accessEntries(
         report.error('access-class-relays', e.source, `${e.key} ${e.value}`, `not imported into checks.${check}: the class ${cls} (${s.source(cls)}) permits, before reject_unauth_destination`, `in Postfix every client whose ${kind === 'network' ? 'address' : check === 'sender-access' ? 'MAIL FROM (free to forge)' : 'lookup key'} matched ${e.key} could relay through this server. Nothing to do in Mailward (only a login or relay.trustedNetworks relays); give that partner a login`);
         continue;
       }
-      report.untranslated('access-class', e.source, `${e.key} ${e.value}`, `not imported into checks.${check}: the action is the restriction class ${verb}`, 'an access entry can only accept, refuse or defer in Mailward; place the checks of that class in the pipeline for everyone, or list these keys with the action you want');
+      report.untranslated('access-class', e.source, `${e.key} ${e.value}`, `not imported into checks.${check}: the action is the restriction class ${cls} (${s.source(cls)}: ${s.get(cls) || 'empty'})`, 'an access entry can only accept, refuse or defer in Mailward; place the checks of that class in the pipeline for everyone, or list these keys with the action you want');
       continue;
     }
     if (verb in NOT_VERDICTS || (/^[a-z_]+$/.test(verb) && verb.includes('_'))) {

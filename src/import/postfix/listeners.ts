@@ -46,6 +46,7 @@ export function readListeners(s: PostfixSettings, report: Report): ListenerPlan[
       report.untranslated('reinjection', svc.source, `service ${svc.name} (the content filter's return path)`, 'no listener: Mailward filters content in its own pipeline (checks spam, virus)', 'remove the filter (e.g. Amavis) or keep it as a milter-free step before Mailward; place "spam" and "virus" in pipeline.data');
       continue;
     }
+    s.useService(svc);
     const wrapper = s.yes('smtpd_tls_wrappermode', svc) || addr.port === 465;
     const kind = wrapper ? 'submissions' : addr.port === 587 ? 'submission' : 'mx';
     const name = uniqueName(out, svc.name === 'smtp' ? 'mx' : /^[a-z][a-z0-9-]*$/.test(svc.name) ? svc.name : `${kind}-${addr.port}`);
@@ -59,9 +60,6 @@ export function readListeners(s: PostfixSettings, report: Report): ListenerPlan[
     if (svc.command === 'postscreen') {
       report.info('postscreen', svc.source, 'postscreen', `listeners.${name} is a plain mx listener; postscreen's DNSBL sites are listed above (not translated: place them in checks.dnsbl by hand), its greet pause is listeners.${name}.greetingDelay`);
     }
-  }
-  for (const svc of s.services.filter((v) => v.type === 'unix' && /^(pipe)$/.test(v.command))) {
-    report.info('pipe-service', svc.source, `service ${svc.name} (pipe ${svc.args.filter((a) => a.startsWith('argv=')).join(' ')})`, 'not used unless a transport names it (reported there)');
   }
   return out;
 }

@@ -12,10 +12,15 @@ export interface Param {
 
 /** Parses main.cf text; later definitions of a name replace earlier ones (as postconf does). */
 export function parseMainCf(text: string, file = 'main.cf'): Map<string, Param> {
-  const params = new Map<string, Param>();
+  return new Map(parseMainCfLines(text, file).map((p) => [p.name, p]));
+}
+
+/** Every definition in main.cf, in order, a name defined twice included (postconf warns about those). */
+export function parseMainCfLines(text: string, file = 'main.cf'): Param[] {
+  const params: Param[] = [];
   let current: { name: string; value: string; line: number } | undefined;
   const flush = (): void => {
-    if (current) params.set(current.name, { name: current.name, value: current.value.trim().replace(/\s+/g, ' '), source: `${file}:${current.line}` }); // runs of white space read as one, as postconf prints them
+    if (current) params.push({ name: current.name, value: current.value.trim().replace(/\s+/g, ' '), source: `${file}:${current.line}` }); // runs of white space read as one, as postconf prints them
     current = undefined;
   };
   text.split(/\r?\n/).forEach((raw, i) => {

@@ -9,6 +9,7 @@ import { coversLoopback, overlaps, privateName, type Network } from '../../docto
 import { readMap, underRoot } from './maps.ts';
 import type { Report } from './report.ts';
 import type { PostfixSettings } from './settings.ts';
+import type { Service } from './master-cf.ts';
 
 export const TRAP_EXPLANATION =
   'the incident: a tunnel (ssh -R, a port forward, a container proxy, stunnel) on the mail host made every client connect from 127.0.0.1, Postfix found 127.0.0.1 in mynetworks, permit_mynetworks let each of them relay, and the server became an open relay';
@@ -26,14 +27,14 @@ export interface TrustedNetworks {
  * Reads mynetworks (or what Postfix derives from mynetworks_style when it is unset) and decides
  * range by range. `listenHosts`: the addresses the listeners bind (from inet_interfaces).
  */
-export function readMynetworks(s: PostfixSettings, listenHosts: readonly string[], report: Report, used: boolean): TrustedNetworks {
-  const where = s.source('mynetworks');
-  if (!s.isSet('mynetworks')) {
-    const style = s.get('mynetworks_style') || 'subnet';
+export function readMynetworks(s: PostfixSettings, listenHosts: readonly string[], report: Report, used: boolean, svc?: Service): TrustedNetworks {
+  const where = s.source('mynetworks', svc);
+  if (!s.isSet('mynetworks', svc)) {
+    const style = s.get('mynetworks_style', svc) || 'subnet';
     if (used) {
       report.error(
         'mynetworks-default',
-        s.source('mynetworks_style'),
+        s.source('mynetworks_style', svc),
         `mynetworks is not set, so Postfix trusts mynetworks_style = ${style}: 127.0.0.0/8, [::ffff:127.0.0.0]/104, [::1]/128 and ${style === 'class' ? 'the class A/B/C networks' : style === 'subnet' ? 'the subnets' : 'the addresses'} of this host's interfaces`,
         'nothing trusted: relay.trustedNetworks is empty',
         `${TRAP_EXPLANATION}. Fix: ${TRAP_FIX}`,
@@ -50,7 +51,7 @@ export function readMynetworks(s: PostfixSettings, listenHosts: readonly string[
   // that holds a means a is not trusted. relay.trustedNetworks has no exclusions: a later range
   // that overlaps one is left out, so the result never trusts what Postfix did not.
   const excluded: Network[] = [];
-  for (const raw of expandPatterns(s.list('mynetworks'), s, report, where)) {
+  for (const raw of expandPatterns(s.list('mynetworks', svc), s, report, where)) {
     const shown = `mynetworks entry ${raw}`;
     if (raw.startsWith('!')) {
       const x = readNetwork(raw.slice(1));
@@ -92,7 +93,7 @@ export function readMynetworks(s: PostfixSettings, listenHosts: readonly string[
     report.mapped(where, shown, `relay.trustedNetworks: ${n.text}${used ? '' : ' (not used by permit_mynetworks in the Postfix config; copied anyway?)'}`);
   }
   if (loopback.length > 0) {
-    report.error('mynetworks-loopback', where, `mynetworks = ${s.get('mynetworks')}: ${loopback.join(', ')} ${loopback.length > 1 ? 'hold' : 'holds'} loopback${used ? ', and permit_mynetworks trusts it' : ''}`, 'not copied: relay.trustedNetworks does not hold loopback', `${TRAP_EXPLANATION}. Fix: ${TRAP_FIX}`);
+    report.error('mynetworks-loopback', where, `mynetworks = ${s.get('mynetworks', svc)}: ${loopback.join(', ')} ${loopback.length > 1 ? 'hold' : 'holds'} loopback${used ? ', and permit_mynetworks trusts it' : ''}`, 'not copied: relay.trustedNetworks does not hold loopback', `${TRAP_EXPLANATION}. Fix: ${TRAP_FIX}`);
   }
   if (ownHits.length > 0) {
     report.error('mynetworks-own-address', where, `mynetworks entries ${ownHits.join(', ')} hold an address this server listens on (inet_interfaces)`, 'not copied into relay.trustedNetworks', `a forwarder, container proxy or tunnel on this host connects from its own address, so every client it carries would relay (${TRAP_EXPLANATION}). Fix: ${TRAP_FIX}`);

@@ -19,5 +19,7 @@ function spawnArgv(s: PostfixSettings, target: string): string {
   const name = /(?:^|:)private\/([^,\s}]+)/.exec(target)?.[1];
   if (!name) return '';
   const svc = s.services.find((x) => x.name.toLowerCase() === name && x.command === 'spawn');
-  return svc ? svc.args.join(' ').toLowerCase() : '';
+  if (!svc) return '';
+  s.useService(svc);
+  return svc.args.join(' ').toLowerCase();
 }

@@ -115,13 +115,17 @@ const NO_EQUIVALENT: Record<string, string> = {
 
 const TAKES_ARG = /^(check_\w+|reject_rbl_client|reject_rhsbl_\w+|permit_dnswl_client|permit_rhswl_client|sleep)$/;
 
-/** True when any list (or class it names) says permit_mynetworks. */
-export function usesMynetworks(s: PostfixSettings, services: readonly (Service | undefined)[]): boolean {
+/** True when any list of these services (or a class it names) holds an element `is` accepts. */
+export function anyListHas(s: PostfixSettings, services: readonly (Service | undefined)[], is: (element: string) => boolean): boolean {
   const classes = new Set(s.list('smtpd_restriction_classes'));
   const seen = new Set<string>();
-  const walk = (els: readonly string[]): boolean =>
-    els.some((e) => e === 'permit_mynetworks' || (classes.has(e) && !seen.has(e) && (seen.add(e), walk(s.list(e)))));
+  const walk = (els: readonly string[]): boolean => els.some((e) => is(e.toLowerCase()) || (classes.has(e) && !seen.has(e) && (seen.add(e), walk(s.list(e)))));
   return services.some((svc) => RESTRICTION_LISTS.some((l) => walk(s.list(l, svc))));
+}
+
+/** True when any list (or class it names) says permit_mynetworks. */
+export function usesMynetworks(s: PostfixSettings, services: readonly (Service | undefined)[]): boolean {
+  return anyListHas(s, services, (e) => e === 'permit_mynetworks');
 }
 
 export function translateLists(s: PostfixSettings, svc: Service | undefined, report: Report, checks: CheckOptions, trusted: readonly string[]): Lists {

@@ -2,7 +2,7 @@
 // Postfix's defaults, each value expanded ($name) and with the line it came from.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { expand, listOf, parseMainCf, type Param } from './main-cf.ts';
+import { expand, listOf, parseMainCfLines, type Param } from './main-cf.ts';
 import { parseMasterCf, type Service } from './master-cf.ts';
 import { loadDefaults, type Defaults } from './defaults.ts';
 import { underRoot } from './maps.ts';
@@ -18,10 +18,16 @@ export interface PostfixSources {
 
 export class PostfixSettings {
   readonly main: ReadonlyMap<string, Param>;
+  /** Every main.cf definition in order, earlier ones of a name defined twice included. */
+  readonly mainLines: readonly Param[];
   readonly services: readonly Service[];
   readonly defaults: Defaults;
   readonly root: string;
   readonly configDir: string;
+  /** Every main.cf line and -o override the importer has looked at (directly or through $name). */
+  private readonly consumed = new Set<Param>();
+  private readonly usedServices = new Set<Service>();
+  private tracking = true;
 
   constructor(src: PostfixSources) {
     this.root = src.root;
@@ -29,7 +35,8 @@ export class PostfixSettings {
     const dir = underRoot(src.root, src.configDir);
     const mainFile = path.join(dir, 'main.cf');
     if (!existsSync(mainFile)) throw new Error(`no main.cf in ${dir}; give the Postfix config folder with --config-dir (and --root for a copy of another server's disk)`);
-    this.main = parseMainCf(readFileSync(mainFile, 'utf8'));
+    this.mainLines = parseMainCfLines(readFileSync(mainFile, 'utf8'));
+    this.main = new Map(this.mainLines.map((p) => [p.name, p]));
     const masterFile = path.join(dir, 'master.cf');
     this.services = existsSync(masterFile) ? parseMasterCf(readFileSync(masterFile, 'utf8')) : [];
     this.defaults = loadDefaults(src.postconf ?? 'postconf');
@@ -37,11 +44,40 @@ export class PostfixSettings {
 
   private raw(name: string, svc?: Service): Param | undefined {
     const o = svc?.overrides.get(name);
-    if (o) return o;
+    if (o) return this.read(o);
     const m = this.main.get(name);
-    if (m) return m;
+    if (m) return this.read(m);
     const d = this.defaults.values.get(name);
     return d === undefined ? undefined : { name, value: d, source: 'default' };
+  }
+
+  private read(p: Param): Param {
+    if (this.tracking) this.consumed.add(p);
+    return p;
+  }
+
+  /** Runs `fn` without counting what it reads (for the listing of what was not read). */
+  quietly<T>(fn: () => T): T {
+    this.tracking = false;
+    try {
+      return fn();
+    } finally {
+      this.tracking = true;
+    }
+  }
+
+  /** A master.cf service became part of the result (a listener, a policy service). */
+  useService(svc: Service): void {
+    this.usedServices.add(svc);
+  }
+
+  wasUsed(svc: Service): boolean {
+    return this.usedServices.has(svc);
+  }
+
+  /** The importer read this main.cf line or -o (its value took part in the result). */
+  wasRead(p: Param): boolean {
+    return this.consumed.has(p);
   }
 
   /** The expanded value (empty when unknown). -o values may name main.cf parameters ($mua_...). */

@@ -3,12 +3,13 @@
 // reading the old server's files; writing is write.ts.
 import type { PipelineEntry } from '../../config/schema.ts';
 import { readDelivery } from './delivery.ts';
-import { listenHosts, readListeners } from './listeners.ts';
+import { listenHosts, readListeners, type ListenerPlan } from './listeners.ts';
 import { readMynetworks } from './networks.ts';
 import { readRecipients } from './recipients.ts';
 import { Report } from './report.ts';
-import { emptyChecks, translateLists, usesMynetworks, type CheckOptions, type Lists } from './restrictions.ts';
+import { anyListHas, emptyChecks, translateLists, usesMynetworks, type CheckOptions, type Lists } from './restrictions.ts';
 import { PostfixSettings, type PostfixSources } from './settings.ts';
+import { listUnread } from './unread.ts';
 
 export interface ImportPlan {
   readonly config: Record<string, unknown>;
@@ -18,6 +19,17 @@ export interface ImportPlan {
   readonly secrets: ReadonlyMap<string, string>;
   readonly report: Report;
   readonly defaultsFrom: string;
+  /** Every explicit setting (main.cf lines, master.cf -o), and whether the translation read it. */
+  readonly params: readonly ExplicitParam[];
+}
+
+export interface ExplicitParam {
+  readonly name: string;
+  readonly value: string;
+  readonly source: string;
+  /** "submission/inet" for a master.cf -o (as postconf -P names it); absent for main.cf. */
+  readonly service?: string;
+  readonly read: boolean;
 }
 
 const same = (a: Lists, b: Lists): boolean => JSON.stringify([a.mail, a.rcpt]) === JSON.stringify([b.mail, b.rcpt]);
@@ -28,7 +40,9 @@ export function planImport(src: PostfixSources): ImportPlan {
   report.info('defaults', 'postconf', `defaults from ${s.defaults.origin}`, `main.cf ${s.main.size} settings, master.cf ${s.services.length} services`);
   const listeners = readListeners(s, report);
   const used = usesMynetworks(s, [undefined, ...listeners.map((l) => l.service)]);
-  const { trusted } = readMynetworks(s, listenHosts(s, new Report()), report, used);
+  const hosts = listenHosts(s, new Report());
+  const { trusted } = readMynetworks(s, hosts, report, used);
+  listenerMynetworks(s, listeners, hosts, report);
   const checks = emptyChecks();
   const global = translateLists(s, undefined, report, checks, trusted);
   const recipients = readRecipients(s, report);
@@ -53,14 +67,42 @@ export function planImport(src: PostfixSources): ImportPlan {
   config.pipeline = { mail: global.mail, rcpt: global.rcpt };
   config.checks = checkSection(checks, recipients.sendAs, usedChecks(global, config.listeners as Record<string, { pipeline?: { mail: PipelineEntry[]; rcpt: PipelineEntry[] } }>));
   limitsAndTls(s, report, config);
-  authSection(s, report, config);
+  if (authSection(s, report, config)) senderLogins(s, report, [undefined, ...listeners.map((l) => l.service)]);
   const d: Record<string, unknown> = {};
   if (Object.keys(delivery.local).length > 0) d.local = delivery.local;
   if (Object.keys(delivery.smarthosts).length > 0) d.smarthosts = delivery.smarthosts;
   if (Object.keys(delivery.routes).length > 0) d.routes = delivery.routes;
   if (Object.keys(d).length > 0) config.delivery = d;
   others(s, report);
-  return { config, users: recipients.users, aliases: recipients.aliases, secrets: delivery.secrets, report, defaultsFrom: s.defaults.origin };
+  listUnread(s, report);
+  const params: ExplicitParam[] = [
+    ...s.mainLines.map((p) => ({ name: p.name, value: p.value, source: p.source, read: s.wasRead(p) })),
+    ...s.services.flatMap((v) => [...v.overrides.values()].map((p) => ({ name: p.name, value: p.value, source: p.source, service: `${v.name}/${v.type}`, read: s.wasRead(p) }))),
+  ];
+  return { config, users: recipients.users, aliases: recipients.aliases, secrets: delivery.secrets, report, defaultsFrom: s.defaults.origin, params };
+}
+
+/**
+ * A listener's own -o mynetworks: Postfix trusted it on that listener only. Mailward's
+ * relay.trustedNetworks is one list for all listeners, so nothing is copied; the trap (loopback,
+ * own addresses) is an error as in main.cf, and the rest is named with what to do.
+ */
+function listenerMynetworks(s: PostfixSettings, listeners: readonly ListenerPlan[], hosts: readonly string[], report: Report): void {
+  for (const l of listeners) {
+    const svc = l.service;
+    if (!svc || !(svc.overrides.has('mynetworks') || (svc.overrides.has('mynetworks_style') && !s.isSet('mynetworks')))) continue;
+    const used = usesMynetworks(s, [svc]);
+    const own = new Report();
+    const { trusted } = readMynetworks(s, hosts, own, used, svc);
+    for (const i of own.items) if (i.level !== 'mapped') report.add(i);
+    report.untranslated(
+      'mynetworks-listener',
+      s.source(svc.overrides.has('mynetworks') ? 'mynetworks' : 'mynetworks_style', svc),
+      `mynetworks = ${s.get('mynetworks', svc)} (service ${svc.name} only)`,
+      `not copied: relay.trustedNetworks is one list for every listener${trusted.length ? `; in Postfix ${trusted.join(', ')} relayed through ${svc.name} only` : ''}`,
+      trusted.length ? `give those clients logins (listeners.${l.name} with auth), or, if they may relay through every listener, add ${trusted.join(', ')} to relay.trustedNetworks by hand` : 'nothing to do: nothing safe to trust was left',
+    );
+  }
 }
 
 /** A service's lists; only what its own -o lines say is reported (main.cf's lists were, once). */
@@ -127,9 +169,23 @@ function limitsAndTls(s: PostfixSettings, report: Report, config: Record<string,
   } else if (cert) report.info('tls-snakeoil', s.source('smtpd_tls_cert_file'), `smtpd_tls_cert_file = ${cert}`, 'not copied: a self-signed pair; Mailward makes its own in dataDir/tls');
 }
 
-function authSection(s: PostfixSettings, report: Report, config: Record<string, unknown>): void {
+/** Postfix lets a login use any sender unless a list says reject_*sender_login_mismatch (with smtpd_sender_login_maps); Mailward never does. */
+function senderLogins(s: PostfixSettings, report: Report, services: readonly (ListenerPlanService | undefined)[]): void {
+  const mismatch = anyListHas(s, services, (e) => /^reject_(authenticated_|known_)?sender_login_mismatch$/.test(e));
+  if (mismatch && s.get('smtpd_sender_login_maps')) return;
+  report.untranslated(
+    'sender-login-unrestricted',
+    mismatch ? s.source('smtpd_sender_login_maps') : s.source('smtpd_sender_restrictions'),
+    mismatch ? 'reject_sender_login_mismatch without smtpd_sender_login_maps' : 'no reject_sender_login_mismatch in any restriction list',
+    'not copied: in Postfix any login could send as any address (forged senders from a stolen password); Mailward\'s sender-login check lets a login send only as its own address, its aliases and checks.sender-login.sendAs',
+    'list the other addresses a login really sends as (shared mailboxes, old addresses) under checks.sender-login.sendAs["login@domain"], e.g. ["team@domain"] or ["@domain"]',
+  );
+}
+
+/** The login backend; true when the Postfix config took logins at all. */
+function authSection(s: PostfixSettings, report: Report, config: Record<string, unknown>): boolean {
   const usesSasl = s.yes('smtpd_sasl_auth_enable') || s.services.some((v) => v.overrides.has('smtpd_sasl_auth_enable') && s.yes('smtpd_sasl_auth_enable', v));
-  if (!usesSasl) return;
+  if (!usesSasl) return false;
   const svc = s.services.find((v) => v.overrides.has('smtpd_sasl_type') || v.overrides.has('smtpd_sasl_path'));
   const type = s.get('smtpd_sasl_type', svc);
   const p = s.get('smtpd_sasl_path', svc);
@@ -140,6 +196,7 @@ function authSection(s: PostfixSettings, report: Report, config: Record<string, 
   } else {
     report.untranslated('sasl', s.source('smtpd_sasl_type', svc), `smtpd_sasl_type = ${type}, smtpd_sasl_path = ${p}`, 'logins are checked against Mailward\'s own user list', type === 'dovecot' ? 'Dovecot over inet: is not supported; give Dovecot a unix auth-client listener and set auth.dovecot.socket' : 'set each user\'s password with mailward user passwd (Cyrus SASL databases cannot be read), or let Dovecot check them (auth.backend: dovecot)');
   }
+  return true;
 }
 
 function others(s: PostfixSettings, report: Report): void {
