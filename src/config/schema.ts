@@ -153,11 +153,12 @@ export const ConfigSchema = z
         for (const name of Object.keys(l).filter((n) => RESERVED_LISTENER_NAMES.includes(n))) {
           ctx.addIssue({ code: 'custom', path: [name], message: `the name ${JSON.stringify(name)} is reserved for mail the server writes itself (${RESERVED_LISTENER_NAMES.join(', ')})`, params: { fix: `name the listener otherwise, e.g. "${name}-in"` } });
         }
-      }).prefault({
-      mx: { kind: 'mx', port: 2525 },
-      submission: { kind: 'submission', port: 5870 },
-      submissions: { kind: 'submissions', port: 4650 },
-    }),
+      })
+      .prefault({
+        mx: { kind: 'mx', port: 2525 },
+        submission: { kind: 'submission', port: 5870 },
+        submissions: { kind: 'submissions', port: 4650 },
+      }),
     limits: z
       .object({
         maxMessageSize: Size.default(25 * 1024 * 1024),

@@ -208,7 +208,7 @@ export class MxTransport implements Transport {
     const verifyPeer =
       dane.usable.length > 0
         ? (sock: Parameters<NonNullable<SmtpTarget['verifyPeer']>>[0]): string | undefined => {
-            const m = matchChain(peerChain(sock), dane.usable, host.name);
+            const m = matchChain(peerChain(sock), dane.usable, dane.names);
             return m.ok ? undefined : m.reason;
           }
         : undefined;

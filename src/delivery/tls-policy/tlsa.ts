@@ -66,9 +66,10 @@ export type DaneMatch = { readonly ok: true; readonly usage: 2 | 3 } | { readonl
  * Checks the chain the server presented (leaf first) against the usable records. DANE-EE: the leaf
  * matches; no name, expiry or chain checks (RFC 7672 §3.1.1). DANE-TA: a certificate of the chain
  * above the leaf matches, the leaf chains up to it by signatures, is within its validity, and is
- * issued for the MX host name (RFC 7672 §3.1.2, §3.2.2; a wildcard covers one label, §3.2.3).
+ * issued for one of the reference identifiers `names`: the MX host name, and its expanded name
+ * when it is a secure CNAME (RFC 7672 §3.1.2, §3.2.2; a wildcard covers one label, §3.2.3).
  */
-export function matchChain(chain: readonly X509Certificate[], records: readonly Tlsa[], mxHost: string, now = new Date()): DaneMatch {
+export function matchChain(chain: readonly X509Certificate[], records: readonly Tlsa[], names: readonly string[], now = new Date()): DaneMatch {
   const leaf = chain[0];
   if (!leaf) return { ok: false, reason: 'the server sent no certificate' };
   if (records.some((r) => r.usage === 3 && matches(leaf, r))) return { ok: true, usage: 3 };
@@ -79,7 +80,7 @@ export function matchChain(chain: readonly X509Certificate[], records: readonly 
       if (!chain[j]!.checkIssued(chain[j + 1]!) || !chain[j]!.verify(chain[j + 1]!.publicKey)) return { ok: false, reason: `certificate ${j} of the chain is not signed by the next one under the DANE-TA trust anchor` };
     }
     if (now < new Date(leaf.validFrom) || now > new Date(leaf.validTo)) return { ok: false, reason: `the certificate is outside its validity (${leaf.validFrom} – ${leaf.validTo})` };
-    if (leaf.checkHost(mxHost, { wildcards: true, partialWildcards: false }) === undefined) return { ok: false, reason: `the certificate is not issued for ${mxHost}` };
+    if (!names.some((n) => leaf.checkHost(n, { wildcards: true, partialWildcards: false }) !== undefined)) return { ok: false, reason: `the certificate is not issued for ${names.join(' or ')}` };
     return { ok: true, usage: 2 };
   }
   return { ok: false, reason: 'no TLSA record matches the certificate chain' };
