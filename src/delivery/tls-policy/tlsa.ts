@@ -3,25 +3,6 @@
 // PKIX-EE(1) are not, since MX hosts have no agreed public CA set (RFC 7672 §3.1.3); selectors
 // Cert(0) and SPKI(1); matching Full(0), SHA2-256(1), SHA2-512(2).
 import { createHash, X509Certificate } from 'node:crypto';
-import { getServers } from 'node:dns';
-import { queryWire, T_TLSA, tlsaText } from './dns-wire.ts';
-
-export { parseServer } from './dns-wire.ts';
-
-export interface TlsaAnswer {
-  /** RFC 1035 §4.1.1 RCODE: 0 NOERROR, 3 NXDOMAIN, … */
-  readonly rcode: number;
-  /** Authenticated Data (RFC 4035 §3.2.3): the resolver validated the answer with DNSSEC. */
-  readonly ad: boolean;
-  /** "3 1 1 <hex>" per record. */
-  readonly records: readonly string[];
-}
-
-/** Asks the first of `servers` (default: the system's) for the TLSA records of `name`. */
-export async function resolveTlsa(name: string, servers: readonly string[], timeoutMs: number): Promise<TlsaAnswer> {
-  const a = await queryWire(servers[0] ?? getServers()[0] ?? '127.0.0.1', name, T_TLSA, timeoutMs);
-  return { rcode: a.rcode, ad: a.ad, records: a.answers.filter((r) => r.type === T_TLSA && r.data.length >= 3).map(tlsaText) };
-}
 
 export interface Tlsa {
   readonly usage: number;
