@@ -197,6 +197,8 @@ test('DANE and CNAMEs (RFC 7672 §2.2.2): a secure chain uses the expanded name,
     assert.equal(r.outcome, 'temporary', `${d}: ${r.reply}`);
     assert.match(r.reply, new RegExp(`^451 4\\.7\\.5 DANE: mx\\.${d}\\.cname\\.test .*tlsa-invalid`));
     assert.equal(s.messages.length, 0, `${d}: nothing handed over`);
+    if (d === 'bad') assert.match(r.reply, /TLSA records \(at _25\._tcp\.real\.bad\.cname\.test, its CNAME target\)/);
+    else assert.doesNotMatch(r.reply, /CNAME target/, 'an insecure chain: the original name decided');
   }
   const clear = await startSink(t);
   const noTls = await deliver(clear, 'bob@plain.cname.test');
