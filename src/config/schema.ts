@@ -14,6 +14,9 @@ import { SelfProbeSchema } from './self-probe-schema.ts';
 import { HygieneSchema } from './hygiene-schema.ts';
 import { DmarcReportsSchema } from './dmarc-schema.ts';
 
+/** Envelope listener names of bounces, TLS-RPT and DMARC reports and guard alerts. */
+const RESERVED_LISTENER_NAMES: readonly string[] = ['bounce', 'tls-report', 'dmarc-report', 'outbound-guard'];
+
 const Port = z.number().int().min(0).max(65535);
 const Host = z.string().min(1);
 
@@ -141,11 +144,21 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    listeners: z.record(z.string().regex(/^[a-z][a-z0-9-]*$/, 'listener names are lower-case words, e.g. "mx"'), ListenerInput).prefault({
-      mx: { kind: 'mx', port: 2525 },
-      submission: { kind: 'submission', port: 5870 },
-      submissions: { kind: 'submissions', port: 4650 },
-    }),
+    listeners: z
+      .record(z.string().regex(/^[a-z][a-z0-9-]*$/, 'listener names are lower-case words, e.g. "mx"'), ListenerInput)
+      // The envelopes of mail the server writes itself carry these names, and such mail is
+      // DKIM-signed (delivery/router.ts maySign): a listener by one of them would get its
+      // senders' mail signed too.
+      .superRefine((l, ctx) => {
+        for (const name of Object.keys(l).filter((n) => RESERVED_LISTENER_NAMES.includes(n))) {
+          ctx.addIssue({ code: 'custom', path: [name], message: `the name ${JSON.stringify(name)} is reserved for mail the server writes itself (${RESERVED_LISTENER_NAMES.join(', ')})`, params: { fix: `name the listener otherwise, e.g. "${name}-in"` } });
+        }
+      })
+      .prefault({
+        mx: { kind: 'mx', port: 2525 },
+        submission: { kind: 'submission', port: 5870 },
+        submissions: { kind: 'submissions', port: 4650 },
+      }),
     limits: z
       .object({
         maxMessageSize: Size.default(25 * 1024 * 1024),

@@ -208,22 +208,24 @@ export class MxTransport implements Transport {
     const verifyPeer =
       dane.usable.length > 0
         ? (sock: Parameters<NonNullable<SmtpTarget['verifyPeer']>>[0]): string | undefined => {
-            const m = matchChain(peerChain(sock), dane.usable, host.name);
+            const m = matchChain(peerChain(sock), dane.usable, dane.names);
             return m.ok ? undefined : m.reason;
           }
         : undefined;
     let last = `451 4.4.1 MX host ${host.name} could not be reached`;
+    // The host name is a CNAME whose expanded name holds the records (RFC 7672 §2.2.2): say so.
+    const at = dane.base === host.name.toLowerCase() ? '' : ` (at _25._tcp.${dane.base}, its CNAME target)`;
     for (const address of addrs as readonly string[]) {
       if (tried.n++ >= MAX_ADDRESSES) break;
       const res = await this.#send(msg, { address, port: this.#o.port, name: host.name, tls: 'starttls', verifyCertificate: false, ...(verifyPeer ? { verifyPeer } : {}) }, batch, keepUntil);
       if (res.kind === 'unreachable') {
         if (res.tlsFailure) {
           this.#decide(env.id, domain, undefined, { result: res.tlsFailure, host: host.name, address, reason: res.reply, tlsa: dane.records });
-          last = `451 4.7.5 DANE: ${host.name} publishes TLSA records and failed TLS authentication: ${res.tlsFailure} (${res.reply})`;
+          last = `451 4.7.5 DANE: ${host.name} publishes TLSA records${at} and failed TLS authentication: ${res.tlsFailure} (${res.reply})`;
         } else last = res.reply;
         continue;
       }
-      this.#decide(env.id, domain, undefined, { result: 'success', host: host.name, address, reason: dane.usable.length > 0 ? 'TLSA match' : 'no usable TLSA record: TLS without authentication (RFC 7672 §2.2)', tlsa: dane.records });
+      this.#decide(env.id, domain, undefined, { result: 'success', host: host.name, address, reason: dane.usable.length > 0 ? `TLSA match${at}` : 'no usable TLSA record: TLS without authentication (RFC 7672 §2.2)', tlsa: dane.records });
       return new Map(batch.map((a) => [a, { ...res.replies.get(a)!, remoteMta: host.name }]));
     }
     return last;

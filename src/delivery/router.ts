@@ -13,6 +13,7 @@ import { dkimSignature, type DkimKeys } from './dkim-sign.ts';
 import { fromDomain, parseHeaderFields, readHeaderBlock } from './headers.ts';
 import { domainOfAddress } from './mx.ts';
 import { BOUNCE_LISTENER } from './dsn.ts';
+import { DMARC_REPORT_LISTENER, TLS_REPORT_LISTENER } from '../queue/generated.ts';
 
 /** A route: "local", "mx" or "smarthost:<name>". */
 export type RouteName = string;
@@ -48,14 +49,17 @@ export class RouteTable {
   }
 }
 
+const OWN_MAIL_LISTENERS: ReadonlySet<string> = new Set([BOUNCE_LISTENER, TLS_REPORT_LISTENER, DMARC_REPORT_LISTENER]);
+
 /**
  * Whether this server may put its DKIM signature on a message: only on mail a user submitted
  * (a login), a trusted network relayed, or this server wrote (bounces) — never on mail from the
- * world that is merely forwarded, or anyone could get a forged From signed by us.
+ * world that is merely forwarded, or anyone could get a forged From signed by us. The server's
+ * own mail is bounces and the TLS-RPT and DMARC reports (which RFC 8460 §5.3 says MUST be signed).
  */
 export function maySign(env: Envelope): boolean {
   // A stranger's message forwarded by an alias is not ours to vouch for (its From may be forged).
-  return env.client.login !== undefined || (env.relayReason !== undefined && !onlyForwarded(env.relayReason)) || env.client.listener === BOUNCE_LISTENER;
+  return env.client.login !== undefined || (env.relayReason !== undefined && !onlyForwarded(env.relayReason)) || OWN_MAIL_LISTENERS.has(env.client.listener);
 }
 
 export interface RouterOptions {

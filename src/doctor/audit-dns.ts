@@ -5,7 +5,9 @@
 import { Resolver } from 'node:dns/promises';
 import type { Config } from '../config/load.ts';
 import { stsIdOf, tagList } from '../core/mta-sts.ts';
-import { resolveTlsa } from '../delivery/tls-policy/tlsa.ts';
+import { DaneResolver } from '../delivery/tls-policy/dane.ts';
+import { parseServer } from '../delivery/tls-policy/dns-wire.ts';
+import { silentLogger } from '../observe/log.ts';
 import { expectedRecords, formatRecords, reverseName, type DnsRecord, type RecordOptions } from './dns-records.ts';
 import type { Finding, Severity } from './finding.ts';
 
@@ -72,21 +74,40 @@ async function checkRecord(config: Config, dns: Resolver, r: DnsRecord): Promise
       if (!l6.ok) return [l6.finding];
       return l6.value.length > 0 ? [] : [finding(r, 'dns-mta-sts-host-missing', 'error', `${r.name} does not resolve: senders cannot fetch the MTA-STS policy the _mta-sts record announces`)];
     }
-    case 'TLSA': {
-      let a;
-      try {
-        a = await resolveTlsa(r.name, config.dns.servers, config.dns.timeout);
-      } catch (err) {
-        return [{ id: 'dns-lookup-failed', severity: 'warning', setting: `DNS ${r.name} TLSA`, message: `the lookup failed (${(err as Error).message}), so this record was not checked`, fix: 'check dns.servers, then run doctor --dns again' }];
-      }
-      if (a.rcode !== 0 && a.rcode !== 3) return [{ id: 'dns-lookup-failed', severity: 'warning', setting: `DNS ${r.name} TLSA`, message: `the DNS server answered RCODE ${a.rcode}, so this record was not checked`, fix: 'check dns.servers, then run doctor --dns again' }];
-      if (a.records.length === 0) return [finding(r, 'dns-tlsa-missing', 'info', `no TLSA record: senders cannot use DANE (RFC 7672) to authenticate ${host}`, `in a DNSSEC-signed zone, publish ${r.name}. IN TLSA ${r.value}`)];
-      if (a.records.some((x) => x.toLowerCase() === r.value!.toLowerCase())) return [];
-      return [finding(r, 'dns-tlsa-mismatch', 'error', `the TLSA records (${a.records.join(', ')}) match no key of the current certificate: senders using DANE refuse to deliver`, `replace them with ${r.name}. IN TLSA ${r.value} (and publish the next key before each renewal)`)];
-    }
+    case 'TLSA':
+      return checkTlsa(config, r);
     case 'PTR':
       return []; // checked against the live addresses below
   }
+}
+
+/**
+ * The TLSA record of the mail host (DANE, RFC 7672): published, DNSSEC-validated — the AD bit
+ * of the configured resolver, believed only from one delivery.dane would believe (on loopback or
+ * in delivery.dane.trustedResolvers, as outbound DANE does) — and matching the current key.
+ */
+async function checkTlsa(config: Config, r: DnsRecord): Promise<Finding[]> {
+  const host = config.hostname.toLowerCase();
+  const dane = new DaneResolver({ servers: config.dns.servers, trustedResolvers: config.delivery.dane.trustedResolvers, timeoutMs: config.dns.timeout, log: silentLogger() });
+  const setting = `DNS ${r.name} TLSA`;
+  const t = await dane.tlsa(r.name);
+  if (t.kind === 'failed') {
+    // RFC 4035 §5.5: a validating resolver answers SERVFAIL for data whose signatures fail.
+    const bogus = / SERVFAIL /.test(t.reason) ? `; from a validating resolver SERVFAIL usually means the zone's signatures do not validate (bogus), and senders using DANE then defer all mail to ${host}` : '';
+    return [{ id: 'dns-lookup-failed', severity: 'warning', setting, message: `${t.reason}, so this record was not checked${bogus}`, fix: `check dns.servers${bogus ? ', and the DNSSEC signatures and DS record of the zone of ' + host + ' (e.g. delv or dnsviz.net)' : ''}, then run doctor --dns again` }];
+  }
+  if (t.records.length === 0) return [finding(r, 'dns-tlsa-missing', 'info', `no TLSA record: senders cannot use DANE (RFC 7672) to authenticate ${host}`, `in a DNSSEC-signed zone, publish ${r.name}. IN TLSA ${r.value}`)];
+  const out: Finding[] = [];
+  if (!t.records.some((x) => x.toLowerCase() === r.value!.toLowerCase())) {
+    out.push(finding(r, 'dns-tlsa-mismatch', 'error', `the TLSA records (${t.records.join(', ')}) match no key of the current certificate: senders using DANE refuse to deliver`, `replace them with ${r.name}. IN TLSA ${r.value} (and publish the next key before each renewal)`));
+  }
+  if (!dane.trusted) {
+    const { address } = parseServer(dane.server);
+    out.push({ id: 'dns-tlsa-dnssec-unknown', severity: 'info', setting, message: `the DNS server ${dane.server} is neither on loopback nor listed in delivery.dane.trustedResolvers, so its AD bit proves nothing: whether the TLSA record is DNSSEC-signed was not checked`, fix: `run doctor --dns with dns.servers set to a validating resolver on this machine (e.g. unbound at 127.0.0.1), or add ${address} to delivery.dane.trustedResolvers if the path to it is protected` });
+  } else if (t.kind === 'insecure') {
+    out.push({ id: 'dns-tlsa-unsigned', severity: 'warning', setting, message: `the TLSA record is published but not DNSSEC-validated (${dane.server} did not set the AD bit): senders ignore it (RFC 7672 §2.2), so DANE does not protect mail to ${host}`, fix: `sign the zone of ${host} with DNSSEC and publish its DS record at the parent; if it is signed, set dns.servers to a validating resolver (e.g. unbound at 127.0.0.1)` });
+  }
+  return out;
 }
 
 async function checkTxt(dns: Resolver, r: DnsRecord): Promise<Finding[]> {

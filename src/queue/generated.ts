@@ -7,6 +7,14 @@ export interface SpoolBegin {
   begin(env: NewEnvelope): { readonly id: string; write(chunk: Buffer): Promise<void>; commit(): Promise<void>; abort(): Promise<void> };
 }
 
+/**
+ * The listener names the report jobs write into their envelopes (TLS-RPT, DMARC aggregate): mail
+ * this server wrote, which the router signs with the From domain's DKIM key as the RFCs ask
+ * (RFC 8460 §5.3 "MUST be DKIM-signed"; RFC 7489 §7.2.1.1 via the DMARC of the report domain).
+ */
+export const TLS_REPORT_LISTENER = 'tls-report';
+export const DMARC_REPORT_LISTENER = 'dmarc-report';
+
 export async function queueGenerated(spool: SpoolBegin, env: NewEnvelope, bytes: Buffer): Promise<string> {
   const w = spool.begin(env);
   try {

@@ -3,7 +3,9 @@
 // and SMTP sinks playing the MX hosts with a self-signed certificate whose key the TLSA records
 // name, and a private CA for DANE-TA. A match delivers over TLS (a DANE-TA chain only for the MX
 // host's name); a mismatch, a host without STARTTLS and a bogus signature
-// defer with nothing handed over; an unsigned domain gets opportunistic TLS as before.
+// defer with nothing handed over; an unsigned domain gets opportunistic TLS as before. MX host
+// names that are CNAMEs: the TLSA records at the expanded name when the chain is secure, at the
+// original name when a step is not; a TLSA RRset reached through a CNAME.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
@@ -129,4 +131,81 @@ test('DANE: the AD bit of a resolver that is neither on loopback nor listed is n
 test('DANE config: off by default; a trusted resolver must be an IP address', () => {
   assert.deepEqual(buildConfig({}, 'test.yaml', '/srv').delivery.dane, { enabled: false, trustedResolvers: [] });
   assert.throws(() => buildConfig({ delivery: { dane: { enabled: true, trustedResolvers: ['resolver.example'] } } }, 'test.yaml', '/srv'), (e: unknown) => e instanceof ConfigError && /delivery\.dane\.trustedResolvers\[0\]/.test(e.message) && /an IP address/.test(e.message));
+});
+
+test('DANE and CNAMEs (RFC 7672 §2.2.2): a secure chain uses the expanded name, an insecure step the original; a TLSA RRset may be a CNAME', async (t) => {
+  const cert = localhostCert();
+  const spki256 = createHash('sha256').update(new X509Certificate(cert.certPem).publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+  const wrong = `3 1 1 ${'00'.repeat(32)}`;
+  const right = `3 1 1 ${spki256}`;
+  const ca = startCa(t);
+  const caDigest = createHash('sha256').update(new X509Certificate(ca.caPem).raw).digest('hex');
+  // mx.<d> is a CNAME to real.<d>; the TLSA records at each name say which one was used.
+  const aliased = (d: string, atOriginal: string | undefined, atExpanded: string, via = `real.${d}`): string[] => [
+    `${d} IN MX 10 mx.${d}`,
+    `mx.${d} IN CNAME ${via}`,
+    `real.${d} IN A 127.0.0.1`,
+    `_25._tcp.real.${d} IN TLSA ${atExpanded}`,
+    ...(atOriginal ? [`_25._tcp.mx.${d} IN TLSA ${atOriginal}`] : []),
+  ];
+  const unbound = await startUnbound(t, [
+    {
+      name: 'cname.test',
+      signed: true,
+      records: [
+        ...aliased('good', wrong, right),
+        ...aliased('bad', right, wrong),
+        ...aliased('plain', undefined, right),
+        // One step through the unsigned zone: the expanded name is not to be believed.
+        ...aliased('hop', right, wrong, 'relay.hop.plain.test.'),
+        ...aliased('hopbad', wrong, right, 'relay.hopbad.plain.test.'),
+        // DANE-TA: the certificate names the original host only; both names are reference identifiers (§3.2.2).
+        ...aliased('ta', undefined, `2 0 1 ${caDigest}`),
+        // The TLSA RRset itself through a CNAME, followed by the resolver.
+        'alias IN MX 10 mx.alias',
+        'mx.alias IN A 127.0.0.1',
+        '_25._tcp.mx.alias IN CNAME tlsa.shared',
+        `tlsa.shared IN TLSA ${right}`,
+      ],
+    },
+    { name: 'plain.test', signed: false, records: ['relay.hop IN CNAME real.hop.cname.test.', 'relay.hopbad IN CNAME real.hopbad.cname.test.'] },
+  ]);
+  const dns = new Resolver({ timeout: 3000, tries: 1 });
+  dns.setServers([unbound.server]);
+  const log = captureLog();
+  const dane = new DaneResolver({ servers: [unbound.server], trustedResolvers: [], timeoutMs: 3000, log: log.log });
+  const deliver = async (sink: Sink, to: string): Promise<{ outcome: string; reply: string }> => {
+    const tr = new MxTransport({ dns, port: sink.port, client: CLIENT, concurrencyPerDomain: 5, ownNames: [], log: log.log, dane });
+    const [res] = await tr.deliver(outboundMessage(to), [0]);
+    return { outcome: res!.outcome, reply: res!.reply };
+  };
+
+  for (const d of ['good', 'hop', 'alias']) {
+    const s = await startSink(t, { tls: cert.context });
+    const ok = await deliver(s, `bob@${d}.cname.test`);
+    assert.equal(ok.outcome, 'ok', `${d}: ${ok.reply}`);
+    assert.equal(s.messages[0]?.secure, true, `${d}: delivered over verified TLS`);
+  }
+  const leaf = ca.issue(['mx.ta.cname.test']);
+  const taSink = await startSink(t, { tls: tls.createSecureContext({ cert: leaf.certPem + ca.caPem, key: leaf.keyPem }) });
+  const ta = await deliver(taSink, 'bob@ta.cname.test');
+  assert.equal(ta.outcome, 'ok', ta.reply);
+
+  for (const d of ['bad', 'hopbad']) {
+    const s = await startSink(t, { tls: cert.context });
+    const r = await deliver(s, `bob@${d}.cname.test`);
+    assert.equal(r.outcome, 'temporary', `${d}: ${r.reply}`);
+    assert.match(r.reply, new RegExp(`^451 4\\.7\\.5 DANE: mx\\.${d}\\.cname\\.test .*tlsa-invalid`));
+    assert.equal(s.messages.length, 0, `${d}: nothing handed over`);
+    if (d === 'bad') assert.match(r.reply, /TLSA records \(at _25\._tcp\.real\.bad\.cname\.test, its CNAME target\)/);
+    else assert.doesNotMatch(r.reply, /CNAME target/, 'an insecure chain: the original name decided');
+  }
+  const clear = await startSink(t);
+  const noTls = await deliver(clear, 'bob@plain.cname.test');
+  assert.equal(noTls.outcome, 'temporary', noTls.reply);
+  assert.match(noTls.reply, /starttls-not-supported/);
+  assert.equal(clear.messages.length, 0, 'no clear-text fallback when the expanded name has TLSA records');
+
+  const results = log.events('tls-policy').map((l) => `${String(l.domain)} ${String(l.result)}`);
+  assert.deepEqual(results, ['good.cname.test success', 'hop.cname.test success', 'alias.cname.test success', 'ta.cname.test success', 'bad.cname.test tlsa-invalid', 'hopbad.cname.test tlsa-invalid', 'plain.cname.test starttls-not-supported']);
 });

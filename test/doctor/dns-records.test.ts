@@ -105,7 +105,10 @@ test('doctor --dns: no finding when the zone publishes every record; each wrong 
   const first = setup(t);
   const dns = await goodZone(t, first.config);
   const { config, file } = setup(t, dns.address);
-  const audit = async (): Promise<string[]> => (await auditDns(config, undefined, { addresses: [IP] })).map((f) => `${f.severity} ${f.id} at ${f.setting}: ${f.message}. Fix: ${f.fix}`);
+  // This DNS server does not validate (no AD bit): the TLSA record is right but counts as unsigned,
+  // which test/doctor/dns-dane.test.ts checks against a validating resolver. Set aside here.
+  const audit = async (): Promise<string[]> =>
+    (await auditDns(config, undefined, { addresses: [IP] })).filter((f) => f.id !== 'dns-tlsa-unsigned').map((f) => `${f.severity} ${f.id} at ${f.setting}: ${f.message}. Fix: ${f.fix}`);
   assert.deepEqual(await audit(), []);
 
   dns.set('example.org', 'MX', ['10 mail.elsewhere.net']);

@@ -8,7 +8,7 @@
 import { getServers } from 'node:dns';
 import { isIP } from 'node:net';
 import type { Logger } from '../../observe/log.ts';
-import { mxExchange, parseServer, queryWire, T_A, T_AAAA, T_MX, T_TLSA, tlsaText, type WireAnswer } from './dns-wire.ts';
+import { mxExchange, parseServer, queryWire, readName, T_A, T_AAAA, T_CNAME, T_MX, T_TLSA, tlsaText, type WireAnswer } from './dns-wire.ts';
 import { parseTlsa, usable, type Tlsa } from './tlsa.ts';
 
 export type Lookup = { readonly kind: 'secure'; readonly answer: WireAnswer } | { readonly kind: 'insecure'; readonly answer: WireAnswer } | { readonly kind: 'failed'; readonly reason: string };
@@ -18,8 +18,29 @@ export type HostDane =
   | { readonly kind: 'none'; readonly reason: string }
   /** The lookups failed or were bogus: this host may not be used now (§2.1.1). */
   | { readonly kind: 'failed'; readonly reason: string }
-  /** Secure TLSA records: STARTTLS required; `usable` empty means TLS without authentication (§2.2). */
-  | { readonly kind: 'dane'; readonly records: readonly string[]; readonly usable: readonly Tlsa[] };
+  /**
+   * Secure TLSA records at `_25._tcp.<base>`: STARTTLS required; `usable` empty means TLS without
+   * authentication (§2.2). `names`: the reference identifiers a DANE-TA certificate must match,
+   * the MX host name and, when its CNAME chain is secure, the expanded name (§3.2.2).
+   */
+  | { readonly kind: 'dane'; readonly base: string; readonly names: readonly string[]; readonly records: readonly string[]; readonly usable: readonly Tlsa[] };
+
+/** A TLSA lookup: its DNSSEC state and records ("3 1 1 <hex>"), also when reached through a CNAME. */
+export type TlsaLookup = { readonly kind: 'failed'; readonly reason: string } | { readonly kind: 'secure' | 'insecure'; readonly records: readonly string[] };
+
+/** The CNAME chain an answer took from `name` (RFC 1034 §3.6.2): the names in order, `name` first. */
+function cnameChain(name: string, answer: WireAnswer): string[] {
+  const chain = [name.toLowerCase().replace(/\.$/, '')];
+  for (let hops = 0; hops < 16; hops++) {
+    const cur = chain[chain.length - 1]!;
+    const r = answer.answers.find((x) => x.type === T_CNAME && x.name === cur);
+    if (!r) break;
+    const next = readName(r.msg, r.offset).name;
+    if (chain.includes(next)) break; // a loop: the resolver would have failed it
+    chain.push(next);
+  }
+  return chain;
+}
 
 export interface DaneOptions {
   /** dns.servers: the first is asked (default the system's first). */
@@ -71,26 +92,58 @@ export class DaneResolver {
     return { ...l, hosts: l.answer.answers.filter((r) => r.type === T_MX).map(mxExchange) };
   }
 
+  /** The TLSA RRset at `owner` (e.g. _25._tcp.mx.example.net), following a CNAME as the resolver does. */
+  async tlsa(owner: string): Promise<TlsaLookup> {
+    const t = await this.#ask(owner, T_TLSA, 'TLSA');
+    if (t.kind === 'failed') return t;
+    return { kind: t.kind, records: t.answer.answers.filter((r) => r.type === T_TLSA && r.data.length >= 3).map(tlsaText) };
+  }
+
+  /**
+   * The address records of an MX host and the CNAME chain they were reached by. `secure`: the
+   * address records are DNSSEC-signed; `chainSecure`: every CNAME step is too (one AD bit covers
+   * the whole answer, RFC 4035 §3.2.3, so an insecure answer with a chain asks the final name alone).
+   */
+  async #addresses(name: string): Promise<{ kind: 'failed'; reason: string } | { kind: 'ok'; secure: boolean; chainSecure: boolean; chain: readonly string[] }> {
+    let type = T_A;
+    let l = await this.#ask(name, T_A, 'A');
+    if (l.kind === 'failed') return l;
+    if (!l.answer.answers.some((r) => r.type === T_A)) {
+      type = T_AAAA;
+      l = await this.#ask(name, T_AAAA, 'AAAA');
+      if (l.kind === 'failed') return l;
+    }
+    const chain = cnameChain(name, l.answer);
+    if (l.kind === 'secure' || chain.length === 1) return { kind: 'ok', secure: l.kind === 'secure', chainSecure: l.kind === 'secure', chain };
+    const last = await this.#ask(chain[chain.length - 1]!, type, type === T_A ? 'A' : 'AAAA');
+    if (last.kind === 'failed') return last;
+    return { kind: 'ok', secure: last.kind === 'secure', chainSecure: false, chain };
+  }
+
   /**
    * What DANE asks of one MX host: secure address records (§2.2.2: else DANE does not apply), then
-   * the TLSA RRset of its name on port 25 (§2.2.3). The TLSA base domain is the MX host name; an
-   * MX pointing at a CNAME (forbidden by RFC 2181 §10.3) is not followed to its target's TLSA.
+   * the TLSA RRset on port 25 (§2.2.3) of the TLSA base domain. An MX host name that is a CNAME
+   * (§2.2.2): with every step of the chain secure, the expanded name is tried first and then the
+   * original name; with an insecure step, only the original name — the expanded one came from
+   * data anyone on the path could have written.
    */
   async host(name: string): Promise<HostDane> {
     if (isIP(name)) return { kind: 'none', reason: 'an address literal has no TLSA records' };
-    const a = await this.#ask(name, T_A, 'A');
+    const a = await this.#addresses(name);
     if (a.kind === 'failed') return a;
-    let addr: Lookup = a;
-    if (!a.answer.answers.some((r) => r.type === T_A)) {
-      addr = await this.#ask(name, T_AAAA, 'AAAA');
-      if (addr.kind === 'failed') return addr;
+    if (!a.secure) return { kind: 'none', reason: `the address records of ${name} are not DNSSEC-signed` };
+    const initial = a.chain[0]!;
+    const expanded = a.chain[a.chain.length - 1]!;
+    const bases = a.chainSecure && expanded !== initial ? [expanded, initial] : [initial];
+    const names = a.chainSecure ? [...new Set([initial, expanded])] : [initial];
+    const reasons: string[] = [];
+    for (const base of bases) {
+      const t = await this.tlsa(`_25._tcp.${base}`);
+      if (t.kind === 'failed') return t;
+      if (t.kind !== 'secure') reasons.push(`the TLSA lookup of _25._tcp.${base} is not DNSSEC-signed`);
+      else if (t.records.length === 0) reasons.push(`_25._tcp.${base} has no TLSA records`);
+      else return { kind: 'dane', base, names, records: t.records, usable: t.records.map(parseTlsa).filter((r): r is Tlsa => r !== undefined && usable(r)) };
     }
-    if (addr.kind !== 'secure') return { kind: 'none', reason: `the address records of ${name} are not DNSSEC-signed` };
-    const t = await this.#ask(`_25._tcp.${name}`, T_TLSA, 'TLSA');
-    if (t.kind === 'failed') return t;
-    const records = t.answer.answers.filter((r) => r.type === T_TLSA && r.data.length >= 3).map(tlsaText);
-    if (t.kind !== 'secure') return { kind: 'none', reason: `the TLSA lookup of _25._tcp.${name} is not DNSSEC-signed` };
-    if (records.length === 0) return { kind: 'none', reason: `_25._tcp.${name} has no TLSA records` };
-    return { kind: 'dane', records, usable: records.map(parseTlsa).filter((r): r is Tlsa => r !== undefined && usable(r)) };
+    return { kind: 'none', reason: reasons.join('; ') };
   }
 }

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../observe/log.ts';
 import type { Store } from '../../store/store.ts';
 import type { EnvelopeRecipient } from '../../queue/envelope.ts';
-import { queueGenerated, type SpoolBegin } from '../../queue/generated.ts';
+import { queueGenerated, TLS_REPORT_LISTENER, type SpoolBegin } from '../../queue/generated.ts';
 import { tagList } from '../../core/mta-sts.ts';
 import type { TlsFailureType } from '../smtp-client.ts';
 import { policyLines, type CachedPolicy, type StsFetchFailure } from './mta-sts.ts';
@@ -211,7 +211,7 @@ export async function sendTlsReports(o: ReportJobOptions, reportDay?: string): P
         if (uri.toLowerCase().startsWith('mailto:')) {
           const to = decodeURIComponent(uri.slice('mailto:'.length).split('?')[0]!);
           const bytes = reportMessage({ from: o.from, to, domain, submitter: o.hostname, reportId, day: d, gz, date: new Date(clock()) });
-          const id = await queueGenerated(o.spool, { mailFrom: o.from, recipients: o.route(to), client: { address: '127.0.0.1', listener: 'tls-report', sessionId: `tlsrpt-${d}` }, smtputf8: false, body: '7BIT', noBounce: 'TLS-RPT report' }, bytes);
+          const id = await queueGenerated(o.spool, { mailFrom: o.from, recipients: o.route(to), client: { address: '127.0.0.1', listener: TLS_REPORT_LISTENER, sessionId: `tlsrpt-${d}` }, smtputf8: false, body: '7BIT', noBounce: 'TLS-RPT report' }, bytes);
           out.push({ domain, rua: uri, ok: true, detail: `queued as ${id}` });
         } else {
           out.push({ domain, rua: uri, ok: true, detail: await post(uri, gz, o.ca, o.timeoutMs ?? 60_000) });

@@ -3,25 +3,6 @@
 // PKIX-EE(1) are not, since MX hosts have no agreed public CA set (RFC 7672 §3.1.3); selectors
 // Cert(0) and SPKI(1); matching Full(0), SHA2-256(1), SHA2-512(2).
 import { createHash, X509Certificate } from 'node:crypto';
-import { getServers } from 'node:dns';
-import { queryWire, T_TLSA, tlsaText } from './dns-wire.ts';
-
-export { parseServer } from './dns-wire.ts';
-
-export interface TlsaAnswer {
-  /** RFC 1035 §4.1.1 RCODE: 0 NOERROR, 3 NXDOMAIN, … */
-  readonly rcode: number;
-  /** Authenticated Data (RFC 4035 §3.2.3): the resolver validated the answer with DNSSEC. */
-  readonly ad: boolean;
-  /** "3 1 1 <hex>" per record. */
-  readonly records: readonly string[];
-}
-
-/** Asks the first of `servers` (default: the system's) for the TLSA records of `name`. */
-export async function resolveTlsa(name: string, servers: readonly string[], timeoutMs: number): Promise<TlsaAnswer> {
-  const a = await queryWire(servers[0] ?? getServers()[0] ?? '127.0.0.1', name, T_TLSA, timeoutMs);
-  return { rcode: a.rcode, ad: a.ad, records: a.answers.filter((r) => r.type === T_TLSA && r.data.length >= 3).map(tlsaText) };
-}
 
 export interface Tlsa {
   readonly usage: number;
@@ -66,9 +47,10 @@ export type DaneMatch = { readonly ok: true; readonly usage: 2 | 3 } | { readonl
  * Checks the chain the server presented (leaf first) against the usable records. DANE-EE: the leaf
  * matches; no name, expiry or chain checks (RFC 7672 §3.1.1). DANE-TA: a certificate of the chain
  * above the leaf matches, the leaf chains up to it by signatures, is within its validity, and is
- * issued for the MX host name (RFC 7672 §3.1.2, §3.2.2; a wildcard covers one label, §3.2.3).
+ * issued for one of the reference identifiers `names`: the MX host name, and its expanded name
+ * when it is a secure CNAME (RFC 7672 §3.1.2, §3.2.2; a wildcard covers one label, §3.2.3).
  */
-export function matchChain(chain: readonly X509Certificate[], records: readonly Tlsa[], mxHost: string, now = new Date()): DaneMatch {
+export function matchChain(chain: readonly X509Certificate[], records: readonly Tlsa[], names: readonly string[], now = new Date()): DaneMatch {
   const leaf = chain[0];
   if (!leaf) return { ok: false, reason: 'the server sent no certificate' };
   if (records.some((r) => r.usage === 3 && matches(leaf, r))) return { ok: true, usage: 3 };
@@ -79,7 +61,7 @@ export function matchChain(chain: readonly X509Certificate[], records: readonly 
       if (!chain[j]!.checkIssued(chain[j + 1]!) || !chain[j]!.verify(chain[j + 1]!.publicKey)) return { ok: false, reason: `certificate ${j} of the chain is not signed by the next one under the DANE-TA trust anchor` };
     }
     if (now < new Date(leaf.validFrom) || now > new Date(leaf.validTo)) return { ok: false, reason: `the certificate is outside its validity (${leaf.validFrom} – ${leaf.validTo})` };
-    if (leaf.checkHost(mxHost, { wildcards: true, partialWildcards: false }) === undefined) return { ok: false, reason: `the certificate is not issued for ${mxHost}` };
+    if (!names.some((n) => leaf.checkHost(n, { wildcards: true, partialWildcards: false }) !== undefined)) return { ok: false, reason: `the certificate is not issued for ${names.join(' or ')}` };
     return { ok: true, usage: 2 };
   }
   return { ok: false, reason: 'no TLSA record matches the certificate chain' };
