@@ -124,7 +124,7 @@ export async function reportFiles(raw: Buffer, limits: ReadLimits): Promise<{ fi
 
 // Entities are never expanded (no billion laughs), attributes are not read (the schema has none
 // that matter), namespace prefixes are dropped (some reporters qualify every element).
-const parser = new XMLParser({ ignoreAttributes: true, removeNSPrefix: true, processEntities: false, htmlEntities: false, parseTagValue: false, trimValues: true, isArray: (name) => ['record', 'dkim', 'spf', 'reason'].includes(name) });
+const parser = new XMLParser({ ignoreAttributes: true, removeNSPrefix: true, processEntities: false, htmlEntities: false, parseTagValue: false, trimValues: true, isArray: (name) => name === 'record' });
 
 type Node = Record<string, unknown>;
 const obj = (v: unknown): Node | undefined => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Node) : undefined);

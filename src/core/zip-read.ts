@@ -4,7 +4,7 @@
 // encryption, ZIP64, other methods, data past the limit — is refused with a reason. The output
 // limit is given to zlib itself, so a decompression bomb stops at `maxBytes`, not after it.
 // Chosen over a dependency in docs/decisions/0035-dmarc-report-reading.md.
-import { inflateRawSync } from 'node:zlib';
+import { crc32, inflateRawSync } from 'node:zlib';
 
 export class ZipError extends Error {
   override readonly name = 'ZipError';
@@ -43,6 +43,7 @@ export function readZip(buf: Buffer, limits: { readonly maxBytes: number; readon
     if (p + 46 > buf.length || buf.readUInt32LE(p) !== CENTRAL) throw new ZipError('the central directory is damaged');
     const flags = buf.readUInt16LE(p + 8);
     const method = buf.readUInt16LE(p + 10);
+    const crc = buf.readUInt32LE(p + 16);
     const compSize = buf.readUInt32LE(p + 20);
     const size = buf.readUInt32LE(p + 24);
     const nameLen = buf.readUInt16LE(p + 28);
@@ -70,6 +71,7 @@ export function readZip(buf: Buffer, limits: { readonly maxBytes: number; readon
       }
     } else throw new ZipError(`${name}: compression method ${method} is not read (only stored and deflate)`);
     if (data.length !== size) throw new ZipError(`${name}: ${data.length} bytes, the directory says ${size}`);
+    if (crc32(data) !== crc) throw new ZipError(`${name}: the CRC-32 does not match (damaged)`);
     total += data.length;
     out.push({ name, data });
   }
