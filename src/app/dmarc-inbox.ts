@@ -38,16 +38,20 @@ export function reportAddresses(config: Pick<Config, 'dmarcReports' | 'reports' 
 
 const reportKey = (org: string, id: string): string => `${REPORT_PREFIX}${encodeURIComponent(org.toLowerCase())}:${encodeURIComponent(id)}`;
 
-async function readCapped(body: () => Readable, max: number): Promise<Buffer | undefined> {
+/** The mail's bytes, or only its first 64 KiB (`whole: false`) when it is larger than `max`. */
+async function readCapped(body: () => Readable, max: number): Promise<{ readonly bytes: Buffer; readonly whole: boolean }> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of body()) {
-    n += (c as Buffer).length;
-    if (n > max) return undefined;
     chunks.push(c as Buffer);
+    n += (c as Buffer).length;
+    if (n > max) return { bytes: Buffer.concat(chunks).subarray(0, 65_536), whole: false };
   }
-  return Buffer.concat(chunks);
+  return { bytes: Buffer.concat(chunks), whole: true };
 }
+
+/** A report mail's subject (RFC 7489 §7.2.1.1: "Report Domain: ... Submitter: ..."). */
+const REPORT_SUBJECT = /^subject:[^\r\n]*report[ -]?domain:/im;
 
 export interface ReaderOptions {
   readonly store: Store;
@@ -87,12 +91,16 @@ export class DmarcReportReader {
     };
     try {
       // base64 makes an attachment 4/3 bigger; the rest of a report mail is small.
-      const raw = await readCapped(body, Math.ceil(limits.maxAttachmentSize * 1.4) + 256 * 1024);
-      if (!raw) {
-        await refuse('(the whole mail)', `larger than dmarcReports.read.maxAttachmentSize (${limits.maxAttachmentSize} bytes) allows`);
+      const mail = await readCapped(body, Math.ceil(limits.maxAttachmentSize * 1.4) + 256 * 1024);
+      if (!mail.whole) {
+        // Other large mail to postmaster is not a report and not worth a warning; a report is.
+        const head = mail.bytes.toString('latin1');
+        const blank = head.search(/\r?\n\r?\n/);
+        if (REPORT_SUBJECT.test(blank < 0 ? head : head.slice(0, blank))) await refuse('(the whole mail)', `larger than dmarcReports.read.maxAttachmentSize (${limits.maxAttachmentSize} bytes) allows`);
+        else log.debug({ event: 'dmarc-report-skipped', queueId, from }, 'a large mail to the DMARC report address without a report subject: not read');
         return out;
       }
-      const { files, errors } = await reportFiles(raw, limits);
+      const { files, errors } = await reportFiles(mail.bytes, limits);
       for (const e of errors) await refuse(e.file, e.message);
       for (const f of files) {
         let report: AggregateReport;

@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import nodemailer from 'nodemailer';
@@ -67,7 +68,7 @@ test('DMARC reports at our rua: zip and gzip stored once, bombs and bad ones ref
   const srv = await startServer(t, {
     users: [['admin@example.org', 'admin password 1']],
     aliases: [['postmaster@example.org', ['admin@example.org']]],
-    config: { pipeline: { rcpt: ['recipient'], data: [] }, dmarcReports: { read: { maxXmlSize: '1MB' } } },
+    config: { pipeline: { rcpt: ['recipient'], data: [] }, dmarcReports: { read: { maxXmlSize: '1MB', maxAttachmentSize: '256KB' } } },
   });
   const googleId = '12074981562386395342';
   const googleName = `google.com!example.org!${BEGIN}!${END}.zip`;
@@ -103,8 +104,15 @@ test('DMARC reports at our rua: zip and gzip stored once, bombs and bad ones ref
   assert.match(reasons.get(bad[1]!.filename)!, /liar\.xml: inflates past the limit.*decompression bomb/);
   assert.match(reasons.get(bad[2]!.filename)!, /lacks org_name or report_id/);
   assert.match(reasons.get(bad[3]!.filename)!, /about other\.example, not one of this server's domains/);
+  // Too big to open: refused when its subject says it is a report, passed over quietly when not.
+  const huge = { filename: 'big.example!example.org!1!2.xml.gz', content: randomBytes(600 * 1024), contentType: 'application/gzip' };
+  assert.match(await sendReport(srv, 'reports@big.example', 'Report Domain: example.org Submitter: big.example', [huge]), /^250 /);
+  const tooBig = await srv.waitForLog((l) => l.event === 'dmarc-report-refused' && l.from === 'reports@big.example');
+  assert.match(String(tooBig.reason), /larger than dmarcReports\.read\.maxAttachmentSize \(262144 bytes\) allows/);
+  assert.match(await sendReport(srv, 'holiday@photos.example', 'our holiday photos', [{ ...huge, filename: 'photos.zip' }]), /^250 /);
+  await srv.waitForLog((l) => l.event === 'dmarc-report-skipped' && l.from === 'holiday@photos.example');
   // Every one of them, the refused ones too, is in the mailbox as before.
-  await srv.waitForMail('admin@example.org', 4);
+  await srv.waitForMail('admin@example.org', 6);
 
   const config = path.join(srv.dataDir, 'mailward.yaml');
   writeFileSync(config, ['hostname: mx.example.org', 'domains: [example.org]', `dataDir: ${JSON.stringify(srv.dataDir)}`, 'log: { level: silent }', ''].join('\n'));
@@ -116,7 +124,7 @@ test('DMARC reports at our rua: zip and gzip stored once, bombs and bad ones ref
   assert.match(text.stdout, /\n {2}reporters: google\.com \(1 report, 157\), Enterprise Outlook \(1 report, 45\)\n/);
   assert.match(text.stdout, /\n {4}203\.0\.113\.66 +12 {2}From: example\.org {2}reported by Enterprise Outlook, google\.com\n/);
   assert.doesNotMatch(text.stdout, /198\.51\.100\.7|192\.0\.2\.10/, 'sources passing DMARC are not listed as failing');
-  assert.match(text.stdout, /\nrefused report files: 4\n/);
+  assert.match(text.stdout, /\nrefused report files: 5\n/);
   assert.match(text.stdout, /bomb\.example!example\.org!1!2\.xml\.gz from reports@bomb\.example: gunzips past/);
 
   const json = await runMailward(['dmarc', 'report', '--config', config, '--domain', 'example.org', '--since', '30d', '--json']);
