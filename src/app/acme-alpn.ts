@@ -4,7 +4,7 @@
 // critical acmeIdentifier extension, §3) and then closes. Other handshakes are refused.
 import tls from 'node:tls';
 import type { Logger } from '../observe/log.ts';
-import { listenOn } from './acme-http.ts';
+import { listenOn } from '../core/listen.ts';
 
 const ACME_TLS = 'acme-tls/1';
 

@@ -2,8 +2,8 @@
 // it) that answers GET /.well-known/acme-challenge/TOKEN with the key authorization while an
 // order is pending, and 404 to everything else. It serves nothing else, so it is no web server.
 import http from 'node:http';
-import type { AddressInfo, Server } from 'node:net';
 import type { Logger } from '../observe/log.ts';
+import { listenOn } from '../core/listen.ts';
 
 const PREFIX = '/.well-known/acme-challenge/';
 // RFC 8555 §8.1: tokens are base64url, at least 128 bits of entropy.
@@ -44,15 +44,4 @@ export async function startHttp01(o: { readonly host: string; readonly port: num
         server.close(() => resolve());
       }),
   };
-}
-
-/** Listens on host:port; rejects with the listen error (EACCES, EADDRINUSE) for the caller to explain. */
-export function listenOn(server: Server, host: string, port: number): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server.address() as AddressInfo);
-    });
-  });
 }

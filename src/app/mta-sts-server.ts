@@ -2,12 +2,12 @@
 // with the server's certificate, answering GET /.well-known/mta-sts.txt for Host
 // mta-sts.<local domain> with the policy `mailward dns records` announces; 404 for anything else.
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import type tls from 'node:tls';
 import type { Config } from '../config/load.ts';
 import type { Logger } from '../observe/log.ts';
 import { policyText } from '../core/mta-sts.ts';
 import { servedPolicy } from '../doctor/dns-records.ts';
+import { listenOn } from '../core/listen.ts';
 
 export interface MtaStsServer {
   readonly port: number;
@@ -31,13 +31,9 @@ export async function startMtaStsServer(config: Config, secureContext: () => tls
     res.writeHead(200, { 'content-type': 'text/plain; charset=us-ascii', 'cache-control': 'max-age=300' }).end(body);
   });
   srv.on('tlsClientError', () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new Error(`mtaSts.serve: cannot listen on ${s.host}:${s.port} (${err.code ?? err.message}); free the port, set mtaSts.serve.port (e.g. behind a proxy), or give the server CAP_NET_BIND_SERVICE for 443`)),
-    );
-    srv.listen(s.port, s.host, resolve);
+  const { port } = await listenOn(srv, s.host, s.port).catch((err: NodeJS.ErrnoException) => {
+    throw new Error(`mtaSts.serve: cannot listen on ${s.host}:${s.port} (${err.code ?? err.message}); free the port, set mtaSts.serve.port (e.g. behind a proxy), or give the server CAP_NET_BIND_SERVICE for 443`);
   });
-  const port = (srv.address() as AddressInfo).port;
   log.info({ event: 'listening', listener: 'mta-sts', address: s.host, port, mode: s.mode }, `MTA-STS policy (${s.mode}) served on https://${s.host}:${port}/.well-known/mta-sts.txt`);
   return {
     port,

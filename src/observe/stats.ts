@@ -4,7 +4,7 @@
 // recent decisions. Bounded in memory; hourly counts are flushed to the store so a restart keeps
 // the charts (docs/decisions/0010-operator-experience.md).
 import type { Logger } from './log.ts';
-import type { Store } from '../store/store.ts';
+import { isStoreUnavailable, type Store } from '../store/store.ts';
 import { mailEvents, type MailEventBus, type PublishedEvent } from './events.ts';
 import { DECISIONS, relayKinds } from './metrics.ts';
 
@@ -134,6 +134,8 @@ export class MailStats {
   readonly #store: Store | undefined;
   readonly #prefix: string;
   readonly #log: Logger | undefined;
+  /** The saved counts could not be read at start-up; read them before the first write. */
+  #unloaded = false;
   readonly #buckets = new Map<number, Bucket>();
   readonly #relayed: Ring<RelayedMessage>;
   readonly #decisions: Ring<Decision>;
@@ -348,7 +350,24 @@ export class MailStats {
   }
 
   /** Reads the last 7 days of hourly counts from the store (call once, before events arrive). */
+  /**
+   * Adds the counts saved by earlier runs. A store that is down at start-up (Redis after a power
+   * cut comes up after the mail server) must not stop the server: the load is retried before each
+   * flush, and no delta is written before it succeeds, so nothing is counted twice.
+   */
   async load(): Promise<void> {
+    try {
+      await this.#load();
+      this.#unloaded = false;
+    } catch (err) {
+      if (!isStoreUnavailable(err)) throw err;
+      if (this.#unloaded) return;
+      this.#unloaded = true;
+      this.#log?.warn({ event: 'stats-load-deferred', err: err.message }, 'dashboard statistics not loaded: the store is unavailable; retrying with the next save');
+    }
+  }
+
+  async #load(): Promise<void> {
     const store = this.#store;
     if (!store) return;
     const current = Math.floor(this.#clock() / HOUR);
@@ -388,7 +407,12 @@ export class MailStats {
 
   async #flush(): Promise<void> {
     const store = this.#store;
-    if (!store || this.#pending.size === 0) return;
+    if (!store) return;
+    if (this.#unloaded) {
+      await this.load();
+      if (this.#unloaded) return;
+    }
+    if (this.#pending.size === 0) return;
     const batch = this.#pending;
     this.#pending = new Map();
     const ttl = (KEEP_HOURS + 24) * HOUR;

@@ -11,6 +11,7 @@ import { runDoctor } from '../../src/doctor/doctor.ts';
 import { openDirectory } from '../../src/app/accounts.ts';
 import { dial } from '../harness/dial.ts';
 import { startServer, testConfig } from '../harness/server.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const DAY = 86_400_000;
 const QUIET = { interfaces: {}, timeSync: async () => ({ synchronized: true, detail: 'test' }), dnsTimeoutMs: 300, directory: openDirectory };
@@ -20,7 +21,7 @@ test('doctor: unused logins, old passwords and old smarthost credentials are nam
   const c = await dial(srv.port('submissions'), { tls: true });
   await c.expect('220');
   await c.say('EHLO laptop').expect('250');
-  await c.say('AUTH PLAIN ' + Buffer.from('\0alice@example.org\0alice pass 1').toString('base64')).expect('235');
+  await c.say(authPlain('alice@example.org', 'alice pass 1')).expect('235');
   await c.say('QUIT').expect('221');
   await srv.stop();
   // Both made 100 days ago, bob's password set 400 days ago (the file's dates, as an old install has them).

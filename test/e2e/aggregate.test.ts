@@ -9,13 +9,14 @@ import { startDns } from '../harness/dns.ts';
 import { startServer } from '../harness/server.ts';
 import { startWebhook } from '../guard/helpers.ts';
 import { GuardSchema } from '../../src/config/guard-schema.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const HOUR = 3_600_000;
 const STOLEN = Array.from({ length: 5 }, (_, i) => `user${i}@example.org`);
 const NEWS = 'news@example.org';
 const BOB = 'bob@example.org';
 const users: Array<[string, string]> = [...STOLEN, NEWS, BOB].map((u) => [u, `${u} password`]);
-const plain = (user: string): string => 'AUTH PLAIN ' + Buffer.from(`\0${user}\0${user} password`).toString('base64');
+const plain = (user: string): string => authPlain(user, `${user} password`);
 
 async function login(port: number, user: string): Promise<Dialog> {
   const c = await dial(port, { tls: true });

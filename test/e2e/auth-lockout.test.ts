@@ -10,10 +10,11 @@ import path from 'node:path';
 import { openDirectory } from '../../src/app/accounts.ts';
 import { dial, type Dialog } from '../harness/dial.ts';
 import { startServer, TEST_LISTENERS } from '../harness/server.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const ALICE = ['alice@example.org', 'alice password 1'] as const;
 const users: Array<[string, string]> = [[...ALICE], ['bob@example.org', 'bob password 12']];
-const plain = (user: string, pass: string): string => 'AUTH PLAIN ' + Buffer.from(`\0${user}\0${pass}`).toString('base64');
+const plain = authPlain;
 // Locks after three failures of one login from one network; the per-login delay stays out of it.
 const LOCK_FAST = { auth: { maxFailures: 3, maxLoginFailures: 100, window: '1h', block: '1h' } };
 

@@ -5,12 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dial, type Dialog } from '../harness/dial.ts';
 import { startServer } from '../harness/server.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const users: Array<[string, string]> = [
   ['alice@example.org', 'alice password 1'],
   ['bob@example.org', 'bob password 12'],
 ];
-const plain = (user: string, pass: string): string => 'AUTH PLAIN ' + Buffer.from(`\0${user}\0${pass}`).toString('base64');
+const plain = authPlain;
 
 async function login(port: number, user: string, pass: string): Promise<Dialog> {
   const c = await dial(port, { tls: true });

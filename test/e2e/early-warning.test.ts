@@ -11,6 +11,7 @@ import { startDns } from '../harness/dns.ts';
 import { startServer } from '../harness/server.ts';
 import { startWebhook } from '../guard/helpers.ts';
 import { GuardSchema } from '../../src/config/guard-schema.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const DRIP = 'drip@example.org';
 const HOUR = 3_600_000;
@@ -52,7 +53,7 @@ test('early warning: a login at half its breaker threshold is announced before t
   const c = await dial(srv.port('submissions'), { tls: true });
   await c.expect('220');
   await c.say('EHLO laptop').expect('250');
-  await c.say('AUTH PLAIN ' + Buffer.from(`\0${DRIP}\0drip password 1`).toString('base64')).expect('235');
+  await c.say(authPlain(DRIP, 'drip password 1')).expect('235');
 
   // Up to the mark: accepted, and no alert of any kind.
   for (let i = 1; i < warnAt; i++) assert.equal(await sendOne(c, `r${i}@d${i}.example`), 250);

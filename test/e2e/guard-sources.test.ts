@@ -9,6 +9,7 @@ import { startServer } from '../harness/server.ts';
 import { runMailward } from '../harness/cli.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { authPlain } from '../harness/auth.ts';
 
 const ALICE = 'alice@example.org';
 const BOB = 'bob@example.org';
@@ -19,7 +20,7 @@ async function session(port: number, user?: string): Promise<Dialog> {
   const c = await dial(port, user ? { tls: true } : {});
   await c.expect('220');
   await c.say('EHLO laptop').expect('250');
-  if (user) await c.say('AUTH PLAIN ' + Buffer.from(`\0${user}\0${user} password`).toString('base64')).expect('235');
+  if (user) await c.say(authPlain(user, `${user} password`)).expect('235');
   return c;
 }
 

@@ -18,6 +18,7 @@ import { SqliteStore } from '../../src/store/sqlite.ts';
 import { OutboundGuard } from '../../src/guard/guard.ts';
 import { GuardSchema } from '../../src/config/guard-schema.ts';
 import { registerGuard } from '../../src/shells/cli/guard.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const HOUR = 3_600_000;
 const ALICE = 'alice@example.org';
@@ -26,7 +27,7 @@ const users: Array<[string, string]> = [
   [ALICE, 'alice password 1'],
   [BOB, 'bob password 12'],
 ];
-const plain = (user: string, pass: string): string => 'AUTH PLAIN ' + Buffer.from(`\0${user}\0${pass}`).toString('base64');
+const plain = authPlain;
 
 async function login(port: number, user: string, pass: string): Promise<Dialog> {
   const c = await dial(port, { tls: true });

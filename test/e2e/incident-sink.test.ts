@@ -24,6 +24,7 @@ import { startRedis } from '../harness/redis.ts';
 import { startServer, type TestServer } from '../harness/server.ts';
 import { runMailward } from '../harness/cli.ts';
 import { startWebhook } from '../guard/helpers.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const HOUR = 3_600_000;
 const VICTIM = 'victim@example.org';
@@ -74,7 +75,7 @@ async function rig(t: TestContext, sinkRcpt?: (address: string, n: number) => Re
   return { dataDir, config, sink };
 }
 
-const plain = (user: string): string => `AUTH PLAIN ${Buffer.from(`\0${user}\0${PASSWORDS[user]!}`).toString('base64')}`;
+const plain = (user: string): string => authPlain(user, PASSWORDS[user]!);
 
 async function login(srv: TestServer, user: string): Promise<Dialog> {
   const c = await dial(srv.port('submissions'), { tls: true });

@@ -9,6 +9,7 @@ import { startForwarder } from '../harness/forwarder.ts';
 import { startServer, type TestServer } from '../harness/server.ts';
 import { replyLine, runRelayTest, RelayTestError, type AttemptResult, type RelayTestOptions, type RelayTestReport, type TlsMode } from '../../src/app/relay-test.ts';
 import { proxyV1Header, proxyV2Header } from '../../src/ingress/proxy-header.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const ALICE = 'alice@example.org';
 const ALICE_PW = 'correct horse battery';
@@ -226,7 +227,7 @@ test('incident: an authenticated login relays, and relay-test --auth calls that 
   await c.say('STARTTLS').expect('220');
   await c.startTls();
   await c.say('EHLO laptop.example').expect(/AUTH PLAIN LOGIN/);
-  await c.say(`AUTH PLAIN ${Buffer.from(`\0${ALICE}\0${ALICE_PW}`).toString('base64')}`).expect('235 2.7.0');
+  await c.say(authPlain(ALICE, ALICE_PW)).expect('235 2.7.0');
   await c.say(`MAIL FROM:<${ALICE}>`).expect('250 2.1.0');
   await c.say('RCPT TO:<friend@example.net>').expect('250 2.1.5');
   await c.say('RSET').expect('250');
@@ -255,7 +256,7 @@ test('incident: an authenticated login relays, and relay-test --auth calls that 
 
 test('incident: AUTH without TLS is impossible on every listener', async (t) => {
   const srv = await startServer(t, { users: USERS });
-  const plain = `AUTH PLAIN ${Buffer.from(`\0${ALICE}\0${ALICE_PW}`).toString('base64')}`;
+  const plain = authPlain(ALICE, ALICE_PW);
   const mx = await dial(srv.port('mx'));
   await mx.expect('220');
   const ehlo = await mx.say('EHLO x.example').expect('250');

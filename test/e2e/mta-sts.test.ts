@@ -22,6 +22,7 @@ import { startDns, type TestDns } from '../harness/dns.ts';
 import { startServer, type TestServer } from '../harness/server.ts';
 import { startCa, type TestCa } from '../harness/test-ca.ts';
 import { startSink, type Sink } from '../delivery/sink.ts';
+import { authPlain } from '../harness/auth.ts';
 
 interface TlsReport {
   'date-range': unknown;
@@ -114,7 +115,7 @@ async function send(srv: TestServer, from: string, to: string): Promise<string> 
   await c.say('STARTTLS').expect('220');
   await c.startTls();
   await c.say('EHLO client.example.org').expect('250');
-  await c.say(`AUTH PLAIN ${Buffer.from('\0alice@example.org\0alice password 1').toString('base64')}`).expect('235');
+  await c.say(authPlain('alice@example.org', 'alice password 1')).expect('235');
   await c.say(`MAIL FROM:<${from}>`).expect('250');
   await c.say(`RCPT TO:<${to}>`).expect('250');
   await c.say('DATA').expect('354');

@@ -13,6 +13,7 @@ import { startServer } from '../harness/server.ts';
 import { startSink } from '../delivery/sink.ts';
 import { mailward, writeConfig } from '../cli/inprocess.ts';
 import { controlOutbound } from '../../src/queue/control.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const USER: [string, string] = ['alice@example.org', 'alice password 1'];
 
@@ -40,7 +41,7 @@ test('outbound stop|start|status: persisted across restarts, mail stays queued w
   await c.say('STARTTLS').expect('220');
   await c.startTls();
   await c.say('EHLO client.example.net').expect('250');
-  await c.say(`AUTH PLAIN ${Buffer.from(`\0${USER[0]}\0${USER[1]}`).toString('base64')}`).expect('235');
+  await c.say(authPlain(USER[0], USER[1])).expect('235');
   await c.say('MAIL FROM:<alice@example.org>').expect('250');
   await c.say('RCPT TO:<far@example.net>').expect('250');
   await c.say('RCPT TO:<alice@example.org>').expect('250');

@@ -14,6 +14,7 @@ import { dial } from '../harness/dial.ts';
 import { startDns, type TestDns } from '../harness/dns.ts';
 import { startServer, type TestServer } from '../harness/server.ts';
 import { hasBareLineEnding, localhostCert, startSink, type Sink, type SinkOptions } from '../delivery/sink.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const USERS: Array<[string, string]> = [['alice@example.org', 'alice password 1']];
 
@@ -62,7 +63,7 @@ async function send(srv: TestServer, from: string, to: string[], body: string, b
     await c.say('STARTTLS').expect('220');
     await c.startTls();
     await c.say('EHLO client.example.org').expect('250');
-    await c.say(`AUTH PLAIN ${Buffer.from(`\0${USERS[0]![0]}\0${USERS[0]![1]}`).toString('base64')}`).expect('235');
+    await c.say(authPlain(USERS[0]![0], USERS[0]![1])).expect('235');
   }
   await c.say(`MAIL FROM:<${from}>`).expect('250');
   for (const r of to) await c.say(`RCPT TO:<${r}>`).expect('250');

@@ -7,6 +7,7 @@ import { dkimSign } from 'mailauth';
 import { dial } from '../harness/dial.ts';
 import { startDns } from '../harness/dns.ts';
 import { startServer } from '../harness/server.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const PRIVATE = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
@@ -93,7 +94,7 @@ test('pipeline e2e: greylisting defers a stranger, permit-login lets a login thr
   const c = await dial(srv.port('submissions'), { tls: true });
   await c.expect('220');
   await c.say('EHLO laptop').expect('250');
-  await c.say('AUTH PLAIN ' + Buffer.from('\0bob@example.org\0bob password 1').toString('base64')).expect('235');
+  await c.say(authPlain('bob@example.org', 'bob password 1')).expect('235');
   await c.say('MAIL FROM:<bob@example.org>').expect('250');
   await c.say('RCPT TO:<bob@example.org>').expect('250');
   c.close();

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import nodemailer from 'nodemailer';
 import { dial } from '../harness/dial.ts';
 import { startServer } from '../harness/server.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const users: Array<[string, string]> = [
   ['alice@example.org', 'correct horse battery'],
@@ -154,14 +155,14 @@ test('e2e: submission needs STARTTLS then AUTH; a login may relay, AUTH fails wi
   const plain = await c.say('EHLO laptop').expect('250');
   assert.ok(!/AUTH/.test(plain.text), 'AUTH is not offered before TLS');
   await c.say('MAIL FROM:<alice@example.org>').expect('530 5.7.0');
-  await c.say('AUTH PLAIN ' + Buffer.from('\0alice@example.org\0correct horse battery').toString('base64')).expect(/^5(03|38)/);
+  await c.say(authPlain('alice@example.org', 'correct horse battery')).expect(/^5(03|38)/);
   await c.say('STARTTLS').expect('220');
   await c.startTls();
   const secure = await c.say('EHLO laptop').expect('250');
   assert.ok(/AUTH PLAIN LOGIN/.test(secure.text), secure.text);
   await c.say('MAIL FROM:<alice@example.org>').expect('530 5.7.0');
-  await c.say('AUTH PLAIN ' + Buffer.from('\0alice@example.org\0wrong').toString('base64')).expect('535 5.7.8');
-  await c.say('AUTH PLAIN ' + Buffer.from('\0alice@example.org\0correct horse battery').toString('base64')).expect('235');
+  await c.say(authPlain('alice@example.org', 'wrong')).expect('535 5.7.8');
+  await c.say(authPlain('alice@example.org', 'correct horse battery')).expect('235');
   await c.say('MAIL FROM:<alice@example.org>').expect('250');
   await c.say('RCPT TO:<friend@example.net>').expect('250');
   await c.say('DATA').expect('354');

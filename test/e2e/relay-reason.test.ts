@@ -15,6 +15,7 @@ import { startDns } from '../harness/dns.ts';
 import { dial, type Dialog } from '../harness/dial.ts';
 import { startSink } from '../delivery/sink.ts';
 import { runMailward } from '../harness/cli.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const USER = ['alice@example.org', 'correct horse battery'] as const;
 // The client a proxy in front of us reports (TEST-NET-3, RFC 5737).
@@ -63,7 +64,7 @@ test('relay reason: login, trusted network and trusted network behind a PROXY he
   await sub.say('STARTTLS').expect('220');
   await sub.startTls();
   await sub.say('EHLO laptop.example.org').expect('250');
-  await sub.say(`AUTH PLAIN ${Buffer.from(`\0${USER[0]}\0${USER[1]}`).toString('base64')}`).expect('235');
+  await sub.say(authPlain(USER[0], USER[1])).expect('235');
   const byLogin = await send(sub, 'alice@example.org', 'one@example.net');
 
   // 2. A host in relay.trustedNetworks, without a login.

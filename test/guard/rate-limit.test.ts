@@ -13,6 +13,7 @@ import type { Verdict } from '../../src/core/verdict.ts';
 import { build, ctx, mailbox, makeEnv } from '../checks/env.ts';
 import { startServer } from '../harness/server.ts';
 import { dial, type Dialog } from '../harness/dial.ts';
+import { authPlain } from '../harness/auth.ts';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -233,7 +234,7 @@ test('rate-limit in the default lists: messages per client are counted at end of
   await sub.say('STARTTLS').expect('220');
   await sub.startTls();
   await sub.say('EHLO laptop').expect('250');
-  await sub.say('AUTH PLAIN ' + Buffer.from('\0bob@example.org\0hunter2hunter2').toString('base64')).expect('235');
+  await sub.say(authPlain('bob@example.org', 'hunter2hunter2')).expect('235');
   assert.match(await send(sub, 'bob@example.org', 'bob@example.org'), /^250 /);
   assert.equal(await send(sub, 'bob@example.org', 'bob@example.org'), '450 4.7.1 Rate limit exceeded: too many messages, try again later\r\n');
   const login = await srv.waitForLog((l) => l.event === 'deferred' && l.check === 'rate-limit' && l.listener === 'submission');

@@ -6,6 +6,7 @@ import nodemailer from 'nodemailer';
 import { dial, type Dialog } from '../harness/dial.ts';
 import { FAKES, sendSmuggling, serve, sleep, SMUGGLED, type ServeOptions, type Served } from './fixture.ts';
 import type { TestContext } from 'node:test';
+import { authPlain } from '../harness/auth.ts';
 
 async function session(t: TestContext, o: ServeOptions = {}): Promise<{ srv: Served; d: Dialog }> {
   const srv = await serve(t, o);
@@ -521,7 +522,7 @@ describe('AUTH without TLS', () => {
     const { d } = await session(t, { protocol: { auth: true } });
     const ehlo = await d.say('EHLO client.example').expect('250-');
     assert.doesNotMatch(ehlo.text, /AUTH/);
-    await d.say(`AUTH PLAIN ${Buffer.from('\0alice\0correct horse').toString('base64')}`).expect('538 5.7.11');
+    await d.say(authPlain('alice', 'correct horse')).expect('538 5.7.11');
   });
 
   it('answers 503 when AUTH is off on the listener', async (t) => {

@@ -6,6 +6,7 @@ import { parseMessage } from '../../src/spam/mime.ts';
 import { runRules, type RuleContext } from '../../src/spam/rules.ts';
 import { MODERN_RULES } from '../../src/spam/rules/index.ts';
 import { base58Decode, cryptoAddresses, cryptoShaped, ethereumAddress, isBase58CheckAddress, isBech32Address, isMoneroAddress } from '../../src/spam/rules/crypto-address.ts';
+import { moneroBase58 } from '../fixtures/modern-mail/base58.ts';
 import { keccak256 } from '../../src/spam/keccak.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { paymentDemand } from '../../src/spam/rules/payment-demand.ts';
@@ -72,26 +73,9 @@ test('Ethereum: EIP-55 mixed case is verified; one-case addresses are valid with
   assert.deepEqual(cryptoAddresses('object 0x52908400098527886e0f7030069857d2e4169ee7 freed'), []);
 });
 
-const B58 = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
-/** Monero's block-wise Base58 (8 bytes → 11 characters; a last block of n bytes → [0,2,3,5,6,7,9,10,11][n]). */
-function moneroEncode(b: Uint8Array): string {
-  let out = '';
-  for (let at = 0; at < b.length; at += 8) {
-    const block = b.subarray(at, at + 8);
-    let n = 0n;
-    for (const x of block) n = n * 256n + BigInt(x);
-    let s = '';
-    for (let i = 0; i < [0, 2, 3, 5, 6, 7, 9, 10, 11][block.length]!; i++) {
-      s = B58[Number(n % 58n)]! + s;
-      n /= 58n;
-    }
-    out += s;
-  }
-  return out;
-}
 function moneroAddress(prefix: number, payload: number): string {
   const body = Buffer.concat([Buffer.from([prefix]), randomBytes(payload)]);
-  return moneroEncode(Buffer.concat([body, Buffer.from(keccak256(body).subarray(0, 4))]));
+  return moneroBase58(Buffer.concat([body, Buffer.from(keccak256(body).subarray(0, 4))]));
 }
 
 test('Monero: standard, subaddress and integrated addresses with their Keccak checksum', () => {

@@ -4,12 +4,12 @@
 // a URL or a log line) or a dashboard session made with it; a POST must also pass the forgery
 // checks of session.ts. GETs change nothing (docs/decisions/0031-incident-console.md).
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { AdminConfig } from '../../config/admin-schema.ts';
 import type { Logger } from '../../observe/log.ts';
 import type { Metrics, QueueStatsSource } from '../../observe/metrics.ts';
 import type { MailStats } from '../../observe/stats.ts';
 import { isQueueId } from '../../core/ids.ts';
+import { listenOn } from '../../core/listen.ts';
 import { loadToken } from './token.ts';
 import { DASHBOARD_CSS, DASHBOARD_HTML } from './page.ts';
 import { DASHBOARD_JS } from './dashboard-script.ts';
@@ -286,14 +286,7 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
   });
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
+  const addr = await listenOn(server, config.host, config.port);
   log.info({ event: 'admin-listening', address: addr.address, port: addr.port }, `admin API and dashboard on http://${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}/`);
   return {
     port: addr.port,
