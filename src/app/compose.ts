@@ -54,6 +54,7 @@ import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
 import { startMtaStsServer, type MtaStsServer } from './mta-sts-server.ts';
 import type { ReportRun } from '../delivery/tls-policy/tls-rpt.ts';
 import { startDmarcReports, type DmarcReportRun } from './dmarc-jobs.ts';
+import { summarizeReports } from './dmarc-inbox.ts';
 
 export interface RunningServer {
   readonly config: Config;
@@ -272,6 +273,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         guardControl: guardControlFrom(guard),
         catalog: () => queue.loadProgress,
         warnings: () => live.config.warnings.map((w) => ({ setting: w.path, message: w.message, fix: w.fix })),
+        ...(config.dmarcReports.read.enabled ? { dmarcReports: (ms: number) => summarizeReports(store, { since: Date.now() - ms }) } : {}),
         log,
       });
       const a = admin;

@@ -21,6 +21,7 @@ import { controlRequest, controlStatus, controlSummary, ControlUnavailableError,
 import { QuarantineAdmin } from '../queue/quarantine.ts';
 import { spoolOwner } from '../queue/lock.ts';
 import { buildLocalTransport } from './local-delivery.ts';
+import { DmarcReportReader, readingReports, reportAddresses } from './dmarc-inbox.ts';
 import type { Transport } from '../delivery/transport.ts';
 import { MxTransport } from '../delivery/mx.ts';
 import { SmarthostTransport } from '../delivery/smarthost.ts';
@@ -135,6 +136,16 @@ export function checkSmarthostFiles(config: Config, log: Logger): void {
   }
 }
 
+/** The local transport, reading the DMARC reports delivered to our `rua` when dmarcReports.read is on. */
+function withReportReading(d: DeliveryDeps, local: Transport): Transport {
+  const { config } = d;
+  const r = config.dmarcReports.read;
+  if (!r.enabled) return local;
+  const ours = (domain: string): boolean => d.directory?.isLocalDomain(domain) === true || config.domains.some((x) => domain === x || domain.endsWith(`.${x}`));
+  const reader = new DmarcReportReader({ store: d.store, log: d.log, addresses: reportAddresses(config), limits: r, retentionMs: r.retention, isOurDomain: ours, clock: Date.now });
+  return readingReports(local, reader);
+}
+
 /** Where a notice to `address` goes: local mailboxes (through aliases) or out. */
 export function senderRouter(config: Config, directory: LocalDirectory | undefined): (address: string) => EnvelopeRecipient[] {
   return (address) => {
@@ -157,7 +168,7 @@ export function buildDelivery(d: DeliveryDeps): Delivery {
     greetingTimeoutMs: dc.timeouts.greeting,
     socketTimeoutMs: dc.timeouts.idle,
   };
-  const local = buildLocalTransport({ config, log, syncer: d.spool.syncer, client });
+  const local = withReportReading(d, buildLocalTransport({ config, log, syncer: d.spool.syncer, client }));
   const extraCa = dc.mtaSts.caFile ? readCa(config, 'delivery.mtaSts.caFile', dc.mtaSts.caFile).toString('utf8') : undefined;
   const mtaSts = dc.mtaSts.enabled ? new MtaStsPolicies({ dns: d.dns, store: d.store, log, fetchTimeoutMs: dc.mtaSts.fetchTimeout, addresses: dc.mtaSts.addresses, ...(extraCa ? { extraCa } : {}) }) : undefined;
   const tlsCounter = dc.tlsRpt.enabled ? new StoreTlsCounter({ store: d.store, log }) : undefined;

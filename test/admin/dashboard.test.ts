@@ -19,6 +19,9 @@ import { OutboundGuard } from '../../src/guard/guard.ts';
 import { GuardSchema } from '../../src/config/guard-schema.ts';
 import { TunnelDetector } from '../../src/doctor/tunnel.ts';
 import { traffic, TOKEN } from './rig.ts';
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { DmarcReportReader, summarizeReports } from '../../src/app/dmarc-inbox.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -54,7 +57,17 @@ test('dashboard: charts, figures, the incident shape and a working Release butto
   const guard = new OutboundGuard({ store, clock: Date.now, log: pino({ level: 'silent' }), hostname: 'mx.example.org', settings: GuardSchema.parse({ alerts: { postmaster: false } }) });
   await guard.breakers.trip({ name: 'login:alice@example.org', kind: 'baseline', reason: '1200 relayed recipients in the last hour, 10× the baseline', trippedAt: Date.now() - 300_000, figures: {} });
 
+  // A DMARC aggregate report received at the rua: one source passing, one failing (someone sending as example.org).
+  const end = Math.floor(Date.now() / 1000) - 3600;
+  const rec = (ip: string, count: number, pass: string) =>
+    `<record><row><source_ip>${ip}</source_ip><count>${count}</count><policy_evaluated><disposition>none</disposition><dkim>${pass}</dkim><spf>${pass}</spf></policy_evaluated></row><identifiers><header_from>example.org</header_from></identifiers><auth_results><spf><domain>example.org</domain><result>${pass}</result></spf></auth_results></record>`;
+  const xml = `<?xml version="1.0"?><feedback><report_metadata><org_name>google.com</org_name><email>noreply-dmarc-support@google.com</email><report_id>42</report_id><date_range><begin>${end - 86_400}</begin><end>${end}</end></date_range></report_metadata><policy_published><domain>example.org</domain><p>none</p></policy_published>${rec('192.0.2.10', 50, 'pass')}${rec('203.0.113.66', 9, 'fail')}</feedback>`;
+  const mail = `From: noreply-dmarc-support@google.com\r\nTo: postmaster@example.org\r\nSubject: Report domain: example.org\r\nMIME-Version: 1.0\r\nContent-Type: application/gzip; name="google.com!example.org!${end - 86_400}!${end}.xml.gz"\r\nContent-Disposition: attachment; filename="google.com!example.org!${end - 86_400}!${end}.xml.gz"\r\nContent-Transfer-Encoding: base64\r\n\r\n${gzipSync(xml).toString('base64')}\r\n`;
+  const reader = new DmarcReportReader({ store, log: pino({ level: 'silent' }), addresses: ['postmaster@example.org'], limits: { maxAttachmentSize: 2 ** 20, maxXmlSize: 2 ** 20, maxRecords: 100 }, retentionMs: 86_400_000, isOurDomain: (d) => d === 'example.org', clock: Date.now });
+  assert.deepEqual((await reader.read('q1', 'noreply-dmarc-support@google.com', () => Readable.from([Buffer.from(mail)]))).map((r) => r.stored), [true]);
+
   const admin = await startAdmin({
+    dmarcReports: (ms) => summarizeReports(store, { since: Date.now() - ms }),
     config: { host: '127.0.0.1', port: 0, tokenFile: tr.tokenFile, metricsRequireToken: true },
     stats,
     metrics,
@@ -140,6 +153,11 @@ test('dashboard: charts, figures, the incident shape and a working Release butto
   assert.deepEqual(relayed[0], [ids.trusted, 'trusted-network:127.0.0.1/32', '127.0.0.1']);
   assert.deepEqual(relayed.at(-1), [ids.alice[0], 'login:alice@example.org', '127.0.0.1']);
   assert.ok((await page2.$$('#decisions tbody tr[data-event="rejected"]')).length === 2);
+
+  // The DMARC panel: the stored report's figures, and the failing source flagged.
+  assert.equal(await page2.isVisible('#dmarc'), true);
+  assert.deepEqual(await page2.$$eval('#dmarc-domains tbody tr', (trs: DomEl[]) => trs.map((r) => Array.from(r.children).map((c) => c.textContent))), [['example.org', '1', '59', '50 (84.7%)', '9 (15.3%)', 'google.com (59)']]);
+  assert.deepEqual(await page2.$$eval('#dmarc-failing tbody tr', (trs: DomEl[]) => trs.map((r) => [r.getAttribute('data-ip'), r.children[2]?.textContent, r.children[4]?.textContent, r.children[0]?.classList.contains('flag')])), [['203.0.113.66', '9', 'google.com', true]]);
 
   const artifacts = process.env.MAILWARD_ARTIFACTS ?? path.join(import.meta.dirname, '..', '..', 'artifacts');
   mkdirSync(artifacts, { recursive: true });

@@ -58,6 +58,13 @@ export const DASHBOARD_HTML = `<!doctype html>
     <form id="message-form"><label for="message-id">Message (queue id)</label> <input id="message-id" size="20" required> <button id="message-show" type="submit">Show</button></form>
     <div id="message-detail" hidden></div>
   </section>
+  <section id="dmarc" hidden>
+    <h2>DMARC reports received at your rua, last 7 days</h2>
+    <p id="dmarc-note" class="empty"></p>
+    <table id="dmarc-domains"><thead><tr><th>Domain</th><th>Reports</th><th>Messages</th><th>DMARC pass</th><th>DMARC fail</th><th>Reporters</th></tr></thead><tbody></tbody></table>
+    <h2>Sources failing DMARC: someone sending as your domain, or a service of yours not aligned yet</h2>
+    <table id="dmarc-failing"><thead><tr><th>Source</th><th>Domain</th><th>Messages</th><th>Header From</th><th>Reported by</th></tr></thead><tbody></tbody></table>
+  </section>
   <section>
     <h2>Outbound breakers</h2>
     <table id="breakers"><thead><tr><th>Breaker</th><th>State</th><th>Since</th><th>Why</th><th></th></tr></thead><tbody></tbody></table>
@@ -73,6 +80,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 </main>
 <script src="/dashboard.js"></script>
 <script src="/console.js"></script>
+<script src="/dmarc.js"></script>
 </body>
 </html>
 `;
@@ -138,5 +146,6 @@ button.bulk { margin-right: 4px; }
 #message-detail pre { white-space: pre-wrap; background: var(--bg); padding: 6px; font-size: 12px; }
 #message-detail dl { display: grid; grid-template-columns: 120px 1fr; gap: 2px 8px; }
 #message-detail dt { color: var(--muted); }
+#dmarc-failing td.flag { color: var(--bounced); font-weight: 600; }
 #queue-filter, #message-form { padding: 8px 0 0; margin: 0; max-width: none; display: block; }
 `;

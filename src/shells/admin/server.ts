@@ -14,6 +14,8 @@ import { loadToken } from './token.ts';
 import { DASHBOARD_CSS, DASHBOARD_HTML } from './page.ts';
 import { DASHBOARD_JS } from './dashboard-script.ts';
 import { CONSOLE_JS } from './console-script.ts';
+import { DMARC_JS } from './dmarc-script.ts';
+import type { ReportSummary } from '../../app/dmarc-inbox.ts';
 import type { GuardControl, OutboundControl, QueueConsole, QueueControl, UserList } from './controls.ts';
 import { ApiError as HttpError, consoleRoute } from './console-api.ts';
 import { checkForgery, CLEAR_COOKIE, Sessions, type Session } from './session.ts';
@@ -39,6 +41,8 @@ export interface AdminDeps {
   readonly catalog?: () => LoadProgress;
   /** Risks the running config acknowledges (relay.allowLocalTrust), shown as alerts. */
   readonly warnings?: () => ReadonlyArray<{ readonly setting: string; readonly message: string; readonly fix: string }>;
+  /** The DMARC reports received at our rua whose period ended in the last `ms` (dmarcReports.read). */
+  readonly dmarcReports?: (ms: number) => Promise<ReportSummary>;
   readonly log: Logger;
   readonly clock?: () => number;
 }
@@ -63,6 +67,7 @@ const STATIC: Record<string, { type: string; body: string }> = {
   '/dashboard.js': { type: 'text/javascript; charset=utf-8', body: DASHBOARD_JS },
   '/dashboard.css': { type: 'text/css; charset=utf-8', body: DASHBOARD_CSS },
   '/console.js': { type: 'text/javascript; charset=utf-8', body: CONSOLE_JS },
+  '/dmarc.js': { type: 'text/javascript; charset=utf-8', body: DMARC_JS },
 };
 
 function intParam(url: URL, name: string, dflt: number, max: number): number {
@@ -135,6 +140,10 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
           return breakers();
         case '/api/tunnels':
           return { tunnels: stats.tunnels() };
+        case '/api/dmarc': {
+          const days = intParam(url, 'days', 7, 90);
+          return deps.dmarcReports ? { available: true, days, ...(await deps.dmarcReports(days * 86_400_000)) } : { available: false, days };
+        }
         case '/api/users':
           return { users: deps.directory.listUsers().map((u) => ({ address: u.address, created: u.created.toISOString(), disabled: u.disabled })) };
         default:

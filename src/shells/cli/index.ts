@@ -22,6 +22,7 @@ import { registerSrs } from './srs.ts';
 import { registerBackup } from './backup.ts';
 import { registerDns } from './dns.ts';
 import { registerImport } from './import.ts';
+import { registerDmarc } from './dmarc.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -75,6 +76,7 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerBackup(program);
   registerDns(program);
   registerImport(program);
+  registerDmarc(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);

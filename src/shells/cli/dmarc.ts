@@ -1,0 +1,67 @@
+// `mailward dmarc report [--domain D] [--since 7d] [--json]`: what the DMARC aggregate reports
+// received at our `rua` say (config dmarcReports.read), per domain: messages, DMARC pass/fail,
+// who reported, and the source IPs whose mail failed — someone sending as the domain, or one of
+// your own services that is not aligned yet. Read from the shared store, server running or not.
+import type { Command } from 'commander';
+import { parseDuration } from '../../config/units.ts';
+import { openStore } from '../../app/store.ts';
+import { reportAddresses, summarizeReports, type ReportSummary } from '../../app/dmarc-inbox.ts';
+import { silentLogger } from '../../observe/log.ts';
+import { CliError, EXIT, configFrom } from './index.ts';
+
+const day = (s: number): string => new Date(s * 1000).toISOString().slice(0, 10);
+const pct = (n: number, of: number): string => (of === 0 ? '-' : `${((100 * n) / of).toFixed(1)}%`);
+const plural = (n: number, one: string): string => `${n} ${one}${n === 1 ? '' : 's'}`;
+
+/** The summary as an operator reads it. */
+export function reportText(s: ReportSummary, o: { readonly sinceText: string; readonly addresses: readonly string[]; readonly enabled: boolean }): string {
+  const lines = [`DMARC aggregate reports received since ${new Date(s.since).toISOString().slice(0, 16).replace('T', ' ')} UTC (${o.sinceText})`];
+  if (s.domains.length === 0) {
+    lines.push(
+      o.enabled
+        ? `no reports yet. They arrive at ${o.addresses.join(', ')} (the rua of your _dmarc record, see mailward dns records), usually once a day from each large receiver.`
+        : 'no reports: reading them is off (dmarcReports.read.enabled: false); set it to true to keep the reports that arrive at your rua.',
+    );
+  }
+  for (const d of s.domains) {
+    lines.push('', `${d.domain}: ${plural(d.messages, 'message')} in ${plural(d.reports, 'report')} (${day(d.begin)} to ${day(d.end)})`);
+    lines.push(`  DMARC pass ${d.pass} (${pct(d.pass, d.messages)}), fail ${d.fail} (${pct(d.fail, d.messages)}); the receivers quarantined ${d.quarantined} and rejected ${d.rejected}`);
+    lines.push(`  reporters: ${d.reporters.map((r) => `${r.org} (${plural(r.reports, 'report')}, ${r.messages})`).join(', ')}`);
+    if (d.failingSources.length === 0) lines.push('  no source failed DMARC');
+    else {
+      lines.push('  sources failing DMARC (not your servers? someone sends as you; yours? align SPF or DKIM for them):');
+      for (const f of d.failingSources) lines.push(`    ${f.ip.padEnd(39)} ${String(f.messages).padStart(7)}  From: ${f.headerFrom.join(', ') || '-'}  reported by ${f.reporters.join(', ')}`);
+    }
+  }
+  if (s.refused.length > 0) {
+    lines.push('', `refused report files: ${s.refused.length}`);
+    for (const r of s.refused) lines.push(`  ${new Date(r.at).toISOString().slice(0, 16).replace('T', ' ')} ${r.file} from ${r.from || '<>'}: ${r.reason}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function registerDmarc(program: Command): void {
+  const dmarc = program.command('dmarc').description('DMARC aggregate reports');
+  dmarc
+    .command('report')
+    .description('what the DMARC reports received at your rua say: pass/fail per domain and the sources failing')
+    .option('--domain <domain>', 'only this domain')
+    .option('--since <duration>', 'reports whose period ended within this long, e.g. 24h, 7d, 30d', '7d')
+    .option('--json', 'print the summary as JSON')
+    .action(async (opts: { domain?: string; since: string; json?: boolean }, cmd: Command) => {
+      const config = configFrom(cmd);
+      const ms = parseDuration(opts.since);
+      if (ms === undefined || ms <= 0) throw new CliError(`--since ${JSON.stringify(opts.since)} is not a duration; write e.g. 24h, 7d or 30d`, EXIT.usage);
+      if (opts.domain !== undefined && !/^[a-z0-9.-]+\.?$/i.test(opts.domain)) throw new CliError(`--domain ${JSON.stringify(opts.domain)} is not a domain name; write e.g. example.org`, EXIT.usage);
+      const store = await openStore(config, silentLogger());
+      try {
+        const health = await store.health();
+        if (!health.ok) throw new CliError(`cannot reach the ${health.backend} store (store.${health.backend}): ${health.error ?? 'no answer'}; start it or correct the store settings`);
+        const summary = await summarizeReports(store, { since: Date.now() - ms, ...(opts.domain ? { domain: opts.domain } : {}) });
+        if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+        else process.stdout.write(reportText(summary, { sinceText: opts.since, addresses: reportAddresses(config), enabled: config.dmarcReports.read.enabled }));
+      } finally {
+        await store.close();
+      }
+    });
+}
