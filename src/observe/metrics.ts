@@ -14,8 +14,8 @@ export interface QueueFigures {
   /** Receipt time of the oldest message in the queue or on hold (ms), null when empty. */
   readonly oldestReceivedAt: number | null;
   readonly oldestId?: string;
-  /** Files that could not be read as messages. */
-  readonly corrupt: number;
+  /** Files that could not be read as messages (only a spool scan counts them; the catalog has none). */
+  readonly corrupt?: number;
 }
 
 export type QueueStatsSource = () => Promise<QueueFigures> | QueueFigures;

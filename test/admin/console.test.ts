@@ -16,6 +16,7 @@ import { dial, type Dialog } from '../harness/dial.ts';
 import { startDns } from '../harness/dns.ts';
 import { startServer } from '../harness/server.ts';
 import { startSink } from '../delivery/sink.ts';
+import { controlSummary } from '../../src/queue/control.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -154,6 +155,12 @@ test('incident console: stop all outbound, queue groups, bulk hold/release/delet
   await groupBy('state', [['deferred', '4']]);
   await groupBy('sender', [['alice@example.org', '3'], ['bob@example.org', '1']]);
   assert.equal(await page.textContent('#queue-total'), '4 message(s): 0 held, 4 deferred, 0 pending');
+  // The "queued messages" card counts the live catalog: what `queue list --summary` says (it once
+  // showed a cached spool scan's 0 with mail queued).
+  const summary = (await controlSummary(srv.config.paths.spool, { op: 'summary', filter: {}, top: 10 }))!;
+  assert.deepEqual([summary.messages, summary.held], [4, 0]);
+  assert.equal(await page.textContent('#card-queue .value'), String(summary.messages - summary.held));
+  assert.equal(await page.textContent('#card-held .value'), '0');
   // A filter narrows every view.
   await page.selectOption('#filter-field', 'domain');
   await page.fill('#filter-value', 'example.com');
@@ -178,6 +185,10 @@ test('incident console: stop all outbound, queue groups, bulk hold/release/delet
   await page.click('#confirm-yes');
   await page.waitForFunction((p) => ((globalThis as unknown as Dom).document.getElementById('console-status')?.textContent ?? '').startsWith(p), 'hold: 2 of 2');
   await groupBy('state', [['held', '2'], ['deferred', '1']]);
+  const cards = (): Promise<string> => page.evaluate('document.getElementById("card-queue").lastChild.textContent + "/" + document.getElementById("card-held").lastChild.textContent');
+  await page.evaluate('window.MailwardUi.refresh()');
+  await page.waitForFunction(() => ((globalThis as unknown as Dom).document.getElementById('card-held')?.textContent ?? '').endsWith('2'));
+  assert.equal(await cards(), '1/2', 'queued and held cards after the hold: 1 queued, 2 held');
   const holds = srv.logs.filter((l) => l.event === 'queue-admin' && l.op === 'hold');
   assert.equal(holds.length, 1, 'one line for the bulk hold, not one per message');
   assert.deepEqual([holds[0]!.changed, holds[0]!.selector], [2, { filter: { sender: 'alice@example.org' } }]);

@@ -226,7 +226,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
     var q = s.queue;
     cards.appendChild(card('queue', 'queued messages', q ? q.depth : 'n/a', false));
     cards.appendChild(card('held', 'on hold', q ? q.held : 'n/a', q && q.held > 0));
-    // While the server's start-up scan runs, how far it is (the queue figures above are read from disk).
+    // While the server's start-up scan runs, how far it is (meanwhile the figures above are read from disk; then from the catalog).
     var c = s.catalog;
     if (c && c.state !== 'loaded') cards.appendChild(card('catalog', 'queue catalog ' + c.state, c.scanned + ' scanned, ' + Math.round(c.fraction * 100) + '%', true));
     cards.appendChild(card('oldest', 'oldest message', q && q.oldestAgeSeconds !== null ? age(q.oldestAgeSeconds) : 'none', q && q.oldestAgeSeconds > 86400));
