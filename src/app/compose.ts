@@ -35,6 +35,7 @@ import { guardedTransport } from '../delivery/guarded-transport.ts';
 import { QueueAdmin } from '../queue/admin.ts';
 import { startGuardWatch } from './guard-watch.ts';
 import { startDigestJob } from '../guard/digest.ts';
+import { startQueueGrowth } from '../guard/queue-growth.ts';
 import { MailStats } from '../observe/stats.ts';
 import { Metrics, type QueueStatsSource } from '../observe/metrics.ts';
 import { TunnelDetector, type TunnelSuspect } from '../doctor/tunnel.ts';
@@ -261,6 +262,11 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       heldAtTrip: (a) => watch.heldAtTrip(a.name, a.at),
     });
     cleanups.push(() => alerts.stop());
+    // The queue-growth alarm: the catalog's counts every interval, once it holds the whole spool.
+    const growth = guardSet.queueGrowth.enabled
+      ? startQueueGrowth({ settings: guardSet.queueGrowth, depth: () => (queue.loadProgress.state === 'loaded' ? queue.counts() : undefined), store, hostname: config.hostname, raise: (a) => guard.alerter.raise(a), log, clock, observe: (s) => metrics.queueGrowth(s) })
+      : undefined;
+    if (growth) cleanups.push(() => growth.stop());
     let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
     if (config.admin.enabled) {
       admin = await startAdmin({
@@ -274,6 +280,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         outbound,
         guardControl: guardControlFrom(guard),
         catalog: () => queue.loadProgress,
+        ...(growth ? { queueGrowth: () => growth.status() } : {}),
         warnings: () => live.config.warnings.map((w) => ({ setting: w.path, message: w.message, fix: w.fix })),
         log,
       });
