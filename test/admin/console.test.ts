@@ -76,6 +76,8 @@ test('incident console: stop all outbound, queue groups, bulk hold/release/delet
       dns: { servers: [dns.address], timeout: '1s', tries: 1 },
       delivery: { mx: { port: sink.port }, timeouts: { connect: '2s', greeting: '2s', idle: '5s' } },
       admin: { enabled: true, port: 0, tokenFile },
+      // The queue-growth alarm at the ceiling of the four messages queued below, sampled often.
+      checks: { 'outbound-guard': { queueGrowth: { interval: '100ms', window: '1s', floor: 1_000_000, ceiling: 4 }, alerts: { postmaster: false } } },
     },
   });
   const base = `http://127.0.0.1:${srv.server.adminPort()!}`;
@@ -161,6 +163,15 @@ test('incident console: stop all outbound, queue groups, bulk hold/release/delet
   assert.deepEqual([summary.messages, summary.held], [4, 0]);
   assert.equal(await page.textContent('#card-queue .value'), String(summary.messages - summary.held));
   assert.equal(await page.textContent('#card-held .value'), '0');
+  // The fourth message is the ceiling: the alarm, and the dashboard shows it.
+  const growth = await srv.waitForLog((l) => l.event === 'breaker' && l.state === 'alarm' && l.breaker === 'queue-growth');
+  assert.equal(growth.kind, 'ceiling');
+  n = await renders();
+  await page.evaluate('window.MailwardUi.refresh()');
+  await rendered(n);
+  assert.match((await page.textContent('#alerts .alert.queue-growth')) ?? '', /^Queue growth alarm since .+: 4 messages are queued \(ceiling 4\)\. Look at the queue by sender, login and domain/);
+  assert.equal(await page.getAttribute('#card-growth', 'class'), 'card warn');
+  await page.screenshot({ path: path.join(artifacts(), 'console-queue-growth.png'), fullPage: true });
   // A filter narrows every view.
   await page.selectOption('#filter-field', 'domain');
   await page.fill('#filter-value', 'example.com');

@@ -232,7 +232,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
     cards.appendChild(card('oldest', 'oldest message', q && q.oldestAgeSeconds !== null ? age(q.oldestAgeSeconds) : 'none', q && q.oldestAgeSeconds > 86400));
     // The queue-growth alarm's last sample: growth an hour over its window ("measuring" until one is sampled).
     var g = s.queueGrowth;
-    if (g) cards.appendChild(card('growth', 'queue growth', typeof g.growthPerHour === 'number' ? (g.growthPerHour > 0 ? '+' : '') + Math.round(g.growthPerHour) + '/h' : 'measuring', !!g.alarm));
+    if (g) cards.appendChild(card('growth', 'queue growth', typeof g.growthPerHour === 'number' ? (g.growthPerHour > 0 ? '+' : '') + Math.round(g.growthPerHour).toLocaleString('en-US') + '/h' : 'measuring', !!g.alarm));
     var t = s.last24h;
     cards.appendChild(card('accepted', 'accepted, 24 h', t.accepted, false));
     cards.appendChild(card('relayed', 'relayed, 24 h', t.relayed, false));
