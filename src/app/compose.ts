@@ -35,8 +35,9 @@ import { guardedTransport } from '../delivery/guarded-transport.ts';
 import { QueueAdmin } from '../queue/admin.ts';
 import { startGuardWatch } from './guard-watch.ts';
 import { startDigestJob } from '../guard/digest.ts';
+import { startQueueGrowth } from '../guard/queue-growth.ts';
 import { MailStats } from '../observe/stats.ts';
-import { Metrics } from '../observe/metrics.ts';
+import { Metrics, type QueueStatsSource } from '../observe/metrics.ts';
 import { TunnelDetector, type TunnelSuspect } from '../doctor/tunnel.ts';
 import { AcceptorPool } from './acceptors.ts';
 import { startSelfProbe } from './self-probe.ts';
@@ -50,7 +51,7 @@ import { startAdmin } from '../shells/admin/server.ts';
 import { guardControlFrom, queueConsoleFrom, queueControlFrom } from '../shells/admin/controls.ts';
 import { OutboundSwitch, switchedTransport } from '../delivery/outbound-switch.ts';
 import { messageDetail } from '../queue/message-detail.ts';
-import { spoolQueueStats } from '../shells/admin/queue-stats.ts';
+import { catalogQueueStats, spoolQueueStats } from '../shells/admin/queue-stats.ts';
 import { startMtaStsServer, type MtaStsServer } from './mta-sts-server.ts';
 import type { ReportRun } from '../delivery/tls-policy/tls-rpt.ts';
 import { startDmarcReports, type DmarcReportRun } from './dmarc-jobs.ts';
@@ -176,7 +177,9 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     await stats.load();
     stats.startPersisting();
     cleanups.push(() => stats.close());
-    const metrics = new Metrics({ queueStats: spoolQueueStats(config.paths.spool), passwordHashes: () => hashPool.counts });
+    // The queue figures (dashboard, /metrics) come from the queue's catalog once it is built (below).
+    let queueStats: QueueStatsSource = spoolQueueStats(config.paths.spool);
+    const metrics = new Metrics({ queueStats: () => queueStats(), passwordHashes: () => hashPool.counts });
     const unsubscribe = [stats.attach(), metrics.attach()];
     cleanups.push(() => unsubscribe.forEach((off) => off()));
     // Set once the acceptors run: they learn of every suspect this process's detector finds.
@@ -203,6 +206,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       maxAgeMs: config.queue.maxAge,
       concurrency: config.queue.concurrency,
     });
+    queueStats = catalogQueueStats(queue, queueStats);
     // "Stop all outbound" (persisted in dataDir): wraps every route to another server, never local.
     const outbound = new OutboundSwitch({ dataDir: config.dataDir, log, clock, onChange: (stopped) => metrics.outboundStopped(stopped), flush: async () => queue.flushAll() });
     const delivery = buildDelivery({ config, log, spool, store, dns, directory, queue, outbound, wrapOutbound: (t) => switchedTransport(t, outbound) });
@@ -259,6 +263,11 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       heldAtTrip: (a) => watch.heldAtTrip(a.name, a.at),
     });
     cleanups.push(() => alerts.stop());
+    // The queue-growth alarm: the catalog's counts every interval, once it holds the whole spool.
+    const growth = guardSet.queueGrowth.enabled
+      ? startQueueGrowth({ settings: guardSet.queueGrowth, depth: () => (queue.loadProgress.state === 'loaded' ? queue.counts() : undefined), store, hostname: config.hostname, raise: (a) => guard.alerter.raise(a), log, clock, observe: (s) => metrics.queueGrowth(s) })
+      : undefined;
+    if (growth) cleanups.push(() => growth.stop());
     let admin: Awaited<ReturnType<typeof startAdmin>> | undefined;
     if (config.admin.enabled) {
       admin = await startAdmin({
@@ -266,12 +275,13 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         stats,
         metrics,
         directory,
-        queueStats: spoolQueueStats(config.paths.spool),
+        queueStats,
         queueControl: queueControlFrom(queueAdmin),
         queueConsole: queueConsoleFrom(queueAdmin, (id) => messageDetail(spool, id)),
         outbound,
         guardControl: guardControlFrom(guard),
         catalog: () => queue.loadProgress,
+        ...(growth ? { queueGrowth: () => growth.status() } : {}),
         warnings: () => live.config.warnings.map((w) => ({ setting: w.path, message: w.message, fix: w.fix })),
         ...(config.dmarcReports.read.enabled ? { dmarcReports: (ms: number) => summarizeReports(store, { since: Date.now() - ms }) } : {}),
         log,

@@ -217,6 +217,27 @@ export const GuardSchema = z
         if (q.warnAt >= q.stopAt) ctx.addIssue({ code: 'custom', path: ['warnAt'], input: q.warnAt, message: `warnAt (${q.warnAt}) is not below stopAt (${q.stopAt}); warn before the stop, e.g. warnAt: 80%, stopAt: 95%`, params: { fix: 'warn before the stop, e.g. warnAt: 80%, stopAt: 95%' } });
       })
       .prefault({}),
+    /**
+     * The queue-growth alarm (guard/queue-growth.ts): the queue's depth sampled every `interval`;
+     * an alarm (once per episode, then a recovery line) when its growth over `window` passes both
+     * `floor` messages an hour and `factor` × its own hourly baseline, or when `ceiling` messages
+     * are queued (held ones included).
+     */
+    queueGrowth: z
+      .object({
+        enabled: z.boolean().default(true),
+        interval: Duration.refine((v) => v >= 100, { message: 'is shorter than 100ms', params: { fix: 'write at least "100ms"; the default is "1m"' } }).default(60_000),
+        window: Duration.default(15 * 60_000),
+        floor: z.number().min(1).default(500),
+        factor: z.number().gt(1).default(5),
+        ceiling: z.number().int().min(1).default(10_000),
+        halfLife: Duration.refine((v) => v > 0, { message: 'is 0', params: { fix: 'write a duration such as "24h"' } }).default(24 * HOUR),
+      })
+      .strict()
+      .superRefine((g, ctx) => {
+        if (g.window < g.interval) ctx.addIssue({ code: 'custom', path: ['window'], input: g.window, message: `window (${g.window} ms) is shorter than interval (${g.interval} ms): growth needs two samples in a window`, params: { fix: 'make window at least a few intervals long, e.g. interval: 1m, window: 15m' } });
+      })
+      .prefault({}),
     /** Sources the breakers never trip for, e.g. "login:newsletter@example.org", "client:10.0.0.5". */
     exempt: z
       .array(z.string().regex(SOURCE_RE, 'a source: login:<login>, sender:<address> or client:<address>'))

@@ -15,9 +15,10 @@ export interface GuardAlert {
    * (figures.held says how many); digest: the daily outbound volume per login; notice: another part
    * of the server needs the operator (a certificate that cannot be renewed, account hygiene),
    * `reason` says what; alarm: a finding that needs the operator now, not about one source (the
-   * relay self-probe found an open relay).
+   * relay self-probe found an open relay, the queue grows too fast); recovered: the finding of an
+   * earlier alarm is over (the queue-growth episode ended).
    */
-  readonly state: 'open' | 'warning' | 'held' | 'digest' | 'notice' | 'alarm';
+  readonly state: 'open' | 'warning' | 'held' | 'digest' | 'notice' | 'alarm' | 'recovered';
   /** The breaker ("global", "aggregate", "login:alice@example.org"), "quota", "digest", or what raised it. */
   readonly name: string;
   readonly kind: string;
@@ -110,6 +111,8 @@ export function alertSubject(a: GuardAlert, hostname: string): string {
       return `${head} ${a.kind}: ${a.name}`;
     case 'alarm':
       return `${head} ALARM ${a.name}: ${a.reason}`;
+    case 'recovered':
+      return `${head} recovered ${a.name}: ${a.reason}`;
     case 'open':
       return `${head} outbound breaker open: ${a.name}`;
   }
@@ -127,6 +130,7 @@ const FIRST_LINE: Record<GuardAlert['state'], (a: GuardAlert, hostname: string) 
   digest: (_a, h) => `Outbound volume of ${h} per login.`,
   notice: (a, h) => `${a.kind} on ${h}: ${a.name}.`,
   alarm: (a, h) => `${a.name} on ${h} raised an alarm (${a.kind}).`,
+  recovered: (a, h) => `The alarm ${a.name} on ${h} is over (${a.kind}).`,
 };
 
 /**
@@ -217,7 +221,7 @@ export class Alerter {
 }
 
 /** The webhook's JSON: the alert's fields, plus `text` so Slack/Mattermost-style receivers show it. */
-const WEBHOOK_TYPE = (a: GuardAlert): string => ({ open: 'breaker-open', held: 'breaker-held', digest: 'digest', notice: a.kind, alarm: 'alarm', warning: a.name === 'quota' ? 'quota-warning' : 'early-warning' })[a.state];
+const WEBHOOK_TYPE = (a: GuardAlert): string => ({ open: 'breaker-open', held: 'breaker-held', digest: 'digest', notice: a.kind, alarm: 'alarm', recovered: 'recovered', warning: a.name === 'quota' ? 'quota-warning' : 'early-warning' })[a.state];
 
 export function webhookPayload(a: GuardAlert, hostname: string): Record<string, unknown> {
   return {

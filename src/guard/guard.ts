@@ -12,6 +12,7 @@ import { Baselines, HOUR, type BaselineReading } from './baseline.ts';
 import { Breakers, type BreakerKind, type BreakerState } from './breaker.ts';
 import { GLOBAL, source, sourcesOf, type SenderFacts, type SourceKind } from './sources.ts';
 import { EarlyWarnings, type EarlyWarning } from './warnings.ts';
+import { readQueueGrowth, type GrowthStatus } from './queue-growth.ts';
 import { SlidingCounter } from './window.ts';
 
 export interface OutboundGuardDeps {
@@ -50,6 +51,8 @@ export interface GuardStatus {
   readonly aggregate?: AggregateFigures;
   /** Early warnings of this hour and the last, newest first. */
   readonly warnings: readonly EarlyWarning[];
+  /** The queue-growth alarm's last sample, as the server stored it (absent: no server sampled). */
+  readonly queueGrowth?: GrowthStatus;
 }
 
 /**
@@ -79,6 +82,7 @@ export class OutboundGuard {
   readonly #store: Store;
   readonly #clock: () => number;
   readonly #log: Logger;
+  readonly #hostname: string;
   readonly #trusted: SlidingCounter;
   readonly #bounces: SlidingCounter;
   readonly #quota: SlidingCounter;
@@ -96,6 +100,7 @@ export class OutboundGuard {
     this.#store = d.store;
     this.#clock = d.clock;
     this.#log = d.log;
+    this.#hostname = d.hostname;
     this.breakers = new Breakers(d.store, d.clock);
     this.baselines = new Baselines(d.store, { factor: s.baseline.factor, minimum: s.baseline.minimum, halfLifeMs: s.baseline.halfLife });
     this.#trusted = new SlidingCounter(d.store, 'guard:t', s.trustedNetwork.window);
@@ -375,6 +380,7 @@ export class OutboundGuard {
     }
     sources.sort((a, b) => b.reading.rate - a.reading.rate);
     const q = this.settings.quota;
+    const growth = this.settings.queueGrowth.enabled ? await readQueueGrowth(this.#store, this.#hostname) : undefined;
     const list = (m: Map<string, number>) => [...m].map(([subject, count]) => ({ subject, count })).sort((a, b) => b.count - a.count);
     return {
       at: now,
@@ -385,6 +391,7 @@ export class OutboundGuard {
       bounces: list(await this.#bounces.subjects(now)),
       ...(this.settings.aggregate.enabled ? { aggregate: await this.aggregate.read(now) } : {}),
       warnings: await this.warnings.list(now),
+      ...(growth ? { queueGrowth: growth } : {}),
     };
   }
 

@@ -14,8 +14,8 @@ export interface QueueFigures {
   /** Receipt time of the oldest message in the queue or on hold (ms), null when empty. */
   readonly oldestReceivedAt: number | null;
   readonly oldestId?: string;
-  /** Files that could not be read as messages. */
-  readonly corrupt: number;
+  /** Files that could not be read as messages (only a spool scan counts them; the catalog has none). */
+  readonly corrupt?: number;
 }
 
 export type QueueStatsSource = () => Promise<QueueFigures> | QueueFigures;
@@ -57,6 +57,7 @@ export class Metrics {
   readonly #tlsPolicy: Counter<'policy' | 'mode' | 'result'>;
   readonly #selfProbe: Gauge<'target'>;
   readonly #outboundStopped: Gauge;
+  readonly #queueGrowth: Gauge<'figure'>;
   readonly #queuedAt = new Map<string, number>();
   readonly #clock: () => number;
   /** Reads the figures the gauges of one scrape share (the queue's). */
@@ -86,6 +87,12 @@ export class Metrics {
     this.#warnings = new Counter({ name: 'mailward_guard_warnings_total', help: 'Early warnings of the outbound guard (a source at half a breaker threshold, or 3 × its baseline), by the breaker kind it approaches.', labelNames: ['kind'], registers });
     this.#selfProbe = new Gauge({ name: 'mailward_self_probe_relayed', help: 'Relay tricks the last relay self-probe of a target got accepted without a login (selfProbe): anything above 0 is an open relay.', labelNames: ['target'], registers });
     this.#outboundStopped = new Gauge({ name: 'mailward_outbound_stopped', help: 'The operator\'s "stop all outbound" switch: 1 while all mail to other servers is kept queued (mailward outbound start), 0 when it flows.', registers });
+    this.#queueGrowth = new Gauge({
+      name: 'mailward_queue_growth',
+      help: 'The queue-growth alarm (checks.outbound-guard.queueGrowth) at its last sample: messages (queued and held, from the catalog), per_hour (growth over the window; absent until a window is sampled), baseline_per_hour, alarm_above_per_hour, alarm (1 during an episode).',
+      labelNames: ['figure'],
+      registers,
+    });
     this.#tunnels = new Counter({ name: 'mailward_tunnel_suspected_total', help: 'Client addresses found to carry many clients (many HELO names and sender domains): probably a tunnel or proxy.', registers });
     this.#tlsPolicy = new Counter({
       name: 'mailward_tls_policy_decisions_total',
@@ -218,6 +225,16 @@ export class Metrics {
   /** The "stop all outbound" switch changed (or was read at start). */
   outboundStopped(stopped: boolean): void {
     this.#outboundStopped.set(stopped ? 1 : 0);
+  }
+
+  /** The queue-growth watch's last sample (guard/queue-growth.ts GrowthStatus). */
+  queueGrowth(s: { readonly messages: number; readonly growthPerHour: number | undefined; readonly baselinePerHour: number; readonly alarmAbovePerHour: number; readonly alarm: unknown }): void {
+    const g = this.#queueGrowth;
+    g.set({ figure: 'messages' }, s.messages);
+    if (s.growthPerHour !== undefined) g.set({ figure: 'per_hour' }, s.growthPerHour);
+    g.set({ figure: 'baseline_per_hour' }, s.baselinePerHour);
+    g.set({ figure: 'alarm_above_per_hour' }, s.alarmAbovePerHour);
+    g.set({ figure: 'alarm' }, s.alarm ? 1 : 0);
   }
 
   tunnelSuspected(): void {

@@ -4,11 +4,11 @@
 import type { Logger } from '../observe/log.ts';
 import type { Spool, SpoolArea, SpoolChange } from './spool.ts';
 import { defaultRetryPolicy, messageDueAt, type RetryPolicy } from './schedule.ts';
-import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type CatalogSummary, type RowFacts, type Selected, type SnapshotLoader } from './catalog.ts';
+import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type CatalogCounts, type CatalogSummary, type RowFacts, type Selected, type SnapshotLoader } from './catalog.ts';
 import type { QueueFilter } from './filter.ts';
 import { SnapshotEncoder, type LoadedSnapshot } from './snapshot.ts';
 
-export type { CatalogSummary, Selected } from './catalog.ts';
+export type { CatalogCounts, CatalogSummary, Selected } from './catalog.ts';
 
 export interface QueueOptions extends RetryPolicy {
   /** Messages delivered at the same time. */
@@ -476,6 +476,11 @@ export class Queue {
   /** Counts of what `select` would choose (`queue list --summary` on a running server). */
   summarize(filter: QueueFilter, areas: readonly SpoolArea[], now: number = Date.now()): Promise<CatalogSummary> {
     return this.#cat.summarize(filter, areas, now);
+  }
+
+  /** The catalog's counts (messages, held, deferred, oldest) in one pass, no file read. */
+  counts(): CatalogCounts {
+    return this.#cat.counts();
   }
 
   /** A catalogued message's area (queue/ or hold/) and sender; undefined when the queue does not know it. */

@@ -16,6 +16,7 @@ import { dial, type Dialog } from '../harness/dial.ts';
 import { startDns } from '../harness/dns.ts';
 import { startServer } from '../harness/server.ts';
 import { startSink } from '../delivery/sink.ts';
+import { controlSummary } from '../../src/queue/control.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -75,6 +76,8 @@ test('incident console: stop all outbound, queue groups, bulk hold/release/delet
       dns: { servers: [dns.address], timeout: '1s', tries: 1 },
       delivery: { mx: { port: sink.port }, timeouts: { connect: '2s', greeting: '2s', idle: '5s' } },
       admin: { enabled: true, port: 0, tokenFile },
+      // The queue-growth alarm at the ceiling of the four messages queued below, sampled often.
+      checks: { 'outbound-guard': { queueGrowth: { interval: '100ms', window: '1s', floor: 1_000_000, ceiling: 4 }, alerts: { postmaster: false } } },
     },
   });
   const base = `http://127.0.0.1:${srv.server.adminPort()!}`;
@@ -154,6 +157,21 @@ test('incident console: stop all outbound, queue groups, bulk hold/release/delet
   await groupBy('state', [['deferred', '4']]);
   await groupBy('sender', [['alice@example.org', '3'], ['bob@example.org', '1']]);
   assert.equal(await page.textContent('#queue-total'), '4 message(s): 0 held, 4 deferred, 0 pending');
+  // The "queued messages" card counts the live catalog: what `queue list --summary` says (it once
+  // showed a cached spool scan's 0 with mail queued).
+  const summary = (await controlSummary(srv.config.paths.spool, { op: 'summary', filter: {}, top: 10 }))!;
+  assert.deepEqual([summary.messages, summary.held], [4, 0]);
+  assert.equal(await page.textContent('#card-queue .value'), String(summary.messages - summary.held));
+  assert.equal(await page.textContent('#card-held .value'), '0');
+  // The fourth message is the ceiling: the alarm, and the dashboard shows it.
+  const growth = await srv.waitForLog((l) => l.event === 'breaker' && l.state === 'alarm' && l.breaker === 'queue-growth');
+  assert.equal(growth.kind, 'ceiling');
+  n = await renders();
+  await page.evaluate('window.MailwardUi.refresh()');
+  await rendered(n);
+  assert.match((await page.textContent('#alerts .alert.queue-growth')) ?? '', /^Queue growth alarm since .+: 4 messages are queued \(ceiling 4\)\. Look at the queue by sender, login and domain/);
+  assert.equal(await page.getAttribute('#card-growth', 'class'), 'card warn');
+  await page.screenshot({ path: path.join(artifacts(), 'console-queue-growth.png'), fullPage: true });
   // A filter narrows every view.
   await page.selectOption('#filter-field', 'domain');
   await page.fill('#filter-value', 'example.com');
@@ -178,6 +196,10 @@ test('incident console: stop all outbound, queue groups, bulk hold/release/delet
   await page.click('#confirm-yes');
   await page.waitForFunction((p) => ((globalThis as unknown as Dom).document.getElementById('console-status')?.textContent ?? '').startsWith(p), 'hold: 2 of 2');
   await groupBy('state', [['held', '2'], ['deferred', '1']]);
+  const cards = (): Promise<string> => page.evaluate('document.getElementById("card-queue").lastChild.textContent + "/" + document.getElementById("card-held").lastChild.textContent');
+  await page.evaluate('window.MailwardUi.refresh()');
+  await page.waitForFunction(() => ((globalThis as unknown as Dom).document.getElementById('card-held')?.textContent ?? '').endsWith('2'));
+  assert.equal(await cards(), '1/2', 'queued and held cards after the hold: 1 queued, 2 held');
   const holds = srv.logs.filter((l) => l.event === 'queue-admin' && l.op === 'hold');
   assert.equal(holds.length, 1, 'one line for the bulk hold, not one per message');
   assert.deepEqual([holds[0]!.changed, holds[0]!.selector], [2, { filter: { sender: 'alice@example.org' } }]);

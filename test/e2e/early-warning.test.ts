@@ -2,20 +2,14 @@
 // when the login reaches half its breaker's threshold — while its mail is still accepted — once
 // per source and hour; the trip comes later, at the threshold itself.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { test } from 'node:test';
-import { dial, type Dialog } from '../harness/dial.ts';
-import { startDns } from '../harness/dns.ts';
-import { startServer } from '../harness/server.ts';
+import type { Dialog } from '../harness/dial.ts';
+import { startDeferringServer } from './deferring-server.ts';
 import { startWebhook } from '../guard/helpers.ts';
 import { GuardSchema } from '../../src/config/guard-schema.ts';
-import { authPlain } from '../harness/auth.ts';
 
 const DRIP = 'drip@example.org';
 const HOUR = 3_600_000;
-const TOKEN = 'a-long-random-admin-token-0123456789';
 
 async function sendOne(c: Dialog, to: string): Promise<number> {
   await c.say(`MAIL FROM:<${DRIP}>`).expect('250');
@@ -32,28 +26,12 @@ async function sendOne(c: Dialog, to: string): Promise<number> {
 
 test('early warning: a login at half its breaker threshold is announced before the trip, once, on the webhook, the log, the dashboard API and /metrics', async (t) => {
   const hook = await startWebhook(t);
-  const dns = await startDns(t, {});
-  const dir = mkdtempSync(path.join(tmpdir(), 'mailward-early-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(path.join(dir, 'token'), `${TOKEN}\n`, { mode: 0o600 });
   const options = { baseline: { minimum: 10 }, alerts: { webhook: hook.url, postmaster: false } };
   const s = GuardSchema.parse(options);
   const limit = s.baseline.minimum;
   const warnAt = Math.ceil(s.earlyWarning.share * limit);
   const hourAtStart = Math.floor(Date.now() / HOUR);
-  const srv = await startServer(t, {
-    users: [[DRIP, 'drip password 1']],
-    config: {
-      dns: { servers: [dns.address], timeout: 500, tries: 1 },
-      queue: { fsync: false, minBackoff: '1h', maxBackoff: '1h' },
-      checks: { 'outbound-guard': options },
-      admin: { enabled: true, port: 0, tokenFile: path.join(dir, 'token') },
-    },
-  });
-  const c = await dial(srv.port('submissions'), { tls: true });
-  await c.expect('220');
-  await c.say('EHLO laptop').expect('250');
-  await c.say(authPlain(DRIP, 'drip password 1')).expect('235');
+  const { srv, c, base, auth } = await startDeferringServer(t, { users: [[DRIP, 'drip password 1']], guard: options });
 
   // Up to the mark: accepted, and no alert of any kind.
   for (let i = 1; i < warnAt; i++) assert.equal(await sendOne(c, `r${i}@d${i}.example`), 250);
@@ -77,8 +55,6 @@ test('early warning: a login at half its breaker threshold is announced before t
   assert.equal(hook.received.filter((a) => a.type === 'early-warning').length, 1);
 
   // The dashboard's data and the metric (counted by the server's watch on the shared store).
-  const base = `http://127.0.0.1:${srv.server.adminPort()}`;
-  const auth = { headers: { authorization: `Bearer ${TOKEN}` } };
   const api = (await (await fetch(`${base}/api/breakers`, auth)).json()) as { warnings: Array<{ name: string; kind: string }> };
   assert.deepEqual(api.warnings.map((w) => [w.name, w.kind]), [[`login:${DRIP}`, 'baseline']]);
   // The watch looks at the store every 500 ms: wait for the count, within a bound.

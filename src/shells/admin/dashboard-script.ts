@@ -226,10 +226,13 @@ export const DASHBOARD_JS = String.raw`'use strict';
     var q = s.queue;
     cards.appendChild(card('queue', 'queued messages', q ? q.depth : 'n/a', false));
     cards.appendChild(card('held', 'on hold', q ? q.held : 'n/a', q && q.held > 0));
-    // While the server's start-up scan runs, how far it is (the queue figures above are read from disk).
+    // While the server's start-up scan runs, how far it is (meanwhile the figures above are read from disk; then from the catalog).
     var c = s.catalog;
     if (c && c.state !== 'loaded') cards.appendChild(card('catalog', 'queue catalog ' + c.state, c.scanned + ' scanned, ' + Math.round(c.fraction * 100) + '%', true));
     cards.appendChild(card('oldest', 'oldest message', q && q.oldestAgeSeconds !== null ? age(q.oldestAgeSeconds) : 'none', q && q.oldestAgeSeconds > 86400));
+    // The queue-growth alarm's last sample: growth an hour over its window ("measuring" until one is sampled).
+    var g = s.queueGrowth;
+    if (g) cards.appendChild(card('growth', 'queue growth', typeof g.growthPerHour === 'number' ? (g.growthPerHour > 0 ? '+' : '') + Math.round(g.growthPerHour).toLocaleString('en-US') + '/h' : 'measuring', !!g.alarm));
     var t = s.last24h;
     cards.appendChild(card('accepted', 'accepted, 24 h', t.accepted, false));
     cards.appendChild(card('relayed', 'relayed, 24 h', t.relayed, false));
@@ -272,6 +275,8 @@ export const DASHBOARD_JS = String.raw`'use strict';
     (s.warnings || []).forEach(function (w) {
       box.appendChild(el('div', { class: 'alert config-warning', 'data-setting': w.setting }, 'Config ' + w.setting + ': ' + w.message + '. Fix: ' + w.fix));
     });
+    var g = s.queueGrowth;
+    if (g && g.alarm) box.appendChild(el('div', { class: 'alert queue-growth', 'data-kind': g.alarm.kind }, 'Queue growth alarm since ' + stamp(g.alarm.since) + ': ' + g.alarm.reason + '. Look at the queue by sender, login and domain (below, or mailward queue list --summary).'));
     (breakers.breakers || []).forEach(function (b) {
       if (b.open) box.appendChild(el('div', { class: 'alert breaker', 'data-name': b.name }, 'Breaker ' + b.name + ' is open' + (b.reason ? ': ' + b.reason : '') + '. Outbound mail from it is held.'));
     });

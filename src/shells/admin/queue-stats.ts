@@ -1,7 +1,11 @@
-// Queue depth and the oldest message, read from the spool folder without touching it (the
-// read-only inspector), for the dashboard and /metrics. A full scan reads every message file, so
-// the figures are cached, longer the longer the last scan took.
+// Queue depth and the oldest message for the dashboard and /metrics. A running server counts its
+// queue's catalog (the numbers `queue list --summary` gives, read from memory at each call); until
+// its start-up scan has catalogued the spool, and where no server runs, the spool folder is read
+// without touching it (the read-only inspector). A full scan reads every message file, so its
+// figures are cached, longer the longer the last scan took — which is why the dashboard once
+// showed 0 queued with 3 in the queue.
 import { inspectSpool } from '../../queue/inspect.ts';
+import type { CatalogCounts } from '../../queue/catalog.ts';
 import { isFinal } from '../../queue/envelope.ts';
 import type { QueueFigures, QueueStatsSource } from '../../observe/metrics.ts';
 
@@ -41,5 +45,20 @@ export function spoolQueueStats(spoolDir: string, opts: { minAgeMs?: number; clo
     const figures = scanQueue(spoolDir);
     cached = { at: now, took: Date.now() - start, figures };
     return figures;
+  };
+}
+
+/** The running queue as far as the figures need it (queue.ts Queue). */
+export interface CountedQueue {
+  counts(): CatalogCounts;
+  readonly loadProgress: { readonly state: string };
+}
+
+/** The running server's queue figures: the catalog's counts once it is loaded, `meanwhile` before (the spool scan). */
+export function catalogQueueStats(queue: CountedQueue, meanwhile: QueueStatsSource): QueueStatsSource {
+  return () => {
+    if (queue.loadProgress.state !== 'loaded') return meanwhile();
+    const c = queue.counts();
+    return { depth: c.messages - c.held, held: c.held, deferred: c.deferred, oldestReceivedAt: c.oldestReceivedAt, ...(c.oldestId !== undefined ? { oldestId: c.oldestId } : {}) };
   };
 }

@@ -21,6 +21,7 @@ import { ApiError as HttpError, consoleRoute } from './console-api.ts';
 import { checkForgery, CLEAR_COOKIE, Sessions, type Session } from './session.ts';
 
 import type { LoadProgress } from '../../queue/queue.ts';
+import type { GrowthStatus } from '../../guard/queue-growth.ts';
 
 export type { GuardControl, QueueControl, UserList, BreakerStatus, QueueActionResult } from './controls.ts';
 
@@ -39,6 +40,8 @@ export interface AdminDeps {
   readonly outbound?: OutboundControl;
   /** The queue's start-up scan: how far it is (shown while it runs). */
   readonly catalog?: () => LoadProgress;
+  /** The queue-growth alarm's last sample (guard/queue-growth.ts), when it runs. */
+  readonly queueGrowth?: () => GrowthStatus | undefined;
   /** Risks the running config acknowledges (relay.allowLocalTrust), shown as alerts. */
   readonly warnings?: () => ReadonlyArray<{ readonly setting: string; readonly message: string; readonly fix: string }>;
   /** The DMARC reports received at our rua whose period ended in the last `ms` (dmarcReports.read). */
@@ -119,6 +122,7 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
             now: clock(),
             queue: await queueFigures(),
             ...(deps.catalog ? { catalog: deps.catalog() } : {}),
+            queueGrowth: deps.queueGrowth?.() ?? null,
             last24h: stats.totals(24),
             last7d: stats.totals(168),
             hours24: stats.hourly(24),

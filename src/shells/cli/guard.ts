@@ -148,6 +148,18 @@ function placements(config: Config): Map<string, string[]> {
 const iso = (ms: number): string => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 const num = (n: number): string => (Number.isInteger(n) ? n.toLocaleString('en-US') : n.toFixed(1));
 
+/** The queue-growth alarm's line: the server's last sample against its rule. */
+export function queueGrowthLine(s: GuardStatus, settings: GuardSettings): string {
+  const q = settings.queueGrowth;
+  if (!q.enabled) return 'off';
+  const rule = `alarm above max(${num(q.floor)}/h, ${q.factor} × baseline) over ${windowText(q.window)}, or at ${num(q.ceiling)} messages`;
+  const g = s.queueGrowth;
+  if (!g) return `no sample yet (the running server samples every ${windowText(q.interval)}); ${rule}`;
+  const rate = g.growthPerHour === undefined ? 'growth not measured yet' : `${g.growthPerHour >= 0 ? '+' : ''}${num(Math.round(g.growthPerHour))}/h`;
+  const alarm = g.alarm ? `  — ALARM since ${iso(g.alarm.since)}: ${g.alarm.reason}` : '';
+  return `${num(g.messages)} messages (${num(g.held)} held) at ${iso(g.at)}, ${rate}, baseline ${num(Math.round(g.baselinePerHour))}/h, alarm above ${num(Math.round(g.alarmAbovePerHour))}/h or at ${num(g.ceiling)} messages${alarm}`;
+}
+
 export function formatStatus(s: GuardStatus, limits: readonly LimitFigure[], settings: GuardSettings, placed: Map<string, string[]>): string {
   const lines: string[] = [`outbound guard at ${iso(s.at)}`, ''];
   lines.push('breakers');
@@ -189,6 +201,7 @@ export function formatStatus(s: GuardStatus, limits: readonly LimitFigure[], set
     lines.push(`  new domains  ${num(a.newDomains.rate)} / ${num(a.newDomains.limit)}, baseline ${a.newDomains.baseline.toFixed(2)}/h`);
     lines.push(`  deliveries   ${num(a.failures)} permanent failures of ${num(a.attempts)} answered attempts`);
   }
+  lines.push('', 'queue growth', `  ${queueGrowthLine(s, settings)}`);
   if (s.warnings.length > 0) lines.push('', 'early warnings (this hour and the last)', ...s.warnings.slice(0, 20).map((w) => `  ${iso(w.at)}  ${w.name}  ${w.reason}`));
   if (s.trusted.length > 0) lines.push('', `trusted-network relays in ${windowText(settings.trustedNetwork.window)}`, ...s.trusted.slice(0, 10).map((x) => `  ${x.subject}  ${x.count} / ${settings.trustedNetwork.limit}`));
   if (s.bounces.length > 0) lines.push('', `bounces received in ${windowText(settings.bounces.window)}`, ...s.bounces.slice(0, 10).map((x) => `  ${x.subject}  ${x.count}`));
