@@ -4,6 +4,9 @@
 // then after a clean shutdown wrote one, then after a kill -9 with files added, removed and
 // appended to since the snapshot); Postfix's `postfix start` to its first 220 in the same run.
 // Prints a markdown table; `--write` saves bench/results/startup.md.
+// `--baseline <dist/main.js> --baseline-label <text>`: the empty-spool rows also for another build
+// (an earlier commit's), interleaved run by run with this one so both see the same load.
+// `--empty-only`: the empty-spool rows and Postfix only (no 400k spool).
 // Run (as root, Postfix installed): node --import tsx bench/startup/run.ts [--messages N] [--runs N] [--write]
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -99,31 +102,10 @@ async function startMailward(main: string, dataDir: string, workers: number, sto
 const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const ms = (x: number): string => (Number.isNaN(x) ? '' : x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${Math.round(x)} ms`);
 
-async function main(): Promise<void> {
-  const tmp = mkdtempSync(path.join(tmpdir(), 'mailward-bench-startup-'));
-  onExitSync(() => rmSync(tmp, { recursive: true, force: true }));
-  log('building Mailward');
-  const mw = await buildMailward(ROOT, path.join(tmp, 'build'), log);
-  const rows: string[][] = [];
-  const series = async (label: string, dataDir: string, workers: number, runs: number, target: string, before?: () => Promise<void>): Promise<void> => {
-    const rs: MailwardRun[] = [];
-    for (let i = 0; i < runs; i++) {
-      await before?.();
-      rs.push(await startMailward(mw, dataDir, workers));
-    }
-    const g = rs.map((r) => r.greetingMs);
-    const c = rs.map((r) => r.catalogMs);
-    log(`${label}: 220 ${g.map(ms).join(', ')}; catalog ${c.map(ms).join(', ')}; snapshot/read ${rs.map((r) => `${r.fromSnapshot}/${r.read}`).join(', ')}`);
-    const range = (xs: number[]): string => (xs.length > 1 ? ` (${ms(Math.min(...xs))}–${ms(Math.max(...xs))})` : '');
-    const cat = rs[0]!.read + rs[0]!.fromSnapshot > 0 ? `${ms(median(c))}${range(c)}` : ms(median(c));
-    const source = rs[0]!.read + rs[0]!.fromSnapshot > 0 ? `${median(rs.map((r) => r.fromSnapshot)).toLocaleString('en')} / ${median(rs.map((r) => r.read)).toLocaleString('en')}` : '';
-    rows.push([label, `${ms(median(g))}${range(g)}`, ms(median(rs.map((r) => r.startedMs))), ms(median(rs.map((r) => r.cpuMs))), cat, ms(median(rs.map((r) => r.scanMs))), source, target]);
-  };
-  const empty = path.join(tmp, 'empty', 'data');
-  mkdirSync(empty, { recursive: true });
-  await series('Mailward, empty spool, 1 process', empty, 1, RUNS, '< 1.5 s');
-  await series('Mailward, empty spool, 2 workers', empty, 2, RUNS, '< 1.5 s');
+type Series = (label: string, dataDir: string, workers: number, runs: number, target: string, before?: () => Promise<void>) => Promise<void>;
 
+/** The rows of a spool of MESSAGES deferred messages: first start, after a clean shutdown, after kill -9. */
+async function fullSpool(mw: string, tmp: string, series: Series): Promise<void> {
   const full = path.join(tmp, 'full', 'data');
   mkdirSync(full, { recursive: true });
   log(`writing ${MESSAGES} messages`);
@@ -154,6 +136,49 @@ async function main(): Promise<void> {
     spawnSync('sync');
   };
   await series(`Mailward, ${queued} queued, 1 process, after kill -9 (stale snapshot; ${share.toLocaleString('en')} files added, removed and appended to each since)`, full, 1, Math.min(RUNS, 2), '< 2 s; catalog ≤ 6.5 s', staleBefore);
+}
+
+async function main(): Promise<void> {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'mailward-bench-startup-'));
+  onExitSync(() => rmSync(tmp, { recursive: true, force: true }));
+  log('building Mailward');
+  const mw = await buildMailward(ROOT, path.join(tmp, 'build'), log);
+  const rows: string[][] = [];
+  const baseline = arg('--baseline');
+  const series = async (label: string, dataDir: string, workers: number, runs: number, target: string, before?: () => Promise<void>, main = mw): Promise<void> => {
+    const rs: MailwardRun[] = [];
+    for (let i = 0; i < runs; i++) {
+      await before?.();
+      rs.push(await startMailward(main, dataDir, workers));
+    }
+    const g = rs.map((r) => r.greetingMs);
+    const c = rs.map((r) => r.catalogMs);
+    log(`${label}: 220 ${g.map(ms).join(', ')}; catalog ${c.map(ms).join(', ')}; snapshot/read ${rs.map((r) => `${r.fromSnapshot}/${r.read}`).join(', ')}`);
+    const range = (xs: number[]): string => (xs.length > 1 ? ` (${ms(Math.min(...xs))}–${ms(Math.max(...xs))})` : '');
+    const cat = rs[0]!.read + rs[0]!.fromSnapshot > 0 ? `${ms(median(c))}${range(c)}` : ms(median(c));
+    const source = rs[0]!.read + rs[0]!.fromSnapshot > 0 ? `${median(rs.map((r) => r.fromSnapshot)).toLocaleString('en')} / ${median(rs.map((r) => r.read)).toLocaleString('en')}` : '';
+    rows.push([label, `${ms(median(g))}${range(g)}`, ms(median(rs.map((r) => r.startedMs))), ms(median(rs.map((r) => r.cpuMs))), cat, ms(median(rs.map((r) => r.scanMs))), source, target]);
+  };
+  const empty = path.join(tmp, 'empty', 'data');
+  mkdirSync(empty, { recursive: true });
+  for (const workers of [1, 2]) {
+    const what = workers === 1 ? '1 process' : `${workers} workers`;
+    if (!baseline) {
+      await series(`Mailward, empty spool, ${what}`, empty, workers, RUNS, '< 1.5 s');
+      continue;
+    }
+    // Alternating single runs, merged per build afterwards, so a change of load hits both alike.
+    const ours: string[][] = [];
+    const theirs: string[][] = [];
+    for (let i = 0; i < RUNS; i++) {
+      await series('x', empty, workers, 1, '', undefined, baseline);
+      theirs.push(rows.pop()!);
+      await series('x', empty, workers, 1, '');
+      ours.push(rows.pop()!);
+    }
+    rows.push(merged(`Mailward, empty spool, ${what}`, ours, '< 1.5 s'), merged(`  before (${arg('--baseline-label') ?? baseline}), empty spool, ${what}`, theirs, ''));
+  }
+  if (!process.argv.includes('--empty-only')) await fullSpool(mw, tmp, series);
 
   // Postfix: a private instance (bench/smtp/postfix.ts), set up once; then `postfix start` is timed.
   // The postfix user must be able to walk down to its queue.
@@ -191,6 +216,18 @@ async function main(): Promise<void> {
   log(`postfix: ${pfTimes.map(ms).join(', ')}`);
   rows.push(['Postfix, empty queue (`postfix start`)', `${ms(median(pfTimes))} (${ms(Math.min(...pfTimes))}–${ms(Math.max(...pfTimes))})`, '', '', '', '', '', '']);
 
+  finish(rows);
+}
+
+/** One row from single-run rows of one build: the median and range of the 220 times, medians of the rest. */
+function merged(label: string, single: readonly string[][], target: string): string[] {
+  const secs = (t: string): number => (t.endsWith(' ms') ? Number(t.slice(0, -3)) : Number(t.slice(0, -2)) * 1000);
+  const col = (i: number): number[] => single.map((r) => secs(r[i]!.split(' (')[0]!));
+  const g = col(1);
+  return [label, `${ms(median(g))} (${ms(Math.min(...g))}–${ms(Math.max(...g))})`, ms(median(col(2))), ms(median(col(3))), ms(median(col(4))), ms(median(col(5))), '', target];
+}
+
+function finish(rows: readonly string[][]): void {
   const table = [
     '| start-up | spawn → first 220 (median, min–max) | `started` line: ms since process start | CPU ms to listening | spawn → catalog complete | scan itself | from snapshot / files read | target |',
     '|---|---|---|---|---|---|---|---|',

@@ -6,7 +6,9 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
-import acme from 'acme-client';
+// acme-client (and its x509/forge/axios tree, ~190 ms of CPU to load) is imported by startAcme
+// only: a server without tls.acme never loads it, and one with it opens its listeners first.
+import type acmeClient from 'acme-client';
 import type { AcmeSettings } from '../config/acme-schema.ts';
 import type { Logger } from '../observe/log.ts';
 import type { GuardAlert } from '../guard/alerts.ts';
@@ -58,12 +60,12 @@ export const renewalDue = (facts: Pick<CertificateFacts, 'notBefore' | 'notAfter
 /** The listener that answers the CA's challenge, whichever tls.acme.challenge is. */
 interface Responder {
   readonly port: number;
-  set(authz: acme.Authorization, token: string, keyAuthorization: string): Promise<void>;
-  remove(authz: acme.Authorization, token: string): void;
+  set(authz: acmeClient.Authorization, token: string, keyAuthorization: string): Promise<void>;
+  remove(authz: acmeClient.Authorization, token: string): void;
   close(): Promise<void>;
 }
 
-async function startResponder(s: AcmeSettings, log: Logger): Promise<Responder> {
+async function startResponder(acme: typeof acmeClient, s: AcmeSettings, log: Logger): Promise<Responder> {
   const alpn = s.challenge === 'tls-alpn-01';
   const where = alpn ? s.alpn : s.http;
   const setting = alpn ? 'tls.acme.alpn' : 'tls.acme.http';
@@ -116,7 +118,8 @@ export interface AcmeManager {
 export async function startAcme(o: AcmeManagerOptions): Promise<AcmeManager> {
   const s = o.settings;
   const clock = o.clock ?? Date.now;
-  const responder = await startResponder(s, o.log);
+  const acme = (await import('acme-client')).default;
+  const responder = await startResponder(acme, s, o.log);
   mkdirSync(o.files.dir, { recursive: true, mode: 0o700 });
   // No request to the CA may hang the renewal timer (or the stop) for good.
   acme.axios.defaults.timeout = 30_000;

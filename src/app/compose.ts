@@ -321,32 +321,11 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     let handOff = false;
     let held = opts.holdAcceptors !== undefined;
     void opts.holdAcceptors?.then(() => (held = false));
-    if (workers > 1) {
-      // Slice 0 of the queue-id space is ours (bounces, alerts); the acceptors take the others.
-      useQueueIdSlice(0, workers + 1);
-      const { pool, ready } = AcceptorPool.launch({
-        config,
-        count: workers,
-        log,
-        committed: (envelope, area, written) => spool.adoptCommitted(envelope, area, written),
-        observed: (client, helo, domain) => tunnels.observe(client, helo, domain),
-        strays: (since) => spool.adoptStray(since, (id) => queue.lookup(id) !== undefined || queue.isInFlight(id)),
-        suspects: () => tunnels.suspects(),
-        certificate: () => certificates.pair,
-      });
-      acceptors = pool;
-      certificates.onSwap((pair) => pool.certificate(pair));
-      cleanups.push(() => pool.stop());
-      ready.then(
-        async () => {
-          await opts.holdAcceptors;
-          handOff = true;
-          log.info({ event: 'acceptors', count: workers, pids: pool.pids, msSinceProcessStart: Math.round(performance.now()) }, `${workers} acceptor processes run the SMTP sessions`);
-        },
-        (err: unknown) =>
-          log.error({ event: 'acceptors-failed', err: err instanceof Error ? err.message : String(err) }, 'the acceptor processes could not start; this process serves the sessions while they are restarted (see the acceptor-exit lines)'),
-      );
-    }
+    // Slice 0 of the queue-id space is ours (bounces, alerts); the acceptors take the others.
+    // Set before the first session here (the interim hosts below) makes an id.
+    if (workers > 1) useQueueIdSlice(0, workers + 1);
+    // Stopped after the listeners close (the last added runs first), as when it was forked here.
+    cleanups.push(() => acceptors?.stop());
     onSuspect = (suspect) => acceptors?.suspect(suspect);
     const parts: SessionParts = { config, log, clock, directory, spool: spoolPortOf(spool), tunnel: tunnels, live: () => live };
 
@@ -359,13 +338,15 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       await Promise.all(interim.map((h) => h.close()));
     });
     for (const l of config.listeners) {
-      const pool = acceptors;
       const hostOptions = sessionHostOptions(l, parts, certificates);
       let serve: ((socket: Socket, admitted: AdmittedConnection) => Promise<void>) | undefined;
-      if (pool) {
+      if (workers > 1) {
         const here = createSessionHost(hostOptions);
         interim.push(here);
-        serve = (socket, admitted) => (handOff || (!held && pool.serving) ? pool.serve(l.name, socket, admitted) : here.serve(socket, admitted));
+        serve = (socket, admitted) => {
+          const pool = acceptors;
+          return pool && (handOff || (!held && pool.serving)) ? pool.serve(l.name, socket, admitted) : here.serve(socket, admitted);
+        };
       }
       const listener = await startListener({
         ...hostOptions,
@@ -379,6 +360,31 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
       });
       listeners.set(l.name, listener);
       log.info({ event: 'listening', listener: l.name, kind: l.kind, address: listener.address, port: listener.port }, `${l.name} listening on ${listener.address}:${listener.port}`);
+    }
+    // The acceptors are forked once the listeners answer: two more Node processes loading the
+    // application beside this one slowed its own way to the first 220 on 2 cores (0033).
+    if (workers > 1) {
+      const { pool, ready } = AcceptorPool.launch({
+        config,
+        count: workers,
+        log,
+        committed: (envelope, area, written) => spool.adoptCommitted(envelope, area, written),
+        observed: (client, helo, domain) => tunnels.observe(client, helo, domain),
+        strays: (since) => spool.adoptStray(since, (id) => queue.lookup(id) !== undefined || queue.isInFlight(id)),
+        suspects: () => tunnels.suspects(),
+        certificate: () => certificates.pair,
+      });
+      acceptors = pool;
+      certificates.onSwap((pair) => pool.certificate(pair));
+      ready.then(
+        async () => {
+          await opts.holdAcceptors;
+          handOff = true;
+          log.info({ event: 'acceptors', count: workers, pids: pool.pids, msSinceProcessStart: Math.round(performance.now()) }, `${workers} acceptor processes run the SMTP sessions`);
+        },
+        (err: unknown) =>
+          log.error({ event: 'acceptors-failed', err: err instanceof Error ? err.message : String(err) }, 'the acceptor processes could not start; this process serves the sessions while they are restarted (see the acceptor-exit lines)'),
+      );
     }
     // The relay self-probe: every selfProbe.interval and after each reload (not at start: a
     // start is not a change, and the first interval comes soon enough).

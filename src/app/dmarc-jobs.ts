@@ -7,7 +7,7 @@ import type { Store } from '../store/store.ts';
 import type { SpoolBegin } from '../queue/generated.ts';
 import type { LocalDirectory } from '../pipeline/check.ts';
 import { senderRouter } from './delivery.ts';
-import { sendDmarcReports, type DmarcReportRun } from './dmarc-aggregate.ts';
+import type { DmarcReportRun } from './dmarc-aggregate.ts';
 
 export type { DmarcReportRun } from './dmarc-aggregate.ts';
 
@@ -33,7 +33,8 @@ export function startDmarcReports(d: { config: Config; store: Store; dns: { reso
   };
   let chain: Promise<unknown> = Promise.resolve();
   const run = (now: number): Promise<DmarcReportRun[]> => {
-    const next = chain.then(() => sendDmarcReports(job, now));
+    // The report builder (and its XML library) loads at the first run, not at start (0033).
+    const next = chain.then(async () => (await import('./dmarc-aggregate.ts')).sendDmarcReports(job, now));
     chain = next.catch(() => undefined);
     return next;
   };

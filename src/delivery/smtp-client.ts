@@ -5,7 +5,7 @@
 import { connect as netConnect, isIP } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import type { Readable } from 'node:stream';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { DeliveryOutcome } from './transport.ts';
 
 export type TlsMode =
@@ -129,12 +129,16 @@ function tlsFailureType(err: SmtpError): TlsFailureType {
   return 'validation-failure';
 }
 
+// nodemailer's client loads at the first delivery, not on the way to the listener (0033).
+let smtpConnection: Promise<typeof SMTPConnection> | undefined;
+const loadSmtpConnection = (): Promise<typeof SMTPConnection> => (smtpConnection ??= import('nodemailer/lib/smtp-connection').then((m) => m.default));
+
 /**
  * Runs one transaction. Resolves; never rejects: every failure becomes a reply. `body` is called
  * at most once, only when the envelope is being sent. `onClosed` gets a promise of the
  * connection's end (at most 2 s after the outcome).
  */
-export function sendMessage(
+export async function sendMessage(
   target: SmtpTarget,
   opts: SmtpClientOptions,
   env: OutboundEnvelope,
@@ -142,10 +146,11 @@ export function sendMessage(
   onClosed?: (closed: Promise<void>) => void,
   onAccepted?: (address: string, reply: string) => void,
 ): Promise<SendResult> {
+  const Connection = await loadSmtpConnection();
   return new Promise((resolve) => {
     let settled = false;
     let stage: 'connect' | 'auth' | 'send' = 'connect';
-    const conn = new SMTPConnection({
+    const conn = new Connection({
       ...(target.socketPath !== undefined ? { connection: netConnect({ path: target.socketPath }) } : {}),
       ...(target.lmtp ? { lmtp: true } : {}),
       host: target.address,

@@ -4,7 +4,6 @@
 // the TXT id changes. A failed lookup or fetch falls back to an unexpired cached policy (§5.1).
 import https from 'node:https';
 import { rootCertificates } from 'node:tls';
-import { parsePolicy } from 'mailauth/lib/mta-sts.js';
 import type { Logger } from '../../observe/log.ts';
 import type { Store } from '../../store/store.ts';
 import { stsIdOf, type MtaStsMode, type MtaStsPolicy } from '../../core/mta-sts.ts';
@@ -127,6 +126,8 @@ export class MtaStsPolicies {
     try {
       text = await this.#fetch(domain);
       try {
+        // mailauth's parser loads at the first policy fetch, not at start (docs/decisions/0033).
+        const { parsePolicy } = await import('mailauth/lib/mta-sts.js');
         policy = parsePolicy(text) as typeof policy;
       } catch (err) {
         throw new FetchError('sts-policy-invalid', (err as Error).message);
