@@ -1,7 +1,7 @@
 // The local submission socket of `mailward sendmail`: a unix socket whose callers are identified
 // by the kernel, never by what they say. Node has no SO_PEERCRED, so the caller proves its uid
-// with a file: the server sends a random nonce, the caller creates <socket>.d/<nonce> (mode 0600,
-// the nonce as content) in a sticky, unlistable folder, and the file's owner — set by the kernel
+// with a file: the server sends a random nonce, the caller creates <socket>.d/<nonce> (mode 0644:
+// only it may write, the server running as its own user may read; the nonce as content) in a sticky, unlistable folder, and the file's owner — set by the kernel
 // from the creator's fsuid — is who it is (docs/decisions/0022-sendmail.md). Then SMTP begins,
 // the session already logged in as the login that uid maps to.
 import net from 'node:net';
@@ -33,6 +33,9 @@ export interface LocalSubmitListener {
   close(): Promise<void>;
 }
 
+/** The mode of a proof file: written by its owner alone, read by the server (another user). */
+export const PROOF_MODE = 0o644;
+
 /** The folder the callers write their proof files into. */
 export const proofDir = (socketPath: string): string => `${socketPath}.d`;
 
@@ -50,10 +53,12 @@ export async function proofOwner(dir: string, nonce: string): Promise<number | s
     const st = await fh.stat();
     // A hard link (nlink > 1) or a file someone else can write could be another user's file
     // moved or linked here; a file only its owner can write, holding our fresh nonce, was
-    // written by that owner (or by root).
+    // written by that owner (or by root). Readable by all (0644), because the server runs as
+    // its own user and must read another user's file; the nonce is used once and the folder
+    // cannot be listed (docs/decisions/0039-sendmail-proof-mode.md).
     if (!st.isFile()) return 'proof is not a regular file';
     if (st.nlink !== 1) return 'proof file has other links';
-    if ((st.mode & 0o7777) !== 0o600) return `proof file mode is ${(st.mode & 0o7777).toString(8)}, not 600`;
+    if ((st.mode & 0o7777) !== PROOF_MODE) return `proof file mode is ${(st.mode & 0o7777).toString(8)}, not 644`;
     const content = (await fh.readFile()).toString('latin1');
     if (content !== nonce) return 'proof file does not hold the nonce';
     return st.uid;

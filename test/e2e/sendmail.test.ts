@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, openSync, writeSync, closeSync, fchmodSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { startServer, type TestServer } from '../harness/server.ts';
@@ -119,15 +119,18 @@ test('the identity is proven, not claimed: no proof file, or one others could wr
   const { srv } = await serverFor(t, { users: { [me.username]: 'webmaster@example.org' } });
   const socket = srv.config.sendmail.socket;
   assert.match(await handshake(socket, () => undefined), /^NO 77 identity not proven: no proof file/);
-  const loose = await handshake(socket, (dir, nonce) => {
-    const fd = openSync(path.join(dir, nonce), 'wx', 0o644);
-    writeSync(fd, nonce);
+  const proof = (mode: number, content?: string) => (dir: string, nonce: string) => {
+    const fd = openSync(path.join(dir, nonce), 'wx', 0o600);
+    fchmodSync(fd, mode);
+    writeSync(fd, content ?? nonce);
     closeSync(fd);
-  });
-  assert.match(loose, /^NO 77 .*mode is 644/);
-  const wrong = await handshake(socket, (dir, nonce) => writeFileSync(path.join(dir, nonce), 'not the nonce', { mode: 0o600 }));
-  assert.match(wrong, /^NO 77 .*does not hold the nonce/);
-  assert.equal(await handshake(socket, (dir, nonce) => writeFileSync(path.join(dir, nonce), nonce, { mode: 0o600 })), 'OK webmaster@example.org');
+  };
+  // Others could write it: anyone could have put the nonce in.
+  assert.match(await handshake(socket, proof(0o666)), /^NO 77 .*mode is 666/);
+  // Unreadable by the server when it runs as its own user: one mode, the one the client uses.
+  assert.match(await handshake(socket, proof(0o600)), /^NO 77 .*mode is 600, not 644/);
+  assert.match(await handshake(socket, proof(0o644, 'not the nonce')), /^NO 77 .*does not hold the nonce/);
+  assert.equal(await handshake(socket, proof(0o644)), 'OK webmaster@example.org');
 });
 
 test('-bs speaks SMTP on standard input and output, logged in as the mapped login', async (t) => {

@@ -7,11 +7,11 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { dial } from '../harness/dial.ts';
 import { spawnOwned, stopGroup } from '../harness/processes.ts';
 import { mailwardArgv, ROOT, runMailward } from '../harness/cli.ts';
+import { watchLog } from '../harness/log-watch.ts';
 
 interface Served {
   readonly pid: number;
@@ -33,34 +33,7 @@ async function serve(t: TestContext, extra: Record<string, unknown>): Promise<{ 
   const child = spawnOwned(t, process.execPath, mailwardArgv(['serve', '--config', configFile]), { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => stopGroup(child));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const logs: Array<Record<string, unknown>> = [];
-  let waiters: Array<() => void> = [];
-  const wake = (): void => {
-    const w = waiters;
-    waiters = [];
-    w.forEach((f) => f());
-  };
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as Record<string, unknown>);
-      wake();
-    } catch {
-      // not a log line
-    }
-  });
-  let gone = false;
-  child.once('exit', () => {
-    gone = true;
-    wake();
-  });
-  const waitLog = async (pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => {
-    for (;;) {
-      const found = logs.find(pred);
-      if (found) return found;
-      if (gone) throw new Error(`mailward serve exited before the expected log line; its lines: ${JSON.stringify(logs)}`);
-      await new Promise<void>((r) => waiters.push(r));
-    }
-  };
+  const { waitLog } = watchLog(child);
   return { dir, dataDir, configFile, served: { pid: child.pid!, waitLog } };
 }
 

@@ -36,6 +36,16 @@ export interface TestDovecot {
   readonly log: () => string;
 }
 
+export interface DovecotOptions {
+  /** The uid/gid mail is stored as (a vmail user); default nobody under root, else the current user. */
+  readonly mailOwner?: { readonly uid: number; readonly gid: number };
+  /**
+   * The one user that may reach the LMTP and auth sockets (mode 0660, as docs/guide/dovecot.md
+   * sets them up for the user Mailward runs as); default every user (0666).
+   */
+  readonly clientUser?: string;
+}
+
 export function dovecotInstalled(): boolean {
   return existsSync(DOVECOT) && existsSync('/usr/lib/dovecot/lmtp');
 }
@@ -53,12 +63,13 @@ function mailOwner(): { uid: number; gid: number } {
   return me.uid === 0 ? { uid: 65534, gid: 65534 } : { uid: me.uid, gid: me.gid };
 }
 
-export async function startDovecot(t: TestContext, users: readonly DovecotUser[]): Promise<TestDovecot> {
+export async function startDovecot(t: TestContext, users: readonly DovecotUser[], opts: DovecotOptions = {}): Promise<TestDovecot> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mailward-dovecot-'));
   const run = path.join(dir, 'run');
   const mail = path.join(dir, 'mail');
   for (const d of [run, path.join(dir, 'state'), mail]) mkdirSync(d, { recursive: true });
-  const owner = mailOwner();
+  const owner = opts.mailOwner ?? mailOwner();
+  const listenerMode = opts.clientUser === undefined ? 'mode = 0666' : `mode = 0660\n    user = ${opts.clientUser}\n    group = ${opts.clientUser}`;
   // The mail user (nobody, under root) must reach its folder through mkdtemp's 0700 folder.
   chmodSync(dir, 0o755);
   chownSync(mail, owner.uid, owner.gid);
@@ -114,7 +125,7 @@ plugin {
 }
 service lmtp {
   unix_listener lmtp {
-    mode = 0666
+    ${listenerMode}
   }
   inet_listener lmtp {
     address = 127.0.0.1
@@ -123,10 +134,10 @@ service lmtp {
 }
 service auth {
   unix_listener auth-client {
-    mode = 0666
+    ${listenerMode}
   }
   unix_listener auth-userdb {
-    mode = 0666
+    ${listenerMode}
   }
 }
 service anvil {

@@ -1,5 +1,6 @@
 // The `mailward` command line: a thin front door over app/. Every command takes --config; errors
 // an operator sees name the setting or argument, the value and the fix, and set a non-zero exit.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { loadConfig, type Config } from '../../config/load.ts';
 import { ConfigError } from '../../config/errors.ts';
@@ -46,6 +47,15 @@ export function configFrom(cmd: Command): Config {
   return loadConfig(opts.config);
 }
 
+/**
+ * The version in package.json: two folders up from src/shells/cli/ in a checkout and from
+ * dist/shells/cli/ in an installed package alike (the package ships package.json at its root).
+ */
+function packageVersion(): string {
+  const file = new URL('../../../package.json', import.meta.url);
+  return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
 /** Builds the command tree; `output` redirects commander's own output (help, usage errors). */
 export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: string): void }): Command {
   const program = new Command('mailward');
@@ -54,6 +64,7 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   program
     .description('Mailward: a secure-by-default mail server (SMTP MTA) in one process with one config file.')
     .option('-c, --config <file>', 'config file (default: ./mailward.yaml if present, else the built-in default)')
+    .version(packageVersion(), '-V, --version', 'print the installed version')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerServe(program);

@@ -4,7 +4,7 @@
 // server down it exits 75 (EX_TEMPFAIL), which cron and mail(1) report and PHP returns as false
 // (docs/decisions/0022-sendmail.md).
 import net from 'node:net';
-import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fchmodSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { hostname as osHostname } from 'node:os';
 import { loadConfig } from '../../config/load.ts';
@@ -107,8 +107,10 @@ async function prove(reader: LineReader, socket: net.Socket): Promise<string> {
   if (!m) throw new Exit(EX.TEMPFAIL, `unexpected greeting from the socket: ${JSON.stringify(hello ?? '')}`);
   const file = path.join(m[2]!, m[1]!);
   try {
-    // O_EXCL: our own new file, mode 0600 as the server requires.
+    // O_EXCL: our own new file. Mode 0644 as the server requires (it runs as its own user and
+    // must read it), set with fchmod: every mailward command runs with umask 0027.
     const fd = openSync(file, 'wx', 0o600);
+    fchmodSync(fd, 0o644); // PROOF_MODE of src/ingress/local-submit.ts
     writeSync(fd, m[1]!);
     closeSync(fd);
   } catch (err) {
