@@ -175,7 +175,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     await stats.load();
     stats.startPersisting();
     cleanups.push(() => stats.close());
-    const metrics = new Metrics({ queueStats: spoolQueueStats(config.paths.spool), passwordHashes: () => hashPool.counts });
+    const metrics = new Metrics({ queueStats: spoolQueueStats(config.paths.spool), passwordHashes: () => hashPool.counts, directoryLookups: () => directory.recipientLookups });
     const unsubscribe = [stats.attach(), metrics.attach()];
     cleanups.push(() => unsubscribe.forEach((off) => off()));
     // Set once the acceptors run: they learn of every suspect this process's detector finds.
