@@ -179,7 +179,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     cleanups.push(() => stats.close());
     // The queue figures (dashboard, /metrics) come from the queue's catalog once it is built (below).
     let queueStats: QueueStatsSource = spoolQueueStats(config.paths.spool);
-    const metrics = new Metrics({ queueStats: () => queueStats(), passwordHashes: () => hashPool.counts });
+    const metrics = new Metrics({ queueStats: () => queueStats(), passwordHashes: () => hashPool.counts, directoryLookups: () => directory.recipientLookups });
     const unsubscribe = [stats.attach(), metrics.attach()];
     cleanups.push(() => unsubscribe.forEach((off) => off()));
     // Set once the acceptors run: they learn of every suspect this process's detector finds.

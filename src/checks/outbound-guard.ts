@@ -5,7 +5,7 @@
 // counted too, and so is mail an alias forwards outside. At DATA a message with relayed
 // recipients is refused while the aggregate breaker is open (it may have opened since RCPT).
 import { defer, pass } from '../core/verdict.ts';
-import { defineCheck } from '../pipeline/check.ts';
+import { defineCheck, recipientOf } from '../pipeline/check.ts';
 import { FORWARD_REASON } from '../core/relay-reason.ts';
 import { GuardSchema } from '../config/guard-schema.ts';
 import { OutboundGuard } from '../guard/guard.ts';
@@ -27,7 +27,7 @@ export const outboundGuard = defineCheck({
           // the source `forward:<alias>` and the client, so a flood through it trips a breaker.
           // The local copies are still taken: while a breaker is open, the guarded transport
           // holds the outside copy instead (hold/), so the refusal is not given here.
-          const r = env.directory.resolveRecipient(rcpt.address);
+          const r = recipientOf(ctx, env, rcpt);
           if (r.kind !== 'local' || r.external.length === 0) return pass();
           const login = ctx.session.login;
           for (const domain of new Set(r.external.map((a) => a.slice(a.lastIndexOf('@') + 1).toLowerCase()))) {

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { perm, temp } from '../core/reply.ts';
 import { defer, discard, pass, reject, type Verdict } from '../core/verdict.ts';
-import { defineCheck } from '../pipeline/check.ts';
+import { defineCheck, recipientOf } from '../pipeline/check.ts';
 
 const unknownUser = perm('5.1.1', 'User unknown in local recipient table');
 // RFC 3463 §3.4 (X.3.0 other mail system status): the mailbox directory cannot answer now.
@@ -51,7 +51,7 @@ export const recipient = defineCheck({
           const why = `${rcpt.address} is a system account (checks.recipient.systemAccounts)`;
           return opts.systemAccountAction === 'discard' ? discard(why) : reject(unknownUser, why);
         }
-        const r = env.directory.resolveRecipient(rcpt.address);
+        const r = recipientOf(ctx, env, rcpt);
         if (r.kind !== 'local') return reject(unknownUser, `no mailbox or alias ${rcpt.address}`);
         for (const m of r.confirm ?? []) {
           const v = await confirm(m, ctx.signal);

@@ -75,6 +75,7 @@ export class Directory {
   private readonly outside: OutsideMailboxes | undefined;
   private readonly outsideDomains: ReadonlySet<string>;
   private readonly recorded = new Map<string, number>();
+  #recipientLookups = 0;
 
   private constructor(
     private readonly db: Database.Database,
@@ -131,6 +132,11 @@ export class Directory {
 
   close(): void {
     this.db.close();
+  }
+
+  /** How many times resolveRecipient ran in this process (metric mailward_directory_lookups_total). */
+  get recipientLookups(): number {
+    return this.#recipientLookups;
   }
 
   isLocalDomain(domain: string): boolean {
@@ -245,6 +251,7 @@ export class Directory {
    * mailbox, alias or catch-all answers, or every alias target led nowhere.
    */
   resolveRecipient(address: string): Resolution {
+    this.#recipientLookups++;
     const k = addressKey(address);
     if (!isAddressKey(k)) return { kind: 'unknown' };
     if (!this.domains.has(k.domain)) return { kind: 'foreign' };

@@ -7,7 +7,7 @@ import { mailEvent } from '../observe/maillog.ts';
 import { parsePath, type Mailbox } from '../core/address.ts';
 import { Replies, perm, reply, replyText, type SmtpReply } from '../core/reply.ts';
 import type { Verdict, VerdictTag } from '../core/verdict.ts';
-import type { LocalDirectory, MessageFacts, SessionFacts } from '../pipeline/check.ts';
+import type { LocalDirectory, MessageFacts, RecipientResolution, SessionFacts } from '../pipeline/check.ts';
 import { runStage, type PlacedCheck, type StageOutcome } from '../pipeline/runner.ts';
 import type { Stage } from '../config/schema.ts';
 import type { RelayPolicy } from '../checks/relay.ts';
@@ -152,9 +152,10 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
     facts.tls = s.secure;
   };
 
-  const stage = (name: Stage, invoke: Parameters<typeof runStage>[3]): Promise<StageOutcome> => {
+  const stage = (name: Stage, invoke: Parameters<typeof runStage>[3], resolveRecipient?: () => RecipientResolution): Promise<StageOutcome> => {
     const t = tx ? { mailFrom: tx.from, recipients: tx.accepted } : undefined;
-    return runStage(name, deps.checks[name], t ? { session: facts, tx: t } : { session: facts }, invoke, log, closed.signal);
+    const base = t ? { session: facts, tx: t } : { session: facts };
+    return runStage(name, deps.checks[name], resolveRecipient ? { ...base, resolveRecipient } : base, invoke, log, closed.signal);
   };
 
   /** Turns a refusing verdict into the reply, with one log line naming the check. */
@@ -254,7 +255,11 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         mailEvent(log, 'rejected', { ...base(s), ...logCtx, stage: 'rcpt', check: 'relay', reason: relay.reason, reply: replyText(r) });
         return r;
       }
-      const out = await stage('rcpt', (h, ctx) => h.rcpt?.(ctx, target));
+      // One directory lookup per RCPT, made by the first check that asks and kept for the
+      // others and for routing (bench/results/profile.md found it made twice).
+      let resolution: RecipientResolution | undefined;
+      const resolve = (): RecipientResolution => (resolution ??= localDomain ? deps.directory.resolveRecipient(target.address) : { kind: 'foreign' });
+      const out = await stage('rcpt', (h, ctx) => h.rcpt?.(ctx, target), resolve);
       const refused = refuse(s, 'rcpt', out, logCtx);
       if (refused) return refused;
       if (out.verdict.kind === 'discard' || t.discardReason) {
@@ -262,7 +267,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         t.accepted.push(to);
         return reply(250, '2.1.5', 'Recipient OK');
       }
-      const routes = route(deps.directory, target, localDomain).map((r) => ({ ...r, address: to.address }));
+      const routes = route(target, localDomain, resolve).map((r) => ({ ...r, address: to.address }));
       if (routes.length === 0) {
         // Unroutable even though no check refused it (e.g. the recipient check was removed from
         // the list): refuse rather than accept mail we would have to bounce.
@@ -462,9 +467,9 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
 }
 
 /** Where a recipient goes: local mailboxes (through aliases), forwarded or foreign addresses. */
-function route(dir: LocalDirectory, to: Mailbox, localDomain: boolean): RoutedRecipient[] {
+function route(to: Mailbox, localDomain: boolean, resolve: () => RecipientResolution): RoutedRecipient[] {
   if (!localDomain) return [{ address: to.address, mailbox: to.address, transport: 'remote' }];
-  const r = dir.resolveRecipient(to.address);
+  const r = resolve();
   if (r.kind !== 'local') return [];
   return [
     ...r.mailboxes.map((m) => ({ address: to.address, mailbox: m, transport: 'local' as const })),

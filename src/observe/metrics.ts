@@ -25,6 +25,8 @@ export interface MetricsOptions {
   readonly queueStats?: QueueStatsSource;
   /** Read at each scrape: password hashes run and refused (core/password.ts HashPool.counts). */
   readonly passwordHashes?: () => { readonly hashed: number; readonly refused: number };
+  /** Read at each scrape: recipient lookups made in the directory (Directory.recipientLookups). */
+  readonly directoryLookups?: () => number;
   /** Node.js process metrics (CPU, memory, event loop, GC); default true. */
   readonly processMetrics?: boolean;
   readonly clock?: () => number;
@@ -149,6 +151,20 @@ export class Metrics {
           this.inc({ result: 'refused' }, now.refused - seen.refused);
           seen.hashed = now.hashed;
           seen.refused = now.refused;
+        },
+      });
+    }
+    const lookups = opts.directoryLookups;
+    if (lookups) {
+      let seen = 0;
+      new Counter({
+        name: 'mailward_directory_lookups_total',
+        help: 'Recipient lookups in the mailbox directory (one per RCPT of a local domain, shared by the checks and routing; notices and reports add theirs).',
+        registers,
+        collect() {
+          const now = lookups();
+          this.inc(now - seen);
+          seen = now;
         },
       });
     }

@@ -42,11 +42,14 @@ export interface MessageFacts {
   readonly raw: () => Promise<Buffer>;
 }
 
+/** What the directory answers for one recipient address. */
+export type RecipientResolution = { kind: 'local'; mailboxes: string[]; external: string[]; confirm?: string[] } | { kind: 'unknown' } | { kind: 'foreign' };
+
 /** Where local domains, mailboxes and aliases are looked up. */
 export interface LocalDirectory {
   isLocalDomain(domain: string): boolean;
   /** `confirm`: mailboxes kept outside (Dovecot's userdb) that confirmMailbox must prove exist. */
-  resolveRecipient(address: string): { kind: 'local'; mailboxes: string[]; external: string[]; confirm?: string[] } | { kind: 'unknown' } | { kind: 'foreign' };
+  resolveRecipient(address: string): RecipientResolution;
   /** True when a mailbox kept outside exists, false when not; rejects when the answer is in doubt. */
   confirmMailbox?(mailbox: string, signal?: AbortSignal): Promise<boolean>;
   /** The addresses a login owns: its own and the aliases that deliver to it (lower-case). */
@@ -79,6 +82,17 @@ export interface CheckContext {
   readonly tx?: TransactionFacts;
   /** Aborted when the check's deadline passes or the client goes away. */
   readonly signal: AbortSignal;
+  /**
+   * At RCPT: the directory's answer for this stage's recipient, looked up at the first call and
+   * kept for the RCPT, so the checks and the session's routing share one lookup. Absent where
+   * no session provides it (policyd): use recipientOf.
+   */
+  readonly resolveRecipient?: () => RecipientResolution;
+}
+
+/** The directory's answer for the RCPT's recipient: the stage's shared lookup when there is one. */
+export function recipientOf(ctx: CheckContext, env: CheckEnv, rcpt: Mailbox): RecipientResolution {
+  return ctx.resolveRecipient ? ctx.resolveRecipient() : env.directory.resolveRecipient(rcpt.address);
 }
 
 export interface StageHandlers {

@@ -8,6 +8,7 @@ import { envelopeProblem, type Envelope, type NewEnvelope } from './envelope.ts'
 import { DirSyncer } from './dirsync.ts';
 import { encodeHeader } from './format.ts';
 import { SpoolWriter, type CommittedBytes } from './writer.ts';
+import type { Logger } from '../observe/log.ts';
 
 /**
  * One sub-folder per base32hex digit: 400,000 messages are ~12,500 entries per folder. The folder
@@ -45,6 +46,8 @@ export interface IntakeSettings {
   readonly memoryLimit: number;
   readonly assertOpen: () => void;
   readonly committed: CommitListener;
+  /** Told at debug level of each spool fsync as it completes. */
+  readonly log?: Logger;
 }
 
 /** Starts a message: write its bytes (the Received header first), then commit or abort. */
@@ -65,6 +68,7 @@ export function beginMessage(s: IntakeSettings, env: NewEnvelope): SpoolWriter {
     memoryLimit: s.memoryLimit,
     assertOpen: s.assertOpen,
     committed: s.committed,
+    ...(s.log ? { log: s.log } : {}),
   });
 }
 

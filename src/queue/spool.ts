@@ -136,6 +136,7 @@ export class Spool {
       fsync: this.#fsync,
       memoryLimit: this.#memoryLimit,
       assertOpen: () => this.#assertOpen(),
+      log: opts.log,
       committed: (e, area, written) => {
         if (area === 'queue' && written) this.#keepFresh(e, written);
         this.#emitChange({ kind: 'committed', envelope: e, area });

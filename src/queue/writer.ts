@@ -3,12 +3,14 @@
 // durable in the queue (or quarantine) folder (file fsync, rename, directory fsync): only then may
 // 250 be sent. Before that the session may still edit the header block and amend the envelope.
 import { createHash, type Hash } from 'node:crypto';
+import { openSync, renameSync, writevSync } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { headerBlockEnd } from '../core/header-block.ts';
 import { RawFile, type VectorWritable } from '../core/raw-file.ts';
 import { envelopeProblem, type Envelope } from './envelope.ts';
 import type { DirSyncer } from './dirsync.ts';
+import type { Logger } from '../observe/log.ts';
 import { encodeHeader, encodePrefix, PREFIX_LENGTH, shortHash } from './format.ts';
 
 /** Bytes gathered before a write to the spilled file, so small socket chunks become big writes. */
@@ -57,6 +59,8 @@ export interface WriterTarget {
    * as written: `header` (the envelope JSON) and `body` (the message), for delivery to use.
    */
   readonly committed: (env: Envelope, area: 'queue' | 'quarantine', written?: CommittedBytes) => void;
+  /** Told at debug level of each fsync as it completes (`spool-fsync`, what: file | folder). */
+  readonly log?: Logger;
 }
 
 /** The bytes of a message committed from memory, exactly as they are in its file. */
@@ -72,11 +76,16 @@ export async function writeAll(fh: VectorWritable, bufs: Buffer[], position: num
   while (rest.length > 0) {
     const { bytesWritten } = await fh.writev(rest, pos);
     pos += bytesWritten;
-    let skip = bytesWritten;
-    while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
-    if (skip > 0 && rest.length > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)];
+    rest = unwritten(rest, bytesWritten);
   }
   return pos;
+}
+
+/** What is left of `rest` after a (possibly short) write of `n` bytes. */
+function unwritten(rest: Buffer[], n: number): Buffer[] {
+  let skip = n;
+  while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
+  return skip > 0 && rest.length > 0 ? [rest[0]!.subarray(skip), ...rest.slice(1)] : rest;
 }
 
 export class SpoolWriter {
@@ -226,21 +235,34 @@ export class SpoolWriter {
           // One buffer of its own: written with one writev, and kept for delivery without
           // pinning the larger socket buffers the chunks may be slices of.
           const body = ownedConcat(this.#chunks, this.#size);
-          this.#memFile = await RawFile.open(t.tmpPath, 'wx', 0o600);
-          await writeAll(this.#memFile, [this.#prefix(header, false), header, NEWLINE, body], 0);
-          written = { header, body };
           this.#chunks = [];
           this.#buffered = 0;
+          // A message from memory commits with two waits, not five: open, write and rename
+          // go into the page cache at once (microseconds, no disk wait), and only the two
+          // fsyncs go to libuv's thread pool. Each hop there costs a wake-up and, on a busy
+          // machine, a wait for a core (bench/results/profile.md; docs/decisions/0032).
+          const file = (this.#memFile = RawFile.adopt(openSync(t.tmpPath, 'wx', 0o600)));
+          writeAllSync(file.fd, [this.#prefix(header, false), header, NEWLINE, body]);
+          written = { header, body };
+          if (t.fsync) await this.#sync(file);
+          closing = this.#closeFile();
+          closing.catch(() => undefined);
+          renameSync(t.tmpPath, finalPath);
+          renamed = true;
+          await this.#syncFolder(dirname(finalPath));
+          await closing;
         }
-        if (t.fsync) await (this.#fh ?? this.#memFile)!.sync();
-        // The descriptor plays no part in durability from here on: it closes while the rename
-        // and the folder fsync run (renaming an open file is fine), one wait fewer per commit.
-        closing = this.#closeFile();
-        closing.catch(() => undefined);
-        await rename(t.tmpPath, finalPath);
-        renamed = true;
-        await t.syncer.sync(dirname(finalPath));
-        await closing;
+        if (this.#fh) {
+          if (t.fsync) await this.#sync(this.#fh);
+          // The descriptor plays no part in durability from here on: it closes while the rename
+          // and the folder fsync run (renaming an open file is fine), one wait fewer per commit.
+          closing = this.#closeFile();
+          closing.catch(() => undefined);
+          await rename(t.tmpPath, finalPath);
+          renamed = true;
+          await this.#syncFolder(dirname(finalPath));
+          await closing;
+        }
       } catch (err) {
         this.#state = 'aborted';
         await closing?.catch(() => undefined);
@@ -266,6 +288,18 @@ export class SpoolWriter {
       await this.#closeFile().catch(() => undefined);
       if (hadFile) await unlink(this.#t.tmpPath).catch(() => undefined);
     });
+  }
+
+  /** fsync of the message file, logged at debug when it completes. */
+  async #sync(file: { sync(): Promise<void> }): Promise<void> {
+    await file.sync();
+    this.#t.log?.debug({ event: 'spool-fsync', id: this.id, what: 'file' }, 'message file on disk');
+  }
+
+  /** The (shared) fsync of the folder the message was renamed into, logged at debug. */
+  async #syncFolder(dir: string): Promise<void> {
+    await this.#t.syncer.sync(dir);
+    if (this.#t.fsync) this.#t.log?.debug({ event: 'spool-fsync', id: this.id, what: 'folder' }, 'message folder entry on disk');
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -391,6 +425,17 @@ export class SpoolWriter {
     this.#fh = undefined;
     this.#memFile = undefined;
     if (fh) await fh.close();
+  }
+}
+
+/** Writes all of `bufs` from offset 0 of the descriptor, looping over short writes. */
+function writeAllSync(fd: number, bufs: Buffer[]): void {
+  let pos = 0;
+  let rest = bufs.filter((b) => b.length > 0);
+  while (rest.length > 0) {
+    const n = writevSync(fd, rest, pos);
+    pos += n;
+    rest = unwritten(rest, n);
   }
 }
 
