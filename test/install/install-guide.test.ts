@@ -118,6 +118,9 @@ test('docs/guide/install.md on a fresh machine: npm install -g, a mailward user,
   assert.equal((await sh(t, 'mailward', ['--version'], { env })).stdout.trim(), version);
   const npmRoot = (await sh(t, 'npm', ['root', '-g', '--prefix', prefix], { env })).stdout.trim();
   const mailward = path.join(prefix, 'bin', 'mailward');
+  // The unit the package ships is the one the installed command prints.
+  const shipped = readFileSync(path.join(npmRoot, 'mailward', 'contrib', 'mailward.service'), 'utf8');
+  assert.equal((await sh(t, 'mailward', ['systemd-unit'], { env })).stdout, shipped);
 
   // 2. The user, the folders, the config (the guide's commands, with this test's paths and names).
   const etc = path.join(root, 'etc', 'mailward');
