@@ -195,5 +195,3 @@ export function parseAggregate(file: string, xml: string, maxRecords: number): A
   return { org, email: str(meta?.email), reportId, begin, end, domain, policy, rows, rowsDropped, messagesDropped };
 }
 
-/** DMARC passes when an aligned identifier passed, DKIM or SPF (RFC 7489 §4.2); policy_evaluated has them aligned already. */
-export const rowPasses = (r: Pick<ReportRow, 'dkim' | 'spf'>): boolean => r.dkim === 'pass' || r.spf === 'pass';

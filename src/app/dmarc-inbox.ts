@@ -11,7 +11,11 @@ import type { Logger } from '../observe/log.ts';
 import type { Store } from '../store/store.ts';
 import type { EnvelopeRecipient } from '../queue/envelope.ts';
 import type { DeliverableMessage, RecipientOutcome, Transport } from '../delivery/transport.ts';
-import { parseAggregate, reportFiles, ReportError, rowPasses, type AggregateReport, type ReadLimits } from './dmarc-inbound.ts';
+// The parser (mailparser, fast-xml-parser) is loaded at the first report, not on the way to the listener.
+import type { AggregateReport, ReadLimits, ReportRow } from './dmarc-inbound.ts';
+
+/** DMARC passes when an aligned identifier passed, DKIM or SPF (RFC 7489 §4.2); policy_evaluated has them aligned already. */
+export const rowPasses = (r: Pick<ReportRow, 'dkim' | 'spf'>): boolean => r.dkim === 'pass' || r.spf === 'pass';
 
 export const REPORT_PREFIX = 'dmarc:rua:r:';
 export const REFUSED_PREFIX = 'dmarc:rua:e:';
@@ -100,6 +104,7 @@ export class DmarcReportReader {
         else log.debug({ event: 'dmarc-report-skipped', queueId, from }, 'a large mail to the DMARC report address without a report subject: not read');
         return out;
       }
+      const { parseAggregate, reportFiles, ReportError } = await import('./dmarc-inbound.ts');
       const { files, errors } = await reportFiles(mail.bytes, limits);
       for (const e of errors) await refuse(e.file, e.message);
       for (const f of files) {

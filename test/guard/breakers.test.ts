@@ -228,6 +228,8 @@ test('defaults: every breaker is on with safe figures; no quota and no webhook u
     digest: { enabled: true, hour: 7 },
     quota: { window: 24 * HOUR, warnAt: 0.8, stopAt: 0.95, project: false },
     exempt: [],
+    // The queue-growth alarm (decision 0034): on, a floor of 500/h and 5x its own baseline, or 10,000 queued.
+    queueGrowth: { enabled: true, interval: 60_000, window: 900_000, floor: 500, factor: 5, halfLife: 24 * HOUR, ceiling: 10_000 },
     alerts: { webhookTimeout: 5000, postmaster: true },
   });
   assert.equal(GuardSchema.safeParse({ exempt: ['alice@example.org'] }).error?.issues[0]?.message, 'a source: login:<login>, sender:<address> or client:<address>');
