@@ -23,16 +23,6 @@ export class RawFile implements VectorWritable {
     });
   }
 
-  /** Takes ownership of a descriptor opened elsewhere (e.g. by openSync). */
-  static adopt(fd: number): RawFile {
-    return new RawFile(fd);
-  }
-
-  /** The descriptor, for synchronous calls on it. */
-  get fd(): number {
-    return this.#open();
-  }
-
   writev(buffers: readonly NodeJS.ArrayBufferView[], position: number): Promise<{ bytesWritten: number }> {
     const fd = this.#open();
     return new Promise((resolve, reject) => {

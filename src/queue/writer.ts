@@ -3,7 +3,6 @@
 // durable in the queue (or quarantine) folder (file fsync, rename, directory fsync): only then may
 // 250 be sent. Before that the session may still edit the header block and amend the envelope.
 import { createHash, type Hash } from 'node:crypto';
-import { openSync, renameSync, writevSync } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { headerBlockEnd } from '../core/header-block.ts';
@@ -76,16 +75,11 @@ export async function writeAll(fh: VectorWritable, bufs: Buffer[], position: num
   while (rest.length > 0) {
     const { bytesWritten } = await fh.writev(rest, pos);
     pos += bytesWritten;
-    rest = unwritten(rest, bytesWritten);
+    let skip = bytesWritten;
+    while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
+    if (skip > 0 && rest.length > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)];
   }
   return pos;
-}
-
-/** What is left of `rest` after a (possibly short) write of `n` bytes. */
-function unwritten(rest: Buffer[], n: number): Buffer[] {
-  let skip = n;
-  while (rest.length > 0 && skip >= rest[0]!.length) skip -= rest.shift()!.length;
-  return skip > 0 && rest.length > 0 ? [rest[0]!.subarray(skip), ...rest.slice(1)] : rest;
 }
 
 export class SpoolWriter {
@@ -235,34 +229,21 @@ export class SpoolWriter {
           // One buffer of its own: written with one writev, and kept for delivery without
           // pinning the larger socket buffers the chunks may be slices of.
           const body = ownedConcat(this.#chunks, this.#size);
+          this.#memFile = await RawFile.open(t.tmpPath, 'wx', 0o600);
+          await writeAll(this.#memFile, [this.#prefix(header, false), header, NEWLINE, body], 0);
+          written = { header, body };
           this.#chunks = [];
           this.#buffered = 0;
-          // A message from memory commits with two waits, not five: open, write and rename
-          // go into the page cache at once (microseconds, no disk wait), and only the two
-          // fsyncs go to libuv's thread pool. Each hop there costs a wake-up and, on a busy
-          // machine, a wait for a core (bench/results/profile.md; docs/decisions/0032).
-          const file = (this.#memFile = RawFile.adopt(openSync(t.tmpPath, 'wx', 0o600)));
-          writeAllSync(file.fd, [this.#prefix(header, false), header, NEWLINE, body]);
-          written = { header, body };
-          if (t.fsync) await this.#sync(file);
-          closing = this.#closeFile();
-          closing.catch(() => undefined);
-          renameSync(t.tmpPath, finalPath);
-          renamed = true;
-          await this.#syncFolder(dirname(finalPath));
-          await closing;
         }
-        if (this.#fh) {
-          if (t.fsync) await this.#sync(this.#fh);
-          // The descriptor plays no part in durability from here on: it closes while the rename
-          // and the folder fsync run (renaming an open file is fine), one wait fewer per commit.
-          closing = this.#closeFile();
-          closing.catch(() => undefined);
-          await rename(t.tmpPath, finalPath);
-          renamed = true;
-          await this.#syncFolder(dirname(finalPath));
-          await closing;
-        }
+        if (t.fsync) await this.#sync((this.#fh ?? this.#memFile)!);
+        // The descriptor plays no part in durability from here on: it closes while the rename
+        // and the folder fsync run (renaming an open file is fine), one wait fewer per commit.
+        closing = this.#closeFile();
+        closing.catch(() => undefined);
+        await rename(t.tmpPath, finalPath);
+        renamed = true;
+        await this.#syncFolder(dirname(finalPath));
+        await closing;
       } catch (err) {
         this.#state = 'aborted';
         await closing?.catch(() => undefined);
@@ -425,17 +406,6 @@ export class SpoolWriter {
     this.#fh = undefined;
     this.#memFile = undefined;
     if (fh) await fh.close();
-  }
-}
-
-/** Writes all of `bufs` from offset 0 of the descriptor, looping over short writes. */
-function writeAllSync(fd: number, bufs: Buffer[]): void {
-  let pos = 0;
-  let rest = bufs.filter((b) => b.length > 0);
-  while (rest.length > 0) {
-    const n = writevSync(fd, rest, pos);
-    pos += n;
-    rest = unwritten(rest, n);
   }
 }
 
