@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BUILT_IN_DEFAULTS } from '../../src/import/postfix/defaults.ts';
-import { expand, listOf, parseMainCf } from '../../src/import/postfix/main-cf.ts';
+import { expand, listOf, parseMainCf, parseMainCfLines } from '../../src/import/postfix/main-cf.ts';
 import { parseMasterCf } from '../../src/import/postfix/master-cf.ts';
 import { literalKey } from '../../src/import/postfix/maps.ts';
 import { PostfixSettings } from '../../src/import/postfix/settings.ts';
@@ -100,4 +100,11 @@ test('mailward import postfix --dry-run prints the report and the config and wri
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('lines Postfix refuses (no "=", a service without 8 fields) are listed, not skipped', () => {
+  const bad: Array<{ source: string; text: string }> = [];
+  parseMainCfLines('a = 1\nthis is garbage\nb = 2\n', 'main.cf', bad);
+  parseMasterCf('smtp inet n - y - - smtpd\nbroken inet n\n', 'master.cf', bad);
+  assert.deepEqual(bad, [{ source: 'main.cf:2', text: 'this is garbage' }, { source: 'master.cf:2', text: 'broken inet n' }]);
 });

@@ -15,8 +15,8 @@ export function parseMainCf(text: string, file = 'main.cf'): Map<string, Param> 
   return new Map(parseMainCfLines(text, file).map((p) => [p.name, p]));
 }
 
-/** Every definition in main.cf, in order, a name defined twice included (postconf warns about those). */
-export function parseMainCfLines(text: string, file = 'main.cf'): Param[] {
+/** Every definition in main.cf, in order, a name defined twice included (postconf warns about those); lines that are none go to `bad`. */
+export function parseMainCfLines(text: string, file = 'main.cf', bad: Array<{ source: string; text: string }> = []): Param[] {
   const params: Param[] = [];
   let current: { name: string; value: string; line: number } | undefined;
   const flush = (): void => {
@@ -32,6 +32,7 @@ export function parseMainCfLines(text: string, file = 'main.cf'): Param[] {
     flush();
     const m = /^([A-Za-z0-9_.-]+)\s*=\s*(.*)$/.exec(raw);
     if (m) current = { name: m[1]!, value: m[2]!, line: i + 1 };
+    else bad.push({ source: `${file}:${i + 1}`, text: raw.trim() }); // postconf: fatal: missing '=' after attribute name
   });
   flush();
   return params;

@@ -16,7 +16,7 @@ export interface Service {
   readonly source: string;
 }
 
-export function parseMasterCf(text: string, file = 'master.cf'): Service[] {
+export function parseMasterCf(text: string, file = 'master.cf', bad: Array<{ source: string; text: string }> = []): Service[] {
   const entries: Array<{ text: string; line: number; lines: number[] }> = [];
   text.split(/\r?\n/).forEach((raw, i) => {
     if (/^\s*#/.test(raw) || raw.trim() === '') return;
@@ -29,7 +29,10 @@ export function parseMasterCf(text: string, file = 'master.cf'): Service[] {
   const services: Service[] = [];
   for (const e of entries) {
     const words = e.text.replace(/\{\s*/g, '{').replace(/\s*\}/g, '}').split(/\s+/);
-    if (words.length < 8) continue;
+    if (words.length < 8) {
+      bad.push({ source: `${file}:${e.line}`, text: e.text }); // postconf -M: fatal: bad field count
+      continue;
+    }
     const [name, type, , , , , , command, ...rest] = words as [string, string, string, string, string, string, string, string, ...string[]];
     const overrides = new Map<string, Param>();
     const args: string[] = [];

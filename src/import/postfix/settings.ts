@@ -20,6 +20,8 @@ export class PostfixSettings {
   readonly main: ReadonlyMap<string, Param>;
   /** Every main.cf definition in order, earlier ones of a name defined twice included. */
   readonly mainLines: readonly Param[];
+  /** Lines of main.cf and master.cf that are neither a setting nor a service (Postfix refuses to start). */
+  readonly unparsed: Array<{ source: string; text: string }> = [];
   readonly services: readonly Service[];
   readonly defaults: Defaults;
   readonly root: string;
@@ -35,10 +37,10 @@ export class PostfixSettings {
     const dir = underRoot(src.root, src.configDir);
     const mainFile = path.join(dir, 'main.cf');
     if (!existsSync(mainFile)) throw new Error(`no main.cf in ${dir}; give the Postfix config folder with --config-dir (and --root for a copy of another server's disk)`);
-    this.mainLines = parseMainCfLines(readFileSync(mainFile, 'utf8'));
+    this.mainLines = parseMainCfLines(readFileSync(mainFile, 'utf8'), 'main.cf', this.unparsed);
     this.main = new Map(this.mainLines.map((p) => [p.name, p]));
     const masterFile = path.join(dir, 'master.cf');
-    this.services = existsSync(masterFile) ? parseMasterCf(readFileSync(masterFile, 'utf8')) : [];
+    this.services = existsSync(masterFile) ? parseMasterCf(readFileSync(masterFile, 'utf8'), 'master.cf', this.unparsed) : [];
     this.defaults = loadDefaults(src.postconf ?? 'postconf');
   }
 

@@ -302,6 +302,9 @@ function listService(report: Report, svc: Service, named: ReadonlySet<string>): 
 
 /** Lists every main.cf parameter, -o override and master.cf service the translation did not read or use. */
 export function listUnread(s: PostfixSettings, report: Report): void {
+  for (const u of s.unparsed) {
+    report.untranslated('unread-line', u.source, u.text, 'not read: neither "name = value" (main.cf) nor a service of 8 fields (master.cf)', 'Postfix refuses to start with this line (postconf: fatal); correct or delete it, then import again');
+  }
   const named = s.quietly(() => transportNames(s));
   const own = s.defaults.origin.startsWith('postconf');
   const classes = new Set(s.quietly(() => s.list('smtpd_restriction_classes')));
