@@ -1,7 +1,7 @@
 // A validating resolver for DANE tests: unbound (Debian package `unbound`) on loopback, serving
 // zones written by the test from its own auth-zone blocks as if they were upstream, so its
 // validator checks them (RFC 4035 §5). A zone given `signed: true` is signed with a fresh
-// ECDSA P-256 key by ldns-keygen/ldns-signzone (package `ldns-utils`), whose DS is unbound's
+// ECDSA P-256 key by ldns-keygen/ldns-signzone (package `ldnsutils`), whose DS is unbound's
 // trust anchor; a `tamper` function may then edit the signed text (a bogus signature). Zones
 // without a key are insecure: no trust anchor covers them. Root hints point at loopback, which
 // unbound refuses to query, so nothing leaves the machine. unbound runs in its own process group,
