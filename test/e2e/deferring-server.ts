@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { dial, type Dialog } from '../harness/dial.ts';
+import { loginPlain } from '../harness/auth.ts';
+import type { Dialog } from '../harness/dial.ts';
 import { startDns } from '../harness/dns.ts';
 import { startServer, type TestServer } from '../harness/server.ts';
 
@@ -35,9 +36,6 @@ export async function startDeferringServer(t: TestContext, o: { users: Array<[st
     },
   });
   const [user, password] = o.users[0]!;
-  const c = await dial(srv.port('submissions'), { tls: true });
-  await c.expect('220');
-  await c.say('EHLO laptop').expect('250');
-  await c.say('AUTH PLAIN ' + Buffer.from(`\0${user}\0${password}`).toString('base64')).expect('235');
+  const c = await loginPlain(srv.port('submissions'), user, password, { helo: 'laptop' });
   return { srv, c, base: `http://127.0.0.1:${srv.server.adminPort()}`, auth: { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } } };
 }
