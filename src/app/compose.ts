@@ -148,7 +148,7 @@ function localListener(config: Config): Config['listeners'][number] | undefined 
   if (!l) {
     throw new ConfigError(config.source, [{ path: 'sendmail.checksOf', message: `there is no enabled listener named ${JSON.stringify(config.sendmail.checksOf)}`, fix: `name your submission listener (one of: ${config.listeners.map((x) => x.name).join(', ')}), or set sendmail.enabled: false` }]);
   }
-  return { ...l, implicitTls: false, starttls: false, auth: false, requireAuth: true, requireTls: false, greetingDelayMs: 0, proxyTrusted: [] };
+  return { ...l, implicitTls: false, starttls: false, auth: false, requireAuth: true, requireTls: false, advertiseRequireTls: false, greetingDelayMs: 0, proxyTrusted: [] };
 }
 
 export async function startMailward(config: Config, opts: StartOptions = {}): Promise<RunningServer> {

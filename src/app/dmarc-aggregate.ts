@@ -11,7 +11,7 @@ import { getDomain } from 'tldts';
 import type { Logger } from '../observe/log.ts';
 import type { Store } from '../store/store.ts';
 import type { EnvelopeRecipient } from '../queue/envelope.ts';
-import { queueGenerated, type SpoolBegin } from '../queue/generated.ts';
+import { DMARC_REPORT_LISTENER, queueGenerated, type SpoolBegin } from '../queue/generated.ts';
 import { AGG_PREFIX, parseRowField, policyKey, sentKey, type DmarcEvaluation, type PublishedPolicy } from '../checks/lib/dmarc-record.ts';
 import { base64Lines, reportHeaders } from '../delivery/report-mail.ts';
 
@@ -178,7 +178,7 @@ async function sendOne(o: DmarcJobOptions, r: { uri: string; domain: string; rep
   const bytes = aggregateMessage({ from: o.from, to: dest.address, domain: r.domain, submitter: o.hostname, reportId: r.reportId, begin: r.begin, end: r.end, gz: r.gz, date: new Date(r.now) });
   if (dest.maxBytes !== undefined && bytes.length > dest.maxBytes) return { ...base, ok: false, detail: `not sent: the report is ${bytes.length} bytes, over the URI's limit of ${dest.maxBytes}` };
   try {
-    const id = await queueGenerated(o.spool, { mailFrom: o.from, recipients: o.route(dest.address), client: { address: '127.0.0.1', listener: 'dmarc-report', sessionId: `dmarc-${r.begin}` }, smtputf8: false, body: '7BIT', noBounce: 'DMARC aggregate report' }, bytes);
+    const id = await queueGenerated(o.spool, { mailFrom: o.from, recipients: o.route(dest.address), client: { address: '127.0.0.1', listener: DMARC_REPORT_LISTENER, sessionId: `dmarc-${r.begin}` }, smtputf8: false, body: '7BIT', noBounce: 'DMARC aggregate report' }, bytes);
     return { ...base, ok: true, detail: `queued as ${id}` };
   } catch (err) {
     return { ...base, ok: false, detail: err instanceof Error ? err.message : String(err) };

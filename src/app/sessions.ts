@@ -42,6 +42,7 @@ function protocolOptions(config: Config, l: ListenerConfig, secureContext: tls.S
     bareLineEndings: config.limits.bareLineEndings,
     chunking: true,
     smtputf8: true,
+    requireTlsExtension: l.advertiseRequireTls,
   };
 }
 

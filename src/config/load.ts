@@ -21,6 +21,8 @@ export interface ListenerConfig {
   readonly auth: boolean;
   readonly requireAuth: boolean;
   readonly requireTls: boolean;
+  /** Offer REQUIRETLS (RFC 8689) in the EHLO reply once the session is TLS-protected. */
+  readonly advertiseRequireTls: boolean;
   readonly greetingDelayMs: number;
   readonly proxyTrusted: readonly string[];
   readonly pipeline: Readonly<Record<Stage, readonly PipelineEntry[]>>;
@@ -178,6 +180,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
         auth,
         requireAuth: l.requireAuth ?? (auth && d.requireAuth),
         requireTls: l.requireTls ?? d.requireTls,
+        advertiseRequireTls: l.advertiseRequireTls,
         greetingDelayMs: l.greetingDelay ?? 0,
         proxyTrusted: l.proxy.trusted,
         pipeline: Object.fromEntries(STAGES.map((s) => [s, l.pipeline?.[s] ?? globalPipeline[s]])) as Record<Stage, PipelineEntry[]>,

@@ -76,6 +76,8 @@ const ListenerInput = z
     requireAuth: z.boolean().optional(),
     /** Refuse MAIL FROM until TLS is up (default: on for submission). */
     requireTls: z.boolean().optional(),
+    /** Advertise REQUIRETLS (RFC 8689) after STARTTLS or on implicit TLS (default: on). */
+    advertiseRequireTls: z.boolean().default(true),
     /** Pause before the greeting; clients that talk first are dropped (postscreen-style). 0 = none. */
     greetingDelay: Duration.optional(),
     /** PROXY protocol (v1/v2): the proxy hosts allowed to send a header. From them it is required. */

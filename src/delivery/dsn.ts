@@ -48,6 +48,8 @@ export function rfc5322Date(d: Date): string {
   return `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p2(d.getUTCHours())}:${p2(d.getUTCMinutes())}:${p2(d.getUTCSeconds())} +0000`;
 }
 
+const TLS_SECURITY_DETAILS: ReadonlySet<string> = new Set(['5', '10', '30']);
+
 /**
  * The RFC 3463 status of a reply: its enhanced code when it has one of the right class, else a
  * generic one. A temporary failure that ran out of time is 5.4.7 (delivery time expired).
@@ -56,6 +58,9 @@ export function dsnStatus(kind: DsnKind, reply: string | undefined): string {
   const m = /^\d{3}[ -]([245])\.(\d{1,3})\.(\d{1,3})\b/.exec(reply ?? '');
   if (kind === 'delayed') return m && m[1] === '4' ? `4.${m[2]}.${m[3]}` : '4.0.0';
   if (m && m[1] === '5') return `5.${m[2]}.${m[3]}`;
+  // A TLS requirement that was never met stays a security status in the bounce (RFC 8689 §6:
+  // 5.7.10 encryption needed, 5.7.30 REQUIRETLS support required; 5.7.5 a failed TLS policy).
+  if (m && m[1] === '4' && m[2] === '7' && TLS_SECURITY_DETAILS.has(m[3]!)) return `5.7.${m[3]}`;
   if (/^4/.test(reply ?? '')) return '5.4.7';
   return '5.0.0';
 }
@@ -219,6 +224,8 @@ export class Bouncer {
         smtputf8: env.smtputf8 || hasEightBit(env.mailFrom),
         body: hasEightBit(bytes) ? '8BITMIME' : '7BIT',
         noBounce: 'delivery status notification',
+        // RFC 8689 §4.2.2 (non-delivery of REQUIRETLS mail): the notice goes with REQUIRETLS too.
+        ...(env.requireTls === true ? { requireTls: true } : {}),
       },
       bytes,
     );

@@ -3,7 +3,9 @@
 // cannot be reached; a null MX (RFC 7505) bounces; no MX means the domain's own A/AAAA (RFC 5321
 // §5.1). STARTTLS whenever offered (opportunistic, RFC 7435), unless the domain's MTA-STS policy
 // (RFC 8461) asks for verified TLS to listed MX hosts, or DNSSEC-signed TLSA records (DANE, RFC
-// 7672) ask for TLS authenticated by them — DANE first where both apply (RFC 8461 §2). A
+// 7672) ask for TLS authenticated by them — DANE first where both apply (RFC 8461 §2). A message
+// with REQUIRETLS (RFC 8689) goes only over TLS one of them verifies, to a host offering
+// REQUIRETLS; one with "TLS-Required: No" ignores policy failures (tls-required.ts). A
 // concurrency limit per domain.
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
@@ -18,6 +20,7 @@ import type { CachedPolicy, PolicyLookup } from './tls-policy/mta-sts.ts';
 import type { TlsOutcomeRecorder, TlsResult } from './tls-policy/tls-rpt.ts';
 import type { DaneResolver, HostDane } from './tls-policy/dane.ts';
 import { matchChain, peerChain } from './tls-policy/tlsa.ts';
+import { tlsDemand } from './tls-required.ts';
 
 /** What is asked of the DNS (node's dns/promises Resolver fits). */
 export interface MxResolver {
@@ -182,8 +185,22 @@ export class MxTransport implements Transport {
     }
     const sts = this.#o.mtaSts ? await this.#o.mtaSts.policyFor(domain) : ({ kind: 'none' } as const);
     if (sts.kind === 'failed') this.#decide(env.id, domain, undefined, { result: sts.failure, reason: sts.reason });
-    const policy = sts.kind === 'policy' && sts.policy.mode !== 'none' ? sts.policy : undefined;
+    let policy = sts.kind === 'policy' && sts.policy.mode !== 'none' ? sts.policy : undefined;
+    // The header is read only where it could change something: a policy that applies.
+    const demand = env.requireTls === true || policy !== undefined || dane ? await tlsDemand(msg) : 'normal';
+    if (demand === 'relaxed') {
+      // RFC 8689 §5: the sender asks that policy failures not stop this message. STARTTLS is
+      // still used whenever offered (opportunistic), only without MTA-STS or DANE verification.
+      this.#requireTlsDecision(env.id, domain, 'tls-required-no', 'policy-ignored', `TLS-Required: No: ${[policy ? `MTA-STS (${policy.mode})` : '', dane ? 'DANE' : ''].filter(Boolean).join(' and ')} not enforced`);
+      policy = undefined;
+      dane = false;
+    }
     return deliverInBatches(msg, indexes, (batch) => this.#tryHosts(msg, domain, plan.hosts, batch, keepUntil, policy, dane));
+  }
+
+  /** A REQUIRETLS (RFC 8689) decision: logged and counted as a TLS policy decision (not for TLS-RPT). */
+  #requireTlsDecision(queueId: string, domain: string, policy: 'requiretls' | 'tls-required-no', result: string, reason: string, host?: string): void {
+    mailEvent(this.#o.log, 'tls-policy', { queueId, domain, policy, mode: policy === 'requiretls' ? 'require' : 'relaxed', result, ...(host ? { host } : {}), reason });
   }
 
   /**
@@ -203,6 +220,12 @@ export class MxTransport implements Transport {
    */
   async #daneHost(msg: DeliverableMessage, domain: string, host: MxHost, dane: DaneHost, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, tried: { n: number }): Promise<BatchReplies | string> {
     const env = msg.envelope;
+    const strict = env.requireTls === true;
+    if (strict && dane.usable.length === 0) {
+      // RFC 8689 §4.2.1: TLS without authentication is not enough for a REQUIRETLS message.
+      this.#requireTlsDecision(env.id, domain, 'requiretls', 'no-verified-tls', 'no usable TLSA record authenticates the host', host.name);
+      return `450 4.7.10 REQUIRETLS: MX host ${host.name} has no usable TLSA record to authenticate it`;
+    }
     const addrs = await hostAddresses(this.#o.dns, host);
     if (!Array.isArray(addrs)) return `451 4.4.3 MX host ${host.name}: ${(addrs as { reason: string }).reason}`;
     const verifyPeer =
@@ -219,13 +242,17 @@ export class MxTransport implements Transport {
       if (tried.n++ >= MAX_ADDRESSES) break;
       const res = await this.#send(msg, { address, port: this.#o.port, name: host.name, tls: 'starttls', verifyCertificate: false, ...(verifyPeer ? { verifyPeer } : {}) }, batch, keepUntil);
       if (res.kind === 'unreachable') {
-        if (res.tlsFailure) {
+        if (res.requireTlsRefused) {
+          this.#requireTlsDecision(env.id, domain, 'requiretls', 'not-offered', res.reply, host.name);
+          last = res.reply;
+        } else if (res.tlsFailure) {
           this.#decide(env.id, domain, undefined, { result: res.tlsFailure, host: host.name, address, reason: res.reply, tlsa: dane.records });
           last = `451 4.7.5 DANE: ${host.name} publishes TLSA records${at} and failed TLS authentication: ${res.tlsFailure} (${res.reply})`;
         } else last = res.reply;
         continue;
       }
       this.#decide(env.id, domain, undefined, { result: 'success', host: host.name, address, reason: dane.usable.length > 0 ? `TLSA match${at}` : 'no usable TLSA record: TLS without authentication (RFC 7672 §2.2)', tlsa: dane.records });
+      if (strict) this.#requireTlsDecision(env.id, domain, 'requiretls', 'success', `DANE-verified TLS${at}`, host.name);
       return new Map(batch.map((a) => [a, { ...res.replies.get(a)!, remoteMta: host.name }]));
     }
     return last;
@@ -241,7 +268,9 @@ export class MxTransport implements Transport {
     const env = msg.envelope;
     let last = `451 4.4.1 no MX host of ${domain} could be reached`;
     const tried = { n: 0 };
-    const enforce = policy?.mode === 'enforce';
+    const strict = env.requireTls === true;
+    // RFC 8689 §4.2.1: for a REQUIRETLS message any MTA-STS policy is applied as enforced.
+    const enforce = policy?.mode === 'enforce' || (strict && policy !== undefined);
     let daneDeferred = false;
     for (const host of hosts) {
       const hd = dane && this.#o.dane ? await this.#o.dane.host(host.name) : undefined;
@@ -261,6 +290,12 @@ export class MxTransport implements Transport {
         continue;
       }
       if (hd) this.#decide(env.id, domain, undefined, { result: 'skipped', host: host.name, reason: hd.reason, tlsa: [] });
+      if (strict && !policy) {
+        // Neither DANE nor MTA-STS can verify this host: a REQUIRETLS message never goes to it.
+        this.#requireTlsDecision(env.id, domain, 'requiretls', 'no-verified-tls', 'no MTA-STS policy and no DNSSEC-signed TLSA records', host.name);
+        last = `450 4.7.10 REQUIRETLS: ${domain} has no MTA-STS policy or DANE TLSA records to verify MX host ${host.name}`;
+        continue;
+      }
       let verify = policy !== undefined;
       if (policy && !matchingPattern(policy, host.name)) {
         this.#decide(env.id, domain, policy, { result: 'validation-failure', host: host.name, reason: `${host.name} matches no mx of the policy (${policy.mx.join(', ')})` });
@@ -282,7 +317,7 @@ export class MxTransport implements Transport {
         const plain: SmtpTarget = { address, port: this.#o.port, name: host.name, tls: 'opportunistic', verifyCertificate: false };
         let res: SendResult;
         if (verify) {
-          res = await this.#send(msg, { ...plain, tls: 'starttls', verifyCertificate: true, ca: this.#o.mtaSts!.ca }, batch, keepUntil);
+          res = await this.#send(msg, { ...plain, tls: 'starttls', verifyCertificate: true, ca: this.#o.mtaSts!.ca, ...(strict ? { requireTlsExtension: true } : {}) }, batch, keepUntil);
           if (res.kind === 'unreachable' && res.tlsFailure) {
             this.#decide(env.id, domain, policy, { result: res.tlsFailure, host: host.name, address, reason: res.reply });
             if (enforce) {
@@ -293,6 +328,11 @@ export class MxTransport implements Transport {
             res = await this.#send(msg, plain, batch, keepUntil);
           } else if (res.kind === 'sent') {
             this.#decide(env.id, domain, policy, { result: 'success', host: host.name, address });
+            if (strict) this.#requireTlsDecision(env.id, domain, 'requiretls', 'success', `MTA-STS-verified TLS (${policy!.mode})`, host.name);
+          } else if (res.requireTlsRefused) {
+            // TLS was verified (an MTA-STS success), but the host cannot carry REQUIRETLS on.
+            this.#decide(env.id, domain, policy, { result: 'success', host: host.name, address });
+            this.#requireTlsDecision(env.id, domain, 'requiretls', 'not-offered', res.reply, host.name);
           }
         } else {
           res = await this.#send(msg, plain, batch, keepUntil);

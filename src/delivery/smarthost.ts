@@ -8,6 +8,7 @@ import type { Logger } from '../observe/log.ts';
 import { deliverInBatches, type BatchReplies, type DeliverableMessage, type RecipientOutcome, type Transport } from './transport.ts';
 import { KeyedLimit } from './limit.ts';
 import { sendMessage, type SmtpClientOptions, type SmtpTarget } from './smtp-client.ts';
+import { mailEvent } from '../observe/maillog.ts';
 
 export interface SmarthostOptions {
   /** The smarthost's name in the config (delivery.smarthosts.<name>), for logs. */
@@ -95,8 +96,16 @@ export class SmarthostTransport implements Transport {
         verifyCertificate: true,
         ...(o.ca ? { ca: o.ca } : {}),
         ...(o.auth ? { auth: o.auth } : {}),
+        // Always verified TLS here; a REQUIRETLS message also needs the relay to carry it on.
+        ...(env.requireTls === true ? { requireTlsExtension: true } : {}),
       };
       const res = await sendMessage(target, o.client, { from: env.mailFrom, to: batch, size: env.size, eightBit: env.body !== '7BIT' }, msg.body, keepUntil);
+      if (res.kind === 'unreachable' && res.requireTlsRefused) {
+        // This message's demand, not an outage: the relay is up, and other mail goes on.
+        mailEvent(o.log, 'tls-policy', { queueId: env.id, domain: o.host, policy: 'requiretls', mode: 'require', result: 'not-offered', host: o.host, reason: res.reply });
+        this.#reached();
+        return new Map(batch.map((a) => [a, { outcome: 'temporary' as const, reply: res.reply }]));
+      }
       if (res.kind === 'unreachable') {
         // Per message at debug: the outage itself is logged once (#unreachable).
         o.log.debug({ event: 'smarthost-attempt-failed', queueId: env.id, smarthost: o.name, host: o.host, address, reply: res.reply }, `smarthost ${o.name} not usable`);

@@ -39,6 +39,11 @@ export interface SmtpTarget {
    * not authenticated, and nothing is sent. Needs tls 'starttls' or 'implicit'.
    */
   readonly verifyPeer?: (socket: TLSSocket) => string | undefined;
+  /**
+   * The message carries REQUIRETLS (RFC 8689): MAIL FROM says REQUIRETLS, and a server that does
+   * not offer it over TLS gets nothing (an "unreachable" result with `requireTlsRefused`).
+   */
+  readonly requireTlsExtension?: boolean;
 }
 
 export interface SmtpClientOptions {
@@ -71,7 +76,7 @@ export type TlsFailureType = 'starttls-not-supported' | 'certificate-host-mismat
 
 export type SendResult =
   /** Nothing was handed over (connection, greeting, TLS or AUTH failed): another host may be tried. */
-  | { readonly kind: 'unreachable'; readonly reply: string; readonly tlsFailure?: TlsFailureType }
+  | { readonly kind: 'unreachable'; readonly reply: string; readonly tlsFailure?: TlsFailureType; readonly requireTlsRefused?: boolean }
   /** The transaction ran: an outcome for every recipient address. */
   | { readonly kind: 'sent'; readonly replies: ReadonlyMap<string, RecipientReply>; readonly tls: boolean };
 
@@ -219,7 +224,7 @@ export async function sendMessage(
         finish(allTemporary(`451 4.3.0 cannot read the queued message: ${(err as Error).message}`));
         return;
       }
-      conn.send({ from: env.from, to: [...env.to], size: env.size, use8BitMime: env.eightBit }, stream, (err, info) => {
+      conn.send({ from: env.from, to: [...env.to], size: env.size, use8BitMime: env.eightBit, ...(target.requireTlsExtension ? { requireTLSExtensionEnabled: true } : {}) }, stream, (err, info) => {
         if (err) {
           finish(sendFailure(target, env, err, conn.secure));
           return;
@@ -239,6 +244,15 @@ export async function sendMessage(
         const why = conn.secure && sock instanceof TLSSocket ? target.verifyPeer(sock) : 'the session is not encrypted';
         if (why !== undefined) {
           finish({ kind: 'unreachable', reply: `454 4.7.5 TLS authentication of ${hostText(target)} failed: ${why}`, tlsFailure: 'tlsa-invalid' });
+          return;
+        }
+      }
+      if (target.requireTlsExtension) {
+        // Checked before AUTH and MAIL: nothing of a REQUIRETLS message goes to a server without it.
+        const offered = (conn as unknown as { _supportedExtensions?: unknown })._supportedExtensions;
+        const why = !conn.secure ? 'the session is not encrypted' : Array.isArray(offered) && offered.includes('REQUIRETLS') ? undefined : 'it does not offer REQUIRETLS';
+        if (why !== undefined) {
+          finish({ kind: 'unreachable', reply: `450 4.7.30 REQUIRETLS message not sent to ${hostText(target)}: ${why}`, requireTlsRefused: true });
           return;
         }
       }

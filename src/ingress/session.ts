@@ -37,6 +37,8 @@ export interface SpoolDraft {
   readonly relayReason?: string;
   readonly smtputf8: boolean;
   readonly body: '7BIT' | '8BITMIME' | 'BINARYMIME';
+  /** MAIL FROM carried REQUIRETLS (RFC 8689). */
+  readonly requireTls?: boolean;
 }
 
 export interface SpoolWriterPort {
@@ -308,6 +310,7 @@ export function createSessionHandler(deps: SessionDeps): SessionHandler {
         ...(t.relayReasons.size > 0 ? { relayReason: [...t.relayReasons].join(',') } : {}),
         smtputf8: t.mail.smtputf8,
         body: t.mail.body,
+        ...(t.mail.requireTls ? { requireTls: true } : {}),
       };
       let writer: SpoolWriterPort;
       try {

@@ -91,6 +91,7 @@ const FALLBACK_LISTENER: ListenerConfig = {
   auth: false,
   requireAuth: false,
   requireTls: false,
+  advertiseRequireTls: false,
   greetingDelayMs: 0,
   proxyTrusted: [],
   pipeline: Object.fromEntries(STAGES.map((s) => [s, []])) as unknown as Record<Stage, PipelineEntry[]>,

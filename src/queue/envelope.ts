@@ -51,6 +51,12 @@ export interface Envelope {
    * `.Junk`), instead of the inbox. Remote delivery ignores it. Absent in files of older versions.
    */
   readonly folder?: string;
+  /**
+   * MAIL FROM carried REQUIRETLS (RFC 8689): every next hop must be reached over TLS verified by
+   * MTA-STS or DANE (or a verified smarthost) and must itself offer REQUIRETLS; otherwise the
+   * message is not sent. Absent in files of older versions (and for ordinary mail).
+   */
+  readonly requireTls?: boolean;
   /** Bytes of the stored message (including the Received header the session prepended). */
   readonly size: number;
 }
@@ -116,6 +122,7 @@ export function envelopeProblem(v: unknown): string | undefined {
   if (!isOptStr(v.noBounce)) return 'noBounce malformed';
   if (v.senderVerified !== undefined && typeof v.senderVerified !== 'boolean') return 'senderVerified malformed';
   if (v.folder !== undefined && !isFolderName(v.folder)) return 'folder malformed';
+  if (v.requireTls !== undefined && typeof v.requireTls !== 'boolean') return 'requireTls malformed';
   if (typeof v.smtputf8 !== 'boolean') return 'smtputf8 missing';
   if (v.body !== '7BIT' && v.body !== '8BITMIME' && v.body !== 'BINARYMIME') return 'body type malformed';
   return undefined;

@@ -53,8 +53,9 @@ export const bodyOffset = (p: Prefix): number => PREFIX_LENGTH + p.headerLength 
  * at commit (see SpoolWriter).
  */
 export function encodeHeader(env: Omit<Envelope, 'size'>): Buffer {
-  const { id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body, noBounce, senderVerified, folder } = env;
-  return Buffer.from(JSON.stringify({ id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body, noBounce, senderVerified, folder }), 'utf8');
+  const { id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body, noBounce, senderVerified, folder, requireTls } = env;
+  // requireTls only when set: files without it read the same in older versions (0038).
+  return Buffer.from(JSON.stringify({ id, receivedAt, mailFrom, recipients, client, relayReason, smtputf8, body, noBounce, senderVerified, folder, ...(requireTls ? { requireTls } : {}) }), 'utf8');
 }
 
 /** Parses and checks the header bytes against the prefix; returns the envelope or a reason. */

@@ -21,7 +21,7 @@ import { startDns, type TestDns } from '../harness/dns.ts';
 import { startCa, type TestCa } from '../harness/test-ca.ts';
 import { captureLog } from '../queue/helpers.ts';
 import { Metrics } from '../../src/observe/metrics.ts';
-import { outboundMessage, startSink, type Sink } from './sink.ts';
+import { outboundMessage, startSink, startStrippingProxy, type Sink } from './sink.ts';
 
 const CLIENT = { heloName: 'mx.example.org', connectTimeoutMs: 3000, greetingTimeoutMs: 3000, socketTimeoutMs: 5000 };
 
@@ -50,29 +50,6 @@ async function startPolicyServer(t: TestContext, ca: TestCa, domains: readonly s
   (state as { port: number }).port = (srv.address() as net.AddressInfo).port;
   t.after(() => new Promise<void>((resolve) => srv.close(() => resolve())));
   return state;
-}
-
-/** A TCP proxy to `port` that hides STARTTLS: removed from EHLO replies, the command garbled (as a downgrading middlebox does). */
-async function startStrippingProxy(t: TestContext, port: number): Promise<number> {
-  const socks = new Set<net.Socket>();
-  const srv = net.createServer((client) => {
-    const upstream = net.connect(port, '127.0.0.1');
-    socks.add(client).add(upstream);
-    client.on('data', (d: Buffer) => upstream.write(Buffer.from(d.toString('latin1').replace(/STARTTLS/gi, 'XXXXXXXX'), 'latin1')));
-    upstream.on('data', (d: Buffer) => client.write(Buffer.from(d.toString('latin1').replace(/250([ -])STARTTLS/gi, '250$1XXXXXXXX'), 'latin1')));
-    const end = (): void => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end).on('error', end);
-    upstream.on('close', end).on('error', end);
-  });
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
-    for (const s of socks) s.destroy();
-    return new Promise<void>((resolve) => srv.close(() => resolve()));
-  });
-  return (srv.address() as net.AddressInfo).port;
 }
 
 const DOMAINS = ['good.example', 'wrongname.example', 'expired.example', 'plain.example', 'strip.example', 'wild.example', 'testing.example', 'broken.example'];
@@ -118,9 +95,9 @@ async function rig(t: TestContext): Promise<Rig> {
   };
 }
 
-const tlsSink = (t: TestContext, ca: TestCa, names: string[], expired = false): Promise<Sink> => {
+const tlsSink = (t: TestContext, ca: TestCa, names: string[], expired = false, requireTls = false): Promise<Sink> => {
   const { certPem, keyPem } = ca.issue(names, { expired });
-  return startSink(t, { tls: tls.createSecureContext({ cert: certPem, key: keyPem }) });
+  return startSink(t, { tls: tls.createSecureContext({ cert: certPem, key: keyPem }), requireTls });
 };
 
 const deliver = async (r: Rig, sink: Sink | number, to: string): Promise<{ outcome: string; reply: string }> => {
@@ -227,4 +204,80 @@ test('MTA-STS policy cache: fetched once per id, refetched when the id changes; 
   const ev = r.log.events('tls-policy').find((l) => l.domain === 'broken.example');
   assert.equal(ev?.result, 'sts-policy-invalid');
   assert.equal(ev?.policy, 'no-policy-found');
+});
+
+test('REQUIRETLS (RFC 8689): only MTA-STS-verified TLS to a host that offers REQUIRETLS; otherwise deferred with nothing handed over', async (t) => {
+  const r = await rig(t);
+  const send = async (port: number, to: string, o: { requireTls?: boolean; headers?: string } = { requireTls: true }): Promise<{ outcome: string; reply: string }> => {
+    const [res] = await r.transport(port).deliver(outboundMessage(to, undefined, o), [0]);
+    return { outcome: res!.outcome, reply: res!.reply };
+  };
+  const good = await tlsSink(t, r.ca, ['mx.good.example'], false, true);
+  const ok = await send(good.port, 'bob@good.example');
+  assert.equal(ok.outcome, 'ok', ok.reply);
+  assert.equal(good.messages[0]!.secure, true);
+  assert.equal(good.messages[0]!.requireTls, true, 'MAIL FROM to the next hop carried REQUIRETLS');
+
+  // Verified TLS, but the host does not offer REQUIRETLS: not even the envelope goes.
+  const noExt = await tlsSink(t, r.ca, ['mx.good.example']);
+  const refused = await send(noExt.port, 'bob@good.example');
+  assert.equal(refused.outcome, 'temporary');
+  assert.match(refused.reply, /^450 4\.7\.30 REQUIRETLS message not sent to mx\.good\.example/);
+  assert.equal(noExt.rcpts.length, 0);
+  // Ordinary mail still goes there.
+  assert.equal((await send(noExt.port, 'bob@good.example', {})).outcome, 'ok');
+
+  // Testing mode is applied as enforced: no clear text, no expired certificate.
+  r.policy.policies.set('testing.example', policyText({ mode: 'testing', mx: ['mx.testing.example'], maxAge: 86400 }));
+  const plain = await startSink(t);
+  assert.equal((await send(plain.port, 'bob@testing.example')).outcome, 'temporary');
+  assert.equal(plain.messages.length, 0);
+  const expired = await tlsSink(t, r.ca, ['mx.expired.example'], true, true);
+  assert.match((await send(expired.port, 'bob@expired.example')).reply, /certificate-expired/);
+  assert.equal(expired.messages.length, 0);
+
+  // A STARTTLS-stripping proxy in front of a REQUIRETLS-capable host.
+  const behind = await tlsSink(t, r.ca, ['mx.strip.example'], false, true);
+  const stripped = await send(await startStrippingProxy(t, behind.port), 'bob@strip.example');
+  assert.equal(stripped.outcome, 'temporary');
+  assert.match(stripped.reply, /starttls-not-supported/);
+  assert.equal(behind.messages.length, 0);
+
+  // No policy at all: nothing can verify the host, so it is not even connected to.
+  r.dns.set('_mta-sts.broken.example', 'TXT', []);
+  const open = await tlsSink(t, r.ca, ['mx.broken.example'], false, true);
+  const none = await send(open.port, 'bob@broken.example');
+  assert.deepEqual(none, { outcome: 'temporary', reply: '450 4.7.10 REQUIRETLS: broken.example has no MTA-STS policy or DANE TLSA records to verify MX host mx.broken.example' });
+  assert.equal(open.connections, 0);
+
+  // "TLS-Required: No" cannot weaken a REQUIRETLS message.
+  assert.equal((await send(plain.port, 'bob@testing.example', { requireTls: true, headers: 'TLS-Required: No\r\n' })).outcome, 'temporary');
+  assert.equal(plain.messages.length, 0);
+  const decisions = r.log.events('tls-policy').filter((l) => l.policy === 'requiretls').map((l) => `${String(l.domain)} ${String(l.result)}`);
+  assert.deepEqual(decisions, ['good.example success', 'good.example not-offered', 'broken.example no-verified-tls']);
+});
+
+test('TLS-Required: No (RFC 8689 §5): a failed MTA-STS policy does not stop the message; STARTTLS is still used', async (t) => {
+  const r = await rig(t);
+  const headers = 'TLS-Required: No\r\n';
+  const expired = await tlsSink(t, r.ca, ['mx.expired.example'], true);
+  const [res] = await r.transport(expired.port).deliver(outboundMessage('bob@expired.example', undefined, { headers }), [0]);
+  assert.equal(res!.outcome, 'ok', res!.reply);
+  assert.equal(expired.messages[0]!.secure, true, 'opportunistic STARTTLS, without the certificate check');
+  const plain = await startSink(t);
+  const [clear] = await r.transport(plain.port).deliver(outboundMessage('bob@plain.example', undefined, { headers }), [0]);
+  assert.equal(clear!.outcome, 'ok', clear!.reply);
+  assert.equal(plain.messages[0]!.secure, false);
+  const ev = r.log.events('tls-policy').map((l) => `${String(l.domain)} ${String(l.policy)} ${String(l.result)}`);
+  assert.deepEqual(ev, ['expired.example tls-required-no policy-ignored', 'plain.example tls-required-no policy-ignored']);
+});
+
+test('MTA-STS testing mode: an expired certificate is reported and the mail still goes', async (t) => {
+  const r = await rig(t);
+  r.policy.policies.set('expired.example', policyText({ mode: 'testing', mx: ['mx.expired.example'], maxAge: 86400 }));
+  const expired = await tlsSink(t, r.ca, ['mx.expired.example'], true);
+  const res = await deliver(r, expired, 'bob@expired.example');
+  assert.equal(res.outcome, 'ok', res.reply);
+  assert.equal(expired.messages.length, 1);
+  assert.deepEqual(r.log.events('tls-policy').map((l) => `${String(l.mode)} ${String(l.result)}`), ['testing certificate-expired']);
 });

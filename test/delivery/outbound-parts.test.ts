@@ -107,6 +107,10 @@ test('dsn status: the reply\'s enhanced code when of the right class; expiry is 
   assert.equal(dsnStatus('failed', '550 5.1.1 No such user'), '5.1.1');
   assert.equal(dsnStatus('failed', '554 Message refused'), '5.0.0');
   assert.equal(dsnStatus('failed', '451 4.4.1 connect to x: ECONNREFUSED'), '5.4.7');
+  // An unmet TLS requirement keeps its security status (RFC 8689 §6).
+  assert.equal(dsnStatus('failed', '450 4.7.30 REQUIRETLS message not sent to x'), '5.7.30');
+  assert.equal(dsnStatus('failed', '450 4.7.10 REQUIRETLS: no policy'), '5.7.10');
+  assert.equal(dsnStatus('failed', '451 4.7.1 greylisted'), '5.4.7');
   assert.equal(dsnStatus('delayed', '451 4.4.1 connect to x: ECONNREFUSED'), '4.4.1');
   assert.equal(dsnStatus('delayed', '421 try later'), '4.0.0');
 });

@@ -20,6 +20,8 @@ export interface SinkMessage {
   readonly login?: string;
   readonly helo?: string;
   readonly facts: BodyFacts;
+  /** MAIL FROM carried REQUIRETLS. */
+  readonly requireTls: boolean;
 }
 
 export interface SinkOptions {
@@ -35,6 +37,8 @@ export interface SinkOptions {
   /** The reply at end of DATA (a promise: the sink waits for it); undefined: 250. */
   readonly data?: (m: SinkMessage) => SmtpReply | undefined | Promise<SmtpReply | undefined>;
   readonly name?: string;
+  /** Offer REQUIRETLS (RFC 8689) after STARTTLS. */
+  readonly requireTls?: boolean;
 }
 
 export interface Sink {
@@ -85,6 +89,7 @@ export async function startSink(t: TestContext | undefined, o: SinkOptions = {})
     bareLineEndings: 'accept',
     chunking: true,
     smtputf8: true,
+    requireTlsExtension: o.requireTls === true,
   };
   const sink: Sink = {
     host: o.host ?? '127.0.0.1',
@@ -111,6 +116,7 @@ export async function startSink(t: TestContext | undefined, o: SinkOptions = {})
   };
   const handler = (): SessionHandler => {
     let from = '';
+    let requireTls = false;
     let accepted: string[] = [];
     let login: string | undefined;
     return {
@@ -129,6 +135,7 @@ export async function startSink(t: TestContext | undefined, o: SinkOptions = {})
       },
       onMailFrom: async (_s, mail) => {
         from = strip(mail.path);
+        requireTls = mail.requireTls === true;
         accepted = [];
         return reply(250, '2.1.0', 'Ok');
       },
@@ -145,11 +152,12 @@ export async function startSink(t: TestContext | undefined, o: SinkOptions = {})
         const parts: Buffer[] = [];
         const f = from;
         const to = [...accepted];
+        const rt = requireTls;
         return {
           write: (chunk) => void parts.push(Buffer.from(chunk)),
           abort: () => undefined,
           end: async (facts) => {
-            const m: SinkMessage = { from: f, rcpts: to, body: Buffer.concat(parts), secure: s.secure, ...(login ? { login } : {}), ...(s.helo ? { helo: s.helo } : {}), facts };
+            const m: SinkMessage = { from: f, rcpts: to, body: Buffer.concat(parts), secure: s.secure, requireTls: rt, ...(login ? { login } : {}), ...(s.helo ? { helo: s.helo } : {}), facts };
             const answer = await o.data?.(m);
             if (answer && answer.code >= 300) return answer;
             messages.push(m);
@@ -206,8 +214,8 @@ export function hasBareLineEnding(b: Buffer): boolean {
 }
 
 /** A small queued message from a local user to `to`, as the MX transport is handed it. */
-export function outboundMessage(to: string, id = '1k8fn2k50f5t0l8a1'): DeliverableMessage {
-  const bytes = Buffer.from('From: a@example.org\r\nSubject: t\r\n\r\nhello\r\n');
+export function outboundMessage(to: string, id = '1k8fn2k50f5t0l8a1', o: { requireTls?: boolean; headers?: string } = {}): DeliverableMessage {
+  const bytes = Buffer.from(`From: a@example.org\r\n${o.headers ?? ''}Subject: t\r\n\r\nhello\r\n`);
   const envelope: Envelope = {
     id,
     receivedAt: Date.now(),
@@ -216,7 +224,32 @@ export function outboundMessage(to: string, id = '1k8fn2k50f5t0l8a1'): Deliverab
     client: { address: '192.0.2.1', listener: 'submission', sessionId: 's', login: 'a@example.org' },
     smtputf8: false,
     body: '8BITMIME',
+    ...(o.requireTls ? { requireTls: true } : {}),
     size: bytes.length,
   };
   return { envelope, body: () => Readable.from([bytes]), recovered: false };
 }
+
+/** A TCP proxy to `port` that hides STARTTLS: removed from EHLO replies, the command garbled (as a downgrading middlebox does). */
+export async function startStrippingProxy(t: TestContext, port: number): Promise<number> {
+  const socks = new Set<net.Socket>();
+  const srv = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    socks.add(client).add(upstream);
+    client.on('data', (d: Buffer) => upstream.write(Buffer.from(d.toString('latin1').replace(/STARTTLS/gi, 'XXXXXXXX'), 'latin1')));
+    upstream.on('data', (d: Buffer) => client.write(Buffer.from(d.toString('latin1').replace(/250([ -])STARTTLS/gi, '250$1XXXXXXXX'), 'latin1')));
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of socks) s.destroy();
+    return new Promise<void>((resolve) => srv.close(() => resolve()));
+  });
+  return (srv.address() as net.AddressInfo).port;
+}
+

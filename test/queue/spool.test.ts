@@ -309,3 +309,19 @@ test('listing reads messages smaller and larger than the first read alike, with 
   for (const id of [small, large]) assert.deepEqual(byId.get(id)!.states[0], state);
   assert.deepEqual(await readdir(join(dir, 'corrupt')), []);
 });
+
+test('REQUIRETLS is kept in the spool header; a file without the field (older versions) reads as ordinary mail', async (t) => {
+  const dir = await tempDir(t);
+  const { log } = captureLog();
+  const spool = await Spool.open(dir, { log });
+  t.after(() => spool.close());
+  const strict = await queueMessage(spool, envelope({ requireTls: true }), 'Subject: a\r\n\r\nx\r\n');
+  const plain = await queueMessage(spool, envelope(), 'Subject: b\r\n\r\ny\r\n');
+  assert.equal((await spool.get(strict))!.envelope.requireTls, true);
+  assert.equal((await spool.get(plain))!.envelope.requireTls, undefined);
+  // The ordinary file has no such field at all: byte for byte what older versions wrote.
+  const files = await readdir(join(dir, 'queue'), { recursive: true });
+  const texts = await Promise.all(files.filter((f) => String(f).endsWith(plain)).map((f) => readFile(join(dir, 'queue', String(f)), 'utf8')));
+  assert.equal(texts.length, 1);
+  assert.doesNotMatch(texts[0]!, /requireTls/);
+});

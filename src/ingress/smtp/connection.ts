@@ -467,6 +467,10 @@ export class SmtpConnection {
     return this.opts.tls !== undefined && this.opts.starttls && !this.st.secure;
   }
 
+  private requireTlsOffered(): boolean {
+    return this.opts.requireTlsExtension === true && this.st.secure;
+  }
+
   private authOffered(): boolean {
     return this.opts.auth && (this.st.secure || this.opts.authWithoutTls);
   }
@@ -477,6 +481,8 @@ export class SmtpConnection {
     lines.push('ENHANCEDSTATUSCODES');
     if (this.opts.chunking) lines.push('CHUNKING');
     if (this.tlsOffered()) lines.push('STARTTLS');
+    // RFC 8689 §4: REQUIRETLS only where TLS protects the session already (after STARTTLS, or implicit TLS).
+    if (this.requireTlsOffered()) lines.push('REQUIRETLS');
     if (this.authOffered()) lines.push('AUTH PLAIN LOGIN');
     // RFC 2034 §3: no enhanced code in the EHLO response.
     return reply(250, undefined, lines);
@@ -515,12 +521,12 @@ export class SmtpConnection {
     const parsed = parsePathAndParams(arg, 'FROM');
     if (!parsed.ok) return this.bad(R.syntax(parsed.error));
     const { path, params } = parsed.value;
-    const checked = checkMailParams(params, { smtputf8: this.opts.smtputf8, chunking: this.opts.chunking, auth: this.authOffered() });
+    const checked = checkMailParams(params, { smtputf8: this.opts.smtputf8, chunking: this.opts.chunking, auth: this.authOffered(), requireTls: this.requireTlsOffered(), secure: this.st.secure });
     if (!checked.ok) return checked.bad ? this.bad(checked.reply) : this.send(checked.reply);
-    const { body, smtputf8, declaredSize } = checked;
+    const { body, smtputf8, requireTls, declaredSize } = checked;
     if (!smtputf8 && hasNonAscii(arg)) return this.send(R.utf8Required);
     if (declaredSize !== undefined && declaredSize > this.opts.maxMessageSize) return this.send(R.sizeExceeded);
-    const info: MailFromInfo = declaredSize === undefined ? { path, params, body, smtputf8 } : { path, params, body, smtputf8, declaredSize };
+    const info: MailFromInfo = { path, params, body, smtputf8, ...(requireTls ? { requireTls } : {}), ...(declaredSize === undefined ? {} : { declaredSize }) };
     const r = await this.guard('onMailFrom', () => this.handler.onMailFrom(this.st, info), R.tempFailure);
     if (this.closing) return;
     if (!this.answer(r, 'onMailFrom')) return;

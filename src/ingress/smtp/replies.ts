@@ -39,6 +39,7 @@ export const R = {
   badBody: reply(501, '5.5.4', 'Syntax: BODY=7BIT, BODY=8BITMIME or BODY=BINARYMIME'),
   badSize: reply(501, '5.5.4', 'Syntax: SIZE=<number>'),
   mustStartTls: reply(530, '5.7.0', 'Must issue a STARTTLS command first'),
+  requireTlsNeedsTls: reply(530, '5.7.10', 'REQUIRETLS needs a TLS session: issue STARTTLS first'),
   authRequired: reply(530, '5.7.0', 'Authentication required'),
   tempFailure: reply(451, '4.3.0', 'Temporary failure, please try again later'),
 

@@ -51,6 +51,8 @@ export interface MailFromInfo {
   readonly body: '7BIT' | '8BITMIME' | 'BINARYMIME';
   /** SMTPUTF8 parameter present (RFC 6531). */
   readonly smtputf8: boolean;
+  /** REQUIRETLS parameter present (RFC 8689): every later hop must be TLS, verified, and say REQUIRETLS. */
+  readonly requireTls?: boolean;
   /** SIZE= declared by the client (RFC 1870), if any. */
   readonly declaredSize?: number;
 }
@@ -165,6 +167,8 @@ export interface ProtocolOptions {
   readonly chunking: boolean;
   /** Offer SMTPUTF8 (RFC 6531) and 8BITMIME (RFC 6152). */
   readonly smtputf8: boolean;
+  /** Offer REQUIRETLS (RFC 8689) in EHLO replies of TLS-protected sessions. Absent: not offered. */
+  readonly requireTlsExtension?: boolean;
 }
 
 export type { TLSSocket };
