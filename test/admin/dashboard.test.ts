@@ -21,7 +21,7 @@ import { TunnelDetector } from '../../src/doctor/tunnel.ts';
 import { traffic, TOKEN } from './rig.ts';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { DmarcReportReader, summarizeReports } from '../../src/app/dmarc-inbox.ts';
+import { ReportReader, summarizeReports } from '../../src/app/dmarc-inbox.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -63,7 +63,7 @@ test('dashboard: charts, figures, the incident shape and a working Release butto
     `<record><row><source_ip>${ip}</source_ip><count>${count}</count><policy_evaluated><disposition>none</disposition><dkim>${pass}</dkim><spf>${pass}</spf></policy_evaluated></row><identifiers><header_from>example.org</header_from></identifiers><auth_results><spf><domain>example.org</domain><result>${pass}</result></spf></auth_results></record>`;
   const xml = `<?xml version="1.0"?><feedback><report_metadata><org_name>google.com</org_name><email>noreply-dmarc-support@google.com</email><report_id>42</report_id><date_range><begin>${end - 86_400}</begin><end>${end}</end></date_range></report_metadata><policy_published><domain>example.org</domain><p>none</p></policy_published>${rec('192.0.2.10', 50, 'pass')}${rec('203.0.113.66', 9, 'fail')}</feedback>`;
   const mail = `From: noreply-dmarc-support@google.com\r\nTo: postmaster@example.org\r\nSubject: Report domain: example.org\r\nMIME-Version: 1.0\r\nContent-Type: application/gzip; name="google.com!example.org!${end - 86_400}!${end}.xml.gz"\r\nContent-Disposition: attachment; filename="google.com!example.org!${end - 86_400}!${end}.xml.gz"\r\nContent-Transfer-Encoding: base64\r\n\r\n${gzipSync(xml).toString('base64')}\r\n`;
-  const reader = new DmarcReportReader({ store, log: pino({ level: 'silent' }), addresses: ['postmaster@example.org'], limits: { maxAttachmentSize: 2 ** 20, maxXmlSize: 2 ** 20, maxRecords: 100 }, retentionMs: 86_400_000, isOurDomain: (d) => d === 'example.org', clock: Date.now });
+  const reader = new ReportReader({ store, log: pino({ level: 'silent' }), addresses: ['postmaster@example.org'], limits: { maxAttachmentSize: 2 ** 20, maxXmlSize: 2 ** 20, maxRecords: 100 }, retentionMs: 86_400_000, isOurDomain: (d) => d === 'example.org', clock: Date.now });
   assert.deepEqual((await reader.read('q1', 'noreply-dmarc-support@google.com', () => Readable.from([Buffer.from(mail)]))).map((r) => r.stored), [true]);
 
   const admin = await startAdmin({
