@@ -56,6 +56,7 @@ import { startMtaStsServer, type MtaStsServer } from './mta-sts-server.ts';
 import type { ReportRun } from '../delivery/tls-policy/tls-rpt.ts';
 import { startDmarcReports, type DmarcReportRun } from './dmarc-jobs.ts';
 import { summarizeReports } from './dmarc-inbox.ts';
+import { summarizeTlsReports } from './tlsrpt-inbox.ts';
 
 export interface RunningServer {
   readonly config: Config;
@@ -209,10 +210,10 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
     queueStats = catalogQueueStats(queue, queueStats);
     // "Stop all outbound" (persisted in dataDir): wraps every route to another server, never local.
     const outbound = new OutboundSwitch({ dataDir: config.dataDir, log, clock, onChange: (stopped) => metrics.outboundStopped(stopped), flush: async () => queue.flushAll() });
-    const delivery = buildDelivery({ config, log, spool, store, dns, directory, queue, outbound, wrapOutbound: (t) => switchedTransport(t, outbound) });
     // The outbound guard holds relayed mail in the queue while a breaker is open; local
-    // delivery never passes through it.
+    // delivery never passes through it. Its alert channels also tell of received reports' findings.
     const guard = new OutboundGuard({ store, clock, log, hostname: config.hostname, settings: guardSettings(config.checks, config.source) });
+    const delivery = buildDelivery({ config, log, spool, store, dns, directory, queue, outbound, wrapOutbound: (t) => switchedTransport(t, outbound), raise: (a) => guard.alerter.raise(a) });
     const transports = { ...delivery.transports, remote: guardedTransport(delivery.transports.remote!, guard, log) };
     const worker = new Worker({ spool, queue, log, transports, bouncer: delivery.bouncer });
     // The spool scan starts once the listeners answer (below): new mail needs no old catalog.
@@ -284,6 +285,7 @@ export async function startMailward(config: Config, opts: StartOptions = {}): Pr
         ...(growth ? { queueGrowth: () => growth.status() } : {}),
         warnings: () => live.config.warnings.map((w) => ({ setting: w.path, message: w.message, fix: w.fix })),
         ...(config.dmarcReports.read.enabled ? { dmarcReports: (ms: number) => summarizeReports(store, { since: Date.now() - ms }) } : {}),
+        ...(config.tlsReports.read.enabled ? { tlsReports: (ms: number) => summarizeTlsReports(store, { since: Date.now() - ms }) } : {}),
         log,
       });
       const a = admin;

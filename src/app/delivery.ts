@@ -21,7 +21,8 @@ import { controlRequest, controlStatus, controlSummary, ControlUnavailableError,
 import { QuarantineAdmin } from '../queue/quarantine.ts';
 import { spoolOwner } from '../queue/lock.ts';
 import { buildLocalTransport } from './local-delivery.ts';
-import { DmarcReportReader, readingReports, reportAddresses } from './dmarc-inbox.ts';
+import { readingReports, reportReaderFor } from './dmarc-inbox.ts';
+import type { GuardAlert } from '../guard/alerts.ts';
 import type { Transport } from '../delivery/transport.ts';
 import { MxTransport } from '../delivery/mx.ts';
 import { SmarthostTransport } from '../delivery/smarthost.ts';
@@ -53,6 +54,8 @@ export interface DeliveryDeps {
   readonly wrapOutbound?: (transport: Transport, route: string) => Transport;
   /** "Stop all outbound", for `mailward outbound` over the control socket. */
   readonly outbound?: OutboundSwitchHandle;
+  /** The guard's alert channels, for the alerts of received reports (reports.alertNewFailures). */
+  readonly raise?: (a: GuardAlert) => Promise<void>;
 }
 
 export interface Delivery {
@@ -136,14 +139,12 @@ export function checkSmarthostFiles(config: Config, log: Logger): void {
   }
 }
 
-/** The local transport, reading the DMARC reports delivered to our `rua` when dmarcReports.read is on. */
+/** The local transport, reading the DMARC and TLS-RPT reports delivered to our `rua` (dmarcReports.read, tlsReports.read). */
 function withReportReading(d: DeliveryDeps, local: Transport): Transport {
   const { config } = d;
-  const r = config.dmarcReports.read;
-  if (!r.enabled) return local;
   const ours = (domain: string): boolean => d.directory?.isLocalDomain(domain) === true || config.domains.some((x) => domain === x || domain.endsWith(`.${x}`));
-  const reader = new DmarcReportReader({ store: d.store, log: d.log, addresses: reportAddresses(config), limits: r, retentionMs: r.retention, isOurDomain: ours, clock: Date.now });
-  return readingReports(local, reader);
+  const reader = reportReaderFor(config, { store: d.store, log: d.log, isOurDomain: ours, ...(d.raise ? { raise: d.raise } : {}) });
+  return reader ? readingReports(local, reader) : local;
 }
 
 /** Where a notice to `address` goes: local mailboxes (through aliases) or out. */

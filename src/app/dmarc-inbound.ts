@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { XMLParser } from 'fast-xml-parser';
 import { simpleParser } from 'mailparser';
 import { readZip, ZipError } from '../core/zip-read.ts';
+import { isTlsReportAttachment, unpackTls, type TlsReadLimits } from './tlsrpt-inbound.ts';
 
 export class ReportError extends Error {
   override readonly name = 'ReportError';
@@ -104,22 +105,42 @@ export function unpack(file: string, content: Buffer, limits: ReadLimits): Repor
   throw new ReportError(file, 'neither gzip, zip nor XML');
 }
 
-/** The report files of a mail; `errors` holds the attachments that looked like reports but could not be opened. */
-export async function reportFiles(raw: Buffer, limits: ReadLimits): Promise<{ files: ReportFile[]; errors: ReportError[] }> {
+/** A TLS-RPT report file found in a mail (RFC 8460 §5.3): its name and its JSON. */
+export interface TlsReportFile {
+  readonly file: string;
+  readonly json: string;
+}
+
+export interface MailReports {
+  readonly files: ReportFile[];
+  readonly tls: TlsReportFile[];
+  /** The attachments that looked like DMARC (`errors`) or TLS-RPT (`tlsErrors`) reports but could not be opened. */
+  readonly errors: ReportError[];
+  readonly tlsErrors: ReportError[];
+}
+
+/**
+ * The DMARC and TLS-RPT report files of a mail, the mail parsed once. `tlsLimits` undefined: TLS-RPT
+ * reading is off and such attachments are passed over; `limits` undefined: likewise for DMARC.
+ */
+export async function reportFiles(raw: Buffer, limits: ReadLimits | undefined, tlsLimits?: TlsReadLimits): Promise<MailReports> {
   const mail = await simpleParser(raw, { skipHtmlToText: true, skipTextToHtml: true, skipImageLinks: true });
-  const files: ReportFile[] = [];
-  const errors: ReportError[] = [];
+  const out: MailReports = { files: [], tls: [], errors: [], tlsErrors: [] };
   for (const a of mail.attachments) {
     const name = a.filename ?? '(unnamed attachment)';
-    if (!REPORT_TYPES.has(a.contentType.toLowerCase()) && !REPORT_NAME.test(name)) continue;
+    const type = a.contentType.toLowerCase();
+    // First: a TLS-RPT file's ".json.gz" would pass the DMARC test below as gzip.
+    const tls = isTlsReportAttachment(type, name);
     try {
-      files.push(...unpack(name, a.content, limits));
+      if (tls) {
+        if (tlsLimits) out.tls.push({ file: name, json: unpackTls(name, a.content, tlsLimits) });
+      } else if (limits && (REPORT_TYPES.has(type) || REPORT_NAME.test(name))) out.files.push(...unpack(name, a.content, limits));
     } catch (err) {
-      if (err instanceof ReportError) errors.push(err);
+      if (err instanceof ReportError) (tls ? out.tlsErrors : out.errors).push(err);
       else throw err;
     }
   }
-  return { files, errors };
+  return out;
 }
 
 // Entities are never expanded (no billion laughs), attributes are not read (the schema has none

@@ -13,6 +13,10 @@ import type { EnvelopeRecipient } from '../queue/envelope.ts';
 import type { DeliverableMessage, RecipientOutcome, Transport } from '../delivery/transport.ts';
 // The parser (mailparser, fast-xml-parser) is loaded at the first report, not on the way to the listener.
 import type { AggregateReport, ReadLimits, ReportRow } from './dmarc-inbound.ts';
+import type { TlsReadLimits, TlsReport } from './tlsrpt-inbound.ts';
+import { TLS_REFUSED_PREFIX, tlsReportKey, type StoredTlsReport } from './tlsrpt-inbox.ts';
+import { ReportAlerts } from './report-alerts.ts';
+import type { GuardAlert } from '../guard/alerts.ts';
 
 /** DMARC passes when an aligned identifier passed, DKIM or SPF (RFC 7489 §4.2); policy_evaluated has them aligned already. */
 export const rowPasses = (r: Pick<ReportRow, 'dkim' | 'spf'>): boolean => r.dkim === 'pass' || r.spf === 'pass';
@@ -40,6 +44,31 @@ export function reportAddresses(config: Pick<Config, 'dmarcReports' | 'reports' 
   return [...new Set(set.map((a) => a.toLowerCase()))];
 }
 
+/** The addresses read for TLS-RPT reports: tlsReports.read.addresses, else those of the DMARC reports. */
+export function tlsReportAddresses(config: Pick<Config, 'dmarcReports' | 'tlsReports' | 'reports' | 'domains'>): string[] {
+  return config.tlsReports.read.addresses ? [...new Set(config.tlsReports.read.addresses.map((a) => a.toLowerCase()))] : reportAddresses(config);
+}
+
+/** The reader of the reports at our rua as the config asks for it; undefined when both kinds of reading are off. */
+export function reportReaderFor(config: Config, d: { readonly store: Store; readonly log: Logger; readonly isOurDomain: (domain: string) => boolean; readonly raise?: (a: GuardAlert) => Promise<void> }): ReportReader | undefined {
+  const dm = config.dmarcReports.read;
+  const tl = config.tlsReports.read;
+  if (!dm.enabled && !tl.enabled) return undefined;
+  const addresses = [...new Set([...(dm.enabled ? reportAddresses(config) : []), ...(tl.enabled ? tlsReportAddresses(config) : [])])];
+  const alerts = config.reports.alertNewFailures && d.raise ? new ReportAlerts({ store: d.store, log: d.log, raise: d.raise, windowMs: config.reports.alertWindow, clock: Date.now }) : undefined;
+  return new ReportReader({
+    store: d.store,
+    log: d.log,
+    addresses,
+    limits: dm.enabled ? dm : undefined,
+    retentionMs: dm.retention,
+    ...(tl.enabled ? { tls: { limits: tl, retentionMs: tl.retention } } : {}),
+    ...(alerts ? { alerts } : {}),
+    isOurDomain: d.isOurDomain,
+    clock: Date.now,
+  });
+}
+
 const reportKey = (org: string, id: string): string => `${REPORT_PREFIX}${encodeURIComponent(org.toLowerCase())}:${encodeURIComponent(id)}`;
 
 /** The mail's bytes, or only its first 64 KiB (`whole: false`) when it is larger than `max`. */
@@ -60,9 +89,15 @@ const REPORT_SUBJECT = /^subject:[^\r\n]*report[ -]?domain:/im;
 export interface ReaderOptions {
   readonly store: Store;
   readonly log: Logger;
+  /** The DMARC and the TLS-RPT rua addresses (one list: they are usually the same). */
   readonly addresses: readonly string[];
-  readonly limits: ReadLimits;
+  /** DMARC reading (dmarcReports.read); undefined when it is off. */
+  readonly limits: ReadLimits | undefined;
   readonly retentionMs: number;
+  /** TLS-RPT reading (tlsReports.read); undefined when it is off. */
+  readonly tls?: { readonly limits: TlsReadLimits; readonly retentionMs: number };
+  /** New failing sources are alerted (reports.alertNewFailures). */
+  readonly alerts?: ReportAlerts;
   /** Whether a policy domain is one of ours: reports about other domains are refused. */
   readonly isOurDomain: (domain: string) => boolean;
   readonly clock: () => number;
@@ -70,7 +105,8 @@ export interface ReaderOptions {
 
 export type ReadResult = { readonly file: string; readonly stored: boolean; readonly duplicate?: boolean; readonly reason?: string };
 
-export class DmarcReportReader {
+/** Reads the DMARC aggregate and TLS-RPT reports in the mail delivered to our rua addresses. */
+export class ReportReader {
   readonly #o: ReaderOptions;
   readonly #addresses: ReadonlySet<string>;
 
@@ -85,39 +121,42 @@ export class DmarcReportReader {
 
   /** Reads one delivered mail; never rejects (a store outage or a bad file is logged). */
   async read(queueId: string, from: string, body: () => Readable): Promise<ReadResult[]> {
-    const { log, limits } = this.#o;
+    const { log, limits, tls } = this.#o;
     const out: ReadResult[] = [];
-    const refuse = async (file: string, reason: string): Promise<void> => {
+    const refuse = async (kind: 'DMARC' | 'TLS-RPT', file: string, reason: string): Promise<void> => {
       out.push({ file, stored: false, reason });
-      log.warn({ event: 'dmarc-report-refused', queueId, from, file, reason }, `DMARC report ${file} from ${from || '<>'} refused: ${reason}`);
+      log.warn({ event: kind === 'DMARC' ? 'dmarc-report-refused' : 'tlsrpt-report-refused', queueId, from, file, reason }, `${kind} report ${file} from ${from || '<>'} refused: ${reason}`);
       const r: RefusedReport = { at: this.#o.clock(), from, file, reason };
-      await this.#o.store.set(`${REFUSED_PREFIX}${r.at}:${randomBytes(4).toString('hex')}`, JSON.stringify(r), this.#o.retentionMs).catch(() => undefined);
+      const key = `${kind === 'DMARC' ? REFUSED_PREFIX : TLS_REFUSED_PREFIX}${r.at}:${randomBytes(4).toString('hex')}`;
+      await this.#o.store.set(key, JSON.stringify(r), kind === 'DMARC' ? this.#o.retentionMs : (tls?.retentionMs ?? this.#o.retentionMs)).catch(() => undefined);
     };
     try {
       // base64 makes an attachment 4/3 bigger; the rest of a report mail is small.
-      const mail = await readCapped(body, Math.ceil(limits.maxAttachmentSize * 1.4) + 256 * 1024);
+      const largest = Math.max(limits?.maxAttachmentSize ?? 0, tls?.limits.maxAttachmentSize ?? 0);
+      const mail = await readCapped(body, Math.ceil(largest * 1.4) + 256 * 1024);
       if (!mail.whole) {
         // Other large mail to postmaster is not a report and not worth a warning; a report is.
         const head = mail.bytes.toString('latin1');
         const blank = head.search(/\r?\n\r?\n/);
-        if (REPORT_SUBJECT.test(blank < 0 ? head : head.slice(0, blank))) await refuse('(the whole mail)', `larger than dmarcReports.read.maxAttachmentSize (${limits.maxAttachmentSize} bytes) allows`);
+        if (REPORT_SUBJECT.test(blank < 0 ? head : head.slice(0, blank))) await refuse(/report-type="?tlsrpt/i.test(head) ? 'TLS-RPT' : 'DMARC', '(the whole mail)', `larger than the report size limit (${largest} bytes, dmarcReports.read / tlsReports.read maxAttachmentSize) allows`);
         else log.debug({ event: 'dmarc-report-skipped', queueId, from }, 'a large mail to the DMARC report address without a report subject: not read');
         return out;
       }
       const { parseAggregate, reportFiles, ReportError } = await import('./dmarc-inbound.ts');
-      const { files, errors } = await reportFiles(mail.bytes, limits);
-      for (const e of errors) await refuse(e.file, e.message);
-      for (const f of files) {
+      const found = await reportFiles(mail.bytes, limits, tls?.limits);
+      for (const e of found.errors) await refuse('DMARC', e.file, e.message);
+      for (const e of found.tlsErrors) await refuse('TLS-RPT', e.file, e.message);
+      for (const f of limits ? found.files : []) {
         let report: AggregateReport;
         try {
-          report = parseAggregate(f.file, f.xml, limits.maxRecords);
+          report = parseAggregate(f.file, f.xml, limits!.maxRecords);
         } catch (err) {
           if (!(err instanceof ReportError)) throw err;
-          await refuse(f.file, err.message);
+          await refuse('DMARC', f.file, err.message);
           continue;
         }
         if (!this.#o.isOurDomain(report.domain)) {
-          await refuse(f.file, `it is about ${report.domain}, not one of this server's domains`);
+          await refuse('DMARC', f.file, `it is about ${report.domain}, not one of this server's domains`);
           continue;
         }
         const stored: StoredReport = { ...report, receivedAt: this.#o.clock(), from, file: f.file };
@@ -128,16 +167,47 @@ export class DmarcReportReader {
           { event: fresh ? 'dmarc-report-stored' : 'dmarc-report-duplicate', queueId, from, file: f.file, org: report.org, reportId: report.reportId, domain: report.domain, rows: report.rows.length, messages, rowsDropped: report.rowsDropped },
           fresh ? `DMARC report ${report.reportId} from ${report.org} about ${report.domain}: ${messages} messages in ${report.rows.length} rows` : `DMARC report ${report.reportId} from ${report.org} was stored before; not counted again`,
         );
+        if (fresh) await this.#o.alerts?.dmarc(report);
+      }
+      if (tls && found.tls.length > 0) {
+        const { parseTlsReport } = await import('./tlsrpt-inbound.ts');
+        for (const f of found.tls) {
+          let report: TlsReport;
+          try {
+            report = parseTlsReport(f.file, f.json, tls.limits);
+          } catch (err) {
+            if (!(err instanceof ReportError)) throw err;
+            await refuse('TLS-RPT', f.file, err.message);
+            continue;
+          }
+          // Only the policies about our domains are kept; a report about none of them is refused.
+          const ours = report.policies.filter((p) => this.#o.isOurDomain(p.domain));
+          if (ours.length === 0) {
+            await refuse('TLS-RPT', f.file, `it is about ${[...new Set(report.policies.map((p) => p.domain))].join(', ') || 'no domain'}, not one of this server's domains`);
+            continue;
+          }
+          report = { ...report, policies: ours };
+          const stored: StoredTlsReport = { ...report, receivedAt: this.#o.clock(), from, file: f.file };
+          const fresh = await this.#o.store.setIfAbsent(tlsReportKey(report.org, report.reportId), JSON.stringify(stored), tls.retentionMs);
+          const failed = ours.reduce((a, p) => a + p.failed, 0);
+          const successful = ours.reduce((a, p) => a + p.successful, 0);
+          out.push({ file: f.file, stored: fresh, ...(fresh ? {} : { duplicate: true }) });
+          log.info(
+            { event: fresh ? 'tlsrpt-report-stored' : 'tlsrpt-report-duplicate', queueId, from, file: f.file, org: report.org, reportId: report.reportId, domains: [...new Set(ours.map((p) => p.domain))], successful, failed },
+            fresh ? `TLS-RPT report ${report.reportId} from ${report.org}: ${successful} successful and ${failed} failed sessions` : `TLS-RPT report ${report.reportId} from ${report.org} was stored before; not counted again`,
+          );
+          if (fresh && failed > 0) await this.#o.alerts?.tls(report);
+        }
       }
     } catch (err) {
-      log.warn({ event: 'dmarc-report-read-failed', queueId, from, err: String(err) }, `a mail to the DMARC report address could not be read for reports: ${String(err)}`);
+      log.warn({ event: 'dmarc-report-read-failed', queueId, from, err: String(err) }, `a mail to the report address could not be read for reports: ${String(err)}`);
     }
     return out;
   }
 }
 
 /** The local transport, reading each mail it delivered to a report address (the mailbox still gets it). */
-export function readingReports(inner: Transport, reader: DmarcReportReader): Transport {
+export function readingReports(inner: Transport, reader: ReportReader): Transport {
   return {
     async deliver(msg: DeliverableMessage, indexes: readonly number[]): Promise<RecipientOutcome[]> {
       const out = await inner.deliver(msg, indexes);
@@ -149,15 +219,13 @@ export function readingReports(inner: Transport, reader: DmarcReportReader): Tra
   };
 }
 
-export interface FailingSource {
-  readonly ip: string;
+export interface FailingSource extends Pick<ReportRow, 'ip'> {
   readonly messages: number;
   readonly headerFrom: readonly string[];
   readonly reporters: readonly string[];
 }
 
-export interface DomainReportSummary {
-  readonly domain: string;
+export interface DomainReportSummary extends Pick<AggregateReport, 'domain' | 'begin' | 'end'> {
   readonly reports: number;
   readonly messages: number;
   readonly pass: number;
@@ -168,9 +236,6 @@ export interface DomainReportSummary {
   readonly reporters: ReadonlyArray<{ readonly org: string; readonly reports: number; readonly messages: number }>;
   /** The source IPs whose mail failed DMARC, most messages first. */
   readonly failingSources: readonly FailingSource[];
-  /** Seconds since the epoch: the earliest begin and latest end of the reports counted. */
-  readonly begin: number;
-  readonly end: number;
 }
 
 export interface ReportSummary {

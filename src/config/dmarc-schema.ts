@@ -46,3 +46,30 @@ export const DmarcReportsSchema = z
       .prefault({}),
   })
   .strict();
+
+/** TLS-RPT reports (RFC 8460) other senders mail to the rua of our `_smtp._tls` record. */
+export const TlsReportsSchema = z
+  .object({
+    read: z
+      .object({
+        /** Parse the TLS-RPT reports delivered to `addresses` and keep them for `mailward tlsrpt
+         *  report` and the dashboard; the mail is still delivered (docs/decisions/0040-tlsrpt-reading.md). */
+        enabled: z.boolean().default(true),
+        /** The local addresses read; default dmarcReports.read.addresses, else reports.address, else
+         *  postmaster@<each domain> — the `rua` that `mailward dns records` prints. */
+        addresses: z.array(Email).optional(),
+        /** Largest report attachment, compressed, that is opened. */
+        maxAttachmentSize: Size.refine((n) => n > 0, 'more than 0 bytes, e.g. "1MB"').default(2 ** 20),
+        /** Largest JSON after gunzip: the bound that stops a decompression bomb. */
+        maxJsonSize: Size.refine((n) => n > 0, 'more than 0 bytes, e.g. "10MB"').default(10 * 2 ** 20),
+        /** A report with more policies than this is refused. */
+        maxPolicies: z.number().int().min(1).default(100),
+        /** Most failure details kept per policy (the rest are counted, not stored). */
+        maxFailureDetails: z.number().int().min(1).default(1000),
+        /** How long a stored report is kept. */
+        retention: Duration.refine((ms) => ms >= 86_400_000, 'at least a day, e.g. "90d"').default(90 * 86_400_000),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();

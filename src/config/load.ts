@@ -56,6 +56,7 @@ export interface Config {
   readonly mtaSts: RawConfig['mtaSts'];
   readonly reports: RawConfig['reports'];
   readonly dmarcReports: RawConfig['dmarcReports'];
+  readonly tlsReports: RawConfig['tlsReports'];
   readonly auth: RawConfig['auth'];
   readonly recipients: RawConfig['recipients'];
   readonly selfProbe: RawConfig['selfProbe'];
@@ -223,6 +224,7 @@ function resolve(raw: RawConfig, source: string, baseDir: string): Config {
     mtaSts: raw.mtaSts,
     reports: raw.reports,
     dmarcReports: raw.dmarcReports,
+    tlsReports: raw.tlsReports,
     auth: raw.auth,
     recipients: raw.recipients,
     selfProbe: raw.selfProbe,

@@ -12,7 +12,7 @@ import { MtaStsServeSchema, ReportsSchema } from './transport-security-schema.ts
 import { AcmeSchema } from './acme-schema.ts';
 import { SelfProbeSchema } from './self-probe-schema.ts';
 import { HygieneSchema } from './hygiene-schema.ts';
-import { DmarcReportsSchema } from './dmarc-schema.ts';
+import { DmarcReportsSchema, TlsReportsSchema } from './dmarc-schema.ts';
 
 /** Envelope listener names of bounces, TLS-RPT and DMARC reports and guard alerts. */
 const RESERVED_LISTENER_NAMES: readonly string[] = ['bounce', 'tls-report', 'dmarc-report', 'outbound-guard'];
@@ -280,6 +280,8 @@ export const ConfigSchema = z
     reports: ReportsSchema.prefault({}),
     /** DMARC aggregate reports sent and read (dmarc-schema.ts). */
     dmarcReports: DmarcReportsSchema.prefault({}),
+    /** TLS-RPT reports read at our rua (dmarc-schema.ts). */
+    tlsReports: TlsReportsSchema.prefault({}),
     dns: z
       .object({
         /** DNS servers to ask ("127.0.0.1", "[::1]:5353", "10.0.0.2:53"); empty: the system's. */

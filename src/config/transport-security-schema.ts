@@ -39,6 +39,11 @@ export const ReportsSchema = z
     /** The address receiving DMARC aggregate and TLS-RPT reports about your domains (the `rua` of
      *  the _dmarc and _smtp._tls records); default postmaster@<domain>. */
     address: z.string().regex(/^[^@\s]+@[^@\s]+$/, 'an e-mail address, e.g. reports@example.org').optional(),
+    /** Alert on the guard's channels when a received DMARC report shows a new source failing as
+     *  one of our domains, or a TLS-RPT report a new failure (app/report-alerts.ts). */
+    alertNewFailures: z.boolean().default(true),
+    /** One alert per (domain, source) within this long. */
+    alertWindow: Duration.refine((ms) => ms >= 3_600_000, 'at least an hour, e.g. "30d"').default(30 * 86_400_000),
   })
   .strict();
 

@@ -21,7 +21,8 @@ import { TunnelDetector } from '../../src/doctor/tunnel.ts';
 import { traffic, TOKEN } from './rig.ts';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { DmarcReportReader, summarizeReports } from '../../src/app/dmarc-inbox.ts';
+import { ReportReader, summarizeReports } from '../../src/app/dmarc-inbox.ts';
+import { summarizeTlsReports } from '../../src/app/tlsrpt-inbox.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -63,11 +64,18 @@ test('dashboard: charts, figures, the incident shape and a working Release butto
     `<record><row><source_ip>${ip}</source_ip><count>${count}</count><policy_evaluated><disposition>none</disposition><dkim>${pass}</dkim><spf>${pass}</spf></policy_evaluated></row><identifiers><header_from>example.org</header_from></identifiers><auth_results><spf><domain>example.org</domain><result>${pass}</result></spf></auth_results></record>`;
   const xml = `<?xml version="1.0"?><feedback><report_metadata><org_name>google.com</org_name><email>noreply-dmarc-support@google.com</email><report_id>42</report_id><date_range><begin>${end - 86_400}</begin><end>${end}</end></date_range></report_metadata><policy_published><domain>example.org</domain><p>none</p></policy_published>${rec('192.0.2.10', 50, 'pass')}${rec('203.0.113.66', 9, 'fail')}</feedback>`;
   const mail = `From: noreply-dmarc-support@google.com\r\nTo: postmaster@example.org\r\nSubject: Report domain: example.org\r\nMIME-Version: 1.0\r\nContent-Type: application/gzip; name="google.com!example.org!${end - 86_400}!${end}.xml.gz"\r\nContent-Disposition: attachment; filename="google.com!example.org!${end - 86_400}!${end}.xml.gz"\r\nContent-Transfer-Encoding: base64\r\n\r\n${gzipSync(xml).toString('base64')}\r\n`;
-  const reader = new DmarcReportReader({ store, log: pino({ level: 'silent' }), addresses: ['postmaster@example.org'], limits: { maxAttachmentSize: 2 ** 20, maxXmlSize: 2 ** 20, maxRecords: 100 }, retentionMs: 86_400_000, isOurDomain: (d) => d === 'example.org', clock: Date.now });
+  const reader = new ReportReader({ store, log: pino({ level: 'silent' }), addresses: ['postmaster@example.org'], limits: { maxAttachmentSize: 2 ** 20, maxXmlSize: 2 ** 20, maxRecords: 100 }, retentionMs: 86_400_000, isOurDomain: (d) => d === 'example.org', clock: Date.now });
   assert.deepEqual((await reader.read('q1', 'noreply-dmarc-support@google.com', () => Readable.from([Buffer.from(mail)]))).map((r) => r.stored), [true]);
+  // A TLS-RPT report (RFC 8460) received at the same rua: senders failed to validate our certificate.
+  const tlsDay = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+  const tlsJson = JSON.stringify({ 'organization-name': 'Google Inc.', 'date-range': { 'start-datetime': `${tlsDay}T00:00:00Z`, 'end-datetime': `${tlsDay}T23:59:59Z` }, 'contact-info': 'smtp-tls-reporting@google.com', 'report-id': 't-1', policies: [{ policy: { 'policy-type': 'sts', 'policy-domain': 'example.org', 'mx-host': ['mx.example.org'] }, summary: { 'total-successful-session-count': 80, 'total-failure-session-count': 4 }, 'failure-details': [{ 'result-type': 'certificate-expired', 'sending-mta-ip': '209.85.220.41', 'receiving-mx-hostname': 'mx.example.org', 'failed-session-count': 4 }] }] });
+  const tlsMail = `From: noreply-smtp-tls-reporting@google.com\r\nTo: postmaster@example.org\r\nSubject: Report Domain: example.org Submitter: google.com Report-ID: <t-1>\r\nMIME-Version: 1.0\r\nContent-Type: application/tlsrpt+gzip; name="google.com!example.org!${tlsDay}!t-1.json.gz"\r\nContent-Disposition: attachment; filename="google.com!example.org!${tlsDay}!t-1.json.gz"\r\nContent-Transfer-Encoding: base64\r\n\r\n${gzipSync(tlsJson).toString('base64')}\r\n`;
+  const tlsReader = new ReportReader({ store, log: pino({ level: 'silent' }), addresses: ['postmaster@example.org'], limits: undefined, tls: { limits: { maxAttachmentSize: 2 ** 20, maxJsonSize: 2 ** 20, maxPolicies: 10, maxFailureDetails: 10 }, retentionMs: 86_400_000 }, retentionMs: 86_400_000, isOurDomain: (d) => d === 'example.org', clock: Date.now });
+  assert.deepEqual((await tlsReader.read('q2', 'noreply-smtp-tls-reporting@google.com', () => Readable.from([Buffer.from(tlsMail)]))).map((r) => r.stored), [true]);
 
   const admin = await startAdmin({
     dmarcReports: (ms) => summarizeReports(store, { since: Date.now() - ms }),
+    tlsReports: (ms) => summarizeTlsReports(store, { since: Date.now() - ms }),
     config: { host: '127.0.0.1', port: 0, tokenFile: tr.tokenFile, metricsRequireToken: true },
     stats,
     metrics,
@@ -158,6 +166,14 @@ test('dashboard: charts, figures, the incident shape and a working Release butto
   assert.equal(await page2.isVisible('#dmarc'), true);
   assert.deepEqual(await page2.$$eval('#dmarc-domains tbody tr', (trs: DomEl[]) => trs.map((r) => Array.from(r.children).map((c) => c.textContent))), [['example.org', '1', '59', '50 (84.7%)', '9 (15.3%)', 'google.com (59)']]);
   assert.deepEqual(await page2.$$eval('#dmarc-failing tbody tr', (trs: DomEl[]) => trs.map((r) => [r.getAttribute('data-ip'), r.children[2]?.textContent, r.children[4]?.textContent, r.children[0]?.classList.contains('flag')])), [['203.0.113.66', '9', 'google.com', true]]);
+  // The TLS-RPT panel beside it: the policy's sessions, the failure flagged with its likely cause.
+  assert.equal(await page2.isVisible('#tlsrpt'), true);
+  assert.deepEqual(await page2.$$eval('#tlsrpt-policies tbody tr', (trs: DomEl[]) => trs.map((r) => Array.from(r.children).map((c) => c.textContent))), [['example.org', 'sts', '1', '80', '4', 'certificate-expired (4)', 'Google Inc.']]);
+  assert.equal(await page2.$eval('#tlsrpt-policies tbody tr', (r: DomEl) => r.children[4]?.classList.contains('flag')), true);
+  const tlsRows = await page2.$$eval('#tlsrpt-failures tbody tr', (trs: DomEl[]) => trs.map((r) => [r.getAttribute('data-result'), r.children[2]?.textContent, r.children[3]?.textContent, r.children[4]?.textContent, r.children[0]?.classList.contains('flag'), r.children[6]?.textContent]));
+  assert.equal(tlsRows.length, 1);
+  assert.deepEqual(tlsRows[0]!.slice(0, 5), ['certificate-expired', '209.85.220.41', 'mx.example.org', '4', true]);
+  assert.match(String(tlsRows[0]![5]), /certificate has expired: renew it/);
 
   const artifacts = process.env.MAILWARD_ARTIFACTS ?? path.join(import.meta.dirname, '..', '..', 'artifacts');
   mkdirSync(artifacts, { recursive: true });

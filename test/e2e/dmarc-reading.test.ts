@@ -68,7 +68,7 @@ test('DMARC reports at our rua: zip and gzip stored once, bombs and bad ones ref
   const srv = await startServer(t, {
     users: [['admin@example.org', 'admin password 1']],
     aliases: [['postmaster@example.org', ['admin@example.org']]],
-    config: { pipeline: { rcpt: ['recipient'], data: [] }, dmarcReports: { read: { maxXmlSize: '1MB', maxAttachmentSize: '256KB' } } },
+    config: { pipeline: { rcpt: ['recipient'], data: [] }, dmarcReports: { read: { maxXmlSize: '1MB', maxAttachmentSize: '256KB' } }, tlsReports: { read: { maxAttachmentSize: '256KB' } } },
   });
   const googleId = '12074981562386395342';
   const googleName = `google.com!example.org!${BEGIN}!${END}.zip`;
@@ -108,7 +108,7 @@ test('DMARC reports at our rua: zip and gzip stored once, bombs and bad ones ref
   const huge = { filename: 'big.example!example.org!1!2.xml.gz', content: randomBytes(600 * 1024), contentType: 'application/gzip' };
   assert.match(await sendReport(srv, 'reports@big.example', 'Report Domain: example.org Submitter: big.example', [huge]), /^250 /);
   const tooBig = await srv.waitForLog((l) => l.event === 'dmarc-report-refused' && l.from === 'reports@big.example');
-  assert.match(String(tooBig.reason), /larger than dmarcReports\.read\.maxAttachmentSize \(262144 bytes\) allows/);
+  assert.match(String(tooBig.reason), /larger than the report size limit \(262144 bytes, dmarcReports\.read \/ tlsReports\.read maxAttachmentSize\) allows/);
   assert.match(await sendReport(srv, 'holiday@photos.example', 'our holiday photos', [{ ...huge, filename: 'photos.zip' }]), /^250 /);
   await srv.waitForLog((l) => l.event === 'dmarc-report-skipped' && l.from === 'holiday@photos.example');
   // Every one of them, the refused ones too, is in the mailbox as before.

@@ -65,6 +65,13 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h2>Sources failing DMARC: someone sending as your domain, or a service of yours not aligned yet</h2>
     <table id="dmarc-failing"><thead><tr><th>Source</th><th>Domain</th><th>Messages</th><th>Header From</th><th>Reported by</th></tr></thead><tbody></tbody></table>
   </section>
+  <section id="tlsrpt" hidden>
+    <h2>TLS-RPT reports received at your rua, last 7 days</h2>
+    <p id="tlsrpt-note" class="empty"></p>
+    <table id="tlsrpt-policies"><thead><tr><th>Domain</th><th>Policy</th><th>Reports</th><th>Sessions OK</th><th>Sessions failed</th><th>Failure types</th><th>Reporters</th></tr></thead><tbody></tbody></table>
+    <h2>TLS failures reported: peers that could not set up the TLS your domain asks for</h2>
+    <table id="tlsrpt-failures"><thead><tr><th>Result</th><th>Domain</th><th>Sending MTA</th><th>Receiving MX</th><th>Sessions</th><th>Reported by</th><th>Likely cause and fix</th></tr></thead><tbody></tbody></table>
+  </section>
   <section>
     <h2>Outbound breakers</h2>
     <table id="breakers"><thead><tr><th>Breaker</th><th>State</th><th>Since</th><th>Why</th><th></th></tr></thead><tbody></tbody></table>
@@ -81,6 +88,7 @@ export const DASHBOARD_HTML = `<!doctype html>
 <script src="/dashboard.js"></script>
 <script src="/console.js"></script>
 <script src="/dmarc.js"></script>
+<script src="/tlsrpt.js"></script>
 </body>
 </html>
 `;
@@ -146,6 +154,6 @@ button.bulk { margin-right: 4px; }
 #message-detail pre { white-space: pre-wrap; background: var(--bg); padding: 6px; font-size: 12px; }
 #message-detail dl { display: grid; grid-template-columns: 120px 1fr; gap: 2px 8px; }
 #message-detail dt { color: var(--muted); }
-#dmarc-failing td.flag { color: var(--bounced); font-weight: 600; }
+#dmarc-failing td.flag, #tlsrpt td.flag { color: var(--bounced); font-weight: 600; }
 #queue-filter, #message-form { padding: 8px 0 0; margin: 0; max-width: none; display: block; }
 `;

@@ -16,6 +16,8 @@ import { DASHBOARD_JS } from './dashboard-script.ts';
 import { CONSOLE_JS } from './console-script.ts';
 import { DMARC_JS } from './dmarc-script.ts';
 import type { ReportSummary } from '../../app/dmarc-inbox.ts';
+import type { TlsReportSummary } from '../../app/tlsrpt-inbox.ts';
+import { TLSRPT_JS } from './tlsrpt-script.ts';
 import type { GuardControl, OutboundControl, QueueConsole, QueueControl, UserList } from './controls.ts';
 import { ApiError as HttpError, consoleRoute } from './console-api.ts';
 import { checkForgery, CLEAR_COOKIE, Sessions, type Session } from './session.ts';
@@ -46,6 +48,8 @@ export interface AdminDeps {
   readonly warnings?: () => ReadonlyArray<{ readonly setting: string; readonly message: string; readonly fix: string }>;
   /** The DMARC reports received at our rua whose period ended in the last `ms` (dmarcReports.read). */
   readonly dmarcReports?: (ms: number) => Promise<ReportSummary>;
+  /** The TLS-RPT reports received at our rua whose period ended in the last `ms` (tlsReports.read). */
+  readonly tlsReports?: (ms: number) => Promise<TlsReportSummary>;
   readonly log: Logger;
   readonly clock?: () => number;
 }
@@ -71,6 +75,7 @@ const STATIC: Record<string, { type: string; body: string }> = {
   '/dashboard.css': { type: 'text/css; charset=utf-8', body: DASHBOARD_CSS },
   '/console.js': { type: 'text/javascript; charset=utf-8', body: CONSOLE_JS },
   '/dmarc.js': { type: 'text/javascript; charset=utf-8', body: DMARC_JS },
+  '/tlsrpt.js': { type: 'text/javascript; charset=utf-8', body: TLSRPT_JS },
 };
 
 function intParam(url: URL, name: string, dflt: number, max: number): number {
@@ -144,9 +149,12 @@ export async function startAdmin(deps: AdminDeps): Promise<RunningAdmin> {
           return breakers();
         case '/api/tunnels':
           return { tunnels: stats.tunnels() };
-        case '/api/dmarc': {
+        case '/api/dmarc':
+        case '/api/tlsrpt': {
+          // The reports received at our rua, of either kind; unavailable when reading them is off.
           const days = intParam(url, 'days', 7, 90);
-          return deps.dmarcReports ? { available: true, days, ...(await deps.dmarcReports(days * 86_400_000)) } : { available: false, days };
+          const summary = p === '/api/dmarc' ? deps.dmarcReports : deps.tlsReports;
+          return summary ? { available: true, days, ...(await summary(days * 86_400_000)) } : { available: false, days };
         }
         case '/api/users':
           return { users: deps.directory.listUsers().map((u) => ({ address: u.address, created: u.created.toISOString(), disabled: u.disabled })) };

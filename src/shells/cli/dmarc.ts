@@ -3,11 +3,8 @@
 // who reported, and the source IPs whose mail failed — someone sending as the domain, or one of
 // your own services that is not aligned yet. Read from the shared store, server running or not.
 import type { Command } from 'commander';
-import { parseDuration } from '../../config/units.ts';
-import { openStore } from '../../app/store.ts';
 import { reportAddresses, summarizeReports, type ReportSummary } from '../../app/dmarc-inbox.ts';
-import { silentLogger } from '../../observe/log.ts';
-import { CliError, EXIT, configFrom } from './index.ts';
+import { registerReportCommand } from './with-store.ts';
 
 const day = (s: number): string => new Date(s * 1000).toISOString().slice(0, 10);
 const pct = (n: number, of: number): string => (of === 0 ? '-' : `${((100 * n) / of).toFixed(1)}%`);
@@ -42,26 +39,10 @@ export function reportText(s: ReportSummary, o: { readonly sinceText: string; re
 
 export function registerDmarc(program: Command): void {
   const dmarc = program.command('dmarc').description('DMARC aggregate reports');
-  dmarc
-    .command('report')
-    .description('what the DMARC reports received at your rua say: pass/fail per domain and the sources failing')
-    .option('--domain <domain>', 'only this domain')
-    .option('--since <duration>', 'reports whose period ended within this long, e.g. 24h, 7d, 30d', '7d')
-    .option('--json', 'print the summary as JSON')
-    .action(async (opts: { domain?: string; since: string; json?: boolean }, cmd: Command) => {
-      const config = configFrom(cmd);
-      const ms = parseDuration(opts.since);
-      if (ms === undefined || ms <= 0) throw new CliError(`--since ${JSON.stringify(opts.since)} is not a duration; write e.g. 24h, 7d or 30d`, EXIT.usage);
-      if (opts.domain !== undefined && !/^[a-z0-9.-]+\.?$/i.test(opts.domain)) throw new CliError(`--domain ${JSON.stringify(opts.domain)} is not a domain name; write e.g. example.org`, EXIT.usage);
-      const store = await openStore(config, silentLogger());
-      try {
-        const health = await store.health();
-        if (!health.ok) throw new CliError(`cannot reach the ${health.backend} store (store.${health.backend}): ${health.error ?? 'no answer'}; start it or correct the store settings`);
-        const summary = await summarizeReports(store, { since: Date.now() - ms, ...(opts.domain ? { domain: opts.domain } : {}) });
-        if (opts.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-        else process.stdout.write(reportText(summary, { sinceText: opts.since, addresses: reportAddresses(config), enabled: config.dmarcReports.read.enabled }));
-      } finally {
-        await store.close();
-      }
-    });
+  registerReportCommand(
+    dmarc,
+    'what the DMARC reports received at your rua say: pass/fail per domain and the sources failing',
+    (q) => summarizeReports(q.store, { since: q.since, ...(q.domain ? { domain: q.domain } : {}) }),
+    (summary, q) => reportText(summary, { sinceText: q.sinceText, addresses: reportAddresses(q.config), enabled: q.config.dmarcReports.read.enabled }),
+  );
 }

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
 import { entryCheck } from '../../config/schema.ts';
 import { guardSettings, rateLimitSettings, windowText, type GuardSettings } from '../../config/guard-schema.ts';
-import { openStore } from '../../app/store.ts';
+import { withStore } from './with-store.ts';
 import type { Store } from '../../store/store.ts';
 import { silentLogger } from '../../observe/log.ts';
 import type { Logger } from '../../observe/log.ts';
@@ -29,17 +29,12 @@ export interface GuardIo {
 /** The store the server uses, from the config's `store` section. */
 async function withGuard<T>(config: Config, io: GuardIo, fn: (g: OutboundGuard, limits: RateLimits, store: Store) => Promise<T>): Promise<T> {
   const log = io.log ?? silentLogger();
-  const store = await openStore(config, silentLogger());
-  try {
-    const health = await store.health();
-    if (!health.ok) throw new CliError(`cannot reach the ${health.backend} store (store.${health.backend}): ${health.error ?? 'no answer'}; start it or correct the store settings`);
+  return withStore(config, (store) => {
     const clock = io.clock ?? Date.now;
     const guard = new OutboundGuard({ store, clock, log, hostname: config.hostname, settings: guardSettings(config.checks, config.source) });
     const limits = new RateLimits(store, rateLimitSettings(config.checks, config.source).rules, log);
-    return await fn(guard, limits, store);
-  } finally {
-    await store.close();
-  }
+    return fn(guard, limits, store);
+  });
 }
 
 const defaultIo: GuardIo = { out: (t) => void process.stdout.write(t) };

@@ -24,6 +24,7 @@ import { registerBackup } from './backup.ts';
 import { registerDns } from './dns.ts';
 import { registerImport } from './import.ts';
 import { registerDmarc } from './dmarc.ts';
+import { registerTlsRpt } from './tlsrpt.ts';
 
 /** Exit codes: 0 ok, 1 operation failed, 2 bad config or usage. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -88,6 +89,7 @@ export function buildProgram(output?: { writeOut(s: string): void; writeErr(s: s
   registerDns(program);
   registerImport(program);
   registerDmarc(program);
+  registerTlsRpt(program);
   program.commands.forEach(function inherit(c: Command): void {
     c.exitOverride();
     c.commands.forEach(inherit);

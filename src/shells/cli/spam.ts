@@ -6,9 +6,8 @@ import { createReadStream } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { Config } from '../../config/load.ts';
-import { openStore } from '../../app/store.ts';
+import { withStore } from './with-store.ts';
 import { openSpamFilter, spamSettings } from '../../app/spam-filter.ts';
-import { silentLogger } from '../../observe/log.ts';
 import { isStoreUnavailable, type Store } from '../../store/store.ts';
 import { explain, formatExplanation, formatSummary, learnPaths, messageFiles, type SpamFilter } from '../../spam/index.ts';
 import { CliError, EXIT, configFrom } from './index.ts';
@@ -32,17 +31,14 @@ export function outputOf(cmd: Command): CliOutput {
 /** Opens the configured store and a filter over it for `fn`; closes the store afterwards. */
 export async function withFilter<T>(config: Config, fn: (filter: SpamFilter, store: Store) => Promise<T>): Promise<T> {
   const settings = spamSettings(config);
-  const store = await openStore(config, silentLogger());
-  try {
-    const health = await store.health();
-    if (!health.ok) throw new CliError(`cannot reach the ${health.backend} store (store.${health.backend}): ${health.error ?? 'no answer'}; start it or correct the store settings`);
-    return await fn(openSpamFilter(config, store, { settings }), store);
-  } catch (err) {
-    if (isStoreUnavailable(err)) throw new CliError(`the ${err.backend} store stopped answering (store.${err.backend}): ${err.message}; what was learned so far is kept — run the command again when the store is back (learned messages are skipped)`);
-    throw err;
-  } finally {
-    await store.close();
-  }
+  return withStore(config, async (store) => {
+    try {
+      return await fn(openSpamFilter(config, store, { settings }), store);
+    } catch (err) {
+      if (isStoreUnavailable(err)) throw new CliError(`the ${err.backend} store stopped answering (store.${err.backend}): ${err.message}; what was learned so far is kept — run the command again when the store is back (learned messages are skipped)`);
+      throw err;
+    }
+  });
 }
 
 /** Occurrences of "\nFrom " in an mbox (+1 for the first message): a cheap count for the progress line. */
