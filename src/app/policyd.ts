@@ -16,6 +16,7 @@ import type { Store } from '../store/store.ts';
 import { prepareDataDir } from './preflight.ts';
 import { openDirectory } from './accounts.ts';
 import { createResolver } from './compose.ts';
+import { writeBehindStore } from '../policyd/write-behind.ts';
 
 export interface PolicyService {
   readonly engine: PolicyEngine;
@@ -36,7 +37,10 @@ export async function createPolicyService(config: Config, policyd: PolicydConfig
   const directory = openDirectory(config);
   let store: Store | undefined;
   try {
-    store = await openStore(config, log);
+    const opened0 = await openStore(config, log);
+    // Greylisting reads and writes from memory, flushed to SQLite in batches (decision 0041).
+    // Off with Redis: several nodes share it and must see each other's triplets at once.
+    store = opened0.backend === 'sqlite' ? writeBehindStore(opened0, { prefix: 'greylist:', log, clock }) : opened0;
     const env: CheckEnv = { log, clock, hostname: config.hostname, domains: config.domains, recipientDelimiter: config.recipientDelimiter, directory, dns: createResolver(config), store };
     const policy = compilePolicyPipeline(config, policyd.pipeline, createRegistry(ALL_CHECKS), env);
     const engine = createPolicyEngine({

@@ -185,6 +185,11 @@ export class RedisStore implements Store {
     await this.run(key, () => (ttl > 0 ? this.client.set(this.full(key), value, 'PX', ttl) : this.client.set(this.full(key), value)));
   }
 
+  async setMany(entries: ReadonlyArray<readonly [key: string, value: string, ttlMs?: number]>): Promise<void> {
+    // One SET each, not MULTI: keys may live on different cluster slots, and each SET is atomic.
+    await Promise.all(entries.map(([key, value, ttlMs]) => this.set(key, value, ttlMs)));
+  }
+
   async setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean> {
     const ttl = checkTtl(ttlMs);
     const r = await this.run(key, () =>

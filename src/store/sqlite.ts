@@ -148,6 +148,7 @@ export class SqliteStore implements Store {
   // (a deferred transaction that upgrades can fail with SQLITE_BUSY without waiting).
   private readonly txIncr;
   private readonly txSet;
+  private readonly txSetMany;
   private readonly txSetIfAbsent;
   private readonly txDel;
   private readonly txSadd;
@@ -176,10 +177,15 @@ export class SqliteStore implements Store {
       return n;
     });
 
-    this.txSet = this.db.transaction((full: string, value: string, ttl: number, now: number): void => {
+    const setRow = (full: string, value: string, ttl: number, now: number): void => {
       const row = s.getEntry.get(full);
       if (row !== undefined) this.drop(full, row.kind);
       s.insEntry.run(full, STRING, value, ttl > 0 ? now + ttl : null);
+    };
+    this.txSet = this.db.transaction(setRow);
+    // A plain loop inside one transaction: a nested transaction would be a savepoint per row.
+    this.txSetMany = this.db.transaction((rows: ReadonlyArray<readonly [string, string, number]>, now: number): void => {
+      for (const [full, value, ttl] of rows) setRow(full, value, ttl, now);
     });
 
     this.txSetIfAbsent = this.db.transaction((full: string, value: string, ttl: number, now: number): boolean => {
@@ -271,6 +277,11 @@ export class SqliteStore implements Store {
   async set(key: string, value: string, ttlMs?: number): Promise<void> {
     const ttl = checkTtl(ttlMs);
     return this.run((now) => this.txSet.immediate(this.full(key), value, ttl, now));
+  }
+
+  async setMany(entries: ReadonlyArray<readonly [key: string, value: string, ttlMs?: number]>): Promise<void> {
+    const rows = entries.map(([key, value, ttlMs]) => [this.full(key), value, checkTtl(ttlMs)] as const);
+    if (rows.length > 0) return this.run((now) => this.txSetMany.immediate(rows, now));
   }
 
   async setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean> {

@@ -38,6 +38,9 @@ export interface Store {
   get(key: string): Promise<string | null>;
   /** Replaces whatever the key held; the TTL is replaced too (none when omitted). */
   set(key: string, value: string, ttlMs?: number): Promise<void>;
+  /** Several `set`s in one transaction (SQLite) or one round trip (Redis): for write-behind
+   * caches that flush many keys at once. Each entry replaces its key and TTL as `set` does. */
+  setMany(entries: ReadonlyArray<readonly [key: string, value: string, ttlMs?: number]>): Promise<void>;
   /** Sets the key only if it does not exist; true when this call created it. Atomic across nodes. */
   setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean>;
   /** Deletes a key of any kind; true when it existed. */

@@ -42,6 +42,22 @@ export function storeContract(open: OpenStore): void {
     assert.equal(await s.ttl('absent'), null);
   });
 
+  test('setMany writes every key with its own TTL, replacing what was there', async (t) => {
+    const s = await fresh(t);
+    await s.sadd('was-a-set', ['m']);
+    await s.set('a', 'old');
+    await s.setMany([
+      ['a', '1'],
+      ['b', '2', 60_000],
+      ['was-a-set', '3'],
+    ]);
+    assert.deepEqual([await s.get('a'), await s.get('b'), await s.get('was-a-set')], ['1', '2', '3']);
+    assert.equal(await s.ttl('a'), Infinity);
+    const ttl = await s.ttl('b');
+    assert.ok(ttl !== null && ttl > 50_000 && ttl <= 60_000, `ttl ${ttl}`);
+    await s.setMany([]);
+  });
+
   test('keys of every kind disappear when their TTL runs out', async (t) => {
     const s = await fresh(t);
     await s.incr('ctr', 1, 200);
