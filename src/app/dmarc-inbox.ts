@@ -13,6 +13,7 @@ import type { EnvelopeRecipient } from '../queue/envelope.ts';
 import type { DeliverableMessage, RecipientOutcome, Transport } from '../delivery/transport.ts';
 // The parser (mailparser, fast-xml-parser) is loaded at the first report, not on the way to the listener.
 import type { AggregateReport, ReadLimits, ReportRow } from './dmarc-inbound.ts';
+import { receivedReportKey, type ReportReceipt } from './report-receipt.ts';
 import type { TlsReadLimits, TlsReport } from './tlsrpt-inbound.ts';
 import { TLS_REFUSED_PREFIX, tlsReportKey, type StoredTlsReport } from './tlsrpt-inbox.ts';
 import { ReportAlerts } from './report-alerts.ts';
@@ -24,12 +25,7 @@ export const rowPasses = (r: Pick<ReportRow, 'dkim' | 'spf'>): boolean => r.dkim
 export const REPORT_PREFIX = 'dmarc:rua:r:';
 export const REFUSED_PREFIX = 'dmarc:rua:e:';
 
-export interface StoredReport extends AggregateReport {
-  /** When we got it (ms since the epoch), the envelope sender and the file it came in. */
-  readonly receivedAt: number;
-  readonly from: string;
-  readonly file: string;
-}
+export interface StoredReport extends AggregateReport, ReportReceipt {}
 
 export interface RefusedReport {
   readonly at: number;
@@ -69,7 +65,7 @@ export function reportReaderFor(config: Config, d: { readonly store: Store; read
   });
 }
 
-const reportKey = (org: string, id: string): string => `${REPORT_PREFIX}${encodeURIComponent(org.toLowerCase())}:${encodeURIComponent(id)}`;
+const reportKey = (org: string, id: string): string => receivedReportKey(REPORT_PREFIX, org, id);
 
 /** The mail's bytes, or only its first 64 KiB (`whole: false`) when it is larger than `max`. */
 async function readCapped(body: () => Readable, max: number): Promise<{ readonly bytes: Buffer; readonly whole: boolean }> {

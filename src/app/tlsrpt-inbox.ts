@@ -5,18 +5,15 @@
 // between which sending MTA and which of our MX. Failures about our own domain are flagged with
 // what usually causes them: peers that cannot validate our certificate, policy or TLSA.
 import type { Store } from '../store/store.ts';
+import { receivedReportKey, type ReportReceipt } from './report-receipt.ts';
 import type { TlsFailureDetail, TlsReport } from './tlsrpt-inbound.ts';
 
 export const TLS_REPORT_PREFIX = 'tlsrpt:rua:r:';
 export const TLS_REFUSED_PREFIX = 'tlsrpt:rua:e:';
 
-export interface StoredTlsReport extends TlsReport {
-  readonly receivedAt: number;
-  readonly from: string;
-  readonly file: string;
-}
+export interface StoredTlsReport extends TlsReport, ReportReceipt {}
 
-export const tlsReportKey = (org: string, id: string): string => `${TLS_REPORT_PREFIX}${encodeURIComponent(org.toLowerCase())}:${encodeURIComponent(id)}`;
+export const tlsReportKey = (org: string, id: string): string => receivedReportKey(TLS_REPORT_PREFIX, org, id);
 
 /** What a failure type usually means for the receiving side (ours), and the fix (RFC 8460 §4.3). */
 export function failureHint(resultType: string): string {
