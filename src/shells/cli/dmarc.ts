@@ -4,6 +4,7 @@
 // your own services that is not aligned yet. Read from the shared store, server running or not.
 import type { Command } from 'commander';
 import { reportAddresses, summarizeReports, type ReportSummary } from '../../app/dmarc-inbox.ts';
+import { minute, noReportsLine, refusedLines } from './report-text.ts';
 import { registerReportCommand } from './with-store.ts';
 
 const day = (s: number): string => new Date(s * 1000).toISOString().slice(0, 10);
@@ -12,13 +13,9 @@ const plural = (n: number, one: string): string => `${n} ${one}${n === 1 ? '' : 
 
 /** The summary as an operator reads it. */
 export function reportText(s: ReportSummary, o: { readonly sinceText: string; readonly addresses: readonly string[]; readonly enabled: boolean }): string {
-  const lines = [`DMARC aggregate reports received since ${new Date(s.since).toISOString().slice(0, 16).replace('T', ' ')} UTC (${o.sinceText})`];
+  const lines = [`DMARC aggregate reports received since ${minute(s.since)} UTC (${o.sinceText})`];
   if (s.domains.length === 0) {
-    lines.push(
-      o.enabled
-        ? `no reports yet. They arrive at ${o.addresses.join(', ')} (the rua of your _dmarc record, see mailward dns records), usually once a day from each large receiver.`
-        : 'no reports: reading them is off (dmarcReports.read.enabled: false); set it to true to keep the reports that arrive at your rua.',
-    );
+    lines.push(noReportsLine({ ...o, record: '_dmarc', cadence: 'usually once a day from each large receiver', setting: 'dmarcReports.read.enabled' }));
   }
   for (const d of s.domains) {
     lines.push('', `${d.domain}: ${plural(d.messages, 'message')} in ${plural(d.reports, 'report')} (${day(d.begin)} to ${day(d.end)})`);
@@ -30,10 +27,7 @@ export function reportText(s: ReportSummary, o: { readonly sinceText: string; re
       for (const f of d.failingSources) lines.push(`    ${f.ip.padEnd(39)} ${String(f.messages).padStart(7)}  From: ${f.headerFrom.join(', ') || '-'}  reported by ${f.reporters.join(', ')}`);
     }
   }
-  if (s.refused.length > 0) {
-    lines.push('', `refused report files: ${s.refused.length}`);
-    for (const r of s.refused) lines.push(`  ${new Date(r.at).toISOString().slice(0, 16).replace('T', ' ')} ${r.file} from ${r.from || '<>'}: ${r.reason}`);
-  }
+  lines.push(...refusedLines(s.refused));
   return `${lines.join('\n')}\n`;
 }
 

@@ -6,20 +6,16 @@
 import type { Command } from 'commander';
 import { tlsReportAddresses } from '../../app/dmarc-inbox.ts';
 import { summarizeTlsReports, type TlsReportSummary } from '../../app/tlsrpt-inbox.ts';
+import { minute, noReportsLine, refusedLines } from './report-text.ts';
 import { registerReportCommand } from './with-store.ts';
 
 const day = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
-const minute = (ms: number): string => new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
 
 /** The summary as an operator reads it. */
 export function tlsReportText(s: TlsReportSummary, o: { readonly sinceText: string; readonly addresses: readonly string[]; readonly enabled: boolean }): string {
   const lines = [`TLS-RPT reports received since ${minute(s.since)} UTC (${o.sinceText})`];
   if (s.policies.length === 0) {
-    lines.push(
-      o.enabled
-        ? `no reports yet. They arrive at ${o.addresses.join(', ')} (the rua of your _smtp._tls record, see mailward dns records), once a day from senders that check TLS.`
-        : 'no reports: reading them is off (tlsReports.read.enabled: false); set it to true to keep the reports that arrive at your rua.',
-    );
+    lines.push(noReportsLine({ ...o, record: '_smtp._tls', cadence: 'once a day from senders that check TLS', setting: 'tlsReports.read.enabled' }));
   }
   for (const p of s.policies) {
     lines.push('', `${p.domain} (policy ${p.type}): ${p.reports} report(s), ${day(p.begin)} to ${day(p.end)}${p.flagged ? '   FAILURES' : ''}`);
@@ -31,10 +27,7 @@ export function tlsReportText(s: TlsReportSummary, o: { readonly sinceText: stri
       lines.push(`      ${f.hint}`);
     }
   }
-  if (s.refused.length > 0) {
-    lines.push('', `refused report files: ${s.refused.length}`);
-    for (const r of s.refused) lines.push(`  ${minute(r.at)} ${r.file} from ${r.from || '<>'}: ${r.reason}`);
-  }
+  lines.push(...refusedLines(s.refused));
   return `${lines.join('\n')}\n`;
 }
 
