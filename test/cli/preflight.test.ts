@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { localhostCert } from '../delivery/sink.ts';
-import { runMailward } from '../harness/cli.ts';
+import { execFileSync } from 'node:child_process';
+import { mailwardArgv, ROOT, runMailward } from '../harness/cli.ts';
+import { runOwned } from '../harness/processes.ts';
 import { mailward, setupConfig, writeConfig } from './inprocess.ts';
 
 const isRoot = process.getuid?.() === 0;
@@ -51,13 +53,29 @@ test('preflight: a spool folder that is a file is named too', async (t) => {
   assert.match(c.err, /^config error at dataDir: the spool folder ".*\/data\/spool" is a file, not a folder/);
 });
 
-test('preflight: a dataDir this user cannot write', { skip: isRoot ? 'running as root: every folder is writable, so this case cannot be made (the file-in-the-way cases above cover root)' : false }, async (t) => {
+test('preflight: a dataDir this user cannot write (as root: check-config run as nobody, as the server would run)', async (t) => {
   const { dir, dataDir, config } = setupConfig(t);
-  chmodSync(dir, 0o500);
-  t.after(() => chmodSync(dir, 0o700));
-  const c = await mailward(['check-config', '--config', config]);
-  assert.equal(c.code, 2);
-  assert.ok(c.err.startsWith(`config error at dataDir: ${JSON.stringify(dataDir)} cannot be created: its parent ${JSON.stringify(dir)} is not writable by uid ${process.getuid!()} (EACCES)`), c.err);
+  let uid = process.getuid!();
+  let c: { code: number | null; err: string };
+  if (isRoot) {
+    // Root may write everywhere, so the case is made as the unprivileged user the server runs as:
+    // the folder stays root's (readable, not writable), the config readable.
+    const nobody = Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim());
+    // A checkout under a private folder (say /root) cannot be run by nobody: nothing to test then.
+    const readable = await runOwned(undefined, 'setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'test', '-r', path.join(ROOT, 'src/main.ts')]);
+    if (readable.code !== 0) return t.skip(`nobody cannot read the checkout at ${ROOT}`);
+    chmodSync(dir, 0o755);
+    chmodSync(config, 0o644);
+    const r = await runOwned(undefined, 'setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, ...mailwardArgv(['check-config', '--config', config])], { cwd: ROOT });
+    c = { code: r.code, err: r.stderr };
+    uid = nobody;
+  } else {
+    chmodSync(dir, 0o500);
+    t.after(() => chmodSync(dir, 0o700));
+    c = await mailward(['check-config', '--config', config]);
+  }
+  assert.equal(c.code, 2, c.err);
+  assert.ok(c.err.startsWith(`config error at dataDir: ${JSON.stringify(dataDir)} cannot be created: its parent ${JSON.stringify(dir)} is not writable by uid ${uid} (EACCES)`), c.err);
 });
 
 test('preflight: check-config reads the TLS pair, smarthost password files and DKIM keys as serve does, and lists every problem', async (t) => {
