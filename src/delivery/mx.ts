@@ -217,9 +217,17 @@ export class MxTransport implements Transport {
    * A host with DNSSEC-signed TLSA records (RFC 7672 §2.2): STARTTLS is required and never given
    * up for clear text; with usable records the server must match them (§3), checked before MAIL.
    * A string is the reply when no address of the host would do.
+   *
+   * The domain's MTA-STS `policy`, if any, is not applied to such a host, either way (RFC 8461 §2:
+   * DANE takes precedence; MTA-STS validation "MUST NOT" override a failing DANE validation). A
+   * TLSA mismatch defers even when the certificate would pass MTA-STS; a TLSA match delivers even
+   * when the policy does not list the host — the domain's signed DNS named this host and its key,
+   * which is stronger evidence than the policy's MX patterns, and requiring both would let a stale
+   * policy block mail that DANE authenticates.
    */
-  async #daneHost(msg: DeliverableMessage, domain: string, host: MxHost, dane: DaneHost, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, tried: { n: number }): Promise<BatchReplies | string> {
+  async #daneHost(msg: DeliverableMessage, domain: string, host: MxHost, dane: DaneHost, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, tried: { n: number }, policy: CachedPolicy | undefined): Promise<BatchReplies | string> {
     const env = msg.envelope;
+    const precedence = policy ? `; MTA-STS policy (${policy.mode}) of ${domain} not applied: DANE takes precedence (RFC 8461 §2)` : '';
     const strict = env.requireTls === true;
     if (strict && dane.usable.length === 0) {
       // RFC 8689 §4.2.1: TLS without authentication is not enough for a REQUIRETLS message.
@@ -240,9 +248,13 @@ export class MxTransport implements Transport {
     const at = dane.base === host.name.toLowerCase() ? '' : ` (at _25._tcp.${dane.base}, its CNAME target)`;
     for (const address of addrs as readonly string[]) {
       if (tried.n++ >= MAX_ADDRESSES) break;
-      const res = await this.#send(msg, { address, port: this.#o.port, name: host.name, tls: 'starttls', verifyCertificate: false, ...(verifyPeer ? { verifyPeer } : {}) }, batch, keepUntil);
+      // A REQUIRETLS message goes on only to a host that offers REQUIRETLS (RFC 8689 §4.2.1), and
+      // carries it in MAIL FROM; the client checks the TLSA match (verifyPeer) before that.
+      const res = await this.#send(msg, { address, port: this.#o.port, name: host.name, tls: 'starttls', verifyCertificate: false, ...(verifyPeer ? { verifyPeer } : {}), ...(strict ? { requireTlsExtension: true } : {}) }, batch, keepUntil);
       if (res.kind === 'unreachable') {
         if (res.requireTlsRefused) {
+          // The TLSA records matched (a DANE success for TLS-RPT); only REQUIRETLS was missing.
+          this.#decide(env.id, domain, undefined, { result: 'success', host: host.name, address, reason: `TLSA match${at}${precedence}`, tlsa: dane.records });
           this.#requireTlsDecision(env.id, domain, 'requiretls', 'not-offered', res.reply, host.name);
           last = res.reply;
         } else if (res.tlsFailure) {
@@ -251,7 +263,7 @@ export class MxTransport implements Transport {
         } else last = res.reply;
         continue;
       }
-      this.#decide(env.id, domain, undefined, { result: 'success', host: host.name, address, reason: dane.usable.length > 0 ? `TLSA match${at}` : 'no usable TLSA record: TLS without authentication (RFC 7672 §2.2)', tlsa: dane.records });
+      this.#decide(env.id, domain, undefined, { result: 'success', host: host.name, address, reason: `${dane.usable.length > 0 ? `TLSA match${at}` : 'no usable TLSA record: TLS without authentication (RFC 7672 §2.2)'}${precedence}`, tlsa: dane.records });
       if (strict) this.#requireTlsDecision(env.id, domain, 'requiretls', 'success', `DANE-verified TLS${at}`, host.name);
       return new Map(batch.map((a) => [a, { ...res.replies.get(a)!, remoteMta: host.name }]));
     }
@@ -283,7 +295,7 @@ export class MxTransport implements Transport {
       }
       if (hd?.kind === 'dane') {
         // RFC 8461 §2: DANE applies instead of MTA-STS where the host has secure TLSA records.
-        const r = await this.#daneHost(msg, domain, host, hd, batch, keepUntil, tried);
+        const r = await this.#daneHost(msg, domain, host, hd, batch, keepUntil, tried, policy);
         if (typeof r !== 'string') return r;
         last = r;
         daneDeferred = true;

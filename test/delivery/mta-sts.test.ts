@@ -5,8 +5,6 @@
 // over); testing mode reports it and delivers; every decision is counted for TLS-RPT.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
-import net from 'node:net';
 import tls from 'node:tls';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,35 +20,9 @@ import { startCa, type TestCa } from '../harness/test-ca.ts';
 import { captureLog } from '../queue/helpers.ts';
 import { Metrics } from '../../src/observe/metrics.ts';
 import { outboundMessage, startSink, startStrippingProxy, type Sink } from './sink.ts';
+import { startPolicyServer, type PolicyServer } from './policy-server.ts';
 
 const CLIENT = { heloName: 'mx.example.org', connectTimeoutMs: 3000, greetingTimeoutMs: 3000, socketTimeoutMs: 5000 };
-
-interface PolicyServer {
-  readonly port: number;
-  /** Policy text by domain (served at mta-sts.<domain>); absent: 404. */
-  readonly policies: Map<string, string>;
-  readonly requests: string[];
-  contentType: string;
-}
-
-async function startPolicyServer(t: TestContext, ca: TestCa, domains: readonly string[]): Promise<PolicyServer> {
-  const { certPem, keyPem } = ca.issue(domains.map((d) => `mta-sts.${d}`));
-  const state: PolicyServer = { port: 0, policies: new Map(), requests: [], contentType: 'text/plain' };
-  const srv = https.createServer({ cert: certPem, key: keyPem }, (req, res) => {
-    const host = String(req.headers.host ?? '');
-    state.requests.push(`${host}${req.url ?? ''}`);
-    const text = host.startsWith('mta-sts.') && req.url === '/.well-known/mta-sts.txt' ? state.policies.get(host.slice('mta-sts.'.length)) : undefined;
-    if (text === undefined) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': state.contentType }).end(text);
-  });
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  (state as { port: number }).port = (srv.address() as net.AddressInfo).port;
-  t.after(() => new Promise<void>((resolve) => srv.close(() => resolve())));
-  return state;
-}
 
 const DOMAINS = ['good.example', 'wrongname.example', 'expired.example', 'plain.example', 'strip.example', 'wild.example', 'testing.example', 'broken.example'];
 
