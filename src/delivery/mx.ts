@@ -204,6 +204,17 @@ export class MxTransport implements Transport {
   }
 
   /**
+   * A transaction run in clear, as opportunistic TLS (RFC 7435) allows when the host offers no
+   * STARTTLS (or refuses it): logged and counted (result "cleartext"), so that a rise shows — a
+   * peer that dropped TLS, or a middlebox stripping the offer, which looks the same from here.
+   * Info, not warn: many peers still have no TLS. Not for TLS-RPT: no policy failed.
+   */
+  #cleartext(queueId: string, domain: string, policy: CachedPolicy | undefined, host: string, address: string): void {
+    const reason = `no TLS with ${host} (STARTTLS not offered, or refused): sent in clear as opportunistic TLS allows; a stripped STARTTLS looks the same`;
+    mailEvent(this.#o.log, 'tls-policy', { queueId, domain, policy: policy ? 'sts' : 'no-policy-found', mode: policy?.mode ?? 'none', result: 'cleartext', host, address, reason });
+  }
+
+  /**
    * One TLS policy decision: logged, counted (metrics), and recorded for TLS-RPT. `tlsa` set: a
    * DANE decision (policy "tlsa", RFC 8460 §4.4), with the host's TLSA records.
    */
@@ -355,6 +366,7 @@ export class MxTransport implements Transport {
           continue;
         }
         this.#o.log.debug({ event: 'mx-session', queueId: env.id, domain, host: host.name, address, tls: res.tls }, 'MX transaction done');
+        if (!res.tls) this.#cleartext(env.id, domain, policy, host.name, address);
         return new Map(batch.map((a) => [a, { ...res.replies.get(a)!, remoteMta: host.name }]));
       }
     }

@@ -2,7 +2,8 @@
 // HTTPS policy server with a certificate from a test CA, and SMTP sinks playing the MX hosts —
 // with a valid certificate, a certificate for another name, an expired one, no STARTTLS, and
 // behind a proxy that strips STARTTLS. Enforce mode refuses each failure (4xx, nothing handed
-// over); testing mode reports it and delivers; every decision is counted for TLS-RPT.
+// over); testing mode reports it and delivers; every decision is counted for TLS-RPT. With no
+// policy the stripping proxy gets the mail in clear (opportunistic), logged and counted as such.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
@@ -143,7 +144,8 @@ test('MTA-STS testing mode: a failure is reported and the mail still goes (RFC 8
   assert.equal(plain.messages[0]!.secure, false);
   assert.deepEqual(
     r.log.events('tls-policy').map((l) => `${String(l.mode)} ${String(l.result)}`),
-    ['testing starttls-not-supported'],
+    // Reported as a failure, then the clear-text session itself is logged and counted.
+    ['testing starttls-not-supported', 'testing cleartext'],
   );
 });
 
@@ -241,7 +243,7 @@ test('TLS-Required: No (RFC 8689 §5): a failed MTA-STS policy does not stop the
   assert.equal(clear!.outcome, 'ok', clear!.reply);
   assert.equal(plain.messages[0]!.secure, false);
   const ev = r.log.events('tls-policy').map((l) => `${String(l.domain)} ${String(l.policy)} ${String(l.result)}`);
-  assert.deepEqual(ev, ['expired.example tls-required-no policy-ignored', 'plain.example tls-required-no policy-ignored']);
+  assert.deepEqual(ev, ['expired.example tls-required-no policy-ignored', 'plain.example tls-required-no policy-ignored', 'plain.example no-policy-found cleartext']);
 });
 
 test('MTA-STS testing mode: an expired certificate is reported and the mail still goes', async (t) => {
@@ -252,4 +254,28 @@ test('MTA-STS testing mode: an expired certificate is reported and the mail stil
   assert.equal(res.outcome, 'ok', res.reply);
   assert.equal(expired.messages.length, 1);
   assert.deepEqual(r.log.events('tls-policy').map((l) => `${String(l.mode)} ${String(l.result)}`), ['testing certificate-expired']);
+});
+
+test('No policy (opportunistic TLS) behind a STARTTLS-stripping proxy: delivered in clear, and that is logged and counted', async (t) => {
+  const r = await rig(t);
+  const metrics = new Metrics({ processMetrics: false });
+  t.after(metrics.attach());
+  r.dns.set('_mta-sts.broken.example', 'TXT', []);
+  const behind = await tlsSink(t, r.ca, ['mx.broken.example']);
+  // Straight to the host: STARTTLS, no cleartext line.
+  assert.equal((await deliver(r, behind, 'bob@broken.example')).outcome, 'ok');
+  assert.equal(behind.messages[0]!.secure, true);
+  assert.deepEqual(r.log.events('tls-policy'), []);
+  // Through the proxy: opportunistic delivery goes in clear (RFC 7435), but not unseen.
+  const res = await deliver(r, await startStrippingProxy(t, behind.port), 'bob@broken.example');
+  assert.equal(res.outcome, 'ok', res.reply);
+  assert.equal(behind.messages[1]!.secure, false);
+  const [line] = r.log.events('tls-policy');
+  assert.equal(`${String(line?.policy)} ${String(line?.mode)} ${String(line?.result)} ${String(line?.host)}`, 'no-policy-found none cleartext mx.broken.example');
+  assert.match(String(line?.reason), /^no TLS with mx\.broken\.example .*sent in clear/);
+  const exposed = await metrics.registry.getSingleMetricAsString('mailward_tls_policy_decisions_total');
+  assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="no-policy-found",mode="none",result="cleartext"\} 1$/m);
+  await r.counter.flushed();
+  const day = new Date().toISOString().slice(0, 10);
+  assert.deepEqual(await r.store.hgetall(`tlsrpt:counts:${day}:broken.example`), new Map(), 'no policy failed: nothing for TLS-RPT');
 });
