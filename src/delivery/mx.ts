@@ -234,7 +234,8 @@ export class MxTransport implements Transport {
    * TLSA mismatch defers even when the certificate would pass MTA-STS; a TLSA match delivers even
    * when the policy does not list the host — the domain's signed DNS named this host and its key,
    * which is stronger evidence than the policy's MX patterns, and requiring both would let a stale
-   * policy block mail that DANE authenticates.
+   * policy block mail that DANE authenticates. (A host with no usable record under an enforced
+   * policy does not come here: MTA-STS authenticates it, see #tryHosts; docs/decisions/0043.)
    */
   async #daneHost(msg: DeliverableMessage, domain: string, host: MxHost, dane: DaneHost, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, tried: { n: number }, policy: CachedPolicy | undefined): Promise<BatchReplies | string> {
     const env = msg.envelope;
@@ -304,7 +305,13 @@ export class MxTransport implements Transport {
         daneDeferred = true;
         continue;
       }
-      if (hd?.kind === 'dane') {
+      if (hd?.kind === 'dane' && hd.usable.length === 0 && enforce) {
+        // Secure TLSA records, none usable (RFC 7672 §2.2: TLS required, unauthenticated): DANE
+        // validates nothing here, so an enforced MTA-STS policy authenticates the host instead —
+        // stronger, and no failing DANE check is overridden (RFC 8461 §2). Enforce mode requires
+        // STARTTLS below, as DANE does; testing mode keeps the DANE path (it would allow clear text).
+        this.#decide(env.id, domain, undefined, { result: 'skipped', host: host.name, reason: `no usable TLSA record: the MTA-STS policy (${policy!.mode}) authenticates ${host.name}`, tlsa: [] });
+      } else if (hd?.kind === 'dane') {
         // RFC 8461 §2: DANE applies instead of MTA-STS where the host has secure TLSA records.
         const r = await this.#daneHost(msg, domain, host, hd, batch, keepUntil, tried, policy);
         if (typeof r !== 'string') return r;
@@ -312,7 +319,7 @@ export class MxTransport implements Transport {
         daneDeferred = true;
         continue;
       }
-      if (hd) this.#decide(env.id, domain, undefined, { result: 'skipped', host: host.name, reason: hd.reason, tlsa: [] });
+      if (hd?.kind === 'none') this.#decide(env.id, domain, undefined, { result: 'skipped', host: host.name, reason: hd.reason, tlsa: [] });
       if (strict && !policy) {
         // Neither DANE nor MTA-STS can verify this host: a REQUIRETLS message never goes to it.
         this.#requireTlsDecision(env.id, domain, 'requiretls', 'no-verified-tls', 'no MTA-STS policy and no DNSSEC-signed TLSA records', host.name);

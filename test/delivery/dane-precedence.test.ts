@@ -23,21 +23,24 @@ import { Metrics } from '../../src/observe/metrics.ts';
 import { captureLog } from '../queue/helpers.ts';
 import { startUnbound } from '../harness/unbound.ts';
 import { startCa } from '../harness/test-ca.ts';
-import { outboundMessage, startSink, startStrippingProxy, type Sink } from './sink.ts';
+import { localhostCert, outboundMessage, startSink, startStrippingProxy, type Sink } from './sink.ts';
 import { startPolicyServer } from './policy-server.ts';
 
 const CLIENT = { heloName: 'mx.example.org', connectTimeoutMs: 3000, greetingTimeoutMs: 3000, socketTimeoutMs: 5000 };
 const WRONG = `3 1 1 ${'00'.repeat(32)}`;
 
 /** Domains under dane.test: which TLSA record mx.<d> gets, and the MX pattern of an enforce MTA-STS policy if any. */
-const SIGNED: Record<string, { tlsa: 'right' | 'wrong'; sts?: string }> = {
+const SIGNED: Record<string, { tlsa: 'right' | 'wrong' | 'pkix'; sts?: string }> = {
   rt: { tlsa: 'right' },
   rtbad: { tlsa: 'wrong' },
   rtnoext: { tlsa: 'right' },
   strip: { tlsa: 'right' },
   both: { tlsa: 'wrong', sts: 'mx.both.dane.test' },
   unlisted: { tlsa: 'right', sts: 'mx.elsewhere.example' },
+  // Only a PKIX-EE record: unusable for SMTP (RFC 7672 §3.1.3), so DANE authenticates nothing.
+  pkix: { tlsa: 'pkix', sts: 'mx.pkix.dane.test' },
 };
+const TLSA = (kind: 'right' | 'wrong' | 'pkix', spki: string): string => (kind === 'wrong' ? WRONG : `${kind === 'right' ? 3 : 1} 1 1 ${spki}`);
 
 interface Rig {
   store: SqliteStore;
@@ -56,7 +59,7 @@ async function rig(t: TestContext): Promise<Rig> {
   const records = Object.entries(SIGNED).flatMap(([d, o]) => [
     `${d} IN MX 10 mx.${d}`,
     `mx.${d} IN A 127.0.0.1`,
-    `_25._tcp.mx.${d} IN TLSA ${o.tlsa === 'right' ? `3 1 1 ${spki}` : WRONG}`,
+    `_25._tcp.mx.${d} IN TLSA ${TLSA(o.tlsa, spki)}`,
     ...(o.sts ? [`_mta-sts.${d} IN TXT "v=STSv1; id=1"`] : []),
   ]);
   const unbound = await startUnbound(t, [
@@ -171,4 +174,19 @@ test('DANE takes precedence over MTA-STS (RFC 8461 §2): a TLSA mismatch defers 
   assert.deepEqual(tlsa.map((l) => `${String(l.domain)} ${String(l.result)}`), ['both.dane.test tlsa-invalid', 'unlisted.dane.test success']);
   assert.match(String(tlsa[1]!.reason), /MTA-STS policy \(enforce\) of unlisted\.dane\.test not applied: DANE takes precedence/);
   assert.deepEqual(decisions(r, 'sts'), [], 'the MTA-STS policy decided nothing for hosts with TLSA records');
+});
+
+test('DANE with no usable TLSA record and an MTA-STS enforce policy: TLS is authenticated by MTA-STS', async (t) => {
+  const r = await rig(t);
+  // A self-signed certificate: unauthenticated TLS would take it; the enforce policy must not.
+  const selfSigned = await startSink(t, { tls: localhostCert().context });
+  const res = await r.send(selfSigned.port, 'bob@pkix.dane.test');
+  assert.equal(res.outcome, 'temporary', res.reply);
+  assert.match(res.reply, /^451 4\.7\.5 MTA-STS policy of pkix\.dane\.test requires TLS with a valid certificate for mx\.pkix\.dane\.test: certificate-not-trusted/);
+  assert.equal(selfSigned.rcpts.length, 0);
+  const valid = await r.sink();
+  const ok = await r.send(valid.port, 'bob@pkix.dane.test');
+  assert.equal(ok.outcome, 'ok', ok.reply);
+  assert.equal(valid.messages[0]?.secure, true);
+  assert.deepEqual(decisions(r, 'sts'), ['pkix.dane.test certificate-not-trusted', 'pkix.dane.test success']);
 });
