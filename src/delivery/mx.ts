@@ -204,6 +204,17 @@ export class MxTransport implements Transport {
   }
 
   /**
+   * A transaction run in clear, as opportunistic TLS (RFC 7435) allows when the host offers no
+   * STARTTLS (or refuses it): logged and counted (result "cleartext"), so that a rise shows — a
+   * peer that dropped TLS, or a middlebox stripping the offer, which looks the same from here.
+   * Info, not warn: many peers still have no TLS. Not for TLS-RPT: no policy failed.
+   */
+  #cleartext(queueId: string, domain: string, policy: CachedPolicy | undefined, host: string, address: string): void {
+    const reason = `no TLS with ${host} (STARTTLS not offered, or refused): sent in clear as opportunistic TLS allows; a stripped STARTTLS looks the same`;
+    mailEvent(this.#o.log, 'tls-policy', { queueId, domain, policy: policy ? 'sts' : 'no-policy-found', mode: policy?.mode ?? 'none', result: 'cleartext', host, address, reason });
+  }
+
+  /**
    * One TLS policy decision: logged, counted (metrics), and recorded for TLS-RPT. `tlsa` set: a
    * DANE decision (policy "tlsa", RFC 8460 §4.4), with the host's TLSA records.
    */
@@ -217,9 +228,18 @@ export class MxTransport implements Transport {
    * A host with DNSSEC-signed TLSA records (RFC 7672 §2.2): STARTTLS is required and never given
    * up for clear text; with usable records the server must match them (§3), checked before MAIL.
    * A string is the reply when no address of the host would do.
+   *
+   * The domain's MTA-STS `policy`, if any, is not applied to such a host, either way (RFC 8461 §2:
+   * DANE takes precedence; MTA-STS validation "MUST NOT" override a failing DANE validation). A
+   * TLSA mismatch defers even when the certificate would pass MTA-STS; a TLSA match delivers even
+   * when the policy does not list the host — the domain's signed DNS named this host and its key,
+   * which is stronger evidence than the policy's MX patterns, and requiring both would let a stale
+   * policy block mail that DANE authenticates. (A host with no usable record under an enforced
+   * policy does not come here: MTA-STS authenticates it, see #tryHosts; docs/decisions/0043.)
    */
-  async #daneHost(msg: DeliverableMessage, domain: string, host: MxHost, dane: DaneHost, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, tried: { n: number }): Promise<BatchReplies | string> {
+  async #daneHost(msg: DeliverableMessage, domain: string, host: MxHost, dane: DaneHost, batch: readonly string[], keepUntil: (closing: Promise<unknown>) => void, tried: { n: number }, policy: CachedPolicy | undefined): Promise<BatchReplies | string> {
     const env = msg.envelope;
+    const precedence = policy ? `; MTA-STS policy (${policy.mode}) of ${domain} not applied: DANE takes precedence (RFC 8461 §2)` : '';
     const strict = env.requireTls === true;
     if (strict && dane.usable.length === 0) {
       // RFC 8689 §4.2.1: TLS without authentication is not enough for a REQUIRETLS message.
@@ -240,9 +260,13 @@ export class MxTransport implements Transport {
     const at = dane.base === host.name.toLowerCase() ? '' : ` (at _25._tcp.${dane.base}, its CNAME target)`;
     for (const address of addrs as readonly string[]) {
       if (tried.n++ >= MAX_ADDRESSES) break;
-      const res = await this.#send(msg, { address, port: this.#o.port, name: host.name, tls: 'starttls', verifyCertificate: false, ...(verifyPeer ? { verifyPeer } : {}) }, batch, keepUntil);
+      // A REQUIRETLS message goes on only to a host that offers REQUIRETLS (RFC 8689 §4.2.1), and
+      // carries it in MAIL FROM; the client checks the TLSA match (verifyPeer) before that.
+      const res = await this.#send(msg, { address, port: this.#o.port, name: host.name, tls: 'starttls', verifyCertificate: false, ...(verifyPeer ? { verifyPeer } : {}), ...(strict ? { requireTlsExtension: true } : {}) }, batch, keepUntil);
       if (res.kind === 'unreachable') {
         if (res.requireTlsRefused) {
+          // The TLSA records matched (a DANE success for TLS-RPT); only REQUIRETLS was missing.
+          this.#decide(env.id, domain, undefined, { result: 'success', host: host.name, address, reason: `TLSA match${at}${precedence}`, tlsa: dane.records });
           this.#requireTlsDecision(env.id, domain, 'requiretls', 'not-offered', res.reply, host.name);
           last = res.reply;
         } else if (res.tlsFailure) {
@@ -251,7 +275,7 @@ export class MxTransport implements Transport {
         } else last = res.reply;
         continue;
       }
-      this.#decide(env.id, domain, undefined, { result: 'success', host: host.name, address, reason: dane.usable.length > 0 ? `TLSA match${at}` : 'no usable TLSA record: TLS without authentication (RFC 7672 §2.2)', tlsa: dane.records });
+      this.#decide(env.id, domain, undefined, { result: 'success', host: host.name, address, reason: `${dane.usable.length > 0 ? `TLSA match${at}` : 'no usable TLSA record: TLS without authentication (RFC 7672 §2.2)'}${precedence}`, tlsa: dane.records });
       if (strict) this.#requireTlsDecision(env.id, domain, 'requiretls', 'success', `DANE-verified TLS${at}`, host.name);
       return new Map(batch.map((a) => [a, { ...res.replies.get(a)!, remoteMta: host.name }]));
     }
@@ -281,15 +305,21 @@ export class MxTransport implements Transport {
         daneDeferred = true;
         continue;
       }
-      if (hd?.kind === 'dane') {
+      if (hd?.kind === 'dane' && hd.usable.length === 0 && enforce) {
+        // Secure TLSA records, none usable (RFC 7672 §2.2: TLS required, unauthenticated): DANE
+        // validates nothing here, so an enforced MTA-STS policy authenticates the host instead —
+        // stronger, and no failing DANE check is overridden (RFC 8461 §2). Enforce mode requires
+        // STARTTLS below, as DANE does; testing mode keeps the DANE path (it would allow clear text).
+        this.#decide(env.id, domain, undefined, { result: 'skipped', host: host.name, reason: `no usable TLSA record: the MTA-STS policy (${policy!.mode}) authenticates ${host.name}`, tlsa: [] });
+      } else if (hd?.kind === 'dane') {
         // RFC 8461 §2: DANE applies instead of MTA-STS where the host has secure TLSA records.
-        const r = await this.#daneHost(msg, domain, host, hd, batch, keepUntil, tried);
+        const r = await this.#daneHost(msg, domain, host, hd, batch, keepUntil, tried, policy);
         if (typeof r !== 'string') return r;
         last = r;
         daneDeferred = true;
         continue;
       }
-      if (hd) this.#decide(env.id, domain, undefined, { result: 'skipped', host: host.name, reason: hd.reason, tlsa: [] });
+      if (hd?.kind === 'none') this.#decide(env.id, domain, undefined, { result: 'skipped', host: host.name, reason: hd.reason, tlsa: [] });
       if (strict && !policy) {
         // Neither DANE nor MTA-STS can verify this host: a REQUIRETLS message never goes to it.
         this.#requireTlsDecision(env.id, domain, 'requiretls', 'no-verified-tls', 'no MTA-STS policy and no DNSSEC-signed TLSA records', host.name);
@@ -343,6 +373,7 @@ export class MxTransport implements Transport {
           continue;
         }
         this.#o.log.debug({ event: 'mx-session', queueId: env.id, domain, host: host.name, address, tls: res.tls }, 'MX transaction done');
+        if (!res.tls) this.#cleartext(env.id, domain, policy, host.name, address);
         return new Map(batch.map((a) => [a, { ...res.replies.get(a)!, remoteMta: host.name }]));
       }
     }

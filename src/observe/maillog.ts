@@ -17,7 +17,7 @@ export type MailEvent =
   | 'delivered'
   | 'bounced'
   | 'breaker'
-  /** An outbound TLS policy (MTA-STS) decision: a session verified, failed, or an MX skipped. */
+  /** An outbound TLS decision (MTA-STS, DANE, REQUIRETLS): a session verified, failed, sent in clear, or an MX skipped. */
   | 'tls-policy'
   | 'protocol';
 

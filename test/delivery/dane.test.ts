@@ -113,7 +113,7 @@ test('DANE: a TLSA match delivers over TLS; a mismatch, no STARTTLS or a bogus s
   assert.equal(open.messages[0]!.secure, false, 'opportunistic: no STARTTLS offered, clear text as before');
 
   const results = log.events('tls-policy').map((l) => `${String(l.domain)} ${String(l.result)}`);
-  assert.deepEqual(results, ['good.dane.test success', 'full.dane.test success', 'pkix.dane.test success', 'ta.dane.test success', 'taname.dane.test tlsa-invalid', 'bad.dane.test tlsa-invalid', 'plain.dane.test starttls-not-supported', 'bogus.dane.test dnssec-invalid', 'open.insecure.test skipped']);
+  assert.deepEqual(results, ['good.dane.test success', 'full.dane.test success', 'pkix.dane.test success', 'ta.dane.test success', 'taname.dane.test tlsa-invalid', 'bad.dane.test tlsa-invalid', 'plain.dane.test starttls-not-supported', 'bogus.dane.test dnssec-invalid', 'open.insecure.test skipped', 'open.insecure.test cleartext']);
   const exposed = await metrics.registry.getSingleMetricAsString('mailward_tls_policy_decisions_total');
   assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="tlsa",mode="dane",result="success"\} 4$/m);
   assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="tlsa",mode="dane",result="tlsa-invalid"\} 2$/m);

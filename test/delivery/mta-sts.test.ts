@@ -2,11 +2,10 @@
 // HTTPS policy server with a certificate from a test CA, and SMTP sinks playing the MX hosts —
 // with a valid certificate, a certificate for another name, an expired one, no STARTTLS, and
 // behind a proxy that strips STARTTLS. Enforce mode refuses each failure (4xx, nothing handed
-// over); testing mode reports it and delivers; every decision is counted for TLS-RPT.
+// over); testing mode reports it and delivers; every decision is counted for TLS-RPT. With no
+// policy the stripping proxy gets the mail in clear (opportunistic), logged and counted as such.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
-import net from 'node:net';
 import tls from 'node:tls';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,35 +21,9 @@ import { startCa, type TestCa } from '../harness/test-ca.ts';
 import { captureLog } from '../queue/helpers.ts';
 import { Metrics } from '../../src/observe/metrics.ts';
 import { outboundMessage, startSink, startStrippingProxy, type Sink } from './sink.ts';
+import { startPolicyServer, type PolicyServer } from './policy-server.ts';
 
 const CLIENT = { heloName: 'mx.example.org', connectTimeoutMs: 3000, greetingTimeoutMs: 3000, socketTimeoutMs: 5000 };
-
-interface PolicyServer {
-  readonly port: number;
-  /** Policy text by domain (served at mta-sts.<domain>); absent: 404. */
-  readonly policies: Map<string, string>;
-  readonly requests: string[];
-  contentType: string;
-}
-
-async function startPolicyServer(t: TestContext, ca: TestCa, domains: readonly string[]): Promise<PolicyServer> {
-  const { certPem, keyPem } = ca.issue(domains.map((d) => `mta-sts.${d}`));
-  const state: PolicyServer = { port: 0, policies: new Map(), requests: [], contentType: 'text/plain' };
-  const srv = https.createServer({ cert: certPem, key: keyPem }, (req, res) => {
-    const host = String(req.headers.host ?? '');
-    state.requests.push(`${host}${req.url ?? ''}`);
-    const text = host.startsWith('mta-sts.') && req.url === '/.well-known/mta-sts.txt' ? state.policies.get(host.slice('mta-sts.'.length)) : undefined;
-    if (text === undefined) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': state.contentType }).end(text);
-  });
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  (state as { port: number }).port = (srv.address() as net.AddressInfo).port;
-  t.after(() => new Promise<void>((resolve) => srv.close(() => resolve())));
-  return state;
-}
 
 const DOMAINS = ['good.example', 'wrongname.example', 'expired.example', 'plain.example', 'strip.example', 'wild.example', 'testing.example', 'broken.example'];
 
@@ -171,7 +144,8 @@ test('MTA-STS testing mode: a failure is reported and the mail still goes (RFC 8
   assert.equal(plain.messages[0]!.secure, false);
   assert.deepEqual(
     r.log.events('tls-policy').map((l) => `${String(l.mode)} ${String(l.result)}`),
-    ['testing starttls-not-supported'],
+    // Reported as a failure, then the clear-text session itself is logged and counted.
+    ['testing starttls-not-supported', 'testing cleartext'],
   );
 });
 
@@ -269,7 +243,7 @@ test('TLS-Required: No (RFC 8689 §5): a failed MTA-STS policy does not stop the
   assert.equal(clear!.outcome, 'ok', clear!.reply);
   assert.equal(plain.messages[0]!.secure, false);
   const ev = r.log.events('tls-policy').map((l) => `${String(l.domain)} ${String(l.policy)} ${String(l.result)}`);
-  assert.deepEqual(ev, ['expired.example tls-required-no policy-ignored', 'plain.example tls-required-no policy-ignored']);
+  assert.deepEqual(ev, ['expired.example tls-required-no policy-ignored', 'plain.example tls-required-no policy-ignored', 'plain.example no-policy-found cleartext']);
 });
 
 test('MTA-STS testing mode: an expired certificate is reported and the mail still goes', async (t) => {
@@ -280,4 +254,28 @@ test('MTA-STS testing mode: an expired certificate is reported and the mail stil
   assert.equal(res.outcome, 'ok', res.reply);
   assert.equal(expired.messages.length, 1);
   assert.deepEqual(r.log.events('tls-policy').map((l) => `${String(l.mode)} ${String(l.result)}`), ['testing certificate-expired']);
+});
+
+test('No policy (opportunistic TLS) behind a STARTTLS-stripping proxy: delivered in clear, and that is logged and counted', async (t) => {
+  const r = await rig(t);
+  const metrics = new Metrics({ processMetrics: false });
+  t.after(metrics.attach());
+  r.dns.set('_mta-sts.broken.example', 'TXT', []);
+  const behind = await tlsSink(t, r.ca, ['mx.broken.example']);
+  // Straight to the host: STARTTLS, no cleartext line.
+  assert.equal((await deliver(r, behind, 'bob@broken.example')).outcome, 'ok');
+  assert.equal(behind.messages[0]!.secure, true);
+  assert.deepEqual(r.log.events('tls-policy'), []);
+  // Through the proxy: opportunistic delivery goes in clear (RFC 7435), but not unseen.
+  const res = await deliver(r, await startStrippingProxy(t, behind.port), 'bob@broken.example');
+  assert.equal(res.outcome, 'ok', res.reply);
+  assert.equal(behind.messages[1]!.secure, false);
+  const [line] = r.log.events('tls-policy');
+  assert.equal(`${String(line?.policy)} ${String(line?.mode)} ${String(line?.result)} ${String(line?.host)}`, 'no-policy-found none cleartext mx.broken.example');
+  assert.match(String(line?.reason), /^no TLS with mx\.broken\.example .*sent in clear/);
+  const exposed = await metrics.registry.getSingleMetricAsString('mailward_tls_policy_decisions_total');
+  assert.match(exposed, /mailward_tls_policy_decisions_total\{policy="no-policy-found",mode="none",result="cleartext"\} 1$/m);
+  await r.counter.flushed();
+  const day = new Date().toISOString().slice(0, 10);
+  assert.deepEqual(await r.store.hgetall(`tlsrpt:counts:${day}:broken.example`), new Map(), 'no policy failed: nothing for TLS-RPT');
 });
