@@ -103,8 +103,9 @@ export class DaneResolver {
    * The address records of an MX host and the CNAME chain they were reached by. `secure`: the
    * address records are DNSSEC-signed; `chainSecure`: every CNAME step is too (one AD bit covers
    * the whole answer, RFC 4035 §3.2.3, so an insecure answer with a chain asks the final name alone).
+   * Public for `doctor --dns`, which checks the server's own host name as a sender would.
    */
-  async #addresses(name: string): Promise<{ kind: 'failed'; reason: string } | { kind: 'ok'; secure: boolean; chainSecure: boolean; chain: readonly string[] }> {
+  async addresses(name: string): Promise<{ kind: 'failed'; reason: string } | { kind: 'ok'; secure: boolean; chainSecure: boolean; chain: readonly string[] }> {
     let type = T_A;
     let l = await this.#ask(name, T_A, 'A');
     if (l.kind === 'failed') return l;
@@ -129,7 +130,7 @@ export class DaneResolver {
    */
   async host(name: string): Promise<HostDane> {
     if (isIP(name)) return { kind: 'none', reason: 'an address literal has no TLSA records' };
-    const a = await this.#addresses(name);
+    const a = await this.addresses(name);
     if (a.kind === 'failed') return a;
     if (!a.secure) return { kind: 'none', reason: `the address records of ${name} are not DNSSEC-signed` };
     const initial = a.chain[0]!;
