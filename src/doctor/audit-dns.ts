@@ -6,7 +6,7 @@ import { Resolver } from 'node:dns/promises';
 import { isIPv4 } from 'node:net';
 import type { Config } from '../config/load.ts';
 import { stsIdOf, tagList } from '../core/mta-sts.ts';
-import { DaneResolver } from '../delivery/tls-policy/dane.ts';
+import { DaneResolver, type Unvalidated } from '../delivery/tls-policy/dane.ts';
 import { parseServer } from '../delivery/tls-policy/dns-wire.ts';
 import { silentLogger } from '../observe/log.ts';
 import { expectedRecords, formatRecords, reverseName, type DnsRecord, type RecordOptions } from './dns-records.ts';
@@ -159,12 +159,12 @@ async function checkTlsa(config: Config, r: DnsRecord): Promise<Finding[]> {
   if (a.kind === 'failed') return [tlsaLookupFailed(host, setting, a.reason)];
   const target = a.chain[a.chain.length - 1]!;
   const bases = a.chainSecure && target !== host ? [target, host] : [host];
-  let found: { owner: string; kind: 'secure' | 'insecure'; records: readonly string[] } | undefined;
+  let found: { owner: string; kind: 'secure' | 'insecure'; records: readonly string[]; unvalidated?: Unvalidated } | undefined;
   for (const base of bases) {
     const t = await dane.tlsa(`_25._tcp.${base}`);
     if (t.kind === 'failed') return [tlsaLookupFailed(host, setting, t.reason)];
     if (t.records.length > 0) {
-      found = { owner: `_25._tcp.${base}`, kind: t.kind, records: t.records };
+      found = { owner: `_25._tcp.${base}`, ...t };
       break;
     }
   }
@@ -180,6 +180,10 @@ async function checkTlsa(config: Config, r: DnsRecord): Promise<Finding[]> {
   if (!dane.trusted) {
     const { address } = parseServer(dane.server);
     out.push({ id: 'dns-tlsa-dnssec-unknown', severity: 'info', setting, message: `the DNS server ${dane.server} is neither on loopback nor listed in delivery.dane.trustedResolvers, so its AD bit proves nothing: whether the TLSA record is DNSSEC-signed was not checked`, fix: `run doctor --dns with dns.servers set to a validating resolver on this machine (e.g. unbound at 127.0.0.1), or add ${address} to delivery.dane.trustedResolvers if the path to it is protected` });
+  } else if (found.unvalidated) {
+    // No AD bit, but from a server that does not validate: the zone may well be signed.
+    const why = found.unvalidated === 'authoritative' ? 'answered authoritatively, as a name server and not a validating resolver, so it set no AD bit' : 'returned the TLSA record with its RRSIG signatures but without the AD bit: the zone is signed, but this resolver does not validate';
+    out.push({ id: 'dns-tlsa-dnssec-unknown', severity: 'warning', setting, message: `the DNS server ${dane.server} ${why}: whether the TLSA record is DNSSEC-valid could not be verified, and outbound DANE, which asks the same dns.servers, never applies`, fix: 'set dns.servers to a validating resolver on this machine (e.g. unbound at 127.0.0.1 with its DNSSEC validator and root trust anchor), then run doctor --dns again' });
   } else if (found.kind === 'insecure') {
     out.push({ id: 'dns-tlsa-unsigned', severity: 'warning', setting, message: `the TLSA record is published but not DNSSEC-validated (${dane.server} did not set the AD bit): senders ignore it (RFC 7672 §2.2), so DANE does not protect mail to ${host}`, fix: `sign the zone of ${host} with DNSSEC and publish its DS record at the parent; if it is signed, set dns.servers to a validating resolver (e.g. unbound at 127.0.0.1)` });
   } else if (!a.secure) {

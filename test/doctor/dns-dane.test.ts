@@ -107,3 +107,15 @@ test('doctor --dns: a CNAME at the mail host name — TLSA where senders look fo
     'warning dns-tlsa-address-unsigned: the TLSA record is signed, but the address records of mx.unsigned-target.test (a CNAME to host.plain-provider.test) are not DNSSEC-validated: senders do not use DANE for a host whose addresses are unsigned (RFC 7672 §2.2.2). Fix: replace the CNAME mx.unsigned-target.test. IN CNAME host.plain-provider.test. with mx.unsigned-target.test\'s own A/AAAA records in its signed zone, or have host.plain-provider.test\'s zone signed',
   ]);
 });
+
+// A resolver that does not validate: unbound without its validator passes the signed zone's RRSIG
+// records on but never sets AD. Doctor cannot tell whether the TLSA record is valid, says so,
+// and names the fix — not "unsigned", which would send the operator to sign a signed zone.
+test('doctor --dns: a non-validating resolver — TLSA not verifiable (dns-tlsa-dnssec-unknown), with the fix', async (t) => {
+  const plain = await startUnbound(t, [zone('good.test', true, RIGHT)], { validate: false });
+  const { config } = setup(t, 'good.test', plain.server);
+  const all = await auditDns(config, undefined, { addresses: ['127.0.0.1'] });
+  assert.deepEqual(all.filter((f) => f.setting.endsWith(' TLSA')).map((f) => `${f.severity} ${f.id}: ${f.message}. Fix: ${f.fix}`), [
+    `warning dns-tlsa-dnssec-unknown: the DNS server ${plain.server} returned the TLSA record with its RRSIG signatures but without the AD bit: the zone is signed, but this resolver does not validate: whether the TLSA record is DNSSEC-valid could not be verified, and outbound DANE, which asks the same dns.servers, never applies. Fix: set dns.servers to a validating resolver on this machine (e.g. unbound at 127.0.0.1 with its DNSSEC validator and root trust anchor), then run doctor --dns again`,
+  ]);
+});
