@@ -224,12 +224,16 @@ export class Bouncer {
         smtputf8: env.smtputf8 || hasEightBit(env.mailFrom),
         body: hasEightBit(bytes) ? '8BITMIME' : '7BIT',
         noBounce: 'delivery status notification',
-        // RFC 8689 §4.2.2 (non-delivery of REQUIRETLS mail): the notice goes with REQUIRETLS too.
+        // RFC 8689 §5 (non-delivery of REQUIRETLS mail): the notice carries the original header,
+        // so it is protected as the message was — it goes with REQUIRETLS too, quoting the headers
+        // only (as if RET=HDRS, whatever was asked). A local sender gets it in the mailbox; a remote
+        // one only over verified TLS to a host offering REQUIRETLS (else it is deferred, and at
+        // maxAge dropped: a notice never bounces).
         ...(env.requireTls === true ? { requireTls: true } : {}),
       },
       bytes,
     );
-    log.info({ event: kind === 'failed' ? 'bounce-queued' : 'delay-warning-queued', queueId: id, original: env.id, to: env.mailFrom, recipients: recipients.length }, kind === 'failed' ? 'bounce queued' : 'delay warning queued');
+    log.info({ event: kind === 'failed' ? 'bounce-queued' : 'delay-warning-queued', queueId: id, original: env.id, to: env.mailFrom, recipients: recipients.length, ...(env.requireTls === true ? { requireTls: true } : {}) }, kind === 'failed' ? 'bounce queued' : 'delay warning queued');
     return id;
   }
 }

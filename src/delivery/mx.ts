@@ -293,7 +293,13 @@ export class MxTransport implements Transport {
     let last = `451 4.4.1 no MX host of ${domain} could be reached`;
     const tried = { n: 0 };
     const strict = env.requireTls === true;
-    // RFC 8689 §4.2.1: for a REQUIRETLS message any MTA-STS policy is applied as enforced.
+    // A REQUIRETLS message applies any MTA-STS policy as enforced. RFC 8689 §4.2.1 asks that the
+    // MX host be verified by an MTA-STS policy "as described in RFC 8461 §4.1" (the mx pattern
+    // match) and that the certificate be valid for it, and that the message not be sent when that
+    // fails; it makes no exception for mode. A policy's mode (RFC 8461 §5) only says what a
+    // failure does to ordinary mail: report and deliver (testing) or not deliver (enforce). So a
+    // testing policy verifies a host as well as an enforce one, and a failure under it stops a
+    // REQUIRETLS message as under enforce. (mox is stricter: only enforce counts as verified.)
     const enforce = policy?.mode === 'enforce' || (strict && policy !== undefined);
     let daneDeferred = false;
     for (const host of hosts) {

@@ -201,8 +201,13 @@ test('REQUIRETLS (RFC 8689): only MTA-STS-verified TLS to a host that offers REQ
   // Ordinary mail still goes there.
   assert.equal((await send(noExt.port, 'bob@good.example', {})).outcome, 'ok');
 
-  // Testing mode is applied as enforced: no clear text, no expired certificate.
+  // A testing-mode policy verifies the host as well as an enforce one (RFC 8689 §4.2.1 asks for
+  // the MX check of RFC 8461 §4.1 and a valid certificate, whatever the mode) ...
   r.policy.policies.set('testing.example', policyText({ mode: 'testing', mx: ['mx.testing.example'], maxAge: 86400 }));
+  const testingOk = await tlsSink(t, r.ca, ['mx.testing.example'], false, true);
+  assert.equal((await send(testingOk.port, 'bob@testing.example')).outcome, 'ok');
+  assert.equal(testingOk.messages[0]!.requireTls, true);
+  // ... and is applied as enforced: no clear text, no expired certificate.
   const plain = await startSink(t);
   assert.equal((await send(plain.port, 'bob@testing.example')).outcome, 'temporary');
   assert.equal(plain.messages.length, 0);
@@ -228,7 +233,7 @@ test('REQUIRETLS (RFC 8689): only MTA-STS-verified TLS to a host that offers REQ
   assert.equal((await send(plain.port, 'bob@testing.example', { requireTls: true, headers: 'TLS-Required: No\r\n' })).outcome, 'temporary');
   assert.equal(plain.messages.length, 0);
   const decisions = r.log.events('tls-policy').filter((l) => l.policy === 'requiretls').map((l) => `${String(l.domain)} ${String(l.result)}`);
-  assert.deepEqual(decisions, ['good.example success', 'good.example not-offered', 'broken.example no-verified-tls']);
+  assert.deepEqual(decisions, ['good.example success', 'good.example not-offered', 'testing.example success', 'broken.example no-verified-tls']);
 });
 
 test('TLS-Required: No (RFC 8689 §5): a failed MTA-STS policy does not stop the message; STARTTLS is still used', async (t) => {

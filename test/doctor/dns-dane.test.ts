@@ -76,3 +76,46 @@ test('doctor --dns: the TLSA record must be published, DNSSEC-signed (AD from a 
   const ids = (JSON.parse(cli.stdout) as { findings: Array<{ id: string }> }).findings.map((f) => f.id);
   assert.ok(ids.includes('dns-tlsa-unsigned'), `${ids.join(', ')} (${cli.stderr})`);
 });
+
+// The host name a CNAME (mx.<domain> → host.<provider>): senders look for TLSA records at the
+// target first when every step of the chain is signed, then at the host name (RFC 7672 §2.2.2),
+// and skip DANE when the target's address records are unsigned.
+test('doctor --dns: a CNAME at the mail host name — TLSA where senders look for it, and signed addresses', async (t) => {
+  const alias = (name: string, target: string) => ({ name, signed: true, records: ['@ IN MX 10 mx', `mx IN CNAME ${target}.`, `_25._tcp.mx IN TLSA ${RIGHT}`] });
+  const unbound = await startUnbound(t, [
+    { name: 'quiet-provider.test', signed: true, records: ['host IN A 127.0.0.1'] },
+    { name: 'tlsa-provider.test', signed: true, records: ['host IN A 127.0.0.1', `_25._tcp.host IN TLSA ${STALE}`] },
+    { name: 'plain-provider.test', signed: false, records: ['host IN A 127.0.0.1'] },
+    alias('fallback.test', 'host.quiet-provider.test'),
+    alias('shadowed.test', 'host.tlsa-provider.test'),
+    alias('unsigned-target.test', 'host.plain-provider.test'),
+  ]);
+  const tlsaFindings = async (domain: string): Promise<string[]> => {
+    const { config } = setup(t, domain, unbound.server);
+    const all = await auditDns(config, undefined, { addresses: ['127.0.0.1'] });
+    return all.filter((f) => f.setting.endsWith(' TLSA')).map((f) => `${f.severity} ${f.id}: ${f.message}. Fix: ${f.fix}`);
+  };
+
+  // No TLSA at the target: senders fall back to the host name's own record, which matches.
+  assert.deepEqual(await tlsaFindings('fallback.test'), []);
+
+  assert.deepEqual(await tlsaFindings('shadowed.test'), [
+    `error dns-tlsa-mismatch: mx.shadowed.test is a CNAME to host.tlsa-provider.test, so senders use the TLSA records at _25._tcp.host.tlsa-provider.test first (RFC 7672 §2.2.2), and they (${STALE}) match no key of the current certificate: senders using DANE refuse to deliver. Fix: have _25._tcp.host.tlsa-provider.test removed (senders then use _25._tcp.mx.shadowed.test. IN TLSA ${RIGHT}) or set to ${RIGHT}; or replace the CNAME mx.shadowed.test with its own address records`,
+  ]);
+
+  assert.deepEqual(await tlsaFindings('unsigned-target.test'), [
+    'warning dns-tlsa-address-unsigned: the TLSA record is signed, but the address records of mx.unsigned-target.test (a CNAME to host.plain-provider.test) are not DNSSEC-validated: senders do not use DANE for a host whose addresses are unsigned (RFC 7672 §2.2.2). Fix: replace the CNAME mx.unsigned-target.test. IN CNAME host.plain-provider.test. with mx.unsigned-target.test\'s own A/AAAA records in its signed zone, or have host.plain-provider.test\'s zone signed',
+  ]);
+});
+
+// A resolver that does not validate: unbound without its validator passes the signed zone's RRSIG
+// records on but never sets AD. Doctor cannot tell whether the TLSA record is valid, says so,
+// and names the fix — not "unsigned", which would send the operator to sign a signed zone.
+test('doctor --dns: a non-validating resolver — TLSA not verifiable (dns-tlsa-dnssec-unknown), with the fix', async (t) => {
+  const plain = await startUnbound(t, [zone('good.test', true, RIGHT)], { validate: false });
+  const { config } = setup(t, 'good.test', plain.server);
+  const all = await auditDns(config, undefined, { addresses: ['127.0.0.1'] });
+  assert.deepEqual(all.filter((f) => f.setting.endsWith(' TLSA')).map((f) => `${f.severity} ${f.id}: ${f.message}. Fix: ${f.fix}`), [
+    `warning dns-tlsa-dnssec-unknown: the DNS server ${plain.server} returned the TLSA record with its RRSIG signatures but without the AD bit: the zone is signed, but this resolver does not validate: whether the TLSA record is DNSSEC-valid could not be verified, and outbound DANE, which asks the same dns.servers, never applies. Fix: set dns.servers to a validating resolver on this machine (e.g. unbound at 127.0.0.1 with its DNSSEC validator and root trust anchor), then run doctor --dns again`,
+  ]);
+});

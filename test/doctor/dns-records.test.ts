@@ -105,11 +105,13 @@ test('doctor --dns: no finding when the zone publishes every record; each wrong 
   const first = setup(t);
   const dns = await goodZone(t, first.config);
   const { config, file } = setup(t, dns.address);
-  // This DNS server does not validate (no AD bit): the TLSA record is right but counts as unsigned,
-  // which test/doctor/dns-dane.test.ts checks against a validating resolver. Set aside here.
-  const audit = async (): Promise<string[]> =>
-    (await auditDns(config, undefined, { addresses: [IP] })).filter((f) => f.id !== 'dns-tlsa-unsigned').map((f) => `${f.severity} ${f.id} at ${f.setting}: ${f.message}. Fix: ${f.fix}`);
-  assert.deepEqual(await audit(), []);
+  const all = async (): Promise<string[]> => (await auditDns(config, undefined, { addresses: [IP] })).map((f) => `${f.severity} ${f.id} at ${f.setting}: ${f.message}. Fix: ${f.fix}`);
+  // This DNS server answers authoritatively and never validates (no AD bit): the TLSA record is
+  // right, but whether it is signed cannot be told — said so, with the fix (not "unsigned").
+  assert.deepEqual(await all(), [
+    `warning dns-tlsa-dnssec-unknown at DNS _25._tcp.mx.example.org TLSA: the DNS server ${dns.address} answered authoritatively, as a name server and not a validating resolver, so it set no AD bit: whether the TLSA record is DNSSEC-valid could not be verified, and outbound DANE, which asks the same dns.servers, never applies. Fix: set dns.servers to a validating resolver on this machine (e.g. unbound at 127.0.0.1 with its DNSSEC validator and root trust anchor), then run doctor --dns again`,
+  ]);
+  const audit = async (): Promise<string[]> => (await all()).filter((f) => !f.includes(' dns-tlsa-dnssec-unknown '));
 
   dns.set('example.org', 'MX', ['10 mail.elsewhere.net']);
   dns.set('s1._domainkey.example.org', 'TXT', [dkimRecordValue(generateDkimKey('ed25519'))]);
@@ -140,4 +142,31 @@ test('doctor --dns: no finding when the zone publishes every record; each wrong 
   const down = await auditDns(config, undefined, { addresses: [IP] });
   assert.ok(down.length > 0 && down.every((f) => f.id === 'dns-lookup-failed'), JSON.stringify(down));
   assert.ok(down.some((f) => f.id === 'dns-lookup-failed' && f.setting === 'DNS example.org MX'));
+});
+
+// mx.example.org a CNAME to the hoster's name, which holds the address and the PTR names.
+test('doctor --dns: a CNAME at the mail host name — addresses and PTR through it, and the MX that names an alias', async (t) => {
+  const dns = await startDns(t, {
+    'example.org': { MX: ['10 mx.example.org'], names: { mx: { CNAME: 'host.provider.test.' } } },
+    'provider.test': { names: { host: { A: [IP] } } },
+    '113.0.203.in-addr.arpa': { names: { '25': { PTR: ['host.provider.test'] }, '99': { PTR: ['host.provider.test'] } } },
+  });
+  const { config } = setup(t, dns.address);
+  const audit = async (): Promise<string[]> =>
+    (await auditDns(config, undefined, { addresses: [IP] })).filter((f) => / (MX|A|AAAA|PTR)$/.test(f.setting)).map((f) => `${f.severity} ${f.id} at ${f.setting}: ${f.message}. Fix: ${f.fix}`);
+  const mxCname = `warning dns-mx-cname at DNS example.org MX: the MX of example.org names mx.example.org (a CNAME to host.provider.test): an MX must name a host with its own address records, not an alias (RFC 2181 §10.3), and some senders refuse such mail. Fix: replace the CNAME mx.example.org. IN CNAME host.provider.test. with`;
+  // The address and the PTR (naming the CNAME's target, which resolves back) are right.
+  assert.deepEqual(await audit(), [`${mxCname} mx.example.org. IN A ${IP}`]);
+
+  dns.set('host.provider.test', 'A', ['203.0.113.99']);
+  assert.deepEqual(await audit(), [
+    `${mxCname} mx.example.org. IN A 203.0.113.99`,
+    `error dns-address-wrong at DNS mx.example.org A: mx.example.org (a CNAME to host.provider.test) points to 203.0.113.99, not to this server's ${IP}. Fix: replace the CNAME mx.example.org. IN CNAME host.provider.test. with mx.example.org. IN A ${IP}`,
+  ]);
+
+  dns.set('host.provider.test', 'A', [IP]);
+  dns.set('25.113.0.203.in-addr.arpa', 'PTR', ['static-25.hoster.example']);
+  assert.deepEqual((await audit()).slice(1), [
+    `error dns-ptr-mismatch at DNS 25.113.0.203.in-addr.arpa PTR: the PTR of ${IP} names static-25.hoster.example, not mx.example.org or host.provider.test: many receivers refuse or junk its mail. Fix: ask your hoster to set the PTR of ${IP} to mx.example.org.`,
+  ]);
 });

@@ -88,6 +88,7 @@ async function rig(t: TestContext, queue: Record<string, unknown> = {}): Promise
     'good.example': zone('good.example', `https://127.0.0.1:${collector.port}/tlsrpt`),
     'bad.example': zone('bad.example', 'mailto:tlsrpt@reports.example'),
     'reports.example': { MX: ['10 mx.good.example.'] },
+    'plain.example': { MX: ['10 mx.plain.example.'], names: { mx: { A: ['127.0.0.1'] } } },
     'example.org': {},
   });
   const srv = await startServer(t, {
@@ -107,8 +108,8 @@ async function rig(t: TestContext, queue: Record<string, unknown> = {}): Promise
   return { srv, sink, dns, ca, collector, dir };
 }
 
-/** Submits as alice (STARTTLS, AUTH); returns the queue id. */
-async function send(srv: TestServer, from: string, to: string): Promise<string> {
+/** Submits as alice (STARTTLS, AUTH), MAIL FROM with `params` (e.g. " REQUIRETLS"); returns the queue id. */
+async function send(srv: TestServer, from: string, to: string, params = ''): Promise<string> {
   const c = await dial(srv.port('submission'));
   await c.expect('220');
   await c.say('EHLO client.example.org').expect('250');
@@ -116,10 +117,10 @@ async function send(srv: TestServer, from: string, to: string): Promise<string> 
   await c.startTls();
   await c.say('EHLO client.example.org').expect('250');
   await c.say(authPlain('alice@example.org', 'alice password 1')).expect('235');
-  await c.say(`MAIL FROM:<${from}>`).expect('250');
+  await c.say(`MAIL FROM:<${from}>${params}`).expect('250');
   await c.say(`RCPT TO:<${to}>`).expect('250');
   await c.say('DATA').expect('354');
-  c.send(`From: <${from}>\r\nTo: <${to}>\r\nSubject: hi\r\n\r\nhello\r\n.\r\n`);
+  c.send(`From: <${from}>\r\nTo: <${to}>\r\nSubject: hi\r\n\r\nhello, body text\r\n.\r\n`);
   const done = await c.expect('250 2.0.0 Ok: queued as ');
   await c.say('QUIT').expect('221');
   return done.text.split(' ').pop()!;
@@ -133,6 +134,32 @@ test('enforced MTA-STS: a wrong MX certificate defers, then bounces with a DSN n
   assert.match(dsn!, /Status: 5\.\d\.\d+/);
   assert.match(dsn!, /MTA-STS policy of bad\.example requires TLS with a valid certificate for mx\.bad\.example: certificate-host-mismatch/);
   assert.equal(r.sink.messages.length, 0, 'nothing reached the MX with the wrong certificate');
+});
+
+// RFC 8689 §4.2.1: a REQUIRETLS message goes only over MTA-STS- or DANE-verified TLS to a host
+// that offers REQUIRETLS. The sink (valid certificate for mx.good.example, no REQUIRETLS) gets
+// nothing: to good.example (enforced policy) the host lacks REQUIRETLS, 4.7.30; to plain.example
+// (no policy, no DANE) nothing verifies the host, 4.7.10. At maxAge each bounces to alice with
+// the 5.7.x status, the original headers only, and REQUIRETLS kept on the notice (§5).
+test('REQUIRETLS: deferred without verified TLS or a REQUIRETLS host, then bounced to the sender with 5.7.30 / 5.7.10', async (t) => {
+  const r = await rig(t, { maxAge: '1s' });
+  const ids = [await send(r.srv, 'alice@example.org', 'bob@good.example', ' REQUIRETLS'), await send(r.srv, 'alice@example.org', 'carol@plain.example', ' REQUIRETLS')];
+  await r.srv.waitForLog((l) => l.event === 'tls-policy' && l.policy === 'requiretls' && l.domain === 'good.example' && l.result === 'not-offered');
+  await r.srv.waitForLog((l) => l.event === 'tls-policy' && l.policy === 'requiretls' && l.domain === 'plain.example' && l.result === 'no-verified-tls');
+  const dsns = await r.srv.waitForMail('alice@example.org', 2);
+  const byRcpt = (rcpt: string): string => dsns.find((d) => d.includes(`Final-Recipient: rfc822; ${rcpt}`)) ?? assert.fail(`no DSN for ${rcpt} in:\n${dsns.join('\n----\n')}`);
+  const good = byRcpt('bob@good.example');
+  assert.match(good, /Status: 5\.7\.30/);
+  assert.match(good, /Diagnostic-Code: smtp; 450 4\.7\.30 REQUIRETLS message not sent to mx\.good\.example\S*: it does not offer REQUIRETLS/);
+  const plain = byRcpt('carol@plain.example');
+  assert.match(plain, /Status: 5\.7\.10/);
+  assert.match(plain, /REQUIRETLS: plain\.example has no MTA-STS policy or DANE TLSA records to verify MX host mx\.plain\.example/);
+  for (const d of dsns) {
+    assert.match(d, /Subject: hi/, 'the original header is quoted');
+    assert.doesNotMatch(d, /hello, body text/, 'the body is not (RET=HDRS, RFC 8689 §5)');
+  }
+  for (const original of ids) await r.srv.waitForLog((l) => l.event === 'bounce-queued' && l.original === original && l.requireTls === true);
+  assert.equal(r.sink.messages.length, 0, 'nothing of a REQUIRETLS message reached a host without REQUIRETLS');
 });
 
 test('TLS-RPT: the daily job posts a gzip JSON report to an https rua and mails one to a mailto rua through the queue', async (t) => {

@@ -31,7 +31,13 @@ export interface Unbound {
   log(): string;
 }
 
-export async function startUnbound(t: TestContext, zones: readonly ZoneSpec[]): Promise<Unbound> {
+export interface UnboundOptions {
+  /** false: no validator module — a recursive resolver that passes signatures on unchecked and
+   *  never sets AD, as many a hoster's resolver does (default true). */
+  readonly validate?: boolean;
+}
+
+export async function startUnbound(t: TestContext, zones: readonly ZoneSpec[], opts: UnboundOptions = {}): Promise<Unbound> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mailward-unbound-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const anchors: string[] = [];
@@ -68,7 +74,7 @@ export async function startUnbound(t: TestContext, zones: readonly ZoneSpec[]): 
     '  val-log-level: 2',
     '  do-ip6: no',
     '  access-control: 127.0.0.0/8 allow',
-    '  module-config: "validator iterator"',
+    `  module-config: "${opts.validate === false ? 'iterator' : 'validator iterator'}"`,
     `  root-hints: "${path.join(dir, 'root.hints')}"`,
     '  qname-minimisation: no',
     // unbound answers the special-use names (RFC 6761: test., invalid., …) itself with NXDOMAIN.

@@ -8,7 +8,7 @@
 import { getServers } from 'node:dns';
 import { isIP } from 'node:net';
 import type { Logger } from '../../observe/log.ts';
-import { mxExchange, parseServer, queryWire, readName, T_A, T_AAAA, T_CNAME, T_MX, T_TLSA, tlsaText, type WireAnswer } from './dns-wire.ts';
+import { mxExchange, parseServer, queryWire, readName, T_A, T_AAAA, T_CNAME, T_MX, T_RRSIG, T_TLSA, tlsaText, type WireAnswer } from './dns-wire.ts';
 import { parseTlsa, usable, type Tlsa } from './tlsa.ts';
 
 export type Lookup = { readonly kind: 'secure'; readonly answer: WireAnswer } | { readonly kind: 'insecure'; readonly answer: WireAnswer } | { readonly kind: 'failed'; readonly reason: string };
@@ -25,8 +25,15 @@ export type HostDane =
    */
   | { readonly kind: 'dane'; readonly base: string; readonly names: readonly string[]; readonly records: readonly string[]; readonly usable: readonly Tlsa[] };
 
+/**
+ * Why a trusted server's answer without the AD bit says nothing of the zone: it answered
+ * authoritatively (an authoritative server does not validate), or it returned RRSIG records
+ * with the data without validating them (a signed zone, a non-validating resolver; RFC 4035 §3.2.3).
+ */
+export type Unvalidated = 'authoritative' | 'signatures-not-validated';
+
 /** A TLSA lookup: its DNSSEC state and records ("3 1 1 <hex>"), also when reached through a CNAME. */
-export type TlsaLookup = { readonly kind: 'failed'; readonly reason: string } | { readonly kind: 'secure' | 'insecure'; readonly records: readonly string[] };
+export type TlsaLookup = { readonly kind: 'failed'; readonly reason: string } | { readonly kind: 'secure' | 'insecure'; readonly records: readonly string[]; readonly unvalidated?: Unvalidated };
 
 /** The CNAME chain an answer took from `name` (RFC 1034 §3.6.2): the names in order, `name` first. */
 function cnameChain(name: string, answer: WireAnswer): string[] {
@@ -96,15 +103,18 @@ export class DaneResolver {
   async tlsa(owner: string): Promise<TlsaLookup> {
     const t = await this.#ask(owner, T_TLSA, 'TLSA');
     if (t.kind === 'failed') return t;
-    return { kind: t.kind, records: t.answer.answers.filter((r) => r.type === T_TLSA && r.data.length >= 3).map(tlsaText) };
+    const records = t.answer.answers.filter((r) => r.type === T_TLSA && r.data.length >= 3).map(tlsaText);
+    const unvalidated: Unvalidated | undefined = t.kind === 'secure' || !this.trusted ? undefined : t.answer.aa ? 'authoritative' : t.answer.answers.some((r) => r.type === T_RRSIG) ? 'signatures-not-validated' : undefined;
+    return { kind: t.kind, records, ...(unvalidated ? { unvalidated } : {}) };
   }
 
   /**
    * The address records of an MX host and the CNAME chain they were reached by. `secure`: the
    * address records are DNSSEC-signed; `chainSecure`: every CNAME step is too (one AD bit covers
    * the whole answer, RFC 4035 §3.2.3, so an insecure answer with a chain asks the final name alone).
+   * Public for `doctor --dns`, which checks the server's own host name as a sender would.
    */
-  async #addresses(name: string): Promise<{ kind: 'failed'; reason: string } | { kind: 'ok'; secure: boolean; chainSecure: boolean; chain: readonly string[] }> {
+  async addresses(name: string): Promise<{ kind: 'failed'; reason: string } | { kind: 'ok'; secure: boolean; chainSecure: boolean; chain: readonly string[] }> {
     let type = T_A;
     let l = await this.#ask(name, T_A, 'A');
     if (l.kind === 'failed') return l;
@@ -129,7 +139,7 @@ export class DaneResolver {
    */
   async host(name: string): Promise<HostDane> {
     if (isIP(name)) return { kind: 'none', reason: 'an address literal has no TLSA records' };
-    const a = await this.#addresses(name);
+    const a = await this.addresses(name);
     if (a.kind === 'failed') return a;
     if (!a.secure) return { kind: 'none', reason: `the address records of ${name} are not DNSSEC-signed` };
     const initial = a.chain[0]!;

@@ -13,6 +13,7 @@ export const T_MX = 15;
 export const T_AAAA = 28;
 export const T_CNAME = 5;
 export const T_TLSA = 52;
+export const T_RRSIG = 46;
 
 export interface WireRecord {
   readonly name: string;
@@ -28,6 +29,8 @@ export interface WireAnswer {
   readonly rcode: number;
   /** Authenticated Data: the server says it validated the answer with DNSSEC. */
   readonly ad: boolean;
+  /** Authoritative Answer: the server answered from its own zone data, not as a resolver. */
+  readonly aa: boolean;
   readonly answers: readonly WireRecord[];
 }
 
@@ -102,7 +105,7 @@ function parse(msg: Buffer, id: number): (WireAnswer & { tc: boolean }) | undefi
     answers.push({ name, type, data: msg.subarray(end + 10, end + 10 + len), msg, offset: end + 10 });
     off = end + 10 + len;
   }
-  return { rcode: flags & 0x000f, ad: (flags & 0x0020) !== 0, tc: (flags & 0x0200) !== 0, answers };
+  return { rcode: flags & 0x000f, ad: (flags & 0x0020) !== 0, aa: (flags & 0x0400) !== 0, tc: (flags & 0x0200) !== 0, answers };
 }
 
 function overUdp(server: { address: string; port: number }, name: string, type: number, timeoutMs: number): Promise<WireAnswer & { tc: boolean }> {
