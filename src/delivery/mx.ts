@@ -316,7 +316,7 @@ export class MxTransport implements Transport {
         // validates nothing here, so an enforced MTA-STS policy authenticates the host instead —
         // stronger, and no failing DANE check is overridden (RFC 8461 §2). Enforce mode requires
         // STARTTLS below, as DANE does; testing mode keeps the DANE path (it would allow clear text).
-        this.#decide(env.id, domain, undefined, { result: 'skipped', host: host.name, reason: `no usable TLSA record: the MTA-STS policy (${policy!.mode}) authenticates ${host.name}`, tlsa: [] });
+        this.#decide(env.id, domain, undefined, { result: 'skipped', host: host.name, reason: `no usable TLSA record: the MTA-STS policy (${policy.mode}) authenticates ${host.name}`, tlsa: [] });
       } else if (hd?.kind === 'dane') {
         // RFC 8461 §2: DANE applies instead of MTA-STS where the host has secure TLSA records.
         const r = await this.#daneHost(msg, domain, host, hd, batch, keepUntil, tried, policy);
