@@ -249,6 +249,8 @@ async function main(): Promise<void> {
     servers.push({ name: 'Mailward policyd (greylist, SQLite)', port: mwPort, pid: mw.pid! });
     let postgreyVersion = 'not installed';
     try {
+      // BENCH_POSTGREY=0: Mailward alone, for a quick look at its own figures between changes.
+      if (process.env.BENCH_POSTGREY === '0') throw new Error('BENCH_POSTGREY=0');
       readFileSync(POSTGREY);
       postgreyVersion = version(POSTGREY, ['--version']);
       const pgPort = await freePort();
