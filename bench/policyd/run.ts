@@ -207,7 +207,7 @@ async function serveMailward(port: number, dataDir: string): Promise<void> {
   const { policyServerSettings, startPolicyServer } = await import('../../src/shells/policyd.ts');
   const config = buildConfig({ domains: ['example.org'], dataDir, checks: { greylist: { delay: '1s' } } }, 'bench', dataDir);
   const policyd = parsePolicyd({ pipeline: { RCPT: ['greylist'] } }, 'bench');
-  // One JSON line per decision as in production, written where it costs the same and is not kept.
+  // Logged at info as in production (DUNNO counted, the rest one line each), written where it costs the same and is not kept.
   const log = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
   const service = await createPolicyService(config, policyd, { log });
   const server = await startPolicyServer({
@@ -297,7 +297,7 @@ async function main(): Promise<void> {
       '',
       `${new Date().toISOString().slice(0, 10)}; ${cpu}, ${cpus().length} CPUs, ${Math.round(totalmem() / 2 ** 30)} GB RAM; Node ${process.version}; ${postgreyVersion}; load average before the run ${load}, after ${loadavg().map((l) => l.toFixed(2)).join(', ')}.`,
       '',
-      `Greylisting requests at protocol_state=RCPT over kept-open TCP connections on 127.0.0.1, each connection sending its next request when the answer came, as Postfix's smtpd does. ${SECONDS} s per run after ${WARMUP_MS} ms of warm-up. Both servers get the same stream: 90% triplets seen before (greylisted once, then retried after the 1 s delay, so they pass) and 10% never seen (a first sighting: a write and a defer). Mailward runs in its own process with greylisting on SQLite and logs one JSON line per decision (to /dev/null); postgrey uses its Berkeley DB. The load generator runs on the same machine in a process of its own (one per run), the same for both servers; the server's CPU time per request is read from /proc around the measured time.`,
+      `Greylisting requests at protocol_state=RCPT over kept-open TCP connections on 127.0.0.1, each connection sending its next request when the answer came, as Postfix's smtpd does. ${SECONDS} s per run after ${WARMUP_MS} ms of warm-up. Both servers get the same stream: 90% triplets seen before (greylisted once, then retried after the 1 s delay, so they pass) and 10% never seen (a first sighting: a write and a defer). Mailward runs in its own process with greylisting on SQLite, logging at info to /dev/null (each DEFER as one JSON line; DUNNO at debug, counted in a line a minute, decision 0046); postgrey uses its Berkeley DB. The load generator runs on the same machine in a process of its own (one per run), the same for both servers; the server's CPU time per request is read from /proc around the measured time.`,
       '',
       '| server | connections | requests/s | p50 ms | p99 ms | server CPU µs/req | load generator CPU µs/req | answers |',
       '|---|---:|---:|---:|---:|---:|---:|---|',

@@ -162,12 +162,13 @@ export const greylist = defineCheck({
         const fresh = writeTriplet({ first: now, last: now, passed: false });
         // The store's TTL only clears out old rows; the decision uses the stored times.
         await store.set(key, fresh, opts.retryWindow + opts.delay);
-        env.log.info({ check: NAME, net, sender, rcpt, retryAfterS: Math.ceil(opts.delay / 1000) }, 'greylisted: first sight');
+        // At debug: the deferred decision line names the triplet and the reason already.
+        env.log.debug({ check: NAME, net, sender, rcpt, retryAfterS: Math.ceil(opts.delay / 1000) }, 'greylisted: first sight');
         return defer(greylisted, `greylisted: new triplet ${net} <${sender}> <${rcpt}>`);
       }
       if (!t.passed && now - t.first < opts.delay) {
         const left = Math.ceil((t.first + opts.delay - now) / 1000);
-        env.log.info({ check: NAME, net, sender, rcpt, retryAfterS: left }, 'greylisted: retried too early');
+        env.log.debug({ check: NAME, net, sender, rcpt, retryAfterS: left }, 'greylisted: retried too early');
         return defer(greylisted, `greylisted: retried too early (${left}s left) ${net} <${sender}> <${rcpt}>`);
       }
       await store.set(key, writeTriplet({ first: t.first, last: now, passed: true }), opts.maxAge);
