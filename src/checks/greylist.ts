@@ -44,6 +44,7 @@ const Options = z
 
 const greylisted = temp('4.2.0', 'Greylisted, please try again later');
 const HOUR = 3_600_000;
+const TOUCH_MS = 60_000;
 
 interface Whitelist {
   readonly clients: NetworkTable<string>;
@@ -142,6 +143,7 @@ export const greylist = defineCheck({
       return undefined;
     };
 
+    const touchMs = Math.min(TOUCH_MS, opts.maxAge / 1000);
     const decide = async (store: Store, net: string, sender: string, rcpt: string): Promise<Verdict> => {
       const now = env.clock();
       const awlKey = `${NAME}:c:${net}`;
@@ -171,7 +173,10 @@ export const greylist = defineCheck({
         env.log.debug({ check: NAME, net, sender, rcpt, retryAfterS: left }, 'greylisted: retried too early');
         return defer(greylisted, `greylisted: retried too early (${left}s left) ${net} <${sender}> <${rcpt}>`);
       }
-      await store.set(key, writeTriplet({ first: t.first, last: now, passed: true }), opts.maxAge);
+      // `last` only sets when a passed triplet is forgotten (maxAge unused): rewritten at most once
+      // a minute, a busy triplet costs no store write per request and its expiry moves by less
+      // than a minute in 35 days (decision 0046).
+      if (!t.passed || now - t.last >= touchMs) await store.set(key, writeTriplet({ first: t.first, last: now, passed: true }), opts.maxAge);
       if (!t.passed) env.log.info({ check: NAME, net, sender, rcpt, waitedS: Math.round((now - t.first) / 1000) }, 'greylisting passed');
       if (opts.autoWhitelist > 0) {
         const awl = readCount(await store.get(awlKey));
