@@ -131,17 +131,18 @@ export const greylist = defineCheck({
             env,
           });
 
-    const whitelisted = async (ip: Ip, from: Mailbox | null): Promise<string | undefined> => {
-      const lists = file ? [configured.value, await file.current()] : [configured.value];
-      const senderKeys = from ? [from.address.toLowerCase(), ...domainKeys(from.domain)] : [];
-      for (const w of lists) {
+    // Per request: no arrays and no sender keys unless a list has entries to match them with.
+    const listedIn = (w: Whitelist, ip: Ip, from: Mailbox | null): string | undefined => {
+      if (w.clients.size > 0) {
         const net = w.clients.match(ip);
         if (net) return `client ${net.value}`;
-        const s = senderKeys.find((k) => w.senders.has(k));
-        if (s) return `sender ${s}`;
       }
-      return undefined;
+      if (from === null || w.senders.size === 0) return undefined;
+      const s = [from.address.toLowerCase(), ...domainKeys(from.domain)].find((k) => w.senders.has(k));
+      return s === undefined ? undefined : `sender ${s}`;
     };
+    const whitelisted = async (ip: Ip, from: Mailbox | null): Promise<string | undefined> =>
+      listedIn(configured.value, ip, from) ?? (file ? listedIn(await file.current(), ip, from) : undefined);
 
     const touchMs = Math.min(TOUCH_MS, opts.maxAge / 1000);
     const decide = async (store: Store, net: string, sender: string, rcpt: string): Promise<Verdict> => {
