@@ -3,7 +3,9 @@
 // by side with postgrey from Debian's packages answering the same request stream.
 // Run as root (postgrey drops to its user): `node --import tsx bench/policyd/run.ts [--out FILE]`.
 // About 2 minutes. BENCH_SECONDS: time per run (default 4); BENCH_RUNS: runs per cell, the median
-// is reported (default 3). Exits 1 when the bar of issue 25 is missed.
+// is reported (default 3); BENCH_CONNECTIONS: cells, e.g. 8 (default 1,8,64); BENCH_POSTGREY=0:
+// Mailward alone; BENCH_PROFILE=<folder>: the policy process under --cpu-prof. Exits 1 when the
+// bar of issue 25 is missed.
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
