@@ -3,14 +3,17 @@
 // by side with postgrey from Debian's packages answering the same request stream.
 // Run as root (postgrey drops to its user): `node --import tsx bench/policyd/run.ts [--out FILE]`.
 // About 2 minutes. BENCH_SECONDS: time per run (default 4); BENCH_RUNS: runs per cell, the median
-// is reported (default 3). Exits 1 when the bar of issue 25 is missed.
+// is reported (default 3); BENCH_CONNECTIONS: cells, e.g. 8 (default 1,8,64); BENCH_POSTGREY=0:
+// Mailward alone; BENCH_PROFILE=<folder>: the policy process under --cpu-prof. Exits 1 when the
+// bar of issue 25 is missed.
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { freePort, spawnTracked, stopChild } from '../smtp/procs.ts';
+import { once } from 'node:events';
+import { freePort, spawnTracked, stopChild, treeCpuMs } from '../smtp/procs.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -19,7 +22,8 @@ const BAR_CONNECTIONS = 8;
 const BAR_RATIO = 10;
 const BAR_P99_MS = 5;
 const WARMUP_MS = 500;
-const CONCURRENCY = [1, 8, 64];
+// BENCH_CONNECTIONS=8 (or 1,8): only those cells, for a quick look at one.
+const CONCURRENCY = (process.env.BENCH_CONNECTIONS ?? '1,8,64').split(',').map(Number);
 // Triplets that were seen before (greylisted once, then passing after the 1 s delay), and a
 // share of never-seen ones (a first sighting: a write and a defer), as on a busy MX.
 const KNOWN = 20_000;
@@ -31,25 +35,14 @@ function build(n: number, instance: string, fresh?: string): string {
   // Digits stuck to letters, so postgrey's sender normalisation (standalone numbers → #) keeps
   // every fresh sender apart.
   const sender = fresh ? `new${fresh}@fresh${n % 97}.example` : `user${n % 500}@sender${n % 41}.example`;
-  const attrs: Array<[string, string]> = [
-    ['request', 'smtpd_access_policy'],
-    ['protocol_state', 'RCPT'],
-    ['protocol_name', 'ESMTP'],
-    ['client_address', `10.${(n >> 8) & 255}.${n & 255}.${(n % 200) + 1}`],
-    ['client_name', `mail${n % 300}.sender${n % 41}.example`],
-    ['reverse_client_name', `mail${n % 300}.sender${n % 41}.example`],
-    ['helo_name', `mail${n % 300}.sender${n % 41}.example`],
-    ['sender', sender],
-    ['recipient', `rcpt${n % 1000}@example.org`],
-    ['recipient_count', '0'],
-    ['queue_id', ''],
-    ['instance', instance],
-    ['size', '0'],
-    ['sasl_username', ''],
-    ['server_address', '127.0.0.1'],
-    ['server_port', '25'],
-  ];
-  return attrs.map(([k, v]) => `${k}=${v}\n`).join('') + '\n';
+  const host = `mail${n % 300}.sender${n % 41}.example`;
+  // One template, no arrays: the load generator must cost little next to the servers it drives.
+  return (
+    `request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n` +
+    `client_address=10.${(n >> 8) & 255}.${n & 255}.${(n % 200) + 1}\nclient_name=${host}\nreverse_client_name=${host}\nhelo_name=${host}\n` +
+    `sender=${sender}\nrecipient=rcpt${n % 1000}@example.org\nrecipient_count=0\nqueue_id=\ninstance=${instance}\n` +
+    `size=0\nsasl_username=\nserver_address=127.0.0.1\nserver_port=25\n\n`
+  );
 }
 
 /** Request i of a measured stream: the same for every server. */
@@ -69,15 +62,16 @@ function connect(port: number): Promise<Conn> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: '127.0.0.1', port }, () => {
       s.setNoDelay(true);
+      // One request in flight per connection, so an answer arrives whole or in a few pieces.
       let buf = '';
       let waiting: ((a: string) => void) | undefined;
-      s.setEncoding('utf8');
+      s.setEncoding('latin1');
       s.on('data', (d: string) => {
-        buf += d;
+        buf = buf === '' ? d : buf + d;
         const end = buf.indexOf('\n\n');
         if (end >= 0 && waiting) {
           const answer = buf.slice(0, end);
-          buf = buf.slice(end + 2);
+          buf = end + 2 === buf.length ? '' : buf.slice(end + 2);
           const w = waiting;
           waiting = undefined;
           w(answer);
@@ -102,8 +96,17 @@ interface Result {
   readonly p50: number;
   readonly p99: number;
   readonly answers: Map<string, number>;
+  /** Requests answered while recording. */
+  readonly count: number;
+  /** CPU time of the load generator per request, in µs. */
+  readonly clientCpuUs: number;
+  /** CPU time of the server (its process tree) per request, in µs; the steadier figure on a shared machine. */
+  serverCpuUs?: number;
 }
 
+/** The load generator, run in its own process (`run.ts client PORT CONNECTIONS ROUND`): it prints
+ *  `recording` and `stopped` around the measured time, so the parent can read the server's CPU
+ *  time then, and the result as one JSON line. */
 async function measure(port: number, concurrency: number, round: string): Promise<Result> {
   const conns = await Promise.all(Array.from({ length: concurrency }, () => connect(port)));
   let next = 0;
@@ -125,17 +128,43 @@ async function measure(port: number, concurrency: number, round: string): Promis
   };
   const running = conns.map(worker);
   await new Promise((r) => setTimeout(r, WARMUP_MS));
+  process.stdout.write('recording\n');
   recording = true;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
   recording = false;
   const elapsed = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  process.stdout.write('stopped\n');
   stop = true;
   await Promise.all(running);
   conns.forEach((c) => c.close());
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0;
-  return { rps: (latencies.length / elapsed) * 1000, p50: pct(50), p99: pct(99), answers };
+  const count = latencies.length;
+  return { rps: (count / elapsed) * 1000, p50: pct(50), p99: pct(99), answers, count, clientCpuUs: (cpu.user + cpu.system) / Math.max(1, count) };
+}
+
+/** One run: the load generator in a child process, the server's CPU time read around its measured time. */
+async function measureApart(port: number, serverPid: number, concurrency: number, round: string): Promise<Result> {
+  const child = spawnTracked(process.execPath, ['--import', 'tsx', import.meta.filename, 'client', String(port), String(concurrency), round], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  let cpuStart: number | undefined;
+  let cpuEnd: number | undefined;
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => {
+    out += d;
+    if (cpuStart === undefined && out.includes('recording\n')) cpuStart = treeCpuMs(serverPid);
+    if (cpuEnd === undefined && out.includes('stopped\n')) cpuEnd = treeCpuMs(serverPid);
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  const line = out.split('\n').find((l) => l.startsWith('{'));
+  if (code !== 0 || !line) throw new Error(`the load generator exited with ${code}: ${out.slice(-500)}`);
+  const raw = JSON.parse(line) as Omit<Result, 'answers'> & { answers: Array<[string, number]> };
+  const r: Result = { ...raw, answers: new Map(raw.answers) };
+  if (cpuStart !== undefined && cpuEnd !== undefined) r.serverCpuUs = ((cpuEnd - cpuStart) * 1000) / Math.max(1, r.count);
+  return r;
 }
 
 /** Sends the known triplets once (first sighting) and waits out the delay, so they then pass. */
@@ -180,7 +209,7 @@ async function serveMailward(port: number, dataDir: string): Promise<void> {
   const { policyServerSettings, startPolicyServer } = await import('../../src/shells/policyd.ts');
   const config = buildConfig({ domains: ['example.org'], dataDir, checks: { greylist: { delay: '1s' } } }, 'bench', dataDir);
   const policyd = parsePolicyd({ pipeline: { RCPT: ['greylist'] } }, 'bench');
-  // One JSON line per decision as in production, written where it costs the same and is not kept.
+  // Logged at info as in production (DUNNO counted, the rest one line each), written where it costs the same and is not kept.
   const log = pino({ level: 'info' }, pino.destination({ dest: '/dev/null', sync: false }));
   const service = await createPolicyService(config, policyd, { log });
   const server = await startPolicyServer({
@@ -212,16 +241,18 @@ async function main(): Promise<void> {
   chmodSync(dir, 0o755);
   const children: ChildProcess[] = [];
   try {
-    const servers: Array<{ name: string; port: number }> = [];
+    const servers: Array<{ name: string; port: number; pid: number }> = [];
     const mwPort = await freePort();
     // BENCH_PROFILE=<folder>: the policy service runs under --cpu-prof and writes its profile there.
     const prof = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_PROFILE)}`] : [];
     const mw = spawnTracked(process.execPath, [...prof, '--import', 'tsx', import.meta.filename, 'serve', String(mwPort), path.join(dir, 'mailward')], { stdio: ['ignore', 'inherit', 'inherit'] });
     children.push(mw);
     await waitForPort(mwPort, mw, 'mailward policyd');
-    servers.push({ name: 'Mailward policyd (greylist, SQLite)', port: mwPort });
+    servers.push({ name: 'Mailward policyd (greylist, SQLite)', port: mwPort, pid: mw.pid! });
     let postgreyVersion = 'not installed';
     try {
+      // BENCH_POSTGREY=0: Mailward alone, for a quick look at its own figures between changes.
+      if (process.env.BENCH_POSTGREY === '0') throw new Error('BENCH_POSTGREY=0');
       readFileSync(POSTGREY);
       postgreyVersion = version(POSTGREY, ['--version']);
       const pgPort = await freePort();
@@ -231,7 +262,7 @@ async function main(): Promise<void> {
       const pg = spawnTracked(POSTGREY, [`--inet=127.0.0.1:${pgPort}`, `--dbdir=${db}`, '--delay=1', '--quiet'], { stdio: ['ignore', 'ignore', 'inherit'] });
       children.push(pg);
       await waitForPort(pgPort, pg, 'postgrey');
-      servers.push({ name: `postgrey ${postgreyVersion.replace(/^postgrey\s*/, '')}`, port: pgPort });
+      servers.push({ name: `postgrey ${postgreyVersion.replace(/^postgrey\s*/, '')}`, port: pgPort, pid: pg.pid! });
     } catch (err) {
       process.stderr.write(`postgrey not measured: ${err instanceof Error ? err.message : String(err)} (apt-get install postgrey; run as root)\n`);
     }
@@ -243,13 +274,14 @@ async function main(): Promise<void> {
       await seed(s.port);
       for (const c of CONCURRENCY) {
         const runs: Result[] = [];
-        for (let k = 0; k < RUNS; k++) runs.push(await measure(s.port, c, `c${c}r${k}p${s.port}`));
+        for (let k = 0; k < RUNS; k++) runs.push(await measureApart(s.port, s.pid, c, `c${c}r${k}p${s.port}`));
         const byRps = [...runs].sort((a, b) => a.rps - b.rps);
         const r = byRps[Math.floor(byRps.length / 2)]!;
         medians.set(`${s.port}:${c}`, r);
         const mix = [...r.answers].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${((100 * v) / [...r.answers.values()].reduce((a, b) => a + b, 0)).toFixed(0)}%`).join(', ');
-        rows.push(`| ${s.name} | ${c} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${mix} |`);
-        runsText.push(`- ${s.name}, ${c} connections: ${runs.map((x) => `${Math.round(x.rps).toLocaleString('en-US')} req/s (p99 ${x.p99.toFixed(2)} ms)`).join('; ')}`);
+        const us = (v: number | undefined): string => (v === undefined ? '?' : Math.round(v).toLocaleString('en-US'));
+        rows.push(`| ${s.name} | ${c} | ${Math.round(r.rps).toLocaleString('en-US')} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${us(r.serverCpuUs)} | ${us(r.clientCpuUs)} | ${mix} |`);
+        runsText.push(`- ${s.name}, ${c} connections: ${runs.map((x) => `${Math.round(x.rps).toLocaleString('en-US')} req/s (p99 ${x.p99.toFixed(2)} ms, server ${us(x.serverCpuUs)} µs CPU/req)`).join('; ')}`);
         process.stderr.write(`${rows[rows.length - 1]}\n`);
       }
     }
@@ -267,10 +299,10 @@ async function main(): Promise<void> {
       '',
       `${new Date().toISOString().slice(0, 10)}; ${cpu}, ${cpus().length} CPUs, ${Math.round(totalmem() / 2 ** 30)} GB RAM; Node ${process.version}; ${postgreyVersion}; load average before the run ${load}, after ${loadavg().map((l) => l.toFixed(2)).join(', ')}.`,
       '',
-      `Greylisting requests at protocol_state=RCPT over kept-open TCP connections on 127.0.0.1, each connection sending its next request when the answer came, as Postfix's smtpd does. ${SECONDS} s per run after ${WARMUP_MS} ms of warm-up. Both servers get the same stream: 90% triplets seen before (greylisted once, then retried after the 1 s delay, so they pass) and 10% never seen (a first sighting: a write and a defer). Mailward runs in its own process with greylisting on SQLite and logs one JSON line per decision (to /dev/null); postgrey uses its Berkeley DB. The load generator runs on the same machine.`,
+      `Greylisting requests at protocol_state=RCPT over kept-open TCP connections on 127.0.0.1, each connection sending its next request when the answer came, as Postfix's smtpd does. ${SECONDS} s per run after ${WARMUP_MS} ms of warm-up. Both servers get the same stream: 90% triplets seen before (greylisted once, then retried after the 1 s delay, so they pass) and 10% never seen (a first sighting: a write and a defer). Mailward runs in its own process with greylisting on SQLite, logging at info to /dev/null (each DEFER as one JSON line; DUNNO at debug, counted in a line a minute, decision 0046); postgrey uses its Berkeley DB. The load generator runs on the same machine in a process of its own (one per run), the same for both servers; the server's CPU time per request is read from /proc around the measured time.`,
       '',
-      '| server | connections | requests/s | p50 ms | p99 ms | answers |',
-      '|---|---:|---:|---:|---:|---|',
+      '| server | connections | requests/s | p50 ms | p99 ms | server CPU µs/req | load generator CPU µs/req | answers |',
+      '|---|---:|---:|---:|---:|---:|---:|---|',
       ...rows,
       '',
       barLine,
@@ -291,7 +323,10 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === 'serve') await serveMailward(Number(process.argv[3]), process.argv[4]!);
-else {
+else if (process.argv[2] === 'client') {
+  const r = await measure(Number(process.argv[3]), Number(process.argv[4]), process.argv[5]!);
+  process.stdout.write(`${JSON.stringify({ ...r, answers: [...r.answers] })}\n`);
+} else {
   await main();
   if (!barMet) process.exitCode = 1;
 }

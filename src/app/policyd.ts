@@ -49,6 +49,7 @@ export async function createPolicyService(config: Config, policyd: PolicydConfig
       kinds: { listenerKind: policyd.listenerKind, policyContexts: policyd.policyContexts, serverPorts: policyd.serverPorts },
       log,
       postmasterDomain: config.domains[0] ?? config.hostname,
+      clock,
     });
     log.info({ event: 'policyd-checks', checks: describePolicy(policy), store: config.store.backend }, 'policy service checks compiled');
     const opened = store;

@@ -38,8 +38,9 @@ export interface MailEventFields {
   readonly [extra: string]: unknown;
 }
 
-export function mailEvent(log: Logger, event: MailEvent, fields: MailEventFields): void {
-  const level = event === 'breaker' || event === 'bounced' ? 'warn' : 'info';
+/** `quiet`: a routine decision (a policy DUNNO) logged at debug; subscribers still see it. */
+export function mailEvent(log: Logger, event: MailEvent, fields: MailEventFields, quiet = false): void {
+  const level = event === 'breaker' || event === 'bounced' ? 'warn' : quiet ? 'debug' : 'info';
   log[level]({ event, ...fields }, event);
   // The same event, for in-process subscribers (metrics, dashboard); see events.ts.
   mailEvents.publish(event, fields);

@@ -1,11 +1,13 @@
 // Decides one policy request: reads the attributes into session and transaction facts, runs the
 // protocol state's check list through the pipeline runner (first decisive verdict wins, errors
-// and time-outs defer), maps the outcome to one action, and logs the decision as one line.
+// and time-outs defer), maps the outcome to one action, and logs the decision as one line (a
+// plain DUNNO at debug, counted in a summary line a minute).
 import type { PolicydConfig, ProtocolState } from '../config/policyd-schema.ts';
 import { parsePath, type Mailbox } from '../core/address.ts';
 import { reply, replyText, type SmtpReply } from '../core/reply.ts';
 import { reject, type Verdict } from '../core/verdict.ts';
 import type { Logger } from '../observe/log.ts';
+import { mailEvents } from '../observe/events.ts';
 import { mailEvent, type MailEvent } from '../observe/maillog.ts';
 import type { CheckContext, MessageFacts, SessionFacts, StageHandlers, TransactionFacts } from '../pipeline/check.ts';
 import { runStage, type StageOutcome } from '../pipeline/runner.ts';
@@ -33,6 +35,8 @@ export interface EngineOptions {
   readonly log: Logger;
   /** `RCPT TO:<Postmaster>` without a domain means postmaster@ this (RFC 5321 §4.1.1.3). */
   readonly postmasterDomain: string;
+  /** Milliseconds since the epoch, for the minute of the decision summary; tests move their own. */
+  readonly clock?: () => number;
 }
 
 // What one transaction (Postfix's `instance`) has been through: the headers already prepended,
@@ -42,6 +46,8 @@ export interface EngineOptions {
 const MAX_TRANSACTIONS = 10_000;
 const MAX_RECIPIENTS = 1000;
 const MAX_RECIPIENTS_HELD = 100_000;
+// How often the count of decisions is logged (only when there were some).
+const SUMMARY_MS = 60_000;
 
 interface Transaction {
   readonly headers: Set<string>;
@@ -134,11 +140,12 @@ export function createPolicyEngine(o: EngineOptions): PolicyEngine {
     const recipients = r.state === 'RCPT' ? before : before.length > 0 ? before : rcpt ? [rcpt] : [];
     const tx: TransactionFacts | undefined = TX_STATES.has(r.state) ? { mailFrom: from, recipients: [...recipients] } : undefined;
     const base: Omit<CheckContext, 'signal'> = tx ? { session, tx } : { session };
-    const message: MessageFacts = {
+    // Made only for a DATA check: most requests are at RCPT.
+    const message = (): MessageFacts => ({
       size: r.size,
       headers: [],
       raw: () => Promise.reject(new Error('Postfix sends no message content to a policy service')),
-    };
+    });
     const stage = (h: StageHandlers): string | undefined => list.stageOf.get(h);
     const invoke = (h: StageHandlers, ctx: CheckContext): Promise<Verdict> | undefined => {
       switch (stage(h)) {
@@ -152,7 +159,7 @@ export function createPolicyEngine(o: EngineOptions): PolicyEngine {
         case 'rcpt':
           return rcpt === undefined ? undefined : h.rcpt?.(ctx, rcpt);
         case 'data':
-          return h.data?.(ctx, message);
+          return h.data?.(ctx, message());
         default:
           return undefined;
       }
@@ -160,6 +167,24 @@ export function createPolicyEngine(o: EngineOptions): PolicyEngine {
     const runnerStage = r.state === 'CONNECT' ? 'connect' : r.state === 'RCPT' || r.state === 'VRFY' ? 'rcpt' : r.state === 'END-OF-MESSAGE' ? 'data' : r.state === 'MAIL' || r.state === 'DATA' ? 'mail' : 'helo';
     return runStage(runnerStage, list.checks, base, invoke, o.log, signal);
   };
+
+  // DUNNO answers are the bulk of a policy service's work and change nothing in Postfix: each is
+  // logged at debug, and counted in one info line a minute (decision 0046). Every other
+  // decision (reject, defer, PREPEND, OK, HOLD, DISCARD) stays one info line of its own.
+  const clock = o.clock ?? Date.now;
+  const counts = new Map<string, number>();
+  let countedSince = clock();
+  const count = (event: MailEvent, quiet: boolean): void => {
+    const name = quiet ? 'dunno' : event;
+    const now = clock();
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+    if (now - countedSince < SUMMARY_MS) return;
+    o.log.info({ event: 'policyd-decisions', seconds: Math.round((now - countedSince) / 1000), ...Object.fromEntries(counts) }, 'policy decisions since the last summary');
+    counts.clear();
+    countedSince = now;
+  };
+  // Whether a DUNNO's fields are needed at all: for the debug line or an in-process subscriber.
+  const quietSeen = (): boolean => o.log.isLevelEnabled('debug') || mailEvents.listenerCount > 0;
 
   return {
     async decide(attributes, signal, peer) {
@@ -171,21 +196,10 @@ export function createPolicyEngine(o: EngineOptions): PolicyEngine {
       }
       const r = read.request;
       const session = facts(r);
-      const where: Record<string, unknown> = {
-        session: session.id,
-        listener: session.listener,
-        stage: r.state,
-        client: r.clientAddress,
-        ...(r.queueId ? { queueId: r.queueId } : {}),
-        ...(session.login ? { login: session.login } : {}),
-        ...(r.heloName ? { helo: r.heloName } : {}),
-        ...(r.sender !== '' || TX_STATES.has(r.state) ? { from: r.sender } : {}),
-        ...(r.recipient ? { to: r.recipient } : {}),
-      };
       const t = TX_STATES.has(r.state) ? transaction(r.instance) : undefined;
       const parsed = addresses(r);
       const out = await run(r, session, parsed, t, signal);
-      const fresh = out.headers.filter((h) => !t?.headers.has(h));
+      const fresh = out.headers.length === 0 ? out.headers : out.headers.filter((h) => !t?.headers.has(h));
       const { action, prepended } = toAction(out, o.actions, { canPrepend: r.state !== 'END-OF-MESSAGE', pickHeader: () => fresh[0] });
       if (prepended !== undefined) t?.headers.add(prepended);
       const v = out.verdict;
@@ -193,18 +207,35 @@ export function createPolicyEngine(o: EngineOptions): PolicyEngine {
       if (t && r.state === 'RCPT' && rcpt && v.kind !== 'reject' && v.kind !== 'defer') addRecipient(r.instance, t, rcpt);
       // The message is in; nothing more will be asked about this transaction.
       if (r.state === 'END-OF-MESSAGE') forget(r.instance);
-      const notPrepended = fresh.filter((h) => h !== prepended).map(unfoldHeader);
-      mailEvent(o.log, EVENT[v.kind], {
-        ...where,
-        ...(out.check ? { check: out.check } : {}),
-        ...('reason' in v ? { reason: v.reason } : {}),
-        ...('reply' in v ? { reply: replyText(v.reply) } : {}),
-        action,
-        ...(out.score !== 0 ? { score: out.score, rules: out.rules } : {}),
-        // One PREPEND per request: the rest are logged so nothing a check found is lost.
-        ...(notPrepended.length > 0 ? { headersNotPrepended: notPrepended } : {}),
-        ms: Math.round((performance.now() - started) * 10) / 10,
-      });
+      const notPrepended = fresh.length === 0 ? fresh : fresh.filter((h) => h !== prepended).map(unfoldHeader);
+      const event = EVENT[v.kind];
+      const quiet = action === 'DUNNO' && notPrepended.length === 0 && out.score === 0;
+      count(event, quiet);
+      if (quiet && !quietSeen()) return { action };
+      mailEvent(
+        o.log,
+        event,
+        {
+          session: session.id,
+          listener: session.listener,
+          stage: r.state,
+          client: r.clientAddress,
+          ...(r.queueId ? { queueId: r.queueId } : {}),
+          ...(session.login ? { login: session.login } : {}),
+          ...(r.heloName ? { helo: r.heloName } : {}),
+          ...(r.sender !== '' || TX_STATES.has(r.state) ? { from: r.sender } : {}),
+          ...(r.recipient ? { to: r.recipient } : {}),
+          ...(out.check ? { check: out.check } : {}),
+          ...('reason' in v ? { reason: v.reason } : {}),
+          ...('reply' in v ? { reply: replyText(v.reply) } : {}),
+          action,
+          ...(out.score !== 0 ? { score: out.score, rules: out.rules } : {}),
+          // One PREPEND per request: the rest are logged so nothing a check found is lost.
+          ...(notPrepended.length > 0 ? { headersNotPrepended: notPrepended } : {}),
+          ms: Math.round((performance.now() - started) * 10) / 10,
+        },
+        quiet,
+      );
       return { action };
     },
   };

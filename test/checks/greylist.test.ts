@@ -84,6 +84,27 @@ test('greylist: a client network is whitelisted after N passes, counted at most 
   assert.equal((await rcpt('192.0.2.77', 'other@else.example', 'fresh3@example.org')).kind, 'defer');
 });
 
+test('greylist: a passed triplet\'s last use is written at most once a minute', async (t) => {
+  const { rcpt, clock } = await setup(t, { maxAge: '10d', autoWhitelist: 0 });
+  const pass = async (from: string) => (await rcpt('192.0.2.10', from, 'u@example.org')).kind;
+  // Within the minute the second pass leaves the stored last use as it was…
+  await pass('a@sender.example');
+  clock.advance(6 * MIN);
+  assert.equal(await pass('a@sender.example'), 'pass');
+  clock.advance(30_000);
+  assert.equal(await pass('a@sender.example'), 'pass');
+  clock.advance(10 * DAY - 29_000);
+  assert.equal(await pass('a@sender.example'), 'defer', 'unused for maxAge counted from the pass 30 s earlier');
+  // …after a minute it is written again, and the expiry moves with it.
+  await pass('b@sender.example');
+  clock.advance(6 * MIN);
+  assert.equal(await pass('b@sender.example'), 'pass');
+  clock.advance(MIN + 1000);
+  assert.equal(await pass('b@sender.example'), 'pass');
+  clock.advance(10 * DAY);
+  assert.equal(await pass('b@sender.example'), 'pass');
+});
+
 test('greylist: a passed triplet is forgotten after maxAge; an unretried one after the retry window', async (t) => {
   const { rcpt, clock } = await setup(t, { maxAge: '35d', retryWindow: '2d', autoWhitelist: 0 });
   await rcpt('192.0.2.10', 'a@sender.example', 'u@example.org');

@@ -35,6 +35,8 @@ export interface PolicydOptions {
   readonly dns?: TestDns;
   /** Listen addresses; default one TCP port on 127.0.0.1 chosen by the system. */
   readonly listen?: ListenAddress[];
+  /** The log level (default debug, every line kept). */
+  readonly logLevel?: 'info' | 'debug';
 }
 
 export async function startPolicyd(t: TestContext, o: PolicydOptions = {}): Promise<TestPolicyd> {
@@ -46,7 +48,7 @@ export async function startPolicyd(t: TestContext, o: PolicydOptions = {}): Prom
       cb();
     },
   });
-  const log = pino({ level: 'debug' }, sink);
+  const log = pino({ level: o.logLevel ?? 'debug' }, sink);
   const config = buildConfig(
     {
       hostname: 'mx.example.org',

@@ -207,3 +207,27 @@ test('policyd: a connection idle past limits.idleTimeout is closed (Postfix reco
   assert.ok(Date.now() - started >= 250, 'not closed before the idle time');
   assert.equal(p.logs.filter((l) => l.event === 'policyd-idle').length, 1);
 });
+
+test('policyd at info: a DUNNO is counted, not logged; other decisions are one line each; the counts come once a minute', async (t) => {
+  const p = await startPolicyd(t, {
+    logLevel: 'info',
+    config: { checks: { 'sender-access': { entries: { 'rej@x.example': 'reject' } } } },
+    policyd: { pipeline: { RCPT: ['sender-access'] } },
+  });
+  const c = await policyClient(p.port);
+  t.after(() => c.close());
+  assert.equal(await c.ask(rcptRequest()), 'DUNNO');
+  assert.equal(await c.ask(rcptRequest({ sender: 'rej@x.example' })), '554 5.7.1 Access denied');
+  assert.equal(await c.ask(rcptRequest()), 'DUNNO');
+  assert.deepEqual(
+    p.decisions().map((l) => `${String(l.event)} ${String(l.action)}`),
+    ['rejected 554 5.7.1 Access denied'],
+  );
+  assert.equal(p.logs.filter((l) => l.event === 'policyd-decisions').length, 0, 'no summary before a minute has passed');
+  p.clock.advance(MIN);
+  assert.equal(await c.ask(rcptRequest()), 'DUNNO');
+  const summary = p.logs.filter((l) => l.event === 'policyd-decisions');
+  assert.equal(summary.length, 1);
+  assert.equal(summary[0]?.dunno, 3);
+  assert.equal(summary[0]?.rejected, 1);
+});
