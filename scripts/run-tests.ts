@@ -17,6 +17,17 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 const CONCURRENCY = Math.max(1, Number(process.env.MAILWARD_TEST_CONCURRENCY ?? 2));
 const FILE_TIMEOUT_S = Number(process.env.MAILWARD_TEST_FILE_TIMEOUT_S ?? 900);
 const TEST_TIMEOUT_MS = Number(process.env.MAILWARD_TEST_TIMEOUT_MS ?? 180_000);
+
+/**
+ * A file's own time limit per test, from a line `// test-timeout: N s` near its top. Under
+ * `node --test` the --test-timeout also bounds the whole file, so a test's own { timeout } cannot
+ * exceed it: a file whose single test legitimately takes long (npm install -g on a loaded machine)
+ * says so here instead. Never more than the file limit, which still kills a hung file.
+ */
+function fileTestTimeoutMs(file: string): number {
+  const m = /^\/\/ test-timeout: (\d+) s$/m.exec(readFileSync(file, 'utf8').slice(0, 8192));
+  return m ? Math.min(Number(m[1]) * 1000, FILE_TIMEOUT_S * 1000) : TEST_TIMEOUT_MS;
+}
 // Once a file's process has gone, processes it SIGKILLed on its way out may need a moment to
 // die (uninterruptible I/O); only what is still there after this counts as left behind.
 const GRACE_MS = 3000;
@@ -102,7 +113,7 @@ interface FileResult {
 
 async function runFile(run: string, file: string, flags: readonly string[]): Promise<FileResult> {
   const t0 = Date.now();
-  const args = ['--import', 'tsx', '--test', '--test-force-exit', '--test-reporter=spec', `--test-timeout=${TEST_TIMEOUT_MS}`, ...flags, file];
+  const args = ['--import', 'tsx', '--test', '--test-force-exit', '--test-reporter=spec', `--test-timeout=${Math.max(TEST_TIMEOUT_MS, fileTestTimeoutMs(file))}`, ...flags, file];
   const env: NodeJS.ProcessEnv = { ...process.env, MAILWARD_TEST_RUN: run, MAILWARD_TEST_FILE: file, FORCE_COLOR: '0' };
   // Set when this runner itself runs under node --test (its own test): the file's runner would
   // then report to a parent that is not there instead of running the file.

@@ -26,11 +26,12 @@ async function sendOne(c: Dialog, to: string): Promise<void> {
 
 test('queue growth: a queue growing past the floor raises one alarm per episode (webhook, log, postmaster, dashboard, metrics, guard status) and one recovery line', async (t) => {
   const hook = await startWebhook(t);
-  // Sampled every 100 ms over 20 s (long enough that a busy machine sending the next three messages
-  // does not end the episode before the dashboard is read): three messages within the window
-  // (540/h) pass the floor; the alert mail to the postmaster (one message, 180/h, delivered at
-  // once) does not, and a window with at most one more message ends the episode.
-  const queueGrowth = { interval: '100ms', window: '20s', floor: 375, ceiling: 1000 };
+  // Sampled every 100 ms over 40 s: three messages within the window (270/h) pass the floor; the
+  // alert mail to the postmaster (one message, 90/h, delivered at once) does not, and a window with
+  // at most two messages (180/h) ends the episode — 40 s after the first message unless more
+  // follow. The window is what a loaded 2-core machine needs to send six messages (seen: over 20 s
+  // at load 15 with a busy loop beside); the dashboard is read as soon as the alarm is out.
+  const queueGrowth = { interval: '100ms', window: '40s', floor: 250, ceiling: 1000 };
   const options = { queueGrowth, alerts: { webhook: hook.url } };
   // Remote recipients are deferred and stay queued for an hour.
   const { srv, c, base, auth } = await startDeferringServer(t, {
@@ -51,20 +52,20 @@ test('queue growth: a queue growing past the floor raises one alarm per episode 
   const [alarm] = await waitForGrowthAlerts(1);
   assert.equal(alarm!.type, 'alarm');
   assert.equal(alarm!.kind, 'growth');
-  assert.match(String(alarm!.reason), /^QUEUE GROWING: the queue grew by [\d,]+ messages an hour over the last 20s \(usually 0\/h; alarm above 375\/h\), to \d+ messages$/);
+  assert.match(String(alarm!.reason), /^QUEUE GROWING: the queue grew by [\d,]+ messages an hour over the last 40s \(usually 0\/h; alarm above 250\/h\), to \d+ messages$/);
   assert.match(String(alarm!.text), /ALARM queue-growth: QUEUE GROWING/);
   const line = await srv.waitForLog((l) => l.event === 'breaker' && l.state === 'alarm' && l.breaker === 'queue-growth');
   assert.match(String(line.see), /mailward queue list --summary/);
 
-  // The episode goes on: more mail, no second alarm.
-  for (let i = 4; i <= 6; i++) await sendOne(c, `r${i}@nowhere${i}.example`);
-  c.close();
-
   // While it lasts: the dashboard's summary and /metrics show the alarm.
   const summary = (await (await fetch(`${base}/api/summary`, auth)).json()) as { queueGrowth: { alarm?: { kind: string } } | null; queue: { depth: number } };
   assert.equal(summary.queueGrowth?.alarm?.kind, 'growth');
-  assert.ok(summary.queue.depth >= 6, JSON.stringify(summary.queue));
+  assert.ok(summary.queue.depth >= 3, JSON.stringify(summary.queue));
   assert.match(await (await fetch(`${base}/metrics`, auth)).text(), /^mailward_queue_growth\{figure="alarm"\} 1$/m);
+
+  // The episode goes on: more mail, no second alarm.
+  for (let i = 4; i <= 6; i++) await sendOne(c, `r${i}@nowhere${i}.example`);
+  c.close();
 
   // The growth stops: one recovery line, and still only the one alarm.
   const [, recovered] = await waitForGrowthAlerts(2);
@@ -82,5 +83,5 @@ test('queue growth: a queue growing past the floor raises one alarm per episode 
   const guard = new OutboundGuard({ store, clock: Date.now, log: silentLogger(), hostname: srv.config.hostname, settings: guardSettings(srv.config.checks) });
   const status = await guard.status();
   assert.ok(status.queueGrowth && status.queueGrowth.messages >= 6, JSON.stringify(status.queueGrowth));
-  assert.match(queueGrowthLine(status, guard.settings), /^\d+ messages \(0 held\) at \S+, [+-]?[\d,]+\/h, baseline \d+\/h, alarm above 375\/h or at 1,000 messages$/);
+  assert.match(queueGrowthLine(status, guard.settings), /^\d+ messages \(0 held\) at \S+, [+-]?[\d,]+\/h, baseline \d+\/h, alarm above 250\/h or at 1,000 messages$/);
 });

@@ -38,3 +38,11 @@ test('run-tests: a hanging file is ended by the per-file time limit, with the pr
   if (owned) assert.equal(alive(Number(owned[1])), false);
   assert.doesNotMatch(r.stdout, /LEFT RUNNING.*sleep 1002/, 'the exit hook of the file killed its own group');
 });
+
+test('run-tests: a file may lift the per-test limit with a `// test-timeout: N s` line; without it the default bounds the file', async (t) => {
+  // The same slow test, once with the line and once without (the default lowered to 1 s here).
+  const r = await runner(t, [fixture('slow-declared'), fixture('slow-undeclared')], { MAILWARD_TEST_TIMEOUT_MS: '1000' });
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stdout, /━━━ test\/harness\/fixtures\/slow-declared\.fixture\.ts: ok/);
+  assert.match(r.stdout, /━━━ test\/harness\/fixtures\/slow-undeclared\.fixture\.ts: FAILED/);
+});
