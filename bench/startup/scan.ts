@@ -1,7 +1,9 @@
 // The start-up scan alone: `Queue.start()` on a spool of N queued messages, from its catalog
 // snapshot (written by a first scan and a clean close), timing wall and CPU (user + system) of
 // the scan itself. Reuses the spool in --dir if it is there (no new files written).
-// Run: node --import tsx bench/startup/scan.ts [--messages N] [--runs N] [--dir /tmp/x]
+// `--no-snapshot` removes the snapshot before every run: each run then reads every file (the first
+// start of a spool, or one whose snapshot is lost) — the case of docs/decisions/0037 and 0045.
+// Run: node --import tsx bench/startup/scan.ts [--messages N] [--runs N] [--dir /tmp/x] [--no-snapshot]
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +19,7 @@ const arg = (name: string): string | undefined => {
 const MESSAGES = Number(arg('--messages') ?? 400_000);
 const RUNS = Number(arg('--runs') ?? 3);
 const given = arg('--dir');
+const NO_SNAPSHOT = process.argv.includes('--no-snapshot');
 const dir = given ?? mkdtempSync(path.join(tmpdir(), 'mailward-bench-scan-'));
 const spoolDir = path.join(dir, 'spool');
 const log = pino({ level: 'silent' });
@@ -29,6 +32,7 @@ if (!existsSync(path.join(spoolDir, 'queue'))) {
 
 async function once(): Promise<{ wall: number; cpu: number; fromSnapshot: number; read: number }> {
   const spool = await Spool.open(spoolDir, { log, fsync: false });
+  if (NO_SNAPSHOT) rmSync(spool.snapshots.path, { force: true });
   const queue = new Queue(spool, { log, concurrency: 1 });
   const c0 = process.cpuUsage();
   const t0 = performance.now();

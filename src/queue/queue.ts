@@ -7,6 +7,9 @@ import { defaultRetryPolicy, messageDueAt, type RetryPolicy } from './schedule.t
 import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type CatalogCounts, type CatalogSummary, type RowFacts, type Selected, type SnapshotLoader } from './catalog.ts';
 import type { QueueFilter } from './filter.ts';
 import { SnapshotEncoder, type LoadedSnapshot } from './snapshot.ts';
+import { cellsDueAt, rowLength } from './snapshot-layout.ts';
+import { defaultScanThreads, ScanPool } from './scan-pool.ts';
+import type { ScanRows } from './scan-rows.ts';
 
 export type { CatalogCounts, CatalogSummary, Selected } from './catalog.ts';
 
@@ -49,6 +52,9 @@ export interface LoadProgress {
   readonly read: number;
 }
 
+/** Files to read in one folder from which the scan uses reader threads. */
+const THREADS_FROM = 1000;
+
 export interface ScanOptions {
   /** Interval of the `queue-loading` progress line (default 2 s). */
   readonly progressEveryMs?: number;
@@ -57,6 +63,13 @@ export interface ScanOptions {
    * point without depending on timing (messages taken from the catalog snapshot do not call it).
    */
   readonly scanned?: (count: number) => Promise<void> | void;
+  /**
+   * Reader threads for the files the scan reads (default: one per CPU; 0: read on the event loop),
+   * used for a folder with at least `threadsFrom` files to read (default 1000): a small spool
+   * does not wait for a thread to start. docs/decisions/0045.
+   */
+  readonly readerThreads?: number;
+  readonly threadsFrom?: number;
   /**
    * How often the catalog snapshot is written while changes come (default 5 minutes); the first
    * one comes `snapshotFirstMs` after the scan (default 10 s: delivery of the old mail starts first).
@@ -149,6 +162,19 @@ export class Queue {
     if (snap) this.#cat.reserve(this.#cat.size + snap.size);
     const now = Date.now();
     const loader = snap ? this.#cat.snapshotLoader(snap.cells, snap.strings) : undefined;
+    const threads = opts.readerThreads ?? defaultScanThreads();
+    let pool: ScanPool | undefined;
+    const rowsFor = (area: 'queue' | 'hold') =>
+      threads > 0
+        ? {
+            // Started at the first folder with many files to read (a lazy getter keeps it unstarted otherwise).
+            get pool(): ScanPool {
+              return (pool ??= new ScanPool(threads));
+            },
+            from: opts.threadsFrom ?? THREADS_FROM,
+            take: (rows: ScanRows) => this.#fromRows(rows, area, now, opts),
+          }
+        : undefined;
     try {
       for (const area of ['queue', 'hold'] as const) {
         const base = area === 'queue' ? 0 : 0.9;
@@ -158,7 +184,8 @@ export class Queue {
         };
         // A listed file the snapshot has goes straight from its cells into the catalog's columns.
         const known = snap && loader ? (id: string): boolean => this.#fromSnapshot(snap, loader, id, area, now) : undefined;
-        for await (const m of this.#spool.scan(area, { onFolder, listings: listings[area], ...(known ? { known } : {}) })) {
+        const rows = rowsFor(area);
+        for await (const m of this.#spool.scan(area, { onFolder, listings: listings[area], ...(known ? { known } : {}), ...(rows ? { rows } : {}) })) {
           if (this.#stopped) return { scheduled: p.scheduled, removed: p.removed };
           p.scanned++;
           p.read++;
@@ -200,6 +227,7 @@ export class Queue {
     } finally {
       clearInterval(ticker);
       loader?.done();
+      void pool?.close();
       this.#gone.clear();
     }
     p.fraction = 1;
@@ -237,6 +265,14 @@ export class Queue {
     const c = this.#cat;
     const known = c.slot(id);
     if (this.#stopped || this.#gone.has(id) || (known !== undefined && c.isIndexed(known))) return true;
+    this.#putCells(loader, id, at, area, due, now);
+    return true;
+  }
+
+  /** Catalogues (and schedules, in queue/) a message from cells: a snapshot's or a reader thread's. */
+  #putCells(loader: SnapshotLoader, id: string, at: number, area: 'queue' | 'hold', due: number | undefined, now: number): void {
+    const c = this.#cat;
+    const p = this.#progress;
     const slot = c.open(id);
     loader.index(slot, at, area === 'hold');
     if (area === 'hold') {
@@ -247,7 +283,40 @@ export class Queue {
       this.enqueue(id, due, true);
       p.scheduled++;
     }
-    return true;
+  }
+
+  /**
+   * Takes a batch of files read by a reader thread: the scan's rules for a file read, on the
+   * batch's cells (loaded as snapshot rows are).
+   */
+  async #fromRows(rows: ScanRows, area: 'queue' | 'hold', now: number, opts: ScanOptions): Promise<void> {
+    const p = this.#progress;
+    const c = this.#cat;
+    const loader = c.snapshotLoader(rows.cells, rows.strings);
+    const done: string[] = [];
+    try {
+      for (let i = 0, at = 0; i < rows.ids.length; i++, at += rowLength(rows.cells, at)) {
+        if (this.#stopped) return;
+        const id = rows.ids[i]!;
+        p.scanned++;
+        p.read++;
+        // Heard of since the subscription: the live change is newer than this read (see #scan).
+        const known = c.slot(id);
+        if (!this.#gone.has(id) && !(known !== undefined && c.isIndexed(known))) {
+          const due = cellsDueAt(rows.cells, at, now);
+          if (area === 'queue' && due === undefined) done.push(id);
+          else this.#putCells(loader, id, at, area, due, now);
+        }
+        if (opts.scanned) await opts.scanned(p.scanned);
+      }
+    } finally {
+      loader.done();
+    }
+    // Every recipient was final but the crash came before the removal.
+    for (const id of done) {
+      await this.#spool.remove(id);
+      p.removed++;
+    }
   }
 
   /** Writes a snapshot in the background if there is news for it (errors are logged). */
