@@ -2,7 +2,7 @@
 // what is queued, kept in step with the spool's changes so operator commands read no file. Starting
 // it rescans the spool: the crash-recovery path. docs/decisions/0011-queue-delete-at-scale.md.
 import type { Logger } from '../observe/log.ts';
-import type { Spool, SpoolArea, SpoolChange } from './spool.ts';
+import type { Spool, SpoolArea, SpoolChange, SpooledMessage } from './spool.ts';
 import { defaultRetryPolicy, messageDueAt, type RetryPolicy } from './schedule.ts';
 import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type CatalogCounts, type CatalogSummary, type RowFacts, type Selected, type SnapshotLoader } from './catalog.ts';
 import type { QueueFilter } from './filter.ts';
@@ -113,6 +113,9 @@ export class Queue {
   readonly #loadWaiters: Array<() => void> = [];
   // Ids removed while the scan runs: a file the scan read just before its removal is not revived.
   readonly #gone = new Set<string>();
+  // Ids appended to while the scan runs and not catalogued yet: a reader thread's batch may hold
+  // their file as it was before (docs/decisions/0045), so their files are read again.
+  readonly #appended = new Set<string>();
 
   constructor(spool: Spool, opts: Partial<QueueOptions> & { readonly log: Logger }) {
     const { log, ...rest } = opts;
@@ -189,36 +192,7 @@ export class Queue {
           if (this.#stopped) return { scheduled: p.scheduled, removed: p.removed };
           p.scanned++;
           p.read++;
-          const id = m.envelope.id;
-          // Heard of since the subscription (a commit, a move in, a removal): the live change is
-          // newer than this read and has catalogued and scheduled it (or dropped it) already.
-          const known = this.#cat.slot(id);
-          if (this.#gone.has(id) || (known !== undefined && this.#cat.isIndexed(known))) {
-            if (opts.scanned) await opts.scanned(p.scanned);
-            continue;
-          }
-          if (area === 'hold') {
-            const slot = this.#cat.open(id);
-            this.#cat.index(slot, m.envelope, m.states, true);
-            // Kept for a release (holds.ts): when it is due again, without reading its file.
-            this.#cat.due[slot] = messageDueAt(m.states, now) ?? now;
-            this.#cat.settle(slot);
-            p.held++;
-          } else {
-            const due = messageDueAt(m.states, now);
-            if (due === undefined) {
-              // Every recipient was final but the crash came before the removal.
-              await this.#spool.remove(id);
-              p.removed++;
-            } else {
-              const slot = this.#cat.open(id);
-              this.#cat.index(slot, m.envelope, m.states, false);
-              if (!(this.#cat.flags[slot]! & F_IN_FLIGHT)) {
-                this.enqueue(id, due, true);
-                p.scheduled++;
-              }
-            }
-          }
+          await this.#putRead(m, area, now);
           if (opts.scanned) await opts.scanned(p.scanned);
         }
         // The snapshot's rows are taken without a yield: a stop is seen here, before "loaded".
@@ -229,6 +203,7 @@ export class Queue {
       loader?.done();
       void pool?.close();
       this.#gone.clear();
+      this.#appended.clear();
     }
     p.fraction = 1;
     p.state = 'loaded';
@@ -285,6 +260,38 @@ export class Queue {
     }
   }
 
+  /** Catalogues (and schedules, in queue/) a message whose file the scan read on the event loop. */
+  async #putRead(m: SpooledMessage, area: 'queue' | 'hold', now: number): Promise<void> {
+    const p = this.#progress;
+    const id = m.envelope.id;
+    // Heard of since the subscription (a commit, a move in, a removal): the live change is
+    // newer than this read and has catalogued and scheduled it (or dropped it) already.
+    const known = this.#cat.slot(id);
+    if (this.#gone.has(id) || (known !== undefined && this.#cat.isIndexed(known))) return;
+    if (area === 'hold') {
+      const slot = this.#cat.open(id);
+      this.#cat.index(slot, m.envelope, m.states, true);
+      // Kept for a release (holds.ts): when it is due again, without reading its file.
+      this.#cat.due[slot] = messageDueAt(m.states, now) ?? now;
+      this.#cat.settle(slot);
+      p.held++;
+      return;
+    }
+    const due = messageDueAt(m.states, now);
+    if (due === undefined) {
+      // Every recipient was final but the crash came before the removal.
+      await this.#spool.remove(id);
+      p.removed++;
+      return;
+    }
+    const slot = this.#cat.open(id);
+    this.#cat.index(slot, m.envelope, m.states, false);
+    if (!(this.#cat.flags[slot]! & F_IN_FLIGHT)) {
+      this.enqueue(id, due, true);
+      p.scheduled++;
+    }
+  }
+
   /**
    * Takes a batch of files read by a reader thread: the scan's rules for a file read, on the
    * batch's cells (loaded as snapshot rows are).
@@ -294,6 +301,7 @@ export class Queue {
     const c = this.#cat;
     const loader = c.snapshotLoader(rows.cells, rows.strings);
     const done: string[] = [];
+    const again: string[] = [];
     try {
       for (let i = 0, at = 0; i < rows.ids.length; i++, at += rowLength(rows.cells, at)) {
         if (this.#stopped) return;
@@ -302,7 +310,9 @@ export class Queue {
         p.read++;
         // Heard of since the subscription: the live change is newer than this read (see #scan).
         const known = c.slot(id);
-        if (!this.#gone.has(id) && !(known !== undefined && c.isIndexed(known))) {
+        // Appended to since the thread may have read it (an operator's requeue by id): read again.
+        if (this.#appended.has(id)) again.push(id);
+        else if (!this.#gone.has(id) && !(known !== undefined && c.isIndexed(known))) {
           const due = cellsDueAt(rows.cells, at, now);
           if (area === 'queue' && due === undefined) done.push(id);
           else this.#putCells(loader, id, at, area, due, now);
@@ -316,6 +326,11 @@ export class Queue {
     for (const id of done) {
       await this.#spool.remove(id);
       p.removed++;
+    }
+    for (const id of again) {
+      // A hold mark's file stays in queue/ (spool.ts holdMany).
+      const m = (await this.#spool.get(id, area)) ?? (area === 'hold' ? await this.#spool.get(id, 'queue') : undefined);
+      if (m && !this.#stopped) await this.#putRead(m, area, now);
     }
   }
 
@@ -610,6 +625,7 @@ export class Queue {
       }
       case 'states': {
         const slot = c.slot(ch.id);
+        if (this.#progress.state === 'loading' && (slot === undefined || !c.isIndexed(slot))) this.#appended.add(ch.id);
         if (slot !== undefined) c.applyStates(slot, ch.updates);
         return;
       }
