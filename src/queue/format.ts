@@ -12,7 +12,6 @@ import { envelopeProblem, isFinal, isRecipientState, PENDING, type Envelope, typ
 export const PREFIX_LENGTH = 78;
 const MAGIC = 'MWSPOOL1';
 const MAGIC_UNFINISHED = 'MWSPOOL-';
-const PREFIX_RE = /^MWSPOOL1 h=(\d{8}) b=(\d{15}) hh=([0-9a-f]{16}) bh=([0-9a-f]{16})\n$/;
 const MAX_HEADER = 1_000_000;
 
 /** A short content hash: the first 64 bits of SHA-256, hex. Detects corruption, not malice. */
@@ -34,14 +33,48 @@ export function encodePrefix(p: Prefix, unfinished = false): Buffer {
   return Buffer.from(text, 'latin1');
 }
 
+// Byte positions in the prefix (checked byte by byte: the start-up scan parses one per file).
+const LITERALS: ReadonlyArray<readonly [number, string]> = [
+  [0, `${MAGIC} h=`],
+  [19, ' b='],
+  [37, ' hh='],
+  [57, ' bh='],
+  [77, '\n'],
+];
+
+/** The decimal number in buf[from, from + n), or -1 when a byte is not a digit. */
+function digitsAt(buf: Buffer, from: number, n: number): number {
+  let v = 0;
+  for (let i = from; i < from + n; i++) {
+    const d = buf[i]! - 0x30;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+/** Whether buf[from, from + n) is lower-case hex, as shortHash writes it. */
+function isHexAt(buf: Buffer, from: number, n: number): boolean {
+  for (let i = from; i < from + n; i++) {
+    const b = buf[i]!;
+    if (!((b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x66))) return false;
+  }
+  return true;
+}
+
+function isPrefixShape(buf: Buffer): boolean {
+  for (const [at, text] of LITERALS) for (let i = 0; i < text.length; i++) if (buf[at + i] !== text.charCodeAt(i)) return false;
+  return isHexAt(buf, 41, 16) && isHexAt(buf, 61, 16);
+}
+
 /** Parses the prefix; returns a reason string when it is not a finished spool file. */
 export function decodePrefix(buf: Buffer): Prefix | string {
   if (buf.length < PREFIX_LENGTH) return `file shorter than the ${PREFIX_LENGTH}-byte prefix`;
-  const m = PREFIX_RE.exec(buf.toString('latin1', 0, PREFIX_LENGTH));
-  if (!m) return buf.toString('latin1', 0, 8) === MAGIC_UNFINISHED ? 'unfinished file (never committed)' : 'bad prefix';
-  const headerLength = Number(m[1]);
+  const headerLength = isPrefixShape(buf) ? digitsAt(buf, 11, 8) : -1;
+  const bodyLength = headerLength < 0 ? -1 : digitsAt(buf, 22, 15);
+  if (bodyLength < 0) return buf.toString('latin1', 0, 8) === MAGIC_UNFINISHED ? 'unfinished file (never committed)' : 'bad prefix';
   if (headerLength === 0 || headerLength > MAX_HEADER) return `header length ${headerLength} out of range`;
-  return { headerLength, bodyLength: Number(m[2]), headerHash: m[3]!, bodyHash: m[4]! };
+  return { headerLength, bodyLength, headerHash: buf.toString('latin1', 41, 57), bodyHash: buf.toString('latin1', 61, 77) };
 }
 
 /** Offset of the first message byte: prefix, header, and the "\n" after the header. */
@@ -110,29 +143,47 @@ export interface TailResult {
   readonly ignored: number;
 }
 
-const RECORD_RE = /^S1 ([0-9a-f]{16}) (.*)$/s;
+/** "S1 " + 16 hex digits + " ": the bytes before a record's JSON. */
+const RECORD_HEAD = 20;
 
-/** Replays the state records after the message; returns the states or the reason it is corrupt. */
+/** Whether line [from, end) is a torn record: the start of "S1 ", or zero bytes (some file systems). */
+function isTornLine(tail: Buffer, from: number, end: number): boolean {
+  if (end - from <= 3 && tail.toString('latin1', from, end) === 'S1 '.slice(0, end - from)) return true;
+  for (let i = from; i < end; i++) if (tail[i] !== 0) return false;
+  return true;
+}
+
+/**
+ * Replays the state records after the message; returns the states or the reason it is corrupt.
+ * Works on the bytes, a line at a time (no string of the whole tail): the start-up scan replays
+ * every file's tail.
+ */
 export function decodeTail(tail: Buffer, recipientCount: number): TailResult | string {
   const states: RecipientState[] = Array.from({ length: recipientCount }, () => PENDING);
   let torn = 0;
   let ignored = 0;
-  for (const line of tail.toString('utf8').split('\n')) {
-    if (line === '') continue;
+  for (let from = 0; from < tail.length; ) {
+    let end = tail.indexOf(0x0a, from);
+    if (end < 0) end = tail.length;
+    const line = from;
+    from = end + 1;
+    if (end === line) continue;
     // A crash may leave the start of a record, or (on some file systems) a zero-filled tail.
-    if ('S1 '.startsWith(line) || /^\0+$/.test(line)) {
+    if (isTornLine(tail, line, end)) {
       torn++;
       continue;
     }
-    const m = RECORD_RE.exec(line);
-    if (!m) return 'unexpected bytes after the message (body longer than recorded)';
-    if (shortHash(m[2]!) !== m[1]) {
+    if (end - line < RECORD_HEAD || tail[line] !== 0x53 || tail[line + 1] !== 0x31 || tail[line + 2] !== 0x20 || !isHexAt(tail, line + 3, 16) || tail[line + 19] !== 0x20) {
+      return 'unexpected bytes after the message (body longer than recorded)';
+    }
+    const json = tail.subarray(line + RECORD_HEAD, end);
+    if (shortHash(json) !== tail.toString('latin1', line + 3, line + 19)) {
       torn++;
       continue;
     }
     let rec: unknown;
     try {
-      rec = JSON.parse(m[2]!);
+      rec = JSON.parse(json.toString('utf8'));
     } catch {
       return 'state record is not JSON';
     }

@@ -2,11 +2,14 @@
 // what is queued, kept in step with the spool's changes so operator commands read no file. Starting
 // it rescans the spool: the crash-recovery path. docs/decisions/0011-queue-delete-at-scale.md.
 import type { Logger } from '../observe/log.ts';
-import type { Spool, SpoolArea, SpoolChange } from './spool.ts';
+import type { Spool, SpoolArea, SpoolChange, SpooledMessage } from './spool.ts';
 import { defaultRetryPolicy, messageDueAt, type RetryPolicy } from './schedule.ts';
 import { Catalog, F_FLUSH, F_IN_FLIGHT, F_PARKED, F_RECOVERED, F_SCHEDULED, F_SUSPENDED, type CatalogCounts, type CatalogSummary, type RowFacts, type Selected, type SnapshotLoader } from './catalog.ts';
 import type { QueueFilter } from './filter.ts';
 import { SnapshotEncoder, type LoadedSnapshot } from './snapshot.ts';
+import { cellsDueAt, rowLength } from './snapshot-layout.ts';
+import { defaultScanThreads, ScanPool } from './scan-pool.ts';
+import type { ScanRows } from './scan-rows.ts';
 
 export type { CatalogCounts, CatalogSummary, Selected } from './catalog.ts';
 
@@ -49,6 +52,9 @@ export interface LoadProgress {
   readonly read: number;
 }
 
+/** Files to read in one folder from which the scan uses reader threads. */
+const THREADS_FROM = 1000;
+
 export interface ScanOptions {
   /** Interval of the `queue-loading` progress line (default 2 s). */
   readonly progressEveryMs?: number;
@@ -57,6 +63,13 @@ export interface ScanOptions {
    * point without depending on timing (messages taken from the catalog snapshot do not call it).
    */
   readonly scanned?: (count: number) => Promise<void> | void;
+  /**
+   * Reader threads for the files the scan reads (default: one per CPU; 0: read on the event loop),
+   * used for a folder with at least `threadsFrom` files to read (default 1000): a small spool
+   * does not wait for a thread to start. docs/decisions/0045.
+   */
+  readonly readerThreads?: number;
+  readonly threadsFrom?: number;
   /**
    * How often the catalog snapshot is written while changes come (default 5 minutes); the first
    * one comes `snapshotFirstMs` after the scan (default 10 s: delivery of the old mail starts first).
@@ -100,6 +113,9 @@ export class Queue {
   readonly #loadWaiters: Array<() => void> = [];
   // Ids removed while the scan runs: a file the scan read just before its removal is not revived.
   readonly #gone = new Set<string>();
+  // Ids appended to while the scan runs and not catalogued yet: a reader thread's batch may hold
+  // their file as it was before (docs/decisions/0045), so their files are read again.
+  readonly #appended = new Set<string>();
 
   constructor(spool: Spool, opts: Partial<QueueOptions> & { readonly log: Logger }) {
     const { log, ...rest } = opts;
@@ -149,6 +165,19 @@ export class Queue {
     if (snap) this.#cat.reserve(this.#cat.size + snap.size);
     const now = Date.now();
     const loader = snap ? this.#cat.snapshotLoader(snap.cells, snap.strings) : undefined;
+    const threads = opts.readerThreads ?? defaultScanThreads();
+    let pool: ScanPool | undefined;
+    const rowsFor = (area: 'queue' | 'hold') =>
+      threads > 0
+        ? {
+            // Started at the first folder with many files to read (a lazy getter keeps it unstarted otherwise).
+            get pool(): ScanPool {
+              return (pool ??= new ScanPool(threads));
+            },
+            from: opts.threadsFrom ?? THREADS_FROM,
+            take: (rows: ScanRows) => this.#fromRows(rows, area, now, opts),
+          }
+        : undefined;
     try {
       for (const area of ['queue', 'hold'] as const) {
         const base = area === 'queue' ? 0 : 0.9;
@@ -158,40 +187,12 @@ export class Queue {
         };
         // A listed file the snapshot has goes straight from its cells into the catalog's columns.
         const known = snap && loader ? (id: string): boolean => this.#fromSnapshot(snap, loader, id, area, now) : undefined;
-        for await (const m of this.#spool.scan(area, { onFolder, listings: listings[area], ...(known ? { known } : {}) })) {
+        const rows = rowsFor(area);
+        for await (const m of this.#spool.scan(area, { onFolder, listings: listings[area], ...(known ? { known } : {}), ...(rows ? { rows } : {}) })) {
           if (this.#stopped) return { scheduled: p.scheduled, removed: p.removed };
           p.scanned++;
           p.read++;
-          const id = m.envelope.id;
-          // Heard of since the subscription (a commit, a move in, a removal): the live change is
-          // newer than this read and has catalogued and scheduled it (or dropped it) already.
-          const known = this.#cat.slot(id);
-          if (this.#gone.has(id) || (known !== undefined && this.#cat.isIndexed(known))) {
-            if (opts.scanned) await opts.scanned(p.scanned);
-            continue;
-          }
-          if (area === 'hold') {
-            const slot = this.#cat.open(id);
-            this.#cat.index(slot, m.envelope, m.states, true);
-            // Kept for a release (holds.ts): when it is due again, without reading its file.
-            this.#cat.due[slot] = messageDueAt(m.states, now) ?? now;
-            this.#cat.settle(slot);
-            p.held++;
-          } else {
-            const due = messageDueAt(m.states, now);
-            if (due === undefined) {
-              // Every recipient was final but the crash came before the removal.
-              await this.#spool.remove(id);
-              p.removed++;
-            } else {
-              const slot = this.#cat.open(id);
-              this.#cat.index(slot, m.envelope, m.states, false);
-              if (!(this.#cat.flags[slot]! & F_IN_FLIGHT)) {
-                this.enqueue(id, due, true);
-                p.scheduled++;
-              }
-            }
-          }
+          await this.#putRead(m, area, now);
           if (opts.scanned) await opts.scanned(p.scanned);
         }
         // The snapshot's rows are taken without a yield: a stop is seen here, before "loaded".
@@ -200,7 +201,9 @@ export class Queue {
     } finally {
       clearInterval(ticker);
       loader?.done();
+      void pool?.close();
       this.#gone.clear();
+      this.#appended.clear();
     }
     p.fraction = 1;
     p.state = 'loaded';
@@ -237,6 +240,14 @@ export class Queue {
     const c = this.#cat;
     const known = c.slot(id);
     if (this.#stopped || this.#gone.has(id) || (known !== undefined && c.isIndexed(known))) return true;
+    this.#putCells(loader, id, at, area, due, now);
+    return true;
+  }
+
+  /** Catalogues (and schedules, in queue/) a message from cells: a snapshot's or a reader thread's. */
+  #putCells(loader: SnapshotLoader, id: string, at: number, area: 'queue' | 'hold', due: number | undefined, now: number): void {
+    const c = this.#cat;
+    const p = this.#progress;
     const slot = c.open(id);
     loader.index(slot, at, area === 'hold');
     if (area === 'hold') {
@@ -247,7 +258,80 @@ export class Queue {
       this.enqueue(id, due, true);
       p.scheduled++;
     }
-    return true;
+  }
+
+  /** Catalogues (and schedules, in queue/) a message whose file the scan read on the event loop. */
+  async #putRead(m: SpooledMessage, area: 'queue' | 'hold', now: number): Promise<void> {
+    const p = this.#progress;
+    const id = m.envelope.id;
+    // Heard of since the subscription (a commit, a move in, a removal): the live change is
+    // newer than this read and has catalogued and scheduled it (or dropped it) already.
+    const known = this.#cat.slot(id);
+    if (this.#gone.has(id) || (known !== undefined && this.#cat.isIndexed(known))) return;
+    if (area === 'hold') {
+      const slot = this.#cat.open(id);
+      this.#cat.index(slot, m.envelope, m.states, true);
+      // Kept for a release (holds.ts): when it is due again, without reading its file.
+      this.#cat.due[slot] = messageDueAt(m.states, now) ?? now;
+      this.#cat.settle(slot);
+      p.held++;
+      return;
+    }
+    const due = messageDueAt(m.states, now);
+    if (due === undefined) {
+      // Every recipient was final but the crash came before the removal.
+      await this.#spool.remove(id);
+      p.removed++;
+      return;
+    }
+    const slot = this.#cat.open(id);
+    this.#cat.index(slot, m.envelope, m.states, false);
+    if (!(this.#cat.flags[slot]! & F_IN_FLIGHT)) {
+      this.enqueue(id, due, true);
+      p.scheduled++;
+    }
+  }
+
+  /**
+   * Takes a batch of files read by a reader thread: the scan's rules for a file read, on the
+   * batch's cells (loaded as snapshot rows are).
+   */
+  async #fromRows(rows: ScanRows, area: 'queue' | 'hold', now: number, opts: ScanOptions): Promise<void> {
+    const p = this.#progress;
+    const c = this.#cat;
+    const loader = c.snapshotLoader(rows.cells, rows.strings);
+    const done: string[] = [];
+    const again: string[] = [];
+    try {
+      for (let i = 0, at = 0; i < rows.ids.length; i++, at += rowLength(rows.cells, at)) {
+        if (this.#stopped) return;
+        const id = rows.ids[i]!;
+        p.scanned++;
+        p.read++;
+        // Heard of since the subscription: the live change is newer than this read (see #scan).
+        const known = c.slot(id);
+        // Appended to since the thread may have read it (an operator's requeue by id): read again.
+        if (this.#appended.has(id)) again.push(id);
+        else if (!this.#gone.has(id) && !(known !== undefined && c.isIndexed(known))) {
+          const due = cellsDueAt(rows.cells, at, now);
+          if (area === 'queue' && due === undefined) done.push(id);
+          else this.#putCells(loader, id, at, area, due, now);
+        }
+        if (opts.scanned) await opts.scanned(p.scanned);
+      }
+    } finally {
+      loader.done();
+    }
+    // Every recipient was final but the crash came before the removal.
+    for (const id of done) {
+      await this.#spool.remove(id);
+      p.removed++;
+    }
+    for (const id of again) {
+      // A hold mark's file stays in queue/ (spool.ts holdMany).
+      const m = (await this.#spool.get(id, area)) ?? (area === 'hold' ? await this.#spool.get(id, 'queue') : undefined);
+      if (m && !this.#stopped) await this.#putRead(m, area, now);
+    }
   }
 
   /** Writes a snapshot in the background if there is news for it (errors are logged). */
@@ -541,6 +625,7 @@ export class Queue {
       }
       case 'states': {
         const slot = c.slot(ch.id);
+        if (this.#progress.state === 'loading' && (slot === undefined || !c.isIndexed(slot))) this.#appended.add(ch.id);
         if (slot !== undefined) c.applyStates(slot, ch.updates);
         return;
       }

@@ -21,3 +21,20 @@ export const PER_RECIPIENT = 4;
 export const MAILBOX_NONE = -1;
 export const MAILBOX_SAME = -2;
 export const LOGIN_NONE = -1;
+
+/** Cells of the message row starting at `at`. */
+export const rowLength = (c: Float64Array, at: number): number => HEAD + PER_RECIPIENT * c[at + C_COUNT]!;
+
+/** When the message row at `at` is due (schedule.ts messageDueAt on its cells); undefined: every recipient final. */
+export function cellsDueAt(c: Float64Array, at: number, now: number): number | undefined {
+  let due: number | undefined;
+  for (let i = 0, p = at + HEAD, n = c[at + C_COUNT]!; i < n; i++, p += PER_RECIPIENT) {
+    const status = c[p + 2]!;
+    if (status === PENDING) return now;
+    if (status === DEFERRED) {
+      const next = c[p + 3]!;
+      due = Math.min(due ?? Infinity, Number.isNaN(next) ? now : next);
+    }
+  }
+  return due;
+}

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { isQueueId } from '../core/ids.ts';
 import type { Logger } from '../observe/log.ts';
 import type { RowFacts } from './catalog.ts';
-import { C_COUNT, DEFERRED, HEAD, LOGIN_NONE, MAILBOX_NONE, MAILBOX_SAME, PENDING, PER_RECIPIENT, STATUS_CODE } from './snapshot-layout.ts';
+import { C_COUNT, cellsDueAt, HEAD, LOGIN_NONE, MAILBOX_NONE, MAILBOX_SAME, PER_RECIPIENT, STATUS_CODE } from './snapshot-layout.ts';
 import { fsyncPath } from './dirsync.ts';
 
 export const SNAPSHOT_FILE = 'catalog.snap';
@@ -58,17 +58,7 @@ export class LoadedSnapshot {
 
   /** When the message at `at` is due (schedule.ts messageDueAt on its cells); undefined: every recipient final. */
   dueAt(at: number, now: number): number | undefined {
-    const c = this.cells;
-    let due: number | undefined;
-    for (let i = 0, p = at + HEAD, n = c[at + C_COUNT]!; i < n; i++, p += PER_RECIPIENT) {
-      const status = c[p + 2]!;
-      if (status === PENDING) return now;
-      if (status === DEFERRED) {
-        const next = c[p + 3]!;
-        due = Math.min(due ?? Infinity, Number.isNaN(next) ? now : next);
-      }
-    }
-    return due;
+    return cellsDueAt(this.cells, at, now);
   }
 }
 

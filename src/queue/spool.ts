@@ -19,6 +19,8 @@ import { lockSpool } from './lock.ts';
 import { BodyStream, loadMessage, loadMessageSync, MemoryBodyStream, SpoolCorruptError, type LoadedMessage } from './reader.ts';
 import { Reaper } from './reaper.ts';
 import { CatalogSnapshots } from './snapshot.ts';
+import type { ScanPool } from './scan-pool.ts';
+import { readRows, type ScanRows } from './scan-rows.ts';
 import { isQueueId, queueIdTime } from '../core/ids.ts';
 import { SpoolWriter, type CommittedBytes } from './writer.ts';
 import { beginMessage, bucketDirs, bucketOf, BUCKETS, DEFAULT_MEMORY_LIMIT, SPOOL_AREAS, spoolPath, type IntakeSettings, type SpoolArea } from './intake.ts';
@@ -32,6 +34,32 @@ export { SpoolWriter } from './writer.ts';
 export { SPOOL_AREAS, type SpoolArea } from './intake.ts';
 /** Longest stretch of synchronous header reads in list() before the event loop gets a turn. */
 const LIST_SLICE_MS = 4;
+/** Files in one batch for a reader thread, and batches under way before the first is taken. */
+const ROWS_BATCH = 512;
+const ROWS_AHEAD = 8;
+
+/** Reads the scan's files in reader threads when a folder has `from` or more to read (scan-pool.ts). */
+export interface ScanRowsOption {
+  readonly pool: ScanPool;
+  readonly from: number;
+  /** Takes a batch's rows (its corrupt, torn and unreadable files are dealt with already). */
+  readonly take: (rows: ScanRows) => Promise<void> | void;
+}
+
+export interface ScanOpts {
+  readonly onFolder?: (done: number, total: number) => void;
+  readonly known?: (id: string) => boolean;
+  readonly listings?: ReadonlyArray<Promise<string[]>>;
+  /** Files read by reader threads come to `rows.take`, not out of the generator. */
+  readonly rows?: ScanRowsOption;
+}
+
+interface RowsJob {
+  readonly dir: string;
+  /** Files of hold marks (in queue/): a missing one drops its mark. */
+  readonly marks: boolean;
+  readonly rows: Promise<ScanRows>;
+}
 /**
  * Files of deleted messages removed at once in the background. Two leave the other thread-pool
  * threads (four by default) to the commits of arriving mail; the decision record has the figures.
@@ -410,11 +438,13 @@ export class Spool {
    * returns true the caller has taken the file's facts from elsewhere (the catalog snapshot,
    * snapshot.ts), and the file is neither read nor yielded.
    */
-  async *scan(
-    area: SpoolArea,
-    opts: { readonly onFolder?: (done: number, total: number) => void; readonly known?: (id: string) => boolean; readonly listings?: ReadonlyArray<Promise<string[]>> } = {},
-  ): AsyncGenerator<SpooledMessage> {
+  async *scan(area: SpoolArea, opts: ScanOpts = {}): AsyncGenerator<SpooledMessage> {
     let sliceStart = performance.now();
+    const yieldSoon = async (): Promise<void> => {
+      if (performance.now() - sliceStart <= LIST_SLICE_MS) return;
+      await new Promise<void>((r) => setImmediate(r));
+      sliceStart = performance.now();
+    };
     let folders = 0;
     const marked = new Map<string, string[]>();
     if (area === 'hold') {
@@ -425,31 +455,76 @@ export class Spool {
       }
     }
     const listings = opts.listings ?? this.listFolders(area);
+    // Batches handed to reader threads, taken in order once `ROWS_AHEAD` more are under way.
+    const ahead: RowsJob[] = [];
+    const rows = opts.rows;
     for (const [i, b] of [...BUCKETS].entries()) {
       opts.onFolder?.(folders++, BUCKETS.length);
       const dir = join(this.dir, area, b);
       const names = (await listings[i]!).sort();
       const entries: Array<readonly [string, string]> = names.map((n) => [dir, n] as const);
       for (const id of (marked.get(b) ?? []).sort()) entries.push([join(this.dir, 'queue', b), id]);
+      const toRead: Array<readonly [string, string]> = [];
       let n = 0;
-      for (const [d, name] of entries) {
+      for (const e of entries) {
+        const [d, name] = e;
         if (this.#deleted.has(name) || (area === 'queue' && this.#holds.has(name))) continue;
         // The snapshot's facts stand for the file only under a name the spool accepts, and only
         // for a file in the folder listed (a mark's file in queue/ is read: its area differs).
         const known = d === dir && opts.known !== undefined && isQueueId(name) && bucketOf(name) === b && opts.known(name);
-        if (!known) {
-          const m = this.#listOne(d, b, name);
-          if (typeof m === 'string') await this.#quarantine(join(d, name), m);
-          else if (m) yield m;
-          else if (d !== dir) this.#dropMarks([name]); // a mark whose file is gone
+        if (!known) toRead.push(e);
+        // A snapshot entry takes less than a microsecond: the clock is read every 64th.
+        if ((++n & 63) === 0) await yieldSoon();
+      }
+      if (rows && toRead.length >= rows.from) {
+        // Many files: read by the reader threads, in batches of one folder; a bad name is
+        // handled here (moved aside, as below).
+        const batches = new Map<string, string[]>();
+        for (const [d, name] of toRead) {
+          if (!isQueueId(name) || bucketOf(name) !== b) {
+            await this.#quarantine(join(d, name), 'unexpected file name in the queue folder');
+            continue;
+          }
+          let list = batches.get(d);
+          if (!list) batches.set(d, (list = []));
+          list.push(name);
+          if (list.length < ROWS_BATCH) continue;
+          batches.delete(d);
+          ahead.push(this.#readRows(rows.pool, d, list, d !== dir));
+          while (ahead.length > ROWS_AHEAD) await this.#takeRows(ahead.shift()!, rows.take, yieldSoon);
         }
-        // A file read takes microseconds, a snapshot entry less: the clock is read less often then.
-        if ((!known || (++n & 63) === 0) && performance.now() - sliceStart > LIST_SLICE_MS) {
-          await new Promise<void>((r) => setImmediate(r));
-          sliceStart = performance.now();
-        }
+        for (const [d, list] of batches) if (list.length > 0) ahead.push(this.#readRows(rows.pool, d, list, d !== dir));
+        continue;
+      }
+      for (const [d, name] of toRead) {
+        const m = this.#listOne(d, b, name);
+        if (typeof m === 'string') await this.#quarantine(join(d, name), m);
+        else if (m) yield m;
+        else if (d !== dir) this.#dropMarks([name]); // a mark whose file is gone
+        await yieldSoon();
       }
     }
+    while (ahead.length > 0) await this.#takeRows(ahead.shift()!, rows!.take, yieldSoon);
+  }
+
+  /** Sends one batch to the reader threads; read here instead if they fail (a broken install). */
+  #readRows(pool: ScanPool, dir: string, names: string[], marks: boolean): RowsJob {
+    const rows = pool.read(dir, names).catch((err: unknown) => {
+      this.#log.warn({ event: 'spool-scan-thread-error', dir, err }, 'spool scan reader thread failed; the batch is read on the main thread');
+      return readRows({ dir, names });
+    });
+    return { dir, marks, rows };
+  }
+
+  /** Takes one batch of read files: moves the corrupt ones aside, logs the rest, hands the rows on. */
+  async #takeRows(job: RowsJob, take: (rows: ScanRows) => Promise<void> | void, yieldSoon: () => Promise<void>): Promise<void> {
+    const r = await job.rows;
+    for (const [name, reason] of r.corrupt) await this.#quarantine(join(job.dir, name), reason);
+    for (const [name, records] of r.torn) this.#warnTorn(join(job.dir, name), records);
+    for (const [name, message] of r.unreadable) this.#unreadable(join(job.dir, name), message);
+    if (job.marks && r.missing.length > 0) this.#dropMarks(r.missing); // marks whose files are gone
+    await take(r);
+    await yieldSoon();
   }
 
   /**
@@ -698,15 +773,23 @@ export class Spool {
       return this.#loaded(path, loadMessageSync(path, name));
     } catch (err) {
       if (err instanceof SpoolCorruptError) return err.reason;
-      // Unreadable (permissions, I/O error) but not known to be corrupt: leave it where it is.
-      this.#log.error({ event: 'spool-unreadable', path, err }, 'cannot read spool file; it stays queued but is not scheduled');
+      this.#unreadable(path, err);
       return undefined;
     }
   }
 
+  /** Unreadable (permissions, I/O error) but not known to be corrupt: left where it is. */
+  #unreadable(path: string, err: unknown): void {
+    this.#log.error({ event: 'spool-unreadable', path, err }, 'cannot read spool file; it stays queued but is not scheduled');
+  }
+
+  #warnTorn(path: string, records: number): void {
+    this.#log.warn({ event: 'spool-torn-record', path, records }, 'ignored unfinished state records (crash during an update)');
+  }
+
   #loaded(path: string, m: LoadedMessage | undefined): SpooledMessage | undefined {
     if (!m) return undefined;
-    if (m.torn > 0) this.#log.warn({ event: 'spool-torn-record', path, records: m.torn }, 'ignored unfinished state records (crash during an update)');
+    if (m.torn > 0) this.#warnTorn(path, m.torn);
     return { envelope: m.envelope, states: m.states };
   }
 
