@@ -128,6 +128,28 @@ test('DANE: the AD bit of a resolver that is neither on loopback nor listed is n
   assert.equal(new DaneResolver({ servers: ['[::1]:5353'], trustedResolvers: [], timeoutMs: 1000, log: log.log }).trusted, true);
 });
 
+test('DANE: a trusted resolver that does not validate (signatures passed on, no AD) is named once in the log, with the fix', async (t) => {
+  const records = host('good', `3 1 1 ${'ab'.repeat(32)}`);
+  const plain = await startUnbound(t, [{ name: 'dane.test', signed: true, records }], { validate: false });
+  const log = captureLog();
+  const dane = new DaneResolver({ servers: [plain.server], trustedResolvers: [], timeoutMs: 3000, log: log.log });
+  for (let i = 0; i < 2; i++) {
+    const h = await dane.host('mx.good.dane.test');
+    assert.equal(h.kind, 'none', 'an unvalidated answer is not secure: DANE does not apply');
+  }
+  const warned = log.events('dane-resolver-not-validating');
+  assert.equal(warned.length, 1, JSON.stringify(log.lines));
+  assert.equal(warned[0]!.level, 40);
+  assert.equal(warned[0]!.setting, 'dns.servers');
+  assert.match(String(warned[0]!.msg), /does not validate.*DANE never applies; point dns\.servers at a validating resolver/);
+  // The validating resolver over the same zone: secure, and nothing to warn about.
+  const validating = await startUnbound(t, [{ name: 'dane.test', signed: true, records }]);
+  const quiet = captureLog();
+  const good = new DaneResolver({ servers: [validating.server], trustedResolvers: [], timeoutMs: 3000, log: quiet.log });
+  assert.equal((await good.host('mx.good.dane.test')).kind, 'dane');
+  assert.equal(quiet.events('dane-resolver-not-validating').length, 0);
+});
+
 test('DANE config: off by default; a trusted resolver must be an IP address', () => {
   assert.deepEqual(buildConfig({}, 'test.yaml', '/srv').delivery.dane, { enabled: false, trustedResolvers: [] });
   assert.throws(() => buildConfig({ delivery: { dane: { enabled: true, trustedResolvers: ['resolver.example'] } } }, 'test.yaml', '/srv'), (e: unknown) => e instanceof ConfigError && /delivery\.dane\.trustedResolvers\[0\]/.test(e.message) && /an IP address/.test(e.message));

@@ -89,7 +89,24 @@ export class DaneResolver {
     }
     // NOERROR and NXDOMAIN are answers; SERVFAIL (bogus, or no answer upstream) and the rest are not.
     if (answer.rcode !== 0 && answer.rcode !== 3) return { kind: 'failed', reason: `${what} lookup of ${name}: ${RCODE_NAMES[answer.rcode] ?? `RCODE ${answer.rcode}`} from ${this.server}` };
+    if (this.trusted && !answer.ad && !this.#warnedNotValidating && (answer.aa || answer.answers.some((r) => r.type === T_RRSIG))) this.#warnNotValidating(name, answer.aa);
     return { kind: answer.ad && this.trusted ? 'secure' : 'insecure', answer };
+  }
+
+  #warnedNotValidating = false;
+
+  /**
+   * A resolver we would believe that answers authoritatively, or hands back signatures without
+   * setting AD, is not validating: every domain then looks unsigned and DANE never applies, without
+   * any failure to show for it. Said once per process, with the fix.
+   */
+  #warnNotValidating(name: string, authoritative: boolean): void {
+    this.#warnedNotValidating = true;
+    const why = authoritative ? 'answered authoritatively (an authoritative server does not validate)' : 'returned DNSSEC signatures without the AD bit (it does not validate)';
+    this.#o.log.warn(
+      { event: 'dane-resolver-not-validating', server: this.server, name, setting: 'dns.servers' },
+      `DANE: the resolver ${this.server} (dns.servers) ${why} for ${name}, so every domain looks unsigned and DANE never applies; point dns.servers at a validating resolver (e.g. unbound on 127.0.0.1)`,
+    );
   }
 
   /** The DNSSEC state of the domain's MX RRset (or, with no MX, of its denial): §2.2.1. */
