@@ -40,7 +40,8 @@ export const recipient = defineCheck({
     };
     const system = new Set(opts.systemAccounts.map((a) => a.toLowerCase()));
     return {
-      rcpt: async (ctx, rcpt) => {
+      // Answered at once unless a mailbox must be confirmed outside (the only I/O here).
+      rcpt: (ctx, rcpt) => {
         if (!env.directory.isLocalDomain(rcpt.domain)) return pass();
         // Routing characters in a local part of ours are never a mailbox: `a%b@ours`, `b!a@ours`
         // and quoted `"a@b"@ours` are classic ways to make a server forward mail elsewhere.
@@ -53,11 +54,15 @@ export const recipient = defineCheck({
         }
         const r = recipientOf(ctx, env, rcpt);
         if (r.kind !== 'local') return reject(unknownUser, `no mailbox or alias ${rcpt.address}`);
-        for (const m of r.confirm ?? []) {
-          const v = await confirm(m, ctx.signal);
-          if (v) return v;
-        }
-        return pass();
+        if (!r.confirm || r.confirm.length === 0) return pass();
+        const mailboxes = r.confirm;
+        return (async () => {
+          for (const m of mailboxes) {
+            const v = await confirm(m, ctx.signal);
+            if (v) return v;
+          }
+          return pass();
+        })();
       },
     };
   },

@@ -60,7 +60,8 @@ export const senderLogin = defineCheck({
     };
     const exempt = (ip: string): boolean => exceptions.match(ip) !== undefined;
     return {
-      mail: async (ctx, from) => {
+      // MAIL answers at once (no I/O); DATA reads the message only for a login.
+      mail: (ctx, from) => {
         const login = ctx.session.login;
         if (login) {
           if (from === null) return opts.allowNullSender ? pass() : reject(notOwned, `login ${login} used the null sender`);
@@ -71,20 +72,23 @@ export const senderLogin = defineCheck({
         }
         return pass();
       },
-      data: async (ctx, message) => {
+      data: (ctx, message) => {
         const login = ctx.session.login;
         if (!login || !opts.headerFrom) return pass();
-        const fields = await completeHeaders(message);
-        const values = (name: string): string[] => fields.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
-        const refuse = (why: string): Verdict => reject(headerNotOwned, `login ${login} ${why}`);
-        const from = values('from');
-        // RFC 5322 §3.6: From is required. A login's message without one gets the login's
-        // address, as Postfix (always_add_missing_headers) and the big providers do.
-        if (from.length === 0) return pass([headerField('From', login)]);
-        const problem = identityProblem(login, owns, from, values('sender'), 'From', 'Sender') ?? resentProblem(login, owns, values('resent-from'), values('resent-sender'));
-        return problem ? refuse(problem) : pass();
+        return checkHeaderFrom(login, message);
       },
     };
+    async function checkHeaderFrom(login: string, message: MessageFacts): Promise<Verdict> {
+      const fields = await completeHeaders(message);
+      const values = (name: string): string[] => fields.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
+      const refuse = (why: string): Verdict => reject(headerNotOwned, `login ${login} ${why}`);
+      const from = values('from');
+      // RFC 5322 §3.6: From is required. A login's message without one gets the login's
+      // address, as Postfix (always_add_missing_headers) and the big providers do.
+      if (from.length === 0) return pass([headerField('From', login)]);
+      const problem = identityProblem(login, owns, from, values('sender'), 'From', 'Sender') ?? resentProblem(login, owns, values('resent-from'), values('resent-sender'));
+      return problem ? refuse(problem) : pass();
+    }
   },
 });
 

@@ -30,7 +30,12 @@ export const isPermanent = (r: SmtpReply): boolean => r.code >= 500;
 
 /** Serialises a reply into wire form: "250-first\r\n250 last\r\n" (RFC 5321 §4.2.1). */
 export function formatReply(r: SmtpReply): string {
-  const lines = typeof r.text === 'string' ? [r.text] : r.text.length > 0 ? r.text : [''];
+  // Most replies are one line of plain text: no array, no closure, no regex run on them.
+  if (typeof r.text === 'string') {
+    const text = r.text.includes('\r') || r.text.includes('\n') ? r.text.replace(/[\r\n]+/g, ' ') : r.text;
+    return r.enhanced ? `${r.code} ${r.enhanced} ${text}\r\n` : `${r.code} ${text}\r\n`;
+  }
+  const lines = r.text.length > 0 ? r.text : [''];
   const prefix = r.enhanced ? `${r.enhanced} ` : '';
   let out = '';
   lines.forEach((line, i) => {

@@ -95,12 +95,18 @@ export function recipientOf(ctx: CheckContext, env: CheckEnv, rcpt: Mailbox): Re
   return ctx.resolveRecipient ? ctx.resolveRecipient() : env.directory.resolveRecipient(rcpt.address);
 }
 
+/**
+ * A check's answer. A check that needs no I/O for this call may answer at once, without a
+ * promise: the runner then arms no deadline and awaits nothing for it (pipeline/runner.ts).
+ */
+export type Answer = Verdict | Promise<Verdict>;
+
 export interface StageHandlers {
-  connect?(ctx: CheckContext): Promise<Verdict>;
-  helo?(ctx: CheckContext, name: string): Promise<Verdict>;
-  mail?(ctx: CheckContext, from: Mailbox | null): Promise<Verdict>;
-  rcpt?(ctx: CheckContext, rcpt: Mailbox): Promise<Verdict>;
-  data?(ctx: CheckContext, message: MessageFacts): Promise<Verdict>;
+  connect?(ctx: CheckContext): Answer;
+  helo?(ctx: CheckContext, name: string): Answer;
+  mail?(ctx: CheckContext, from: Mailbox | null): Answer;
+  rcpt?(ctx: CheckContext, rcpt: Mailbox): Answer;
+  data?(ctx: CheckContext, message: MessageFacts): Answer;
 }
 
 export interface CheckDefinition<O extends z.ZodType = z.ZodType> {

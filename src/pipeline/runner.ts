@@ -6,7 +6,7 @@ import { Outage } from '../core/outage.ts';
 import { Replies } from '../core/reply.ts';
 import { PASS, type Verdict, type VerdictTag } from '../core/verdict.ts';
 import type { Logger } from '../observe/log.ts';
-import type { CheckContext, Stage, StageHandlers } from './check.ts';
+import type { Answer, CheckContext, Stage, StageHandlers } from './check.ts';
 
 export interface PlacedCheck {
   readonly name: string;
@@ -29,7 +29,7 @@ export interface StageOutcome {
   readonly tags: readonly VerdictTag[];
 }
 
-export type Invoke = (h: StageHandlers, ctx: CheckContext) => Promise<Verdict> | undefined;
+export type Invoke = (h: StageHandlers, ctx: CheckContext) => Answer | undefined;
 
 /**
  * The deadlines of one stage call: one AbortController, one signal and one timer for all its
@@ -43,8 +43,8 @@ class StageDeadline {
   /** Why the signal is aborted (a time-out or the client going away), once it is. */
   #reason: unknown;
   readonly ctx: CheckContext;
-  /** Rejects when the running check's time is up; raced against every check's answer. */
-  readonly expired: Promise<never>;
+  /** Rejects when the running check's time is up; raced against every asynchronous answer. Made at the first one. */
+  #expired: Promise<never> | undefined;
   #fail!: (err: DeadlineError) => void;
   #timer: NodeJS.Timeout | undefined;
   /** performance.now() at which the armed timer fires. */
@@ -57,10 +57,6 @@ class StageDeadline {
   readonly #onClientGone = (): void => this.#abort(this.#clientSignal?.reason);
 
   constructor(base: Omit<CheckContext, 'signal'>, clientSignal: AbortSignal | undefined) {
-    this.expired = new Promise<never>((_, reject) => {
-      this.#fail = reject;
-    });
-    this.expired.catch(() => undefined);
     this.#clientSignal = clientSignal;
     const signal = (): AbortSignal => this.#signal();
     this.ctx = {
@@ -87,12 +83,19 @@ class StageDeadline {
     this.#controller?.abort(reason);
   }
 
-  /** The check `c` starts now; its deadline is `c.timeoutMs` from here. */
-  start(c: PlacedCheck): void {
+  /** The check `c` is waited for from now; its deadline is `c.timeoutMs` from here. Returns what to race its answer against. */
+  start(c: PlacedCheck): Promise<never> {
+    if (!this.#expired) {
+      this.#expired = new Promise<never>((_, reject) => {
+        this.#fail = reject;
+      });
+      this.#expired.catch(() => undefined);
+    }
     const now = performance.now();
     this.#check = c;
     this.#until = now + c.timeoutMs;
     if (this.#until < this.#armedFor) this.#arm(c.timeoutMs);
+    return this.#expired;
   }
 
   #arm(ms: number): void {
@@ -140,7 +143,9 @@ export async function runStage(
   try {
     for (const c of checks) {
       deadline ??= new StageDeadline(base, clientSignal);
-      const verdict = await runOne(c, stage, deadline, invoke, log);
+      const answer = runOne(c, stage, deadline, invoke, log);
+      // A check that answered at once costs no promise and no await here.
+      const verdict = isPending(answer) ? await answer : answer;
       // After a time-out the shared signal is aborted: the checks still to run get a fresh one.
       if (deadline.spent) {
         deadline.dispose();
@@ -176,24 +181,49 @@ export async function runStage(
 // it starts and once when it answers again; each message it defers has its own `deferred` line.
 const failing = new WeakMap<PlacedCheck, Outage>();
 
-async function runOne(c: PlacedCheck, stage: Stage, deadline: StageDeadline, invoke: Invoke, log: Logger): Promise<Verdict | undefined> {
+/** A promise (or other thenable) rather than an answer already given. */
+function isPending<T>(x: T | Promise<T>): x is Promise<T> {
+  return typeof (x as { then?: unknown } | undefined)?.then === 'function';
+}
+
+/** Asks one check; the answer comes at once when the check gave it synchronously (or threw). */
+function runOne(c: PlacedCheck, stage: Stage, deadline: StageDeadline, invoke: Invoke, log: Logger): Verdict | undefined | Promise<Verdict | undefined> {
+  let answer: Answer | undefined;
   try {
-    const pending = invoke(c.handlers, deadline.ctx);
-    if (pending === undefined) return undefined;
-    deadline.start(c);
-    const verdict = await Promise.race([pending, deadline.expired]);
-    const ended = failing.get(c)?.recover();
-    if (ended) log.info({ event: 'check-recovered', check: c.name, stage, downMs: ended.downMs, failures: ended.failures }, `check ${c.name} answers again after ${ended.failures} failure(s) in ${Math.round(ended.downMs / 1000)} s`);
+    answer = invoke(c.handlers, deadline.ctx);
+  } catch (err) {
+    return failed(c, stage, err, log);
+  }
+  if (answer === undefined) return undefined;
+  if (isPending(answer)) return waitFor(c, stage, deadline, answer, log);
+  answered(c, stage, log);
+  return answer;
+}
+
+async function waitFor(c: PlacedCheck, stage: Stage, deadline: StageDeadline, pending: Promise<Verdict>, log: Logger): Promise<Verdict | undefined> {
+  try {
+    const verdict = await Promise.race([pending, deadline.start(c)]);
+    answered(c, stage, log);
     return verdict;
   } catch (err) {
-    // In doubt, defer: an error or a time-out is never a pass.
-    const detail = err instanceof Error ? err.message : String(err);
-    let outage = failing.get(c);
-    if (!outage) failing.set(c, (outage = new Outage()));
-    const fields = { event: 'check-failed', check: c.name, stage, err: detail, timeout: err instanceof DeadlineError };
-    if (outage.fail()) log.warn(fields, `check failed; deferring (further failures of ${c.name} are logged at debug until it answers again)`);
-    else log.debug(fields, 'check failed; deferring');
-    if (c.mode === 'warn') return undefined;
-    return { kind: 'defer', reply: Replies.checkFailed, reason: `check ${c.name} failed: ${detail}` };
+    return failed(c, stage, err, log);
   }
+}
+
+/** A check that was failing answers again: told once. */
+function answered(c: PlacedCheck, stage: Stage, log: Logger): void {
+  const ended = failing.get(c)?.recover();
+  if (ended) log.info({ event: 'check-recovered', check: c.name, stage, downMs: ended.downMs, failures: ended.failures }, `check ${c.name} answers again after ${ended.failures} failure(s) in ${Math.round(ended.downMs / 1000)} s`);
+}
+
+function failed(c: PlacedCheck, stage: Stage, err: unknown, log: Logger): Verdict | undefined {
+  // In doubt, defer: an error or a time-out is never a pass.
+  const detail = err instanceof Error ? err.message : String(err);
+  let outage = failing.get(c);
+  if (!outage) failing.set(c, (outage = new Outage()));
+  const fields = { event: 'check-failed', check: c.name, stage, err: detail, timeout: err instanceof DeadlineError };
+  if (outage.fail()) log.warn(fields, `check failed; deferring (further failures of ${c.name} are logged at debug until it answers again)`);
+  else log.debug(fields, 'check failed; deferring');
+  if (c.mode === 'warn') return undefined;
+  return { kind: 'defer', reply: Replies.checkFailed, reason: `check ${c.name} failed: ${detail}` };
 }

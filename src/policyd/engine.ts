@@ -9,7 +9,7 @@ import { reject, type Verdict } from '../core/verdict.ts';
 import type { Logger } from '../observe/log.ts';
 import { mailEvents } from '../observe/events.ts';
 import { mailEvent, type MailEvent } from '../observe/maillog.ts';
-import type { CheckContext, MessageFacts, SessionFacts, StageHandlers, TransactionFacts } from '../pipeline/check.ts';
+import type { Answer, CheckContext, MessageFacts, SessionFacts, StageHandlers, TransactionFacts } from '../pipeline/check.ts';
 import { runStage, type StageOutcome } from '../pipeline/runner.ts';
 import { toAction, unfoldHeader, type ActionSettings } from './action.ts';
 import type { CompiledPolicy } from './compile.ts';
@@ -147,7 +147,7 @@ export function createPolicyEngine(o: EngineOptions): PolicyEngine {
       raw: () => Promise.reject(new Error('Postfix sends no message content to a policy service')),
     });
     const stage = (h: StageHandlers): string | undefined => list.stageOf.get(h);
-    const invoke = (h: StageHandlers, ctx: CheckContext): Promise<Verdict> | undefined => {
+    const invoke = (h: StageHandlers, ctx: CheckContext): Answer | undefined => {
       switch (stage(h)) {
         case 'connect':
           return h.connect?.(ctx);

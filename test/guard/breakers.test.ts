@@ -10,8 +10,7 @@ import { GuardSchema } from '../../src/config/guard-schema.ts';
 import { OutboundGuard } from '../../src/guard/guard.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { RedisStore } from '../../src/store/redis.ts';
-import type { CheckEnv } from '../../src/pipeline/check.ts';
-import type { Verdict } from '../../src/core/verdict.ts';
+import type { Answer, CheckEnv } from '../../src/pipeline/check.ts';
 import { build, ctx, mailbox, makeEnv } from '../checks/env.ts';
 import { startRedis } from '../harness/redis.ts';
 import { startWebhook } from './helpers.ts';
@@ -35,7 +34,7 @@ async function setup(t: TestContext, options: Record<string, unknown>) {
   return { ...te, ...handlers(te.env, options) };
 }
 
-async function seq(n: number, f: (i: number) => Promise<Verdict>): Promise<string> {
+async function seq(n: number, f: (i: number) => Answer): Promise<string> {
   let out = '';
   for (let i = 0; i < n; i++) out += (await f(i)).kind === 'pass' ? 'P' : 'D';
   return out;
@@ -47,7 +46,7 @@ const bob: Sender = { login: 'bob@example.org', client: '198.51.100.20' };
 const ONLY = { domains: { enabled: false }, trustedNetwork: { enabled: false }, bounces: { enabled: false }, aggregate: { enabled: false }, earlyWarning: { enabled: false }, alerts: { postmaster: false } };
 
 /** 48 hours of 10 relayed recipients an hour at the top of each hour: with a 24 h half-life the baseline is 10 × (1 − ¼) = 7.5. */
-async function history(rcpt: (to: string, s: Sender) => Promise<Verdict>, clock: { advance(ms: number): void }, who: Sender): Promise<void> {
+async function history(rcpt: (to: string, s: Sender) => Answer, clock: { advance(ms: number): void }, who: Sender): Promise<void> {
   for (let h = 0; h < 48; h++) {
     for (let i = 0; i < 10; i++) assert.equal((await rcpt(`friend${i}@d${i}.example`, who)).kind, 'pass');
     clock.advance(HOUR);

@@ -9,7 +9,7 @@ import { RateLimits } from '../../src/guard/limits.ts';
 import { RateLimitSchema } from '../../src/config/guard-schema.ts';
 import { buildConfig } from '../../src/config/load.ts';
 import { compileChecks } from '../../src/app/compose.ts';
-import type { Verdict } from '../../src/core/verdict.ts';
+import type { Answer } from '../../src/pipeline/check.ts';
 import { build, ctx, mailbox, makeEnv } from '../checks/env.ts';
 import { startServer } from '../harness/server.ts';
 import { dial, type Dialog } from '../harness/dial.ts';
@@ -32,9 +32,9 @@ async function setup(t: TestContext, rules: unknown[]) {
   return { ...te, h, rcpt, figures };
 }
 
-const kinds = async (vs: Array<Promise<Verdict>>): Promise<string> => (await Promise.all(vs)).map((v) => (v.kind === 'pass' ? 'P' : v.kind === 'defer' ? 'D' : v.kind)).join('');
+const kinds = async (vs: Array<Answer>): Promise<string> => (await Promise.all(vs.map((v) => Promise.resolve(v)))).map((v) => (v.kind === 'pass' ? 'P' : v.kind === 'defer' ? 'D' : v.kind)).join('');
 
-async function seq(n: number, f: (i: number) => Promise<Verdict>): Promise<string> {
+async function seq(n: number, f: (i: number) => Answer): Promise<string> {
   let out = '';
   for (let i = 0; i < n; i++) {
     const v = await f(i);

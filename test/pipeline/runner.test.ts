@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runStage, type PlacedCheck } from '../../src/pipeline/runner.ts';
-import type { StageHandlers } from '../../src/pipeline/check.ts';
+import type { Answer, StageHandlers } from '../../src/pipeline/check.ts';
 import { pass, permit, reject, defer, discard, score, type Verdict } from '../../src/core/verdict.ts';
 import { perm, temp } from '../../src/core/reply.ts';
 import { silentLogger } from '../../src/observe/log.ts';
@@ -11,7 +11,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 
 const session = { id: 's1', listener: 'mx', listenerKind: 'mx' as const, clientAddress: '192.0.2.1', clientPort: 1, tls: false };
-const place = (name: string, connect: () => Promise<Verdict>, extra: Partial<PlacedCheck> = {}): PlacedCheck => ({
+const place = (name: string, connect: () => Answer, extra: Partial<PlacedCheck> = {}): PlacedCheck => ({
   name,
   mode: 'enforce',
   timeoutMs: 1000,
@@ -239,4 +239,30 @@ test('runner: a check that keeps failing is logged at warn once, then at debug, 
   broken = true;
   await once();
   assert.deepEqual(lines.filter((l) => l.event === 'check-failed').map((l) => l.level), [40, 20, 20, 40]);
+});
+
+test('runner: checks that answer at once (no promise) follow the same rules, mixed with asynchronous ones', async () => {
+  const order: string[] = [];
+  const out = await run([
+    place('a', () => (order.push('a'), score(1, 'R1'))),
+    place('b', async () => (order.push('b'), pass(['X-B: 1']))),
+    place('c', () => (order.push('c'), reject(no, 'c says no'))),
+    place('d', () => (order.push('d'), pass())),
+  ]);
+  assert.deepEqual(order, ['a', 'b', 'c']);
+  assert.equal(out.check, 'c');
+  assert.equal(out.score, 1);
+  assert.deepEqual(out.headers, ['X-B: 1']);
+  // A synchronous throw defers as an asynchronous one does; a warn-only one decides nothing.
+  const thrown = await run([
+    place('w', () => {
+      throw new Error('boom');
+    }, { mode: 'warn' }),
+    place('t', () => {
+      throw new Error('bang');
+    }),
+  ]);
+  assert.equal(thrown.verdict.kind, 'defer');
+  assert.equal(thrown.check, 't');
+  assert.match(thrown.verdict.kind === 'defer' ? thrown.verdict.reason : '', /check t failed: bang/);
 });

@@ -53,6 +53,27 @@ type Failure = 'size' | 'bare' | 'handler';
 
 const FAILURE_REPLY: Record<Failure, SmtpReply> = { size: R.messageTooBig, bare: R.bareLineEnding, handler: R.tempFailure };
 
+/**
+ * The greeting and the EHLO replies in wire form, built once per listener's options (shared by
+ * all its connections) rather than per connection. The EHLO reply depends on the options and on
+ * whether the session is under TLS, so there are two.
+ */
+interface ListenerWire {
+  readonly greeting: string;
+  readonly ehlo: { plain?: string; secure?: string };
+}
+const listenerWire = new WeakMap<ProtocolOptions, ListenerWire>();
+
+function wireFor(opts: ProtocolOptions): ListenerWire {
+  let w = listenerWire.get(opts);
+  if (!w) {
+    const banner = opts.banner ? ` ${opts.banner}` : '';
+    w = { greeting: formatReply(reply(220, undefined, `${opts.hostname} ESMTP${banner}`)), ehlo: {} };
+    listenerWire.set(opts, w);
+  }
+  return w;
+}
+
 function isSink(x: MessageSink | SmtpReply): x is MessageSink {
   return typeof (x as MessageSink).write === 'function';
 }
@@ -189,8 +210,7 @@ export class SmtpConnection {
       this.terminate(refusal, 'refused at connect');
       return false;
     }
-    const banner = this.opts.banner ? ` ${this.opts.banner}` : '';
-    this.send(reply(220, undefined, `${this.opts.hostname} ESMTP${banner}`));
+    this.sendWire(wireFor(this.opts).greeting);
     this.flush();
     return true;
   }
@@ -264,7 +284,12 @@ export class SmtpConnection {
   }
 
   private send(r: SmtpReply): void {
-    this.out += formatReply(r);
+    this.sendWire(formatReply(r));
+  }
+
+  /** Queues a reply already in wire form. */
+  private sendWire(wire: string): void {
+    this.out += wire;
     // A client pipelining thousands of commands without reading still gets its replies in
     // bounded batches; the main loop then waits for 'drain'.
     if (this.out.length > OUTPUT_BATCH_MAX) this.flush();
@@ -475,6 +500,13 @@ export class SmtpConnection {
     return this.opts.auth && (this.st.secure || this.opts.authWithoutTls);
   }
 
+  /** The EHLO reply in wire form, built at the first EHLO of the listener in this TLS state. */
+  private ehloWire(): string {
+    const cache = wireFor(this.opts).ehlo;
+    if (this.st.secure) return (cache.secure ??= formatReply(this.ehloReply()));
+    return (cache.plain ??= formatReply(this.ehloReply()));
+  }
+
   private ehloReply(): SmtpReply {
     const lines = [this.opts.hostname, 'PIPELINING', `SIZE ${this.opts.maxMessageSize}`, '8BITMIME'];
     if (this.opts.smtputf8) lines.push('SMTPUTF8');
@@ -510,7 +542,8 @@ export class SmtpConnection {
     await this.resetTransaction('new HELO/EHLO');
     this.st.helo = name;
     this.st.esmtp = verb === 'EHLO';
-    this.send(verb === 'EHLO' ? this.ehloReply() : reply(250, undefined, this.opts.hostname));
+    if (verb === 'EHLO') this.sendWire(this.ehloWire());
+    else this.send(reply(250, undefined, this.opts.hostname));
   }
 
   private async mail(arg: string): Promise<void> {
