@@ -89,8 +89,17 @@ export class DaneResolver {
     }
     // NOERROR and NXDOMAIN are answers; SERVFAIL (bogus, or no answer upstream) and the rest are not.
     if (answer.rcode !== 0 && answer.rcode !== 3) return { kind: 'failed', reason: `${what} lookup of ${name}: ${RCODE_NAMES[answer.rcode] ?? `RCODE ${answer.rcode}`} from ${this.server}` };
-    if (this.trusted && !answer.ad && !this.#warnedNotValidating && (answer.aa || answer.answers.some((r) => r.type === T_RRSIG))) this.#warnNotValidating(name, answer.aa);
+    if (!this.#warnedNotValidating) {
+      const unvalidated = this.#unvalidated(answer);
+      if (unvalidated) this.#warnNotValidating(name, unvalidated);
+    }
     return { kind: answer.ad && this.trusted ? 'secure' : 'insecure', answer };
+  }
+
+  /** Why this answer of a trusted server lacks AD although the zone may be signed; undefined: it has AD, or the server is not believed. */
+  #unvalidated(answer: WireAnswer): Unvalidated | undefined {
+    if (answer.ad || !this.trusted) return undefined;
+    return answer.aa ? 'authoritative' : answer.answers.some((r) => r.type === T_RRSIG) ? 'signatures-not-validated' : undefined;
   }
 
   #warnedNotValidating = false;
@@ -100,9 +109,9 @@ export class DaneResolver {
    * setting AD, is not validating: every domain then looks unsigned and DANE never applies, without
    * any failure to show for it. Said once per process, with the fix.
    */
-  #warnNotValidating(name: string, authoritative: boolean): void {
+  #warnNotValidating(name: string, unvalidated: Unvalidated): void {
     this.#warnedNotValidating = true;
-    const why = authoritative ? 'answered authoritatively (an authoritative server does not validate)' : 'returned DNSSEC signatures without the AD bit (it does not validate)';
+    const why = unvalidated === 'authoritative' ? 'answered authoritatively (an authoritative server does not validate)' : 'returned DNSSEC signatures without the AD bit (it does not validate)';
     this.#o.log.warn(
       { event: 'dane-resolver-not-validating', server: this.server, name, setting: 'dns.servers' },
       `DANE: the resolver ${this.server} (dns.servers) ${why} for ${name}, so every domain looks unsigned and DANE never applies; point dns.servers at a validating resolver (e.g. unbound on 127.0.0.1)`,
@@ -121,7 +130,7 @@ export class DaneResolver {
     const t = await this.#ask(owner, T_TLSA, 'TLSA');
     if (t.kind === 'failed') return t;
     const records = t.answer.answers.filter((r) => r.type === T_TLSA && r.data.length >= 3).map(tlsaText);
-    const unvalidated: Unvalidated | undefined = t.kind === 'secure' || !this.trusted ? undefined : t.answer.aa ? 'authoritative' : t.answer.answers.some((r) => r.type === T_RRSIG) ? 'signatures-not-validated' : undefined;
+    const unvalidated = this.#unvalidated(t.answer);
     return { kind: t.kind, records, ...(unvalidated ? { unvalidated } : {}) };
   }
 
